@@ -1,0 +1,866 @@
+//! Digest authentication (RFC 7616, RFC 2617, RFC 3261 §22): parsing and
+//! rendering of `WWW-Authenticate`/`Proxy-Authenticate` challenges and
+//! `Authorization`/`Proxy-Authorization` credentials, the client computation
+//! (qop=auth, qop=auth-int and the RFC 2069 no-qop form; MD5, MD5-sess,
+//! SHA-256, SHA-256-sess) and a stateless [`DigestServer`].
+//!
+//! Everything here works on header *values* (the text after the colon), so it
+//! does not depend on the message types. No clock and no randomness are read:
+//! the server takes `now` as a [`Duration`] since an epoch of the caller's
+//! choosing and the nonce randomness as a `u64`; the client takes the cnonce
+//! as a string.
+//!
+//! Server nonces are `hex(issued-at seconds) hex(random) hex(HMAC-SHA-256)`,
+//! so any nonce can be validated without a table; the small nonce-count table
+//! only serves replay detection and is bounded.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use md5::Md5;
+use sha2::{Digest as _, Sha256};
+
+/// Why a challenge or credentials value could not be parsed or answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The value does not use the `Digest` scheme.
+    #[error("authentication scheme is not Digest")]
+    NotDigest,
+    /// The parameter list does not follow `name=value *("," name=value)`.
+    #[error("malformed digest parameters at byte {at}: expected {expected}")]
+    Syntax {
+        /// Byte offset into the value where the fault was found.
+        at: usize,
+        /// What was expected there.
+        expected: &'static str,
+    },
+    /// A quoted-string has no closing quote.
+    #[error("unterminated quoted string")]
+    UnterminatedQuote,
+    /// A parameter the grammar requires is absent.
+    #[error("missing {0} parameter")]
+    MissingParameter(&'static str),
+    /// A parameter occurs more than once.
+    #[error("duplicate {0} parameter")]
+    DuplicateParameter(String),
+    /// The algorithm is not one of MD5, MD5-sess, SHA-256, SHA-256-sess.
+    #[error("unsupported digest algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
+    /// The qop value is neither `auth` nor `auth-int`.
+    #[error("unsupported qop {0:?}")]
+    UnsupportedQop(String),
+    /// The challenge offers qop values, none of which is supported.
+    #[error("challenge offers no supported qop")]
+    NoSupportedQop,
+    /// The nonce-count is not 1 to 8 hexadecimal digits.
+    #[error("malformed nonce-count {0:?}")]
+    BadNonceCount(String),
+    /// A `-sess` algorithm needs a cnonce, which RFC 2617 forbids without qop.
+    #[error("session algorithm without qop")]
+    SessionWithoutQop,
+}
+
+/// The digest hash algorithm (RFC 7616 §3.3, §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// MD5 (the default when a challenge names no algorithm).
+    #[default]
+    Md5,
+    /// MD5-sess.
+    Md5Sess,
+    /// SHA-256.
+    Sha256,
+    /// SHA-256-sess.
+    Sha256Sess,
+}
+
+impl Algorithm {
+    /// Parses an algorithm token, ignoring ASCII case.
+    pub fn from_token(token: &str) -> Result<Self, AuthError> {
+        const ALL: [Algorithm; 4] = [
+            Algorithm::Md5,
+            Algorithm::Md5Sess,
+            Algorithm::Sha256,
+            Algorithm::Sha256Sess,
+        ];
+        ALL.into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(token))
+            .ok_or_else(|| AuthError::UnsupportedAlgorithm(token.to_owned()))
+    }
+
+    /// The token as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Md5 => "MD5",
+            Self::Md5Sess => "MD5-sess",
+            Self::Sha256 => "SHA-256",
+            Self::Sha256Sess => "SHA-256-sess",
+        }
+    }
+
+    /// Whether A1 includes the nonce and cnonce (the `-sess` variants).
+    pub fn is_session(self) -> bool {
+        matches!(self, Self::Md5Sess | Self::Sha256Sess)
+    }
+
+    /// The same hash without the session variant (what a stored HA1 uses).
+    pub fn base(self) -> Self {
+        match self {
+            Self::Md5 | Self::Md5Sess => Self::Md5,
+            Self::Sha256 | Self::Sha256Sess => Self::Sha256,
+        }
+    }
+
+    /// Lower-case hex digest of `data`.
+    pub fn hash_hex(self, data: &[u8]) -> String {
+        match self.base() {
+            Self::Sha256 => hex(&Sha256::digest(data)),
+            _ => hex(&Md5::digest(data)),
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Quality of protection (RFC 7616 §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Qop {
+    /// Authentication only.
+    Auth,
+    /// Authentication with integrity protection of the body.
+    AuthInt,
+}
+
+impl Qop {
+    /// Parses a qop token, ignoring ASCII case.
+    pub fn from_token(token: &str) -> Result<Self, AuthError> {
+        if token.eq_ignore_ascii_case("auth") {
+            Ok(Self::Auth)
+        } else if token.eq_ignore_ascii_case("auth-int") {
+            Ok(Self::AuthInt)
+        } else {
+            Err(AuthError::UnsupportedQop(token.to_owned()))
+        }
+    }
+
+    /// The token as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::AuthInt => "auth-int",
+        }
+    }
+}
+
+impl fmt::Display for Qop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed `WWW-Authenticate` or `Proxy-Authenticate` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// Protection space, shown to users and part of A1.
+    pub realm: String,
+    /// Server nonce.
+    pub nonce: String,
+    /// Opaque data the client echoes unchanged.
+    pub opaque: Option<String>,
+    /// The previous nonce was stale: retry with this one without asking the user.
+    pub stale: bool,
+    /// Hash algorithm (MD5 when absent).
+    pub algorithm: Algorithm,
+    /// Offered qop values; empty means the RFC 2069 form. Unknown tokens are dropped.
+    pub qop: Vec<Qop>,
+    /// Whether the server offered qop tokens of which none is supported.
+    pub qop_unsupported: bool,
+}
+
+impl Challenge {
+    /// Parses a challenge value such as `Digest realm="x", nonce="y", qop="auth"`.
+    pub fn parse(value: &str) -> Result<Self, AuthError> {
+        let params = Params::parse(value)?;
+        let algorithm = match params.get("algorithm") {
+            Some(a) => Algorithm::from_token(a)?,
+            None => Algorithm::Md5,
+        };
+        let mut qop = Vec::new();
+        let mut offered = false;
+        if let Some(list) = params.get("qop") {
+            for token in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                offered = true;
+                if let Ok(q) = Qop::from_token(token) {
+                    if !qop.contains(&q) {
+                        qop.push(q);
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            realm: params.require("realm")?.to_owned(),
+            nonce: params.require("nonce")?.to_owned(),
+            opaque: params.get("opaque").map(str::to_owned),
+            stale: params.get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
+            algorithm,
+            qop_unsupported: offered && qop.is_empty(),
+            qop,
+        })
+    }
+}
+
+impl fmt::Display for Challenge {
+    /// Renders the header value (without the header name).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest realm=")?;
+        write_quoted(f, &self.realm)?;
+        f.write_str(", nonce=")?;
+        write_quoted(f, &self.nonce)?;
+        if let Some(opaque) = &self.opaque {
+            f.write_str(", opaque=")?;
+            write_quoted(f, opaque)?;
+        }
+        if self.stale {
+            f.write_str(", stale=true")?;
+        }
+        write!(f, ", algorithm={}", self.algorithm)?;
+        if !self.qop.is_empty() {
+            let list: Vec<&str> = self.qop.iter().map(|q| q.as_str()).collect();
+            write!(f, ", qop=\"{}\"", list.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// A parsed `Authorization` or `Proxy-Authorization` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Realm of the challenge being answered.
+    pub realm: String,
+    /// Nonce of the challenge being answered.
+    pub nonce: String,
+    /// The digest-uri: the Request-URI in SIP (RFC 3261 §22.4).
+    pub uri: String,
+    /// Request digest, lower-case hex.
+    pub response: String,
+    /// Hash algorithm (MD5 when absent).
+    pub algorithm: Algorithm,
+    /// Client nonce; present exactly when `qop` is.
+    pub cnonce: Option<String>,
+    /// Nonce-count; present exactly when `qop` is.
+    pub nc: Option<u32>,
+    /// Chosen qop; `None` for the RFC 2069 form.
+    pub qop: Option<Qop>,
+    /// Echoed opaque value.
+    pub opaque: Option<String>,
+}
+
+impl Credentials {
+    /// Parses a credentials value such as `Digest username="u", realm="r", ...`.
+    pub fn parse(value: &str) -> Result<Self, AuthError> {
+        let params = Params::parse(value)?;
+        let algorithm = match params.get("algorithm") {
+            Some(a) => Algorithm::from_token(a)?,
+            None => Algorithm::Md5,
+        };
+        let qop = params.get("qop").map(Qop::from_token).transpose()?;
+        let nc = params.get("nc").map(parse_nc).transpose()?;
+        let cnonce = params.get("cnonce").map(str::to_owned);
+        if qop.is_some() {
+            if cnonce.is_none() {
+                return Err(AuthError::MissingParameter("cnonce"));
+            }
+            if nc.is_none() {
+                return Err(AuthError::MissingParameter("nc"));
+            }
+        }
+        Ok(Self {
+            username: params.require("username")?.to_owned(),
+            realm: params.require("realm")?.to_owned(),
+            nonce: params.require("nonce")?.to_owned(),
+            uri: params.require("uri")?.to_owned(),
+            response: params.require("response")?.to_owned(),
+            algorithm,
+            cnonce,
+            nc,
+            qop,
+            opaque: params.get("opaque").map(str::to_owned),
+        })
+    }
+}
+
+impl fmt::Display for Credentials {
+    /// Renders the header value (without the header name).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Digest username=")?;
+        write_quoted(f, &self.username)?;
+        f.write_str(", realm=")?;
+        write_quoted(f, &self.realm)?;
+        f.write_str(", nonce=")?;
+        write_quoted(f, &self.nonce)?;
+        f.write_str(", uri=")?;
+        write_quoted(f, &self.uri)?;
+        write!(f, ", response=\"{}\", algorithm={}", self.response, self.algorithm)?;
+        if let Some(cnonce) = &self.cnonce {
+            f.write_str(", cnonce=")?;
+            write_quoted(f, cnonce)?;
+        }
+        if let Some(opaque) = &self.opaque {
+            f.write_str(", opaque=")?;
+            write_quoted(f, opaque)?;
+        }
+        if let Some(qop) = self.qop {
+            write!(f, ", qop={qop}")?;
+        }
+        if let Some(nc) = self.nc {
+            write!(f, ", nc={nc:08x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The parts of a request that enter the digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestRequest<'a> {
+    /// The request method as in the Request-Line (`REGISTER`, `INVITE`, ...).
+    pub method: &'a str,
+    /// The Request-URI, as it appears in the request line.
+    pub uri: &'a str,
+    /// The message body, hashed only for qop=auth-int.
+    pub body: &'a [u8],
+}
+
+/// Computes the request digest of RFC 7616 §3.4.1 from an HA1 of the base
+/// algorithm (`H(username:realm:password)`).
+///
+/// `qop` = `None` is the RFC 2069 form `H(HA1:nonce:HA2)`; `cnonce` and `nc`
+/// are then ignored unless the algorithm is a session variant.
+pub fn request_digest(
+    algorithm: Algorithm,
+    ha1: &str,
+    nonce: &str,
+    cnonce: &str,
+    nc: u32,
+    qop: Option<Qop>,
+    request: &DigestRequest<'_>,
+) -> String {
+    let ha1 = if algorithm.is_session() {
+        algorithm.hash_hex(format!("{ha1}:{nonce}:{cnonce}").as_bytes())
+    } else {
+        ha1.to_owned()
+    };
+    let a2 = match qop {
+        Some(Qop::AuthInt) => {
+            format!("{}:{}:{}", request.method, request.uri, algorithm.hash_hex(request.body))
+        }
+        _ => format!("{}:{}", request.method, request.uri),
+    };
+    let ha2 = algorithm.hash_hex(a2.as_bytes());
+    let kd = match qop {
+        Some(q) => format!("{ha1}:{nonce}:{nc:08x}:{cnonce}:{q}:{ha2}"),
+        None => format!("{ha1}:{nonce}:{ha2}"),
+    };
+    algorithm.hash_hex(kd.as_bytes())
+}
+
+/// `H(username:realm:password)` for the base hash of `algorithm`, the value a
+/// server may store instead of the password.
+pub fn ha1(algorithm: Algorithm, username: &str, realm: &str, password: &str) -> String {
+    algorithm.hash_hex(format!("{username}:{realm}:{password}").as_bytes())
+}
+
+/// Answers `challenge` with an explicit nonce-count (pure; see [`DigestClient`]
+/// for the counting). Chooses qop=auth when offered, else auth-int, else the
+/// RFC 2069 form.
+pub fn respond(
+    challenge: &Challenge,
+    request: &DigestRequest<'_>,
+    username: &str,
+    password: &str,
+    cnonce: &str,
+    nc: u32,
+) -> Result<Credentials, AuthError> {
+    if challenge.qop_unsupported {
+        return Err(AuthError::NoSupportedQop);
+    }
+    let qop = if challenge.qop.contains(&Qop::Auth) {
+        Some(Qop::Auth)
+    } else {
+        challenge.qop.first().copied()
+    };
+    if qop.is_none() && challenge.algorithm.is_session() {
+        return Err(AuthError::SessionWithoutQop);
+    }
+    let secret = ha1(challenge.algorithm, username, &challenge.realm, password);
+    let response =
+        request_digest(challenge.algorithm, &secret, &challenge.nonce, cnonce, nc, qop, request);
+    Ok(Credentials {
+        username: username.to_owned(),
+        realm: challenge.realm.clone(),
+        nonce: challenge.nonce.clone(),
+        uri: request.uri.to_owned(),
+        response,
+        algorithm: challenge.algorithm,
+        cnonce: qop.map(|_| cnonce.to_owned()),
+        nc: qop.map(|_| nc),
+        qop,
+        opaque: challenge.opaque.clone(),
+    })
+}
+
+/// Client-side nonce-count state, one entry per realm (RFC 7616 §3.4: the
+/// count restarts at 1 for each new nonce). Owned by the caller, e.g. one per
+/// registration or per trunk.
+#[derive(Debug, Clone, Default)]
+pub struct DigestClient {
+    counts: HashMap<String, (String, u32)>,
+}
+
+impl DigestClient {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Answers `challenge`, counting this use of its nonce.
+    pub fn authorize(
+        &mut self,
+        challenge: &Challenge,
+        request: &DigestRequest<'_>,
+        username: &str,
+        password: &str,
+        cnonce: &str,
+    ) -> Result<Credentials, AuthError> {
+        let nc = self.next_nc(&challenge.realm, &challenge.nonce);
+        respond(challenge, request, username, password, cnonce, nc)
+    }
+
+    /// The nonce-count to send next for `nonce` in `realm`, and records it.
+    pub fn next_nc(&mut self, realm: &str, nonce: &str) -> u32 {
+        let entry = self
+            .counts
+            .entry(realm.to_owned())
+            .or_insert_with(|| (nonce.to_owned(), 0));
+        if entry.0 != nonce {
+            *entry = (nonce.to_owned(), 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1
+    }
+
+    /// Forgets the nonce of `realm` (after a final 401/403, say).
+    pub fn forget(&mut self, realm: &str) {
+        self.counts.remove(realm);
+    }
+}
+
+/// Settings of a [`DigestServer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestServerConfig {
+    /// Realm of every challenge; credentials for another realm are rejected.
+    pub realm: String,
+    /// Algorithms offered, one challenge each, in preference order; must not be empty.
+    pub algorithms: Vec<Algorithm>,
+    /// qop values offered; empty means the RFC 2069 form (not recommended).
+    pub qop: Vec<Qop>,
+    /// How long a nonce stays fresh; older nonces with a correct response get `stale=true`.
+    pub nonce_lifetime: Duration,
+    /// Most nonces whose nonce-count is tracked for replay detection.
+    pub max_tracked_nonces: usize,
+}
+
+impl DigestServerConfig {
+    /// SHA-256 then MD5 challenges, qop=auth, five-minute nonces, 4096 tracked nonces.
+    pub fn new(realm: impl Into<String>) -> Self {
+        Self {
+            realm: realm.into(),
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            qop: vec![Qop::Auth],
+            nonce_lifetime: Duration::from_secs(300),
+            max_tracked_nonces: 4096,
+        }
+    }
+}
+
+/// What the password lookup of [`DigestServer::verify`] returns for a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// The clear-text password.
+    Password(String),
+    /// `H(username:realm:password)` with the base hash of the algorithm asked for.
+    Ha1(String),
+}
+
+/// Outcome of checking credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Outcome {
+    /// The credentials are valid; the authenticated user name.
+    Ok(String),
+    /// The response is right but the nonce has expired: challenge again with `stale=true`.
+    Stale,
+    /// The credentials are not acceptable: challenge again (or answer 403).
+    Invalid(Rejection),
+}
+
+/// Why credentials were rejected (for logs; do not tell the client which).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The value does not parse.
+    #[error("malformed credentials: {0}")]
+    Malformed(AuthError),
+    /// The realm is not this server's.
+    #[error("wrong realm")]
+    WrongRealm,
+    /// The algorithm is not one this server offers.
+    #[error("algorithm not offered")]
+    AlgorithmNotOffered,
+    /// The qop (or its absence) is not one this server offers.
+    #[error("qop not offered")]
+    QopNotOffered,
+    /// The digest-uri differs from the Request-URI (RFC 3261 §22.4).
+    #[error("digest uri does not match the Request-URI")]
+    UriMismatch,
+    /// The nonce was not issued by this server (or was altered).
+    #[error("nonce not issued here")]
+    UnknownNonce,
+    /// The opaque value differs from the one in the challenge.
+    #[error("opaque mismatch")]
+    OpaqueMismatch,
+    /// The lookup knows no such user.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The response digest is wrong (wrong password, or altered request).
+    #[error("wrong response digest")]
+    BadResponse,
+    /// The nonce-count was already used with this nonce.
+    #[error("replayed nonce-count")]
+    ReplayedNonceCount,
+}
+
+/// Stateless digest server (RFC 7616 §3.3, §5.4): nonces carry their issue
+/// time and an HMAC under the server key; a bounded table of the highest
+/// nonce-count seen per nonce rejects replays while the entry is kept.
+#[derive(Debug, Clone)]
+pub struct DigestServer {
+    config: DigestServerConfig,
+    key: [u8; 32],
+    seen: HashMap<String, (u64, u32)>,
+}
+
+const NONCE_LEN: usize = 16 + 16 + 32;
+
+impl DigestServer {
+    /// A server with `key` as HMAC secret (random, from the caller, kept across
+    /// restarts if nonces should survive them).
+    pub fn new(config: DigestServerConfig, key: [u8; 32]) -> Self {
+        Self { config, key, seen: HashMap::new() }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DigestServerConfig {
+        &self.config
+    }
+
+    /// A fresh nonce issued at `now`, with `random` as its unpredictable part.
+    pub fn nonce(&self, now: Duration, random: u64) -> String {
+        let issued = now.as_secs();
+        let mut nonce = format!("{issued:016x}{random:016x}");
+        nonce.push_str(&hex(&self.mac(issued, random)[..16]));
+        nonce
+    }
+
+    /// One challenge per configured algorithm, all sharing one fresh nonce.
+    /// Send each as its own `WWW-Authenticate` (401) or `Proxy-Authenticate` (407).
+    pub fn challenges(&self, now: Duration, random: u64, stale: bool) -> Vec<Challenge> {
+        let nonce = self.nonce(now, random);
+        self.config
+            .algorithms
+            .iter()
+            .map(|&algorithm| Challenge {
+                realm: self.config.realm.clone(),
+                nonce: nonce.clone(),
+                opaque: None,
+                stale,
+                algorithm,
+                qop: self.config.qop.clone(),
+                qop_unsupported: false,
+            })
+            .collect()
+    }
+
+    /// Checks an `Authorization`/`Proxy-Authorization` value against `request`.
+    /// `lookup(username, base_algorithm)` returns the user's secret.
+    pub fn verify(
+        &mut self,
+        now: Duration,
+        request: &DigestRequest<'_>,
+        authorization: &str,
+        lookup: impl FnOnce(&str, Algorithm) -> Option<Secret>,
+    ) -> Outcome {
+        match Credentials::parse(authorization) {
+            Ok(credentials) => self.verify_credentials(now, request, &credentials, lookup),
+            Err(e) => Outcome::Invalid(Rejection::Malformed(e)),
+        }
+    }
+
+    /// As [`DigestServer::verify`], for credentials already parsed.
+    pub fn verify_credentials(
+        &mut self,
+        now: Duration,
+        request: &DigestRequest<'_>,
+        credentials: &Credentials,
+        lookup: impl FnOnce(&str, Algorithm) -> Option<Secret>,
+    ) -> Outcome {
+        let c = credentials;
+        if c.realm != self.config.realm {
+            return Outcome::Invalid(Rejection::WrongRealm);
+        }
+        if !self.config.algorithms.contains(&c.algorithm) {
+            return Outcome::Invalid(Rejection::AlgorithmNotOffered);
+        }
+        let qop_ok = match c.qop {
+            Some(q) => self.config.qop.contains(&q),
+            None => self.config.qop.is_empty(),
+        };
+        if !qop_ok {
+            return Outcome::Invalid(Rejection::QopNotOffered);
+        }
+        if c.uri != request.uri {
+            return Outcome::Invalid(Rejection::UriMismatch);
+        }
+        let Some(issued) = self.check_nonce(&c.nonce) else {
+            return Outcome::Invalid(Rejection::UnknownNonce);
+        };
+        if c.opaque.as_deref().is_some_and(|o| !o.is_empty()) {
+            // This server never issues opaque, so any echoed value is foreign.
+            return Outcome::Invalid(Rejection::OpaqueMismatch);
+        }
+        let secret = match lookup(&c.username, c.algorithm.base()) {
+            Some(Secret::Password(p)) => ha1(c.algorithm, &c.username, &c.realm, &p),
+            Some(Secret::Ha1(h)) => h.to_ascii_lowercase(),
+            None => return Outcome::Invalid(Rejection::UnknownUser),
+        };
+        let cnonce = c.cnonce.as_deref().unwrap_or("");
+        let nc = c.nc.unwrap_or(0);
+        if c.qop.is_none() && c.algorithm.is_session() && c.cnonce.is_none() {
+            return Outcome::Invalid(Rejection::Malformed(AuthError::SessionWithoutQop));
+        }
+        let expected = request_digest(c.algorithm, &secret, &c.nonce, cnonce, nc, c.qop, request);
+        if !ct_eq(expected.as_bytes(), c.response.to_ascii_lowercase().as_bytes()) {
+            return Outcome::Invalid(Rejection::BadResponse);
+        }
+        let lifetime = self.config.nonce_lifetime.as_secs();
+        if now.as_secs().saturating_sub(issued) > lifetime {
+            self.seen.remove(&c.nonce);
+            return Outcome::Stale;
+        }
+        if c.qop.is_some() && !self.record_nc(now.as_secs(), &c.nonce, issued, nc) {
+            return Outcome::Invalid(Rejection::ReplayedNonceCount);
+        }
+        Outcome::Ok(c.username.clone())
+    }
+
+    /// Issue time of a nonce minted with this key, or `None`.
+    fn check_nonce(&self, nonce: &str) -> Option<u64> {
+        if nonce.len() != NONCE_LEN || !nonce.is_ascii() {
+            return None;
+        }
+        let issued = u64::from_str_radix(&nonce[..16], 16).ok()?;
+        let random = u64::from_str_radix(&nonce[16..32], 16).ok()?;
+        let mac = hex(&self.mac(issued, random)[..16]);
+        ct_eq(mac.as_bytes(), nonce[32..].as_bytes()).then_some(issued)
+    }
+
+    /// Records `nc` for `nonce`; false if it is not above the highest seen.
+    fn record_nc(&mut self, now: u64, nonce: &str, issued: u64, nc: u32) -> bool {
+        if let Some((_, last)) = self.seen.get_mut(nonce) {
+            if nc <= *last {
+                return false;
+            }
+            *last = nc;
+            return true;
+        }
+        if self.seen.len() >= self.config.max_tracked_nonces {
+            let lifetime = self.config.nonce_lifetime.as_secs();
+            self.seen.retain(|_, (issued, _)| now.saturating_sub(*issued) <= lifetime);
+        }
+        if self.seen.len() >= self.config.max_tracked_nonces {
+            let oldest = self
+                .seen
+                .iter()
+                .min_by_key(|(_, (issued, _))| *issued)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.seen.remove(&oldest);
+            }
+        }
+        if self.config.max_tracked_nonces > 0 {
+            self.seen.insert(nonce.to_owned(), (issued, nc));
+        }
+        true
+    }
+
+    fn mac(&self, issued: u64, random: u64) -> [u8; 32] {
+        let mut msg = Vec::with_capacity(16 + self.config.realm.len());
+        msg.extend_from_slice(&issued.to_be_bytes());
+        msg.extend_from_slice(&random.to_be_bytes());
+        msg.extend_from_slice(self.config.realm.as_bytes());
+        hmac_sha256(&self.key, &msg)
+    }
+}
+
+/// HMAC-SHA-256 (RFC 2104) for a key no longer than the 64-byte block.
+fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+    let mut ipad = [0x36u8; 64];
+    let mut opad = [0x5cu8; 64];
+    for (i, k) in key.iter().enumerate() {
+        ipad[i] ^= k;
+        opad[i] ^= k;
+    }
+    let inner = Sha256::new().chain_update(ipad).chain_update(msg).finalize();
+    Sha256::new().chain_update(opad).chain_update(inner).finalize().into()
+}
+
+/// Constant-time equality for equal-length inputs.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+fn parse_nc(value: &str) -> Result<u32, AuthError> {
+    let ok = (1..=8).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then(|| u32::from_str_radix(value, 16).ok())
+        .flatten()
+        .ok_or_else(|| AuthError::BadNonceCount(value.to_owned()))
+}
+
+fn write_quoted(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
+    f.write_str("\"")?;
+    for ch in value.chars() {
+        if ch == '"' || ch == '\\' {
+            f.write_str("\\")?;
+        }
+        write!(f, "{ch}")?;
+    }
+    f.write_str("\"")
+}
+
+/// The auth-params of a Digest value, names lower-cased, values unquoted.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(value: &str) -> Result<Self, AuthError> {
+        let bytes = value.as_bytes();
+        let lws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+        let mut i = 0;
+        while i < bytes.len() && lws(bytes[i]) {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && !lws(bytes[i]) {
+            i += 1;
+        }
+        if !value[start..i].eq_ignore_ascii_case("digest") {
+            return Err(AuthError::NotDigest);
+        }
+        let mut params: Vec<(String, String)> = Vec::new();
+        loop {
+            while i < bytes.len() && (lws(bytes[i]) || bytes[i] == b',') {
+                i += 1;
+            }
+            if i >= bytes.len() {
+                break;
+            }
+            let name_start = i;
+            while i < bytes.len() && !lws(bytes[i]) && !matches!(bytes[i], b'=' | b',' | b'"') {
+                i += 1;
+            }
+            if i == name_start {
+                return Err(AuthError::Syntax { at: i, expected: "parameter name" });
+            }
+            let name = value[name_start..i].to_ascii_lowercase();
+            while i < bytes.len() && lws(bytes[i]) {
+                i += 1;
+            }
+            if bytes.get(i) != Some(&b'=') {
+                return Err(AuthError::Syntax { at: i, expected: "'='" });
+            }
+            i += 1;
+            while i < bytes.len() && lws(bytes[i]) {
+                i += 1;
+            }
+            let val = if bytes.get(i) == Some(&b'"') {
+                i += 1;
+                let mut out = Vec::new();
+                loop {
+                    match bytes.get(i) {
+                        None => return Err(AuthError::UnterminatedQuote),
+                        Some(b'"') => break,
+                        Some(b'\\') => {
+                            let Some(&next) = bytes.get(i + 1) else {
+                                return Err(AuthError::UnterminatedQuote);
+                            };
+                            out.push(next);
+                            i += 2;
+                        }
+                        Some(&b) => {
+                            out.push(b);
+                            i += 1;
+                        }
+                    }
+                }
+                i += 1;
+                String::from_utf8_lossy(&out).into_owned()
+            } else {
+                let v_start = i;
+                while i < bytes.len() && !lws(bytes[i]) && !matches!(bytes[i], b',' | b'"') {
+                    i += 1;
+                }
+                if i == v_start {
+                    return Err(AuthError::Syntax { at: i, expected: "parameter value" });
+                }
+                value[v_start..i].to_owned()
+            };
+            while i < bytes.len() && lws(bytes[i]) {
+                i += 1;
+            }
+            if i < bytes.len() && bytes[i] != b',' {
+                return Err(AuthError::Syntax { at: i, expected: "','" });
+            }
+            if params.iter().any(|(n, _)| *n == name) {
+                return Err(AuthError::DuplicateParameter(name));
+            }
+            params.push((name, val));
+        }
+        Ok(Self(params))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn require(&self, name: &'static str) -> Result<&str, AuthError> {
+        self.get(name).ok_or(AuthError::MissingParameter(name))
+    }
+}

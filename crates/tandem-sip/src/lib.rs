@@ -1,0 +1,13 @@
+//! Tandem's SIP core: messages on rsip with normalisation (RFC 3261 §7, §20),
+//! sans-IO transactions (§17 with RFC 6026), dialogs (§12) and digest
+//! authentication (RFC 7616/2617). No I/O and no clock: time enters as
+//! `Instant` arguments, randomness through [`builder::IdGen`].
+
+pub mod auth;
+pub mod builder;
+pub mod framing;
+pub mod header;
+pub mod message;
+pub mod transaction;
+
+pub use message::{ParseError, parse, to_bytes};

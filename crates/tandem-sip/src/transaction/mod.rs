@@ -1,0 +1,992 @@
+//! The sans-IO transaction layer (RFC 3261 §17, with the Accepted state of
+//! RFC 6026, CANCEL per §9, merged-request detection per §8.2.2.2 and the
+//! response routing of §18.2.2 with RFC 3581 rport).
+//!
+//! Feed it messages with [`TransactionLayer::handle_message`], requests and
+//! responses from the transaction user with [`TransactionLayer::send_request`]
+//! and [`TransactionLayer::respond`], and the clock with
+//! [`TransactionLayer::handle_timeout`]. After each call drain, in this order,
+//! [`TransactionLayer::poll_transmit`] (bytes to send),
+//! [`TransactionLayer::poll_event`] (what the transaction user must know) and
+//! [`TransactionLayer::poll_timeout`] (when to call `handle_timeout` next).
+//! It never reads the clock: `now` is always an argument.
+
+mod timers;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rsip::message::HasHeaders;
+
+pub use timers::{TimerConfig, TimerKind};
+
+use crate::builder::{IdGen, response_to};
+use crate::header::ViaRef;
+use crate::message::{Header, HeadersExt, Method, Request, Response, SipMessage, to_bytes};
+
+/// Transport protocols Tandem speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Unreliable datagrams: retransmission timers run.
+    Udp,
+    /// Reliable stream: no retransmissions below the transaction user.
+    Tcp,
+}
+
+impl Transport {
+    /// Whether the transport is reliable (§17: timers A, E, G are not used).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// The token used in Via (`UDP`, `TCP`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// The other end of a hop: transport and socket address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// Transport protocol.
+    pub transport: Transport,
+    /// Remote socket address.
+    pub addr: SocketAddr,
+}
+
+/// Bytes the transport must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub peer: Peer,
+    /// The serialized message.
+    pub data: Bytes,
+}
+
+/// Handle of one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId(u64);
+
+/// What the transaction user is told.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TuEvent {
+    /// A new request created a server transaction; answer it with [`TransactionLayer::respond`].
+    Request {
+        /// The server transaction.
+        tx: TxId,
+        /// The request, with `received`/`rport` stamped into its top Via.
+        request: Request,
+        /// Where it came from.
+        source: Peer,
+    },
+    /// An ACK outside any INVITE server transaction's non-2xx exchange: the ACK for a 2xx.
+    Ack {
+        /// The accepted INVITE server transaction it acknowledges, if still known.
+        tx: Option<TxId>,
+        /// The ACK.
+        request: Request,
+        /// Where it came from.
+        source: Peer,
+    },
+    /// A CANCEL matched this INVITE server transaction: 200 went to the CANCEL and 487 to the INVITE.
+    Cancelled {
+        /// The cancelled INVITE server transaction.
+        tx: TxId,
+    },
+    /// A response for a client transaction (every 2xx of an INVITE, including retransmissions and forks).
+    Response {
+        /// The client transaction.
+        tx: TxId,
+        /// The response.
+        response: Response,
+    },
+    /// A 2xx for an INVITE whose client transaction is gone: ACK it and BYE it (§13.2.2.4).
+    Stray2xx {
+        /// The response.
+        response: Response,
+        /// Where it came from.
+        source: Peer,
+    },
+    /// A client transaction got no final response in time (Timer B or F, or §9.1's 64*T1 after CANCEL).
+    Timeout {
+        /// The client transaction.
+        tx: TxId,
+    },
+    /// An INVITE server transaction's final response was never acknowledged (Timer H or L).
+    AckTimeout {
+        /// The server transaction.
+        tx: TxId,
+        /// Whether that final response was a 2xx (the dialog must then be ended with BYE).
+        was_2xx: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ClientInvite,
+    ClientNonInvite,
+    ServerInvite,
+    ServerNonInvite,
+}
+
+/// Transaction states named as in RFC 3261 §17 and RFC 6026.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Client INVITE, request sent, nothing heard.
+    Calling,
+    /// Non-INVITE, request sent or received, nothing answered.
+    Trying,
+    /// A provisional response was sent or received.
+    Proceeding,
+    /// A non-2xx final response was sent or received.
+    Completed,
+    /// A 2xx final response to INVITE was sent or received (RFC 6026).
+    Accepted,
+    /// Server INVITE: the ACK for the non-2xx final arrived.
+    Confirmed,
+    /// Gone.
+    Terminated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CancelState {
+    None,
+    /// The TU cancelled before any provisional response: send on the first 1xx.
+    Pending,
+    Sent,
+}
+
+/// rsip's `Method` is not `Hash`; its discriminant is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct M(Method);
+
+impl std::hash::Hash for M {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(&self.0).hash(state);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    branch: String,
+    method: M,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ServerKey {
+    branch: String,
+    sent_by: String,
+    method: M,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MergeKey {
+    call_id: String,
+    from_tag: String,
+    cseq: u32,
+    method: M,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct AckKey {
+    call_id: String,
+    cseq: u32,
+}
+
+#[derive(Debug)]
+struct Tx {
+    kind: Kind,
+    state: State,
+    peer: Peer,
+    /// Client: the request sent. Server: the request received.
+    request: Request,
+    /// The last message sent by this transaction (retransmitted by timers A/E/G).
+    last: Option<Bytes>,
+    /// Last final status code (server) or response status (client).
+    status: u16,
+    /// Current retransmit interval.
+    interval: Duration,
+    timers: [Option<(TimerKind, Instant)>; 3],
+    cancel: CancelState,
+    /// Server INVITE: the To tag used in responses.
+    to_tag: Option<String>,
+    client_key: Option<ClientKey>,
+    server_key: Option<ServerKey>,
+    merge_key: Option<MergeKey>,
+    ack_key: Option<AckKey>,
+    acked: bool,
+}
+
+impl Tx {
+    fn set_timer(&mut self, kind: TimerKind, at: Instant, heap: &mut BinaryHeap<Reverse<(Instant, u64, TimerKind)>>, id: u64) {
+        if let Some(slot) = self.timers.iter_mut().find(|t| t.is_some_and(|(k, _)| k == kind)) {
+            *slot = Some((kind, at));
+        } else if let Some(slot) = self.timers.iter_mut().find(|t| t.is_none()) {
+            *slot = Some((kind, at));
+        } else {
+            debug_assert!(false, "more than three timers on one transaction");
+            return;
+        }
+        heap.push(Reverse((at, id, kind)));
+    }
+
+    fn clear_timer(&mut self, kind: TimerKind) {
+        for t in &mut self.timers {
+            if t.is_some_and(|(k, _)| k == kind) {
+                *t = None;
+            }
+        }
+    }
+
+    fn clear_timers(&mut self) {
+        self.timers = [None; 3];
+    }
+
+    fn has_timer(&self, kind: TimerKind, at: Instant) -> bool {
+        self.timers.contains(&Some((kind, at)))
+    }
+}
+
+/// Counters for observability and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Retransmissions sent by timers A, E and G.
+    pub retransmissions: u64,
+    /// Retransmitted requests or responses absorbed.
+    pub absorbed: u64,
+    /// Messages that matched nothing and were dropped.
+    pub dropped: u64,
+}
+
+/// All transactions of one endpoint shard.
+#[derive(Debug)]
+pub struct TransactionLayer {
+    cfg: TimerConfig,
+    ids: IdGen,
+    next_id: u64,
+    txs: HashMap<u64, Tx>,
+    clients: HashMap<ClientKey, u64>,
+    servers: HashMap<ServerKey, u64>,
+    merges: HashMap<MergeKey, u64>,
+    acks: HashMap<AckKey, u64>,
+    heap: BinaryHeap<Reverse<(Instant, u64, TimerKind)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<TuEvent>,
+    stats: Stats,
+}
+
+impl TransactionLayer {
+    /// A layer with the given timers and identifier source.
+    pub fn new(cfg: TimerConfig, ids: IdGen) -> Self {
+        Self {
+            cfg,
+            ids,
+            next_id: 1,
+            txs: HashMap::new(),
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            merges: HashMap::new(),
+            acks: HashMap::new(),
+            heap: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The identifier source (tags and branches for the transaction user).
+    pub fn ids(&mut self) -> &mut IdGen {
+        &mut self.ids
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Number of live transactions.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Whether no transaction is live.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    /// The state of a transaction, `None` once it is gone.
+    pub fn state(&self, tx: TxId) -> Option<State> {
+        self.txs.get(&tx.0).map(|t| t.state)
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the transaction user.
+    pub fn poll_event(&mut self) -> Option<TuEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] must next be called.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Drop entries of timers that were cleared or moved, so the deadline is exact.
+        while let Some(Reverse((at, id, kind))) = self.heap.peek().copied() {
+            if self.txs.get(&id).is_some_and(|t| t.has_timer(kind, at)) {
+                return Some(at);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    fn alloc(&mut self, tx: Tx) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.txs.insert(id, tx);
+        id
+    }
+
+    fn send(&mut self, peer: Peer, data: Bytes) {
+        self.transmits.push_back(Transmit { peer, data });
+    }
+
+    fn terminate(&mut self, id: u64) {
+        if let Some(tx) = self.txs.remove(&id) {
+            if let Some(k) = tx.client_key {
+                self.clients.remove(&k);
+            }
+            if let Some(k) = tx.server_key {
+                self.servers.remove(&k);
+            }
+            if let Some(k) = tx.merge_key {
+                if self.merges.get(&k) == Some(&id) {
+                    self.merges.remove(&k);
+                }
+            }
+            if let Some(k) = tx.ack_key {
+                if self.acks.get(&k) == Some(&id) {
+                    self.acks.remove(&k);
+                }
+            }
+        }
+    }
+
+    // ----- client side -----
+
+    /// Sends a request in a new client transaction (never ACK: see [`Self::send_stateless`]).
+    ///
+    /// The request's top Via must carry a unique RFC 3261 branch.
+    pub fn send_request(&mut self, now: Instant, request: Request, peer: Peer) -> TxId {
+        let branch = request
+            .headers
+            .top_via()
+            .and_then(Result::ok)
+            .and_then(|v| v.branch.map(str::to_owned))
+            .unwrap_or_default();
+        let invite = request.method == Method::Invite;
+        let data = to_bytes(&SipMessage::Request(request.clone()));
+        let key = ClientKey {
+            branch,
+            method: M(request.method),
+        };
+        let mut tx = Tx {
+            kind: if invite { Kind::ClientInvite } else { Kind::ClientNonInvite },
+            state: if invite { State::Calling } else { State::Trying },
+            peer,
+            request,
+            last: Some(data.clone()),
+            status: 0,
+            interval: self.cfg.t1,
+            timers: [None; 3],
+            cancel: CancelState::None,
+            to_tag: None,
+            client_key: Some(key.clone()),
+            server_key: None,
+            merge_key: None,
+            ack_key: None,
+            acked: false,
+        };
+        let id = self.next_id;
+        let reliable = peer.transport.is_reliable();
+        if invite {
+            if !reliable {
+                tx.set_timer(TimerKind::A, now + self.cfg.t1, &mut self.heap, id);
+            }
+            tx.set_timer(TimerKind::B, now + self.cfg.t1x64(), &mut self.heap, id);
+        } else {
+            if !reliable {
+                tx.set_timer(TimerKind::E, now + self.cfg.t1, &mut self.heap, id);
+            }
+            tx.set_timer(TimerKind::F, now + self.cfg.t1x64(), &mut self.heap, id);
+        }
+        let id = self.alloc(tx);
+        self.clients.insert(key, id);
+        self.send(peer, data);
+        TxId(id)
+    }
+
+    /// Sends a message outside any transaction (the ACK for a 2xx, §13.2.2.4).
+    pub fn send_stateless(&mut self, msg: SipMessage, peer: Peer) {
+        self.send(peer, to_bytes(&msg));
+    }
+
+    /// Cancels a client INVITE transaction (§9.1): the CANCEL goes out now if a
+    /// provisional response has arrived, or as soon as one does. Returns false
+    /// when there is nothing left to cancel (a final response came first).
+    pub fn cancel(&mut self, now: Instant, tx: TxId) -> bool {
+        let Some(t) = self.txs.get_mut(&tx.0) else {
+            return false;
+        };
+        if t.kind != Kind::ClientInvite || t.cancel != CancelState::None {
+            return t.cancel != CancelState::None;
+        }
+        match t.state {
+            State::Calling => {
+                t.cancel = CancelState::Pending;
+                true
+            }
+            State::Proceeding => {
+                self.send_cancel(now, tx.0);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn send_cancel(&mut self, now: Instant, id: u64) {
+        let Some(t) = self.txs.get_mut(&id) else {
+            return;
+        };
+        t.cancel = CancelState::Sent;
+        let peer = t.peer;
+        let cancel = build_cancel(&t.request);
+        // §9.1: give up on the INVITE if no final response follows the CANCEL.
+        t.set_timer(TimerKind::CancelGiveUp, now + self.cfg.t1x64(), &mut self.heap, id);
+        self.send_request(now, cancel, peer);
+    }
+
+    fn on_response(&mut self, now: Instant, response: Response, source: Peer) {
+        let Some(Ok(via)) = response.headers.top_via() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some((_, method)) = response.headers.cseq() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let key = ClientKey {
+            branch: via.branch.unwrap_or_default().to_owned(),
+            method: M(method),
+        };
+        let code = response.status_code.code();
+        let Some(&id) = self.clients.get(&key) else {
+            if (200..300).contains(&code) && key.method.0 == Method::Invite {
+                self.events.push_back(TuEvent::Stray2xx { response, source });
+            } else {
+                self.stats.dropped += 1;
+            }
+            return;
+        };
+        let cfg = self.cfg;
+        let t = self.txs.get_mut(&id).expect("indexed transaction exists");
+        let reliable = t.peer.transport.is_reliable();
+        match (t.kind, t.state) {
+            (Kind::ClientInvite, State::Calling | State::Proceeding) => {
+                if code < 200 {
+                    let first = t.state == State::Calling;
+                    t.state = State::Proceeding;
+                    t.clear_timer(TimerKind::A);
+                    t.clear_timer(TimerKind::B);
+                    let pending = t.cancel == CancelState::Pending;
+                    self.events.push_back(TuEvent::Response { tx: TxId(id), response });
+                    if first && pending {
+                        self.send_cancel(now, id);
+                    }
+                } else if code < 300 {
+                    t.state = State::Accepted;
+                    t.status = code;
+                    t.clear_timers();
+                    t.set_timer(TimerKind::M, now + cfg.t1x64(), &mut self.heap, id);
+                    self.events.push_back(TuEvent::Response { tx: TxId(id), response });
+                } else {
+                    t.state = State::Completed;
+                    t.status = code;
+                    t.clear_timers();
+                    let ack = to_bytes(&SipMessage::Request(build_ack(&t.request, &response)));
+                    t.last = Some(ack.clone());
+                    let peer = t.peer;
+                    t.set_timer(TimerKind::D, now + cfg.timer_d(reliable), &mut self.heap, id);
+                    self.send(peer, ack);
+                    self.events.push_back(TuEvent::Response { tx: TxId(id), response });
+                }
+            }
+            (Kind::ClientInvite, State::Accepted) => {
+                if (200..300).contains(&code) {
+                    self.events.push_back(TuEvent::Response { tx: TxId(id), response });
+                } else {
+                    self.stats.absorbed += 1;
+                }
+            }
+            (Kind::ClientInvite, State::Completed) => {
+                if code >= 300 {
+                    if let Some(ack) = t.last.clone() {
+                        let peer = t.peer;
+                        self.send(peer, ack);
+                    }
+                }
+                self.stats.absorbed += 1;
+            }
+            (Kind::ClientNonInvite, State::Trying | State::Proceeding) => {
+                if code < 200 {
+                    t.state = State::Proceeding;
+                } else {
+                    t.state = State::Completed;
+                    t.status = code;
+                    t.clear_timers();
+                    t.set_timer(TimerKind::K, now + cfg.t4_or_zero(reliable), &mut self.heap, id);
+                }
+                self.events.push_back(TuEvent::Response { tx: TxId(id), response });
+            }
+            _ => self.stats.absorbed += 1,
+        }
+    }
+
+    // ----- server side -----
+
+    /// Handles one parsed message received from `source`.
+    pub fn handle_message(&mut self, now: Instant, msg: SipMessage, source: Peer) {
+        match msg {
+            SipMessage::Response(r) => self.on_response(now, r, source),
+            SipMessage::Request(r) => self.on_request(now, r, source),
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, mut request: Request, source: Peer) {
+        stamp_via(&mut request, source.addr);
+        let Some(Ok(via)) = request.headers.top_via() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let branch = match via.branch {
+            Some(b) if via.is_rfc3261() => b.to_owned(),
+            // RFC 2543 peers: fall back to the dialog identifiers (§17.2.3).
+            _ => format!(
+                "2543|{}|{}|{}",
+                request.headers.call_id().unwrap_or(""),
+                request.headers.from_tag().unwrap_or(""),
+                request.headers.cseq().map_or(0, |c| c.0)
+            ),
+        };
+        let sent_by = match via.port {
+            Some(p) => format!("{}:{p}", via.host),
+            None => via.host.to_owned(),
+        };
+        let reply_to = response_peer(&via, source);
+        let method = request.method;
+        let lookup = ServerKey {
+            branch,
+            sent_by,
+            method: M(if method == Method::Ack { Method::Invite } else { method }),
+        };
+        match method {
+            Method::Ack => self.on_ack(now, request, source, lookup),
+            Method::Cancel => self.on_cancel(now, request, reply_to, lookup),
+            _ => {
+                if let Some(&id) = self.servers.get(&lookup) {
+                    self.stats.absorbed += 1;
+                    let t = &self.txs[&id];
+                    if let Some(last) = t.last.clone() {
+                        if t.state != State::Accepted {
+                            let peer = t.peer;
+                            self.send(peer, last);
+                        }
+                    }
+                    return;
+                }
+                self.new_server_tx(now, request, source, reply_to, lookup);
+            }
+        }
+    }
+
+    fn new_server_tx(&mut self, now: Instant, request: Request, source: Peer, reply_to: Peer, key: ServerKey) {
+        let invite = request.method == Method::Invite;
+        let merge_key = if request.headers.to_tag().is_none() {
+            match (request.headers.call_id(), request.headers.from_tag(), request.headers.cseq()) {
+                (Some(c), Some(f), Some((n, _))) => Some(MergeKey {
+                    call_id: c.to_owned(),
+                    from_tag: f.to_owned(),
+                    cseq: n,
+                    method: M(request.method),
+                }),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let merged = merge_key.as_ref().is_some_and(|k| self.merges.contains_key(k));
+        let mut tx = Tx {
+            kind: if invite { Kind::ServerInvite } else { Kind::ServerNonInvite },
+            state: if invite { State::Proceeding } else { State::Trying },
+            peer: reply_to,
+            request,
+            last: None,
+            status: 0,
+            interval: self.cfg.t1,
+            timers: [None; 3],
+            cancel: CancelState::None,
+            to_tag: None,
+            client_key: None,
+            server_key: Some(key.clone()),
+            merge_key: if merged { None } else { merge_key.clone() },
+            ack_key: None,
+            acked: false,
+        };
+        if merged {
+            // §8.2.2.2: the same request arrived over two paths; answer 482 on this one.
+            let resp = response_to(&tx.request, 482, Some("Loop Detected"), Some(&self.ids.tag()));
+            tx.to_tag = None;
+            let id = self.alloc(tx);
+            self.servers.insert(key, id);
+            self.respond_inner(now, id, resp);
+            return;
+        }
+        if invite {
+            let trying = response_to(&tx.request, 100, None, None);
+            let data = to_bytes(&SipMessage::Response(trying));
+            tx.last = Some(data.clone());
+            self.send(reply_to, data);
+        }
+        let req = tx.request.clone();
+        let id = self.alloc(tx);
+        self.servers.insert(key, id);
+        if let Some(k) = merge_key {
+            self.merges.insert(k, id);
+        }
+        self.events.push_back(TuEvent::Request { tx: TxId(id), request: req, source });
+    }
+
+    fn on_ack(&mut self, now: Instant, request: Request, source: Peer, key: ServerKey) {
+        if let Some(&id) = self.servers.get(&key) {
+            let cfg = self.cfg;
+            let t = self.txs.get_mut(&id).expect("indexed transaction exists");
+            match t.state {
+                State::Completed => {
+                    t.state = State::Confirmed;
+                    t.clear_timers();
+                    let reliable = t.peer.transport.is_reliable();
+                    t.set_timer(TimerKind::I, now + cfg.t4_or_zero(reliable), &mut self.heap, id);
+                    return;
+                }
+                State::Confirmed => {
+                    self.stats.absorbed += 1;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        // The ACK for a 2xx: its own branch, matched by dialog identifiers.
+        let ack_key = match (request.headers.call_id(), request.headers.cseq()) {
+            (Some(c), Some((n, _))) => Some(AckKey { call_id: c.to_owned(), cseq: n }),
+            _ => None,
+        };
+        let tx = ack_key.and_then(|k| self.acks.get(&k).copied());
+        if let Some(id) = tx {
+            if let Some(t) = self.txs.get_mut(&id) {
+                if t.acked {
+                    self.stats.absorbed += 1;
+                    return;
+                }
+                t.acked = true;
+                t.clear_timer(TimerKind::G);
+            }
+        }
+        self.events.push_back(TuEvent::Ack { tx: tx.map(TxId), request, source });
+    }
+
+    fn on_cancel(&mut self, now: Instant, request: Request, reply_to: Peer, key: ServerKey) {
+        if let Some(&id) = self.servers.get(&key) {
+            self.stats.absorbed += 1;
+            if let Some(last) = self.txs[&id].last.clone() {
+                self.send(reply_to, last);
+            }
+            return;
+        }
+        let invite_key = ServerKey { method: M(Method::Invite), ..key.clone() };
+        let invite = self.servers.get(&invite_key).copied();
+        let tag = invite
+            .and_then(|i| self.txs[&i].to_tag.clone())
+            .unwrap_or_else(|| self.ids.tag());
+        let tx = Tx {
+            kind: Kind::ServerNonInvite,
+            state: State::Trying,
+            peer: reply_to,
+            request,
+            last: None,
+            status: 0,
+            interval: self.cfg.t1,
+            timers: [None; 3],
+            cancel: CancelState::None,
+            to_tag: None,
+            client_key: None,
+            server_key: Some(key.clone()),
+            merge_key: None,
+            ack_key: None,
+            acked: false,
+        };
+        let (code, reason) = if invite.is_some() { (200, None) } else { (481, Some("Call/Transaction Does Not Exist")) };
+        let resp = response_to(&tx.request, code, reason, Some(&tag));
+        let id = self.alloc(tx);
+        self.servers.insert(key, id);
+        self.respond_inner(now, id, resp);
+        if let Some(inv) = invite {
+            if self.txs.get(&inv).is_some_and(|t| t.state == State::Proceeding) {
+                let t = &mut self.txs.get_mut(&inv).expect("checked above");
+                t.to_tag.get_or_insert(tag.clone());
+                let resp = response_to(&t.request, 487, None, Some(&tag));
+                self.respond_inner(now, inv, resp);
+                self.events.push_back(TuEvent::Cancelled { tx: TxId(inv) });
+            }
+        }
+    }
+
+    /// Sends a response in a server transaction. Responses for transactions that
+    /// already have a final response are ignored (returns false).
+    pub fn respond(&mut self, now: Instant, tx: TxId, response: Response) -> bool {
+        self.respond_inner(now, tx.0, response)
+    }
+
+    fn respond_inner(&mut self, now: Instant, id: u64, response: Response) -> bool {
+        let cfg = self.cfg;
+        let Some(t) = self.txs.get_mut(&id) else {
+            return false;
+        };
+        let code = response.status_code.code();
+        let reliable = t.peer.transport.is_reliable();
+        match (t.kind, t.state) {
+            (Kind::ServerInvite, State::Proceeding) => {
+                if let Some(tag) = response.headers.to_tag() {
+                    if t.to_tag.is_none() && code > 100 {
+                        t.to_tag = Some(tag.to_owned());
+                    }
+                }
+                let data = to_bytes(&SipMessage::Response(response));
+                t.last = Some(data.clone());
+                t.interval = cfg.t1;
+                if code >= 200 {
+                    t.status = code;
+                    if code < 300 {
+                        t.state = State::Accepted;
+                        // RFC 6026: the 2xx is retransmitted (§13.3.1.4) until its ACK, on any transport.
+                        t.set_timer(TimerKind::G, now + cfg.t1, &mut self.heap, id);
+                        t.set_timer(TimerKind::L, now + cfg.t1x64(), &mut self.heap, id);
+                        if let (Some(c), Some((n, _))) = (t.request.headers.call_id(), t.request.headers.cseq()) {
+                            let k = AckKey { call_id: c.to_owned(), cseq: n };
+                            t.ack_key = Some(k.clone());
+                            self.acks.insert(k, id);
+                        }
+                    } else {
+                        t.state = State::Completed;
+                        if !reliable {
+                            t.set_timer(TimerKind::G, now + cfg.t1, &mut self.heap, id);
+                        }
+                        t.set_timer(TimerKind::H, now + cfg.t1x64(), &mut self.heap, id);
+                    }
+                }
+                let peer = t.peer;
+                self.send(peer, data);
+                true
+            }
+            (Kind::ServerNonInvite, State::Trying | State::Proceeding) => {
+                let data = to_bytes(&SipMessage::Response(response));
+                t.last = Some(data.clone());
+                if code >= 200 {
+                    t.state = State::Completed;
+                    t.status = code;
+                    t.set_timer(TimerKind::J, now + cfg.timer_j(reliable), &mut self.heap, id);
+                } else {
+                    t.state = State::Proceeding;
+                }
+                let peer = t.peer;
+                self.send(peer, data);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    // ----- timers -----
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, id, kind))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            if !self.txs.get(&id).is_some_and(|t| t.has_timer(kind, at)) {
+                continue;
+            }
+            self.fire(now, at, id, kind);
+        }
+    }
+
+    fn fire(&mut self, now: Instant, at: Instant, id: u64, kind: TimerKind) {
+        let cfg = self.cfg;
+        let t = self.txs.get_mut(&id).expect("checked by caller");
+        t.clear_timer(kind);
+        match kind {
+            TimerKind::A | TimerKind::E | TimerKind::G => {
+                let Some(data) = t.last.clone() else { return };
+                let next = match kind {
+                    // Timer A doubles without bound; E and G cap at T2 (and E stays at T2 once Proceeding).
+                    TimerKind::A => t.interval * 2,
+                    TimerKind::E if t.state == State::Proceeding => cfg.t2,
+                    _ => (t.interval * 2).min(cfg.t2),
+                };
+                t.interval = next;
+                t.set_timer(kind, at + next, &mut self.heap, id);
+                let peer = t.peer;
+                self.stats.retransmissions += 1;
+                self.send(peer, data);
+            }
+            TimerKind::B | TimerKind::F | TimerKind::CancelGiveUp => {
+                self.terminate(id);
+                self.events.push_back(TuEvent::Timeout { tx: TxId(id) });
+            }
+            TimerKind::H => {
+                self.terminate(id);
+                self.events.push_back(TuEvent::AckTimeout { tx: TxId(id), was_2xx: false });
+            }
+            TimerKind::L => {
+                let acked = t.acked;
+                self.terminate(id);
+                if !acked {
+                    self.events.push_back(TuEvent::AckTimeout { tx: TxId(id), was_2xx: true });
+                }
+            }
+            TimerKind::D | TimerKind::I | TimerKind::J | TimerKind::K | TimerKind::M => {
+                self.terminate(id);
+            }
+        }
+        let _ = now;
+    }
+}
+
+/// Where responses to a request go (§18.2.2 with RFC 3581): the source
+/// connection for streams; for datagrams the source address when `rport` was
+/// requested, else the source IP with the Via port.
+fn response_peer(via: &ViaRef<'_>, source: Peer) -> Peer {
+    if source.transport.is_reliable() || via.rport.is_some() {
+        return source;
+    }
+    let port = via.port.unwrap_or(5060);
+    Peer {
+        transport: source.transport,
+        addr: SocketAddr::new(source.addr.ip(), port),
+    }
+}
+
+/// Adds `received` (when the sent-by host differs from the source IP) and
+/// fills an empty `rport` in the top Via (§18.2.1, RFC 3581 §4).
+pub fn stamp_via(request: &mut Request, source: SocketAddr) {
+    let Some(h) = request.headers.iter_mut().find(|h| matches!(h, Header::Via(_))) else {
+        return;
+    };
+    let Header::Via(v) = h else { return };
+    let value = rsip::headers::UntypedHeader::value(v);
+    let Ok(via) = ViaRef::parse(value) else { return };
+    let ip = source.ip().to_string();
+    let need_received = via.host != ip && via.received.is_none();
+    let need_rport = via.rport == Some(None);
+    if !need_received && !need_rport {
+        return;
+    }
+    let mut out = String::with_capacity(value.len() + 40);
+    let mut parts = value.split(';');
+    out.push_str(parts.next().unwrap_or(""));
+    for p in parts {
+        let name = p.split('=').next().unwrap_or("").trim();
+        if need_rport && name.eq_ignore_ascii_case("rport") {
+            out.push_str(&format!(";rport={}", source.port()));
+        } else {
+            out.push(';');
+            out.push_str(p);
+        }
+    }
+    if need_received {
+        out.push_str(";received=");
+        out.push_str(&ip);
+    }
+    *h = Header::Via(out.into());
+}
+
+/// The ACK for a non-2xx final response (§17.1.1.3).
+pub fn build_ack(invite: &Request, response: &Response) -> Request {
+    let mut headers = rsip::Headers::default();
+    if let Some(v) = invite.headers.iter().find(|h| matches!(h, Header::Via(_))) {
+        headers.push(v.clone());
+    }
+    headers.push(Header::MaxForwards("70".into()));
+    for h in invite.headers.iter() {
+        match h {
+            Header::From(_) | Header::CallId(_) | Header::Route(_) => headers.push(h.clone()),
+            _ => {}
+        }
+    }
+    if let Some(to) = response.headers.iter().find(|h| matches!(h, Header::To(_))) {
+        headers.push(to.clone());
+    }
+    let n = invite.headers.cseq().map_or(1, |c| c.0);
+    headers.push(Header::CSeq(format!("{n} ACK").into()));
+    Request {
+        method: Method::Ack,
+        uri: invite.uri.clone(),
+        version: rsip::Version::V2,
+        headers,
+        body: Vec::new(),
+    }
+}
+
+/// The CANCEL for a pending INVITE (§9.1): same Request-URI, top Via, Call-ID,
+/// From, To, Route and CSeq number.
+pub fn build_cancel(invite: &Request) -> Request {
+    let mut headers = rsip::Headers::default();
+    if let Some(v) = invite.headers.iter().find(|h| matches!(h, Header::Via(_))) {
+        headers.push(v.clone());
+    }
+    headers.push(Header::MaxForwards("70".into()));
+    for h in invite.headers.iter() {
+        match h {
+            Header::From(_) | Header::To(_) | Header::CallId(_) | Header::Route(_) => {
+                headers.push(h.clone())
+            }
+            _ => {}
+        }
+    }
+    let n = invite.headers.cseq().map_or(1, |c| c.0);
+    headers.push(Header::CSeq(format!("{n} CANCEL").into()));
+    Request {
+        method: Method::Cancel,
+        uri: invite.uri.clone(),
+        version: rsip::Version::V2,
+        headers,
+        body: Vec::new(),
+    }
+}
+
+/// Convenience for the transaction user: headers of a received message.
+pub fn headers_of(msg: &SipMessage) -> &rsip::Headers {
+    msg.headers()
+}
+
+#[cfg(test)]
+mod tests;

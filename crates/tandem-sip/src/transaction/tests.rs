@@ -1,0 +1,450 @@
+//! Virtual-time tests of every transaction machine: the clock is a plain
+//! `Instant` moved by the test, so a 32 s timeout runs in microseconds.
+
+use super::*;
+use crate::builder::RequestBuilder;
+use crate::message::parse;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn udp(port: u16) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}
+
+fn tcp(port: u16) -> Peer {
+    Peer {
+        transport: Transport::Tcp,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}
+
+fn request(method: Method, branch: &str) -> Request {
+    RequestBuilder::new(method, "sip:bob@127.0.0.1:5099".try_into().unwrap())
+        .via("UDP", "127.0.0.1:5098", branch)
+        .max_forwards(70)
+        .from("<sip:alice@127.0.0.1>;tag=alice1")
+        .to("<sip:bob@127.0.0.1>")
+        .call_id("call-1")
+        .cseq(1)
+        .build()
+}
+
+fn layer() -> TransactionLayer {
+    TransactionLayer::new(TimerConfig::default(), IdGen::seeded(1))
+}
+
+/// Advances virtual time to `until`, firing timers exactly at their deadlines,
+/// and records (offset from `t0`, parsed message) for every transmit.
+fn run_until(l: &mut TransactionLayer, t0: Instant, until: Instant) -> Vec<(Duration, SipMessage)> {
+    let mut out = Vec::new();
+    while let Some(t) = l.poll_timeout() {
+        if t > until {
+            break;
+        }
+        l.handle_timeout(t);
+        while let Some(x) = l.poll_transmit() {
+            out.push((t - t0, parse(&x.data).unwrap()));
+        }
+    }
+    out
+}
+
+fn drain(l: &mut TransactionLayer) -> Vec<SipMessage> {
+    std::iter::from_fn(|| l.poll_transmit())
+        .map(|x| parse(&x.data).unwrap())
+        .collect()
+}
+
+fn events(l: &mut TransactionLayer) -> Vec<TuEvent> {
+    std::iter::from_fn(|| l.poll_event()).collect()
+}
+
+fn response(req: &Request, code: u16) -> SipMessage {
+    SipMessage::Response(response_to(req, code, None, Some("bobtag")))
+}
+
+fn code(m: &SipMessage) -> u16 {
+    match m {
+        SipMessage::Response(r) => r.status_code.code(),
+        SipMessage::Request(_) => 0,
+    }
+}
+
+fn method(m: &SipMessage) -> Option<Method> {
+    match m {
+        SipMessage::Request(r) => Some(r.method),
+        SipMessage::Response(_) => None,
+    }
+}
+
+#[test]
+fn unanswered_invite_over_udp_retransmits_on_schedule_and_times_out_at_32s() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let tx = l.send_request(t0, request(Method::Invite, "z9hG4bKa"), udp(5099));
+    assert_eq!(drain(&mut l).len(), 1);
+    let sent = run_until(&mut l, t0, t0 + Duration::from_secs(40));
+    let times: Vec<_> = sent.iter().map(|(d, _)| d.as_millis()).collect();
+    assert_eq!(times, vec![500, 1500, 3500, 7500, 15500, 31500]);
+    assert!(sent.iter().all(|(_, m)| method(m) == Some(Method::Invite)));
+    let ev = events(&mut l);
+    assert!(matches!(ev.as_slice(), [TuEvent::Timeout { tx: t }] if *t == tx));
+    assert_eq!(l.state(tx), None);
+    assert!(l.is_empty());
+}
+
+#[test]
+fn timer_b_fires_at_exactly_64_t1() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    l.send_request(t0, request(Method::Invite, "z9hG4bKa"), udp(5099));
+    l.handle_timeout(t0 + Duration::from_secs(32) - MS);
+    assert!(events(&mut l).is_empty());
+    l.handle_timeout(t0 + Duration::from_secs(32));
+    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Timeout { .. }]));
+}
+
+#[test]
+fn non_invite_retransmissions_cap_at_t2_and_time_out_with_timer_f() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    l.send_request(t0, request(Method::Options, "z9hG4bKo"), udp(5099));
+    drain(&mut l);
+    let sent = run_until(&mut l, t0, t0 + Duration::from_secs(40));
+    let times: Vec<_> = sent.iter().map(|(d, _)| d.as_millis()).collect();
+    assert_eq!(
+        times,
+        vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Timeout { .. }]));
+}
+
+#[test]
+fn non_invite_in_proceeding_retransmits_every_t2() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Options, "z9hG4bKo");
+    l.send_request(t0, req.clone(), udp(5099));
+    drain(&mut l);
+    l.handle_message(t0 + 100 * MS, response(&req, 180), udp(5099));
+    let sent = run_until(&mut l, t0, t0 + Duration::from_secs(10));
+    let times: Vec<_> = sent.iter().map(|(d, _)| d.as_millis()).collect();
+    // Timer E was armed for 0.5 s before the 1xx; from then on it runs at T2.
+    assert_eq!(times, vec![500, 4500, 8500]);
+}
+
+#[test]
+fn reliable_transport_never_retransmits() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    l.send_request(t0, request(Method::Invite, "z9hG4bKt"), tcp(5099));
+    drain(&mut l);
+    let sent = run_until(&mut l, t0, t0 + Duration::from_secs(40));
+    assert!(sent.is_empty());
+    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Timeout { .. }]));
+}
+
+#[test]
+fn client_invite_completed_absorbs_final_retransmissions_with_ack() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKc");
+    l.send_request(t0, req.clone(), udp(5099));
+    drain(&mut l);
+    l.handle_message(t0 + 10 * MS, response(&req, 486), udp(5099));
+    let acks = drain(&mut l);
+    assert_eq!(acks.len(), 1);
+    let SipMessage::Request(ack) = &acks[0] else { panic!("ACK expected") };
+    assert_eq!(ack.method, Method::Ack);
+    assert_eq!(ack.headers.to_tag(), Some("bobtag"));
+    assert_eq!(ack.headers.cseq(), Some((1, Method::Ack)));
+    assert_eq!(
+        ack.headers.top_via().unwrap().unwrap().branch,
+        Some("z9hG4bKc")
+    );
+    assert_eq!(events(&mut l).len(), 1);
+    // Retransmitted 486: ACK again, TU not told.
+    l.handle_message(t0 + 600 * MS, response(&req, 486), udp(5099));
+    assert_eq!(drain(&mut l).len(), 1);
+    assert!(events(&mut l).is_empty());
+    // Timer D ends the transaction 32 s later.
+    l.handle_timeout(t0 + 10 * MS + Duration::from_secs(32));
+    assert!(l.is_empty());
+}
+
+#[test]
+fn client_invite_accepted_passes_every_2xx_until_timer_m() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKm");
+    let tx = l.send_request(t0, req.clone(), udp(5099));
+    drain(&mut l);
+    l.handle_message(t0 + 10 * MS, response(&req, 200), udp(5099));
+    l.handle_message(t0 + 510 * MS, response(&req, 200), udp(5099));
+    let ev = events(&mut l);
+    assert_eq!(ev.len(), 2, "the TU sees each 2xx to ACK it");
+    assert_eq!(l.state(tx), Some(State::Accepted));
+    assert!(drain(&mut l).is_empty(), "the transaction never ACKs a 2xx");
+    l.handle_timeout(t0 + 10 * MS + Duration::from_secs(32));
+    assert_eq!(l.state(tx), None);
+}
+
+#[test]
+fn cancel_before_any_provisional_is_held_until_one_arrives() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKx");
+    let tx = l.send_request(t0, req.clone(), udp(5099));
+    drain(&mut l);
+    assert!(l.cancel(t0 + 100 * MS, tx));
+    assert!(drain(&mut l).is_empty(), "no CANCEL before a provisional response");
+    // The INVITE keeps retransmitting meanwhile.
+    let sent = run_until(&mut l, t0, t0 + 600 * MS);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(method(&sent[0].1), Some(Method::Invite));
+    l.handle_message(t0 + 700 * MS, response(&req, 180), udp(5099));
+    let out = drain(&mut l);
+    assert_eq!(out.len(), 1);
+    let SipMessage::Request(cancel) = &out[0] else { panic!("CANCEL expected") };
+    assert_eq!(cancel.method, Method::Cancel);
+    assert_eq!(cancel.headers.cseq(), Some((1, Method::Cancel)));
+    assert_eq!(cancel.headers.to_tag(), None);
+    assert_eq!(
+        cancel.headers.top_via().unwrap().unwrap().branch,
+        Some("z9hG4bKx")
+    );
+    // 200 to CANCEL, then 487 to INVITE: ACKed by the transaction.
+    l.handle_message(t0 + 710 * MS, response(cancel, 200), udp(5099));
+    l.handle_message(t0 + 720 * MS, response(&req, 487), udp(5099));
+    let out = drain(&mut l);
+    assert_eq!(out.iter().filter_map(method).collect::<Vec<_>>(), vec![Method::Ack]);
+}
+
+#[test]
+fn cancelled_invite_without_final_gives_up_after_64_t1() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKg");
+    let tx = l.send_request(t0, req.clone(), udp(5099));
+    l.handle_message(t0, response(&req, 180), udp(5099));
+    events(&mut l);
+    assert!(l.cancel(t0, tx));
+    l.handle_timeout(t0 + Duration::from_secs(32));
+    let ev = events(&mut l);
+    assert!(ev.iter().any(|e| matches!(e, TuEvent::Timeout { tx: t } if *t == tx)));
+    assert_eq!(l.state(tx), None);
+}
+
+#[test]
+fn final_response_before_provisional_voids_a_pending_cancel() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKv");
+    let tx = l.send_request(t0, req.clone(), udp(5099));
+    drain(&mut l);
+    l.cancel(t0, tx);
+    l.handle_message(t0 + 5 * MS, response(&req, 200), udp(5099));
+    assert!(drain(&mut l).is_empty(), "no CANCEL after a final response");
+    assert!(!l.cancel(t0 + 6 * MS, tx) || l.state(tx) == Some(State::Accepted));
+}
+
+#[test]
+fn server_invite_sends_100_and_absorbs_retransmissions() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKs");
+    l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
+    let out = drain(&mut l);
+    assert_eq!(out.iter().map(code).collect::<Vec<_>>(), vec![100]);
+    let ev = events(&mut l);
+    let [TuEvent::Request { tx, .. }] = ev.as_slice() else { panic!("{ev:?}") };
+    let tx = *tx;
+    // A retransmitted INVITE gets the 100 again and does not reach the TU.
+    l.handle_message(t0 + 500 * MS, SipMessage::Request(req.clone()), udp(5098));
+    assert_eq!(drain(&mut l).iter().map(code).collect::<Vec<_>>(), vec![100]);
+    assert!(events(&mut l).is_empty());
+    // 486: retransmitted by timer G (T1, doubling, capped at T2) until ACK or H.
+    l.respond(t0 + Duration::from_secs(1), tx, response_to(&req, 486, None, Some("t")));
+    assert_eq!(drain(&mut l).iter().map(code).collect::<Vec<_>>(), vec![486]);
+    let t1 = t0 + Duration::from_secs(1);
+    let sent = run_until(&mut l, t1, t1 + Duration::from_secs(33));
+    let times: Vec<_> = sent.iter().map(|(d, _)| d.as_millis()).collect();
+    assert_eq!(
+        times,
+        vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    assert!(matches!(
+        events(&mut l).as_slice(),
+        [TuEvent::AckTimeout { was_2xx: false, .. }]
+    ));
+}
+
+#[test]
+fn server_invite_ack_for_non_2xx_is_absorbed_and_confirms() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKk");
+    l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    let resp = response_to(&req, 603, None, Some("t"));
+    l.respond(t0, tx, resp.clone());
+    drain(&mut l);
+    let ack = build_ack(&req, &resp);
+    l.handle_message(t0 + 10 * MS, SipMessage::Request(ack.clone()), udp(5098));
+    assert_eq!(l.state(tx), Some(State::Confirmed));
+    assert!(events(&mut l).is_empty(), "ACK for non-2xx stays in the transaction");
+    l.handle_message(t0 + 20 * MS, SipMessage::Request(ack), udp(5098));
+    assert!(events(&mut l).is_empty());
+    assert!(run_until(&mut l, t0, t0 + Duration::from_secs(10)).is_empty());
+    assert_eq!(l.state(tx), None, "Timer I ended it");
+}
+
+#[test]
+fn server_invite_2xx_retransmitted_until_ack_reaches_tu() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bK2");
+    l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    l.respond(t0, tx, response_to(&req, 200, None, Some("t")));
+    drain(&mut l);
+    let sent = run_until(&mut l, t0, t0 + Duration::from_secs(2));
+    assert_eq!(sent.iter().map(|(d, _)| d.as_millis()).collect::<Vec<_>>(), vec![500, 1500]);
+    // INVITE retransmission in Accepted is absorbed without answering.
+    l.handle_message(t0 + Duration::from_secs(2), SipMessage::Request(req.clone()), udp(5098));
+    assert!(drain(&mut l).is_empty());
+    // The ACK for the 2xx has its own branch and is matched by Call-ID and CSeq.
+    let ack = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
+        .via("UDP", "127.0.0.1:5098", "z9hG4bKack")
+        .from("<sip:alice@127.0.0.1>;tag=alice1")
+        .to("<sip:bob@127.0.0.1>;tag=t")
+        .call_id("call-1")
+        .cseq(1)
+        .build();
+    l.handle_message(t0 + Duration::from_secs(2), SipMessage::Request(ack), udp(5098));
+    let ev = events(&mut l);
+    assert!(matches!(ev.as_slice(), [TuEvent::Ack { tx: Some(t), .. }] if *t == tx));
+    assert!(run_until(&mut l, t0, t0 + Duration::from_secs(40)).is_empty());
+    assert!(events(&mut l).is_empty(), "acknowledged: no AckTimeout");
+}
+
+#[test]
+fn unacknowledged_2xx_reports_ack_timeout_at_timer_l() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKl");
+    l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    l.respond(t0, tx, response_to(&req, 200, None, Some("t")));
+    run_until(&mut l, t0, t0 + Duration::from_secs(33));
+    assert!(matches!(
+        events(&mut l).as_slice(),
+        [TuEvent::AckTimeout { was_2xx: true, .. }]
+    ));
+}
+
+#[test]
+fn received_cancel_gets_200_and_the_invite_487() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKc1");
+    l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    l.respond(t0, tx, response_to(&req, 180, None, Some("ringtag")));
+    drain(&mut l);
+    l.handle_message(t0 + 5 * MS, SipMessage::Request(build_cancel(&req)), udp(5098));
+    let out = drain(&mut l);
+    let codes: Vec<_> = out.iter().map(code).collect();
+    assert_eq!(codes, vec![200, 487]);
+    let SipMessage::Response(r487) = &out[1] else { panic!() };
+    assert_eq!(r487.headers.to_tag(), Some("ringtag"), "487 keeps the dialog's tag");
+    assert_eq!(r487.headers.cseq(), Some((1, Method::Invite)));
+    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Cancelled { tx: t }] if *t == tx));
+    // The TU's late 200 is refused: the transaction is already completed.
+    assert!(!l.respond(t0, tx, response_to(&req, 200, None, Some("ringtag"))));
+}
+
+#[test]
+fn cancel_matching_nothing_gets_481() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKnone");
+    l.handle_message(t0, SipMessage::Request(build_cancel(&req)), udp(5098));
+    assert_eq!(drain(&mut l).iter().map(code).collect::<Vec<_>>(), vec![481]);
+    assert!(events(&mut l).is_empty());
+}
+
+#[test]
+fn cancel_after_final_response_gets_200_only() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKc2");
+    l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    l.respond(t0, tx, response_to(&req, 200, None, Some("t")));
+    drain(&mut l);
+    l.handle_message(t0 + MS, SipMessage::Request(build_cancel(&req)), udp(5098));
+    assert_eq!(drain(&mut l).iter().map(code).collect::<Vec<_>>(), vec![200]);
+    assert!(events(&mut l).is_empty());
+}
+
+#[test]
+fn merged_request_gets_482() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    l.handle_message(t0, SipMessage::Request(request(Method::Invite, "z9hG4bKp1")), udp(5098));
+    drain(&mut l);
+    events(&mut l);
+    // Same Call-ID, From tag and CSeq over another path (another branch).
+    l.handle_message(t0, SipMessage::Request(request(Method::Invite, "z9hG4bKp2")), udp(5098));
+    let out = drain(&mut l);
+    assert_eq!(out.iter().map(code).collect::<Vec<_>>(), vec![482]);
+    assert!(events(&mut l).is_empty());
+}
+
+#[test]
+fn server_non_invite_completed_resends_final_then_timer_j() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Options, "z9hG4bKn");
+    l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    assert!(drain(&mut l).is_empty(), "no 100 for non-INVITE");
+    l.respond(t0, tx, response_to(&req, 200, None, Some("t")));
+    assert_eq!(drain(&mut l).len(), 1);
+    l.handle_message(t0 + Duration::from_secs(1), SipMessage::Request(req), udp(5098));
+    assert_eq!(drain(&mut l).iter().map(code).collect::<Vec<_>>(), vec![200]);
+    assert!(events(&mut l).is_empty());
+    l.handle_timeout(t0 + Duration::from_secs(32));
+    assert_eq!(l.state(tx), None);
+}
+
+#[test]
+fn responses_follow_rport_and_received() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    // Via says 127.0.0.1:5098 with rport; the packet came from 127.0.0.2:40000 (a NAT).
+    let src = Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(([127, 0, 0, 2], 40000)),
+    };
+    l.handle_message(t0, SipMessage::Request(request(Method::Invite, "z9hG4bKr")), src);
+    let x = l.poll_transmit().unwrap();
+    assert_eq!(x.peer, src);
+    let ev = events(&mut l);
+    let [TuEvent::Request { request, .. }] = ev.as_slice() else { panic!() };
+    let via = request.headers.top_via().unwrap().unwrap();
+    assert_eq!(via.received, Some("127.0.0.2"));
+    assert_eq!(via.rport, Some(Some(40000)));
+}
+
+#[test]
+fn stray_2xx_is_handed_to_the_tu() {
+    let mut l = layer();
+    let req = request(Method::Invite, "z9hG4bKgone");
+    l.handle_message(Instant::now(), response(&req, 200), udp(5099));
+    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Stray2xx { .. }]));
+}
