@@ -196,12 +196,12 @@ impl Challenge {
         let mut qop = Vec::new();
         let mut offered = false;
         if let Some(list) = params.get("qop") {
-            for token in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let tokens = list.split(',').map(str::trim).filter(|t| !t.is_empty());
+            for token in tokens {
                 offered = true;
-                if let Ok(q) = Qop::from_token(token) {
-                    if !qop.contains(&q) {
-                        qop.push(q);
-                    }
+                match Qop::from_token(token) {
+                    Ok(q) if !qop.contains(&q) => qop.push(q),
+                    _ => {}
                 }
             }
         }
@@ -209,7 +209,9 @@ impl Challenge {
             realm: params.require("realm")?.to_owned(),
             nonce: params.require("nonce")?.to_owned(),
             opaque: params.get("opaque").map(str::to_owned),
-            stale: params.get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
+            stale: params
+                .get("stale")
+                .is_some_and(|s| s.eq_ignore_ascii_case("true")),
             algorithm,
             qop_unsupported: offered && qop.is_empty(),
             qop,
@@ -310,7 +312,9 @@ impl fmt::Display for Credentials {
         write_quoted(f, &self.nonce)?;
         f.write_str(", uri=")?;
         write_quoted(f, &self.uri)?;
-        write!(f, ", response=\"{}\", algorithm={}", self.response, self.algorithm)?;
+        f.write_str(", response=")?;
+        write_quoted(f, &self.response)?;
+        write!(f, ", algorithm={}", self.algorithm)?;
         if let Some(cnonce) = &self.cnonce {
             f.write_str(", cnonce=")?;
             write_quoted(f, cnonce)?;
@@ -361,7 +365,12 @@ pub fn request_digest(
     };
     let a2 = match qop {
         Some(Qop::AuthInt) => {
-            format!("{}:{}:{}", request.method, request.uri, algorithm.hash_hex(request.body))
+            format!(
+                "{}:{}:{}",
+                request.method,
+                request.uri,
+                algorithm.hash_hex(request.body)
+            )
         }
         _ => format!("{}:{}", request.method, request.uri),
     };
@@ -402,8 +411,15 @@ pub fn respond(
         return Err(AuthError::SessionWithoutQop);
     }
     let secret = ha1(challenge.algorithm, username, &challenge.realm, password);
-    let response =
-        request_digest(challenge.algorithm, &secret, &challenge.nonce, cnonce, nc, qop, request);
+    let response = request_digest(
+        challenge.algorithm,
+        &secret,
+        &challenge.nonce,
+        cnonce,
+        nc,
+        qop,
+        request,
+    );
     Ok(Credentials {
         username: username.to_owned(),
         realm: challenge.realm.clone(),
@@ -565,7 +581,11 @@ impl DigestServer {
     /// A server with `key` as HMAC secret (random, from the caller, kept across
     /// restarts if nonces should survive them).
     pub fn new(config: DigestServerConfig, key: [u8; 32]) -> Self {
-        Self { config, key, seen: HashMap::new() }
+        Self {
+            config,
+            key,
+            seen: HashMap::new(),
+        }
     }
 
     /// The settings.
@@ -658,7 +678,10 @@ impl DigestServer {
             return Outcome::Invalid(Rejection::Malformed(AuthError::SessionWithoutQop));
         }
         let expected = request_digest(c.algorithm, &secret, &c.nonce, cnonce, nc, c.qop, request);
-        if !ct_eq(expected.as_bytes(), c.response.to_ascii_lowercase().as_bytes()) {
+        if !ct_eq(
+            expected.as_bytes(),
+            c.response.to_ascii_lowercase().as_bytes(),
+        ) {
             return Outcome::Invalid(Rejection::BadResponse);
         }
         let lifetime = self.config.nonce_lifetime.as_secs();
@@ -680,7 +703,7 @@ impl DigestServer {
         let issued = u64::from_str_radix(&nonce[..16], 16).ok()?;
         let random = u64::from_str_radix(&nonce[16..32], 16).ok()?;
         let mac = hex(&self.mac(issued, random)[..16]);
-        ct_eq(mac.as_bytes(), nonce[32..].as_bytes()).then_some(issued)
+        ct_eq(mac.as_bytes(), &nonce.as_bytes()[32..]).then_some(issued)
     }
 
     /// Records `nc` for `nonce`; false if it is not above the highest seen.
@@ -694,7 +717,8 @@ impl DigestServer {
         }
         if self.seen.len() >= self.config.max_tracked_nonces {
             let lifetime = self.config.nonce_lifetime.as_secs();
-            self.seen.retain(|_, (issued, _)| now.saturating_sub(*issued) <= lifetime);
+            self.seen
+                .retain(|_, (issued, _)| now.saturating_sub(*issued) <= lifetime);
         }
         if self.seen.len() >= self.config.max_tracked_nonces {
             let oldest = self
@@ -729,8 +753,15 @@ fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
         ipad[i] ^= k;
         opad[i] ^= k;
     }
-    let inner = Sha256::new().chain_update(ipad).chain_update(msg).finalize();
-    Sha256::new().chain_update(opad).chain_update(inner).finalize().into()
+    let inner = Sha256::new()
+        .chain_update(ipad)
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(opad)
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 /// Constant-time equality for equal-length inputs.
@@ -797,14 +828,20 @@ impl Params {
                 i += 1;
             }
             if i == name_start {
-                return Err(AuthError::Syntax { at: i, expected: "parameter name" });
+                return Err(AuthError::Syntax {
+                    at: i,
+                    expected: "parameter name",
+                });
             }
             let name = value[name_start..i].to_ascii_lowercase();
             while i < bytes.len() && lws(bytes[i]) {
                 i += 1;
             }
             if bytes.get(i) != Some(&b'=') {
-                return Err(AuthError::Syntax { at: i, expected: "'='" });
+                return Err(AuthError::Syntax {
+                    at: i,
+                    expected: "'='",
+                });
             }
             i += 1;
             while i < bytes.len() && lws(bytes[i]) {
@@ -838,7 +875,10 @@ impl Params {
                     i += 1;
                 }
                 if i == v_start {
-                    return Err(AuthError::Syntax { at: i, expected: "parameter value" });
+                    return Err(AuthError::Syntax {
+                        at: i,
+                        expected: "parameter value",
+                    });
                 }
                 value[v_start..i].to_owned()
             };
@@ -846,7 +886,10 @@ impl Params {
                 i += 1;
             }
             if i < bytes.len() && bytes[i] != b',' {
-                return Err(AuthError::Syntax { at: i, expected: "','" });
+                return Err(AuthError::Syntax {
+                    at: i,
+                    expected: "','",
+                });
             }
             if params.iter().any(|(n, _)| *n == name) {
                 return Err(AuthError::DuplicateParameter(name));
@@ -857,10 +900,493 @@ impl Params {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn require(&self, name: &'static str) -> Result<&str, AuthError> {
         self.get(name).ok_or(AuthError::MissingParameter(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MUFASA_7616_NONCE: &str = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v";
+    const MUFASA_7616_OPAQUE: &str = "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS";
+    const MUFASA_7616_CNONCE: &str = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
+
+    fn get_index() -> DigestRequest<'static> {
+        DigestRequest {
+            method: "GET",
+            uri: "/dir/index.html",
+            body: b"",
+        }
+    }
+
+    /// RFC 2617 §3.5 (HTTP): the challenge and credentials of the example, and the
+    /// response for password "Circle Of Life" (capital O).
+    #[test]
+    fn rfc2617_example() {
+        let challenge = Challenge::parse(
+            "Digest\r\n                 realm=\"testrealm@host.com\",\r\n                 \
+             qop=\"auth,auth-int\",\r\n                 \
+             nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\",\r\n                 \
+             opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+        )
+        .unwrap();
+        assert_eq!(challenge.realm, "testrealm@host.com");
+        assert_eq!(challenge.qop, vec![Qop::Auth, Qop::AuthInt]);
+        assert_eq!(challenge.algorithm, Algorithm::Md5);
+        let creds = respond(
+            &challenge,
+            &get_index(),
+            "Mufasa",
+            "Circle Of Life",
+            "0a4f113b",
+            1,
+        )
+        .unwrap();
+        assert_eq!(creds.response, "6629fae49393a05397450978507c4ef1");
+        assert_eq!(creds.qop, Some(Qop::Auth));
+        assert_eq!(
+            creds.opaque.as_deref(),
+            Some("5ccc069c403ebaf9f0171e9517f40e41")
+        );
+
+        let parsed = Credentials::parse(
+            "Digest username=\"Mufasa\",\r\n realm=\"testrealm@host.com\",\r\n \
+             nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\",\r\n uri=\"/dir/index.html\",\r\n \
+             qop=auth,\r\n nc=00000001,\r\n cnonce=\"0a4f113b\",\r\n \
+             response=\"6629fae49393a05397450978507c4ef1\",\r\n \
+             opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+        )
+        .unwrap();
+        assert_eq!(parsed, creds);
+        assert_eq!(Credentials::parse(&creds.to_string()).unwrap(), creds);
+    }
+
+    /// RFC 7616 §3.9.1: SHA-256 and MD5 responses for "Mufasa" / "Circle of Life".
+    #[test]
+    fn rfc7616_examples() {
+        let sha = Challenge::parse(&format!(
+            "Digest realm=\"http-auth@example.org\", qop=\"auth, auth-int\", \
+             algorithm=SHA-256, nonce=\"{MUFASA_7616_NONCE}\", opaque=\"{MUFASA_7616_OPAQUE}\""
+        ))
+        .unwrap();
+        assert_eq!(sha.algorithm, Algorithm::Sha256);
+        let creds = respond(
+            &sha,
+            &get_index(),
+            "Mufasa",
+            "Circle of Life",
+            MUFASA_7616_CNONCE,
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            creds.response,
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
+        let rendered = creds.to_string();
+        assert!(rendered.contains("algorithm=SHA-256"), "{rendered}");
+        assert!(rendered.contains("nc=00000001"), "{rendered}");
+        assert!(
+            rendered.contains("qop=auth,") || rendered.contains("qop=auth\""),
+            "{rendered}"
+        );
+
+        let md5 = Challenge {
+            algorithm: Algorithm::Md5,
+            ..sha
+        };
+        let creds = respond(
+            &md5,
+            &get_index(),
+            "Mufasa",
+            "Circle of Life",
+            MUFASA_7616_CNONCE,
+            1,
+        )
+        .unwrap();
+        assert_eq!(creds.response, "8ca523f5e9506fed4657c9700eebdbec");
+    }
+
+    /// Session variants, auth-int and the RFC 2069 form, cross-checked against
+    /// Python's hashlib computing RFC 7616 §3.4.
+    #[test]
+    fn session_auth_int_and_rfc2069_digests() {
+        let invite = DigestRequest {
+            method: "INVITE",
+            uri: "sip:bob@tandem.example",
+            body: b"v=0\r\n",
+        };
+        let h = ha1(Algorithm::Sha256, "alice", "tandem.example", "s3cret");
+        let d = request_digest(
+            Algorithm::Sha256Sess,
+            &h,
+            "abc123",
+            "c0ffee",
+            2,
+            Some(Qop::AuthInt),
+            &invite,
+        );
+        assert_eq!(
+            d,
+            "9a44681c9aee5dd656593ff7e44d97800fb76a89371ec7053c7924affa05bfe9"
+        );
+
+        let register = DigestRequest {
+            method: "REGISTER",
+            uri: "sip:tandem.example",
+            body: b"",
+        };
+        let h = ha1(Algorithm::Md5, "alice", "tandem.example", "s3cret");
+        let d = request_digest(
+            Algorithm::Md5Sess,
+            &h,
+            "abc123",
+            "c0ffee",
+            1,
+            Some(Qop::Auth),
+            &register,
+        );
+        assert_eq!(d, "731a683f352852a662d9a1167e81bc49");
+
+        let challenge =
+            Challenge::parse(r#"Digest realm="tandem.example", nonce="abc123""#).unwrap();
+        let creds = respond(&challenge, &register, "alice", "s3cret", "ignored", 7).unwrap();
+        assert_eq!(creds.response, "9208ed8859d898e80a736ec243abeb3e");
+        assert_eq!(
+            (creds.qop, creds.nc, creds.cnonce.as_deref()),
+            (None, None, None)
+        );
+        let rendered = creds.to_string();
+        assert!(
+            !rendered.contains("nc=") && !rendered.contains("cnonce"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn parsing_tolerates_case_spacing_and_quoting() {
+        let c = Challenge::parse(
+            "  dIgEsT   REALM = \"a \\\"quoted\\\" realm\" ,NONCE=abc,algorithm = sha-256-SESS ,\
+             QOP=\"AUTH-INT , bogus\",Stale=TRUE,,  domain=\"sip:x\"",
+        )
+        .unwrap();
+        assert_eq!(c.realm, "a \"quoted\" realm");
+        assert_eq!(c.nonce, "abc");
+        assert_eq!(c.algorithm, Algorithm::Sha256Sess);
+        assert_eq!(c.qop, vec![Qop::AuthInt]);
+        assert!(c.stale);
+        // Rendering quotes again and parses back to the same value.
+        assert_eq!(Challenge::parse(&c.to_string()).unwrap(), c);
+        let c = Challenge::parse("Digest realm=r, nonce=n, qop=\"auth-conf\"").unwrap();
+        assert!(c.qop_unsupported);
+        let err = respond(&c, &get_index(), "u", "p", "c", 1).unwrap_err();
+        assert_eq!(err, AuthError::NoSupportedQop);
+    }
+
+    /// Malformed values give typed errors and never panic.
+    #[test]
+    fn malformed_values_are_typed_errors() {
+        let cases: &[(&str, AuthError)] = &[
+            ("", AuthError::NotDigest),
+            ("Basic dXNlcjpwYXNz", AuthError::NotDigest),
+            ("Digest", AuthError::MissingParameter("realm")),
+            ("Digest realm=\"r\"", AuthError::MissingParameter("nonce")),
+            ("Digest realm=\"r", AuthError::UnterminatedQuote),
+            ("Digest realm=\"r\\", AuthError::UnterminatedQuote),
+            (
+                "Digest realm",
+                AuthError::Syntax {
+                    at: 12,
+                    expected: "'='",
+                },
+            ),
+            (
+                "Digest realm=",
+                AuthError::Syntax {
+                    at: 13,
+                    expected: "parameter value",
+                },
+            ),
+            (
+                "Digest =x",
+                AuthError::Syntax {
+                    at: 7,
+                    expected: "parameter name",
+                },
+            ),
+            (
+                "Digest realm=\"a\"b, nonce=n",
+                AuthError::Syntax {
+                    at: 16,
+                    expected: "','",
+                },
+            ),
+            (
+                "Digest realm=a, realm=b, nonce=n",
+                AuthError::DuplicateParameter("realm".into()),
+            ),
+            (
+                "Digest realm=a, nonce=n, algorithm=SHA-512-256",
+                AuthError::UnsupportedAlgorithm("SHA-512-256".into()),
+            ),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(Challenge::parse(value).as_ref(), Err(expected), "{value:?}");
+        }
+        let base =
+            "Digest username=\"u\", realm=\"r\", nonce=\"n\", uri=\"sip:x\", response=\"00\"";
+        assert!(Credentials::parse(base).is_ok());
+        for (extra, expected) in [
+            (
+                ", qop=auth, nc=00000001",
+                AuthError::MissingParameter("cnonce"),
+            ),
+            (", qop=auth, cnonce=c", AuthError::MissingParameter("nc")),
+            (
+                ", qop=auth, cnonce=c, nc=123456789",
+                AuthError::BadNonceCount("123456789".into()),
+            ),
+            (
+                ", qop=auth, cnonce=c, nc=0000000g",
+                AuthError::BadNonceCount("0000000g".into()),
+            ),
+            (
+                ", qop=auth-conf, cnonce=c, nc=1",
+                AuthError::UnsupportedQop("auth-conf".into()),
+            ),
+        ] {
+            assert_eq!(
+                Credentials::parse(&format!("{base}{extra}")),
+                Err(expected),
+                "{extra}"
+            );
+        }
+        // Every prefix of valid values (including ones cut inside a multi-byte
+        // character) and some noise: errors or values, never a panic.
+        let samples = [
+            format!("{base}, qop=auth, cnonce=\"é\\\"x\", nc=0000000a, opaque=\"ü\""),
+            "Digest realm=\"ré\\alm\", nonce=\"n\", qop=\"auth,auth-int\", stale=false".to_owned(),
+        ];
+        for sample in &samples {
+            for end in 0..=sample.len() {
+                if let Some(prefix) = sample.get(..end) {
+                    let _ = Challenge::parse(prefix);
+                    let _ = Credentials::parse(prefix);
+                }
+            }
+        }
+        for noise in [
+            "Digest ,,,,",
+            "Digest \"\"",
+            "Digest a=\"\\\"",
+            "Digest\t\r\n",
+            "digest a=b=c",
+        ] {
+            let _ = Challenge::parse(noise);
+            let _ = Credentials::parse(noise);
+        }
+    }
+
+    #[test]
+    fn client_counts_per_realm_and_restarts_on_new_nonce() {
+        let mut client = DigestClient::new();
+        assert_eq!(client.next_nc("a", "n1"), 1);
+        assert_eq!(client.next_nc("a", "n1"), 2);
+        assert_eq!(client.next_nc("b", "m1"), 1);
+        assert_eq!(client.next_nc("a", "n2"), 1);
+        client.forget("a");
+        assert_eq!(client.next_nc("a", "n2"), 1);
+    }
+
+    fn server() -> DigestServer {
+        DigestServer::new(DigestServerConfig::new("tandem.example"), [7; 32])
+    }
+
+    fn lookup(user: &str, _: Algorithm) -> Option<Secret> {
+        (user == "alice").then(|| Secret::Password("s3cret".into()))
+    }
+
+    const REGISTER: DigestRequest<'static> = DigestRequest {
+        method: "REGISTER",
+        uri: "sip:tandem.example",
+        body: b"",
+    };
+
+    /// A SIP REGISTER round trip: 401 challenges, client answer, server verdict,
+    /// for both offered algorithms and across header rendering and parsing.
+    #[test]
+    fn sip_round_trip_client_to_server() {
+        let mut srv = server();
+        let now = Duration::from_secs(1_700_000_000);
+        let challenges = srv.challenges(now, 0x1234_5678_9abc_def0, false);
+        assert_eq!(challenges.len(), 2);
+        let mut client = DigestClient::new();
+        for (i, challenge) in challenges.iter().enumerate() {
+            let header = challenge.to_string();
+            let parsed = Challenge::parse(&header).unwrap();
+            let creds = client
+                .authorize(&parsed, &REGISTER, "alice", "s3cret", "0a4f113b")
+                .unwrap();
+            assert_eq!(creds.nc, Some(u32::try_from(i).unwrap() + 1));
+            let outcome = srv.verify(
+                now + Duration::from_secs(10),
+                &REGISTER,
+                &creds.to_string(),
+                lookup,
+            );
+            assert_eq!(outcome, Outcome::Ok("alice".into()), "{header}");
+        }
+        // A precomputed HA1 works as well as the password.
+        let challenge = &challenges[0];
+        let creds = respond(challenge, &REGISTER, "alice", "s3cret", "c", 9).unwrap();
+        let stored = ha1(Algorithm::Sha256, "alice", "tandem.example", "s3cret");
+        let outcome = srv.verify_credentials(now, &REGISTER, &creds, |_, base| {
+            assert_eq!(base, Algorithm::Sha256);
+            Some(Secret::Ha1(stored.to_ascii_uppercase()))
+        });
+        assert_eq!(outcome, Outcome::Ok("alice".into()));
+    }
+
+    #[test]
+    fn stale_nonce_asks_for_a_retry() {
+        let mut srv = server();
+        let issued = Duration::from_secs(1_000);
+        let challenge = &srv.challenges(issued, 42, false)[0];
+        let creds = respond(challenge, &REGISTER, "alice", "s3cret", "c", 1).unwrap();
+        let late = issued + Duration::from_secs(301);
+        assert_eq!(
+            srv.verify_credentials(late, &REGISTER, &creds, lookup),
+            Outcome::Stale
+        );
+        // Stale is only said for a correct response.
+        let wrong = respond(challenge, &REGISTER, "alice", "guess", "c", 2).unwrap();
+        assert_eq!(
+            srv.verify_credentials(late, &REGISTER, &wrong, lookup),
+            Outcome::Invalid(Rejection::BadResponse)
+        );
+        let fresh = srv.challenges(late, 43, true);
+        assert!(fresh[0].stale && fresh[0].to_string().contains("stale=true"));
+    }
+
+    #[test]
+    fn rejections() {
+        let mut srv = server();
+        let now = Duration::from_secs(5_000);
+        let challenge = srv.challenges(now, 1, false).remove(0);
+        let ok = respond(&challenge, &REGISTER, "alice", "s3cret", "c", 1).unwrap();
+        let check = |srv: &mut DigestServer, creds: &Credentials, request: &DigestRequest<'_>| {
+            srv.verify_credentials(now, request, creds, lookup)
+        };
+        let wrong_password = respond(&challenge, &REGISTER, "alice", "secret", "c", 1).unwrap();
+        assert_eq!(
+            check(&mut srv, &wrong_password, &REGISTER),
+            Outcome::Invalid(Rejection::BadResponse)
+        );
+        let other_realm = Challenge {
+            realm: "evil.example".into(),
+            ..challenge.clone()
+        };
+        let creds = respond(&other_realm, &REGISTER, "alice", "s3cret", "c", 1).unwrap();
+        assert_eq!(
+            check(&mut srv, &creds, &REGISTER),
+            Outcome::Invalid(Rejection::WrongRealm)
+        );
+        let elsewhere = DigestRequest {
+            uri: "sip:other.example",
+            ..REGISTER
+        };
+        assert_eq!(
+            check(&mut srv, &ok, &elsewhere),
+            Outcome::Invalid(Rejection::UriMismatch)
+        );
+        let forged = Challenge {
+            nonce: format!("{}0", &challenge.nonce[..63]),
+            ..challenge.clone()
+        };
+        let creds = respond(&forged, &REGISTER, "alice", "s3cret", "c", 1).unwrap();
+        assert_eq!(
+            check(&mut srv, &creds, &REGISTER),
+            Outcome::Invalid(Rejection::UnknownNonce)
+        );
+        let bob = respond(&challenge, &REGISTER, "bob", "s3cret", "c", 1).unwrap();
+        assert_eq!(
+            check(&mut srv, &bob, &REGISTER),
+            Outcome::Invalid(Rejection::UnknownUser)
+        );
+        let sess = Challenge {
+            algorithm: Algorithm::Md5Sess,
+            ..challenge.clone()
+        };
+        let creds = respond(&sess, &REGISTER, "alice", "s3cret", "c", 1).unwrap();
+        assert_eq!(
+            check(&mut srv, &creds, &REGISTER),
+            Outcome::Invalid(Rejection::AlgorithmNotOffered)
+        );
+        let int = Challenge {
+            qop: vec![Qop::AuthInt],
+            ..challenge.clone()
+        };
+        let creds = respond(&int, &REGISTER, "alice", "s3cret", "c", 1).unwrap();
+        assert_eq!(
+            check(&mut srv, &creds, &REGISTER),
+            Outcome::Invalid(Rejection::QopNotOffered)
+        );
+        // The request tampered with after signing: another method.
+        let invite = DigestRequest {
+            method: "INVITE",
+            ..REGISTER
+        };
+        assert_eq!(
+            check(&mut srv, &ok, &invite),
+            Outcome::Invalid(Rejection::BadResponse)
+        );
+        assert!(matches!(
+            srv.verify(now, &REGISTER, "Digest username=\"alice\"", lookup),
+            Outcome::Invalid(Rejection::Malformed(AuthError::MissingParameter(_)))
+        ));
+
+        // Replay: the same nonce-count twice, or a lower one, is refused.
+        assert_eq!(check(&mut srv, &ok, &REGISTER), Outcome::Ok("alice".into()));
+        assert_eq!(
+            check(&mut srv, &ok, &REGISTER),
+            Outcome::Invalid(Rejection::ReplayedNonceCount)
+        );
+        let next = respond(&challenge, &REGISTER, "alice", "s3cret", "c", 3).unwrap();
+        assert_eq!(
+            check(&mut srv, &next, &REGISTER),
+            Outcome::Ok("alice".into())
+        );
+        let back = respond(&challenge, &REGISTER, "alice", "s3cret", "c", 2).unwrap();
+        assert_eq!(
+            check(&mut srv, &back, &REGISTER),
+            Outcome::Invalid(Rejection::ReplayedNonceCount)
+        );
+    }
+
+    #[test]
+    fn nonce_table_stays_bounded() {
+        let config = DigestServerConfig {
+            max_tracked_nonces: 3,
+            ..DigestServerConfig::new("tandem.example")
+        };
+        let mut srv = DigestServer::new(config, [1; 32]);
+        for i in 0..10u64 {
+            let now = Duration::from_secs(100 + i);
+            let challenge = srv.challenges(now, i, false).remove(0);
+            let creds = respond(&challenge, &REGISTER, "alice", "s3cret", "c", 1).unwrap();
+            assert_eq!(
+                srv.verify_credentials(now, &REGISTER, &creds, lookup),
+                Outcome::Ok("alice".into())
+            );
+            assert!(srv.seen.len() <= 3);
+        }
     }
 }

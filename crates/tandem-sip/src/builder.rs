@@ -67,7 +67,12 @@ impl IdGen {
 
 /// Builds a response to `req` per §8.2.6.2: Via, From, Call-ID, CSeq copied,
 /// To copied with `to_tag` added when the request's To has none (never for 100).
-pub fn response_to(req: &Request, code: u16, reason: Option<&str>, to_tag: Option<&str>) -> Response {
+pub fn response_to(
+    req: &Request,
+    code: u16,
+    reason: Option<&str>,
+    to_tag: Option<&str>,
+) -> Response {
     let mut headers = Headers::default();
     for h in req.headers.iter() {
         match h {
@@ -223,7 +228,13 @@ mod tests {
         assert_eq!(resp.headers.from_tag(), Some("a1"));
         assert_eq!(resp.headers.call_id(), Some("cid-1"));
         assert_eq!(resp.headers.cseq(), Some((7, Method::Invite)));
-        assert_eq!(resp.headers.iter().filter(|h| matches!(h, Header::Via(_))).count(), 2);
+        assert_eq!(
+            resp.headers
+                .iter()
+                .filter(|h| matches!(h, Header::Via(_)))
+                .count(),
+            2
+        );
         let trying = response_to(&req, 100, None, Some("b2"));
         assert_eq!(trying.headers.to_tag(), None);
         let bytes = message::to_bytes(&resp.into());

@@ -296,8 +296,10 @@ mod tests {
 
     #[test]
     fn via_with_lws_and_params() {
-        let v = ViaRef::parse("SIP / 2.0 / UDP 192.0.2.1:5060 ;branch=z9hG4bK1;rport;received=10.0.0.1")
-            .unwrap();
+        let v = ViaRef::parse(
+            "SIP / 2.0 / UDP 192.0.2.1:5060 ;branch=z9hG4bK1;rport;received=10.0.0.1",
+        )
+        .unwrap();
         assert_eq!(v.transport, "UDP");
         assert_eq!(v.host, "192.0.2.1");
         assert_eq!(v.port, Some(5060));
@@ -332,7 +334,10 @@ mod tests {
     fn comma_split_respects_quotes_and_brackets() {
         let parts: Vec<_> =
             split_top_level_commas("\"x,y\" <sip:a@b;p=1,2>, <sip:c@d>,sip:e@f").collect();
-        assert_eq!(parts, vec!["\"x,y\" <sip:a@b;p=1,2>", "<sip:c@d>", "sip:e@f"]);
+        assert_eq!(
+            parts,
+            vec!["\"x,y\" <sip:a@b;p=1,2>", "<sip:c@d>", "sip:e@f"]
+        );
         assert!(!has_top_level_comma("<sip:a,b@c>"));
     }
 
@@ -345,6 +350,9 @@ mod tests {
             uri_host_port("sip:bob@[::1]:5062;transport=tcp"),
             Some(("::1", Some(5062)))
         );
-        assert_eq!(uri_param("sip:bob@h;transport=tcp?x=y", "transport"), Some(Some("tcp")));
+        assert_eq!(
+            uri_param("sip:bob@h;transport=tcp?x=y", "transport"),
+            Some(Some("tcp"))
+        );
     }
 }

@@ -10,9 +10,9 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-pub use rsip::{Header, Headers, Method, Request, Response, SipMessage, StatusCode, Uri};
 use rsip::headers::UntypedHeader;
 use rsip::message::HasHeaders;
+pub use rsip::{Header, Headers, Method, Request, Response, SipMessage, StatusCode, Uri};
 
 use crate::header::{self, ViaRef};
 
@@ -207,8 +207,7 @@ fn check_start_line(line: &[u8]) -> Result<(), ParseError> {
     let method = parts.next().unwrap_or("");
     let uri = parts.next().ok_or(ParseError::StartLine)?;
     let version = parts.next().ok_or(ParseError::StartLine)?;
-    if parts.next().is_some() || method.is_empty() || !method.bytes().all(header::is_token_char)
-    {
+    if parts.next().is_some() || method.is_empty() || !method.bytes().all(header::is_token_char) {
         return Err(ParseError::StartLine);
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
@@ -225,7 +224,10 @@ fn check_start_line(line: &[u8]) -> Result<(), ParseError> {
     if uri.len() == scheme.len() {
         return Err(ParseError::RequestUri);
     }
-    if !["sip", "sips", "tel"].iter().any(|s| scheme.eq_ignore_ascii_case(s)) {
+    if !["sip", "sips", "tel"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+    {
         return Err(ParseError::UriScheme);
     }
     Ok(())
@@ -612,4 +614,59 @@ pub fn status(code: u16, reason: Option<&str>) -> StatusCode {
         Some(r) => StatusCode::Other(code, r.to_owned()),
         None => StatusCode::from(code),
     }
+}
+
+/// Builds the stateless error response to a request that failed to parse
+/// (§8.2, §21.4.1), from its raw lines. Returns `None` when the message is a
+/// response, an ACK, or lacks the Via, From, To, Call-ID or CSeq needed to
+/// route and match an answer: such input is dropped.
+pub fn error_response(raw: &[u8], err: &ParseError) -> Option<Bytes> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let head = text.split("\r\n\r\n").next()?;
+    let mut lines = head.lines();
+    let start = lines.next()?.trim();
+    if start.starts_with("SIP/") || start.is_empty() {
+        return None;
+    }
+    if start.split(' ').next()?.eq_ignore_ascii_case("ACK") {
+        return None;
+    }
+    let mut vias = Vec::new();
+    let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" => vias.push(value),
+            "from" | "f" => from = from.or(Some(value)),
+            "to" | "t" => to = to.or(Some(value)),
+            "call-id" | "i" => call_id = call_id.or(Some(value)),
+            "cseq" => cseq = cseq.or(Some(value)),
+            _ => {}
+        }
+    }
+    let (from, to, call_id, cseq) = (from?, to?, call_id?, cseq?);
+    if vias.is_empty() || header::parse_cseq(cseq).is_none() {
+        return None;
+    }
+    let (code, reason) = err.response_status();
+    let mut s = String::with_capacity(256 + head.len());
+    let _ = write!(s, "SIP/2.0 {code} {reason}\r\n");
+    for v in vias {
+        let _ = write!(s, "Via: {v}\r\n");
+    }
+    let _ = write!(s, "From: {from}\r\n");
+    let has_tag = header::NameAddr::parse(to).ok().and_then(|n| n.tag()).is_some();
+    if has_tag {
+        let _ = write!(s, "To: {to}\r\n");
+    } else {
+        let tag = call_id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let _ = write!(s, "To: {to};tag={tag:016x}\r\n");
+    }
+    let _ = write!(s, "Call-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n");
+    Some(Bytes::from(s))
 }

@@ -225,8 +225,18 @@ struct Tx {
 }
 
 impl Tx {
-    fn set_timer(&mut self, kind: TimerKind, at: Instant, heap: &mut BinaryHeap<Reverse<(Instant, u64, TimerKind)>>, id: u64) {
-        if let Some(slot) = self.timers.iter_mut().find(|t| t.is_some_and(|(k, _)| k == kind)) {
+    fn set_timer(
+        &mut self,
+        kind: TimerKind,
+        at: Instant,
+        heap: &mut BinaryHeap<Reverse<(Instant, u64, TimerKind)>>,
+        id: u64,
+    ) {
+        if let Some(slot) = self
+            .timers
+            .iter_mut()
+            .find(|t| t.is_some_and(|(k, _)| k == kind))
+        {
             *slot = Some((kind, at));
         } else if let Some(slot) = self.timers.iter_mut().find(|t| t.is_none()) {
             *slot = Some((kind, at));
@@ -399,8 +409,16 @@ impl TransactionLayer {
             method: M(request.method),
         };
         let mut tx = Tx {
-            kind: if invite { Kind::ClientInvite } else { Kind::ClientNonInvite },
-            state: if invite { State::Calling } else { State::Trying },
+            kind: if invite {
+                Kind::ClientInvite
+            } else {
+                Kind::ClientNonInvite
+            },
+            state: if invite {
+                State::Calling
+            } else {
+                State::Trying
+            },
             peer,
             request,
             last: Some(data.clone()),
@@ -432,6 +450,18 @@ impl TransactionLayer {
         self.clients.insert(key, id);
         self.send(peer, data);
         TxId(id)
+    }
+
+    /// The client transaction for a branch and method, while it lives.
+    pub fn find_client(&self, branch: &str, method: Method) -> Option<TxId> {
+        self.clients
+            .get(&ClientKey { branch: branch.to_owned(), method: M(method) })
+            .map(|&id| TxId(id))
+    }
+
+    /// Queues bytes built outside the layer (a stateless error response).
+    pub fn send_raw(&mut self, peer: Peer, data: Bytes) {
+        self.send(peer, data);
     }
 
     /// Sends a message outside any transaction (the ACK for a 2xx, §13.2.2.4).
@@ -470,7 +500,12 @@ impl TransactionLayer {
         let peer = t.peer;
         let cancel = build_cancel(&t.request);
         // §9.1: give up on the INVITE if no final response follows the CANCEL.
-        t.set_timer(TimerKind::CancelGiveUp, now + self.cfg.t1x64(), &mut self.heap, id);
+        t.set_timer(
+            TimerKind::CancelGiveUp,
+            now + self.cfg.t1x64(),
+            &mut self.heap,
+            id,
+        );
         self.send_request(now, cancel, peer);
     }
 
@@ -490,7 +525,8 @@ impl TransactionLayer {
         let code = response.status_code.code();
         let Some(&id) = self.clients.get(&key) else {
             if (200..300).contains(&code) && key.method.0 == Method::Invite {
-                self.events.push_back(TuEvent::Stray2xx { response, source });
+                self.events
+                    .push_back(TuEvent::Stray2xx { response, source });
             } else {
                 self.stats.dropped += 1;
             }
@@ -507,7 +543,10 @@ impl TransactionLayer {
                     t.clear_timer(TimerKind::A);
                     t.clear_timer(TimerKind::B);
                     let pending = t.cancel == CancelState::Pending;
-                    self.events.push_back(TuEvent::Response { tx: TxId(id), response });
+                    self.events.push_back(TuEvent::Response {
+                        tx: TxId(id),
+                        response,
+                    });
                     if first && pending {
                         self.send_cancel(now, id);
                     }
@@ -516,7 +555,10 @@ impl TransactionLayer {
                     t.status = code;
                     t.clear_timers();
                     t.set_timer(TimerKind::M, now + cfg.t1x64(), &mut self.heap, id);
-                    self.events.push_back(TuEvent::Response { tx: TxId(id), response });
+                    self.events.push_back(TuEvent::Response {
+                        tx: TxId(id),
+                        response,
+                    });
                 } else {
                     t.state = State::Completed;
                     t.status = code;
@@ -524,14 +566,25 @@ impl TransactionLayer {
                     let ack = to_bytes(&SipMessage::Request(build_ack(&t.request, &response)));
                     t.last = Some(ack.clone());
                     let peer = t.peer;
-                    t.set_timer(TimerKind::D, now + cfg.timer_d(reliable), &mut self.heap, id);
+                    t.set_timer(
+                        TimerKind::D,
+                        now + cfg.timer_d(reliable),
+                        &mut self.heap,
+                        id,
+                    );
                     self.send(peer, ack);
-                    self.events.push_back(TuEvent::Response { tx: TxId(id), response });
+                    self.events.push_back(TuEvent::Response {
+                        tx: TxId(id),
+                        response,
+                    });
                 }
             }
             (Kind::ClientInvite, State::Accepted) => {
                 if (200..300).contains(&code) {
-                    self.events.push_back(TuEvent::Response { tx: TxId(id), response });
+                    self.events.push_back(TuEvent::Response {
+                        tx: TxId(id),
+                        response,
+                    });
                 } else {
                     self.stats.absorbed += 1;
                 }
@@ -552,9 +605,17 @@ impl TransactionLayer {
                     t.state = State::Completed;
                     t.status = code;
                     t.clear_timers();
-                    t.set_timer(TimerKind::K, now + cfg.t4_or_zero(reliable), &mut self.heap, id);
+                    t.set_timer(
+                        TimerKind::K,
+                        now + cfg.t4_or_zero(reliable),
+                        &mut self.heap,
+                        id,
+                    );
                 }
-                self.events.push_back(TuEvent::Response { tx: TxId(id), response });
+                self.events.push_back(TuEvent::Response {
+                    tx: TxId(id),
+                    response,
+                });
             }
             _ => self.stats.absorbed += 1,
         }
@@ -595,7 +656,11 @@ impl TransactionLayer {
         let lookup = ServerKey {
             branch,
             sent_by,
-            method: M(if method == Method::Ack { Method::Invite } else { method }),
+            method: M(if method == Method::Ack {
+                Method::Invite
+            } else {
+                method
+            }),
         };
         match method {
             Method::Ack => self.on_ack(now, request, source, lookup),
@@ -617,10 +682,21 @@ impl TransactionLayer {
         }
     }
 
-    fn new_server_tx(&mut self, now: Instant, request: Request, source: Peer, reply_to: Peer, key: ServerKey) {
+    fn new_server_tx(
+        &mut self,
+        now: Instant,
+        request: Request,
+        source: Peer,
+        reply_to: Peer,
+        key: ServerKey,
+    ) {
         let invite = request.method == Method::Invite;
         let merge_key = if request.headers.to_tag().is_none() {
-            match (request.headers.call_id(), request.headers.from_tag(), request.headers.cseq()) {
+            match (
+                request.headers.call_id(),
+                request.headers.from_tag(),
+                request.headers.cseq(),
+            ) {
                 (Some(c), Some(f), Some((n, _))) => Some(MergeKey {
                     call_id: c.to_owned(),
                     from_tag: f.to_owned(),
@@ -632,10 +708,20 @@ impl TransactionLayer {
         } else {
             None
         };
-        let merged = merge_key.as_ref().is_some_and(|k| self.merges.contains_key(k));
+        let merged = merge_key
+            .as_ref()
+            .is_some_and(|k| self.merges.contains_key(k));
         let mut tx = Tx {
-            kind: if invite { Kind::ServerInvite } else { Kind::ServerNonInvite },
-            state: if invite { State::Proceeding } else { State::Trying },
+            kind: if invite {
+                Kind::ServerInvite
+            } else {
+                Kind::ServerNonInvite
+            },
+            state: if invite {
+                State::Proceeding
+            } else {
+                State::Trying
+            },
             peer: reply_to,
             request,
             last: None,
@@ -652,7 +738,12 @@ impl TransactionLayer {
         };
         if merged {
             // §8.2.2.2: the same request arrived over two paths; answer 482 on this one.
-            let resp = response_to(&tx.request, 482, Some("Loop Detected"), Some(&self.ids.tag()));
+            let resp = response_to(
+                &tx.request,
+                482,
+                Some("Loop Detected"),
+                Some(&self.ids.tag()),
+            );
             tx.to_tag = None;
             let id = self.alloc(tx);
             self.servers.insert(key, id);
@@ -671,7 +762,11 @@ impl TransactionLayer {
         if let Some(k) = merge_key {
             self.merges.insert(k, id);
         }
-        self.events.push_back(TuEvent::Request { tx: TxId(id), request: req, source });
+        self.events.push_back(TuEvent::Request {
+            tx: TxId(id),
+            request: req,
+            source,
+        });
     }
 
     fn on_ack(&mut self, now: Instant, request: Request, source: Peer, key: ServerKey) {
@@ -683,7 +778,12 @@ impl TransactionLayer {
                     t.state = State::Confirmed;
                     t.clear_timers();
                     let reliable = t.peer.transport.is_reliable();
-                    t.set_timer(TimerKind::I, now + cfg.t4_or_zero(reliable), &mut self.heap, id);
+                    t.set_timer(
+                        TimerKind::I,
+                        now + cfg.t4_or_zero(reliable),
+                        &mut self.heap,
+                        id,
+                    );
                     return;
                 }
                 State::Confirmed => {
@@ -695,7 +795,10 @@ impl TransactionLayer {
         }
         // The ACK for a 2xx: its own branch, matched by dialog identifiers.
         let ack_key = match (request.headers.call_id(), request.headers.cseq()) {
-            (Some(c), Some((n, _))) => Some(AckKey { call_id: c.to_owned(), cseq: n }),
+            (Some(c), Some((n, _))) => Some(AckKey {
+                call_id: c.to_owned(),
+                cseq: n,
+            }),
             _ => None,
         };
         let tx = ack_key.and_then(|k| self.acks.get(&k).copied());
@@ -709,7 +812,11 @@ impl TransactionLayer {
                 t.clear_timer(TimerKind::G);
             }
         }
-        self.events.push_back(TuEvent::Ack { tx: tx.map(TxId), request, source });
+        self.events.push_back(TuEvent::Ack {
+            tx: tx.map(TxId),
+            request,
+            source,
+        });
     }
 
     fn on_cancel(&mut self, now: Instant, request: Request, reply_to: Peer, key: ServerKey) {
@@ -720,7 +827,10 @@ impl TransactionLayer {
             }
             return;
         }
-        let invite_key = ServerKey { method: M(Method::Invite), ..key.clone() };
+        let invite_key = ServerKey {
+            method: M(Method::Invite),
+            ..key.clone()
+        };
         let invite = self.servers.get(&invite_key).copied();
         let tag = invite
             .and_then(|i| self.txs[&i].to_tag.clone())
@@ -742,13 +852,21 @@ impl TransactionLayer {
             ack_key: None,
             acked: false,
         };
-        let (code, reason) = if invite.is_some() { (200, None) } else { (481, Some("Call/Transaction Does Not Exist")) };
+        let (code, reason) = if invite.is_some() {
+            (200, None)
+        } else {
+            (481, Some("Call/Transaction Does Not Exist"))
+        };
         let resp = response_to(&tx.request, code, reason, Some(&tag));
         let id = self.alloc(tx);
         self.servers.insert(key, id);
         self.respond_inner(now, id, resp);
         if let Some(inv) = invite {
-            if self.txs.get(&inv).is_some_and(|t| t.state == State::Proceeding) {
+            if self
+                .txs
+                .get(&inv)
+                .is_some_and(|t| t.state == State::Proceeding)
+            {
                 let t = &mut self.txs.get_mut(&inv).expect("checked above");
                 t.to_tag.get_or_insert(tag.clone());
                 let resp = response_to(&t.request, 487, None, Some(&tag));
@@ -788,8 +906,13 @@ impl TransactionLayer {
                         // RFC 6026: the 2xx is retransmitted (§13.3.1.4) until its ACK, on any transport.
                         t.set_timer(TimerKind::G, now + cfg.t1, &mut self.heap, id);
                         t.set_timer(TimerKind::L, now + cfg.t1x64(), &mut self.heap, id);
-                        if let (Some(c), Some((n, _))) = (t.request.headers.call_id(), t.request.headers.cseq()) {
-                            let k = AckKey { call_id: c.to_owned(), cseq: n };
+                        if let (Some(c), Some((n, _))) =
+                            (t.request.headers.call_id(), t.request.headers.cseq())
+                        {
+                            let k = AckKey {
+                                call_id: c.to_owned(),
+                                cseq: n,
+                            };
                             t.ack_key = Some(k.clone());
                             self.acks.insert(k, id);
                         }
@@ -811,7 +934,12 @@ impl TransactionLayer {
                 if code >= 200 {
                     t.state = State::Completed;
                     t.status = code;
-                    t.set_timer(TimerKind::J, now + cfg.timer_j(reliable), &mut self.heap, id);
+                    t.set_timer(
+                        TimerKind::J,
+                        now + cfg.timer_j(reliable),
+                        &mut self.heap,
+                        id,
+                    );
                 } else {
                     t.state = State::Proceeding;
                 }
@@ -864,13 +992,19 @@ impl TransactionLayer {
             }
             TimerKind::H => {
                 self.terminate(id);
-                self.events.push_back(TuEvent::AckTimeout { tx: TxId(id), was_2xx: false });
+                self.events.push_back(TuEvent::AckTimeout {
+                    tx: TxId(id),
+                    was_2xx: false,
+                });
             }
             TimerKind::L => {
                 let acked = t.acked;
                 self.terminate(id);
                 if !acked {
-                    self.events.push_back(TuEvent::AckTimeout { tx: TxId(id), was_2xx: true });
+                    self.events.push_back(TuEvent::AckTimeout {
+                        tx: TxId(id),
+                        was_2xx: true,
+                    });
                 }
             }
             TimerKind::D | TimerKind::I | TimerKind::J | TimerKind::K | TimerKind::M => {
@@ -898,12 +1032,18 @@ fn response_peer(via: &ViaRef<'_>, source: Peer) -> Peer {
 /// Adds `received` (when the sent-by host differs from the source IP) and
 /// fills an empty `rport` in the top Via (§18.2.1, RFC 3581 §4).
 pub fn stamp_via(request: &mut Request, source: SocketAddr) {
-    let Some(h) = request.headers.iter_mut().find(|h| matches!(h, Header::Via(_))) else {
+    let Some(h) = request
+        .headers
+        .iter_mut()
+        .find(|h| matches!(h, Header::Via(_)))
+    else {
         return;
     };
     let Header::Via(v) = h else { return };
     let value = rsip::headers::UntypedHeader::value(v);
-    let Ok(via) = ViaRef::parse(value) else { return };
+    let Ok(via) = ViaRef::parse(value) else {
+        return;
+    };
     let ip = source.ip().to_string();
     let need_received = via.host != ip && via.received.is_none();
     let need_rport = via.rport == Some(None);

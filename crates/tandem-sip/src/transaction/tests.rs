@@ -104,7 +104,10 @@ fn timer_b_fires_at_exactly_64_t1() {
     l.handle_timeout(t0 + Duration::from_secs(32) - MS);
     assert!(events(&mut l).is_empty());
     l.handle_timeout(t0 + Duration::from_secs(32));
-    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Timeout { .. }]));
+    assert!(matches!(
+        events(&mut l).as_slice(),
+        [TuEvent::Timeout { .. }]
+    ));
 }
 
 #[test]
@@ -117,9 +120,14 @@ fn non_invite_retransmissions_cap_at_t2_and_time_out_with_timer_f() {
     let times: Vec<_> = sent.iter().map(|(d, _)| d.as_millis()).collect();
     assert_eq!(
         times,
-        vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+        vec![
+            500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+        ]
     );
-    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Timeout { .. }]));
+    assert!(matches!(
+        events(&mut l).as_slice(),
+        [TuEvent::Timeout { .. }]
+    ));
 }
 
 #[test]
@@ -144,7 +152,10 @@ fn reliable_transport_never_retransmits() {
     drain(&mut l);
     let sent = run_until(&mut l, t0, t0 + Duration::from_secs(40));
     assert!(sent.is_empty());
-    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Timeout { .. }]));
+    assert!(matches!(
+        events(&mut l).as_slice(),
+        [TuEvent::Timeout { .. }]
+    ));
 }
 
 #[test]
@@ -157,7 +168,9 @@ fn client_invite_completed_absorbs_final_retransmissions_with_ack() {
     l.handle_message(t0 + 10 * MS, response(&req, 486), udp(5099));
     let acks = drain(&mut l);
     assert_eq!(acks.len(), 1);
-    let SipMessage::Request(ack) = &acks[0] else { panic!("ACK expected") };
+    let SipMessage::Request(ack) = &acks[0] else {
+        panic!("ACK expected")
+    };
     assert_eq!(ack.method, Method::Ack);
     assert_eq!(ack.headers.to_tag(), Some("bobtag"));
     assert_eq!(ack.headers.cseq(), Some((1, Method::Ack)));
@@ -200,7 +213,10 @@ fn cancel_before_any_provisional_is_held_until_one_arrives() {
     let tx = l.send_request(t0, req.clone(), udp(5099));
     drain(&mut l);
     assert!(l.cancel(t0 + 100 * MS, tx));
-    assert!(drain(&mut l).is_empty(), "no CANCEL before a provisional response");
+    assert!(
+        drain(&mut l).is_empty(),
+        "no CANCEL before a provisional response"
+    );
     // The INVITE keeps retransmitting meanwhile.
     let sent = run_until(&mut l, t0, t0 + 600 * MS);
     assert_eq!(sent.len(), 1);
@@ -208,7 +224,9 @@ fn cancel_before_any_provisional_is_held_until_one_arrives() {
     l.handle_message(t0 + 700 * MS, response(&req, 180), udp(5099));
     let out = drain(&mut l);
     assert_eq!(out.len(), 1);
-    let SipMessage::Request(cancel) = &out[0] else { panic!("CANCEL expected") };
+    let SipMessage::Request(cancel) = &out[0] else {
+        panic!("CANCEL expected")
+    };
     assert_eq!(cancel.method, Method::Cancel);
     assert_eq!(cancel.headers.cseq(), Some((1, Method::Cancel)));
     assert_eq!(cancel.headers.to_tag(), None);
@@ -220,7 +238,10 @@ fn cancel_before_any_provisional_is_held_until_one_arrives() {
     l.handle_message(t0 + 710 * MS, response(cancel, 200), udp(5099));
     l.handle_message(t0 + 720 * MS, response(&req, 487), udp(5099));
     let out = drain(&mut l);
-    assert_eq!(out.iter().filter_map(method).collect::<Vec<_>>(), vec![Method::Ack]);
+    assert_eq!(
+        out.iter().filter_map(method).collect::<Vec<_>>(),
+        vec![Method::Ack]
+    );
 }
 
 #[test]
@@ -234,7 +255,10 @@ fn cancelled_invite_without_final_gives_up_after_64_t1() {
     assert!(l.cancel(t0, tx));
     l.handle_timeout(t0 + Duration::from_secs(32));
     let ev = events(&mut l);
-    assert!(ev.iter().any(|e| matches!(e, TuEvent::Timeout { tx: t } if *t == tx)));
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, TuEvent::Timeout { tx: t } if *t == tx))
+    );
     assert_eq!(l.state(tx), None);
 }
 
@@ -260,21 +284,35 @@ fn server_invite_sends_100_and_absorbs_retransmissions() {
     let out = drain(&mut l);
     assert_eq!(out.iter().map(code).collect::<Vec<_>>(), vec![100]);
     let ev = events(&mut l);
-    let [TuEvent::Request { tx, .. }] = ev.as_slice() else { panic!("{ev:?}") };
+    let [TuEvent::Request { tx, .. }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
     let tx = *tx;
     // A retransmitted INVITE gets the 100 again and does not reach the TU.
     l.handle_message(t0 + 500 * MS, SipMessage::Request(req.clone()), udp(5098));
-    assert_eq!(drain(&mut l).iter().map(code).collect::<Vec<_>>(), vec![100]);
+    assert_eq!(
+        drain(&mut l).iter().map(code).collect::<Vec<_>>(),
+        vec![100]
+    );
     assert!(events(&mut l).is_empty());
     // 486: retransmitted by timer G (T1, doubling, capped at T2) until ACK or H.
-    l.respond(t0 + Duration::from_secs(1), tx, response_to(&req, 486, None, Some("t")));
-    assert_eq!(drain(&mut l).iter().map(code).collect::<Vec<_>>(), vec![486]);
+    l.respond(
+        t0 + Duration::from_secs(1),
+        tx,
+        response_to(&req, 486, None, Some("t")),
+    );
+    assert_eq!(
+        drain(&mut l).iter().map(code).collect::<Vec<_>>(),
+        vec![486]
+    );
     let t1 = t0 + Duration::from_secs(1);
     let sent = run_until(&mut l, t1, t1 + Duration::from_secs(33));
     let times: Vec<_> = sent.iter().map(|(d, _)| d.as_millis()).collect();
     assert_eq!(
         times,
-        vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+        vec![
+            500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+        ]
     );
     assert!(matches!(
         events(&mut l).as_slice(),
@@ -288,14 +326,19 @@ fn server_invite_ack_for_non_2xx_is_absorbed_and_confirms() {
     let t0 = Instant::now();
     let req = request(Method::Invite, "z9hG4bKk");
     l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
-    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
     let resp = response_to(&req, 603, None, Some("t"));
     l.respond(t0, tx, resp.clone());
     drain(&mut l);
     let ack = build_ack(&req, &resp);
     l.handle_message(t0 + 10 * MS, SipMessage::Request(ack.clone()), udp(5098));
     assert_eq!(l.state(tx), Some(State::Confirmed));
-    assert!(events(&mut l).is_empty(), "ACK for non-2xx stays in the transaction");
+    assert!(
+        events(&mut l).is_empty(),
+        "ACK for non-2xx stays in the transaction"
+    );
     l.handle_message(t0 + 20 * MS, SipMessage::Request(ack), udp(5098));
     assert!(events(&mut l).is_empty());
     assert!(run_until(&mut l, t0, t0 + Duration::from_secs(10)).is_empty());
@@ -308,13 +351,22 @@ fn server_invite_2xx_retransmitted_until_ack_reaches_tu() {
     let t0 = Instant::now();
     let req = request(Method::Invite, "z9hG4bK2");
     l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
-    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
     l.respond(t0, tx, response_to(&req, 200, None, Some("t")));
     drain(&mut l);
     let sent = run_until(&mut l, t0, t0 + Duration::from_secs(2));
-    assert_eq!(sent.iter().map(|(d, _)| d.as_millis()).collect::<Vec<_>>(), vec![500, 1500]);
+    assert_eq!(
+        sent.iter().map(|(d, _)| d.as_millis()).collect::<Vec<_>>(),
+        vec![500, 1500]
+    );
     // INVITE retransmission in Accepted is absorbed without answering.
-    l.handle_message(t0 + Duration::from_secs(2), SipMessage::Request(req.clone()), udp(5098));
+    l.handle_message(
+        t0 + Duration::from_secs(2),
+        SipMessage::Request(req.clone()),
+        udp(5098),
+    );
     assert!(drain(&mut l).is_empty());
     // The ACK for the 2xx has its own branch and is matched by Call-ID and CSeq.
     let ack = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
@@ -324,7 +376,11 @@ fn server_invite_2xx_retransmitted_until_ack_reaches_tu() {
         .call_id("call-1")
         .cseq(1)
         .build();
-    l.handle_message(t0 + Duration::from_secs(2), SipMessage::Request(ack), udp(5098));
+    l.handle_message(
+        t0 + Duration::from_secs(2),
+        SipMessage::Request(ack),
+        udp(5098),
+    );
     let ev = events(&mut l);
     assert!(matches!(ev.as_slice(), [TuEvent::Ack { tx: Some(t), .. }] if *t == tx));
     assert!(run_until(&mut l, t0, t0 + Duration::from_secs(40)).is_empty());
@@ -337,7 +393,9 @@ fn unacknowledged_2xx_reports_ack_timeout_at_timer_l() {
     let t0 = Instant::now();
     let req = request(Method::Invite, "z9hG4bKl");
     l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
-    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
     l.respond(t0, tx, response_to(&req, 200, None, Some("t")));
     run_until(&mut l, t0, t0 + Duration::from_secs(33));
     assert!(matches!(
@@ -352,15 +410,27 @@ fn received_cancel_gets_200_and_the_invite_487() {
     let t0 = Instant::now();
     let req = request(Method::Invite, "z9hG4bKc1");
     l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
-    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
     l.respond(t0, tx, response_to(&req, 180, None, Some("ringtag")));
     drain(&mut l);
-    l.handle_message(t0 + 5 * MS, SipMessage::Request(build_cancel(&req)), udp(5098));
+    l.handle_message(
+        t0 + 5 * MS,
+        SipMessage::Request(build_cancel(&req)),
+        udp(5098),
+    );
     let out = drain(&mut l);
     let codes: Vec<_> = out.iter().map(code).collect();
     assert_eq!(codes, vec![200, 487]);
-    let SipMessage::Response(r487) = &out[1] else { panic!() };
-    assert_eq!(r487.headers.to_tag(), Some("ringtag"), "487 keeps the dialog's tag");
+    let SipMessage::Response(r487) = &out[1] else {
+        panic!()
+    };
+    assert_eq!(
+        r487.headers.to_tag(),
+        Some("ringtag"),
+        "487 keeps the dialog's tag"
+    );
     assert_eq!(r487.headers.cseq(), Some((1, Method::Invite)));
     assert!(matches!(events(&mut l).as_slice(), [TuEvent::Cancelled { tx: t }] if *t == tx));
     // The TU's late 200 is refused: the transaction is already completed.
@@ -373,7 +443,10 @@ fn cancel_matching_nothing_gets_481() {
     let t0 = Instant::now();
     let req = request(Method::Invite, "z9hG4bKnone");
     l.handle_message(t0, SipMessage::Request(build_cancel(&req)), udp(5098));
-    assert_eq!(drain(&mut l).iter().map(code).collect::<Vec<_>>(), vec![481]);
+    assert_eq!(
+        drain(&mut l).iter().map(code).collect::<Vec<_>>(),
+        vec![481]
+    );
     assert!(events(&mut l).is_empty());
 }
 
@@ -383,11 +456,16 @@ fn cancel_after_final_response_gets_200_only() {
     let t0 = Instant::now();
     let req = request(Method::Invite, "z9hG4bKc2");
     l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
-    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
     l.respond(t0, tx, response_to(&req, 200, None, Some("t")));
     drain(&mut l);
     l.handle_message(t0 + MS, SipMessage::Request(build_cancel(&req)), udp(5098));
-    assert_eq!(drain(&mut l).iter().map(code).collect::<Vec<_>>(), vec![200]);
+    assert_eq!(
+        drain(&mut l).iter().map(code).collect::<Vec<_>>(),
+        vec![200]
+    );
     assert!(events(&mut l).is_empty());
 }
 
@@ -395,11 +473,19 @@ fn cancel_after_final_response_gets_200_only() {
 fn merged_request_gets_482() {
     let mut l = layer();
     let t0 = Instant::now();
-    l.handle_message(t0, SipMessage::Request(request(Method::Invite, "z9hG4bKp1")), udp(5098));
+    l.handle_message(
+        t0,
+        SipMessage::Request(request(Method::Invite, "z9hG4bKp1")),
+        udp(5098),
+    );
     drain(&mut l);
     events(&mut l);
     // Same Call-ID, From tag and CSeq over another path (another branch).
-    l.handle_message(t0, SipMessage::Request(request(Method::Invite, "z9hG4bKp2")), udp(5098));
+    l.handle_message(
+        t0,
+        SipMessage::Request(request(Method::Invite, "z9hG4bKp2")),
+        udp(5098),
+    );
     let out = drain(&mut l);
     assert_eq!(out.iter().map(code).collect::<Vec<_>>(), vec![482]);
     assert!(events(&mut l).is_empty());
@@ -411,12 +497,21 @@ fn server_non_invite_completed_resends_final_then_timer_j() {
     let t0 = Instant::now();
     let req = request(Method::Options, "z9hG4bKn");
     l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
-    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else { panic!() };
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
     assert!(drain(&mut l).is_empty(), "no 100 for non-INVITE");
     l.respond(t0, tx, response_to(&req, 200, None, Some("t")));
     assert_eq!(drain(&mut l).len(), 1);
-    l.handle_message(t0 + Duration::from_secs(1), SipMessage::Request(req), udp(5098));
-    assert_eq!(drain(&mut l).iter().map(code).collect::<Vec<_>>(), vec![200]);
+    l.handle_message(
+        t0 + Duration::from_secs(1),
+        SipMessage::Request(req),
+        udp(5098),
+    );
+    assert_eq!(
+        drain(&mut l).iter().map(code).collect::<Vec<_>>(),
+        vec![200]
+    );
     assert!(events(&mut l).is_empty());
     l.handle_timeout(t0 + Duration::from_secs(32));
     assert_eq!(l.state(tx), None);
@@ -431,11 +526,17 @@ fn responses_follow_rport_and_received() {
         transport: Transport::Udp,
         addr: SocketAddr::from(([127, 0, 0, 2], 40000)),
     };
-    l.handle_message(t0, SipMessage::Request(request(Method::Invite, "z9hG4bKr")), src);
+    l.handle_message(
+        t0,
+        SipMessage::Request(request(Method::Invite, "z9hG4bKr")),
+        src,
+    );
     let x = l.poll_transmit().unwrap();
     assert_eq!(x.peer, src);
     let ev = events(&mut l);
-    let [TuEvent::Request { request, .. }] = ev.as_slice() else { panic!() };
+    let [TuEvent::Request { request, .. }] = ev.as_slice() else {
+        panic!()
+    };
     let via = request.headers.top_via().unwrap().unwrap();
     assert_eq!(via.received, Some("127.0.0.2"));
     assert_eq!(via.rport, Some(Some(40000)));
@@ -446,5 +547,8 @@ fn stray_2xx_is_handed_to_the_tu() {
     let mut l = layer();
     let req = request(Method::Invite, "z9hG4bKgone");
     l.handle_message(Instant::now(), response(&req, 200), udp(5099));
-    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Stray2xx { .. }]));
+    assert!(matches!(
+        events(&mut l).as_slice(),
+        [TuEvent::Stray2xx { .. }]
+    ));
 }

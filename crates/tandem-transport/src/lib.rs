@@ -1,0 +1,255 @@
+//! Tandem's SIP endpoint: the tokio shell around `tandem-sip`.
+//!
+//! UDP and TCP listeners (RFC 3261 §18) read messages and hand each one, by a
+//! hash of its Call-ID, to one of N shards. A shard owns a sans-IO
+//! [`TransactionLayer`] and drives all its timers with one sleep, so every
+//! message of a call is handled and sent in order by one task. The
+//! transaction user (the engine, or a test UAS) receives [`EndpointEvent`]s and
+//! acts through an [`EndpointHandle`].
+
+mod shard;
+mod tcp;
+mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tandem_sip::builder::IdGen;
+use tandem_sip::message::{Request, Response, SipMessage};
+pub use tandem_sip::transaction::{Peer, TimerConfig, Transport, TuEvent, TxId};
+use tokio::sync::mpsc;
+
+/// Configuration of the endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// UDP listen addresses.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// Number of shards (defaults to the number of CPUs).
+    pub shards: usize,
+    /// Transaction timers.
+    pub timers: TimerConfig,
+    /// Close TCP connections idle this long.
+    pub tcp_idle: Duration,
+    /// Answer out-of-dialog OPTIONS with 200 without involving the transaction user.
+    pub answer_options: bool,
+    /// Capacity of each bounded queue (per shard inbox, events to the transaction user).
+    pub queue: usize,
+    /// UDP socket receive/send buffer size in bytes (0 keeps the OS default).
+    pub udp_buffer: usize,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            timers: TimerConfig::default(),
+            tcp_idle: Duration::from_secs(120),
+            answer_options: true,
+            queue: 65_536,
+            udp_buffer: 4 << 20,
+        }
+    }
+}
+
+/// Errors starting or using the endpoint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// A listen address could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The endpoint has shut down.
+    #[error("endpoint closed")]
+    Closed,
+}
+
+/// A server transaction as the transaction user sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServerTx {
+    /// The shard that owns it.
+    pub shard: usize,
+    /// Its id in that shard.
+    pub tx: TxId,
+}
+
+/// An event for the transaction user, tagged with its shard.
+#[derive(Debug)]
+pub struct EndpointEvent {
+    /// The shard the event came from (respond through the same one).
+    pub shard: usize,
+    /// The event.
+    pub event: TuEvent,
+}
+
+/// Commands for a shard.
+#[derive(Debug)]
+pub(crate) enum ShardInput {
+    /// Raw bytes received from a peer.
+    Received { data: Bytes, source: Peer },
+    /// Send a request in a new client transaction.
+    SendRequest { request: Box<Request>, peer: Peer },
+    /// Send a message outside any transaction (ACK for 2xx).
+    SendStateless { msg: Box<SipMessage>, peer: Peer },
+    /// Respond in a server transaction.
+    Respond { tx: TxId, response: Box<Response> },
+    /// Cancel the client INVITE transaction with this branch.
+    Cancel { branch: String },
+}
+
+/// Cheap handle to act on the endpoint; clone it freely.
+#[derive(Debug, Clone)]
+pub struct EndpointHandle {
+    shards: Arc<[mpsc::Sender<ShardInput>]>,
+    local: Arc<Locals>,
+}
+
+/// Bound local addresses.
+#[derive(Debug, Clone)]
+pub struct Locals {
+    /// Bound UDP addresses (port 0 resolved).
+    pub udp: Vec<SocketAddr>,
+    /// Bound TCP addresses (port 0 resolved).
+    pub tcp: Vec<SocketAddr>,
+}
+
+impl EndpointHandle {
+    /// The shard that owns a Call-ID.
+    pub fn shard_for(&self, call_id: &str) -> usize {
+        shard::shard_of(call_id.as_bytes(), self.shards.len())
+    }
+
+    /// Bound local addresses.
+    pub fn locals(&self) -> &Locals {
+        &self.local
+    }
+
+    async fn to_shard(&self, shard: usize, input: ShardInput) -> Result<(), TransportError> {
+        self.shards[shard % self.shards.len()]
+            .send(input)
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+
+    /// Sends a request in a new client transaction, on the shard of its Call-ID.
+    pub async fn send_request(&self, request: Request, peer: Peer) -> Result<(), TransportError> {
+        let shard = self.shard_for(call_id_of(&request.headers));
+        self.to_shard(shard, ShardInput::SendRequest { request: Box::new(request), peer })
+            .await
+    }
+
+    /// Sends a message outside any transaction (the ACK for a 2xx).
+    pub async fn send_stateless(&self, msg: SipMessage, peer: Peer) -> Result<(), TransportError> {
+        let shard = self.shard_for(call_id_of(tandem_sip::transaction::headers_of(&msg)));
+        self.to_shard(shard, ShardInput::SendStateless { msg: Box::new(msg), peer })
+            .await
+    }
+
+    /// Responds in a server transaction.
+    pub async fn respond(&self, tx: ServerTx, response: Response) -> Result<(), TransportError> {
+        self.to_shard(tx.shard, ShardInput::Respond { tx: tx.tx, response: Box::new(response) })
+            .await
+    }
+
+    /// Cancels the pending INVITE sent with this Call-ID and branch (§9.1).
+    pub async fn cancel(&self, call_id: &str, branch: &str) -> Result<(), TransportError> {
+        let shard = self.shard_for(call_id);
+        self.to_shard(shard, ShardInput::Cancel { branch: branch.to_owned() })
+            .await
+    }
+}
+
+fn call_id_of(h: &tandem_sip::message::Headers) -> &str {
+    use tandem_sip::message::HeadersExt;
+    h.call_id().unwrap_or("")
+}
+
+/// A running endpoint.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Handle to act on it.
+    pub handle: EndpointHandle,
+    /// Events for the transaction user.
+    pub events: mpsc::Receiver<EndpointEvent>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Endpoint {
+    /// Binds every listener and starts the shards. Must run inside a tokio runtime.
+    pub async fn start(cfg: EndpointConfig) -> Result<Self, TransportError> {
+        let n = cfg.shards.max(1);
+        let (ev_tx, ev_rx) = mpsc::channel(cfg.queue);
+        let mut udp_sockets = Vec::new();
+        for &addr in &cfg.udp {
+            let sock = udp::bind(addr, cfg.udp_buffer).map_err(|source| TransportError::Bind { addr, source })?;
+            udp_sockets.push(Arc::new(sock));
+        }
+        let mut tcp_listeners = Vec::new();
+        for &addr in &cfg.tcp {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| TransportError::Bind { addr, source })?;
+            tcp_listeners.push(l);
+        }
+        let locals = Locals {
+            udp: udp_sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
+            tcp: tcp_listeners.iter().filter_map(|l| l.local_addr().ok()).collect(),
+        };
+        let mut senders = Vec::with_capacity(n);
+        let mut receivers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel(cfg.queue);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let shards: Arc<[mpsc::Sender<ShardInput>]> = senders.into();
+        let tcp_pool = tcp::Pool::new(shards.clone(), cfg.tcp_idle);
+        let net = Arc::new(shard::Net {
+            udp: udp_sockets.clone(),
+            tcp: tcp_pool.clone(),
+        });
+        let mut tasks = Vec::new();
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let sh = shard::Shard::new(
+                i,
+                cfg.timers,
+                IdGen::from_entropy(),
+                net.clone(),
+                ev_tx.clone(),
+                cfg.answer_options,
+            );
+            tasks.push(tokio::spawn(sh.run(rx)));
+        }
+        for sock in udp_sockets {
+            tasks.push(tokio::spawn(udp::receive_loop(sock, shards.clone())));
+        }
+        for l in tcp_listeners {
+            tasks.push(tokio::spawn(tcp::accept_loop(l, tcp_pool.clone())));
+        }
+        Ok(Self {
+            handle: EndpointHandle {
+                shards,
+                local: Arc::new(locals),
+            },
+            events: ev_rx,
+            tasks,
+        })
+    }
+
+    /// Stops every task of the endpoint.
+    pub fn shutdown(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}

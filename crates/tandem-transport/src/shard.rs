@@ -1,0 +1,216 @@
+//! One shard of the endpoint: owns a sans-IO `TransactionLayer`, parses the
+//! messages routed to it, drives its timers with a single sleep, sends what the
+//! layer emits, and hands events to the transaction user — all in order, by
+//! one task, so a call's 180 never overtakes its 200 (design §3).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tandem_sip::builder::{IdGen, response_to};
+use tandem_sip::message::{Header, HeadersExt, Method, parse};
+use tandem_sip::transaction::{Peer, TimerConfig, Transmit, TransactionLayer, Transport, TuEvent};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::{EndpointEvent, ShardInput, tcp};
+
+/// Where a shard sends bytes.
+#[derive(Debug)]
+pub(crate) struct Net {
+    pub udp: Vec<Arc<UdpSocket>>,
+    pub tcp: tcp::Pool,
+}
+
+impl Net {
+    pub(crate) async fn send(&self, t: Transmit) {
+        match t.peer.transport {
+            Transport::Udp => {
+                let want_v4 = t.peer.addr.is_ipv4();
+                let sock = self
+                    .udp
+                    .iter()
+                    .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == want_v4))
+                    .or(self.udp.first());
+                let Some(sock) = sock else {
+                    tracing::warn!(peer = %t.peer.addr, "no UDP socket to send from");
+                    return;
+                };
+                if let Err(e) = sock.send_to(&t.data, t.peer.addr).await {
+                    tracing::debug!(peer = %t.peer.addr, error = %e, "UDP send failed");
+                }
+            }
+            Transport::Tcp => self.tcp.send(t.peer.addr, t.data),
+        }
+    }
+}
+
+/// FNV-1a over the trimmed Call-ID: stable and cheap.
+pub(crate) fn shard_of(call_id: &[u8], n: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in call_id {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % n.max(1) as u64) as usize
+}
+
+/// Finds the Call-ID value in raw message bytes without parsing the message
+/// (full or compact `i` form, any case).
+pub(crate) fn raw_call_id(data: &[u8]) -> &[u8] {
+    let head_end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(data.len());
+    for line in data[..head_end].split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+            return line[colon + 1..].trim_ascii();
+        }
+    }
+    b""
+}
+
+pub(crate) struct Shard {
+    index: usize,
+    layer: TransactionLayer,
+    net: Arc<Net>,
+    events: mpsc::Sender<EndpointEvent>,
+    answer_options: bool,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Shard {
+    pub(crate) fn new(
+        index: usize,
+        timers: TimerConfig,
+        ids: IdGen,
+        net: Arc<Net>,
+        events: mpsc::Sender<EndpointEvent>,
+        answer_options: bool,
+    ) -> Self {
+        Self {
+            index,
+            layer: TransactionLayer::new(timers, ids),
+            net,
+            events,
+            answer_options,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<ShardInput>) {
+        loop {
+            let deadline = self.layer.poll_timeout();
+            tokio::select! {
+                biased;
+                input = rx.recv() => {
+                    let Some(input) = input else { break };
+                    self.input(input);
+                    // Take whatever else is already queued before flushing (batching).
+                    for _ in 0..64 {
+                        match rx.try_recv() {
+                            Ok(i) => self.input(i),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    self.layer.handle_timeout(now());
+                }
+            }
+            self.flush().await;
+        }
+    }
+
+    fn input(&mut self, input: ShardInput) {
+        let t = now();
+        match input {
+            ShardInput::Received { data, source } => match parse(&data) {
+                Ok(msg) => self.layer.handle_message(t, msg, source),
+                Err(e) => {
+                    tracing::debug!(peer = %source.addr, error = %e, "unparseable SIP message");
+                    if let Some(resp) = tandem_sip::message::error_response(&data, &e) {
+                        self.layer_send(source, resp);
+                    }
+                }
+            },
+            ShardInput::SendRequest { request, peer } => {
+                self.layer.send_request(t, *request, peer);
+            }
+            ShardInput::SendStateless { msg, peer } => self.layer.send_stateless(*msg, peer),
+            ShardInput::Respond { tx, response } => {
+                if !self.layer.respond(t, tx, *response) {
+                    tracing::debug!(?tx, "response for a finished transaction dropped");
+                }
+            }
+            ShardInput::Cancel { branch } => {
+                if let Some(tx) = self.layer.find_client(&branch, Method::Invite) {
+                    self.layer.cancel(t, tx);
+                }
+            }
+        }
+    }
+
+    fn layer_send(&mut self, peer: Peer, data: Bytes) {
+        self.layer.send_raw(peer, data);
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.layer.poll_transmit() {
+            self.net.send(t).await;
+        }
+        while let Some(ev) = self.layer.poll_event() {
+            if let Some(ev) = self.auto_answer(ev) {
+                if self.events.send(EndpointEvent { shard: self.index, event: ev }).await.is_err() {
+                    tracing::debug!("transaction user gone; event dropped");
+                }
+            }
+        }
+        // Auto-answers may have queued more transmits.
+        while let Some(t) = self.layer.poll_transmit() {
+            self.net.send(t).await;
+        }
+    }
+
+    /// Answers out-of-dialog OPTIONS (trunk keep-alives) itself.
+    fn auto_answer(&mut self, ev: TuEvent) -> Option<TuEvent> {
+        if let TuEvent::Request { tx, request, .. } = &ev {
+            if self.answer_options && request.method == Method::Options && request.headers.to_tag().is_none() {
+                let tag = self.layer.ids().tag();
+                let mut resp = response_to(request, 200, None, Some(&tag));
+                resp.headers.push(Header::Allow(
+                    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE".into(),
+                ));
+                resp.headers.push(Header::Accept("application/sdp".into()));
+                resp.headers.push(Header::Supported("timer".into()));
+                self.layer.respond(now(), *tx, resp);
+                return None;
+            }
+        }
+        Some(ev)
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_id_found_in_full_and_compact_forms() {
+        assert_eq!(raw_call_id(b"INVITE x SIP/2.0\r\nCall-ID:  abc \r\n\r\n"), b"abc");
+        assert_eq!(raw_call_id(b"INVITE x SIP/2.0\r\ni: q@w\r\n\r\nCall-ID: body"), b"q@w");
+        assert_eq!(raw_call_id(b"garbage"), b"");
+        assert_eq!(shard_of(b"abc", 2), shard_of(b"abc", 2));
+    }
+}
