@@ -201,7 +201,7 @@ impl<'a> NameAddr<'a> {
                 .strip_prefix('"')
                 .and_then(|d| d.strip_suffix('"'))
                 .unwrap_or(display);
-            if v[..lt].matches('"').count() % 2 != 0 {
+            if !quotes_balanced(&v[..lt]) {
                 return Err(HeaderError::NameAddr);
             }
             let uri = v[lt + 1..gt].trim();
@@ -219,7 +219,7 @@ impl<'a> NameAddr<'a> {
             }
             // addr-spec: header params start at the first ';' (§20.10).
             let (uri, params) = match v.find(';') {
-                Some(i) => (&v[..i], &v[i..]),
+                Some(i) => (v[..i].trim_end(), &v[i..]),
                 None => (v, ""),
             };
             if uri.is_empty() || !uri.contains(':') || uri.contains(char::is_whitespace) {
@@ -244,6 +244,22 @@ impl<'a> NameAddr<'a> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
+}
+
+/// Whether every quoted string is closed, honouring `\\` escapes.
+fn quotes_balanced(s: &str) -> bool {
+    let mut quoted = false;
+    let mut it = s.bytes();
+    while let Some(b) = it.next() {
+        match b {
+            b'\\' if quoted => {
+                it.next();
+            }
+            b'"' => quoted = !quoted,
+            _ => {}
+        }
+    }
+    !quoted
 }
 
 fn find_unquoted(s: &str, needle: u8) -> Option<usize> {

@@ -61,6 +61,9 @@ pub enum ParseError {
     /// The Request-URI does not parse.
     #[error("malformed Request-URI")]
     RequestUri,
+    /// The method is not one Tandem knows (answered with 501, §8.2.1).
+    #[error("unknown method")]
+    UnknownMethod,
     /// The Request-URI scheme is not sip, sips or tel (answered with 416).
     #[error("unsupported URI scheme")]
     UriScheme,
@@ -72,6 +75,7 @@ impl ParseError {
         match self {
             Self::Version => (505, Cow::Borrowed("Version Not Supported")),
             Self::UriScheme => (416, Cow::Borrowed("Unsupported URI Scheme")),
+            Self::UnknownMethod => (501, Cow::Borrowed("Not Implemented")),
             Self::TooLarge => (513, Cow::Borrowed("Message Too Large")),
             other => (400, Cow::Owned(format!("Bad Request ({other})"))),
         }
@@ -102,7 +106,7 @@ pub fn parse(buf: &[u8]) -> Result<SipMessage, ParseError> {
     check_start_line(&head[..first_line_end])?;
 
     let mut raw = Vec::with_capacity(head.len() + 4 + body.len());
-    raw.extend_from_slice(&head);
+    tidy_header_lines(&head, &mut raw)?;
     raw.extend_from_slice(b"\r\n\r\n");
     let parsed = rsip::SipMessage::try_from(raw.as_slice()).map_err(|_| classify(&head))?;
     let mut msg = normalise_headers(parsed)?;
@@ -191,6 +195,30 @@ fn normalise_head(head: &[u8]) -> Result<Cow<'_, [u8]>, ParseError> {
     Ok(Cow::Owned(out))
 }
 
+/// Rewrites each header line as `Name: value`: whitespace around the colon
+/// and at the ends of the value is legal (§7.3.1) but trips rsip.
+fn tidy_header_lines(head: &[u8], out: &mut Vec<u8>) -> Result<(), ParseError> {
+    let mut lines = head.split(|&b| b == b'\n');
+    let first = lines.next().unwrap_or_default();
+    out.extend_from_slice(first.strip_suffix(b"\r").unwrap_or(first));
+    for line in lines {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(ParseError::HeaderSection)?;
+        let name = line[..colon].trim_ascii();
+        if name.is_empty() || !name.iter().all(|&b| header::is_token_char(b)) {
+            return Err(ParseError::HeaderSection);
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(line[colon + 1..].trim_ascii());
+    }
+    Ok(())
+}
+
 fn check_start_line(line: &[u8]) -> Result<(), ParseError> {
     let line = std::str::from_utf8(line).map_err(|_| ParseError::StartLine)?;
     if let Some(rest) = line.strip_prefix("SIP/") {
@@ -229,6 +257,9 @@ fn check_start_line(line: &[u8]) -> Result<(), ParseError> {
         .any(|s| scheme.eq_ignore_ascii_case(s))
     {
         return Err(ParseError::UriScheme);
+    }
+    if method.parse::<Method>().is_err() {
+        return Err(ParseError::UnknownMethod);
     }
     Ok(())
 }
@@ -341,8 +372,13 @@ fn content_length(msg: &SipMessage) -> Result<Option<usize>, ParseError> {
 
 fn validate(msg: &SipMessage) -> Result<(), ParseError> {
     let h = msg.headers();
-    let via = h.top_via().ok_or(ParseError::MissingHeader("Via"))?;
-    via.map_err(|_| ParseError::BadHeader("Via"))?;
+    let mut vias = h.iter().filter(|h| matches!(h, Header::Via(_))).peekable();
+    if vias.peek().is_none() {
+        return Err(ParseError::MissingHeader("Via"));
+    }
+    for via in vias {
+        ViaRef::parse(header_value(via)).map_err(|_| ParseError::BadHeader("Via"))?;
+    }
     let from = single(h, "From", |h| matches!(h, Header::From(_)))?;
     header::NameAddr::parse(from).map_err(|_| ParseError::BadHeader("From"))?;
     let to = single(h, "To", |h| matches!(h, Header::To(_)))?;
@@ -445,6 +481,7 @@ pub trait HeadersExt {
     /// CSeq number and method.
     fn cseq(&self) -> Option<(u32, Method)>;
     /// The tag parameter of From.
+    #[allow(clippy::wrong_self_convention)] // the From header's tag, not a conversion
     fn from_tag(&self) -> Option<&str>;
     /// The tag parameter of To.
     fn to_tag(&self) -> Option<&str>;
@@ -647,8 +684,9 @@ pub fn error_response(raw: &[u8], err: &ParseError) -> Option<Bytes> {
             _ => {}
         }
     }
-    let (from, to, call_id, cseq) = (from?, to?, call_id?, cseq?);
-    if vias.is_empty() || header::parse_cseq(cseq).is_none() {
+    // Via routes the answer; the rest is copied when present (RFC 4475 §3.1.2.15:
+    // even a request missing From, To and Call-ID deserves its 400).
+    if vias.is_empty() {
         return None;
     }
     let (code, reason) = err.response_status();
@@ -657,16 +695,30 @@ pub fn error_response(raw: &[u8], err: &ParseError) -> Option<Bytes> {
     for v in vias {
         let _ = write!(s, "Via: {v}\r\n");
     }
-    let _ = write!(s, "From: {from}\r\n");
-    let has_tag = header::NameAddr::parse(to).ok().and_then(|n| n.tag()).is_some();
-    if has_tag {
-        let _ = write!(s, "To: {to}\r\n");
-    } else {
-        let tag = call_id
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-        let _ = write!(s, "To: {to};tag={tag:016x}\r\n");
+    if let Some(from) = from {
+        let _ = write!(s, "From: {from}\r\n");
     }
-    let _ = write!(s, "Call-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n");
+    if let Some(to) = to {
+        let has_tag = header::NameAddr::parse(to)
+            .ok()
+            .and_then(|n| n.tag())
+            .is_some();
+        if has_tag {
+            let _ = write!(s, "To: {to}\r\n");
+        } else {
+            let seed = call_id.unwrap_or(start);
+            let tag = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            let _ = write!(s, "To: {to};tag={tag:016x}\r\n");
+        }
+    }
+    if let Some(call_id) = call_id {
+        let _ = write!(s, "Call-ID: {call_id}\r\n");
+    }
+    if let Some(cseq) = cseq {
+        let _ = write!(s, "CSeq: {cseq}\r\n");
+    }
+    s.push_str("Content-Length: 0\r\n\r\n");
     Some(Bytes::from(s))
 }

@@ -31,10 +31,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("tcp {}", locals.tcp[0]);
     let mut tag = 0u64;
     while let Some(ev) = ep.events.recv().await {
-        let TuEvent::Request { tx, request, source } = ev.event else {
+        let TuEvent::Request {
+            tx,
+            request,
+            source,
+        } = ev.event
+        else {
             continue;
         };
-        let stx = ServerTx { shard: ev.shard, tx };
+        let stx = ServerTx {
+            shard: ev.shard,
+            tx,
+        };
         tag += 1;
         let tag = format!("uas{tag:x}");
         match request.method {

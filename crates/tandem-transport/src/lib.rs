@@ -144,28 +144,51 @@ impl EndpointHandle {
     /// Sends a request in a new client transaction, on the shard of its Call-ID.
     pub async fn send_request(&self, request: Request, peer: Peer) -> Result<(), TransportError> {
         let shard = self.shard_for(call_id_of(&request.headers));
-        self.to_shard(shard, ShardInput::SendRequest { request: Box::new(request), peer })
-            .await
+        self.to_shard(
+            shard,
+            ShardInput::SendRequest {
+                request: Box::new(request),
+                peer,
+            },
+        )
+        .await
     }
 
     /// Sends a message outside any transaction (the ACK for a 2xx).
     pub async fn send_stateless(&self, msg: SipMessage, peer: Peer) -> Result<(), TransportError> {
         let shard = self.shard_for(call_id_of(tandem_sip::transaction::headers_of(&msg)));
-        self.to_shard(shard, ShardInput::SendStateless { msg: Box::new(msg), peer })
-            .await
+        self.to_shard(
+            shard,
+            ShardInput::SendStateless {
+                msg: Box::new(msg),
+                peer,
+            },
+        )
+        .await
     }
 
     /// Responds in a server transaction.
     pub async fn respond(&self, tx: ServerTx, response: Response) -> Result<(), TransportError> {
-        self.to_shard(tx.shard, ShardInput::Respond { tx: tx.tx, response: Box::new(response) })
-            .await
+        self.to_shard(
+            tx.shard,
+            ShardInput::Respond {
+                tx: tx.tx,
+                response: Box::new(response),
+            },
+        )
+        .await
     }
 
     /// Cancels the pending INVITE sent with this Call-ID and branch (§9.1).
     pub async fn cancel(&self, call_id: &str, branch: &str) -> Result<(), TransportError> {
         let shard = self.shard_for(call_id);
-        self.to_shard(shard, ShardInput::Cancel { branch: branch.to_owned() })
-            .await
+        self.to_shard(
+            shard,
+            ShardInput::Cancel {
+                branch: branch.to_owned(),
+            },
+        )
+        .await
     }
 }
 
@@ -191,7 +214,8 @@ impl Endpoint {
         let (ev_tx, ev_rx) = mpsc::channel(cfg.queue);
         let mut udp_sockets = Vec::new();
         for &addr in &cfg.udp {
-            let sock = udp::bind(addr, cfg.udp_buffer).map_err(|source| TransportError::Bind { addr, source })?;
+            let sock = udp::bind(addr, cfg.udp_buffer)
+                .map_err(|source| TransportError::Bind { addr, source })?;
             udp_sockets.push(Arc::new(sock));
         }
         let mut tcp_listeners = Vec::new();
@@ -202,8 +226,14 @@ impl Endpoint {
             tcp_listeners.push(l);
         }
         let locals = Locals {
-            udp: udp_sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
-            tcp: tcp_listeners.iter().filter_map(|l| l.local_addr().ok()).collect(),
+            udp: udp_sockets
+                .iter()
+                .filter_map(|s| s.local_addr().ok())
+                .collect(),
+            tcp: tcp_listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
         };
         let mut senders = Vec::with_capacity(n);
         let mut receivers = Vec::with_capacity(n);

@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tandem_sip::builder::{IdGen, response_to};
 use tandem_sip::message::{Header, HeadersExt, Method, parse};
-use tandem_sip::transaction::{Peer, TimerConfig, Transmit, TransactionLayer, Transport, TuEvent};
+use tandem_sip::transaction::{Peer, TimerConfig, TransactionLayer, Transmit, Transport, TuEvent};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -63,7 +63,9 @@ pub(crate) fn raw_call_id(data: &[u8]) -> &[u8] {
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or(data.len());
     for line in data[..head_end].split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
         let name = line[..colon].trim_ascii();
         if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
             return line[colon + 1..].trim_ascii();
@@ -164,10 +166,17 @@ impl Shard {
             self.net.send(t).await;
         }
         while let Some(ev) = self.layer.poll_event() {
-            if let Some(ev) = self.auto_answer(ev) {
-                if self.events.send(EndpointEvent { shard: self.index, event: ev }).await.is_err() {
-                    tracing::debug!("transaction user gone; event dropped");
-                }
+            if let Some(ev) = self.auto_answer(ev)
+                && self
+                    .events
+                    .send(EndpointEvent {
+                        shard: self.index,
+                        event: ev,
+                    })
+                    .await
+                    .is_err()
+            {
+                tracing::debug!("transaction user gone; event dropped");
             }
         }
         // Auto-answers may have queued more transmits.
@@ -178,18 +187,20 @@ impl Shard {
 
     /// Answers out-of-dialog OPTIONS (trunk keep-alives) itself.
     fn auto_answer(&mut self, ev: TuEvent) -> Option<TuEvent> {
-        if let TuEvent::Request { tx, request, .. } = &ev {
-            if self.answer_options && request.method == Method::Options && request.headers.to_tag().is_none() {
-                let tag = self.layer.ids().tag();
-                let mut resp = response_to(request, 200, None, Some(&tag));
-                resp.headers.push(Header::Allow(
-                    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE".into(),
-                ));
-                resp.headers.push(Header::Accept("application/sdp".into()));
-                resp.headers.push(Header::Supported("timer".into()));
-                self.layer.respond(now(), *tx, resp);
-                return None;
-            }
+        if let TuEvent::Request { tx, request, .. } = &ev
+            && self.answer_options
+            && request.method == Method::Options
+            && request.headers.to_tag().is_none()
+        {
+            let tag = self.layer.ids().tag();
+            let mut resp = response_to(request, 200, None, Some(&tag));
+            resp.headers.push(Header::Allow(
+                "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE".into(),
+            ));
+            resp.headers.push(Header::Accept("application/sdp".into()));
+            resp.headers.push(Header::Supported("timer".into()));
+            self.layer.respond(now(), *tx, resp);
+            return None;
         }
         Some(ev)
     }
@@ -208,8 +219,14 @@ mod tests {
 
     #[test]
     fn call_id_found_in_full_and_compact_forms() {
-        assert_eq!(raw_call_id(b"INVITE x SIP/2.0\r\nCall-ID:  abc \r\n\r\n"), b"abc");
-        assert_eq!(raw_call_id(b"INVITE x SIP/2.0\r\ni: q@w\r\n\r\nCall-ID: body"), b"q@w");
+        assert_eq!(
+            raw_call_id(b"INVITE x SIP/2.0\r\nCall-ID:  abc \r\n\r\n"),
+            b"abc"
+        );
+        assert_eq!(
+            raw_call_id(b"INVITE x SIP/2.0\r\ni: q@w\r\n\r\nCall-ID: body"),
+            b"q@w"
+        );
         assert_eq!(raw_call_id(b"garbage"), b"");
         assert_eq!(shard_of(b"abc", 2), shard_of(b"abc", 2));
     }

@@ -55,7 +55,9 @@ impl Pool {
                     return;
                 }
                 Err(mpsc::error::TrySendError::Closed(d)) => {
-                    self.inner.conns.remove_if(&addr, |_, s| s.same_channel(&tx));
+                    self.inner
+                        .conns
+                        .remove_if(&addr, |_, s| s.same_channel(&tx));
                     return self.connect(addr, d);
                 }
             }
@@ -73,7 +75,9 @@ impl Pool {
                 Ok(stream) => pool.run(stream, addr, tx, rx).await,
                 Err(e) => {
                     tracing::warn!(peer = %addr, error = %e, "TCP connect failed");
-                    pool.inner.conns.remove_if(&addr, |_, s| s.same_channel(&tx));
+                    pool.inner
+                        .conns
+                        .remove_if(&addr, |_, s| s.same_channel(&tx));
                 }
             }
         });
@@ -133,23 +137,22 @@ impl Pool {
             }
         };
         tracing::debug!(peer = %addr, reason, "TCP connection closed");
-        self.inner.conns.remove_if(&addr, |_, s| s.same_channel(&me));
+        self.inner
+            .conns
+            .remove_if(&addr, |_, s| s.same_channel(&me));
     }
 
     async fn dispatch(&self, msg: Bytes, addr: SocketAddr) {
         let shard = shard_of(raw_call_id(&msg), self.inner.shards.len());
         let input = ShardInput::Received {
             data: msg,
-            source: Peer { transport: Transport::Tcp, addr },
+            source: Peer {
+                transport: Transport::Tcp,
+                addr,
+            },
         };
         // Streams get back-pressure instead of loss.
         let _ = self.inner.shards[shard].send(input).await;
-    }
-
-    /// Number of open connections.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.inner.conns.len()
     }
 }
 

@@ -14,7 +14,11 @@ use crate::shard::{raw_call_id, shard_of};
 
 /// Binds a non-blocking UDP socket with the requested buffer sizes.
 pub(crate) fn bind(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
-    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     if buffer > 0 {
         // Best effort: the kernel caps these at net.core.{r,w}mem_max.
@@ -46,7 +50,10 @@ pub(crate) async fn receive_loop(sock: Arc<UdpSocket>, shards: Arc<[mpsc::Sender
         let shard = shard_of(raw_call_id(data), shards.len());
         let input = ShardInput::Received {
             data: Bytes::copy_from_slice(data),
-            source: Peer { transport: Transport::Udp, addr: from },
+            source: Peer {
+                transport: Transport::Udp,
+                addr: from,
+            },
         };
         if shards[shard].try_send(input).is_err() {
             dropped += 1;

@@ -129,6 +129,7 @@ pub enum TuEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // the four machines of RFC 3261 §17, named as there
 enum Kind {
     ClientInvite,
     ClientNonInvite,
@@ -377,15 +378,15 @@ impl TransactionLayer {
             if let Some(k) = tx.server_key {
                 self.servers.remove(&k);
             }
-            if let Some(k) = tx.merge_key {
-                if self.merges.get(&k) == Some(&id) {
-                    self.merges.remove(&k);
-                }
+            if let Some(k) = tx.merge_key
+                && self.merges.get(&k) == Some(&id)
+            {
+                self.merges.remove(&k);
             }
-            if let Some(k) = tx.ack_key {
-                if self.acks.get(&k) == Some(&id) {
-                    self.acks.remove(&k);
-                }
+            if let Some(k) = tx.ack_key
+                && self.acks.get(&k) == Some(&id)
+            {
+                self.acks.remove(&k);
             }
         }
     }
@@ -455,7 +456,10 @@ impl TransactionLayer {
     /// The client transaction for a branch and method, while it lives.
     pub fn find_client(&self, branch: &str, method: Method) -> Option<TxId> {
         self.clients
-            .get(&ClientKey { branch: branch.to_owned(), method: M(method) })
+            .get(&ClientKey {
+                branch: branch.to_owned(),
+                method: M(method),
+            })
             .map(|&id| TxId(id))
     }
 
@@ -590,11 +594,11 @@ impl TransactionLayer {
                 }
             }
             (Kind::ClientInvite, State::Completed) => {
-                if code >= 300 {
-                    if let Some(ack) = t.last.clone() {
-                        let peer = t.peer;
-                        self.send(peer, ack);
-                    }
+                if code >= 300
+                    && let Some(ack) = t.last.clone()
+                {
+                    let peer = t.peer;
+                    self.send(peer, ack);
                 }
                 self.stats.absorbed += 1;
             }
@@ -669,11 +673,11 @@ impl TransactionLayer {
                 if let Some(&id) = self.servers.get(&lookup) {
                     self.stats.absorbed += 1;
                     let t = &self.txs[&id];
-                    if let Some(last) = t.last.clone() {
-                        if t.state != State::Accepted {
-                            let peer = t.peer;
-                            self.send(peer, last);
-                        }
+                    if let Some(last) = t.last.clone()
+                        && t.state != State::Accepted
+                    {
+                        let peer = t.peer;
+                        self.send(peer, last);
                     }
                     return;
                 }
@@ -802,15 +806,15 @@ impl TransactionLayer {
             _ => None,
         };
         let tx = ack_key.and_then(|k| self.acks.get(&k).copied());
-        if let Some(id) = tx {
-            if let Some(t) = self.txs.get_mut(&id) {
-                if t.acked {
-                    self.stats.absorbed += 1;
-                    return;
-                }
-                t.acked = true;
-                t.clear_timer(TimerKind::G);
+        if let Some(id) = tx
+            && let Some(t) = self.txs.get_mut(&id)
+        {
+            if t.acked {
+                self.stats.absorbed += 1;
+                return;
             }
+            t.acked = true;
+            t.clear_timer(TimerKind::G);
         }
         self.events.push_back(TuEvent::Ack {
             tx: tx.map(TxId),
@@ -861,18 +865,17 @@ impl TransactionLayer {
         let id = self.alloc(tx);
         self.servers.insert(key, id);
         self.respond_inner(now, id, resp);
-        if let Some(inv) = invite {
-            if self
+        if let Some(inv) = invite
+            && self
                 .txs
                 .get(&inv)
                 .is_some_and(|t| t.state == State::Proceeding)
-            {
-                let t = &mut self.txs.get_mut(&inv).expect("checked above");
-                t.to_tag.get_or_insert(tag.clone());
-                let resp = response_to(&t.request, 487, None, Some(&tag));
-                self.respond_inner(now, inv, resp);
-                self.events.push_back(TuEvent::Cancelled { tx: TxId(inv) });
-            }
+        {
+            let t = &mut self.txs.get_mut(&inv).expect("checked above");
+            t.to_tag.get_or_insert(tag.clone());
+            let resp = response_to(&t.request, 487, None, Some(&tag));
+            self.respond_inner(now, inv, resp);
+            self.events.push_back(TuEvent::Cancelled { tx: TxId(inv) });
         }
     }
 
@@ -891,10 +894,11 @@ impl TransactionLayer {
         let reliable = t.peer.transport.is_reliable();
         match (t.kind, t.state) {
             (Kind::ServerInvite, State::Proceeding) => {
-                if let Some(tag) = response.headers.to_tag() {
-                    if t.to_tag.is_none() && code > 100 {
-                        t.to_tag = Some(tag.to_owned());
-                    }
+                if let Some(tag) = response.headers.to_tag()
+                    && t.to_tag.is_none()
+                    && code > 100
+                {
+                    t.to_tag = Some(tag.to_owned());
                 }
                 let data = to_bytes(&SipMessage::Response(response));
                 t.last = Some(data.clone());
