@@ -5,9 +5,12 @@
 
 pub mod auth;
 pub mod builder;
+pub mod dialog;
 pub mod framing;
 pub mod header;
 pub mod message;
+pub mod registrar;
+pub mod registration;
 pub mod transaction;
 
 pub use message::{ParseError, parse, to_bytes};

@@ -1,0 +1,12 @@
+//! Test support for Tandem (never published): a recording webhook server that
+//! plays the application side of Twilio's webhooks in tests, plus small
+//! misbehaving servers (garbage answers, silent sockets, closed ports).
+
+pub mod json;
+pub mod misbehaving;
+pub mod recorder;
+
+pub use misbehaving::{GarbageServer, closed_port_url};
+pub use recorder::{
+    RecordedRequest, RecorderConfig, RecorderError, ScriptedResponse, WebhookRecorder,
+};

@@ -1,0 +1,481 @@
+//! The typed TwiML tree: verbs, `<Dial>` nouns and their attributes with
+//! Twilio's documented defaults.
+
+use std::fmt;
+
+use crate::error::Position;
+use crate::values::{
+    CallProgressEvent, GatherInput, Loop, MachineDetection, Method, PhoneNumber, RecordMode,
+    RecordingEvent, RecordingTrack, RejectReason, RingTone, Trim,
+};
+
+/// A parsed `<Response>`: its verbs in order plus what the parser noticed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Document {
+    /// The verbs, in document order.
+    pub verbs: Vec<Verb>,
+    /// Unknown attributes (ignored) and attributes Tandem parses but does not
+    /// act on yet; see [`Document::not_acted_on`].
+    pub notices: Vec<Notice>,
+}
+
+impl Document {
+    /// The notices for attributes and elements that are parsed but not yet
+    /// acted on, for the engine to log when it runs the document.
+    pub fn not_acted_on(&self) -> impl Iterator<Item = &Notice> {
+        self.notices
+            .iter()
+            .filter(|n| n.kind == NoticeKind::NotActedOn)
+    }
+
+    /// The notices for unknown attributes, which were ignored.
+    pub fn unknown_attributes(&self) -> impl Iterator<Item = &Notice> {
+        self.notices
+            .iter()
+            .filter(|n| n.kind == NoticeKind::UnknownAttribute)
+    }
+}
+
+/// What a [`Notice`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// An attribute TwiML does not define here; ignored like Twilio does.
+    UnknownAttribute,
+    /// Parsed and validated but not yet acted on by Tandem.
+    NotActedOn,
+}
+
+/// Something the parser accepted but wants logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Unknown or not acted on.
+    pub kind: NoticeKind,
+    /// The element (`Dial`, `Number`, ...).
+    pub element: String,
+    /// The attribute; `None` when the element itself is meant (`Conference`).
+    pub attribute: Option<String>,
+    /// The attribute's value (empty for elements).
+    pub value: String,
+    /// Where it is.
+    pub at: Position,
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            NoticeKind::UnknownAttribute => "unknown, ignored",
+            NoticeKind::NotActedOn => "parsed, not yet acted on",
+        };
+        match &self.attribute {
+            Some(attr) => write!(
+                f,
+                "<{}> {attr}={:?} at {} ({what})",
+                self.element, self.value, self.at
+            ),
+            None if self.value.is_empty() => {
+                write!(f, "<{}> at {} ({what})", self.element, self.at)
+            }
+            None => write!(
+                f,
+                "<{}> {:?} at {} ({what})",
+                self.element, self.value, self.at
+            ),
+        }
+    }
+}
+
+/// One TwiML verb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verb {
+    /// `<Dial>`.
+    Dial(Dial),
+    /// `<Say>`.
+    Say(Say),
+    /// `<Play>`.
+    Play(Play),
+    /// `<Pause>`.
+    Pause(Pause),
+    /// `<Gather>`.
+    Gather(Gather),
+    /// `<Hangup/>`.
+    Hangup,
+    /// `<Reject>`.
+    Reject(Reject),
+    /// `<Redirect>`.
+    Redirect(Redirect),
+}
+
+impl Verb {
+    /// The element name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Dial(_) => "Dial",
+            Self::Say(_) => "Say",
+            Self::Play(_) => "Play",
+            Self::Pause(_) => "Pause",
+            Self::Gather(_) => "Gather",
+            Self::Hangup => "Hangup",
+            Self::Reject(_) => "Reject",
+            Self::Redirect(_) => "Redirect",
+        }
+    }
+}
+
+/// `<Dial>` and its attributes. `Default` gives Twilio's defaults and no nouns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dial {
+    /// `action`: requested when the dial ends; its TwiML replaces the document.
+    pub action: Option<String>,
+    /// `answerOnBridge` (false): ring the caller until a callee is bridged.
+    pub answer_on_bridge: bool,
+    /// `callerId`: E.164 when it is a phone number; default the caller's.
+    pub caller_id: Option<String>,
+    /// `callReason` (at most 50 characters).
+    pub call_reason: Option<String>,
+    /// `hangupOnStar` (false).
+    pub hangup_on_star: bool,
+    /// `method` for `action` (POST).
+    pub method: Method,
+    /// `record` (do-not-record).
+    pub record: RecordMode,
+    /// `recordingStatusCallback`.
+    pub recording_status_callback: Option<String>,
+    /// `recordingStatusCallbackMethod` (POST).
+    pub recording_status_callback_method: Method,
+    /// `recordingStatusCallbackEvent` (completed).
+    pub recording_status_callback_event: Vec<RecordingEvent>,
+    /// `recordingTrack` (both).
+    pub recording_track: RecordingTrack,
+    /// `referUrl`.
+    pub refer_url: Option<String>,
+    /// `referMethod` (POST).
+    pub refer_method: Method,
+    /// `ringTone` (none: the carrier's / first early media).
+    pub ring_tone: Option<RingTone>,
+    /// `timeLimit` in seconds (14400).
+    pub time_limit: u32,
+    /// `timeout` in seconds (30, 5..=600).
+    pub timeout: u32,
+    /// `trim` (do-not-trim).
+    pub trim: Trim,
+    /// What to dial, in order.
+    pub nouns: Vec<Noun>,
+}
+
+impl Default for Dial {
+    fn default() -> Self {
+        Self {
+            action: None,
+            answer_on_bridge: false,
+            caller_id: None,
+            call_reason: None,
+            hangup_on_star: false,
+            method: Method::Post,
+            record: RecordMode::DoNotRecord,
+            recording_status_callback: None,
+            recording_status_callback_method: Method::Post,
+            recording_status_callback_event: vec![RecordingEvent::Completed],
+            recording_track: RecordingTrack::Both,
+            refer_url: None,
+            refer_method: Method::Post,
+            ring_tone: None,
+            time_limit: 14_400,
+            timeout: 30,
+            trim: Trim::DoNotTrim,
+            nouns: Vec::new(),
+        }
+    }
+}
+
+impl Dial {
+    /// The nouns that create a child call (Number, Client, Sip).
+    pub fn dialable(&self) -> impl Iterator<Item = &Noun> {
+        self.nouns.iter().filter(|n| n.is_dialable())
+    }
+}
+
+/// A `<Dial>` noun.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Noun {
+    /// `<Number>` or plain text in `<Dial>`.
+    Number(Number),
+    /// `<Client>`.
+    Client(Client),
+    /// `<Sip>`.
+    Sip(Sip),
+    /// `<Conference>` (parsed, not acted on).
+    Conference(Named),
+    /// `<Queue>` (parsed, not acted on).
+    Queue(Named),
+}
+
+impl Noun {
+    /// Whether Tandem places a child call for this noun.
+    pub fn is_dialable(&self) -> bool {
+        matches!(self, Self::Number(_) | Self::Client(_) | Self::Sip(_))
+    }
+
+    /// The options shared by Number, Client and Sip.
+    pub fn options(&self) -> Option<&NounOptions> {
+        match self {
+            Self::Number(n) => Some(&n.options),
+            Self::Client(c) => Some(&c.options),
+            Self::Sip(s) => Some(&s.options),
+            Self::Conference(_) | Self::Queue(_) => None,
+        }
+    }
+
+    pub(crate) fn options_mut(&mut self) -> Option<&mut NounOptions> {
+        match self {
+            Self::Number(n) => Some(&mut n.options),
+            Self::Client(c) => Some(&mut c.options),
+            Self::Sip(s) => Some(&mut s.options),
+            Self::Conference(_) | Self::Queue(_) => None,
+        }
+    }
+}
+
+/// Attributes shared by `<Number>`, `<Client>` and `<Sip>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NounOptions {
+    /// `url`: screening TwiML run on the callee after answer, before bridging.
+    pub url: Option<String>,
+    /// `method` for `url` (POST).
+    pub method: Method,
+    /// `statusCallback`.
+    pub status_callback: Option<String>,
+    /// `statusCallbackEvent` (completed).
+    pub status_callback_event: Vec<CallProgressEvent>,
+    /// `statusCallbackMethod` (POST).
+    pub status_callback_method: Method,
+}
+
+impl Default for NounOptions {
+    fn default() -> Self {
+        Self {
+            url: None,
+            method: Method::Post,
+            status_callback: None,
+            status_callback_event: vec![CallProgressEvent::Completed],
+            status_callback_method: Method::Post,
+        }
+    }
+}
+
+/// `<Number>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Number {
+    /// The number, E.164.
+    pub number: PhoneNumber,
+    /// `sendDigits`: DTMF played to the callee after answer (`w` = 500 ms).
+    pub send_digits: Option<String>,
+    /// `byoc` trunk SID.
+    pub byoc: Option<String>,
+    /// `machineDetection` and its settings.
+    pub machine_detection: MachineDetectionOptions,
+    /// url, method, statusCallback*.
+    pub options: NounOptions,
+}
+
+impl Number {
+    /// A `<Number>` with every attribute at its default.
+    pub fn new(number: PhoneNumber) -> Self {
+        Self {
+            number,
+            send_digits: None,
+            byoc: None,
+            machine_detection: MachineDetectionOptions::default(),
+            options: NounOptions::default(),
+        }
+    }
+}
+
+/// `machineDetection*` and `amdStatusCallback*` of `<Number>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineDetectionOptions {
+    /// `machineDetection` (none).
+    pub mode: Option<MachineDetection>,
+    /// `machineDetectionTimeout` seconds (30, 3..=60).
+    pub timeout: u32,
+    /// `machineDetectionSpeechThreshold` ms (2400, 1000..=6000).
+    pub speech_threshold: u32,
+    /// `machineDetectionSpeechEndThreshold` ms (1200, 500..=5000).
+    pub speech_end_threshold: u32,
+    /// `machineDetectionSilenceTimeout` ms (5000, 2000..=10000).
+    pub silence_timeout: u32,
+    /// `amdStatusCallback`.
+    pub status_callback: Option<String>,
+    /// `amdStatusCallbackMethod` (POST).
+    pub status_callback_method: Method,
+}
+
+impl Default for MachineDetectionOptions {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            timeout: 30,
+            speech_threshold: 2400,
+            speech_end_threshold: 1200,
+            silence_timeout: 5000,
+            status_callback: None,
+            status_callback_method: Method::Post,
+        }
+    }
+}
+
+/// `<Client>`: `<Client>joey</Client>` or `<Identity>` plus `<Parameter>`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The identity (1..=256 characters).
+    pub identity: String,
+    /// `<Parameter name value>` custom parameters, in order.
+    pub parameters: Vec<(String, String)>,
+    /// url, method, statusCallback*.
+    pub options: NounOptions,
+}
+
+impl Client {
+    /// A `<Client>` with default attributes and no parameters.
+    pub fn new(identity: impl Into<String>) -> Self {
+        Self {
+            identity: identity.into(),
+            parameters: Vec::new(),
+            options: NounOptions::default(),
+        }
+    }
+}
+
+/// `<Sip>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sip {
+    /// The URI without its `?headers` part (`sip:alice@example.com;transport=tcp`).
+    pub uri: String,
+    /// Headers from the URI's `?` part, percent-decoded, in order.
+    pub headers: Vec<(String, String)>,
+    /// `username` for digest authentication towards the callee.
+    pub username: Option<String>,
+    /// `password` for digest authentication towards the callee.
+    pub password: Option<String>,
+    /// url, method, statusCallback*.
+    pub options: NounOptions,
+}
+
+impl Sip {
+    /// A `<Sip>` with default attributes and no headers.
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            headers: Vec::new(),
+            username: None,
+            password: None,
+            options: NounOptions::default(),
+        }
+    }
+}
+
+/// `<Conference>` / `<Queue>`: a name (attributes are noted, not kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    /// The room or queue name.
+    pub name: String,
+}
+
+/// `<Say>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Say {
+    /// The text, SSML tags removed and whitespace collapsed.
+    pub text: String,
+    /// `voice` (engine default when absent).
+    pub voice: Option<String>,
+    /// `language` (engine default, en-US, when absent).
+    pub language: Option<String>,
+    /// `loop` (1; 0 = forever).
+    pub loop_: Loop,
+}
+
+/// `<Play>`: an audio URL or, with `digits`, DTMF tones.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Play {
+    /// The audio URL (absent when only `digits` is given).
+    pub url: Option<String>,
+    /// `digits`: DTMF to play (`w` = 500 ms).
+    pub digits: Option<String>,
+    /// `loop` (1; 0 = forever).
+    pub loop_: Loop,
+}
+
+/// `<Pause>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    /// `length` in seconds (1).
+    pub length: u32,
+}
+
+impl Default for Pause {
+    fn default() -> Self {
+        Self { length: 1 }
+    }
+}
+
+/// A verb nested in `<Gather>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// `<Say>`.
+    Say(Say),
+    /// `<Play>`.
+    Play(Play),
+    /// `<Pause>`.
+    Pause(Pause),
+}
+
+/// `<Gather>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gather {
+    /// `input` (dtmf).
+    pub input: GatherInput,
+    /// `action` (default: the current document's URL).
+    pub action: Option<String>,
+    /// `method` (POST).
+    pub method: Method,
+    /// `timeout` in seconds of silence after the last digit (5).
+    pub timeout: u32,
+    /// `finishOnKey` (`#`; `None` when set to empty).
+    pub finish_on_key: Option<char>,
+    /// `numDigits` (unlimited).
+    pub num_digits: Option<u32>,
+    /// `actionOnEmptyResult` (false).
+    pub action_on_empty_result: bool,
+    /// Nested Say, Play and Pause, played while listening.
+    pub prompts: Vec<Prompt>,
+}
+
+impl Default for Gather {
+    fn default() -> Self {
+        Self {
+            input: GatherInput::Dtmf,
+            action: None,
+            method: Method::Post,
+            timeout: 5,
+            finish_on_key: Some('#'),
+            num_digits: None,
+            action_on_empty_result: false,
+            prompts: Vec::new(),
+        }
+    }
+}
+
+/// `<Reject>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reject {
+    /// `reason` (rejected).
+    pub reason: RejectReason,
+}
+
+/// `<Redirect>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// The URL to fetch the next document from.
+    pub url: String,
+    /// `method` (POST).
+    pub method: Method,
+}

@@ -1,0 +1,235 @@
+//! The interpreter's vocabulary: events fed in, commands emitted, outcomes.
+
+use std::fmt;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::ast::{Dial, Document, Gather, Play, Say};
+use crate::values::{Method, RejectReason};
+
+/// What the engine reports to the interpreter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The last `Say`, `Play` or `Pause` command finished playing.
+    VerbDone,
+    /// The `Gather` command ended with these digits (on `finishOnKey`,
+    /// `numDigits`, or the timeout after at least one digit).
+    Digits {
+        /// The digits, without the finishing key.
+        digits: String,
+        /// The key that ended input, if one did.
+        finished_on_key: Option<char>,
+    },
+    /// The `Gather` command timed out with no input at all.
+    GatherTimeout,
+    /// The `Dial` command ended.
+    DialOutcome(DialOutcome),
+    /// The party whose leg runs this interpreter hung up: the caller (for a
+    /// screening interpreter, the callee).
+    CallerHangup,
+    /// The response body of the pending `Fetch` command.
+    Fetched {
+        /// The TwiML text.
+        body: String,
+        /// The URL the body finally came from when HTTP redirects were
+        /// followed; `None` means the requested URL. Relative URLs in the
+        /// new document resolve against it.
+        final_url: Option<Url>,
+    },
+    /// The pending `Fetch` answered with a document the engine parsed itself
+    /// (e.g. to try the number's fallback URL when the body did not parse).
+    /// On a screening leg, verbs a screening document may not contain fail
+    /// the screening when reached.
+    FetchedDocument {
+        /// The parsed document.
+        document: Document,
+        /// As in [`Event::Fetched`].
+        final_url: Option<Url>,
+    },
+    /// The pending `Fetch` failed (no answer, timeout, 4xx/5xx, not TwiML),
+    /// fallback URL included.
+    FetchFailed {
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// A short name for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::VerbDone => "VerbDone",
+            Self::Digits { .. } => "Digits",
+            Self::GatherTimeout => "GatherTimeout",
+            Self::DialOutcome(_) => "DialOutcome",
+            Self::CallerHangup => "CallerHangup",
+            Self::Fetched { .. } => "Fetched",
+            Self::FetchedDocument { .. } => "FetchedDocument",
+            Self::FetchFailed { .. } => "FetchFailed",
+        }
+    }
+}
+
+/// `DialCallStatus` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DialCallStatus {
+    /// A callee answered and was bridged.
+    Completed,
+    /// Conference only: the call was connected.
+    Answered,
+    /// Every branch was busy.
+    Busy,
+    /// Nobody answered within `timeout`.
+    NoAnswer,
+    /// No branch could be routed.
+    Failed,
+    /// Cancelled (REST API) before an answer.
+    Canceled,
+}
+
+impl DialCallStatus {
+    /// The parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Answered => "answered",
+            Self::Busy => "busy",
+            Self::NoAnswer => "no-answer",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
+impl fmt::Display for DialCallStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a `<Dial>` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialOutcome {
+    /// `DialCallStatus`.
+    pub status: DialCallStatus,
+    /// `DialCallSid` of the winning (or last) child call.
+    pub call_sid: Option<String>,
+    /// `DialCallDuration` in seconds.
+    pub duration: Option<u32>,
+    /// `DialBridged`: whether the caller was connected to a callee; a
+    /// bridged `answerOnBridge` dial also answered the caller.
+    pub bridged: bool,
+    /// `RecordingUrl` when the dial was recorded.
+    pub recording_url: Option<String>,
+}
+
+impl DialOutcome {
+    /// The action callback parameters Twilio sends for this outcome.
+    pub fn params(&self) -> Vec<(String, String)> {
+        let mut p = vec![("DialCallStatus".to_owned(), self.status.as_str().to_owned())];
+        if let Some(sid) = &self.call_sid {
+            p.push(("DialCallSid".to_owned(), sid.clone()));
+        }
+        if let Some(d) = self.duration {
+            p.push(("DialCallDuration".to_owned(), d.to_string()));
+        }
+        p.push(("DialBridged".to_owned(), self.bridged.to_string()));
+        if let Some(url) = &self.recording_url {
+            p.push(("RecordingUrl".to_owned(), url.clone()));
+        }
+        p
+    }
+}
+
+/// Why a document is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FetchReason {
+    /// The call's first document (`voice_url` or a local file).
+    Initial,
+    /// `<Dial action>` after the dial ended.
+    DialAction,
+    /// `<Gather action>` (or the document URL) with the digits.
+    GatherAction,
+    /// `<Redirect>`.
+    Redirect,
+    /// A noun's `url`: the screening document.
+    Screening,
+}
+
+/// A document request for the webhook client. The interpreter adds only the
+/// verb's own parameters; the standard call parameters are the client's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// Absolute URL, resolved against the current document's URL.
+    pub url: Url,
+    /// GET or POST.
+    pub method: Method,
+    /// Verb parameters (`DialCallStatus`, `Digits`, ...), in order.
+    pub params: Vec<(String, String)>,
+    /// What the fetch is for.
+    pub reason: FetchReason,
+}
+
+/// The verdict of a screening document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScreeningVerdict {
+    /// The document ended without `<Hangup>`: bridge this callee.
+    Accepted,
+    /// `<Hangup>` ran or the callee hung up: drop this branch.
+    Declined,
+    /// The document could not be fetched or was invalid: drop this branch.
+    Failed,
+}
+
+/// What the engine must do next, in order. Commands that play something
+/// (`Say`, `Play`, `Pause`) are followed by [`Event::VerbDone`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Answer the caller (200 OK) before the next command.
+    Answer,
+    /// Speak text.
+    Say(Say),
+    /// Play audio (URL resolved) and/or DTMF digits.
+    Play(Play),
+    /// Stay silent.
+    Pause {
+        /// How long.
+        duration: Duration,
+    },
+    /// Play the prompts while collecting DTMF; answer with
+    /// [`Event::Digits`] or [`Event::GatherTimeout`].
+    Gather(Gather),
+    /// Ring the nouns (only Number, Client, Sip; URLs resolved); answer
+    /// with [`Event::DialOutcome`].
+    Dial(Dial),
+    /// End the call. On a caller never answered (only after an unbridged
+    /// `answerOnBridge` dial) the engine ends it with a final response.
+    Hangup,
+    /// Refuse the unanswered call: 486 for busy, 603 for rejected.
+    Reject {
+        /// `<Reject reason>`.
+        reason: RejectReason,
+    },
+    /// Fetch a document; answer with [`Event::Fetched`] or
+    /// [`Event::FetchFailed`].
+    Fetch(FetchRequest),
+    /// Screening only: the verdict; the screening interpreter is finished.
+    Screened(ScreeningVerdict),
+}
+
+/// How an interpreter finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// `<Hangup>` or the end of the document.
+    HungUp,
+    /// `<Reject>` on an unanswered call.
+    Rejected(RejectReason),
+    /// The caller (or screened callee) hung up first.
+    RemoteHangup,
+    /// A document failed to fetch or parse, or looped: the caller heard
+    /// the application error message and was hung up on.
+    ApplicationError,
+    /// Screening finished with this verdict.
+    Screened(ScreeningVerdict),
+}

@@ -1,0 +1,450 @@
+//! `<Dial>` and its nouns (Number, Client, Sip, Conference, Queue): the
+//! attribute tables of the reference pages, the ten-noun limit, identity and
+//! SIP URI rules.
+
+use crate::ast::{Client, Dial, MachineDetectionOptions, Named, Noun, NounOptions, Number, Sip};
+use crate::error::ParseError;
+use crate::parse::{Ctx, non_blank};
+use crate::values::{self, PhoneNumber};
+use crate::xml::{Attr, Element, Node};
+
+/// Most Number, Client and Sip nouns one `<Dial>` may ring at once.
+pub const MAX_DIAL_NOUNS: usize = 10;
+
+impl Ctx<'_> {
+    pub(crate) fn dial(&mut self, e: &Element) -> Result<Dial, ParseError> {
+        self.note_attrs(e);
+        let mut dial = Dial::default();
+        for attr in &e.attrs {
+            self.dial_attr(e, attr, &mut dial)?;
+        }
+        let has_elements = e.elements().next().is_some();
+        if has_elements {
+            for node in &e.children {
+                match node {
+                    Node::Text { text, offset } => self.blank_text(&e.name, text, *offset)?,
+                    Node::Element(child) => {
+                        let noun = self.noun(e, child)?;
+                        dial.nouns.push(noun);
+                    }
+                }
+            }
+        } else {
+            let (text, offset) = e.text();
+            if !text.is_empty() {
+                let number =
+                    PhoneNumber::parse(&text).ok_or_else(|| ParseError::InvalidPhoneNumber {
+                        element: e.name.clone(),
+                        value: text.clone(),
+                        at: self.pos(offset),
+                    })?;
+                dial.nouns.push(Noun::Number(Number::new(number)));
+            }
+        }
+        let at = self.pos(e.offset);
+        if dial.nouns.is_empty() {
+            return Err(ParseError::NothingToDial { at });
+        }
+        let count = dial.dialable().count();
+        if count > MAX_DIAL_NOUNS {
+            return Err(ParseError::TooManyNouns {
+                count,
+                limit: MAX_DIAL_NOUNS,
+                at,
+            });
+        }
+        if dial.nouns.len() > 1 {
+            let lone = e
+                .elements()
+                .find(|c| matches!(c.name.as_str(), "Conference" | "Queue"));
+            if let Some(lone) = lone {
+                return Err(ParseError::ExclusiveNoun {
+                    element: lone.name.clone(),
+                    at: self.pos(lone.offset),
+                });
+            }
+        }
+        Ok(dial)
+    }
+
+    fn dial_attr(&self, e: &Element, attr: &Attr, dial: &mut Dial) -> Result<(), ParseError> {
+        match attr.name.as_str() {
+            "action" => dial.action = Some(self.value(e, attr, values::parse_url)?),
+            "answerOnBridge" => dial.answer_on_bridge = self.value(e, attr, values::parse_bool)?,
+            "callerId" => dial.caller_id = Some(self.value(e, attr, values::parse_caller_id)?),
+            "callReason" => {
+                dial.call_reason = Some(self.value(e, attr, values::parse_call_reason)?)
+            }
+            "hangupOnStar" => dial.hangup_on_star = self.value(e, attr, values::parse_bool)?,
+            "method" => dial.method = self.value(e, attr, values::parse_method)?,
+            "record" => dial.record = self.value(e, attr, values::parse_record)?,
+            "recordingStatusCallback" => {
+                dial.recording_status_callback = Some(self.value(e, attr, values::parse_url)?);
+            }
+            "recordingStatusCallbackMethod" => {
+                dial.recording_status_callback_method =
+                    self.value(e, attr, values::parse_method)?;
+            }
+            "recordingStatusCallbackEvent" => {
+                dial.recording_status_callback_event =
+                    self.value(e, attr, values::parse_recording_events)?;
+            }
+            "recordingTrack" => {
+                dial.recording_track = self.value(e, attr, values::parse_recording_track)?
+            }
+            "referUrl" => dial.refer_url = Some(self.value(e, attr, values::parse_url)?),
+            "referMethod" => dial.refer_method = self.value(e, attr, values::parse_method)?,
+            "ringTone" => dial.ring_tone = Some(self.value(e, attr, values::parse_ring_tone)?),
+            "timeLimit" => {
+                dial.time_limit = self.range(
+                    e,
+                    attr,
+                    1,
+                    86_400,
+                    "a positive integer up to 86400 (seconds)",
+                )?;
+            }
+            "timeout" => {
+                dial.timeout = self.range(e, attr, 5, 600, "an integer 5..=600 (seconds)")?
+            }
+            "trim" => dial.trim = self.value(e, attr, values::parse_trim)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn noun(&mut self, dial: &Element, e: &Element) -> Result<Noun, ParseError> {
+        match e.name.as_str() {
+            "Number" => self.number(e).map(Noun::Number),
+            "Client" => self.client(e).map(Noun::Client),
+            "Sip" => self.sip(e).map(Noun::Sip),
+            "Conference" | "Queue" => {
+                let (name, offset) = self.text_only(e)?;
+                if name.is_empty() {
+                    return Err(ParseError::MissingContent {
+                        element: e.name.clone(),
+                        expected: "a name",
+                        at: self.pos(e.offset),
+                    });
+                }
+                self.note_element(&e.name, &name, offset);
+                for attr in &e.attrs {
+                    self.note(crate::ast::NoticeKind::NotActedOn, &e.name, Some(attr));
+                }
+                let named = Named { name };
+                Ok(if e.name == "Queue" {
+                    Noun::Queue(named)
+                } else {
+                    Noun::Conference(named)
+                })
+            }
+            _ => Err(self.invalid_child(dial, e)),
+        }
+    }
+
+    /// The url, method and statusCallback* attributes shared by the nouns;
+    /// returns whether `attr` was one of them.
+    fn noun_option(
+        &self,
+        e: &Element,
+        attr: &Attr,
+        opts: &mut NounOptions,
+    ) -> Result<bool, ParseError> {
+        match attr.name.as_str() {
+            "url" => opts.url = Some(self.value(e, attr, values::parse_url)?),
+            "method" => opts.method = self.value(e, attr, values::parse_method)?,
+            "statusCallback" => {
+                opts.status_callback = Some(self.value(e, attr, values::parse_url)?)
+            }
+            "statusCallbackEvent" => {
+                opts.status_callback_event = self.value(e, attr, values::parse_progress_events)?;
+            }
+            "statusCallbackMethod" => {
+                opts.status_callback_method = self.value(e, attr, values::parse_method)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn number(&mut self, e: &Element) -> Result<Number, ParseError> {
+        self.note_attrs(e);
+        let (text, offset) = self.text_only(e)?;
+        if text.is_empty() {
+            return Err(ParseError::MissingContent {
+                element: e.name.clone(),
+                expected: "a phone number",
+                at: self.pos(e.offset),
+            });
+        }
+        let number = PhoneNumber::parse(&text).ok_or_else(|| ParseError::InvalidPhoneNumber {
+            element: e.name.clone(),
+            value: text.clone(),
+            at: self.pos(offset),
+        })?;
+        let mut n = Number::new(number);
+        for attr in &e.attrs {
+            if self.noun_option(e, attr, &mut n.options)? {
+                continue;
+            }
+            let md: &mut MachineDetectionOptions = &mut n.machine_detection;
+            match attr.name.as_str() {
+                "sendDigits" => n.send_digits = Some(self.value(e, attr, values::parse_digits)?),
+                "byoc" => n.byoc = Some(self.value(e, attr, non_blank)?),
+                "machineDetection" => {
+                    md.mode = Some(self.value(e, attr, values::parse_machine_detection)?)
+                }
+                "machineDetectionTimeout" => {
+                    md.timeout = self.range(e, attr, 3, 60, "an integer 3..=60 (seconds)")?;
+                }
+                "machineDetectionSpeechThreshold" => {
+                    md.speech_threshold =
+                        self.range(e, attr, 1000, 6000, "an integer 1000..=6000 (ms)")?;
+                }
+                "machineDetectionSpeechEndThreshold" => {
+                    md.speech_end_threshold =
+                        self.range(e, attr, 500, 5000, "an integer 500..=5000 (ms)")?;
+                }
+                "machineDetectionSilenceTimeout" => {
+                    md.silence_timeout =
+                        self.range(e, attr, 2000, 10_000, "an integer 2000..=10000 (ms)")?;
+                }
+                "amdStatusCallback" => {
+                    md.status_callback = Some(self.value(e, attr, values::parse_url)?)
+                }
+                "amdStatusCallbackMethod" => {
+                    md.status_callback_method = self.value(e, attr, values::parse_method)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(n)
+    }
+
+    fn client(&mut self, e: &Element) -> Result<Client, ParseError> {
+        self.note_attrs(e);
+        let mut identity: Option<(String, usize)> = None;
+        let mut parameters = Vec::new();
+        let structured = e.elements().next().is_some();
+        for node in &e.children {
+            match node {
+                Node::Text { text, offset } if structured => {
+                    self.blank_text(&e.name, text, *offset)?
+                }
+                Node::Text { .. } => {}
+                Node::Element(child) => match child.name.as_str() {
+                    "Identity" if identity.is_none() => {
+                        self.note_attrs(child);
+                        identity = Some(self.text_only(child)?);
+                    }
+                    "Parameter" => {
+                        self.note_attrs(child);
+                        self.note_element("Parameter", "", child.offset);
+                        parameters.push(self.parameter(child)?);
+                    }
+                    _ => return Err(self.invalid_child(e, child)),
+                },
+            }
+        }
+        let (identity, offset) = match identity {
+            Some(found) => found,
+            None if structured => {
+                return Err(ParseError::MissingContent {
+                    element: e.name.clone(),
+                    expected: "an <Identity>",
+                    at: self.pos(e.offset),
+                });
+            }
+            None => e.text(),
+        };
+        if identity.is_empty() {
+            return Err(ParseError::MissingContent {
+                element: e.name.clone(),
+                expected: "a client identity",
+                at: self.pos(e.offset),
+            });
+        }
+        values::check_identity(&identity).map_err(|reason| ParseError::InvalidIdentity {
+            value: identity.clone(),
+            reason,
+            at: self.pos(offset),
+        })?;
+        let mut client = Client::new(identity);
+        client.parameters = parameters;
+        for attr in &e.attrs {
+            self.noun_option(e, attr, &mut client.options)?;
+        }
+        Ok(client)
+    }
+
+    fn parameter(&self, e: &Element) -> Result<(String, String), ParseError> {
+        let name = e.attrs.iter().find(|a| a.name == "name");
+        let value = e.attrs.iter().find(|a| a.name == "value");
+        let Some(name) = name else {
+            return Err(ParseError::MissingAttribute {
+                element: e.name.clone(),
+                attribute: "name",
+                at: self.pos(e.offset),
+            });
+        };
+        let name_value = self.value(e, name, non_blank)?;
+        Ok((
+            name_value,
+            value.map(|v| v.value.clone()).unwrap_or_default(),
+        ))
+    }
+
+    fn sip(&mut self, e: &Element) -> Result<Sip, ParseError> {
+        self.note_attrs(e);
+        let (text, offset) = self.text_only(e)?;
+        if text.is_empty() {
+            return Err(ParseError::MissingContent {
+                element: e.name.clone(),
+                expected: "a sip: URI",
+                at: self.pos(e.offset),
+            });
+        }
+        let (uri, headers) = split_sip_uri(&text).map_err(|reason| ParseError::InvalidSipUri {
+            value: text.clone(),
+            reason,
+            at: self.pos(offset),
+        })?;
+        let mut sip = Sip::new(uri);
+        sip.headers = headers;
+        for attr in &e.attrs {
+            if self.noun_option(e, attr, &mut sip.options)? {
+                continue;
+            }
+            match attr.name.as_str() {
+                "username" => sip.username = Some(self.value(e, attr, non_blank)?),
+                "password" => sip.password = Some(attr.value.clone()),
+                _ => {}
+            }
+        }
+        Ok(sip)
+    }
+}
+
+type Headers = Vec<(String, String)>;
+
+/// Splits `sip:user@host;params?H1=v1&H2=v2` into the URI and its decoded
+/// headers, checking the scheme and that a host is present.
+pub(crate) fn split_sip_uri(text: &str) -> Result<(String, Headers), &'static str> {
+    let text = text.trim();
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace or control characters");
+    }
+    let bytes = text.as_bytes();
+    let rest = if bytes
+        .get(..4)
+        .is_some_and(|b| b.eq_ignore_ascii_case(b"sip:"))
+    {
+        &text[4..]
+    } else if bytes
+        .get(..5)
+        .is_some_and(|b| b.eq_ignore_ascii_case(b"sips:"))
+    {
+        &text[5..]
+    } else {
+        return Err("scheme must be sip: or sips:");
+    };
+    let (addr, query) = match rest.split_once('?') {
+        Some((addr, query)) => (addr, Some(query)),
+        None => (rest, None),
+    };
+    let hostport = addr.rsplit_once('@').map_or(addr, |(_, h)| h);
+    let host = hostport.split(';').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err("no host");
+    }
+    let mut headers = Vec::new();
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name)?;
+        if name.is_empty() {
+            return Err("a header without a name");
+        }
+        headers.push((name, percent_decode(value)?));
+    }
+    let uri_len = text.len() - query.map_or(0, |q| q.len() + 1);
+    Ok((text[..uri_len].to_owned(), headers))
+}
+
+/// RFC 3986 percent-decoding (`+` stays `+`, as in SIP URIs).
+fn percent_decode(s: &str) -> Result<String, &'static str> {
+    const BAD: &str = "bad percent-encoding in a header";
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(BAD)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| BAD)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| BAD)?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| BAD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uri_headers_are_split_and_decoded() {
+        let (uri, headers) = split_sip_uri(
+            "sip:AgentA@xyz.sip.us1.twilio.com?User-to-User=123456789%3Bencoding%3Dhex&X-Name=Agent%2C+A",
+        )
+        .expect("valid");
+        assert_eq!(uri, "sip:AgentA@xyz.sip.us1.twilio.com");
+        assert_eq!(
+            headers,
+            vec![
+                (
+                    "User-to-User".to_owned(),
+                    "123456789;encoding=hex".to_owned()
+                ),
+                ("X-Name".to_owned(), "Agent,+A".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn sip_uri_rules() {
+        assert_eq!(
+            split_sip_uri("sips:bob@10.0.0.1:5061;transport=tls").map(|r| r.0),
+            Ok("sips:bob@10.0.0.1:5061;transport=tls".into())
+        );
+        assert_eq!(split_sip_uri("SIP:example.com").map(|r| r.1.len()), Ok(0));
+        assert_eq!(
+            split_sip_uri("tel:+14155551212"),
+            Err("scheme must be sip: or sips:")
+        );
+        assert_eq!(split_sip_uri("sip:bob@"), Err("no host"));
+        assert_eq!(
+            split_sip_uri("sip:bob@host?X-A=%zz"),
+            Err("bad percent-encoding in a header")
+        );
+        assert_eq!(
+            split_sip_uri("sip:bob@host?X-A=%4"),
+            Err("bad percent-encoding in a header")
+        );
+        assert_eq!(
+            split_sip_uri("sip:bob@host?=v"),
+            Err("a header without a name")
+        );
+        assert_eq!(
+            split_sip_uri("sip:b ob@host"),
+            Err("contains whitespace or control characters")
+        );
+        assert_eq!(split_sip_uri("sip:é"), Ok(("sip:é".to_owned(), vec![])));
+    }
+}

@@ -1,0 +1,414 @@
+//! TwiML `<Response>` documents to typed verbs: element placement, the
+//! attributes of Say, Play, Pause, Gather, Reject and Redirect, screening
+//! restrictions, and the notices for unknown or not-acted-on attributes.
+
+use crate::ast::{
+    Document, Gather, Notice, NoticeKind, Pause, Play, Prompt, Redirect, Reject, Say, Verb,
+};
+use crate::error::{LineIndex, ParseError, Position};
+use crate::support::{self, Status};
+use crate::values::{self, GatherInput};
+use crate::xml::{self, Attr, Element, Node};
+
+/// Verbs Twilio defines that Tandem does not implement.
+const UNSUPPORTED_VERBS: &[&str] = &[
+    "Record", "Enqueue", "Leave", "Connect", "Start", "Stop", "Stream", "Refer", "Pay", "Prompt",
+    "Sms", "Message", "Echo", "Siprec",
+];
+
+/// Largest document accepted, as on Twilio (64 kB, error 11750).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+/// Parses a TwiML document run on the caller's leg.
+///
+/// Unknown verbs are errors (Twilio fails the call on them too); unknown
+/// attributes are ignored with a warning and listed in
+/// [`Document::notices`].
+pub fn parse(source: &str) -> Result<Document, ParseError> {
+    parse_with(source, false)
+}
+
+/// Parses a screening document (a noun's `url`, run on the callee's leg):
+/// only Play, Say, Pause, Gather and Hangup are allowed.
+pub fn parse_screening(source: &str) -> Result<Document, ParseError> {
+    parse_with(source, true)
+}
+
+fn parse_with(source: &str, screening: bool) -> Result<Document, ParseError> {
+    if source.len() > MAX_DOCUMENT_BYTES {
+        return Err(ParseError::TooLarge {
+            size: source.len(),
+            limit: MAX_DOCUMENT_BYTES,
+        });
+    }
+    let lines = LineIndex::new(source);
+    let root = xml::parse_tree(source, &lines)?;
+    let mut ctx = Ctx {
+        lines: &lines,
+        notices: Vec::new(),
+        screening,
+    };
+    if root.name != "Response" {
+        return Err(ParseError::NotResponse {
+            element: root.name,
+            at: lines.position(root.offset),
+        });
+    }
+    ctx.note_attrs(&root);
+    let mut verbs = Vec::new();
+    for node in &root.children {
+        match node {
+            Node::Element(e) => verbs.push(ctx.verb(e)?),
+            Node::Text { text, offset } => ctx.blank_text("Response", text, *offset)?,
+        }
+    }
+    Ok(Document {
+        verbs,
+        notices: ctx.notices,
+    })
+}
+
+/// Parsing state shared by the verb and noun parsers.
+pub(crate) struct Ctx<'a> {
+    pub(crate) lines: &'a LineIndex<'a>,
+    pub(crate) notices: Vec<Notice>,
+    screening: bool,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn pos(&self, offset: usize) -> Position {
+        self.lines.position(offset)
+    }
+
+    /// Records a notice for every attribute of `e` that is unknown or not
+    /// acted on, and logs it.
+    pub(crate) fn note_attrs(&mut self, e: &Element) {
+        for attr in &e.attrs {
+            match support::attribute_status(&e.name, &attr.name) {
+                Some(Status::Supported) => {}
+                Some(Status::NotActedOn) => self.note(NoticeKind::NotActedOn, &e.name, Some(attr)),
+                None => self.note(NoticeKind::UnknownAttribute, &e.name, Some(attr)),
+            }
+        }
+    }
+
+    /// Records a notice about an element or attribute and logs it.
+    pub(crate) fn note(&mut self, kind: NoticeKind, element: &str, attr: Option<&Attr>) {
+        let at = self.pos(attr.map_or(0, |a| a.offset));
+        let attribute = attr.map(|a| a.name.clone());
+        let value = attr.map(|a| a.value.clone()).unwrap_or_default();
+        match kind {
+            NoticeKind::UnknownAttribute => tracing::warn!(
+                element,
+                attribute = attribute.as_deref().unwrap_or(""),
+                %at,
+                "unknown TwiML attribute ignored"
+            ),
+            NoticeKind::NotActedOn => tracing::info!(
+                element,
+                attribute = attribute.as_deref().unwrap_or(""),
+                %at,
+                "TwiML attribute parsed but not yet acted on"
+            ),
+        }
+        self.notices.push(Notice {
+            kind,
+            element: element.to_owned(),
+            attribute,
+            value,
+            at,
+        });
+    }
+
+    /// Records a not-acted-on notice for an element at `offset`.
+    pub(crate) fn note_element(&mut self, element: &str, value: &str, offset: usize) {
+        let at = self.pos(offset);
+        tracing::info!(element, value, %at, "TwiML element parsed but not yet acted on");
+        self.notices.push(Notice {
+            kind: NoticeKind::NotActedOn,
+            element: element.to_owned(),
+            attribute: None,
+            value: value.to_owned(),
+            at,
+        });
+    }
+
+    pub(crate) fn invalid(&self, e: &Element, attr: &Attr, expected: &'static str) -> ParseError {
+        ParseError::InvalidAttribute {
+            element: e.name.clone(),
+            attribute: attr.name.clone(),
+            value: attr.value.clone(),
+            expected,
+            at: self.pos(attr.offset),
+        }
+    }
+
+    /// Applies a value parser to an attribute, mapping its failure.
+    pub(crate) fn value<T>(
+        &self,
+        e: &Element,
+        attr: &Attr,
+        parse: impl FnOnce(&str) -> Result<T, &'static str>,
+    ) -> Result<T, ParseError> {
+        parse(&attr.value).map_err(|expected| self.invalid(e, attr, expected))
+    }
+
+    /// An integer attribute in `min..=max`.
+    pub(crate) fn range(
+        &self,
+        e: &Element,
+        attr: &Attr,
+        min: u32,
+        max: u32,
+        expected: &'static str,
+    ) -> Result<u32, ParseError> {
+        values::parse_range(&attr.value, min, max).ok_or_else(|| self.invalid(e, attr, expected))
+    }
+
+    /// Fails on non-blank text where only elements belong.
+    pub(crate) fn blank_text(
+        &self,
+        element: &str,
+        text: &str,
+        offset: usize,
+    ) -> Result<(), ParseError> {
+        match text.find(|c: char| !c.is_whitespace()) {
+            None => Ok(()),
+            Some(lead) => Err(ParseError::UnexpectedText {
+                element: element.to_owned(),
+                text: text.trim().to_owned(),
+                at: self.pos(offset + lead),
+            }),
+        }
+    }
+
+    /// Fails when `e` has child elements or non-blank text.
+    fn no_content(&self, e: &Element) -> Result<(), ParseError> {
+        for node in &e.children {
+            match node {
+                Node::Element(child) => return Err(self.invalid_child(e, child)),
+                Node::Text { text, offset } => self.blank_text(&e.name, text, *offset)?,
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn invalid_child(&self, parent: &Element, child: &Element) -> ParseError {
+        ParseError::InvalidChild {
+            parent: parent.name.clone(),
+            element: child.name.clone(),
+            at: self.pos(child.offset),
+        }
+    }
+
+    /// Fails when `e` has child elements; returns its text.
+    pub(crate) fn text_only(&self, e: &Element) -> Result<(String, usize), ParseError> {
+        if let Some(child) = e.elements().next() {
+            return Err(self.invalid_child(e, child));
+        }
+        Ok(e.text())
+    }
+
+    fn verb(&mut self, e: &Element) -> Result<Verb, ParseError> {
+        let at = self.pos(e.offset);
+        let forbidden = ParseError::NotAllowedInScreening {
+            element: e.name.clone(),
+            at,
+        };
+        match e.name.as_str() {
+            "Dial" if self.screening => Err(forbidden),
+            "Reject" | "Redirect" if self.screening => Err(forbidden),
+            "Dial" => Ok(Verb::Dial(self.dial(e)?)),
+            "Say" => Ok(Verb::Say(self.say(e)?)),
+            "Play" => Ok(Verb::Play(self.play(e)?)),
+            "Pause" => Ok(Verb::Pause(self.pause(e)?)),
+            "Gather" => Ok(Verb::Gather(self.gather(e)?)),
+            "Hangup" => {
+                self.note_attrs(e);
+                self.no_content(e)?;
+                Ok(Verb::Hangup)
+            }
+            "Reject" => Ok(Verb::Reject(self.reject(e)?)),
+            "Redirect" => Ok(Verb::Redirect(self.redirect(e)?)),
+            "Number" | "Client" | "Sip" | "Conference" | "Queue" | "Identity" | "Parameter" => {
+                Err(ParseError::InvalidChild {
+                    parent: "Response".into(),
+                    element: e.name.clone(),
+                    at,
+                })
+            }
+            name if self.screening && UNSUPPORTED_VERBS.contains(&name) => Err(forbidden),
+            name if UNSUPPORTED_VERBS.contains(&name) => Err(ParseError::UnsupportedVerb {
+                element: e.name.clone(),
+                at,
+            }),
+            _ => Err(ParseError::UnknownVerb {
+                element: e.name.clone(),
+                at,
+            }),
+        }
+    }
+
+    fn say(&mut self, e: &Element) -> Result<Say, ParseError> {
+        self.note_attrs(e);
+        let mut say = Say::default();
+        for attr in &e.attrs {
+            match attr.name.as_str() {
+                "voice" => say.voice = Some(self.value(e, attr, non_blank)?),
+                "language" => say.language = Some(self.value(e, attr, non_blank)?),
+                "loop" => say.loop_ = self.value(e, attr, values::parse_loop)?,
+                _ => {}
+            }
+        }
+        for child in e.elements() {
+            // SSML (<break>, <prosody>, ...) is read as its plain text.
+            self.note_element("SSML", &child.name, child.offset);
+        }
+        say.text = e.deep_text();
+        if say.text.is_empty() {
+            return Err(ParseError::MissingContent {
+                element: e.name.clone(),
+                expected: "text to say",
+                at: self.pos(e.offset),
+            });
+        }
+        Ok(say)
+    }
+
+    fn play(&mut self, e: &Element) -> Result<Play, ParseError> {
+        self.note_attrs(e);
+        let mut play = Play::default();
+        for attr in &e.attrs {
+            match attr.name.as_str() {
+                "loop" => play.loop_ = self.value(e, attr, values::parse_loop)?,
+                "digits" => play.digits = Some(self.value(e, attr, values::parse_digits)?),
+                _ => {}
+            }
+        }
+        let (text, offset) = self.text_only(e)?;
+        if !text.is_empty() {
+            play.url =
+                Some(
+                    values::parse_url(&text).map_err(|expected| ParseError::InvalidContent {
+                        element: e.name.clone(),
+                        value: text.clone(),
+                        expected,
+                        at: self.pos(offset),
+                    })?,
+                );
+        }
+        if play.url.is_none() && play.digits.is_none() {
+            return Err(ParseError::MissingContent {
+                element: e.name.clone(),
+                expected: "an audio URL or a digits attribute",
+                at: self.pos(e.offset),
+            });
+        }
+        Ok(play)
+    }
+
+    fn pause(&mut self, e: &Element) -> Result<Pause, ParseError> {
+        self.note_attrs(e);
+        let mut pause = Pause::default();
+        for attr in &e.attrs {
+            if attr.name == "length" {
+                pause.length = self.range(e, attr, 0, 14_400, "an integer 0..=14400 (seconds)")?;
+            }
+        }
+        self.no_content(e)?;
+        Ok(pause)
+    }
+
+    fn gather(&mut self, e: &Element) -> Result<Gather, ParseError> {
+        self.note_attrs(e);
+        let mut gather = Gather::default();
+        for attr in &e.attrs {
+            match attr.name.as_str() {
+                "input" => {
+                    gather.input = self.value(e, attr, values::parse_gather_input)?;
+                    if gather.input != GatherInput::Dtmf {
+                        // Speech recognition is not implemented.
+                        self.note(NoticeKind::NotActedOn, &e.name, Some(attr));
+                    }
+                }
+                "action" => gather.action = Some(self.value(e, attr, values::parse_url)?),
+                "method" => gather.method = self.value(e, attr, values::parse_method)?,
+                "timeout" => {
+                    gather.timeout = self.range(e, attr, 1, 600, "an integer 1..=600 (seconds)")?;
+                }
+                "finishOnKey" => {
+                    gather.finish_on_key = self.value(e, attr, values::parse_finish_on_key)?;
+                }
+                "numDigits" => {
+                    gather.num_digits = Some(self.range(e, attr, 1, 255, "an integer 1..=255")?);
+                }
+                "actionOnEmptyResult" => {
+                    gather.action_on_empty_result = self.value(e, attr, values::parse_bool)?;
+                }
+                _ => {}
+            }
+        }
+        for node in &e.children {
+            match node {
+                Node::Text { text, offset } => self.blank_text(&e.name, text, *offset)?,
+                Node::Element(child) => {
+                    let prompt = match child.name.as_str() {
+                        "Say" => Prompt::Say(self.say(child)?),
+                        "Play" => Prompt::Play(self.play(child)?),
+                        "Pause" => Prompt::Pause(self.pause(child)?),
+                        _ => return Err(self.invalid_child(e, child)),
+                    };
+                    gather.prompts.push(prompt);
+                }
+            }
+        }
+        Ok(gather)
+    }
+
+    fn reject(&mut self, e: &Element) -> Result<Reject, ParseError> {
+        self.note_attrs(e);
+        let mut reject = Reject::default();
+        for attr in &e.attrs {
+            if attr.name == "reason" {
+                reject.reason = self.value(e, attr, values::parse_reject_reason)?;
+            }
+        }
+        self.no_content(e)?;
+        Ok(reject)
+    }
+
+    fn redirect(&mut self, e: &Element) -> Result<Redirect, ParseError> {
+        self.note_attrs(e);
+        let mut method = values::Method::Post;
+        for attr in &e.attrs {
+            if attr.name == "method" {
+                method = self.value(e, attr, values::parse_method)?;
+            }
+        }
+        let (text, offset) = self.text_only(e)?;
+        if text.is_empty() {
+            return Err(ParseError::MissingContent {
+                element: e.name.clone(),
+                expected: "a URL",
+                at: self.pos(e.offset),
+            });
+        }
+        let url = values::parse_url(&text).map_err(|expected| ParseError::InvalidContent {
+            element: e.name.clone(),
+            value: text.clone(),
+            expected,
+            at: self.pos(offset),
+        })?;
+        Ok(Redirect { url, method })
+    }
+}
+
+/// A non-blank string attribute.
+pub(crate) fn non_blank(v: &str) -> Result<String, &'static str> {
+    let v = v.trim();
+    if v.is_empty() {
+        Err("a non-empty value")
+    } else {
+        Ok(v.to_owned())
+    }
+}

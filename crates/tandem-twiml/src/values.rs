@@ -1,0 +1,584 @@
+//! Typed attribute values of TwiML (methods, record modes, event lists,
+//! E.164 numbers, DTMF strings) and the rules that validate them.
+
+use std::fmt;
+
+/// HTTP method of a callback or document fetch. Case-insensitive in TwiML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Method {
+    /// `GET`: parameters in the query string.
+    Get,
+    /// `POST`: parameters in a form body (Twilio's default).
+    #[default]
+    Post,
+}
+
+impl Method {
+    /// The method as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `<Dial record>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RecordMode {
+    /// `do-not-record` (alias `false`), the default.
+    #[default]
+    DoNotRecord,
+    /// `record-from-answer` (alias `true`), mixed mono.
+    RecordFromAnswer,
+    /// `record-from-ringing`, mixed mono.
+    RecordFromRinging,
+    /// `record-from-answer-dual`: caller on channel 1, callee on channel 2.
+    RecordFromAnswerDual,
+    /// `record-from-ringing-dual`.
+    RecordFromRingingDual,
+}
+
+/// `<Dial recordingStatusCallbackEvent>` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordingEvent {
+    /// `in-progress`: the recording started.
+    InProgress,
+    /// `completed`: the recording is available.
+    Completed,
+    /// `absent`: there is no recording.
+    Absent,
+}
+
+/// `<Dial recordingTrack>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RecordingTrack {
+    /// Audio received from the caller.
+    Inbound,
+    /// Audio sent to the caller.
+    Outbound,
+    /// Both (the default).
+    #[default]
+    Both,
+}
+
+/// `<Dial trim>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Trim {
+    /// `trim-silence`: cut leading and trailing silence.
+    TrimSilence,
+    /// `do-not-trim`, the default.
+    #[default]
+    DoNotTrim,
+}
+
+/// Call progress events a noun's `statusCallbackEvent` subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CallProgressEvent {
+    /// Dialing started.
+    Initiated,
+    /// The callee is ringing.
+    Ringing,
+    /// The callee answered.
+    Answered,
+    /// The child call ended, whatever its status.
+    Completed,
+}
+
+impl CallProgressEvent {
+    /// The name used in TwiML and in `CallStatus`-style parameters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initiated => "initiated",
+            Self::Ringing => "ringing",
+            Self::Answered => "answered",
+            Self::Completed => "completed",
+        }
+    }
+}
+
+/// `<Number machineDetection>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MachineDetection {
+    /// `Enable`: report `AnsweredBy` as soon as known.
+    Enable,
+    /// `DetectMessageEnd`: wait for the end of a machine's greeting.
+    DetectMessageEnd,
+}
+
+/// `<Reject reason>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RejectReason {
+    /// `rejected` (the default): SIP 603 Decline.
+    #[default]
+    Rejected,
+    /// `busy`: SIP 486 Busy Here.
+    Busy,
+}
+
+/// `<Gather input>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GatherInput {
+    /// `dtmf`, the default.
+    #[default]
+    Dtmf,
+    /// `speech` (parsed; Tandem has no speech recognition).
+    Speech,
+    /// `dtmf speech`.
+    DtmfSpeech,
+}
+
+/// `loop` of `<Say>` and `<Play>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Loop {
+    /// Repeat this many times (at least 1).
+    Times(u32),
+    /// `loop="0"`: repeat until the call ends or the verb is interrupted.
+    Forever,
+}
+
+impl Default for Loop {
+    fn default() -> Self {
+        Self::Times(1)
+    }
+}
+
+/// Ring tone countries Twilio accepts for `<Dial ringTone>`.
+pub const RING_TONES: [&str; 40] = [
+    "at", "au", "bg", "br", "be", "ch", "cl", "cn", "cz", "de", "dk", "ee", "es", "fi", "fr", "gr",
+    "hu", "il", "in", "it", "lt", "jp", "mx", "my", "nl", "no", "nz", "ph", "pl", "pt", "ru", "se",
+    "sg", "th", "uk", "us", "us-old", "tw", "ve", "za",
+];
+
+/// A ring tone country code from [`RING_TONES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RingTone(&'static str);
+
+impl RingTone {
+    /// Looks up a code, case-insensitively.
+    pub fn from_code(code: &str) -> Option<Self> {
+        RING_TONES
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(code))
+            .map(|c| Self(c))
+    }
+
+    /// The lower-case code (`us`, `us-old`, `de`, ...).
+    pub fn code(self) -> &'static str {
+        self.0
+    }
+}
+
+/// A phone number in E.164 form (`+` and 8 to 15 digits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// Parses E.164 (`+14155551212`, separators allowed) or a US number in
+    /// the loose forms Twilio accepts (`(415) 555-1212`, `415-555-1212`,
+    /// `1 415 555 1212`), normalised to E.164.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let (plus, rest) = match text.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let mut digits = String::with_capacity(16);
+        for c in rest.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '.' | '(' | ')' => {}
+                _ => return None,
+            }
+        }
+        if plus {
+            if (8..=15).contains(&digits.len()) && !digits.starts_with('0') {
+                return Some(Self(format!("+{digits}")));
+            }
+            return None;
+        }
+        let national = match digits.len() {
+            10 => digits.as_str(),
+            11 if digits.starts_with('1') => &digits[1..],
+            _ => return None,
+        };
+        // A NANP area code never starts with 0 or 1.
+        if national.starts_with(['0', '1']) {
+            return None;
+        }
+        Some(Self(format!("+1{national}")))
+    }
+
+    /// The E.164 string, `+` included.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) fn parse_bool(v: &str) -> Result<bool, &'static str> {
+    if v.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if v.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err("true or false")
+    }
+}
+
+pub(crate) fn parse_method(v: &str) -> Result<Method, &'static str> {
+    if v.eq_ignore_ascii_case("GET") {
+        Ok(Method::Get)
+    } else if v.eq_ignore_ascii_case("POST") {
+        Ok(Method::Post)
+    } else {
+        Err("GET or POST")
+    }
+}
+
+pub(crate) fn parse_record(v: &str) -> Result<RecordMode, &'static str> {
+    Ok(match v.to_ascii_lowercase().as_str() {
+        "do-not-record" | "false" => RecordMode::DoNotRecord,
+        "record-from-answer" | "true" => RecordMode::RecordFromAnswer,
+        "record-from-ringing" => RecordMode::RecordFromRinging,
+        "record-from-answer-dual" => RecordMode::RecordFromAnswerDual,
+        "record-from-ringing-dual" => RecordMode::RecordFromRingingDual,
+        _ => {
+            return Err("do-not-record, record-from-answer, record-from-ringing, \
+                        record-from-answer-dual, record-from-ringing-dual, true or false");
+        }
+    })
+}
+
+pub(crate) fn parse_recording_track(v: &str) -> Result<RecordingTrack, &'static str> {
+    match v.to_ascii_lowercase().as_str() {
+        "inbound" => Ok(RecordingTrack::Inbound),
+        "outbound" => Ok(RecordingTrack::Outbound),
+        "both" => Ok(RecordingTrack::Both),
+        _ => Err("inbound, outbound or both"),
+    }
+}
+
+pub(crate) fn parse_trim(v: &str) -> Result<Trim, &'static str> {
+    match v.to_ascii_lowercase().as_str() {
+        "trim-silence" => Ok(Trim::TrimSilence),
+        "do-not-trim" => Ok(Trim::DoNotTrim),
+        _ => Err("trim-silence or do-not-trim"),
+    }
+}
+
+pub(crate) fn parse_ring_tone(v: &str) -> Result<RingTone, &'static str> {
+    RingTone::from_code(v).ok_or("an ISO 3166-1 alpha-2 code Twilio lists (us, uk, de, ...)")
+}
+
+pub(crate) fn parse_machine_detection(v: &str) -> Result<MachineDetection, &'static str> {
+    if v.eq_ignore_ascii_case("Enable") {
+        Ok(MachineDetection::Enable)
+    } else if v.eq_ignore_ascii_case("DetectMessageEnd") {
+        Ok(MachineDetection::DetectMessageEnd)
+    } else {
+        Err("Enable or DetectMessageEnd")
+    }
+}
+
+pub(crate) fn parse_reject_reason(v: &str) -> Result<RejectReason, &'static str> {
+    match v.to_ascii_lowercase().as_str() {
+        "rejected" => Ok(RejectReason::Rejected),
+        "busy" => Ok(RejectReason::Busy),
+        _ => Err("rejected or busy"),
+    }
+}
+
+pub(crate) fn parse_gather_input(v: &str) -> Result<GatherInput, &'static str> {
+    let mut dtmf = false;
+    let mut speech = false;
+    for word in v.split_whitespace() {
+        match word.to_ascii_lowercase().as_str() {
+            "dtmf" => dtmf = true,
+            "speech" => speech = true,
+            _ => return Err("dtmf, speech or \"dtmf speech\""),
+        }
+    }
+    match (dtmf, speech) {
+        (true, false) => Ok(GatherInput::Dtmf),
+        (false, true) => Ok(GatherInput::Speech),
+        (true, true) => Ok(GatherInput::DtmfSpeech),
+        (false, false) => Err("dtmf, speech or \"dtmf speech\""),
+    }
+}
+
+pub(crate) fn parse_loop(v: &str) -> Result<Loop, &'static str> {
+    match v.trim().parse::<u32>() {
+        Ok(0) => Ok(Loop::Forever),
+        Ok(n) if n <= 1000 => Ok(Loop::Times(n)),
+        _ => Err("an integer 0..=1000 (0 = until hangup)"),
+    }
+}
+
+/// An integer in `min..=max`.
+pub(crate) fn parse_range(v: &str, min: u32, max: u32) -> Option<u32> {
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+}
+
+/// Splits a list on spaces and commas (the RCML page writes commas).
+fn split_list(v: &str) -> impl Iterator<Item = &str> {
+    v.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+}
+
+pub(crate) fn parse_progress_events(v: &str) -> Result<Vec<CallProgressEvent>, &'static str> {
+    const EXPECTED: &str = "initiated, ringing, answered, completed separated by spaces or commas";
+    let mut out = Vec::new();
+    for word in split_list(v) {
+        let ev = match word.to_ascii_lowercase().as_str() {
+            "initiated" => CallProgressEvent::Initiated,
+            "ringing" => CallProgressEvent::Ringing,
+            "answered" => CallProgressEvent::Answered,
+            "completed" => CallProgressEvent::Completed,
+            _ => return Err(EXPECTED),
+        };
+        if !out.contains(&ev) {
+            out.push(ev);
+        }
+    }
+    if out.is_empty() {
+        return Err(EXPECTED);
+    }
+    Ok(out)
+}
+
+pub(crate) fn parse_recording_events(v: &str) -> Result<Vec<RecordingEvent>, &'static str> {
+    const EXPECTED: &str = "in-progress, completed, absent separated by spaces or commas";
+    let mut out = Vec::new();
+    for word in split_list(v) {
+        let ev = match word.to_ascii_lowercase().as_str() {
+            "in-progress" => RecordingEvent::InProgress,
+            "completed" => RecordingEvent::Completed,
+            "absent" => RecordingEvent::Absent,
+            _ => return Err(EXPECTED),
+        };
+        if !out.contains(&ev) {
+            out.push(ev);
+        }
+    }
+    if out.is_empty() {
+        return Err(EXPECTED);
+    }
+    Ok(out)
+}
+
+/// `sendDigits` / `<Play digits>`: `0-9 * # A-D` and `w` (a 500 ms wait).
+pub(crate) fn parse_digits(v: &str) -> Result<String, &'static str> {
+    const EXPECTED: &str = "1 to 256 of 0-9 * # A-D w";
+    let v = v.trim();
+    let ok = !v.is_empty()
+        && v.len() <= 256
+        && v.chars()
+            .all(|c| matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'w'));
+    if ok { Ok(v.to_owned()) } else { Err(EXPECTED) }
+}
+
+/// `finishOnKey`: one of `0-9 * #`, or empty for none.
+pub(crate) fn parse_finish_on_key(v: &str) -> Result<Option<char>, &'static str> {
+    let mut chars = v.trim().chars();
+    match (chars.next(), chars.next()) {
+        (None, _) => Ok(None),
+        (Some(c @ ('0'..='9' | '*' | '#')), None) => Ok(Some(c)),
+        _ => Err("one of 0-9 * #, or empty"),
+    }
+}
+
+/// A relative or absolute URL: non-blank, no whitespace or control
+/// characters; an absolute one must be http(s) with a host without `_`.
+pub(crate) fn parse_url(v: &str) -> Result<String, &'static str> {
+    const EXPECTED: &str = "a relative or absolute http(s) URL";
+    let v = v.trim();
+    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(EXPECTED);
+    }
+    match url::Url::parse(v) {
+        Ok(abs) => {
+            let web = matches!(abs.scheme(), "http" | "https");
+            let host_ok = abs
+                .host_str()
+                .is_some_and(|h| !h.is_empty() && !h.contains('_'));
+            if web && host_ok {
+                Ok(v.to_owned())
+            } else {
+                Err(EXPECTED)
+            }
+        }
+        Err(url::ParseError::RelativeUrlWithoutBase) => Ok(v.to_owned()),
+        Err(_) => Err(EXPECTED),
+    }
+}
+
+/// `callReason`: at most 50 characters.
+pub(crate) fn parse_call_reason(v: &str) -> Result<String, &'static str> {
+    if v.chars().count() <= 50 {
+        Ok(v.to_owned())
+    } else {
+        Err("at most 50 characters")
+    }
+}
+
+/// `callerId`: a phone number (normalised to E.164 when it is one), a
+/// `client:` identity or a SIP caller string (letters, digits, `+-_.:@`).
+pub(crate) fn parse_caller_id(v: &str) -> Result<String, &'static str> {
+    const EXPECTED: &str = "a phone number, client:identity or 1 to 256 characters without spaces";
+    let v = v.trim();
+    if let Some(number) = PhoneNumber::parse(v) {
+        return Ok(number.0);
+    }
+    let ok = !v.is_empty()
+        && v.chars().count() <= 256
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c));
+    if ok { Ok(v.to_owned()) } else { Err(EXPECTED) }
+}
+
+/// Checks a `<Client>` identity: 1..=256 characters, no control, space,
+/// delimiter (`< > # % "`) or unwise (`{ } | \ ^ [ ] ``) characters.
+pub(crate) fn check_identity(v: &str) -> Result<(), &'static str> {
+    if v.is_empty() {
+        return Err("empty");
+    }
+    if v.chars().count() > 256 {
+        return Err("longer than 256 characters");
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err("contains a control character");
+    }
+    if v.chars().any(char::is_whitespace) {
+        return Err("contains a space");
+    }
+    if v.chars().any(|c| "<>#%\"{}|\\^[]`".contains(c)) {
+        return Err("contains a delimiter or unwise character");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn us_numbers_in_loose_forms_become_e164() {
+        for loose in [
+            "(415) 555-1212",
+            "415-555-1212",
+            "415.555.1212",
+            "4155551212",
+            "1 415 555 1212",
+            "+1 (415) 555-1212",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(loose).map(|n| n.0),
+                Some("+14155551212".into()),
+                "{loose}"
+            );
+        }
+        assert_eq!(
+            PhoneNumber::parse("415-123-4567").map(|n| n.0),
+            Some("+14151234567".into())
+        );
+        assert_eq!(
+            PhoneNumber::parse("+442071838750").map(|n| n.0),
+            Some("+442071838750".into())
+        );
+    }
+
+    #[test]
+    fn non_numbers_are_refused() {
+        for bad in [
+            "",
+            "+",
+            "555-1212",
+            "015-555-1212",
+            "415-555-1212x3",
+            "+0123456789",
+            "+1234567",
+            "joey",
+            "+1234567890123456",
+        ] {
+            assert_eq!(PhoneNumber::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn event_lists_accept_spaces_and_commas() {
+        use CallProgressEvent::*;
+        assert_eq!(
+            parse_progress_events("initiated ringing answered completed"),
+            Ok(vec![Initiated, Ringing, Answered, Completed])
+        );
+        assert_eq!(
+            parse_progress_events("initiated,ringing, answered"),
+            Ok(vec![Initiated, Ringing, Answered])
+        );
+        assert!(parse_progress_events("initiated;ringing").is_err());
+        assert!(parse_progress_events(" , ").is_err());
+        assert_eq!(
+            parse_recording_events("in-progress,absent"),
+            Ok(vec![RecordingEvent::InProgress, RecordingEvent::Absent])
+        );
+    }
+
+    #[test]
+    fn digits_identities_and_urls_follow_the_rules() {
+        assert_eq!(parse_digits("wwww1928"), Ok("wwww1928".into()));
+        assert_eq!(parse_digits("*#ABCD0"), Ok("*#ABCD0".into()));
+        assert!(parse_digits("12x").is_err());
+        assert!(parse_digits("ww e").is_err());
+        assert!(check_identity("user_jane").is_ok());
+        assert!(check_identity(&"a".repeat(256)).is_ok());
+        assert_eq!(
+            check_identity(&"a".repeat(257)),
+            Err("longer than 256 characters")
+        );
+        assert_eq!(check_identity("jo ey"), Err("contains a space"));
+        assert_eq!(
+            check_identity("jo#ey"),
+            Err("contains a delimiter or unwise character")
+        );
+        assert_eq!(
+            check_identity("jo\u{7}ey"),
+            Err("contains a control character")
+        );
+        assert!(parse_url("/handleDialCallStatus").is_ok());
+        assert!(parse_url("www.myexample.com").is_ok());
+        assert!(parse_url("https://myapp.com/calls/events").is_ok());
+        assert!(parse_url("https://my_app.com/x").is_err());
+        assert!(parse_url("ftp://example.com/x").is_err());
+        assert!(parse_url("a b").is_err());
+    }
+
+    #[test]
+    fn record_aliases_and_ring_tones() {
+        assert_eq!(parse_record("true"), Ok(RecordMode::RecordFromAnswer));
+        assert_eq!(parse_record("false"), Ok(RecordMode::DoNotRecord));
+        assert!(parse_record("yes").is_err());
+        assert_eq!(parse_ring_tone("US-OLD").map(RingTone::code), Ok("us-old"));
+        assert!(parse_ring_tone("xx").is_err());
+        assert_eq!(parse_caller_id("(415) 555-1212"), Ok("+14155551212".into()));
+        assert_eq!(parse_caller_id("client:joey"), Ok("client:joey".into()));
+        assert!(parse_caller_id("a b").is_err());
+        assert_eq!(parse_finish_on_key(""), Ok(None));
+        assert!(parse_finish_on_key("##").is_err());
+    }
+}

@@ -1,0 +1,320 @@
+//! Parsing rules beyond the reference examples: defaults, every verb's
+//! attributes, notices for unknown and not-acted-on attributes.
+
+use tandem_twiml::{
+    GatherInput, Loop, MachineDetection, Method, NoticeKind, Noun, Pause, Play, Prompt, RecordMode,
+    RecordingEvent, RecordingTrack, RejectReason, RingTone, Say, Trim, Verb, parse,
+    parse_screening,
+};
+
+fn only_verb(xml: &str) -> Verb {
+    let doc = parse(xml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(doc.verbs.len(), 1, "{:?}", doc.verbs);
+    doc.verbs.into_iter().next().unwrap_or(Verb::Hangup)
+}
+
+#[test]
+fn dial_defaults_match_the_attribute_table() {
+    let Verb::Dial(dial) = only_verb("<Response><Dial>+14155551212</Dial></Response>") else {
+        panic!("not a dial");
+    };
+    assert_eq!(dial.action, None);
+    assert!(!dial.answer_on_bridge);
+    assert!(!dial.hangup_on_star);
+    assert_eq!(dial.method, Method::Post);
+    assert_eq!(dial.record, RecordMode::DoNotRecord);
+    assert_eq!(dial.recording_status_callback_method, Method::Post);
+    assert_eq!(
+        dial.recording_status_callback_event,
+        vec![RecordingEvent::Completed]
+    );
+    assert_eq!(dial.recording_track, RecordingTrack::Both);
+    assert_eq!(dial.refer_method, Method::Post);
+    assert_eq!(dial.ring_tone, None);
+    assert_eq!(dial.time_limit, 14_400);
+    assert_eq!(dial.timeout, 30);
+    assert_eq!(dial.trim, Trim::DoNotTrim);
+}
+
+#[test]
+fn every_dial_attribute_is_typed() {
+    let xml = r#"<Response><Dial action="https://app.example/after" answerOnBridge="true"
+        callerId="(415) 555-0000" callReason="Your order" hangupOnStar="TRUE" method="get"
+        record="record-from-answer-dual" recordingStatusCallback="/rec"
+        recordingStatusCallbackMethod="GET" recordingStatusCallbackEvent="in-progress completed absent"
+        recordingTrack="inbound" referUrl="/refer" referMethod="GET" ringTone="de"
+        timeLimit="120" timeout="600" trim="trim-silence">+14155551212</Dial></Response>"#;
+    let Verb::Dial(dial) = only_verb(xml) else {
+        panic!("not a dial");
+    };
+    assert_eq!(dial.action.as_deref(), Some("https://app.example/after"));
+    assert!(dial.answer_on_bridge && dial.hangup_on_star);
+    assert_eq!(dial.caller_id.as_deref(), Some("+14155550000"));
+    assert_eq!(dial.call_reason.as_deref(), Some("Your order"));
+    assert_eq!(dial.method, Method::Get);
+    assert_eq!(dial.record, RecordMode::RecordFromAnswerDual);
+    assert_eq!(dial.recording_status_callback.as_deref(), Some("/rec"));
+    assert_eq!(dial.recording_status_callback_method, Method::Get);
+    assert_eq!(
+        dial.recording_status_callback_event,
+        vec![
+            RecordingEvent::InProgress,
+            RecordingEvent::Completed,
+            RecordingEvent::Absent
+        ]
+    );
+    assert_eq!(dial.recording_track, RecordingTrack::Inbound);
+    assert_eq!(dial.refer_url.as_deref(), Some("/refer"));
+    assert_eq!(dial.refer_method, Method::Get);
+    assert_eq!(dial.ring_tone, RingTone::from_code("de"));
+    assert_eq!(dial.time_limit, 120);
+    assert_eq!(dial.timeout, 600);
+    assert_eq!(dial.trim, Trim::TrimSilence);
+}
+
+#[test]
+fn number_machine_detection_and_byoc() {
+    let xml = r#"<Response><Dial><Number byoc="BYaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" machineDetection="DetectMessageEnd"
+        machineDetectionTimeout="60" machineDetectionSpeechThreshold="1000"
+        machineDetectionSpeechEndThreshold="5000" machineDetectionSilenceTimeout="2000"
+        amdStatusCallback="/amd" amdStatusCallbackMethod="GET" method="GET" url="/screen">1 (415) 555-1212</Number></Dial></Response>"#;
+    let doc = parse(xml).unwrap_or_else(|e| panic!("{e}"));
+    let Some(Verb::Dial(dial)) = doc.verbs.first() else {
+        panic!("not a dial");
+    };
+    let Some(Noun::Number(n)) = dial.nouns.first() else {
+        panic!("not a number");
+    };
+    assert_eq!(n.number.as_str(), "+14155551212");
+    assert_eq!(
+        n.byoc.as_deref(),
+        Some("BYaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+    );
+    let md = &n.machine_detection;
+    assert_eq!(md.mode, Some(MachineDetection::DetectMessageEnd));
+    assert_eq!(
+        (
+            md.timeout,
+            md.speech_threshold,
+            md.speech_end_threshold,
+            md.silence_timeout
+        ),
+        (60, 1000, 5000, 2000)
+    );
+    assert_eq!(md.status_callback.as_deref(), Some("/amd"));
+    assert_eq!(md.status_callback_method, Method::Get);
+    assert_eq!(n.options.url.as_deref(), Some("/screen"));
+    assert_eq!(n.options.method, Method::Get);
+    let not_acted: Vec<&str> = doc
+        .not_acted_on()
+        .filter_map(|n| n.attribute.as_deref())
+        .collect();
+    assert_eq!(
+        not_acted,
+        vec![
+            "byoc",
+            "machineDetection",
+            "machineDetectionTimeout",
+            "machineDetectionSpeechThreshold",
+            "machineDetectionSpeechEndThreshold",
+            "machineDetectionSilenceTimeout",
+            "amdStatusCallback",
+            "amdStatusCallbackMethod",
+        ]
+    );
+}
+
+#[test]
+fn sip_attributes() {
+    let xml = r#"<Response><Dial><Sip username="alice" password="s3cret" url="/screen" method="GET"
+        statusCallback="/status" statusCallbackEvent="ringing answered" statusCallbackMethod="GET">sips:bob@pbx.example.com:5061;transport=tls?X-Team=sales</Sip></Dial></Response>"#;
+    let Verb::Dial(dial) = only_verb(xml) else {
+        panic!("not a dial");
+    };
+    let Some(Noun::Sip(sip)) = dial.nouns.first() else {
+        panic!("not sip");
+    };
+    assert_eq!(sip.uri, "sips:bob@pbx.example.com:5061;transport=tls");
+    assert_eq!(sip.headers, vec![("X-Team".to_owned(), "sales".to_owned())]);
+    assert_eq!(sip.username.as_deref(), Some("alice"));
+    assert_eq!(sip.password.as_deref(), Some("s3cret"));
+    assert_eq!(sip.options.url.as_deref(), Some("/screen"));
+    assert_eq!(sip.options.status_callback.as_deref(), Some("/status"));
+    assert_eq!(sip.options.status_callback_method, Method::Get);
+    use tandem_twiml::CallProgressEvent::{Answered, Ringing};
+    assert_eq!(sip.options.status_callback_event, vec![Ringing, Answered]);
+}
+
+#[test]
+fn unknown_attributes_are_ignored_with_a_positioned_notice() {
+    let xml = "<Response>\n  <Dial timeout=\"12\" colour=\"blue\">+14155551212</Dial>\n</Response>";
+    let doc = parse(xml).unwrap_or_else(|e| panic!("{e}"));
+    let unknown: Vec<_> = doc.unknown_attributes().collect();
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(unknown[0].kind, NoticeKind::UnknownAttribute);
+    assert_eq!(unknown[0].element, "Dial");
+    assert_eq!(unknown[0].attribute.as_deref(), Some("colour"));
+    assert_eq!(unknown[0].value, "blue");
+    assert_eq!(unknown[0].at.to_string(), "2:22");
+    assert_eq!(
+        unknown[0].to_string(),
+        "<Dial> colour=\"blue\" at 2:22 (unknown, ignored)"
+    );
+    let Some(Verb::Dial(dial)) = doc.verbs.first() else {
+        panic!("not a dial");
+    };
+    assert_eq!(dial.timeout, 12);
+}
+
+#[test]
+fn gather_with_nested_prompts_and_all_attributes() {
+    let xml = r#"<Response><Gather input="dtmf" action="/menu" method="GET" timeout="3" finishOnKey="*"
+        numDigits="4" actionOnEmptyResult="true">
+          <Say voice="alice" language="en-GB" loop="2">Enter your PIN</Say>
+          <Pause length="2"/>
+          <Play loop="0">https://cdn.example.com/beep.wav</Play>
+        </Gather></Response>"#;
+    let Verb::Gather(g) = only_verb(xml) else {
+        panic!("not a gather");
+    };
+    assert_eq!(g.input, GatherInput::Dtmf);
+    assert_eq!(g.action.as_deref(), Some("/menu"));
+    assert_eq!(g.method, Method::Get);
+    assert_eq!(
+        (
+            g.timeout,
+            g.finish_on_key,
+            g.num_digits,
+            g.action_on_empty_result
+        ),
+        (3, Some('*'), Some(4), true)
+    );
+    assert_eq!(
+        g.prompts,
+        vec![
+            Prompt::Say(Say {
+                text: "Enter your PIN".into(),
+                voice: Some("alice".into()),
+                language: Some("en-GB".into()),
+                loop_: Loop::Times(2),
+            }),
+            Prompt::Pause(Pause { length: 2 }),
+            Prompt::Play(Play {
+                url: Some("https://cdn.example.com/beep.wav".into()),
+                digits: None,
+                loop_: Loop::Forever,
+            }),
+        ]
+    );
+}
+
+#[test]
+fn gather_defaults_and_speech_is_noted() {
+    let Verb::Gather(g) = only_verb("<Response><Gather/></Response>") else {
+        panic!("not a gather");
+    };
+    assert_eq!(
+        (
+            g.timeout,
+            g.finish_on_key,
+            g.num_digits,
+            g.action_on_empty_result
+        ),
+        (5, Some('#'), None, false)
+    );
+    let doc = parse("<Response><Gather input=\"dtmf speech\" finishOnKey=\"\" speechTimeout=\"auto\"/></Response>")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Some(Verb::Gather(g)) = doc.verbs.first() else {
+        panic!("not a gather");
+    };
+    assert_eq!((g.input, g.finish_on_key), (GatherInput::DtmfSpeech, None));
+    let noted: Vec<_> = doc
+        .not_acted_on()
+        .filter_map(|n| n.attribute.as_deref())
+        .collect();
+    assert_eq!(noted, vec!["speechTimeout", "input"]);
+}
+
+#[test]
+fn say_reads_ssml_as_text_and_notes_it() {
+    let doc = parse("<Response><Say>Hello <break time=\"1s\"/> <prosody rate=\"slow\">world</prosody></Say></Response>")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Some(Verb::Say(say)) = doc.verbs.first() else {
+        panic!("not a say");
+    };
+    assert_eq!(say.text, "Hello world");
+    let ssml: Vec<_> = doc
+        .not_acted_on()
+        .map(|n| (n.element.as_str(), n.value.as_str()))
+        .collect();
+    assert_eq!(ssml, vec![("SSML", "break"), ("SSML", "prosody")]);
+}
+
+#[test]
+fn play_digits_reject_redirect_hangup_pause() {
+    let doc = parse(
+        r#"<Response>
+        <Play digits="ww1234#"/>
+        <Pause/>
+        <Redirect method="GET">../next.xml</Redirect>
+        <Reject reason="busy"/>
+        <Hangup/>
+        </Response>"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        doc.verbs,
+        vec![
+            Verb::Play(Play {
+                url: None,
+                digits: Some("ww1234#".into()),
+                loop_: Loop::Times(1),
+            }),
+            Verb::Pause(Pause { length: 1 }),
+            Verb::Redirect(tandem_twiml::Redirect {
+                url: "../next.xml".into(),
+                method: Method::Get,
+            }),
+            Verb::Reject(tandem_twiml::Reject {
+                reason: RejectReason::Busy,
+            }),
+            Verb::Hangup,
+        ]
+    );
+    assert_eq!(
+        only_verb("<Response><Reject/></Response>"),
+        Verb::Reject(tandem_twiml::Reject {
+            reason: RejectReason::Rejected
+        })
+    );
+}
+
+#[test]
+fn byte_order_mark_cdata_and_comments_are_accepted() {
+    let xml = "\u{feff}<?xml version=\"1.0\"?>\n<!-- hi -->\n<Response><Say><![CDATA[Fish & chips]]></Say></Response>";
+    let Verb::Say(say) = only_verb(xml) else {
+        panic!("not a say");
+    };
+    assert_eq!(say.text, "Fish & chips");
+}
+
+#[test]
+fn screening_documents_accept_the_five_verbs() {
+    let doc = parse_screening(
+        "<Response><Say>Call for you</Say><Play>/ding.wav</Play><Pause/><Gather numDigits=\"1\" action=\"/accept\"><Say>Press 1</Say></Gather><Hangup/></Response>",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<_> = doc.verbs.iter().map(Verb::name).collect();
+    assert_eq!(names, vec!["Say", "Play", "Pause", "Gather", "Hangup"]);
+}
+
+#[test]
+fn conference_and_queue_attributes_are_noted() {
+    let doc = parse("<Response><Dial><Queue url=\"/about\">support</Queue></Dial></Response>")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let noted: Vec<_> = doc
+        .not_acted_on()
+        .map(|n| (n.element.as_str(), n.attribute.as_deref()))
+        .collect();
+    assert_eq!(noted, vec![("Queue", None), ("Queue", Some("url"))]);
+}

@@ -1,0 +1,3 @@
+//! The `tandem` binary: config, CLI, tracing, signals, wiring.
+
+fn main() {}
