@@ -99,6 +99,8 @@ pub enum TuEvent {
     Cancelled {
         /// The cancelled INVITE server transaction.
         tx: TxId,
+        /// Its Call-ID.
+        call_id: String,
     },
     /// A response for a client transaction (every 2xx of an INVITE, including retransmissions and forks).
     Response {
@@ -118,11 +120,19 @@ pub enum TuEvent {
     Timeout {
         /// The client transaction.
         tx: TxId,
+        /// Its Call-ID.
+        call_id: String,
+        /// Its request's method.
+        method: Method,
+        /// Its branch.
+        branch: String,
     },
     /// An INVITE server transaction's final response was never acknowledged (Timer H or L).
     AckTimeout {
         /// The server transaction.
         tx: TxId,
+        /// Its Call-ID.
+        call_id: String,
         /// Whether that final response was a 2xx (the dialog must then be ended with BYE).
         was_2xx: bool,
     },
@@ -874,8 +884,12 @@ impl TransactionLayer {
             let t = &mut self.txs.get_mut(&inv).expect("checked above");
             t.to_tag.get_or_insert(tag.clone());
             let resp = response_to(&t.request, 487, None, Some(&tag));
+            let call_id = t.request.headers.call_id().unwrap_or("").to_owned();
             self.respond_inner(now, inv, resp);
-            self.events.push_back(TuEvent::Cancelled { tx: TxId(inv) });
+            self.events.push_back(TuEvent::Cancelled {
+                tx: TxId(inv),
+                call_id,
+            });
         }
     }
 
@@ -991,22 +1005,34 @@ impl TransactionLayer {
                 self.send(peer, data);
             }
             TimerKind::B | TimerKind::F | TimerKind::CancelGiveUp => {
+                let call_id = t.request.headers.call_id().unwrap_or("").to_owned();
+                let method = t.request.method;
+                let branch = t.client_key.as_ref().map(|k| k.branch.clone()).unwrap_or_default();
                 self.terminate(id);
-                self.events.push_back(TuEvent::Timeout { tx: TxId(id) });
+                self.events.push_back(TuEvent::Timeout {
+                    tx: TxId(id),
+                    call_id,
+                    method,
+                    branch,
+                });
             }
             TimerKind::H => {
+                let call_id = t.request.headers.call_id().unwrap_or("").to_owned();
                 self.terminate(id);
                 self.events.push_back(TuEvent::AckTimeout {
                     tx: TxId(id),
+                    call_id,
                     was_2xx: false,
                 });
             }
             TimerKind::L => {
                 let acked = t.acked;
+                let call_id = t.request.headers.call_id().unwrap_or("").to_owned();
                 self.terminate(id);
                 if !acked {
                     self.events.push_back(TuEvent::AckTimeout {
                         tx: TxId(id),
+                        call_id,
                         was_2xx: true,
                     });
                 }

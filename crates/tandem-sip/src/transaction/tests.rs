@@ -91,7 +91,7 @@ fn unanswered_invite_over_udp_retransmits_on_schedule_and_times_out_at_32s() {
     assert_eq!(times, vec![500, 1500, 3500, 7500, 15500, 31500]);
     assert!(sent.iter().all(|(_, m)| method(m) == Some(Method::Invite)));
     let ev = events(&mut l);
-    assert!(matches!(ev.as_slice(), [TuEvent::Timeout { tx: t }] if *t == tx));
+    assert!(matches!(ev.as_slice(), [TuEvent::Timeout { tx: t, .. }] if *t == tx));
     assert_eq!(l.state(tx), None);
     assert!(l.is_empty());
 }
@@ -257,7 +257,7 @@ fn cancelled_invite_without_final_gives_up_after_64_t1() {
     let ev = events(&mut l);
     assert!(
         ev.iter()
-            .any(|e| matches!(e, TuEvent::Timeout { tx: t } if *t == tx))
+            .any(|e| matches!(e, TuEvent::Timeout { tx: t, .. } if *t == tx))
     );
     assert_eq!(l.state(tx), None);
 }
@@ -432,7 +432,7 @@ fn received_cancel_gets_200_and_the_invite_487() {
         "487 keeps the dialog's tag"
     );
     assert_eq!(r487.headers.cseq(), Some((1, Method::Invite)));
-    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Cancelled { tx: t }] if *t == tx));
+    assert!(matches!(events(&mut l).as_slice(), [TuEvent::Cancelled { tx: t, .. }] if *t == tx));
     // The TU's late 200 is refused: the transaction is already completed.
     assert!(!l.respond(t0, tx, response_to(&req, 200, None, Some("ringtag"))));
 }

@@ -1,0 +1,1199 @@
+//! One call's actor (design §3, §4): owns the caller's leg (UAS dialog), its
+//! TwiML interpreter, the current `<Dial>`'s child legs (UAC dialogs) and fork
+//! arbiter, and the media legs; talks to the endpoint by messages. Every SIP
+//! event of the call and its children arrives here in order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tandem_rtp::MediaEvent;
+use tandem_sip::builder::{IdGen, RequestBuilder, response_to};
+use tandem_sip::dialog::Dialog;
+use tandem_sip::header::{NameAddr, uri_host_port, uri_param};
+use tandem_sip::message::{Header, HeadersExt, Method, Request, Response, SipMessage};
+use tandem_transport::{Peer, ServerTx, Transport};
+use tandem_twiml::{Command, DialCallStatus, DialOutcome, Event, Interpreter, Noun};
+use tokio::sync::mpsc;
+use url::Url;
+
+use crate::config::TwimlSource;
+use crate::engine::Ctx;
+use crate::fork::{Action, ForkArbiter, RingbackPolicy};
+use crate::media::MediaLeg;
+
+/// What reaches a call actor.
+#[derive(Debug)]
+pub(crate) enum CallMsg {
+    /// A request in one of the call's dialogs (or a retransmission-free new one).
+    Request {
+        stx: ServerTx,
+        request: Request,
+        source: Peer,
+    },
+    /// The ACK for the caller's 2xx.
+    Ack,
+    /// The caller's CANCEL matched its INVITE (200 and 487 already sent).
+    Cancelled,
+    /// A response on a child leg; `source` is set for a 2xx whose transaction had ended.
+    Response {
+        response: Response,
+        source: Option<Peer>,
+    },
+    /// A client transaction timed out.
+    Timeout {
+        call_id: String,
+        method: Method,
+        branch: String,
+    },
+    /// The caller never ACKed our final response.
+    AckTimeout { was_2xx: bool },
+    /// A document fetched (or not).
+    Fetched(Result<(String, Option<Url>), String>),
+}
+
+/// Generates a `CA` + 32 hex SID.
+fn call_sid(ids: &mut IdGen) -> String {
+    format!("CA{:08x}{:08x}{:08x}{:08x}", ids.u32(), ids.u32(), ids.u32(), ids.u32())
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BranchState {
+    Calling,
+    Ringing,
+    Answered,
+    Bridged,
+    Ended,
+}
+
+#[derive(Debug)]
+struct Branch {
+    sid: String,
+    call_id: String,
+    via_branch: String,
+    invite: Request,
+    peer: Peer,
+    to: String,
+    dialog: Option<Dialog>,
+    state: BranchState,
+    media: Option<MediaLeg>,
+    status_callback: Option<(Url, tandem_webhook::Method, Vec<tandem_twiml::CallProgressEvent>)>,
+    callbacks: Option<tandem_webhook::CallbackQueue>,
+    answered_at: Option<Instant>,
+    ringing_reported: bool,
+    final_code: Option<u16>,
+    answer_sdp: Option<Vec<u8>>,
+    parent_sid: String,
+    account_sid: String,
+}
+
+#[derive(Debug)]
+struct DialState {
+    spec: tandem_twiml::Dial,
+    arbiter: ForkArbiter,
+    branches: Vec<Branch>,
+    by_call_id: HashMap<String, usize>,
+    bridged: Option<usize>,
+    bridged_at: Option<Instant>,
+    time_limit: Option<Instant>,
+    result: Option<DialCallStatus>,
+}
+
+struct Call {
+    ctx: Arc<Ctx>,
+    me: mpsc::Sender<CallMsg>,
+    ids: IdGen,
+    sid: String,
+    call_id: String,
+    invite: Request,
+    invite_tx: ServerTx,
+    source: Peer,
+    dialog: Dialog,
+    local_tag: String,
+    from_user: String,
+    to_user: String,
+    answered: bool,
+    early_sent: bool,
+    caller_gone: bool,
+    finished: bool,
+    interp: Interpreter,
+    document_url: Option<Url>,
+    media: Option<MediaLeg>,
+    answer_sdp: Option<Vec<u8>>,
+    media_tx: mpsc::Sender<MediaEvent>,
+    dial: Option<DialState>,
+    pause_until: Option<Instant>,
+    gather_until: Option<Instant>,
+    digits: String,
+}
+
+/// Runs one call from its INVITE to its end.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    me: mpsc::Sender<CallMsg>,
+    mut rx: mpsc::Receiver<CallMsg>,
+    invite_tx: ServerTx,
+    invite: Request,
+    source: Peer,
+) {
+    let call_id = invite.headers.call_id().unwrap_or("").to_owned();
+    let (media_tx, mut media_rx) = mpsc::channel(64);
+    let Some(mut call) = Call::start(&ctx, me, invite_tx, invite, source, media_tx).await else {
+        ctx.calls.remove(&call_id);
+        return;
+    };
+    let span = tracing::info_span!("call", sid = %call.sid);
+    let _enter = span.enter();
+    tracing::info!(from = %call.from_user, to = %call.to_user, "call started");
+    call.drive().await;
+    while !call.finished {
+        let deadline = call.next_deadline();
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => call.on_msg(m).await,
+                None => break,
+            },
+            ev = media_rx.recv() => {
+                if let Some(ev) = ev {
+                    call.on_media(ev).await;
+                }
+            }
+            () = sleep_until(deadline), if deadline.is_some() => call.on_timer().await,
+        }
+        call.drive().await;
+    }
+    call.cleanup().await;
+    tracing::info!("call ended");
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn user_of(uri: &str) -> String {
+    let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
+    match rest.split_once('@') {
+        Some((user, _)) => user.split(';').next().unwrap_or(user).to_owned(),
+        None => String::new(),
+    }
+}
+
+fn twiml_method(m: tandem_twiml::Method) -> tandem_webhook::Method {
+    match m {
+        tandem_twiml::Method::Get => tandem_webhook::Method::Get,
+        _ => tandem_webhook::Method::Post,
+    }
+}
+
+fn has_sdp(h: &rsip::Headers, body: &[u8]) -> bool {
+    !body.is_empty()
+        && h.value_of(|h| matches!(h, Header::ContentType(_)))
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/sdp"))
+}
+
+impl Call {
+    async fn start(
+        ctx: &Arc<Ctx>,
+        me: mpsc::Sender<CallMsg>,
+        invite_tx: ServerTx,
+        invite: Request,
+        source: Peer,
+        media_tx: mpsc::Sender<MediaEvent>,
+    ) -> Option<Self> {
+        let mut ids = IdGen::from_entropy();
+        let sid = call_sid(&mut ids);
+        let local_tag = ids.tag();
+        let contact = format!("<sip:tandem@{}>", ctx.cfg.sip_host);
+        let fail = |code: u16, why: &str| {
+            tracing::warn!(code, why, "inbound call refused");
+            response_to(&invite, code, None, Some(&local_tag))
+        };
+        let to_user = user_of(&invite.uri.to_string());
+        let Some(route) = ctx.cfg.number(&to_user).cloned() else {
+            let r = fail(404, "no [[number]] for the dialed user");
+            let _ = ctx.ep.respond(invite_tx, r).await;
+            return None;
+        };
+        let Ok(dialog) = Dialog::uas(&invite, &local_tag, &contact) else {
+            let r = fail(400, "INVITE cannot form a dialog (Contact missing?)");
+            let _ = ctx.ep.respond(invite_tx, r).await;
+            return None;
+        };
+        let from_user = invite
+            .headers
+            .value_of(|h| matches!(h, Header::From(_)))
+            .and_then(|v| NameAddr::parse(v).ok().map(|n| user_of(n.uri)))
+            .unwrap_or_default();
+        // Media: answer the caller's offer on a leg of our own.
+        let mut media = None;
+        let mut answer_sdp = None;
+        if let Some(m) = &ctx.media {
+            if has_sdp(&invite.headers, &invite.body) {
+                let leg = m.leg(media_tx.clone()).and_then(|mut leg| {
+                    let sdp = leg.answer(&invite.body, m.caps())?;
+                    Ok((leg, sdp))
+                });
+                match leg {
+                    Ok((leg, sdp)) => {
+                        media = Some(leg);
+                        answer_sdp = Some(sdp);
+                    }
+                    Err(e) => {
+                        let r = fail(e.status(), &e.to_string());
+                        let _ = ctx.ep.respond(invite_tx, r).await;
+                        return None;
+                    }
+                }
+            }
+        }
+        let (interp, document_url) = match &route.source {
+            TwimlSource::File(path) => {
+                let url = std::fs::canonicalize(path).ok().and_then(|p| Url::from_file_path(p).ok());
+                (Interpreter::fetching(url.clone().unwrap_or_else(|| Url::parse("file:///missing").expect("static URL")), tandem_twiml::Method::Post), url)
+            }
+            TwimlSource::Url { url, method, .. } => {
+                let parsed = Url::parse(url).ok();
+                let m = match method {
+                    tandem_webhook::Method::Get => tandem_twiml::Method::Get,
+                    _ => tandem_twiml::Method::Post,
+                };
+                (Interpreter::fetching(parsed.clone().unwrap_or_else(|| Url::parse("http://invalid/").expect("static URL")), m), parsed)
+            }
+        };
+        let call_id = invite.headers.call_id().unwrap_or("").to_owned();
+        Some(Self {
+            ctx: ctx.clone(),
+            me,
+            ids,
+            sid,
+            call_id,
+            invite,
+            invite_tx,
+            source,
+            dialog,
+            local_tag,
+            from_user,
+            to_user,
+            answered: false,
+            early_sent: false,
+            caller_gone: false,
+            finished: false,
+            interp,
+            document_url,
+            media,
+            answer_sdp,
+            media_tx,
+            dial: None,
+            pause_until: None,
+            gather_until: None,
+            digits: String::new(),
+        })
+    }
+
+    fn call_info(&self, status: tandem_webhook::CallStatus) -> tandem_webhook::CallInfo {
+        tandem_webhook::CallInfo {
+            call_sid: self.sid.clone(),
+            account_sid: self.ctx.cfg.account_sid.clone(),
+            from: self.from_user.clone(),
+            to: self.to_user.clone(),
+            status,
+            direction: tandem_webhook::Direction::Inbound,
+            parent_call_sid: None,
+            forwarded_from: None,
+            caller_name: None,
+        }
+    }
+
+    fn status(&self) -> tandem_webhook::CallStatus {
+        if self.caller_gone || self.finished {
+            tandem_webhook::CallStatus::Completed
+        } else if self.answered {
+            tandem_webhook::CallStatus::InProgress
+        } else {
+            tandem_webhook::CallStatus::Ringing
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut d: Option<Instant> = None;
+        let mut take = |x: Option<Instant>| {
+            if let Some(x) = x {
+                d = Some(d.map_or(x, |d| d.min(x)));
+            }
+        };
+        take(self.pause_until);
+        take(self.gather_until);
+        if let Some(dial) = &self.dial {
+            take(dial.arbiter.poll_timeout());
+            take(dial.time_limit);
+        }
+        d
+    }
+
+    fn feed(&mut self, ev: Event) {
+        if let Err(e) = self.interp.handle(ev) {
+            tracing::warn!(error = %e, "interpreter refused an event");
+        }
+    }
+
+    /// Executes every command the interpreter has ready.
+    async fn drive(&mut self) {
+        while let Some(cmd) = self.interp.poll_command() {
+            if self.finished || self.caller_gone {
+                // Twilio still requests a Dial's action after the caller left;
+                // its answer has no one left to run for.
+                if let Command::Fetch(req) = cmd {
+                    if req.reason == tandem_twiml::FetchReason::DialAction {
+                        self.fetch(req);
+                    }
+                }
+                continue;
+            }
+            match cmd {
+                Command::Answer => self.answer().await,
+                Command::Say(say) => {
+                    tracing::info!(text = %say.text, "<Say> is not spoken yet (media prompts pending); skipped");
+                    self.feed(Event::VerbDone);
+                }
+                Command::Play(_) => {
+                    tracing::info!("<Play> is not played yet (media prompts pending); skipped");
+                    self.feed(Event::VerbDone);
+                }
+                Command::Pause { duration } => self.pause_until = Some(now() + duration),
+                Command::Gather(g) => {
+                    self.digits.clear();
+                    self.gather_until = Some(now() + Duration::from_secs(u64::from(g.timeout)));
+                }
+                Command::Dial(d) => self.start_dial(d).await,
+                Command::Hangup => self.hangup(480).await,
+                Command::Reject { reason } => {
+                    let code = match reason {
+                        tandem_twiml::RejectReason::Busy => 486,
+                        _ => 603,
+                    };
+                    self.hangup(code).await;
+                }
+                Command::Fetch(req) => self.fetch(req),
+                Command::Screened(_) => {}
+            }
+        }
+        if self.caller_gone && self.dial.is_none() {
+            self.finished = true;
+        }
+        if self.interp.outcome().is_some() && self.dial.is_none() && !self.finished {
+            self.hangup(480).await;
+        }
+    }
+
+    fn fetch(&self, req: tandem_twiml::FetchRequest) {
+        let ctx = self.ctx.clone();
+        let me = self.me.clone();
+        let mut params = self.call_info(self.status()).voice_params();
+        for (k, v) in &req.params {
+            params.push(k, v);
+        }
+        let fallback = match ctx.cfg.number(&self.to_user).map(|n| &n.source) {
+            Some(TwimlSource::Url { fallback: Some((u, m)), .. }) if req.reason == tandem_twiml::FetchReason::Initial => {
+                Some(tandem_webhook::Target::new(u.clone(), *m))
+            }
+            _ => None,
+        };
+        tokio::spawn(async move {
+            let result = if req.url.scheme() == "file" {
+                match req.url.to_file_path() {
+                    Ok(p) => tokio::fs::read_to_string(&p)
+                        .await
+                        .map(|body| (body, Some(req.url.clone())))
+                        .map_err(|e| format!("{}: {e}", p.display())),
+                    Err(()) => Err(format!("bad file URL {}", req.url)),
+                }
+            } else {
+                let treq = tandem_webhook::TwimlRequest {
+                    target: tandem_webhook::Target::new(req.url.to_string(), twiml_method(req.method)),
+                    base: None,
+                    params,
+                    fallback,
+                };
+                ctx.webhook
+                    .fetch_twiml(&treq)
+                    .await
+                    .map(|d| (d.body, Some(d.url)))
+                    .map_err(|e| e.to_string())
+            };
+            let _ = me.send(CallMsg::Fetched(result)).await;
+        });
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:tandem@{}>", self.ctx.cfg.sip_host)
+    }
+
+    fn response(&self, code: u16, sdp: Option<&[u8]>) -> Response {
+        let mut r = response_to(&self.invite, code, None, Some(&self.local_tag));
+        if code > 100 && code < 300 {
+            r.headers.push(Header::Contact(self.contact().into()));
+        }
+        if let Some(sdp) = sdp {
+            r.headers.push(Header::ContentType("application/sdp".into()));
+            r.body = sdp.to_vec();
+        }
+        r
+    }
+
+    /// Answers the caller: 200 with Tandem's SDP answer (or the winning
+    /// callee's SDP when media is not anchored).
+    async fn answer(&mut self) {
+        if self.answered || self.caller_gone {
+            return;
+        }
+        let sdp = self.answer_sdp.clone();
+        let r = self.response(200, sdp.as_deref());
+        self.answered = true;
+        self.dialog.confirm();
+        let _ = self.ctx.ep.respond(self.invite_tx, r).await;
+    }
+
+    /// Ends the call: BYE if answered, else a final response.
+    async fn hangup(&mut self, code: u16) {
+        if self.finished {
+            return;
+        }
+        if !self.caller_gone {
+            if self.answered {
+                self.send_bye_caller().await;
+            } else {
+                let r = self.response(code, None);
+                let _ = self.ctx.ep.respond(self.invite_tx, r).await;
+            }
+        }
+        self.caller_gone = true;
+        if self.dial.is_some() {
+            self.caller_left().await;
+        }
+        self.finished = true;
+    }
+
+    async fn send_bye_caller(&mut self) {
+        let branch = self.ids.branch();
+        let (transport, host) = (self.source.transport.as_str(), self.ctx.cfg.sip_host.clone());
+        match self.dialog.request(Method::Bye, transport, &host, &branch) {
+            Ok(bye) => {
+                let _ = self.ctx.ep.send_request(bye, self.source).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot build BYE to the caller"),
+        }
+    }
+
+    // ----- events -----
+
+    async fn on_msg(&mut self, msg: CallMsg) {
+        match msg {
+            CallMsg::Request { stx, request, source } => self.on_request(stx, request, source).await,
+            CallMsg::Ack => {}
+            CallMsg::Cancelled => {
+                tracing::info!("caller cancelled");
+                self.caller_gone = true;
+                self.caller_left().await;
+                self.feed(Event::CallerHangup);
+                self.finished = self.dial.is_none();
+            }
+            CallMsg::Response { response, source } => self.on_child_response(response, source).await,
+            CallMsg::Timeout { call_id, method, branch } => {
+                let i = self.branch_index(&call_id);
+                let invite_of_branch = i.is_some_and(|i| {
+                    self.dial.as_ref().is_some_and(|d| d.branches[i].via_branch == branch)
+                });
+                if let (Method::Invite, Some(i), true) = (method, i, invite_of_branch) {
+                    self.branch_failed(i, 408).await;
+                }
+            }
+            CallMsg::AckTimeout { was_2xx } => {
+                if was_2xx {
+                    tracing::warn!("caller never ACKed our 200: ending the call");
+                    self.hangup(408).await;
+                }
+            }
+            CallMsg::Fetched(result) => match result {
+                Ok((body, final_url)) => {
+                    if let Some(u) = &final_url {
+                        self.document_url = Some(u.clone());
+                    }
+                    self.feed(Event::Fetched { body, final_url });
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "TwiML fetch failed");
+                    self.feed(Event::FetchFailed { reason });
+                }
+            },
+        }
+    }
+
+    async fn on_media(&mut self, ev: MediaEvent) {
+        if let MediaEvent::Timeout { leg, after } = ev {
+            tracing::warn!(?leg, ?after, "media timeout: ending the call");
+            self.hangup(408).await;
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let t = now();
+        if self.pause_until.is_some_and(|d| d <= t) {
+            self.pause_until = None;
+            self.feed(Event::VerbDone);
+        }
+        if self.gather_until.is_some_and(|d| d <= t) {
+            self.gather_until = None;
+            if self.digits.is_empty() {
+                self.feed(Event::GatherTimeout);
+            } else {
+                let digits = std::mem::take(&mut self.digits);
+                self.feed(Event::Digits { digits, finished_on_key: None });
+            }
+        }
+        let limit_hit = self
+            .dial
+            .as_ref()
+            .is_some_and(|d| d.time_limit.is_some_and(|l| l <= t));
+        if limit_hit {
+            tracing::info!("timeLimit reached: ending the bridge");
+            self.end_bridge(true).await;
+        }
+        if let Some(d) = &mut self.dial {
+            d.arbiter.handle_timeout(t);
+        }
+        self.apply_actions().await;
+    }
+
+    fn branch_index(&self, call_id: &str) -> Option<usize> {
+        self.dial.as_ref()?.by_call_id.get(call_id).copied()
+    }
+
+    async fn on_request(&mut self, stx: ServerTx, request: Request, source: Peer) {
+        let cid = request.headers.call_id().unwrap_or("").to_owned();
+        let ok = |r: &Request| response_to(r, 200, None, None);
+        if cid == self.call_id {
+            match self.dialog.on_request(&request) {
+                Ok(()) => {}
+                Err(e) => {
+                    let _ = self.ctx.ep.respond(stx, response_to(&request, e.status(), None, None)).await;
+                    return;
+                }
+            }
+            match request.method {
+                Method::Bye => {
+                    let _ = self.ctx.ep.respond(stx, ok(&request)).await;
+                    tracing::info!("caller hung up");
+                    self.caller_gone = true;
+                    self.caller_left().await;
+                    self.feed(Event::CallerHangup);
+                    if self.dial.is_none() {
+                        self.finished = true;
+                    }
+                }
+                Method::Invite => {
+                    // Re-INVITE (hold, refresh): answer with our current description.
+                    let mut r = response_to(&request, 200, None, None);
+                    r.headers.push(Header::Contact(self.contact().into()));
+                    if let Some(sdp) = &self.answer_sdp {
+                        r.headers.push(Header::ContentType("application/sdp".into()));
+                        r.body = sdp.clone();
+                    }
+                    self.dialog.remote_reinvite_pending = false;
+                    let _ = self.ctx.ep.respond(stx, r).await;
+                }
+                Method::Info => {
+                    let digit = dtmf_from_info(&request);
+                    let _ = self.ctx.ep.respond(stx, ok(&request)).await;
+                    if let Some(d) = digit {
+                        self.on_digit(d).await;
+                    }
+                }
+                _ => {
+                    let _ = self.ctx.ep.respond(stx, ok(&request)).await;
+                }
+            }
+            return;
+        }
+        // A request in a child leg's dialog.
+        let Some(i) = self.branch_index(&cid) else {
+            let _ = self.ctx.ep.respond(stx, response_to(&request, 481, None, None)).await;
+            return;
+        };
+        let _ = source;
+        let _ = self.ctx.ep.respond(stx, ok(&request)).await;
+        if request.method == Method::Bye {
+            let bridged = self.dial.as_ref().is_some_and(|d| d.bridged == Some(i));
+            if let Some(d) = &mut self.dial {
+                d.branches[i].state = BranchState::Ended;
+            }
+            if bridged {
+                tracing::info!("callee hung up");
+                self.end_bridge(false).await;
+            } else if let Some(d) = &mut self.dial {
+                let _ = d.arbiter.on_branch_hangup(now(), i);
+                self.apply_actions().await;
+            }
+        }
+    }
+
+    async fn on_digit(&mut self, digit: char) {
+        if self.gather_until.is_some() {
+            self.digits.push(digit);
+            return;
+        }
+        let star_hangup = self
+            .dial
+            .as_ref()
+            .is_some_and(|d| d.bridged.is_some() && d.spec.hangup_on_star && digit == '*');
+        if star_hangup {
+            tracing::info!("hangupOnStar: caller pressed *");
+            self.end_bridge(true).await;
+        }
+    }
+
+    // ----- dial -----
+
+    async fn start_dial(&mut self, spec: tandem_twiml::Dial) {
+        let t = now();
+        let caller_id = spec.caller_id.clone().unwrap_or_else(|| self.from_user.clone());
+        let mut branches = Vec::new();
+        let mut unreachable = Vec::new();
+        for noun in &spec.nouns {
+            match self.build_branch(noun, &caller_id).await {
+                Ok(b) => branches.push(b),
+                Err(code) => {
+                    unreachable.push((branches.len() + unreachable.len(), code));
+                    branches.push(self.dead_branch(code));
+                }
+            }
+        }
+        let screening: Vec<bool> = spec
+            .nouns
+            .iter()
+            .map(|n| noun_options(n).is_some_and(|o| o.url.is_some()))
+            .collect();
+        let policy = if spec.ring_tone.is_some() {
+            RingbackPolicy::RingTone
+        } else {
+            RingbackPolicy::CalleeEarlyMedia
+        };
+        let arbiter = ForkArbiter::new(
+            t,
+            branches.len(),
+            Duration::from_secs(u64::from(spec.timeout)),
+            screening,
+            policy,
+        );
+        let by_call_id = branches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.call_id.clone(), i))
+            .collect();
+        for b in &branches {
+            self.ctx.calls.insert(b.call_id.clone(), self.me.clone());
+        }
+        let time_limit = None;
+        self.dial = Some(DialState {
+            spec,
+            arbiter,
+            branches,
+            by_call_id,
+            bridged: None,
+            bridged_at: None,
+            time_limit,
+            result: None,
+        });
+        // Send every INVITE at once.
+        let dial = self.dial.as_mut().expect("just set");
+        for b in dial.branches.iter_mut() {
+            if b.state == BranchState::Calling {
+                let _ = self.ctx.ep.send_request(b.invite.clone(), b.peer).await;
+                report(b, tandem_twiml::CallProgressEvent::Initiated, tandem_webhook::CallStatus::Initiated, None);
+            }
+        }
+        for (i, code) in unreachable {
+            if let Some(d) = &mut self.dial {
+                let _ = d.arbiter.on_failed(t, i, code);
+            }
+        }
+        let answer_on_bridge = self.dial.as_ref().is_some_and(|d| d.spec.answer_on_bridge);
+        if !self.answered && answer_on_bridge && !self.early_sent {
+            // The caller rings until a callee is bridged; with anchored media it hears ringback.
+            let sdp = self.answer_sdp.clone();
+            let code = if sdp.is_some() { 183 } else { 180 };
+            let r = self.response(code, sdp.as_deref());
+            let _ = self.ctx.ep.respond(self.invite_tx, r).await;
+            self.early_sent = true;
+        }
+        self.apply_actions().await;
+    }
+
+    fn dead_branch(&mut self, code: u16) -> Branch {
+        let call_id = self.ids.call_id();
+        Branch {
+            sid: call_sid(&mut self.ids),
+            call_id,
+            via_branch: String::new(),
+            invite: self.invite.clone(),
+            peer: self.source,
+            to: String::new(),
+            dialog: None,
+            state: BranchState::Ended,
+            media: None,
+            status_callback: None,
+            callbacks: None,
+            answered_at: None,
+            ringing_reported: false,
+            final_code: Some(code),
+            answer_sdp: None,
+            parent_sid: self.sid.clone(),
+            account_sid: self.ctx.cfg.account_sid.clone(),
+        }
+    }
+
+    /// Resolves a noun to a target and builds its INVITE; Err carries the SIP
+    /// status that ends the branch at once.
+    async fn build_branch(&mut self, noun: &Noun, caller_id: &str) -> Result<Branch, u16> {
+        let (uri, extra): (String, Vec<(String, String)>) = match noun {
+            Noun::Sip(s) => (s.uri.clone(), s.headers.clone()),
+            Noun::Number(n) => {
+                let number = n.number.to_string();
+                let Some(trunk) = self.ctx.cfg.trunk_for(&number, n.byoc.as_deref()) else {
+                    tracing::warn!(%number, "no trunk carries this number");
+                    return Err(404);
+                };
+                let host = trunk.proxy.split_once(':').map_or(trunk.proxy.as_str(), |(_, h)| h);
+                (format!("sip:{number}@{host}"), Vec::new())
+            }
+            Noun::Client(c) => {
+                tracing::warn!(identity = %c.identity, "<Client> needs the registrar, not wired yet: branch fails");
+                return Err(404);
+            }
+            _ => return Err(488),
+        };
+        let Some((host, port)) = uri_host_port(&uri) else {
+            return Err(400);
+        };
+        let transport = match uri_param(&uri, "transport").flatten() {
+            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+            _ => Transport::Udp,
+        };
+        let port = port.unwrap_or(5060);
+        let addr = match tokio::net::lookup_host((host, port)).await.ok().and_then(|mut a| a.next()) {
+            Some(a) => a,
+            None => {
+                tracing::warn!(%uri, "cannot resolve the destination");
+                return Err(404);
+            }
+        };
+        let peer = Peer { transport, addr };
+        let call_id = self.ids.call_id();
+        let via_branch = self.ids.branch();
+        let tag = self.ids.tag();
+        let Ok(ruri) = rsip::Uri::try_from(uri.split('?').next().unwrap_or(&uri)) else {
+            return Err(400);
+        };
+        let host_port = &self.ctx.cfg.sip_host;
+        let mut b = RequestBuilder::new(Method::Invite, ruri)
+            .via(transport.as_str(), host_port, &via_branch)
+            .max_forwards(70)
+            .from(format!("<sip:{caller_id}@{host_port}>;tag={tag}"))
+            .to(format!("<{}>", uri.split('?').next().unwrap_or(&uri)))
+            .call_id(call_id.clone())
+            .cseq(1)
+            .contact(self.contact());
+        for (k, v) in extra {
+            b = b.header(Header::Other(k, v));
+        }
+        if let Noun::Client(c) = noun {
+            for (k, v) in &c.parameters {
+                b = b.header(Header::Other(format!("X-{k}"), v.clone()));
+            }
+        }
+        // Media: a leg per branch, offered the caller's codecs.
+        let mut media = None;
+        let mut body = None;
+        if let Some(m) = &self.ctx.media {
+            let mut leg = m.leg(self.media_tx.clone()).map_err(|e| e.status())?;
+            let sdp = if has_sdp(&self.invite.headers, &self.invite.body) {
+                leg.offer_from(&self.invite.body, m.caps()).map_err(|e| e.status())?
+            } else {
+                leg.offer(m.caps())
+            };
+            body = Some(sdp);
+            media = Some(leg);
+        } else if has_sdp(&self.invite.headers, &self.invite.body) {
+            body = Some(self.invite.body.clone());
+        }
+        if let Some(body) = body {
+            b = b.body("application/sdp", body);
+        }
+        let invite = b.build();
+        let status_callback = noun_options(noun).and_then(|o| {
+            let base = self.document_url.as_ref();
+            let url = o.status_callback.as_ref()?;
+            let url = match base {
+                Some(b) => b.join(url).ok()?,
+                None => Url::parse(url).ok()?,
+            };
+            let events = if o.status_callback_event.is_empty() {
+                vec![tandem_twiml::CallProgressEvent::Completed]
+            } else {
+                o.status_callback_event.clone()
+            };
+            Some((url, twiml_method(o.status_callback_method), events))
+        });
+        let sid = call_sid(&mut self.ids);
+        let callbacks = status_callback.as_ref().map(|_| self.ctx.callbacks.open(sid.clone()));
+        Ok(Branch {
+            sid,
+            call_id,
+            via_branch,
+            invite,
+            peer,
+            to: user_of(&uri),
+            dialog: None,
+            state: BranchState::Calling,
+            media,
+            status_callback,
+            callbacks,
+            answered_at: None,
+            ringing_reported: false,
+            final_code: None,
+            answer_sdp: None,
+            parent_sid: self.sid.clone(),
+            account_sid: self.ctx.cfg.account_sid.clone(),
+        })
+    }
+
+    async fn on_child_response(&mut self, response: Response, stray_source: Option<Peer>) {
+        let cid = response.headers.call_id().unwrap_or("").to_owned();
+        let Some(i) = self.branch_index(&cid) else { return };
+        let code = response.status_code.code();
+        let t = now();
+        let sdp = has_sdp(&response.headers, &response.body);
+        let host = self.ctx.cfg.sip_host.clone();
+        let Some(dial) = &mut self.dial else { return };
+        let b = &mut dial.branches[i];
+        if code >= 200 && code < 300 {
+            // Every 2xx is ACKed at once (ACK before any BYE); the arbiter decides what follows.
+            let dialog = match b.dialog.take() {
+                Some(mut d) if d.id.remote_tag == response.headers.to_tag().unwrap_or("") => {
+                    d.on_invite_response(&response);
+                    Ok(d)
+                }
+                _ => Dialog::uac(&b.invite, &response),
+            };
+            let Ok(dialog) = dialog else {
+                tracing::warn!("2xx without To tag from a callee: cannot ACK it");
+                return;
+            };
+            let ack_branch = self.ids.branch();
+            if let Ok(ack) = dialog.ack(b.peer.transport.as_str(), &host, &ack_branch) {
+                let _ = self.ctx.ep.send_stateless(SipMessage::Request(ack), b.peer).await;
+            }
+            b.dialog = Some(dialog);
+            if stray_source.is_some() || b.state == BranchState::Answered || b.state == BranchState::Bridged {
+                return;
+            }
+            if let (Some(m), true) = (&mut b.media, sdp) {
+                if let Err(e) = m.on_answer(&response.body) {
+                    tracing::warn!(error = %e, "callee's SDP answer unusable");
+                }
+            }
+            if sdp {
+                b.answer_sdp = Some(response.body.clone());
+            }
+            b.state = BranchState::Answered;
+            b.answered_at = Some(t);
+            let _ = dial.arbiter.on_answered(t, i);
+        } else if code > 100 && code < 200 {
+            if b.state == BranchState::Calling {
+                b.state = BranchState::Ringing;
+            }
+            if b.dialog.is_none() && response.headers.to_tag().is_some() {
+                b.dialog = Dialog::uac(&b.invite, &response).ok();
+            }
+            if let (Some(m), true) = (&mut b.media, sdp) {
+                let _ = m.on_answer(&response.body);
+            }
+            if !b.ringing_reported {
+                b.ringing_reported = true;
+                report(b, tandem_twiml::CallProgressEvent::Ringing, tandem_webhook::CallStatus::Ringing, None);
+            }
+            let _ = dial.arbiter.on_provisional(t, i, code, sdp);
+        } else if code >= 300 {
+            b.final_code = Some(code);
+            b.state = BranchState::Ended;
+            let _ = dial.arbiter.on_failed(t, i, code);
+        }
+        self.apply_actions().await;
+    }
+
+    async fn branch_failed(&mut self, i: usize, code: u16) {
+        if let Some(d) = &mut self.dial {
+            if d.branches[i].state == BranchState::Ended {
+                return;
+            }
+            d.branches[i].state = BranchState::Ended;
+            d.branches[i].final_code = Some(code);
+            let _ = d.arbiter.on_failed(now(), i, code);
+        }
+        self.apply_actions().await;
+    }
+
+    /// The caller left (BYE or CANCEL) during a Dial.
+    async fn caller_left(&mut self) {
+        let bridged = self.dial.as_ref().and_then(|d| d.bridged);
+        if bridged.is_some() {
+            self.end_bridge(true).await;
+            return;
+        }
+        if let Some(d) = &mut self.dial {
+            d.arbiter.on_caller_hangup(now());
+        }
+        self.apply_actions().await;
+    }
+
+    async fn bye_branch(&mut self, i: usize) {
+        let host = self.ctx.cfg.sip_host.clone();
+        let branch = self.ids.branch();
+        let Some(d) = &mut self.dial else { return };
+        let b = &mut d.branches[i];
+        if let Some(dialog) = &mut b.dialog {
+            if let Ok(bye) = dialog.request(Method::Bye, b.peer.transport.as_str(), &host, &branch) {
+                let _ = self.ctx.ep.send_request(bye, b.peer).await;
+            }
+        }
+        b.state = BranchState::Ended;
+    }
+
+    async fn apply_actions(&mut self) {
+        loop {
+            let Some(action) = self.dial.as_mut().and_then(|d| d.arbiter.poll_action()) else {
+                break;
+            };
+            match action {
+                Action::Cancel(i) => {
+                    let (cid, br) = {
+                        let b = &self.dial.as_ref().expect("dial").branches[i];
+                        (b.call_id.clone(), b.via_branch.clone())
+                    };
+                    let _ = self.ctx.ep.cancel(&cid, &br).await;
+                }
+                Action::AckThenBye(i) | Action::Bye(i) => self.bye_branch(i).await,
+                Action::StartScreening(i) => {
+                    tracing::info!(branch = i, "screening not wired yet: accepting the callee");
+                    if let Some(d) = &mut self.dial {
+                        let _ = d.arbiter.on_screening_done(now(), i, tandem_twiml::ScreeningVerdict::Accepted);
+                    }
+                }
+                Action::Bridge(i) => self.bridge(i).await,
+                Action::PlayRingback => self.play_ringback(),
+                Action::PlayEarlyMedia(i) => self.play_early_media(i),
+                Action::Finished(result) => self.dial_finished(result).await,
+            }
+        }
+    }
+
+    fn play_ringback(&mut self) {
+        let tone = self
+            .dial
+            .as_ref()
+            .and_then(|d| d.spec.ring_tone)
+            .and_then(|t| t.code().parse().ok())
+            .unwrap_or(tandem_media::tones::RingTone::Us);
+        if let Some(m) = &mut self.media {
+            m.start_ringback(tone);
+        }
+    }
+
+    fn play_early_media(&mut self, i: usize) {
+        if let (Some(parent), Some(d)) = (&mut self.media, &self.dial) {
+            if let Some(child) = &d.branches[i].media {
+                parent.stop_ringback();
+                child.leg.relay_to(Some(&parent.leg));
+            }
+        }
+    }
+
+    async fn bridge(&mut self, i: usize) {
+        let t = now();
+        if !self.answered && !self.caller_gone {
+            if self.ctx.media.is_none() {
+                // Signalling only: the caller gets the callee's own SDP answer.
+                self.answer_sdp = self
+                    .dial
+                    .as_ref()
+                    .and_then(|d| d.branches[i].answer_sdp.clone());
+            }
+            self.answer().await;
+        }
+        let Some(d) = &mut self.dial else { return };
+        d.bridged = Some(i);
+        d.bridged_at = Some(t);
+        if d.spec.time_limit > 0 {
+            d.time_limit = Some(t + Duration::from_secs(u64::from(d.spec.time_limit)));
+        }
+        let b = &mut d.branches[i];
+        b.state = BranchState::Bridged;
+        report(b, tandem_twiml::CallProgressEvent::Answered, tandem_webhook::CallStatus::InProgress, None);
+        if let (Some(parent), Some(child)) = (&mut self.media, &b.media) {
+            parent.stop_ringback();
+            tandem_rtp::bridge(&parent.leg, &child.leg);
+        }
+        tracing::info!(branch = i, "bridged");
+    }
+
+    /// The bridge ended: `by_us` when the caller left, timeLimit or hangupOnStar.
+    async fn end_bridge(&mut self, by_us: bool) {
+        let Some(i) = self.dial.as_ref().and_then(|d| d.bridged) else { return };
+        if by_us {
+            let live = self.dial.as_ref().is_some_and(|d| d.branches[i].state == BranchState::Bridged);
+            if live {
+                self.bye_branch(i).await;
+            }
+        }
+        let Some(d) = &mut self.dial else { return };
+        d.branches[i].state = BranchState::Ended;
+        let duration = d.bridged_at.map_or(0, |a| now().saturating_duration_since(a).as_secs());
+        d.result = Some(DialCallStatus::Completed);
+        let outcome = DialOutcome {
+            status: DialCallStatus::Completed,
+            call_sid: Some(d.branches[i].sid.clone()),
+            duration: Some(duration as u32),
+            bridged: true,
+            recording_url: None,
+        };
+        self.finish_dial(outcome).await;
+    }
+
+    async fn dial_finished(&mut self, result: crate::fork::DialResult) {
+        let Some(d) = &mut self.dial else { return };
+        if d.bridged.is_some() {
+            // The bridge is up; the Dial ends when it does.
+            return;
+        }
+        let status = result.status.dial_call_status();
+        let outcome = DialOutcome {
+            status,
+            call_sid: d.branches.first().map(|b| b.sid.clone()),
+            duration: Some(0),
+            bridged: false,
+            recording_url: None,
+        };
+        self.finish_dial(outcome).await;
+    }
+
+    async fn finish_dial(&mut self, outcome: DialOutcome) {
+        let Some(mut d) = self.dial.take() else { return };
+        let t = now();
+        for b in d.branches.iter_mut() {
+            let status = match (b.answered_at, b.final_code) {
+                (Some(_), _) => tandem_webhook::CallStatus::Completed,
+                (None, Some(486 | 600)) => tandem_webhook::CallStatus::Busy,
+                (None, Some(408 | 480 | 487)) | (None, None) => tandem_webhook::CallStatus::NoAnswer,
+                (None, Some(_)) => tandem_webhook::CallStatus::Failed,
+            };
+            let duration = b.answered_at.map(|a| t.saturating_duration_since(a).as_secs());
+            report(b, tandem_twiml::CallProgressEvent::Completed, status, duration);
+            self.ctx.calls.remove(&b.call_id);
+            if let Some(m) = b.media.take() {
+                m.close().await;
+            }
+        }
+        if let Some(parent) = &mut self.media {
+            parent.stop_ringback();
+            parent.leg.relay_to(None);
+        }
+        tracing::info!(status = %outcome.status, "dial finished");
+        self.feed(Event::DialOutcome(outcome));
+        if self.caller_gone {
+            self.finished = true;
+        }
+        let _ = d.spec.action.take();
+    }
+
+    async fn cleanup(&mut self) {
+        if let Some(d) = self.dial.take() {
+            for b in d.branches {
+                self.ctx.calls.remove(&b.call_id);
+                if let Some(m) = b.media {
+                    m.close().await;
+                }
+            }
+        }
+        if let Some(m) = self.media.take() {
+            m.close().await;
+        }
+        self.ctx.calls.remove(&self.call_id);
+    }
+}
+
+fn noun_options(n: &Noun) -> Option<&tandem_twiml::NounOptions> {
+    match n {
+        Noun::Number(x) => Some(&x.options),
+        Noun::Client(x) => Some(&x.options),
+        Noun::Sip(x) => Some(&x.options),
+        _ => None,
+    }
+}
+
+/// Queues a status callback for a child leg when its noun asked for `event`.
+fn report(
+    b: &Branch,
+    event: tandem_twiml::CallProgressEvent,
+    status: tandem_webhook::CallStatus,
+    duration: Option<u64>,
+) {
+    let (Some((url, method, events)), Some(q)) = (&b.status_callback, &b.callbacks) else {
+        return;
+    };
+    if !events.contains(&event) {
+        return;
+    }
+    let ev = tandem_webhook::StatusEvent {
+        call: tandem_webhook::CallInfo {
+            call_sid: b.sid.clone(),
+            account_sid: b.account_sid.clone(),
+            from: user_of(&b.invite.headers.value_of(|h| matches!(h, Header::From(_))).and_then(|v| NameAddr::parse(v).ok().map(|n| n.uri.to_owned())).unwrap_or_default()),
+            to: b.to.clone(),
+            status,
+            direction: tandem_webhook::Direction::OutboundDial,
+            parent_call_sid: Some(b.parent_sid.clone()),
+            forwarded_from: None,
+            caller_name: None,
+        },
+        duration_secs: duration,
+        recording: None,
+        sip_response_code: b.final_code,
+        timestamp: SystemTime::now(),
+    };
+    if let Err(e) = q.enqueue_status(url.clone(), *method, &ev) {
+        tracing::warn!(error = %e, "status callback dropped");
+    }
+}
+
+/// A DTMF digit from SIP INFO (`application/dtmf-relay` `Signal=5`, or `application/dtmf` `5`).
+fn dtmf_from_info(req: &Request) -> Option<char> {
+    let ct = req.headers.value_of(|h| matches!(h, Header::ContentType(_)))?.trim().to_ascii_lowercase();
+    let body = std::str::from_utf8(&req.body).ok()?;
+    let value = if ct == "application/dtmf-relay" {
+        body.lines()
+            .find_map(|l| l.trim().strip_prefix("Signal=").or_else(|| l.trim().strip_prefix("Signal =")))?
+            .trim()
+    } else if ct == "application/dtmf" {
+        body.trim()
+    } else {
+        return None;
+    };
+    let c = value.chars().next()?;
+    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D').then_some(c)
+}

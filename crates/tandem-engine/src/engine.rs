@@ -1,0 +1,160 @@
+//! The engine's front door: takes every endpoint event, routes it by Call-ID
+//! to the call actor that owns it (parent and child legs alike), and starts a
+//! new call for an out-of-dialog INVITE from an allowed source (design §3, §4
+//! step 1). Unknown in-dialog requests get 481, unknown sources 403.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tandem_sip::builder::response_to;
+use tandem_sip::message::{HeadersExt, Method, Request};
+use tandem_transport::{EndpointEvent, EndpointHandle, Peer, ServerTx, TuEvent};
+use tokio::sync::mpsc;
+
+use crate::call::{self, CallMsg};
+use crate::config::EngineConfig;
+use crate::media::Media;
+
+/// Errors starting the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The webhook client could not be built.
+    #[error("webhook client: {0}")]
+    Webhook(#[from] tandem_webhook::ClientBuildError),
+    /// The RTP port pool could not be bound.
+    #[error("RTP port pool: {0}")]
+    Rtp(#[from] tandem_rtp::PoolError),
+}
+
+/// State shared by the dispatcher and every call.
+pub(crate) struct Ctx {
+    pub cfg: EngineConfig,
+    pub ep: EndpointHandle,
+    pub webhook: tandem_webhook::WebhookClient,
+    pub callbacks: tandem_webhook::CallbackDispatcher,
+    /// Call-ID (parent or child leg) -> the actor owning it.
+    pub calls: DashMap<String, mpsc::Sender<CallMsg>>,
+    pub media: Option<Media>,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("calls", &self.calls.len()).finish()
+    }
+}
+
+/// A running engine.
+#[derive(Debug)]
+pub struct Engine {
+    ctx: Arc<Ctx>,
+}
+
+impl Engine {
+    /// Builds the engine's shared state (webhook client, RTP pool).
+    pub fn new(cfg: EngineConfig, ep: EndpointHandle) -> Result<Self, EngineError> {
+        let webhook = tandem_webhook::WebhookClient::new(tandem_webhook::ClientConfig {
+            auth_token: cfg.auth_token.clone(),
+            twiml_timeout: cfg.webhook_timeout,
+            ..tandem_webhook::ClientConfig::default()
+        })?;
+        let callbacks = tandem_webhook::CallbackDispatcher::new(
+            webhook.clone(),
+            tandem_webhook::CallbackConfig::default(),
+        );
+        let media = match &cfg.media {
+            Some(m) => Some(Media::new(m)?),
+            None => None,
+        };
+        Ok(Self {
+            ctx: Arc::new(Ctx {
+                cfg,
+                ep,
+                webhook,
+                callbacks,
+                calls: DashMap::new(),
+                media,
+            }),
+        })
+    }
+
+    /// Number of live call legs (parent and children), for tests and metrics.
+    pub fn live_legs(&self) -> usize {
+        self.ctx.calls.len()
+    }
+
+    /// Runs until the endpoint's event stream ends.
+    pub async fn run(self, mut events: mpsc::Receiver<EndpointEvent>) {
+        while let Some(ev) = events.recv().await {
+            self.dispatch(ev).await;
+        }
+    }
+
+    async fn dispatch(&self, ev: EndpointEvent) {
+        let shard = ev.shard;
+        let (call_id, msg) = match ev.event {
+            TuEvent::Request { tx, request, source } => {
+                let stx = ServerTx { shard, tx };
+                let cid = request.headers.call_id().unwrap_or("").to_owned();
+                if !self.ctx.calls.contains_key(&cid) {
+                    self.unmatched(stx, request, source).await;
+                    return;
+                }
+                (cid, CallMsg::Request { stx, request, source })
+            }
+            TuEvent::Ack { request, .. } => {
+                let cid = request.headers.call_id().unwrap_or("").to_owned();
+                (cid, CallMsg::Ack)
+            }
+            TuEvent::Cancelled { call_id, .. } => (call_id, CallMsg::Cancelled),
+            TuEvent::Response { response, .. } => {
+                let cid = response.headers.call_id().unwrap_or("").to_owned();
+                (cid, CallMsg::Response { response, source: None })
+            }
+            TuEvent::Stray2xx { response, source } => {
+                let cid = response.headers.call_id().unwrap_or("").to_owned();
+                (cid, CallMsg::Response { response, source: Some(source) })
+            }
+            TuEvent::Timeout { call_id, method, branch, .. } => {
+                (call_id.clone(), CallMsg::Timeout { call_id, method, branch })
+            }
+            TuEvent::AckTimeout { call_id, was_2xx, .. } => (call_id, CallMsg::AckTimeout { was_2xx }),
+            other => {
+                tracing::debug!(?other, "endpoint event not handled");
+                return;
+            }
+        };
+        let Some(actor) = self.ctx.calls.get(&call_id).map(|a| a.clone()) else {
+            tracing::debug!(call_id, "event for a finished call dropped");
+            return;
+        };
+        if actor.try_send(msg).is_err() {
+            tracing::warn!(call_id, "call actor queue full: SIP event dropped");
+        }
+    }
+
+    /// A request whose Call-ID no call owns.
+    async fn unmatched(&self, stx: ServerTx, request: Request, source: Peer) {
+        let method = request.method;
+        if method == Method::Ack {
+            return;
+        }
+        if method != Method::Invite || request.headers.to_tag().is_some() {
+            let resp = response_to(&request, 481, None, Some("tandem"));
+            let _ = self.ctx.ep.respond(stx, resp).await;
+            return;
+        }
+        if self.ctx.cfg.source_trunk(source.addr.ip()).is_none() {
+            // An open relay is a toll-fraud hole: refuse before any TwiML is fetched.
+            tracing::warn!(source = %source.addr, "INVITE from a source no trunk allows: 403");
+            let resp = response_to(&request, 403, None, Some("tandem"));
+            let _ = self.ctx.ep.respond(stx, resp).await;
+            return;
+        }
+        let cid = request.headers.call_id().unwrap_or("").to_owned();
+        let (tx, rx) = mpsc::channel(256);
+        self.ctx.calls.insert(cid, tx.clone());
+        let ctx = self.ctx.clone();
+        tokio::spawn(call::run(ctx, tx, rx, stx, request, source));
+    }
+}
