@@ -234,8 +234,8 @@ impl Call {
         // Media: answer the caller's offer on a leg of our own.
         let mut media = None;
         let mut answer_sdp = None;
-        if let Some(m) = &ctx.media {
-            if has_sdp(&invite.headers, &invite.body) {
+        if let Some(m) = &ctx.media
+            && has_sdp(&invite.headers, &invite.body) {
                 let leg = m.leg(media_tx.clone()).and_then(|mut leg| {
                     let sdp = leg.answer(&invite.body, m.caps())?;
                     Ok((leg, sdp))
@@ -252,7 +252,6 @@ impl Call {
                     }
                 }
             }
-        }
         let (interp, document_url) = match &route.source {
             TwimlSource::File(path) => {
                 let url = std::fs::canonicalize(path).ok().and_then(|p| Url::from_file_path(p).ok());
@@ -349,11 +348,10 @@ impl Call {
             if self.finished || self.caller_gone {
                 // Twilio still requests a Dial's action after the caller left;
                 // its answer has no one left to run for.
-                if let Command::Fetch(req) = cmd {
-                    if req.reason == tandem_twiml::FetchReason::DialAction {
+                if let Command::Fetch(req) = cmd
+                    && req.reason == tandem_twiml::FetchReason::DialAction {
                         self.fetch(req);
                     }
-                }
                 continue;
             }
             match cmd {
@@ -637,7 +635,7 @@ impl Call {
                 tracing::info!("callee hung up");
                 self.end_bridge(false).await;
             } else if let Some(d) = &mut self.dial {
-                let _ = d.arbiter.on_branch_hangup(now(), i);
+                d.arbiter.on_branch_hangup(now(), i);
                 self.apply_actions().await;
             }
         }
@@ -720,7 +718,7 @@ impl Call {
         }
         for (i, code) in unreachable {
             if let Some(d) = &mut self.dial {
-                let _ = d.arbiter.on_failed(t, i, code);
+                d.arbiter.on_failed(t, i, code);
             }
         }
         let answer_on_bridge = self.dial.as_ref().is_some_and(|d| d.spec.answer_on_bridge);
@@ -882,7 +880,7 @@ impl Call {
         let host = self.ctx.cfg.sip_host.clone();
         let Some(dial) = &mut self.dial else { return };
         let b = &mut dial.branches[i];
-        if code >= 200 && code < 300 {
+        if (200..300).contains(&code) {
             // Every 2xx is ACKed at once (ACK before any BYE); the arbiter decides what follows.
             let dialog = match b.dialog.take() {
                 Some(mut d) if d.id.remote_tag == response.headers.to_tag().unwrap_or("") => {
@@ -903,17 +901,16 @@ impl Call {
             if stray_source.is_some() || b.state == BranchState::Answered || b.state == BranchState::Bridged {
                 return;
             }
-            if let (Some(m), true) = (&mut b.media, sdp) {
-                if let Err(e) = m.on_answer(&response.body) {
+            if let (Some(m), true) = (&mut b.media, sdp)
+                && let Err(e) = m.on_answer(&response.body) {
                     tracing::warn!(error = %e, "callee's SDP answer unusable");
                 }
-            }
             if sdp {
                 b.answer_sdp = Some(response.body.clone());
             }
             b.state = BranchState::Answered;
             b.answered_at = Some(t);
-            let _ = dial.arbiter.on_answered(t, i);
+            dial.arbiter.on_answered(t, i);
         } else if code > 100 && code < 200 {
             if b.state == BranchState::Calling {
                 b.state = BranchState::Ringing;
@@ -928,11 +925,11 @@ impl Call {
                 b.ringing_reported = true;
                 report(b, tandem_twiml::CallProgressEvent::Ringing, tandem_webhook::CallStatus::Ringing, None);
             }
-            let _ = dial.arbiter.on_provisional(t, i, code, sdp);
+            dial.arbiter.on_provisional(t, i, code, sdp);
         } else if code >= 300 {
             b.final_code = Some(code);
             b.state = BranchState::Ended;
-            let _ = dial.arbiter.on_failed(t, i, code);
+            dial.arbiter.on_failed(t, i, code);
         }
         self.apply_actions().await;
     }
@@ -944,7 +941,7 @@ impl Call {
             }
             d.branches[i].state = BranchState::Ended;
             d.branches[i].final_code = Some(code);
-            let _ = d.arbiter.on_failed(now(), i, code);
+            d.arbiter.on_failed(now(), i, code);
         }
         self.apply_actions().await;
     }
@@ -967,19 +964,15 @@ impl Call {
         let branch = self.ids.branch();
         let Some(d) = &mut self.dial else { return };
         let b = &mut d.branches[i];
-        if let Some(dialog) = &mut b.dialog {
-            if let Ok(bye) = dialog.request(Method::Bye, b.peer.transport.as_str(), &host, &branch) {
+        if let Some(dialog) = &mut b.dialog
+            && let Ok(bye) = dialog.request(Method::Bye, b.peer.transport.as_str(), &host, &branch) {
                 let _ = self.ctx.ep.send_request(bye, b.peer).await;
             }
-        }
         b.state = BranchState::Ended;
     }
 
     async fn apply_actions(&mut self) {
-        loop {
-            let Some(action) = self.dial.as_mut().and_then(|d| d.arbiter.poll_action()) else {
-                break;
-            };
+        while let Some(action) = self.dial.as_mut().and_then(|d| d.arbiter.poll_action()) {
             match action {
                 Action::Cancel(i) => {
                     let (cid, br) = {
@@ -992,7 +985,7 @@ impl Call {
                 Action::StartScreening(i) => {
                     tracing::info!(branch = i, "screening not wired yet: accepting the callee");
                     if let Some(d) = &mut self.dial {
-                        let _ = d.arbiter.on_screening_done(now(), i, tandem_twiml::ScreeningVerdict::Accepted);
+                        d.arbiter.on_screening_done(now(), i, tandem_twiml::ScreeningVerdict::Accepted);
                     }
                 }
                 Action::Bridge(i) => self.bridge(i).await,
@@ -1016,12 +1009,11 @@ impl Call {
     }
 
     fn play_early_media(&mut self, i: usize) {
-        if let (Some(parent), Some(d)) = (&mut self.media, &self.dial) {
-            if let Some(child) = &d.branches[i].media {
+        if let (Some(parent), Some(d)) = (&mut self.media, &self.dial)
+            && let Some(child) = &d.branches[i].media {
                 parent.stop_ringback();
                 child.leg.relay_to(Some(&parent.leg));
             }
-        }
     }
 
     async fn bridge(&mut self, i: usize) {

@@ -84,7 +84,7 @@ impl Engine {
     }
 
     /// Runs until the endpoint's event stream ends.
-    pub async fn run(self, mut events: mpsc::Receiver<EndpointEvent>) {
+    pub async fn run(&self, events: &mut mpsc::Receiver<EndpointEvent>) {
         while let Some(ev) = events.recv().await {
             self.dispatch(ev).await;
         }

@@ -276,20 +276,18 @@ impl Dialog {
             return Ok(());
         }
         let (seq, _) = req.headers.cseq().ok_or(DialogError::Malformed("CSeq"))?;
-        if let Some(last) = self.remote_seq {
-            if seq <= last {
+        if let Some(last) = self.remote_seq
+            && seq <= last {
                 return Err(DialogError::CSeqOutOfOrder { got: seq, last });
             }
-        }
         if req.method == Method::Invite && self.local_reinvite_pending {
             return Err(DialogError::Glare);
         }
         self.remote_seq = Some(seq);
-        if matches!(req.method, Method::Invite | Method::Update) {
-            if let Some(target) = contact_uri(&req.headers) {
+        if matches!(req.method, Method::Invite | Method::Update)
+            && let Some(target) = contact_uri(&req.headers) {
                 self.remote_target = target;
             }
-        }
         if req.method == Method::Invite {
             self.remote_reinvite_pending = true;
         }

@@ -1,3 +1,91 @@
-//! The `tandem` binary: config, CLI, tracing, signals, wiring.
+//! The `tandem` binary: command line, config, tracing, signals, wiring.
 
-fn main() {}
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+use tandem::cli::{self, Command};
+use tandem::config::Config;
+use tandem::run;
+
+/// Exit code for a bad command line or an invalid config.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let (config_path, check_only) = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Help) => {
+            print_out(cli::USAGE.trim_end());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            print_out(&format!("tandem {}", env!("CARGO_PKG_VERSION")));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Run { config, check_only }) => (config, check_only),
+        Err(e) => {
+            eprintln!("tandem: {e}\n\n{}", cli::USAGE.trim_end());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+
+    let loaded = match &config_path {
+        Some(path) => Config::load(path),
+        None => Config::load_default(),
+    };
+
+    if check_only {
+        return match loaded {
+            Ok(config) => {
+                print_out(&config.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tandem: invalid config: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let config = match loaded {
+        Ok(config) => config,
+        Err(e) => {
+            error!("invalid config: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    info!(version = env!("CARGO_PKG_VERSION"), config = %config.source, "tandem starting");
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the tokio runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The CLI's own output (`--help`, `--version`, `--check-config`) goes to stdout.
+#[allow(
+    clippy::print_stdout,
+    reason = "the CLI's --help/--version/--check-config output"
+)]
+fn print_out(s: &str) {
+    println!("{s}");
+}

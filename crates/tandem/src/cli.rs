@@ -1,0 +1,133 @@
+//! Command-line arguments: `--config FILE`, `--check-config`, `--help`, `--version`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Usage text printed by `--help`.
+pub const USAGE: &str = "\
+tandem: a SIP B2BUA that runs TwiML call control
+
+Usage: tandem [--config FILE] [--check-config]
+
+Options:
+  -c, --config FILE   Run this config file. Without it, tandem runs
+                      ./configs/tandem.toml if it exists, else the copy of
+                      that file embedded in the binary.
+      --check-config  Validate the config, print a one-line summary and exit
+                      (exit code 2 and the offending key if it is invalid).
+  -h, --help          Print this help.
+  -V, --version       Print the version.
+
+Environment:
+  RUST_LOG            Log filter (default: info), e.g. RUST_LOG=tandem=debug.
+";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Print [`USAGE`].
+    Help,
+    /// Print the version.
+    Version,
+    /// Load the config, then run it or only check it.
+    Run {
+        /// `--config FILE`; `None` means the default config.
+        config: Option<PathBuf>,
+        /// `--check-config`.
+        check_only: bool,
+    },
+}
+
+/// A command line that makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// An option tandem does not know.
+    #[error("unknown argument {0:?}")]
+    Unknown(String),
+    /// `--config` without its FILE.
+    #[error("--config needs a FILE")]
+    MissingValue,
+    /// `--config` given twice.
+    #[error("--config given more than once")]
+    Repeated,
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliError> {
+    let mut config = None;
+    let mut check_only = false;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.to_str() {
+            Some("-h" | "--help") => return Ok(Command::Help),
+            Some("-V" | "--version") => return Ok(Command::Version),
+            Some("--check-config") => {
+                check_only = true;
+                continue;
+            }
+            Some("-c" | "--config") => args.next().ok_or(CliError::MissingValue)?,
+            Some(s) if s.starts_with("--config=") => OsString::from(&s["--config=".len()..]),
+            _ => return Err(CliError::Unknown(arg.to_string_lossy().into_owned())),
+        };
+        if value.is_empty() {
+            return Err(CliError::MissingValue);
+        }
+        if config.replace(PathBuf::from(value)).is_some() {
+            return Err(CliError::Repeated);
+        }
+    }
+    Ok(Command::Run { config, check_only })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs(args: &[&str]) -> Result<Command, CliError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn no_arguments_run_the_default_config() {
+        assert_eq!(
+            parse_strs(&[]),
+            Ok(Command::Run {
+                config: None,
+                check_only: false
+            })
+        );
+    }
+
+    #[test]
+    fn config_and_check_flags_combine_in_any_order() {
+        let want = Ok(Command::Run {
+            config: Some(PathBuf::from("a.toml")),
+            check_only: true,
+        });
+        assert_eq!(parse_strs(&["--config", "a.toml", "--check-config"]), want);
+        assert_eq!(parse_strs(&["--check-config", "--config=a.toml"]), want);
+        assert_eq!(parse_strs(&["--check-config", "-c", "a.toml"]), want);
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert_eq!(parse_strs(&["--config", "x", "--help"]), Ok(Command::Help));
+        assert_eq!(parse_strs(&["-V"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn bad_command_lines_are_errors() {
+        assert_eq!(parse_strs(&["--config"]), Err(CliError::MissingValue));
+        assert_eq!(parse_strs(&["--config="]), Err(CliError::MissingValue));
+        assert_eq!(parse_strs(&["-c", "a", "-c", "b"]), Err(CliError::Repeated));
+        assert_eq!(
+            parse_strs(&["--verbose"]),
+            Err(CliError::Unknown("--verbose".into()))
+        );
+        assert_eq!(
+            parse_strs(&["a.toml"]),
+            Err(CliError::Unknown("a.toml".into()))
+        );
+    }
+}

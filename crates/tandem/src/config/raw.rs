@@ -1,0 +1,110 @@
+//! The config file as serde reads it: one struct per TOML table, every one
+//! `deny_unknown_fields`, values still as written. `validate` turns it into
+//! [`super::Config`].
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a config file of TOML tables")]
+pub(crate) struct RawConfig {
+    pub sip: RawSip,
+    pub rtp: RawRtp,
+    pub http: RawHttp,
+    pub account: RawAccount,
+    #[serde(default)]
+    pub recording: RawRecording,
+    #[serde(default)]
+    pub trunk: Vec<RawTrunk>,
+    #[serde(default)]
+    pub number: Vec<RawNumber>,
+    #[serde(default)]
+    pub client: Vec<RawClient>,
+}
+
+/// `[sip]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [sip] table")]
+pub(crate) struct RawSip {
+    #[serde(default)]
+    pub udp: Vec<String>,
+    #[serde(default)]
+    pub tcp: Vec<String>,
+    pub external_address: Option<String>,
+    pub t1_ms: Option<u64>,
+    pub t2_ms: Option<u64>,
+    pub t4_ms: Option<u64>,
+    pub user_agent: Option<String>,
+}
+
+/// `[rtp]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [rtp] table")]
+pub(crate) struct RawRtp {
+    pub address: String,
+    pub port_min: Option<u16>,
+    pub port_max: Option<u16>,
+    pub latching: Option<bool>,
+    pub media_timeout_s: Option<u64>,
+}
+
+/// `[http]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [http] table")]
+pub(crate) struct RawHttp {
+    pub listen: String,
+    pub public_url: Option<String>,
+    pub webhook_timeout_ms: Option<u64>,
+}
+
+/// `[account]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [account] table")]
+pub(crate) struct RawAccount {
+    pub sid: String,
+    pub auth_token: String,
+}
+
+/// `[recording]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [recording] table")]
+pub(crate) struct RawRecording {
+    pub directory: Option<String>,
+}
+
+/// One `[[trunk]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[trunk]] table")]
+pub(crate) struct RawTrunk {
+    pub name: String,
+    pub proxy: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub register: bool,
+    pub register_expires_s: Option<u64>,
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+/// One `[[number]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[number]] table")]
+pub(crate) struct RawNumber {
+    pub number: String,
+    pub twiml: Option<String>,
+    pub voice_url: Option<String>,
+    pub voice_method: Option<String>,
+    pub fallback_url: Option<String>,
+    pub fallback_method: Option<String>,
+}
+
+/// One `[[client]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[client]] table")]
+pub(crate) struct RawClient {
+    pub identity: String,
+    pub password: String,
+}

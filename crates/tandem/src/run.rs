@@ -1,0 +1,173 @@
+//! What the binary runs once its config is valid: the SIP endpoint and the
+//! engine on top of it, until SIGINT or SIGTERM.
+
+use std::net::IpAddr;
+
+use anyhow::Context as _;
+use tandem_engine::{Engine, EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
+use tandem_transport::{Endpoint, EndpointConfig, TimerConfig};
+use tracing::{info, warn};
+
+use crate::config::{Config, HttpMethod, NumberHandler};
+
+/// Starts everything `config` describes and runs until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::install()?;
+    let mut endpoint = Endpoint::start(EndpointConfig {
+        udp: config.sip.udp.clone(),
+        tcp: config.sip.tcp.clone(),
+        timers: TimerConfig {
+            t1: config.sip.t1,
+            t2: config.sip.t2,
+            t4: config.sip.t4,
+        },
+        ..Default::default()
+    })
+    .await
+    .context("starting the SIP endpoint")?;
+    let locals = endpoint.handle.locals().clone();
+    info!(udp = ?locals.udp, tcp = ?locals.tcp, "SIP endpoint listening");
+    let listen = locals
+        .udp
+        .first()
+        .or(locals.tcp.first())
+        .copied()
+        .context("no SIP listen address")?;
+    let engine_cfg = engine_config(&config, listen.ip(), listen.port());
+    if let Err(e) = std::fs::create_dir_all(&engine_cfg.recording_dir) {
+        warn!(dir = %engine_cfg.recording_dir.display(), error = %e, "cannot create the recording directory");
+    }
+    let engine = Engine::new(engine_cfg, endpoint.handle.clone()).context("starting the engine")?;
+    tokio::select! {
+        signal = shutdown.wait() => info!(signal, "shutting down"),
+        () = engine.run(&mut endpoint.events) => warn!("SIP endpoint stopped"),
+    }
+    endpoint.shutdown();
+    info!("stopped");
+    Ok(())
+}
+
+fn method(m: HttpMethod) -> tandem_webhook::Method {
+    match m {
+        HttpMethod::Get => tandem_webhook::Method::Get,
+        HttpMethod::Post => tandem_webhook::Method::Post,
+    }
+}
+
+/// Splits the validated config into the engine's plain settings.
+fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineConfig {
+    let host_ip = config.sip.external_address.unwrap_or(if listen_ip.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        listen_ip
+    });
+    let sip_host = match host_ip {
+        IpAddr::V6(v6) => format!("[{v6}]:{sip_port}"),
+        IpAddr::V4(v4) => format!("{v4}:{sip_port}"),
+    };
+    let rtp = &config.rtp;
+    let sdp_address = config.sip.external_address.unwrap_or(if rtp.address.is_unspecified() {
+        host_ip
+    } else {
+        rtp.address
+    });
+    EngineConfig {
+        account_sid: config.account.sid.clone(),
+        auth_token: config.account.auth_token.expose().to_owned(),
+        sip_host,
+        public_url: config.http.public_url.to_string(),
+        trunks: config
+            .trunks
+            .iter()
+            .map(|t| Trunk {
+                name: t.name.clone(),
+                proxy: t.proxy.uri.clone(),
+                username: t.credentials.as_ref().map(|c| c.username.clone()),
+                password: t.credentials.as_ref().map(|c| c.password.expose().to_owned()),
+                prefixes: t.prefixes.clone(),
+                sources: t.sources.iter().map(|c| (c.network(), c.prefix())).collect(),
+            })
+            .collect(),
+        numbers: config
+            .numbers
+            .iter()
+            .map(|n| NumberRoute {
+                number: n.number.clone(),
+                source: match &n.handler {
+                    NumberHandler::Twiml(path) => TwimlSource::File(path.clone()),
+                    NumberHandler::Webhook(w) => TwimlSource::Url {
+                        url: w.voice_url.to_string(),
+                        method: method(w.voice_method),
+                        fallback: w
+                            .fallback_url
+                            .as_ref()
+                            .map(|u| (u.to_string(), method(w.fallback_method))),
+                    },
+                },
+            })
+            .collect(),
+        clients: config
+            .clients
+            .iter()
+            .map(|c| (c.identity.clone(), c.password.expose().to_owned()))
+            .collect(),
+        recording_dir: config.recording.directory.clone(),
+        webhook_timeout: config.http.webhook_timeout,
+        media: Some(MediaConfig {
+            address: rtp.address,
+            sdp_address,
+            port_min: rtp.port_min,
+            port_max: rtp.port_max,
+            latching: rtp.latching,
+            media_timeout: rtp.media_timeout,
+        }),
+    }
+}
+
+/// SIGINT and SIGTERM listeners, registered when created (so a signal that
+/// arrives before anyone awaits [`Shutdown::wait`] is not lost).
+struct Shutdown {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    /// Registers the listeners. Must run inside a tokio runtime.
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+                term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    /// Resolves with the signal's name on SIGINT (Ctrl-C) or SIGTERM.
+    async fn wait(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.int.recv() => "SIGINT",
+                _ = self.term.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(e) => {
+                    warn!(error = %e, "cannot listen for Ctrl-C");
+                    std::future::pending().await
+                }
+            }
+        }
+    }
+}
