@@ -89,6 +89,12 @@ struct Branch {
     answer_sdp: Option<Vec<u8>>,
     parent_sid: String,
     account_sid: String,
+    /// The noun's screening document (`url`), resolved.
+    screen_url: Option<(Url, tandem_twiml::Method)>,
+    /// Digest credentials for 401/407 (trunk's or the `<Sip>` noun's).
+    credentials: Option<(String, String)>,
+    /// The INVITE was already re-sent with credentials once.
+    auth_tried: bool,
 }
 
 #[derive(Debug)]
@@ -664,19 +670,21 @@ impl Call {
         let mut branches = Vec::new();
         let mut unreachable = Vec::new();
         for noun in &spec.nouns {
-            match self.build_branch(noun, &caller_id).await {
-                Ok(b) => branches.push(b),
-                Err(code) => {
-                    unreachable.push((branches.len() + unreachable.len(), code));
-                    branches.push(self.dead_branch(code));
+            for target in self.targets(noun).await {
+                let built = match target {
+                    Ok(target) => self.build_branch(noun, target, &caller_id),
+                    Err(code) => Err(code),
+                };
+                match built {
+                    Ok(b) => branches.push(b),
+                    Err(code) => {
+                        unreachable.push((branches.len(), code));
+                        branches.push(self.dead_branch(code));
+                    }
                 }
             }
         }
-        let screening: Vec<bool> = spec
-            .nouns
-            .iter()
-            .map(|n| noun_options(n).is_some_and(|o| o.url.is_some()))
-            .collect();
+        let screening: Vec<bool> = branches.iter().map(|b| b.screen_url.is_some()).collect();
         let policy = if spec.ring_tone.is_some() {
             RingbackPolicy::RingTone
         } else {
@@ -753,45 +761,57 @@ impl Call {
             answer_sdp: None,
             parent_sid: self.sid.clone(),
             account_sid: self.ctx.cfg.account_sid.clone(),
+            screen_url: None,
+            credentials: None,
+            auth_tried: false,
         }
     }
 
-    /// Resolves a noun to a target and builds its INVITE; Err carries the SIP
-    /// status that ends the branch at once.
-    async fn build_branch(&mut self, noun: &Noun, caller_id: &str) -> Result<Branch, u16> {
-        let (uri, extra): (String, Vec<(String, String)>) = match noun {
-            Noun::Sip(s) => (s.uri.clone(), s.headers.clone()),
+    /// Where a noun rings: one target for `<Number>` and `<Sip>`, one per
+    /// registered contact for `<Client>`; an Err ends that branch at once
+    /// with its SIP status.
+    async fn targets(&mut self, noun: &Noun) -> Vec<Result<Target, u16>> {
+        match noun {
+            Noun::Sip(s) => {
+                let creds = s.username.clone().zip(s.password.clone());
+                vec![resolve(&s.uri, s.headers.clone(), creds).await]
+            }
             Noun::Number(n) => {
                 let number = n.number.to_string();
                 let Some(trunk) = self.ctx.cfg.trunk_for(&number, n.byoc.as_deref()) else {
                     tracing::warn!(%number, "no trunk carries this number");
-                    return Err(404);
+                    return vec![Err(404)];
                 };
                 let host = trunk.proxy.split_once(':').map_or(trunk.proxy.as_str(), |(_, h)| h);
-                (format!("sip:{number}@{host}"), Vec::new())
+                let creds = trunk.username.clone().zip(trunk.password.clone());
+                vec![resolve(&format!("sip:{number}@{host}"), Vec::new(), creds).await]
             }
             Noun::Client(c) => {
-                tracing::warn!(identity = %c.identity, "<Client> needs the registrar, not wired yet: branch fails");
-                return Err(404);
+                let contacts = self.ctx.registrar_contacts(&c.identity);
+                if contacts.is_empty() {
+                    tracing::info!(identity = %c.identity, "<Client> not registered: branch fails");
+                    return vec![Err(480)];
+                }
+                contacts
+                    .into_iter()
+                    .map(|(uri, peer)| {
+                        Ok(Target {
+                            uri,
+                            peer,
+                            headers: Vec::new(),
+                            credentials: None,
+                        })
+                    })
+                    .collect()
             }
-            _ => return Err(488),
-        };
-        let Some((host, port)) = uri_host_port(&uri) else {
-            return Err(400);
-        };
-        let transport = match uri_param(&uri, "transport").flatten() {
-            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-            _ => Transport::Udp,
-        };
-        let port = port.unwrap_or(5060);
-        let addr = match tokio::net::lookup_host((host, port)).await.ok().and_then(|mut a| a.next()) {
-            Some(a) => a,
-            None => {
-                tracing::warn!(%uri, "cannot resolve the destination");
-                return Err(404);
-            }
-        };
-        let peer = Peer { transport, addr };
+            _ => vec![Err(488)],
+        }
+    }
+
+    /// Builds a branch's INVITE toward a target.
+    fn build_branch(&mut self, noun: &Noun, target: Target, caller_id: &str) -> Result<Branch, u16> {
+        let Target { uri, peer, headers: extra, credentials } = target;
+        let transport = peer.transport;
         let call_id = self.ids.call_id();
         let via_branch = self.ids.branch();
         let tag = self.ids.tag();
@@ -848,6 +868,14 @@ impl Call {
             };
             Some((url, twiml_method(o.status_callback_method), events))
         });
+        let screen_url = noun_options(noun).and_then(|o| {
+            let url = o.url.as_ref()?;
+            let url = match self.document_url.as_ref() {
+                Some(b) => b.join(url).ok()?,
+                None => Url::parse(url).ok()?,
+            };
+            Some((url, o.method))
+        });
         let sid = call_sid(&mut self.ids);
         let callbacks = status_callback.as_ref().map(|_| self.ctx.callbacks.open(sid.clone()));
         Ok(Branch {
@@ -868,6 +896,9 @@ impl Call {
             answer_sdp: None,
             parent_sid: self.sid.clone(),
             account_sid: self.ctx.cfg.account_sid.clone(),
+            screen_url,
+            credentials,
+            auth_tried: false,
         })
     }
 
@@ -926,6 +957,25 @@ impl Call {
                 report(b, tandem_twiml::CallProgressEvent::Ringing, tandem_webhook::CallStatus::Ringing, None);
             }
             dial.arbiter.on_provisional(t, i, code, sdp);
+        } else if matches!(code, 401 | 407) && b.credentials.is_some() && !b.auth_tried {
+            // Answer the challenge once with the trunk's or the noun's credentials.
+            b.auth_tried = true;
+            let branch = self.ids.branch();
+            let cnonce = self.ids.tag();
+            match authorized_invite(&b.invite, &response, b.credentials.as_ref(), &branch, &cnonce) {
+                Ok(invite) => {
+                    b.invite = invite.clone();
+                    b.via_branch = branch;
+                    let peer = b.peer;
+                    let _ = self.ctx.ep.send_request(invite, peer).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, code, "cannot answer the callee's challenge");
+                    b.final_code = Some(code);
+                    b.state = BranchState::Ended;
+                    dial.arbiter.on_failed(t, i, code);
+                }
+            }
         } else if code >= 300 {
             b.final_code = Some(code);
             b.state = BranchState::Ended;
@@ -1127,6 +1177,110 @@ impl Call {
         }
         self.ctx.calls.remove(&self.call_id);
     }
+}
+
+/// The INVITE re-sent with credentials for a 401/407 (RFC 3261 §22.2): new
+/// branch, next CSeq, Authorization or Proxy-Authorization.
+fn authorized_invite(
+    invite: &Request,
+    challenge: &Response,
+    credentials: Option<&(String, String)>,
+    branch: &str,
+    cnonce: &str,
+) -> Result<Request, tandem_sip::auth::AuthError> {
+    use tandem_sip::auth::{Challenge, DigestClient, DigestRequest};
+    let proxy = challenge.status_code.code() == 407;
+    let value = challenge
+        .headers
+        .iter()
+        .find(|h| {
+            if proxy {
+                matches!(h, Header::ProxyAuthenticate(_))
+            } else {
+                matches!(h, Header::WwwAuthenticate(_))
+            }
+        })
+        .map(tandem_sip::message::header_value)
+        .unwrap_or("");
+    let parsed = Challenge::parse(value)?;
+    let (user, pass) = credentials.map(|(u, p)| (u.as_str(), p.as_str())).unwrap_or(("", ""));
+    let uri = invite.uri.to_string();
+    let creds = DigestClient::new().authorize(
+        &parsed,
+        &DigestRequest {
+            method: "INVITE",
+            uri: &uri,
+            body: &invite.body,
+        },
+        user,
+        pass,
+        cnonce,
+    )?;
+    let mut next = invite.clone();
+    let seq = next.headers.cseq().map_or(1, |c| c.0) + 1;
+    let mut via_done = false;
+    for h in next.headers.iter_mut() {
+        match h {
+            Header::Via(_) if !via_done => {
+                via_done = true;
+                let v = tandem_sip::message::header_value(h);
+                let rewritten = match v.split_once(";branch=") {
+                    Some((head, rest)) => {
+                        let tail = rest.split_once(';').map_or(String::new(), |(_, t)| format!(";{t}"));
+                        format!("{head};branch={branch}{tail}")
+                    }
+                    None => format!("{v};branch={branch}"),
+                };
+                *h = Header::Via(rewritten.into());
+            }
+            Header::CSeq(_) => *h = Header::CSeq(format!("{seq} INVITE").into()),
+            _ => {}
+        }
+    }
+    next.headers.retain(|h| !matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_)));
+    let value = creds.to_string();
+    next.headers.push(if proxy {
+        Header::ProxyAuthorization(value.into())
+    } else {
+        Header::Authorization(value.into())
+    });
+    Ok(next)
+}
+
+/// Where a branch's INVITE goes.
+#[derive(Debug)]
+struct Target {
+    uri: String,
+    peer: Peer,
+    headers: Vec<(String, String)>,
+    credentials: Option<(String, String)>,
+}
+
+/// Resolves a SIP URI to the peer to send to (`transport=tcp` honoured, port 5060 by default).
+async fn resolve(
+    uri: &str,
+    headers: Vec<(String, String)>,
+    credentials: Option<(String, String)>,
+) -> Result<Target, u16> {
+    let Some((host, port)) = uri_host_port(uri) else {
+        tracing::warn!(%uri, "destination URI has no host");
+        return Err(400);
+    };
+    let transport = match uri_param(uri, "transport").flatten() {
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        _ => Transport::Udp,
+    };
+    let port = port.unwrap_or(5060);
+    let Some(addr) = tokio::net::lookup_host((host, port)).await.ok().and_then(|mut a| a.next()) else {
+        tracing::warn!(%uri, "cannot resolve the destination");
+        return Err(404);
+    };
+    Ok(Target {
+        uri: uri.to_owned(),
+        peer: Peer { transport, addr },
+        headers,
+        credentials,
+    })
 }
 
 fn noun_options(n: &Noun) -> Option<&tandem_twiml::NounOptions> {

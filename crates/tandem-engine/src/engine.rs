@@ -3,10 +3,12 @@
 //! new call for an out-of-dialog INVITE from an allowed source (design §3, §4
 //! step 1). Unknown in-dialog requests get 481, unknown sources 403.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
-use tandem_sip::builder::response_to;
+use tandem_sip::auth::Secret;
+use tandem_sip::builder::{IdGen, response_to};
+use tandem_sip::registrar::{Registrar, RegistrarConfig};
 use tandem_sip::message::{HeadersExt, Method, Request};
 use tandem_transport::{EndpointEvent, EndpointHandle, Peer, ServerTx, TuEvent};
 use tokio::sync::mpsc;
@@ -36,6 +38,20 @@ pub(crate) struct Ctx {
     /// Call-ID (parent or child leg) -> the actor owning it.
     pub calls: DashMap<String, mpsc::Sender<CallMsg>>,
     pub media: Option<Media>,
+    /// Bindings of `<Client>` identities (RFC 3261 §10.3); locked briefly, never across an await.
+    pub registrar: Mutex<Registrar>,
+}
+
+impl Ctx {
+    /// The live contacts of a `<Client>` identity: (contact URI, where to send).
+    pub fn registrar_contacts(&self, identity: &str) -> Vec<(String, Peer)> {
+        let now = tokio::time::Instant::now().into_std();
+        let reg = self.registrar.lock().unwrap_or_else(|p| p.into_inner());
+        reg.contacts(now, identity)
+            .into_iter()
+            .map(|b| (b.contact, b.source))
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for Ctx {
@@ -66,6 +82,18 @@ impl Engine {
             Some(m) => Some(Media::new(m)?),
             None => None,
         };
+        let mut ids = IdGen::from_entropy();
+        let mut key = [0u8; 32];
+        for chunk in key.chunks_mut(4) {
+            chunk.copy_from_slice(&ids.u32().to_le_bytes());
+        }
+        let realm = cfg.sip_host.rsplit_once(':').map_or(cfg.sip_host.as_str(), |(h, _)| h).to_owned();
+        let registrar = Registrar::new(
+            RegistrarConfig::new(realm),
+            key,
+            tokio::time::Instant::now().into_std(),
+            ids,
+        );
         Ok(Self {
             ctx: Arc::new(Ctx {
                 cfg,
@@ -74,6 +102,7 @@ impl Engine {
                 callbacks,
                 calls: DashMap::new(),
                 media,
+                registrar: Mutex::new(registrar),
             }),
         })
     }
@@ -137,6 +166,23 @@ impl Engine {
     async fn unmatched(&self, stx: ServerTx, request: Request, source: Peer) {
         let method = request.method;
         if method == Method::Ack {
+            return;
+        }
+        if method == Method::Register {
+            let now = tokio::time::Instant::now().into_std();
+            let clients = &self.ctx.cfg.clients;
+            let response = {
+                let mut reg = self.ctx.registrar.lock().unwrap_or_else(|p| p.into_inner());
+                reg.expire(now);
+                reg.handle_register(now, &request, source, |identity, _| {
+                    clients
+                        .iter()
+                        .find(|(i, _)| i == identity)
+                        .map(|(_, p)| Secret::Password(p.clone()))
+                })
+                .into_response()
+            };
+            let _ = self.ctx.ep.respond(stx, response).await;
             return;
         }
         if method != Method::Invite || request.headers.to_tag().is_some() {
