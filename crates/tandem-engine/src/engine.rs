@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
-use tandem_sip::auth::Secret;
+use tandem_sip::auth::{Algorithm, Secret};
 use tandem_sip::builder::{IdGen, response_to};
 use tandem_sip::registrar::{Registrar, RegistrarConfig};
 use tandem_sip::message::{HeadersExt, Method, Request};
@@ -88,8 +88,12 @@ impl Engine {
             chunk.copy_from_slice(&ids.u32().to_le_bytes());
         }
         let realm = cfg.sip_host.rsplit_once(':').map_or(cfg.sip_host.as_str(), |(h, _)| h).to_owned();
+        let mut reg_cfg = RegistrarConfig::new(realm);
+        // MD5 first: many phones (and SIPp) answer the first challenge whatever
+        // its algorithm; those that can pick SHA-256 still find it offered.
+        reg_cfg.digest.algorithms = vec![Algorithm::Md5, Algorithm::Sha256];
         let registrar = Registrar::new(
-            RegistrarConfig::new(realm),
+            reg_cfg,
             key,
             tokio::time::Instant::now().into_std(),
             ids,
