@@ -20,6 +20,7 @@ use url::Url;
 use crate::config::TwimlSource;
 use crate::engine::Ctx;
 use crate::fork::{Action, ForkArbiter, RingbackPolicy};
+use crate::gather::Gathering;
 use crate::media::MediaLeg;
 
 /// What reaches a call actor.
@@ -50,11 +51,22 @@ pub(crate) enum CallMsg {
     AckTimeout { was_2xx: bool },
     /// A document fetched (or not).
     Fetched(Result<(String, Option<Url>), String>),
+    /// A screening document fetched for the child leg with this Call-ID.
+    ScreenFetched {
+        call_id: String,
+        result: Result<(String, Option<Url>), String>,
+    },
 }
 
 /// Generates a `CA` + 32 hex SID.
 fn call_sid(ids: &mut IdGen) -> String {
-    format!("CA{:08x}{:08x}{:08x}{:08x}", ids.u32(), ids.u32(), ids.u32(), ids.u32())
+    format!(
+        "CA{:08x}{:08x}{:08x}{:08x}",
+        ids.u32(),
+        ids.u32(),
+        ids.u32(),
+        ids.u32()
+    )
 }
 
 fn now() -> Instant {
@@ -81,7 +93,11 @@ struct Branch {
     dialog: Option<Dialog>,
     state: BranchState,
     media: Option<MediaLeg>,
-    status_callback: Option<(Url, tandem_webhook::Method, Vec<tandem_twiml::CallProgressEvent>)>,
+    status_callback: Option<(
+        Url,
+        tandem_webhook::Method,
+        Vec<tandem_twiml::CallProgressEvent>,
+    )>,
     callbacks: Option<tandem_webhook::CallbackQueue>,
     answered_at: Option<Instant>,
     ringing_reported: bool,
@@ -95,6 +111,17 @@ struct Branch {
     credentials: Option<(String, String)>,
     /// The INVITE was already re-sent with credentials once.
     auth_tried: bool,
+    /// The screening document running on this answered callee.
+    screen: Option<Screen>,
+}
+
+/// A screening in progress on a callee's leg (design §4 step 5).
+#[derive(Debug)]
+struct Screen {
+    interp: Interpreter,
+    pause_until: Option<Instant>,
+    gather: Option<Gathering>,
+    document_url: Option<Url>,
 }
 
 #[derive(Debug)]
@@ -133,8 +160,7 @@ struct Call {
     media_tx: mpsc::Sender<MediaEvent>,
     dial: Option<DialState>,
     pause_until: Option<Instant>,
-    gather_until: Option<Instant>,
-    digits: String,
+    gather: Option<Gathering>,
 }
 
 /// Runs one call from its INVITE to its end.
@@ -171,6 +197,7 @@ pub(crate) async fn run(
             () = sleep_until(deadline), if deadline.is_some() => call.on_timer().await,
         }
         call.drive().await;
+        call.drive_screens().await;
     }
     call.cleanup().await;
     tracing::info!("call ended");
@@ -241,27 +268,37 @@ impl Call {
         let mut media = None;
         let mut answer_sdp = None;
         if let Some(m) = &ctx.media
-            && has_sdp(&invite.headers, &invite.body) {
-                let leg = m.leg(media_tx.clone()).and_then(|mut leg| {
-                    let sdp = leg.answer(&invite.body, m.caps())?;
-                    Ok((leg, sdp))
-                });
-                match leg {
-                    Ok((leg, sdp)) => {
-                        media = Some(leg);
-                        answer_sdp = Some(sdp);
-                    }
-                    Err(e) => {
-                        let r = fail(e.status(), &e.to_string());
-                        let _ = ctx.ep.respond(invite_tx, r).await;
-                        return None;
-                    }
+            && has_sdp(&invite.headers, &invite.body)
+        {
+            let leg = m.leg(media_tx.clone()).and_then(|mut leg| {
+                let sdp = leg.answer(&invite.body, m.caps())?;
+                Ok((leg, sdp))
+            });
+            match leg {
+                Ok((leg, sdp)) => {
+                    media = Some(leg);
+                    answer_sdp = Some(sdp);
+                }
+                Err(e) => {
+                    let r = fail(e.status(), &e.to_string());
+                    let _ = ctx.ep.respond(invite_tx, r).await;
+                    return None;
                 }
             }
+        }
         let (interp, document_url) = match &route.source {
             TwimlSource::File(path) => {
-                let url = std::fs::canonicalize(path).ok().and_then(|p| Url::from_file_path(p).ok());
-                (Interpreter::fetching(url.clone().unwrap_or_else(|| Url::parse("file:///missing").expect("static URL")), tandem_twiml::Method::Post), url)
+                let url = std::fs::canonicalize(path)
+                    .ok()
+                    .and_then(|p| Url::from_file_path(p).ok());
+                (
+                    Interpreter::fetching(
+                        url.clone()
+                            .unwrap_or_else(|| Url::parse("file:///missing").expect("static URL")),
+                        tandem_twiml::Method::Post,
+                    ),
+                    url,
+                )
             }
             TwimlSource::Url { url, method, .. } => {
                 let parsed = Url::parse(url).ok();
@@ -269,7 +306,15 @@ impl Call {
                     tandem_webhook::Method::Get => tandem_twiml::Method::Get,
                     _ => tandem_twiml::Method::Post,
                 };
-                (Interpreter::fetching(parsed.clone().unwrap_or_else(|| Url::parse("http://invalid/").expect("static URL")), m), parsed)
+                (
+                    Interpreter::fetching(
+                        parsed
+                            .clone()
+                            .unwrap_or_else(|| Url::parse("http://invalid/").expect("static URL")),
+                        m,
+                    ),
+                    parsed,
+                )
             }
         };
         let call_id = invite.headers.call_id().unwrap_or("").to_owned();
@@ -297,8 +342,7 @@ impl Call {
             media_tx,
             dial: None,
             pause_until: None,
-            gather_until: None,
-            digits: String::new(),
+            gather: None,
         })
     }
 
@@ -334,7 +378,15 @@ impl Call {
             }
         };
         take(self.pause_until);
-        take(self.gather_until);
+        take(self.gather.as_ref().map(Gathering::deadline));
+        if let Some(d) = &self.dial {
+            for b in &d.branches {
+                if let Some(s) = &b.screen {
+                    take(s.pause_until);
+                    take(s.gather.as_ref().map(Gathering::deadline));
+                }
+            }
+        }
         if let Some(dial) = &self.dial {
             take(dial.arbiter.poll_timeout());
             take(dial.time_limit);
@@ -355,9 +407,10 @@ impl Call {
                 // Twilio still requests a Dial's action after the caller left;
                 // its answer has no one left to run for.
                 if let Command::Fetch(req) = cmd
-                    && req.reason == tandem_twiml::FetchReason::DialAction {
-                        self.fetch(req);
-                    }
+                    && req.reason == tandem_twiml::FetchReason::DialAction
+                {
+                    self.fetch(req);
+                }
                 continue;
             }
             match cmd {
@@ -371,10 +424,7 @@ impl Call {
                     self.feed(Event::VerbDone);
                 }
                 Command::Pause { duration } => self.pause_until = Some(now() + duration),
-                Command::Gather(g) => {
-                    self.digits.clear();
-                    self.gather_until = Some(now() + Duration::from_secs(u64::from(g.timeout)));
-                }
+                Command::Gather(g) => self.gather = Some(Gathering::new(now(), &g)),
                 Command::Dial(d) => self.start_dial(d).await,
                 Command::Hangup => self.hangup(480).await,
                 Command::Reject { reason } => {
@@ -397,42 +447,20 @@ impl Call {
     }
 
     fn fetch(&self, req: tandem_twiml::FetchRequest) {
-        let ctx = self.ctx.clone();
-        let me = self.me.clone();
         let mut params = self.call_info(self.status()).voice_params();
         for (k, v) in &req.params {
             params.push(k, v);
         }
-        let fallback = match ctx.cfg.number(&self.to_user).map(|n| &n.source) {
-            Some(TwimlSource::Url { fallback: Some((u, m)), .. }) if req.reason == tandem_twiml::FetchReason::Initial => {
+        let fallback = match self.ctx.cfg.number(&self.to_user).map(|n| &n.source) {
+            Some(TwimlSource::Url {
+                fallback: Some((u, m)),
+                ..
+            }) if req.reason == tandem_twiml::FetchReason::Initial => {
                 Some(tandem_webhook::Target::new(u.clone(), *m))
             }
             _ => None,
         };
-        tokio::spawn(async move {
-            let result = if req.url.scheme() == "file" {
-                match req.url.to_file_path() {
-                    Ok(p) => tokio::fs::read_to_string(&p)
-                        .await
-                        .map(|body| (body, Some(req.url.clone())))
-                        .map_err(|e| format!("{}: {e}", p.display())),
-                    Err(()) => Err(format!("bad file URL {}", req.url)),
-                }
-            } else {
-                let treq = tandem_webhook::TwimlRequest {
-                    target: tandem_webhook::Target::new(req.url.to_string(), twiml_method(req.method)),
-                    base: None,
-                    params,
-                    fallback,
-                };
-                ctx.webhook
-                    .fetch_twiml(&treq)
-                    .await
-                    .map(|d| (d.body, Some(d.url)))
-                    .map_err(|e| e.to_string())
-            };
-            let _ = me.send(CallMsg::Fetched(result)).await;
-        });
+        spawn_fetch(&self.ctx, &self.me, req, params, fallback, CallMsg::Fetched);
     }
 
     fn contact(&self) -> String {
@@ -445,7 +473,8 @@ impl Call {
             r.headers.push(Header::Contact(self.contact().into()));
         }
         if let Some(sdp) = sdp {
-            r.headers.push(Header::ContentType("application/sdp".into()));
+            r.headers
+                .push(Header::ContentType("application/sdp".into()));
             r.body = sdp.to_vec();
         }
         r
@@ -486,7 +515,10 @@ impl Call {
 
     async fn send_bye_caller(&mut self) {
         let branch = self.ids.branch();
-        let (transport, host) = (self.source.transport.as_str(), self.ctx.cfg.sip_host.clone());
+        let (transport, host) = (
+            self.source.transport.as_str(),
+            self.ctx.cfg.sip_host.clone(),
+        );
         match self.dialog.request(Method::Bye, transport, &host, &branch) {
             Ok(bye) => {
                 let _ = self.ctx.ep.send_request(bye, self.source).await;
@@ -499,7 +531,11 @@ impl Call {
 
     async fn on_msg(&mut self, msg: CallMsg) {
         match msg {
-            CallMsg::Request { stx, request, source } => self.on_request(stx, request, source).await,
+            CallMsg::Request {
+                stx,
+                request,
+                source,
+            } => self.on_request(stx, request, source).await,
             CallMsg::Ack => {}
             CallMsg::Cancelled => {
                 tracing::info!("caller cancelled");
@@ -508,11 +544,19 @@ impl Call {
                 self.feed(Event::CallerHangup);
                 self.finished = self.dial.is_none();
             }
-            CallMsg::Response { response, source } => self.on_child_response(response, source).await,
-            CallMsg::Timeout { call_id, method, branch } => {
+            CallMsg::Response { response, source } => {
+                self.on_child_response(response, source).await
+            }
+            CallMsg::Timeout {
+                call_id,
+                method,
+                branch,
+            } => {
                 let i = self.branch_index(&call_id);
                 let invite_of_branch = i.is_some_and(|i| {
-                    self.dial.as_ref().is_some_and(|d| d.branches[i].via_branch == branch)
+                    self.dial
+                        .as_ref()
+                        .is_some_and(|d| d.branches[i].via_branch == branch)
                 });
                 if let (Method::Invite, Some(i), true) = (method, i, invite_of_branch) {
                     self.branch_failed(i, 408).await;
@@ -523,6 +567,26 @@ impl Call {
                     tracing::warn!("caller never ACKed our 200: ending the call");
                     self.hangup(408).await;
                 }
+            }
+            CallMsg::ScreenFetched { call_id, result } => {
+                let Some(i) = self.branch_index(&call_id) else {
+                    return;
+                };
+                if let Some(s) = self
+                    .dial
+                    .as_mut()
+                    .and_then(|d| d.branches[i].screen.as_mut())
+                {
+                    let ev = match result {
+                        Ok((body, final_url)) => {
+                            s.document_url = final_url.clone();
+                            Event::Fetched { body, final_url }
+                        }
+                        Err(reason) => Event::FetchFailed { reason },
+                    };
+                    let _ = s.interp.handle(ev);
+                }
+                self.drive_screens().await;
             }
             CallMsg::Fetched(result) => match result {
                 Ok((body, final_url)) => {
@@ -552,15 +616,11 @@ impl Call {
             self.pause_until = None;
             self.feed(Event::VerbDone);
         }
-        if self.gather_until.is_some_and(|d| d <= t) {
-            self.gather_until = None;
-            if self.digits.is_empty() {
-                self.feed(Event::GatherTimeout);
-            } else {
-                let digits = std::mem::take(&mut self.digits);
-                self.feed(Event::Digits { digits, finished_on_key: None });
-            }
+        if let Some(ev) = self.gather.as_mut().and_then(|g| g.on_timeout(t)) {
+            self.gather = None;
+            self.feed(ev);
         }
+        self.screen_timers(t).await;
         let limit_hit = self
             .dial
             .as_ref()
@@ -586,7 +646,11 @@ impl Call {
             match self.dialog.on_request(&request) {
                 Ok(()) => {}
                 Err(e) => {
-                    let _ = self.ctx.ep.respond(stx, response_to(&request, e.status(), None, None)).await;
+                    let _ = self
+                        .ctx
+                        .ep
+                        .respond(stx, response_to(&request, e.status(), None, None))
+                        .await;
                     return;
                 }
             }
@@ -606,7 +670,8 @@ impl Call {
                     let mut r = response_to(&request, 200, None, None);
                     r.headers.push(Header::Contact(self.contact().into()));
                     if let Some(sdp) = &self.answer_sdp {
-                        r.headers.push(Header::ContentType("application/sdp".into()));
+                        r.headers
+                            .push(Header::ContentType("application/sdp".into()));
                         r.body = sdp.clone();
                     }
                     self.dialog.remote_reinvite_pending = false;
@@ -627,15 +692,32 @@ impl Call {
         }
         // A request in a child leg's dialog.
         let Some(i) = self.branch_index(&cid) else {
-            let _ = self.ctx.ep.respond(stx, response_to(&request, 481, None, None)).await;
+            let _ = self
+                .ctx
+                .ep
+                .respond(stx, response_to(&request, 481, None, None))
+                .await;
             return;
         };
         let _ = source;
         let _ = self.ctx.ep.respond(stx, ok(&request)).await;
+        if request.method == Method::Info {
+            if let (Some(digit), Some(d)) = (dtmf_from_info(&request), &mut self.dial) {
+                if let Some(s) = &mut d.branches[i].screen {
+                    if let Some(ev) = s.gather.as_mut().and_then(|g| g.on_digit(now(), digit)) {
+                        s.gather = None;
+                        let _ = s.interp.handle(ev);
+                    }
+                }
+            }
+            self.drive_screens().await;
+            return;
+        }
         if request.method == Method::Bye {
             let bridged = self.dial.as_ref().is_some_and(|d| d.bridged == Some(i));
             if let Some(d) = &mut self.dial {
                 d.branches[i].state = BranchState::Ended;
+                d.branches[i].screen = None;
             }
             if bridged {
                 tracing::info!("callee hung up");
@@ -648,8 +730,11 @@ impl Call {
     }
 
     async fn on_digit(&mut self, digit: char) {
-        if self.gather_until.is_some() {
-            self.digits.push(digit);
+        if let Some(g) = &mut self.gather {
+            if let Some(ev) = g.on_digit(now(), digit) {
+                self.gather = None;
+                self.feed(ev);
+            }
             return;
         }
         let star_hangup = self
@@ -666,7 +751,10 @@ impl Call {
 
     async fn start_dial(&mut self, spec: tandem_twiml::Dial) {
         let t = now();
-        let caller_id = spec.caller_id.clone().unwrap_or_else(|| self.from_user.clone());
+        let caller_id = spec
+            .caller_id
+            .clone()
+            .unwrap_or_else(|| self.from_user.clone());
         let mut branches = Vec::new();
         let mut unreachable = Vec::new();
         for noun in &spec.nouns {
@@ -721,7 +809,12 @@ impl Call {
         for b in dial.branches.iter_mut() {
             if b.state == BranchState::Calling {
                 let _ = self.ctx.ep.send_request(b.invite.clone(), b.peer).await;
-                report(b, tandem_twiml::CallProgressEvent::Initiated, tandem_webhook::CallStatus::Initiated, None);
+                report(
+                    b,
+                    tandem_twiml::CallProgressEvent::Initiated,
+                    tandem_webhook::CallStatus::Initiated,
+                    None,
+                );
             }
         }
         for (i, code) in unreachable {
@@ -764,6 +857,7 @@ impl Call {
             screen_url: None,
             credentials: None,
             auth_tried: false,
+            screen: None,
         }
     }
 
@@ -782,7 +876,10 @@ impl Call {
                     tracing::warn!(%number, "no trunk carries this number");
                     return vec![Err(404)];
                 };
-                let host = trunk.proxy.split_once(':').map_or(trunk.proxy.as_str(), |(_, h)| h);
+                let host = trunk
+                    .proxy
+                    .split_once(':')
+                    .map_or(trunk.proxy.as_str(), |(_, h)| h);
                 let creds = trunk.username.clone().zip(trunk.password.clone());
                 vec![resolve(&format!("sip:{number}@{host}"), Vec::new(), creds).await]
             }
@@ -809,8 +906,18 @@ impl Call {
     }
 
     /// Builds a branch's INVITE toward a target.
-    fn build_branch(&mut self, noun: &Noun, target: Target, caller_id: &str) -> Result<Branch, u16> {
-        let Target { uri, peer, headers: extra, credentials } = target;
+    fn build_branch(
+        &mut self,
+        noun: &Noun,
+        target: Target,
+        caller_id: &str,
+    ) -> Result<Branch, u16> {
+        let Target {
+            uri,
+            peer,
+            headers: extra,
+            credentials,
+        } = target;
         let transport = peer.transport;
         let call_id = self.ids.call_id();
         let via_branch = self.ids.branch();
@@ -841,7 +948,8 @@ impl Call {
         if let Some(m) = &self.ctx.media {
             let mut leg = m.leg(self.media_tx.clone()).map_err(|e| e.status())?;
             let sdp = if has_sdp(&self.invite.headers, &self.invite.body) {
-                leg.offer_from(&self.invite.body, m.caps()).map_err(|e| e.status())?
+                leg.offer_from(&self.invite.body, m.caps())
+                    .map_err(|e| e.status())?
             } else {
                 leg.offer(m.caps())
             };
@@ -877,7 +985,9 @@ impl Call {
             Some((url, o.method))
         });
         let sid = call_sid(&mut self.ids);
-        let callbacks = status_callback.as_ref().map(|_| self.ctx.callbacks.open(sid.clone()));
+        let callbacks = status_callback
+            .as_ref()
+            .map(|_| self.ctx.callbacks.open(sid.clone()));
         Ok(Branch {
             sid,
             call_id,
@@ -899,12 +1009,94 @@ impl Call {
             screen_url,
             credentials,
             auth_tried: false,
+            screen: None,
         })
+    }
+
+    /// Runs the noun's `url` document on an answered callee (design §4 step 5):
+    /// the caller keeps hearing ringback, the other branches keep ringing.
+    fn start_screening(&mut self, i: usize) {
+        let Some(d) = &mut self.dial else { return };
+        let b = &mut d.branches[i];
+        let Some((url, method)) = b.screen_url.clone() else {
+            d.arbiter
+                .on_screening_done(now(), i, tandem_twiml::ScreeningVerdict::Accepted);
+            return;
+        };
+        tracing::info!(branch = i, %url, "screening the callee");
+        b.screen = Some(Screen {
+            interp: Interpreter::screening(url, method),
+            pause_until: None,
+            gather: None,
+            document_url: None,
+        });
+    }
+
+    /// Executes the commands of every screening interpreter.
+    async fn drive_screens(&mut self) {
+        let n = self.dial.as_ref().map_or(0, |d| d.branches.len());
+        for i in 0..n {
+            loop {
+                let Some(d) = &mut self.dial else { return };
+                let b = &mut d.branches[i];
+                let Some(screen) = &mut b.screen else { break };
+                let Some(cmd) = screen.interp.poll_command() else {
+                    break;
+                };
+                match cmd {
+                    Command::Fetch(req) => {
+                        let mut params =
+                            child_info(b, tandem_webhook::CallStatus::InProgress).voice_params();
+                        for (k, v) in &req.params {
+                            params.push(k, v);
+                        }
+                        let call_id = b.call_id.clone();
+                        spawn_fetch(&self.ctx, &self.me, req, params, None, move |result| {
+                            CallMsg::ScreenFetched { call_id, result }
+                        });
+                    }
+                    Command::Say(_) | Command::Play(_) => {
+                        tracing::info!(
+                            "screening prompt not played yet (media prompts pending); skipped"
+                        );
+                        let _ = screen.interp.handle(Event::VerbDone);
+                    }
+                    Command::Pause { duration } => screen.pause_until = Some(now() + duration),
+                    Command::Gather(g) => screen.gather = Some(Gathering::new(now(), &g)),
+                    Command::Screened(verdict) => {
+                        tracing::info!(branch = i, ?verdict, "screening done");
+                        b.screen = None;
+                        d.arbiter.on_screening_done(now(), i, verdict);
+                        self.apply_actions().await;
+                    }
+                    Command::Answer | Command::Hangup => {}
+                    other => tracing::warn!(?other, "command not allowed in a screening document"),
+                }
+            }
+        }
+    }
+
+    async fn screen_timers(&mut self, t: Instant) {
+        let Some(d) = &mut self.dial else { return };
+        for b in &mut d.branches {
+            let Some(s) = &mut b.screen else { continue };
+            if s.pause_until.is_some_and(|p| p <= t) {
+                s.pause_until = None;
+                let _ = s.interp.handle(Event::VerbDone);
+            }
+            if let Some(ev) = s.gather.as_mut().and_then(|g| g.on_timeout(t)) {
+                s.gather = None;
+                let _ = s.interp.handle(ev);
+            }
+        }
+        self.drive_screens().await;
     }
 
     async fn on_child_response(&mut self, response: Response, stray_source: Option<Peer>) {
         let cid = response.headers.call_id().unwrap_or("").to_owned();
-        let Some(i) = self.branch_index(&cid) else { return };
+        let Some(i) = self.branch_index(&cid) else {
+            return;
+        };
         let code = response.status_code.code();
         let t = now();
         let sdp = has_sdp(&response.headers, &response.body);
@@ -926,16 +1118,24 @@ impl Call {
             };
             let ack_branch = self.ids.branch();
             if let Ok(ack) = dialog.ack(b.peer.transport.as_str(), &host, &ack_branch) {
-                let _ = self.ctx.ep.send_stateless(SipMessage::Request(ack), b.peer).await;
+                let _ = self
+                    .ctx
+                    .ep
+                    .send_stateless(SipMessage::Request(ack), b.peer)
+                    .await;
             }
             b.dialog = Some(dialog);
-            if stray_source.is_some() || b.state == BranchState::Answered || b.state == BranchState::Bridged {
+            if stray_source.is_some()
+                || b.state == BranchState::Answered
+                || b.state == BranchState::Bridged
+            {
                 return;
             }
             if let (Some(m), true) = (&mut b.media, sdp)
-                && let Err(e) = m.on_answer(&response.body) {
-                    tracing::warn!(error = %e, "callee's SDP answer unusable");
-                }
+                && let Err(e) = m.on_answer(&response.body)
+            {
+                tracing::warn!(error = %e, "callee's SDP answer unusable");
+            }
             if sdp {
                 b.answer_sdp = Some(response.body.clone());
             }
@@ -954,7 +1154,12 @@ impl Call {
             }
             if !b.ringing_reported {
                 b.ringing_reported = true;
-                report(b, tandem_twiml::CallProgressEvent::Ringing, tandem_webhook::CallStatus::Ringing, None);
+                report(
+                    b,
+                    tandem_twiml::CallProgressEvent::Ringing,
+                    tandem_webhook::CallStatus::Ringing,
+                    None,
+                );
             }
             dial.arbiter.on_provisional(t, i, code, sdp);
         } else if matches!(code, 401 | 407) && b.credentials.is_some() && !b.auth_tried {
@@ -962,7 +1167,13 @@ impl Call {
             b.auth_tried = true;
             let branch = self.ids.branch();
             let cnonce = self.ids.tag();
-            match authorized_invite(&b.invite, &response, b.credentials.as_ref(), &branch, &cnonce) {
+            match authorized_invite(
+                &b.invite,
+                &response,
+                b.credentials.as_ref(),
+                &branch,
+                &cnonce,
+            ) {
                 Ok(invite) => {
                     b.invite = invite.clone();
                     b.via_branch = branch;
@@ -1015,9 +1226,10 @@ impl Call {
         let Some(d) = &mut self.dial else { return };
         let b = &mut d.branches[i];
         if let Some(dialog) = &mut b.dialog
-            && let Ok(bye) = dialog.request(Method::Bye, b.peer.transport.as_str(), &host, &branch) {
-                let _ = self.ctx.ep.send_request(bye, b.peer).await;
-            }
+            && let Ok(bye) = dialog.request(Method::Bye, b.peer.transport.as_str(), &host, &branch)
+        {
+            let _ = self.ctx.ep.send_request(bye, b.peer).await;
+        }
         b.state = BranchState::Ended;
     }
 
@@ -1032,12 +1244,7 @@ impl Call {
                     let _ = self.ctx.ep.cancel(&cid, &br).await;
                 }
                 Action::AckThenBye(i) | Action::Bye(i) => self.bye_branch(i).await,
-                Action::StartScreening(i) => {
-                    tracing::info!(branch = i, "screening not wired yet: accepting the callee");
-                    if let Some(d) = &mut self.dial {
-                        d.arbiter.on_screening_done(now(), i, tandem_twiml::ScreeningVerdict::Accepted);
-                    }
-                }
+                Action::StartScreening(i) => self.start_screening(i),
                 Action::Bridge(i) => self.bridge(i).await,
                 Action::PlayRingback => self.play_ringback(),
                 Action::PlayEarlyMedia(i) => self.play_early_media(i),
@@ -1060,10 +1267,11 @@ impl Call {
 
     fn play_early_media(&mut self, i: usize) {
         if let (Some(parent), Some(d)) = (&mut self.media, &self.dial)
-            && let Some(child) = &d.branches[i].media {
-                parent.stop_ringback();
-                child.leg.relay_to(Some(&parent.leg));
-            }
+            && let Some(child) = &d.branches[i].media
+        {
+            parent.stop_ringback();
+            child.leg.relay_to(Some(&parent.leg));
+        }
     }
 
     async fn bridge(&mut self, i: usize) {
@@ -1086,7 +1294,12 @@ impl Call {
         }
         let b = &mut d.branches[i];
         b.state = BranchState::Bridged;
-        report(b, tandem_twiml::CallProgressEvent::Answered, tandem_webhook::CallStatus::InProgress, None);
+        report(
+            b,
+            tandem_twiml::CallProgressEvent::Answered,
+            tandem_webhook::CallStatus::InProgress,
+            None,
+        );
         if let (Some(parent), Some(child)) = (&mut self.media, &b.media) {
             parent.stop_ringback();
             tandem_rtp::bridge(&parent.leg, &child.leg);
@@ -1096,16 +1309,23 @@ impl Call {
 
     /// The bridge ended: `by_us` when the caller left, timeLimit or hangupOnStar.
     async fn end_bridge(&mut self, by_us: bool) {
-        let Some(i) = self.dial.as_ref().and_then(|d| d.bridged) else { return };
+        let Some(i) = self.dial.as_ref().and_then(|d| d.bridged) else {
+            return;
+        };
         if by_us {
-            let live = self.dial.as_ref().is_some_and(|d| d.branches[i].state == BranchState::Bridged);
+            let live = self
+                .dial
+                .as_ref()
+                .is_some_and(|d| d.branches[i].state == BranchState::Bridged);
             if live {
                 self.bye_branch(i).await;
             }
         }
         let Some(d) = &mut self.dial else { return };
         d.branches[i].state = BranchState::Ended;
-        let duration = d.bridged_at.map_or(0, |a| now().saturating_duration_since(a).as_secs());
+        let duration = d
+            .bridged_at
+            .map_or(0, |a| now().saturating_duration_since(a).as_secs());
         d.result = Some(DialCallStatus::Completed);
         let outcome = DialOutcome {
             status: DialCallStatus::Completed,
@@ -1135,17 +1355,28 @@ impl Call {
     }
 
     async fn finish_dial(&mut self, outcome: DialOutcome) {
-        let Some(mut d) = self.dial.take() else { return };
+        let Some(mut d) = self.dial.take() else {
+            return;
+        };
         let t = now();
         for b in d.branches.iter_mut() {
             let status = match (b.answered_at, b.final_code) {
                 (Some(_), _) => tandem_webhook::CallStatus::Completed,
                 (None, Some(486 | 600)) => tandem_webhook::CallStatus::Busy,
-                (None, Some(408 | 480 | 487)) | (None, None) => tandem_webhook::CallStatus::NoAnswer,
+                (None, Some(408 | 480 | 487)) | (None, None) => {
+                    tandem_webhook::CallStatus::NoAnswer
+                }
                 (None, Some(_)) => tandem_webhook::CallStatus::Failed,
             };
-            let duration = b.answered_at.map(|a| t.saturating_duration_since(a).as_secs());
-            report(b, tandem_twiml::CallProgressEvent::Completed, status, duration);
+            let duration = b
+                .answered_at
+                .map(|a| t.saturating_duration_since(a).as_secs());
+            report(
+                b,
+                tandem_twiml::CallProgressEvent::Completed,
+                status,
+                duration,
+            );
             self.ctx.calls.remove(&b.call_id);
             if let Some(m) = b.media.take() {
                 m.close().await;
@@ -1179,6 +1410,44 @@ impl Call {
     }
 }
 
+/// Fetches a document (a `file://` URL from disk, else the web application,
+/// signed) off the call's task, and sends the result back as `msg(result)`.
+fn spawn_fetch(
+    ctx: &Arc<Ctx>,
+    me: &mpsc::Sender<CallMsg>,
+    req: tandem_twiml::FetchRequest,
+    params: tandem_webhook::Params,
+    fallback: Option<tandem_webhook::Target>,
+    msg: impl FnOnce(Result<(String, Option<Url>), String>) -> CallMsg + Send + 'static,
+) {
+    let ctx = ctx.clone();
+    let me = me.clone();
+    tokio::spawn(async move {
+        let result = if req.url.scheme() == "file" {
+            match req.url.to_file_path() {
+                Ok(p) => tokio::fs::read_to_string(&p)
+                    .await
+                    .map(|body| (body, Some(req.url.clone())))
+                    .map_err(|e| format!("{}: {e}", p.display())),
+                Err(()) => Err(format!("bad file URL {}", req.url)),
+            }
+        } else {
+            let treq = tandem_webhook::TwimlRequest {
+                target: tandem_webhook::Target::new(req.url.to_string(), twiml_method(req.method)),
+                base: None,
+                params,
+                fallback,
+            };
+            ctx.webhook
+                .fetch_twiml(&treq)
+                .await
+                .map(|d| (d.body, Some(d.url)))
+                .map_err(|e| e.to_string())
+        };
+        let _ = me.send(msg(result)).await;
+    });
+}
+
 /// The INVITE re-sent with credentials for a 401/407 (RFC 3261 §22.2): new
 /// branch, next CSeq, Authorization or Proxy-Authorization.
 fn authorized_invite(
@@ -1203,7 +1472,9 @@ fn authorized_invite(
         .map(tandem_sip::message::header_value)
         .unwrap_or("");
     let parsed = Challenge::parse(value)?;
-    let (user, pass) = credentials.map(|(u, p)| (u.as_str(), p.as_str())).unwrap_or(("", ""));
+    let (user, pass) = credentials
+        .map(|(u, p)| (u.as_str(), p.as_str()))
+        .unwrap_or(("", ""));
     let uri = invite.uri.to_string();
     let creds = DigestClient::new().authorize(
         &parsed,
@@ -1226,7 +1497,9 @@ fn authorized_invite(
                 let v = tandem_sip::message::header_value(h);
                 let rewritten = match v.split_once(";branch=") {
                     Some((head, rest)) => {
-                        let tail = rest.split_once(';').map_or(String::new(), |(_, t)| format!(";{t}"));
+                        let tail = rest
+                            .split_once(';')
+                            .map_or(String::new(), |(_, t)| format!(";{t}"));
                         format!("{head};branch={branch}{tail}")
                     }
                     None => format!("{v};branch={branch}"),
@@ -1237,7 +1510,8 @@ fn authorized_invite(
             _ => {}
         }
     }
-    next.headers.retain(|h| !matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_)));
+    next.headers
+        .retain(|h| !matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_)));
     let value = creds.to_string();
     next.headers.push(if proxy {
         Header::ProxyAuthorization(value.into())
@@ -1271,7 +1545,11 @@ async fn resolve(
         _ => Transport::Udp,
     };
     let port = port.unwrap_or(5060);
-    let Some(addr) = tokio::net::lookup_host((host, port)).await.ok().and_then(|mut a| a.next()) else {
+    let Some(addr) = tokio::net::lookup_host((host, port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
         tracing::warn!(%uri, "cannot resolve the destination");
         return Err(404);
     };
@@ -1292,6 +1570,27 @@ fn noun_options(n: &Noun) -> Option<&tandem_twiml::NounOptions> {
     }
 }
 
+/// A child leg's call parameters (Direction outbound-dial, ParentCallSid).
+fn child_info(b: &Branch, status: tandem_webhook::CallStatus) -> tandem_webhook::CallInfo {
+    let from = b
+        .invite
+        .headers
+        .value_of(|h| matches!(h, Header::From(_)))
+        .and_then(|v| NameAddr::parse(v).ok().map(|n| user_of(n.uri)))
+        .unwrap_or_default();
+    tandem_webhook::CallInfo {
+        call_sid: b.sid.clone(),
+        account_sid: b.account_sid.clone(),
+        from,
+        to: b.to.clone(),
+        status,
+        direction: tandem_webhook::Direction::OutboundDial,
+        parent_call_sid: Some(b.parent_sid.clone()),
+        forwarded_from: None,
+        caller_name: None,
+    }
+}
+
 /// Queues a status callback for a child leg when its noun asked for `event`.
 fn report(
     b: &Branch,
@@ -1306,17 +1605,7 @@ fn report(
         return;
     }
     let ev = tandem_webhook::StatusEvent {
-        call: tandem_webhook::CallInfo {
-            call_sid: b.sid.clone(),
-            account_sid: b.account_sid.clone(),
-            from: user_of(&b.invite.headers.value_of(|h| matches!(h, Header::From(_))).and_then(|v| NameAddr::parse(v).ok().map(|n| n.uri.to_owned())).unwrap_or_default()),
-            to: b.to.clone(),
-            status,
-            direction: tandem_webhook::Direction::OutboundDial,
-            parent_call_sid: Some(b.parent_sid.clone()),
-            forwarded_from: None,
-            caller_name: None,
-        },
+        call: child_info(b, status),
         duration_secs: duration,
         recording: None,
         sip_response_code: b.final_code,
@@ -1329,11 +1618,19 @@ fn report(
 
 /// A DTMF digit from SIP INFO (`application/dtmf-relay` `Signal=5`, or `application/dtmf` `5`).
 fn dtmf_from_info(req: &Request) -> Option<char> {
-    let ct = req.headers.value_of(|h| matches!(h, Header::ContentType(_)))?.trim().to_ascii_lowercase();
+    let ct = req
+        .headers
+        .value_of(|h| matches!(h, Header::ContentType(_)))?
+        .trim()
+        .to_ascii_lowercase();
     let body = std::str::from_utf8(&req.body).ok()?;
     let value = if ct == "application/dtmf-relay" {
         body.lines()
-            .find_map(|l| l.trim().strip_prefix("Signal=").or_else(|| l.trim().strip_prefix("Signal =")))?
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Signal=")
+                    .or_else(|| l.trim().strip_prefix("Signal ="))
+            })?
             .trim()
     } else if ct == "application/dtmf" {
         body.trim()

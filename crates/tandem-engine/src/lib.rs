@@ -5,7 +5,11 @@ mod call;
 pub mod config;
 mod engine;
 pub mod fork;
+mod gather;
+pub mod http;
 mod media;
+pub mod media_ops;
+pub mod recording;
 
-pub use config::{EngineConfig, MediaConfig, NumberRoute, TwimlSource, Trunk};
+pub use config::{EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
 pub use engine::{Engine, EngineError};
