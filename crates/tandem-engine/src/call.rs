@@ -702,13 +702,12 @@ impl Call {
         let _ = source;
         let _ = self.ctx.ep.respond(stx, ok(&request)).await;
         if request.method == Method::Info {
-            if let (Some(digit), Some(d)) = (dtmf_from_info(&request), &mut self.dial) {
-                if let Some(s) = &mut d.branches[i].screen {
-                    if let Some(ev) = s.gather.as_mut().and_then(|g| g.on_digit(now(), digit)) {
-                        s.gather = None;
-                        let _ = s.interp.handle(ev);
-                    }
-                }
+            let screen = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut());
+            if let (Some(digit), Some(s)) = (dtmf_from_info(&request), screen)
+                && let Some(ev) = s.gather.as_mut().and_then(|g| g.on_digit(now(), digit))
+            {
+                s.gather = None;
+                let _ = s.interp.handle(ev);
             }
             self.drive_screens().await;
             return;
