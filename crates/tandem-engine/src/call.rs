@@ -666,12 +666,14 @@ impl Call {
                     }
                 }
                 Method::Invite => {
-                    // Re-INVITE (hold, refresh): answer with our current description.
+                    // Re-INVITE (hold, resume, refresh): answered from our leg, offered on.
+                    if let Some(answer) = self.relay_reinvite(None, &request).await {
+                        self.answer_sdp = Some(answer);
+                    }
                     let mut r = response_to(&request, 200, None, None);
                     r.headers.push(Header::Contact(self.contact().into()));
                     if let Some(sdp) = &self.answer_sdp {
-                        r.headers
-                            .push(Header::ContentType("application/sdp".into()));
+                        r.headers.push(Header::ContentType("application/sdp".into()));
                         r.body = sdp.clone();
                     }
                     self.dialog.remote_reinvite_pending = false;
@@ -700,6 +702,17 @@ impl Call {
             return;
         };
         let _ = source;
+        if request.method == Method::Invite {
+            let answer = self.relay_reinvite(Some(i), &request).await;
+            let mut r = response_to(&request, 200, None, None);
+            r.headers.push(Header::Contact(self.contact().into()));
+            if let Some(sdp) = answer {
+                r.headers.push(Header::ContentType("application/sdp".into()));
+                r.body = sdp;
+            }
+            let _ = self.ctx.ep.respond(stx, r).await;
+            return;
+        }
         let _ = self.ctx.ep.respond(stx, ok(&request)).await;
         if request.method == Method::Info {
             let screen = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut());
@@ -1012,6 +1025,103 @@ impl Call {
         })
     }
 
+    /// A 2xx to a re-INVITE Tandem sent the caller: ACK it and take its SDP.
+    async fn on_parent_reinvite_response(&mut self, response: &Response, seq: u32) {
+        if !(200..300).contains(&response.status_code.code()) {
+            return;
+        }
+        self.dialog.on_invite_response(response);
+        let branch = self.ids.branch();
+        let host = self.ctx.cfg.sip_host.clone();
+        if let Ok(ack) = self.dialog.ack_for(seq, self.source.transport.as_str(), &host, &branch) {
+            let _ = self.ctx.ep.send_stateless(SipMessage::Request(ack), self.source).await;
+        }
+        if let (Some(m), true) = (&mut self.media, has_sdp(&response.headers, &response.body))
+            && let Err(e) = m.on_answer(&response.body)
+        {
+            tracing::warn!(error = %e, "caller's answer to our re-INVITE unusable");
+        }
+    }
+
+    /// A 2xx to a re-INVITE Tandem sent a callee: ACK it and take its SDP.
+    async fn on_child_reinvite_response(&mut self, i: usize, response: &Response, seq: u32) {
+        if !(200..300).contains(&response.status_code.code()) {
+            return;
+        }
+        let branch = self.ids.branch();
+        let host = self.ctx.cfg.sip_host.clone();
+        let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else { return };
+        let Some(dialog) = &mut b.dialog else { return };
+        dialog.on_invite_response(response);
+        if let Ok(ack) = dialog.ack_for(seq, b.peer.transport.as_str(), &host, &branch) {
+            let _ = self.ctx.ep.send_stateless(SipMessage::Request(ack), b.peer).await;
+        }
+        if let (Some(m), true) = (&mut b.media, has_sdp(&response.headers, &response.body))
+            && let Err(e) = m.on_answer(&response.body)
+        {
+            tracing::warn!(error = %e, "callee's answer to our re-INVITE unusable");
+        }
+    }
+
+    /// A re-INVITE from one side of the bridge (hold, resume, codec change):
+    /// answered at once from Tandem's anchored leg, and offered on to the other
+    /// side so that hold propagates (design §1: re-INVITEs pass between legs).
+    async fn relay_reinvite(&mut self, from_child: Option<usize>, request: &Request) -> Option<Vec<u8>> {
+        let caps = self.ctx.media.as_ref()?.caps().clone();
+        let body = &request.body;
+        if !has_sdp(&request.headers, body) {
+            return None;
+        }
+        let host = self.ctx.cfg.sip_host.clone();
+        let branch = self.ids.branch();
+        let bridged = self.dial.as_ref().and_then(|d| d.bridged);
+        match from_child {
+            None => {
+                let answer = match self.media.as_mut()?.answer(body, &caps) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "caller's re-INVITE SDP unusable");
+                        return None;
+                    }
+                };
+                if let Some(i) = bridged {
+                    let b = &mut self.dial.as_mut()?.branches[i];
+                    if let (Some(m), Some(dialog)) = (&mut b.media, &mut b.dialog)
+                        && let Ok(offer) = m.offer_from(body, &caps)
+                        && let Ok(mut re) =
+                            dialog.request(Method::Invite, b.peer.transport.as_str(), &host, &branch)
+                    {
+                        re.headers.push(Header::ContentType("application/sdp".into()));
+                        re.body = offer;
+                        let _ = self.ctx.ep.send_request(re, b.peer).await;
+                    }
+                }
+                Some(answer)
+            }
+            Some(i) => {
+                let b = &mut self.dial.as_mut()?.branches[i];
+                let answer = match b.media.as_mut()?.answer(body, &caps) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "callee's re-INVITE SDP unusable");
+                        return None;
+                    }
+                };
+                if bridged == Some(i)
+                    && let Some(m) = &mut self.media
+                    && let Ok(offer) = m.offer_from(body, &caps)
+                    && let Ok(mut re) =
+                        self.dialog.request(Method::Invite, self.source.transport.as_str(), &host, &branch)
+                {
+                    re.headers.push(Header::ContentType("application/sdp".into()));
+                    re.body = offer;
+                    let _ = self.ctx.ep.send_request(re, self.source).await;
+                }
+                Some(answer)
+            }
+        }
+    }
+
     /// Runs the noun's `url` document on an answered callee (design §4 step 5):
     /// the caller keeps hearing ringback, the other branches keep ringing.
     fn start_screening(&mut self, i: usize) {
@@ -1093,9 +1203,26 @@ impl Call {
 
     async fn on_child_response(&mut self, response: Response, stray_source: Option<Peer>) {
         let cid = response.headers.call_id().unwrap_or("").to_owned();
+        let Some((seq, Method::Invite)) = response.headers.cseq() else {
+            // Responses to BYE, CANCEL, INFO: the transactions did their part.
+            return;
+        };
+        if cid == self.call_id {
+            self.on_parent_reinvite_response(&response, seq).await;
+            return;
+        }
         let Some(i) = self.branch_index(&cid) else {
             return;
         };
+        let reinvite = self
+            .dial
+            .as_ref()
+            .and_then(|d| d.branches[i].dialog.as_ref())
+            .is_some_and(|dl| seq > dl.invite_seq);
+        if reinvite {
+            self.on_child_reinvite_response(i, &response, seq).await;
+            return;
+        }
         let code = response.status_code.code();
         let t = now();
         let sdp = has_sdp(&response.headers, &response.body);

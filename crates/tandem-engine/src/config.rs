@@ -67,7 +67,9 @@ pub struct Trunk {
 impl Trunk {
     /// Whether `ip` may send INVITEs through this trunk.
     pub fn allows(&self, ip: IpAddr) -> bool {
-        self.sources.iter().any(|&(net, len)| cidr_contains(net, len, ip))
+        self.sources
+            .iter()
+            .any(|&(net, len)| cidr_contains(net, len, ip))
     }
 }
 
@@ -81,13 +83,17 @@ pub fn cidr_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
         }
         (IpAddr::V6(n), IpAddr::V6(i)) => {
             let len = u32::from(len.min(128));
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(n) & mask == u128::from(i) & mask
         }
         (IpAddr::V6(n), IpAddr::V4(i)) => n.to_ipv4_mapped() == Some(i) && len >= 96,
-        (IpAddr::V4(n), IpAddr::V6(i)) => i.to_ipv4_mapped().is_some_and(|i| {
-            cidr_contains(IpAddr::V4(n), len, IpAddr::V4(i))
-        }),
+        (IpAddr::V4(n), IpAddr::V6(i)) => i
+            .to_ipv4_mapped()
+            .is_some_and(|i| cidr_contains(IpAddr::V4(n), len, IpAddr::V4(i))),
     }
 }
 
@@ -136,7 +142,10 @@ impl EngineConfig {
             .filter_map(|t| {
                 t.prefixes
                     .iter()
-                    .filter(|p| number.starts_with(p.as_str()) || bare.starts_with(p.trim_start_matches('+')))
+                    .filter(|p| {
+                        number.starts_with(p.as_str())
+                            || bare.starts_with(p.trim_start_matches('+'))
+                    })
                     .map(|p| p.len())
                     .max()
                     .map(|len| (len, t))
@@ -172,7 +181,11 @@ mod tests {
             auth_token: "t".into(),
             sip_host: "127.0.0.1:5080".into(),
             public_url: "http://127.0.0.1:8089".into(),
-            trunks: vec![trunk("any", &[""]), trunk("us", &["+1"]), trunk("nyc", &["+1212"])],
+            trunks: vec![
+                trunk("any", &[""]),
+                trunk("us", &["+1"]),
+                trunk("nyc", &["+1212"]),
+            ],
             numbers: vec![NumberRoute {
                 number: "+15550001000".into(),
                 source: TwimlSource::File("x.xml".into()),
@@ -190,7 +203,10 @@ mod tests {
         assert_eq!(c.trunk_for("+12125550000", None).unwrap().name, "nyc");
         assert_eq!(c.trunk_for("+13105550000", None).unwrap().name, "us");
         assert_eq!(c.trunk_for("+442071234567", None).unwrap().name, "any");
-        assert_eq!(c.trunk_for("+12125550000", Some("any")).unwrap().name, "any");
+        assert_eq!(
+            c.trunk_for("+12125550000", Some("any")).unwrap().name,
+            "any"
+        );
         assert!(c.trunk_for("+1", Some("missing")).is_none());
     }
 
@@ -199,7 +215,11 @@ mod tests {
         let c = cfg();
         assert!(c.source_trunk("192.0.2.77".parse().unwrap()).is_some());
         assert!(c.source_trunk("198.51.100.1".parse().unwrap()).is_none());
-        assert!(cidr_contains("::".parse().unwrap(), 0, "2001:db8::1".parse().unwrap()));
+        assert!(cidr_contains(
+            "::".parse().unwrap(),
+            0,
+            "2001:db8::1".parse().unwrap()
+        ));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use dashmap::DashMap;
 use tandem_sip::auth::{Algorithm, Secret};
 use tandem_sip::builder::{IdGen, response_to};
-use tandem_sip::registrar::{Registrar, RegistrarConfig};
 use tandem_sip::message::{HeadersExt, Method, Request};
+use tandem_sip::registrar::{Registrar, RegistrarConfig};
 use tandem_transport::{EndpointEvent, EndpointHandle, Peer, ServerTx, TuEvent};
 use tokio::sync::mpsc;
 
@@ -56,7 +56,9 @@ impl Ctx {
 
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").field("calls", &self.calls.len()).finish()
+        f.debug_struct("Ctx")
+            .field("calls", &self.calls.len())
+            .finish()
     }
 }
 
@@ -87,17 +89,16 @@ impl Engine {
         for chunk in key.chunks_mut(4) {
             chunk.copy_from_slice(&ids.u32().to_le_bytes());
         }
-        let realm = cfg.sip_host.rsplit_once(':').map_or(cfg.sip_host.as_str(), |(h, _)| h).to_owned();
+        let realm = cfg
+            .sip_host
+            .rsplit_once(':')
+            .map_or(cfg.sip_host.as_str(), |(h, _)| h)
+            .to_owned();
         let mut reg_cfg = RegistrarConfig::new(realm);
         // MD5 first: many phones (and SIPp) answer the first challenge whatever
         // its algorithm; those that can pick SHA-256 still find it offered.
         reg_cfg.digest.algorithms = vec![Algorithm::Md5, Algorithm::Sha256];
-        let registrar = Registrar::new(
-            reg_cfg,
-            key,
-            tokio::time::Instant::now().into_std(),
-            ids,
-        );
+        let registrar = Registrar::new(reg_cfg, key, tokio::time::Instant::now().into_std(), ids);
         Ok(Self {
             ctx: Arc::new(Ctx {
                 cfg,
@@ -126,14 +127,25 @@ impl Engine {
     async fn dispatch(&self, ev: EndpointEvent) {
         let shard = ev.shard;
         let (call_id, msg) = match ev.event {
-            TuEvent::Request { tx, request, source } => {
+            TuEvent::Request {
+                tx,
+                request,
+                source,
+            } => {
                 let stx = ServerTx { shard, tx };
                 let cid = request.headers.call_id().unwrap_or("").to_owned();
                 if !self.ctx.calls.contains_key(&cid) {
                     self.unmatched(stx, request, source).await;
                     return;
                 }
-                (cid, CallMsg::Request { stx, request, source })
+                (
+                    cid,
+                    CallMsg::Request {
+                        stx,
+                        request,
+                        source,
+                    },
+                )
             }
             TuEvent::Ack { request, .. } => {
                 let cid = request.headers.call_id().unwrap_or("").to_owned();
@@ -142,16 +154,40 @@ impl Engine {
             TuEvent::Cancelled { call_id, .. } => (call_id, CallMsg::Cancelled),
             TuEvent::Response { response, .. } => {
                 let cid = response.headers.call_id().unwrap_or("").to_owned();
-                (cid, CallMsg::Response { response, source: None })
+                (
+                    cid,
+                    CallMsg::Response {
+                        response,
+                        source: None,
+                    },
+                )
             }
             TuEvent::Stray2xx { response, source } => {
                 let cid = response.headers.call_id().unwrap_or("").to_owned();
-                (cid, CallMsg::Response { response, source: Some(source) })
+                (
+                    cid,
+                    CallMsg::Response {
+                        response,
+                        source: Some(source),
+                    },
+                )
             }
-            TuEvent::Timeout { call_id, method, branch, .. } => {
-                (call_id.clone(), CallMsg::Timeout { call_id, method, branch })
-            }
-            TuEvent::AckTimeout { call_id, was_2xx, .. } => (call_id, CallMsg::AckTimeout { was_2xx }),
+            TuEvent::Timeout {
+                call_id,
+                method,
+                branch,
+                ..
+            } => (
+                call_id.clone(),
+                CallMsg::Timeout {
+                    call_id,
+                    method,
+                    branch,
+                },
+            ),
+            TuEvent::AckTimeout {
+                call_id, was_2xx, ..
+            } => (call_id, CallMsg::AckTimeout { was_2xx }),
             other => {
                 tracing::debug!(?other, "endpoint event not handled");
                 return;

@@ -113,7 +113,11 @@ pub(crate) struct MediaLeg {
 
 impl MediaLeg {
     /// Answers the remote's offer (the caller's INVITE) and starts the relay toward it.
-    pub(crate) fn answer(&mut self, offer: &[u8], caps: &MediaCapabilities) -> Result<Vec<u8>, LegError> {
+    pub(crate) fn answer(
+        &mut self,
+        offer: &[u8],
+        caps: &MediaCapabilities,
+    ) -> Result<Vec<u8>, LegError> {
         let offer = SessionDescription::parse(offer)?;
         let (mut sdp, neg) = self.sess.answer(&offer, caps, AnswerOptions::default())?;
         self.sess.stamp(&mut sdp);
@@ -122,7 +126,11 @@ impl MediaLeg {
     }
 
     /// An offer toward a callee built from the caller's offer (same codecs).
-    pub(crate) fn offer_from(&mut self, remote_offer: &[u8], caps: &MediaCapabilities) -> Result<Vec<u8>, LegError> {
+    pub(crate) fn offer_from(
+        &mut self,
+        remote_offer: &[u8],
+        caps: &MediaCapabilities,
+    ) -> Result<Vec<u8>, LegError> {
         let remote = SessionDescription::parse(remote_offer)?;
         let mut sdp = self.sess.offer_from(&remote, caps)?;
         self.sess.stamp(&mut sdp);

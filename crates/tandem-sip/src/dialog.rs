@@ -325,6 +325,17 @@ impl Dialog {
         self.build(Method::Ack, self.invite_seq, transport, sent_by, branch)
     }
 
+    /// The ACK for the 2xx of a re-INVITE sent with CSeq `seq`.
+    pub fn ack_for(
+        &self,
+        seq: u32,
+        transport: &str,
+        sent_by: &str,
+        branch: &str,
+    ) -> Result<Request, DialogError> {
+        self.build(Method::Ack, seq, transport, sent_by, branch)
+    }
+
     fn build(
         &self,
         method: Method,

@@ -1,0 +1,544 @@
+//! Tandem's own HTTP listener (design §6 inbound, issue 5): `RecordingUrl`
+//! media, the recording resource in Twilio's 2010-04-01 JSON shape,
+//! `/healthz` and Prometheus `/metrics`, on hyper 1 (HTTP/1.1).
+//!
+//! Routes (see `docs/recording.md`):
+//! - `GET /healthz` → `200 ok`.
+//! - `GET /metrics` → [`Metrics`] in the Prometheus text format.
+//! - `GET /2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}` and
+//!   `….wav` → the WAV file, streamed; `….mp3` → 415 (not supported).
+//!   Public like Twilio's default (the SID is the secret) unless
+//!   [`HttpState::media_auth`] is set.
+//! - `GET …/Recordings/{RecordingSid}.json` → the recording resource; always
+//!   requires HTTP Basic auth with AccountSid and auth token.
+//!
+//! `HEAD` is answered like `GET` without a body; other methods get 405 with
+//! `Allow`. Anything else, an unknown account or a SID that is not `RE` + 32
+//! hex digits gets 404, so no request can name a file outside the
+//! recordings folder.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tandem_webhook::{DialCallStatus, RecordingStatus};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::recording::{API_PREFIX, RecordingStore, is_recording_sid};
+
+/// Most connections served at once; further ones wait in the accept backlog.
+const MAX_CONNECTIONS: usize = 256;
+/// Time a client has to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read from a recording per body frame.
+const CHUNK: usize = 64 * 1024;
+/// Largest sidecar served (they are about 1 KiB).
+const MAX_META: u64 = 64 * 1024;
+
+/// Response body: a small buffer or a streamed file.
+pub type HttpBody = BoxBody<Bytes, io::Error>;
+
+/// Counters shown at `/metrics`. The engine updates them; all methods are
+/// lock-free and never fail.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    calls_active: AtomicU64,
+    calls_total: AtomicU64,
+    /// completed, answered, busy, no-answer, failed, canceled, other.
+    dials: [AtomicU64; 7],
+    /// completed, absent.
+    recordings: [AtomicU64; 2],
+    http_requests: AtomicU64,
+}
+
+const DIAL_STATUSES: [&str; 7] = [
+    "completed",
+    "answered",
+    "busy",
+    "no-answer",
+    "failed",
+    "canceled",
+    "other",
+];
+
+impl Metrics {
+    /// A call was created (inbound INVITE accepted).
+    pub fn call_started(&self) {
+        self.calls_total.fetch_add(1, Ordering::Relaxed);
+        self.calls_active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A call ended (never goes below zero).
+    pub fn call_ended(&self) {
+        let _ = self
+            .calls_active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// A `<Dial>` ended with `status` (its `DialCallStatus`).
+    pub fn dial_ended(&self, status: DialCallStatus) {
+        let i = DIAL_STATUSES
+            .iter()
+            .position(|s| *s == status.as_str())
+            .unwrap_or(DIAL_STATUSES.len() - 1);
+        self.dials[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A recording stopped with `status` (`completed` or `absent`).
+    pub fn recording_finished(&self, status: RecordingStatus) {
+        let i = usize::from(status != RecordingStatus::Completed);
+        self.recordings[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls up now.
+    pub fn calls_active(&self) -> u64 {
+        self.calls_active.load(Ordering::Relaxed)
+    }
+
+    /// Appends the Prometheus text exposition (format 0.0.4) to `out`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP tandem_calls_active Calls in progress.\n\
+             # TYPE tandem_calls_active gauge\n\
+             tandem_calls_active {}\n\
+             # HELP tandem_calls_total Calls created since start.\n\
+             # TYPE tandem_calls_total counter\n\
+             tandem_calls_total {}\n\
+             # HELP tandem_dials_total Dial verbs ended, by DialCallStatus.\n\
+             # TYPE tandem_dials_total counter\n",
+            get(&self.calls_active),
+            get(&self.calls_total)
+        );
+        for (name, n) in DIAL_STATUSES.iter().zip(&self.dials) {
+            let _ = writeln!(out, "tandem_dials_total{{status=\"{name}\"}} {}", get(n));
+        }
+        let _ = write!(
+            out,
+            "# HELP tandem_recordings_total Dial recordings finished, by RecordingStatus.\n\
+             # TYPE tandem_recordings_total counter\n\
+             tandem_recordings_total{{status=\"completed\"}} {}\n\
+             tandem_recordings_total{{status=\"absent\"}} {}\n\
+             # HELP tandem_http_requests_total Requests served by the HTTP listener.\n\
+             # TYPE tandem_http_requests_total counter\n\
+             tandem_http_requests_total {}\n",
+            get(&self.recordings[0]),
+            get(&self.recordings[1]),
+            get(&self.http_requests)
+        );
+    }
+}
+
+/// Extra Prometheus text appended after [`Metrics`] (the engine's own
+/// gauges, pool usage...). Must write complete `# TYPE`d families.
+pub type ExtraMetrics = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+/// What the listener serves from.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Recordings folder, account and URL base.
+    pub recordings: RecordingStore,
+    /// Auth token: the password of HTTP Basic auth (user = AccountSid).
+    pub auth_token: String,
+    /// Require Basic auth for recording media too (Twilio's "enforce HTTP
+    /// auth on media URLs"); default off: media URLs are public and the
+    /// SID (128 random bits) is the secret.
+    pub media_auth: bool,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// More `/metrics` text, if any.
+    pub extra_metrics: Option<ExtraMetrics>,
+}
+
+impl HttpState {
+    /// State with media public and no extra metrics.
+    pub fn new(
+        recordings: RecordingStore,
+        auth_token: impl Into<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        HttpState {
+            recordings,
+            auth_token: auth_token.into(),
+            media_auth: false,
+            metrics,
+            extra_metrics: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState")
+            .field("recordings", &self.recordings)
+            .field("media_auth", &self.media_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running listener started by [`spawn`].
+#[derive(Debug)]
+pub struct HttpServer {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// The bound address (the port when `:0` was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets requests in flight finish, and returns when
+    /// every connection is closed.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "http listener ended abnormally");
+        }
+    }
+}
+
+/// Binds `addr` and serves on the current runtime until
+/// [`HttpServer::shutdown`] (or until the handle is dropped).
+pub async fn spawn(addr: SocketAddr, state: HttpState) -> io::Result<HttpServer> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (tx, mut rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        serve(listener, state, async move {
+            // Ends on `shutdown` or when the handle is dropped.
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+        .await;
+    });
+    tracing::info!(%addr, "http listener started");
+    Ok(HttpServer {
+        addr,
+        shutdown: tx,
+        task,
+    })
+}
+
+/// Serves `listener` until `shutdown` completes, then closes connections
+/// gracefully (requests in flight finish) and returns once they are gone.
+pub async fn serve(listener: TcpListener, state: HttpState, shutdown: impl Future<Output = ()>) {
+    let state = Arc::new(state);
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        while conns.try_join_next().is_some() {}
+        let state = Arc::clone(&state);
+        let mut stop = stop_rx.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            let svc = service_fn(move |req| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    while conns.join_next().await.is_some() {}
+    tracing::info!("http listener stopped");
+}
+
+/// Answers one request.
+pub async fn handle<B>(state: &HttpState, req: Request<B>) -> Response<HttpBody> {
+    state.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    let head = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let resp = route(state, &req).await;
+    tracing::debug!(method = %req.method(), path = req.uri().path(), status = resp.status().as_u16(),
+        "http request");
+    if head {
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, empty());
+    }
+    resp
+}
+
+async fn route<B>(state: &HttpState, req: &Request<B>) -> Response<HttpBody> {
+    let path = req.uri().path();
+    match path {
+        "/healthz" => return text(StatusCode::OK, "ok\n"),
+        "/metrics" => {
+            let mut out = String::with_capacity(2048);
+            state.metrics.render(&mut out);
+            if let Some(extra) = &state.extra_metrics {
+                extra(&mut out);
+            }
+            let mut r = text(StatusCode::OK, out);
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return r;
+        }
+        _ => {}
+    }
+    let Some(rest) = path
+        .strip_prefix(API_PREFIX)
+        .and_then(|p| p.strip_prefix('/'))
+    else {
+        return not_found();
+    };
+    let mut parts = rest.split('/');
+    let (Some(account), Some("Recordings"), Some(file), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return not_found();
+    };
+    let store = &state.recordings;
+    if account != store.account_sid() {
+        return not_found();
+    }
+    let (sid, ext) = file.split_once('.').unwrap_or((file, ""));
+    if !is_recording_sid(sid) {
+        return not_found();
+    }
+    match ext {
+        "" | "wav" => {
+            if state.media_auth && !authorized(state, req) {
+                return unauthorized();
+            }
+            wav(&store.wav_path(sid)).await
+        }
+        "json" => {
+            if !authorized(state, req) {
+                return unauthorized();
+            }
+            meta(&store.meta_path(sid)).await
+        }
+        "mp3" => text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "recordings are served as WAV only\n",
+        ),
+        _ => not_found(),
+    }
+}
+
+/// Streams a recording.
+async fn wav(path: &std::path::Path) -> Response<HttpBody> {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return not_found(),
+        Err(e) => return internal(path, &e),
+    };
+    let len = match file.metadata().await {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => return not_found(),
+        Err(e) => return internal(path, &e),
+    };
+    let body = FileBody {
+        file,
+        remaining: len,
+        buf: BytesMut::new(),
+    };
+    let mut r = Response::new(BodyExt::boxed(body));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("audio/x-wav"));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+/// Serves a recording's sidecar resource.
+async fn meta(path: &std::path::Path) -> Response<HttpBody> {
+    let bytes = match tokio::fs::metadata(path).await {
+        Ok(m) if m.is_file() && m.len() <= MAX_META => tokio::fs::read(path).await,
+        Ok(_) => return not_found(),
+        Err(e) => Err(e),
+    };
+    match bytes {
+        Ok(b) => {
+            let mut r = full(StatusCode::OK, Bytes::from(b));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => not_found(),
+        Err(e) => internal(path, &e),
+    }
+}
+
+/// Whether the request carries `Authorization: Basic` with AccountSid and
+/// the auth token (compared in constant time).
+fn authorized<B>(state: &HttpState, req: &Request<B>) -> bool {
+    let Some(v) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, cred)) = v.trim().split_once(' ') else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(cred.trim()) else {
+        return false;
+    };
+    let expected = format!("{}:{}", state.recordings.account_sid(), state.auth_token);
+    ct_eq(&decoded, expected.as_bytes())
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn empty() -> HttpBody {
+    Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {
+    let mut r = full(status, body);
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn not_found() -> Response<HttpBody> {
+    text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+fn unauthorized() -> Response<HttpBody> {
+    let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"Tandem\""),
+    );
+    r
+}
+
+fn internal(path: &std::path::Path, e: &io::Error) -> Response<HttpBody> {
+    tracing::error!(path = %path.display(), error = %e, "recording not readable");
+    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+}
+
+/// A file streamed in [`CHUNK`]-sized frames, at most `remaining` bytes (the
+/// length when the response started, so a growing file still matches its
+/// `Content-Length`).
+struct FileBody {
+    file: tokio::fs::File,
+    remaining: u64,
+    buf: BytesMut,
+}
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = CHUNK.min(usize::try_from(this.remaining).unwrap_or(CHUNK));
+        if this.buf.len() < want {
+            this.buf.resize(want, 0);
+        }
+        let mut rb = ReadBuf::new(&mut this.buf[..want]);
+        ready!(Pin::new(&mut this.file).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n == 0 {
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "recording shrank while being served",
+            ))));
+        }
+        this.remaining -= n as u64;
+        let chunk = this.buf.split_to(n).freeze();
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}

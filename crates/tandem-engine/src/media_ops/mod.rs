@@ -1,0 +1,25 @@
+//! Media operations around a call's legs (design §5, issue 5): DTMF out
+//! (`<Number sendDigits>`, `<Play digits>`: RFC 4733 telephone-events when
+//! negotiated, ITU-T Q.23 in-band tones otherwise), DTMF in (RFC 4733
+//! §2.5 receiver and an in-band Goertzel detector on decoded G.711, for
+//! `<Gather>` and `hangupOnStar`), `<Say>` (espeak-ng, cached on disk per
+//! text and voice) and `<Play>` (`file://` and `http(s)` WAV or raw μ-law,
+//! cached per URL).
+//!
+//! Everything here produces a [`MediaSource`](tandem_rtp::relay::MediaSource)
+//! for `Leg::inject`, or a [`Tap`](tandem_rtp::relay::Tap) for
+//! `Leg::set_tap`; the call actor owns the legs and decides when to play.
+//! `docs/media-ops.md` describes the rules, the voice mapping and the limits.
+
+mod digits;
+mod dtmf_in;
+mod encode;
+mod play;
+mod prompt;
+mod say;
+
+pub use digits::{DigitsError, MAX_DIGITS, SendDigits, digits_source};
+pub use dtmf_in::{DtmfDigit, DtmfKind, DtmfTap, dtmf_tap, fan_out};
+pub use play::{MAX_PLAY_BYTES, PLAY_FETCH_TIMEOUT, PlayCache};
+pub use prompt::{MAX_LOOPS, PromptError, PromptSource, Prompts, PromptsConfig, loop_count};
+pub use say::{MAX_SAY_CHARS, SpeechVoice, espeak_voice};
