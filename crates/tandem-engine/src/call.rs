@@ -21,6 +21,11 @@ use crate::config::TwimlSource;
 use crate::engine::Ctx;
 use crate::fork::{Action, ForkArbiter, RingbackPolicy};
 use crate::gather::Gathering;
+use crate::media_ops::{DtmfDigit, DtmfTap, PromptSource, SendDigits, digits_source, dtmf_tap, fan_out};
+use crate::recording::{RecordFrom, RecordingOptions, RecordingSession, RecordingTaps};
+use tandem_rtp::relay::Tap;
+use std::collections::VecDeque;
+use tandem_rtp::relay::Injection;
 use crate::media::MediaLeg;
 
 /// What reaches a call actor.
@@ -51,6 +56,12 @@ pub(crate) enum CallMsg {
     AckTimeout { was_2xx: bool },
     /// A document fetched (or not).
     Fetched(Result<(String, Option<Url>), String>),
+    /// Audio for a verb finished loading (speech synthesis, a download).
+    AudioReady {
+        who: Who,
+        seq: u64,
+        result: Result<Audio, String>,
+    },
     /// A screening document fetched for the child leg with this Call-ID.
     ScreenFetched {
         call_id: String,
@@ -113,12 +124,15 @@ struct Branch {
     auth_tried: bool,
     /// The screening document running on this answered callee.
     screen: Option<Screen>,
+    /// `<Number sendDigits>`, played to the callee once bridged.
+    send_digits: Option<String>,
 }
 
 /// A screening in progress on a callee's leg (design §4 step 5).
 #[derive(Debug)]
 struct Screen {
     interp: Interpreter,
+    playing: Option<Injection>,
     pause_until: Option<Instant>,
     gather: Option<Gathering>,
     document_url: Option<Url>,
@@ -134,6 +148,11 @@ struct DialState {
     bridged_at: Option<Instant>,
     time_limit: Option<Instant>,
     result: Option<DialCallStatus>,
+    /// `record` of this Dial, and the recording once started.
+    rec_opts: Option<RecordingOptions>,
+    recording: Option<(RecordingSession, RecordingTaps)>,
+    /// recordingStatusCallback, method and events.
+    rec_callback: Option<(Url, tandem_webhook::Method, Vec<tandem_twiml::RecordingEvent>)>,
 }
 
 struct Call {
@@ -161,6 +180,39 @@ struct Call {
     dial: Option<DialState>,
     pause_until: Option<Instant>,
     gather: Option<Gathering>,
+    /// DTMF heard on the caller's leg (RFC 4733 or in-band).
+    dtmf: Option<Arc<DtmfTap>>,
+    /// What the caller's leg is playing for the current verb.
+    playing: Option<Injection>,
+    /// Bumped per verb so that late prompt loads are ignored.
+    verb_seq: u64,
+    /// `<Gather>` prompts still to play, then the gather itself.
+    prompt_queue: VecDeque<tandem_twiml::Prompt>,
+    pending_gather: Option<tandem_twiml::Gather>,
+    /// The parent call's callback queue (recording callbacks), opened on first use.
+    callbacks: Option<tandem_webhook::CallbackQueue>,
+}
+
+/// Which leg a prompt plays on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Who {
+    Caller,
+    Branch(usize),
+}
+
+/// Audio loaded for a verb, ready to inject.
+pub(crate) enum Audio {
+    Prompt(PromptSource),
+    Digits(SendDigits),
+}
+
+impl std::fmt::Debug for Audio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Prompt(_) => "Audio::Prompt",
+            Self::Digits(_) => "Audio::Digits",
+        })
+    }
 }
 
 /// Runs one call from its INVITE to its end.
@@ -178,9 +230,11 @@ pub(crate) async fn run(
         ctx.calls.remove(&call_id);
         return;
     };
+    let mut dtmf_rx = call.take_dtmf_rx();
     let span = tracing::info_span!("call", sid = %call.sid);
     let _enter = span.enter();
     tracing::info!(from = %call.from_user, to = %call.to_user, "call started");
+    ctx.metrics.call_started();
     call.drive().await;
     while !call.finished {
         let deadline = call.next_deadline();
@@ -194,13 +248,25 @@ pub(crate) async fn run(
                     call.on_media(ev).await;
                 }
             }
+            d = recv_opt(&mut dtmf_rx) => match d {
+                Some(d) => call.on_digit(d.digit).await,
+                None => dtmf_rx = None,
+            },
             () = sleep_until(deadline), if deadline.is_some() => call.on_timer().await,
         }
         call.drive().await;
         call.drive_screens().await;
     }
     call.cleanup().await;
+    ctx.metrics.call_ended();
     tracing::info!("call ended");
+}
+
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -343,6 +409,12 @@ impl Call {
             dial: None,
             pause_until: None,
             gather: None,
+            dtmf: None,
+            playing: None,
+            verb_seq: 0,
+            prompt_queue: VecDeque::new(),
+            pending_gather: None,
+            callbacks: None,
         })
     }
 
@@ -415,16 +487,14 @@ impl Call {
             }
             match cmd {
                 Command::Answer => self.answer().await,
-                Command::Say(say) => {
-                    tracing::info!(text = %say.text, "<Say> is not spoken yet (media prompts pending); skipped");
-                    self.feed(Event::VerbDone);
-                }
-                Command::Play(_) => {
-                    tracing::info!("<Play> is not played yet (media prompts pending); skipped");
-                    self.feed(Event::VerbDone);
-                }
+                Command::Say(say) => self.play_prompt(Who::Caller, tandem_twiml::Prompt::Say(say)),
+                Command::Play(play) => self.play_prompt(Who::Caller, tandem_twiml::Prompt::Play(play)),
                 Command::Pause { duration } => self.pause_until = Some(now() + duration),
-                Command::Gather(g) => self.gather = Some(Gathering::new(now(), &g)),
+                Command::Gather(mut g) => {
+                    self.prompt_queue = std::mem::take(&mut g.prompts).into();
+                    self.pending_gather = Some(g);
+                    self.next_gather_prompt();
+                }
                 Command::Dial(d) => self.start_dial(d).await,
                 Command::Hangup => self.hangup(480).await,
                 Command::Reject { reason } => {
@@ -568,6 +638,7 @@ impl Call {
                     self.hangup(408).await;
                 }
             }
+            CallMsg::AudioReady { who, seq, result } => self.on_audio_ready(who, seq, result),
             CallMsg::ScreenFetched { call_id, result } => {
                 let Some(i) = self.branch_index(&call_id) else {
                     return;
@@ -604,9 +675,174 @@ impl Call {
     }
 
     async fn on_media(&mut self, ev: MediaEvent) {
-        if let MediaEvent::Timeout { leg, after } = ev {
-            tracing::warn!(?leg, ?after, "media timeout: ending the call");
-            self.hangup(408).await;
+        match ev {
+            MediaEvent::Timeout { leg, after } => {
+                tracing::warn!(?leg, ?after, "media timeout: ending the call");
+                self.hangup(408).await;
+            }
+            MediaEvent::InjectionDone { leg, id } => self.on_injection_done(leg, id),
+            _ => {}
+        }
+    }
+
+    /// Takes the caller leg's DTMF receiver for the actor's select loop.
+    fn take_dtmf_rx(&mut self) -> Option<mpsc::Receiver<DtmfDigit>> {
+        let leg = self.media.as_ref()?;
+        let (tap, rx) = dtmf_tap(32);
+        leg.leg.set_tap(Some(tap.clone()));
+        self.dtmf = Some(tap);
+        Some(rx)
+    }
+
+    /// Starts a Say, Play or Pause on a leg; its end feeds VerbDone to the
+    /// interpreter that asked (the caller's, or a branch's screening).
+    fn play_prompt(&mut self, who: Who, prompt: tandem_twiml::Prompt) {
+        self.verb_seq += 1;
+        let seq = self.verb_seq;
+        let has_leg = match who {
+            Who::Caller => self.media.is_some(),
+            Who::Branch(i) => self.dial.as_ref().is_some_and(|d| d.branches[i].media.is_some()),
+        };
+        if let tandem_twiml::Prompt::Pause(p) = &prompt {
+            let until = now() + Duration::from_secs(u64::from(p.length));
+            match who {
+                Who::Caller => self.pause_until = Some(until),
+                Who::Branch(i) => {
+                    if let Some(s) = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut()) {
+                        s.pause_until = Some(until);
+                    }
+                }
+            }
+            return;
+        }
+        if !has_leg {
+            tracing::info!("no media on this leg: prompt skipped");
+            self.verb_done(who);
+            return;
+        }
+        let prompts = self.ctx.prompts.clone();
+        let me = self.me.clone();
+        let base = match who {
+            Who::Caller => self.document_url.clone(),
+            Who::Branch(i) => self
+                .dial
+                .as_ref()
+                .and_then(|d| d.branches[i].screen.as_ref())
+                .and_then(|s| s.document_url.clone()),
+        };
+        tokio::spawn(async move {
+            let result = match prompt {
+                tandem_twiml::Prompt::Say(say) => prompts
+                    .say(&say.text, say.voice.as_deref(), say.language.as_deref(), say.loop_)
+                    .await
+                    .map(Audio::Prompt)
+                    .map_err(|e| e.to_string()),
+                tandem_twiml::Prompt::Play(play) => match (&play.digits, &play.url) {
+                    (Some(d), _) => digits_source(d).map(Audio::Digits).map_err(|e| e.to_string()),
+                    (None, Some(url)) => {
+                        let url = match &base {
+                            Some(b) => b.join(url).map(|u| u.to_string()).unwrap_or_else(|_| url.clone()),
+                            None => url.clone(),
+                        };
+                        prompts.play(&url, play.loop_).await.map(Audio::Prompt).map_err(|e| e.to_string())
+                    }
+                    (None, None) => Err("<Play> without a URL or digits".to_owned()),
+                },
+                tandem_twiml::Prompt::Pause(_) => Err("pause".to_owned()),
+            };
+            let _ = me.send(CallMsg::AudioReady { who, seq, result }).await;
+        });
+    }
+
+    fn on_audio_ready(&mut self, who: Who, seq: u64, result: Result<Audio, String>) {
+        if seq != self.verb_seq {
+            return;
+        }
+        let audio = match result {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "prompt not played");
+                self.verb_done(who);
+                return;
+            }
+        };
+        let leg = match who {
+            Who::Caller => self.media.as_ref().map(|m| &m.leg),
+            Who::Branch(i) => self
+                .dial
+                .as_ref()
+                .and_then(|d| d.branches[i].media.as_ref())
+                .map(|m| &m.leg),
+        };
+        let Some(leg) = leg else {
+            self.verb_done(who);
+            return;
+        };
+        let injection = match audio {
+            Audio::Prompt(p) => leg.inject(p),
+            Audio::Digits(d) => leg.inject(d),
+        };
+        match who {
+            Who::Caller => self.playing = Some(injection),
+            Who::Branch(i) => {
+                if let Some(s) = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut()) {
+                    s.playing = Some(injection);
+                }
+            }
+        }
+    }
+
+    fn on_injection_done(&mut self, leg: tandem_rtp::LegId, id: u64) {
+        let is = |inj: &Option<Injection>, l: Option<tandem_rtp::LegId>| {
+            inj.as_ref().is_some_and(|i| i.id() == id) && l == Some(leg)
+        };
+        if is(&self.playing, self.media.as_ref().map(|m| m.leg.id())) {
+            self.playing = None;
+            self.verb_done(Who::Caller);
+            return;
+        }
+        let n = self.dial.as_ref().map_or(0, |d| d.branches.len());
+        for i in 0..n {
+            let hit = self.dial.as_ref().is_some_and(|d| {
+                let b = &d.branches[i];
+                b.screen.as_ref().is_some_and(|s| is(&s.playing, b.media.as_ref().map(|m| m.leg.id())))
+            });
+            if hit {
+                if let Some(s) = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut()) {
+                    s.playing = None;
+                }
+                self.verb_done(Who::Branch(i));
+                return;
+            }
+        }
+    }
+
+    /// A verb's audio ended: the next `<Gather>` prompt, or VerbDone.
+    fn verb_done(&mut self, who: Who) {
+        match who {
+            Who::Caller => {
+                if self.pending_gather.is_some() {
+                    self.next_gather_prompt();
+                } else {
+                    self.feed(Event::VerbDone);
+                }
+            }
+            Who::Branch(i) => {
+                if let Some(s) = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut()) {
+                    let _ = s.interp.handle(Event::VerbDone);
+                }
+            }
+        }
+    }
+
+    /// Plays the next prompt of the pending `<Gather>`, or starts collecting.
+    fn next_gather_prompt(&mut self) {
+        if let Some(p) = self.prompt_queue.pop_front() {
+            self.play_prompt(Who::Caller, p);
+            return;
+        }
+        if let Some(g) = self.pending_gather.take() {
+            self.gather = Some(Gathering::new(now(), &g));
         }
     }
 
@@ -614,7 +850,7 @@ impl Call {
         let t = now();
         if self.pause_until.is_some_and(|d| d <= t) {
             self.pause_until = None;
-            self.feed(Event::VerbDone);
+            self.verb_done(Who::Caller);
         }
         if let Some(ev) = self.gather.as_mut().and_then(|g| g.on_timeout(t)) {
             self.gather = None;
@@ -742,6 +978,14 @@ impl Call {
     }
 
     async fn on_digit(&mut self, digit: char) {
+        if let Some(g) = self.pending_gather.take() {
+            // A key during the prompts stops them and starts the gather with it.
+            self.prompt_queue.clear();
+            self.playing = None;
+            self.pause_until = None;
+            self.verb_seq += 1;
+            self.gather = Some(Gathering::new(now(), &g));
+        }
         if let Some(g) = &mut self.gather {
             if let Some(ev) = g.on_digit(now(), digit) {
                 self.gather = None;
@@ -806,6 +1050,19 @@ impl Call {
             self.ctx.calls.insert(b.call_id.clone(), self.me.clone());
         }
         let time_limit = None;
+        let rec_opts = RecordingOptions::from_twiml(spec.record, spec.recording_track, spec.trim);
+        let rec_callback = spec.recording_status_callback.as_ref().and_then(|u| {
+            let url = match self.document_url.as_ref() {
+                Some(b) => b.join(u).ok()?,
+                None => Url::parse(u).ok()?,
+            };
+            let events = if spec.recording_status_callback_event.is_empty() {
+                vec![tandem_twiml::RecordingEvent::Completed]
+            } else {
+                spec.recording_status_callback_event.clone()
+            };
+            Some((url, twiml_method(spec.recording_status_callback_method), events))
+        });
         self.dial = Some(DialState {
             spec,
             arbiter,
@@ -815,6 +1072,9 @@ impl Call {
             bridged_at: None,
             time_limit,
             result: None,
+            rec_opts,
+            recording: None,
+            rec_callback,
         });
         // Send every INVITE at once.
         let dial = self.dial.as_mut().expect("just set");
@@ -833,6 +1093,14 @@ impl Call {
             if let Some(d) = &mut self.dial {
                 d.arbiter.on_failed(t, i, code);
             }
+        }
+        if self
+            .dial
+            .as_ref()
+            .and_then(|d| d.rec_opts.as_ref())
+            .is_some_and(|o| o.from == RecordFrom::Ringing)
+        {
+            self.start_recording();
         }
         let answer_on_bridge = self.dial.as_ref().is_some_and(|d| d.spec.answer_on_bridge);
         if !self.answered && answer_on_bridge && !self.early_sent {
@@ -870,6 +1138,7 @@ impl Call {
             credentials: None,
             auth_tried: false,
             screen: None,
+            send_digits: None,
         }
     }
 
@@ -1022,6 +1291,10 @@ impl Call {
             credentials,
             auth_tried: false,
             screen: None,
+            send_digits: match noun {
+                Noun::Number(n) => n.send_digits.clone(),
+                _ => None,
+            },
         })
     }
 
@@ -1135,6 +1408,7 @@ impl Call {
         tracing::info!(branch = i, %url, "screening the callee");
         b.screen = Some(Screen {
             interp: Interpreter::screening(url, method),
+            playing: None,
             pause_until: None,
             gather: None,
             document_url: None,
@@ -1164,11 +1438,11 @@ impl Call {
                             CallMsg::ScreenFetched { call_id, result }
                         });
                     }
-                    Command::Say(_) | Command::Play(_) => {
-                        tracing::info!(
-                            "screening prompt not played yet (media prompts pending); skipped"
-                        );
-                        let _ = screen.interp.handle(Event::VerbDone);
+                    Command::Say(say) => {
+                        self.play_prompt(Who::Branch(i), tandem_twiml::Prompt::Say(say));
+                    }
+                    Command::Play(play) => {
+                        self.play_prompt(Who::Branch(i), tandem_twiml::Prompt::Play(play));
                     }
                     Command::Pause { duration } => screen.pause_until = Some(now() + duration),
                     Command::Gather(g) => screen.gather = Some(Gathering::new(now(), &g)),
@@ -1430,6 +1704,24 @@ impl Call {
             parent.stop_ringback();
             tandem_rtp::bridge(&parent.leg, &child.leg);
         }
+        if let (Some(child), Some(digits)) = (&b.media, &b.send_digits) {
+            match digits_source(digits) {
+                Ok(src) => child.leg.inject(src).detach(),
+                Err(e) => tracing::warn!(error = %e, "sendDigits not played"),
+            }
+        }
+        if self
+            .dial
+            .as_ref()
+            .is_some_and(|d| d.recording.is_none() && d.rec_opts.is_some())
+        {
+            self.start_recording();
+        }
+        if let Some(d) = &self.dial
+            && let (Some((_, taps)), Some(child)) = (&d.recording, &d.branches[i].media)
+        {
+            child.leg.set_tap(Some(taps.child.clone()));
+        }
         tracing::info!(branch = i, "bridged");
     }
 
@@ -1480,11 +1772,77 @@ impl Call {
         self.finish_dial(outcome).await;
     }
 
-    async fn finish_dial(&mut self, outcome: DialOutcome) {
+    /// Starts the Dial's recording: channel 1 the caller, channel 2 the callee.
+    fn start_recording(&mut self) {
+        let Some(opts) = self.dial.as_ref().and_then(|d| d.rec_opts.clone()) else { return };
+        let Some(parent) = &self.media else {
+            tracing::info!("no media on the caller's leg: nothing to record");
+            return;
+        };
+        match self.ctx.recordings.start(&self.sid, opts, tokio::time::Instant::now()) {
+            Ok((session, taps)) => {
+                let tap: Arc<dyn Tap> = match &self.dtmf {
+                    Some(d) => fan_out(vec![d.clone() as Arc<dyn Tap>, taps.parent.clone()]),
+                    None => taps.parent.clone(),
+                };
+                parent.leg.set_tap(Some(tap));
+                let event = session.in_progress_event();
+                let cb = self.dial.as_ref().and_then(|d| d.rec_callback.clone());
+                if let Some((url, method, events)) = cb
+                    && events.contains(&tandem_twiml::RecordingEvent::InProgress)
+                    && let Err(e) = self.parent_callbacks().enqueue_recording(url, method, &event)
+                {
+                    tracing::warn!(error = %e, "recording callback dropped");
+                }
+                tracing::info!(recording = %session.sid(), "recording started");
+                if let Some(d) = &mut self.dial {
+                    d.recording = Some((session, taps));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "recording not started"),
+        }
+    }
+
+    /// The parent call's callback queue, opened on first use.
+    fn parent_callbacks(&mut self) -> &tandem_webhook::CallbackQueue {
+        let sid = self.sid.clone();
+        let ctx = self.ctx.clone();
+        self.callbacks.get_or_insert_with(|| ctx.callbacks.open(sid))
+    }
+
+    async fn finish_dial(&mut self, mut outcome: DialOutcome) {
         let Some(mut d) = self.dial.take() else {
             return;
         };
-        let t = now();
+        self.ctx.metrics.dial_ended(webhook_status(outcome.status));
+        if let Some((mut session, _)) = d.recording.take() {
+            // The caller's leg goes back to DTMF only.
+            if let Some(m) = &self.media {
+                m.leg.set_tap(self.dtmf.clone().map(|t| t as Arc<dyn Tap>));
+            }
+            match session.stop(tokio::time::Instant::now()) {
+                Ok(info) => {
+                    self.ctx.metrics.recording_finished(info.status);
+                    if info.status == tandem_webhook::RecordingStatus::Completed {
+                        outcome.recording_url = Some(info.url.clone());
+                    }
+                    let wanted = match info.status {
+                        tandem_webhook::RecordingStatus::Absent => tandem_twiml::RecordingEvent::Absent,
+                        _ => tandem_twiml::RecordingEvent::Completed,
+                    };
+                    if let Some((url, method, events)) = &d.rec_callback
+                        && events.contains(&wanted)
+                    {
+                        let (url, method) = (url.clone(), *method);
+                        let q = self.parent_callbacks();
+                        if let Err(e) = q.enqueue_recording(url, method, &info.event()) {
+                            tracing::warn!(error = %e, "recording callback dropped");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "recording not finished"),
+            }
+        }        let t = now();
         for b in d.branches.iter_mut() {
             let status = match (b.answered_at, b.final_code) {
                 (Some(_), _) => tandem_webhook::CallStatus::Completed,
@@ -1685,6 +2043,18 @@ async fn resolve(
         headers,
         credentials,
     })
+}
+
+/// The same `DialCallStatus` in the webhook crate's vocabulary.
+fn webhook_status(s: DialCallStatus) -> tandem_webhook::DialCallStatus {
+    match s {
+        DialCallStatus::Completed => tandem_webhook::DialCallStatus::Completed,
+        DialCallStatus::Answered => tandem_webhook::DialCallStatus::Answered,
+        DialCallStatus::Busy => tandem_webhook::DialCallStatus::Busy,
+        DialCallStatus::NoAnswer => tandem_webhook::DialCallStatus::NoAnswer,
+        DialCallStatus::Failed => tandem_webhook::DialCallStatus::Failed,
+        DialCallStatus::Canceled => tandem_webhook::DialCallStatus::Canceled,
+    }
 }
 
 fn noun_options(n: &Noun) -> Option<&tandem_twiml::NounOptions> {

@@ -15,7 +15,10 @@ use tokio::sync::mpsc;
 
 use crate::call::{self, CallMsg};
 use crate::config::EngineConfig;
+use crate::http::{HttpServer, HttpState, Metrics};
 use crate::media::Media;
+use crate::media_ops::{Prompts, PromptsConfig};
+use crate::recording::RecordingStore;
 
 /// Errors starting the engine.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,12 @@ pub(crate) struct Ctx {
     pub media: Option<Media>,
     /// Bindings of `<Client>` identities (RFC 3261 §10.3); locked briefly, never across an await.
     pub registrar: Mutex<Registrar>,
+    /// Speech and audio for `<Say>` and `<Play>`.
+    pub prompts: Arc<Prompts>,
+    /// Where recordings are written and how they are addressed.
+    pub recordings: RecordingStore,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Ctx {
@@ -99,8 +108,21 @@ impl Engine {
         // its algorithm; those that can pick SHA-256 still find it offered.
         reg_cfg.digest.algorithms = vec![Algorithm::Md5, Algorithm::Sha256];
         let registrar = Registrar::new(reg_cfg, key, tokio::time::Instant::now().into_std(), ids);
+        let recordings =
+            RecordingStore::new(&cfg.recording_dir, &cfg.public_url, &cfg.account_sid);
+        match recordings.repair_all() {
+            Ok(report) => tracing::debug!(?report, "recordings checked"),
+            Err(e) => tracing::warn!(error = %e, "recordings folder not checked"),
+        }
+        let prompts = Arc::new(Prompts::new(
+            PromptsConfig::new(cfg.recording_dir.join("tts-cache")),
+            Some(webhook.clone()),
+        ));
         Ok(Self {
             ctx: Arc::new(Ctx {
+                prompts,
+                recordings,
+                metrics: Arc::new(Metrics::default()),
                 cfg,
                 ep,
                 webhook,
@@ -110,6 +132,16 @@ impl Engine {
                 registrar: Mutex::new(registrar),
             }),
         })
+    }
+
+    /// Starts Tandem's HTTP listener (recordings, `/healthz`, `/metrics`).
+    pub async fn serve_http(&self, addr: std::net::SocketAddr) -> std::io::Result<HttpServer> {
+        let state = HttpState::new(
+            self.ctx.recordings.clone(),
+            self.ctx.cfg.auth_token.clone(),
+            self.ctx.metrics.clone(),
+        );
+        crate::http::spawn(addr, state).await
     }
 
     /// Number of live call legs (parent and children), for tests and metrics.

@@ -38,11 +38,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warn!(dir = %engine_cfg.recording_dir.display(), error = %e, "cannot create the recording directory");
     }
     let engine = Engine::new(engine_cfg, endpoint.handle.clone()).context("starting the engine")?;
+    let http = engine
+        .serve_http(config.http.listen)
+        .await
+        .with_context(|| format!("starting the HTTP listener on {}", config.http.listen))?;
+    info!(addr = %http.local_addr(), "HTTP listening");
     tokio::select! {
         signal = shutdown.wait() => info!(signal, "shutting down"),
         () = engine.run(&mut endpoint.events) => warn!("SIP endpoint stopped"),
     }
     endpoint.shutdown();
+    http.shutdown().await;
     info!("stopped");
     Ok(())
 }
