@@ -21,15 +21,18 @@ use crate::config::TwimlSource;
 use crate::engine::Ctx;
 use crate::fork::{Action, ForkArbiter, RingbackPolicy};
 use crate::gather::Gathering;
-use crate::media_ops::{DtmfDigit, DtmfTap, PromptSource, SendDigits, digits_source, dtmf_tap, fan_out};
+use crate::media::MediaLeg;
+use crate::media_ops::{
+    DtmfDigit, DtmfTap, PromptSource, SendDigits, digits_source, dtmf_tap, fan_out,
+};
 use crate::recording::{RecordFrom, RecordingOptions, RecordingSession, RecordingTaps};
-use tandem_rtp::relay::Tap;
 use std::collections::VecDeque;
 use tandem_rtp::relay::Injection;
-use crate::media::MediaLeg;
+use tandem_rtp::relay::Tap;
 
 /// What reaches a call actor.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a SIP request by value; boxing would cost an allocation per message
 pub(crate) enum CallMsg {
     /// A request in one of the call's dialogs (or a retransmission-free new one).
     Request {
@@ -67,6 +70,37 @@ pub(crate) enum CallMsg {
         call_id: String,
         result: Result<(String, Option<Url>), String>,
     },
+}
+
+/// How long a cancelled branch is waited for (64*T1 with the default T1).
+const LINGER: Duration = Duration::from_secs(32);
+
+/// An inert stand-in left in a finished Dial's branch list.
+fn placeholder_branch(b: &Branch) -> Branch {
+    Branch {
+        sid: b.sid.clone(),
+        call_id: b.call_id.clone(),
+        via_branch: String::new(),
+        invite: b.invite.clone(),
+        peer: b.peer,
+        to: String::new(),
+        dialog: None,
+        state: BranchState::Ended,
+        media: None,
+        status_callback: None,
+        callbacks: None,
+        answered_at: None,
+        ringing_reported: true,
+        final_code: b.final_code,
+        answer_sdp: None,
+        parent_sid: String::new(),
+        account_sid: String::new(),
+        screen_url: None,
+        credentials: None,
+        auth_tried: true,
+        screen: None,
+        send_digits: None,
+    }
 }
 
 /// Generates a `CA` + 32 hex SID.
@@ -152,7 +186,11 @@ struct DialState {
     rec_opts: Option<RecordingOptions>,
     recording: Option<(RecordingSession, RecordingTaps)>,
     /// recordingStatusCallback, method and events.
-    rec_callback: Option<(Url, tandem_webhook::Method, Vec<tandem_twiml::RecordingEvent>)>,
+    rec_callback: Option<(
+        Url,
+        tandem_webhook::Method,
+        Vec<tandem_twiml::RecordingEvent>,
+    )>,
 }
 
 struct Call {
@@ -191,6 +229,8 @@ struct Call {
     pending_gather: Option<tandem_twiml::Gather>,
     /// The parent call's callback queue (recording callbacks), opened on first use.
     callbacks: Option<tandem_webhook::CallbackQueue>,
+    /// Cancelled branches still owing a final response, until a deadline.
+    lingering: Vec<(Instant, Branch)>,
 }
 
 /// Which leg a prompt plays on.
@@ -236,7 +276,7 @@ pub(crate) async fn run(
     tracing::info!(from = %call.from_user, to = %call.to_user, "call started");
     ctx.metrics.call_started();
     call.drive().await;
-    while !call.finished {
+    while !call.finished || !call.lingering.is_empty() {
         let deadline = call.next_deadline();
         tokio::select! {
             msg = rx.recv() => match msg {
@@ -415,6 +455,7 @@ impl Call {
             prompt_queue: VecDeque::new(),
             pending_gather: None,
             callbacks: None,
+            lingering: Vec::new(),
         })
     }
 
@@ -451,6 +492,9 @@ impl Call {
         };
         take(self.pause_until);
         take(self.gather.as_ref().map(Gathering::deadline));
+        for (until, _) in &self.lingering {
+            take(Some(*until));
+        }
         if let Some(d) = &self.dial {
             for b in &d.branches {
                 if let Some(s) = &b.screen {
@@ -488,7 +532,9 @@ impl Call {
             match cmd {
                 Command::Answer => self.answer().await,
                 Command::Say(say) => self.play_prompt(Who::Caller, tandem_twiml::Prompt::Say(say)),
-                Command::Play(play) => self.play_prompt(Who::Caller, tandem_twiml::Prompt::Play(play)),
+                Command::Play(play) => {
+                    self.play_prompt(Who::Caller, tandem_twiml::Prompt::Play(play))
+                }
                 Command::Pause { duration } => self.pause_until = Some(now() + duration),
                 Command::Gather(mut g) => {
                     self.prompt_queue = std::mem::take(&mut g.prompts).into();
@@ -617,6 +663,16 @@ impl Call {
             CallMsg::Response { response, source } => {
                 self.on_child_response(response, source).await
             }
+            CallMsg::Timeout { call_id, .. } if self.branch_index(&call_id).is_none() => {
+                if let Some(pos) = self
+                    .lingering
+                    .iter()
+                    .position(|(_, b)| b.call_id == call_id)
+                {
+                    let (_, b) = self.lingering.remove(pos);
+                    self.ctx.calls.remove(&b.call_id);
+                }
+            }
             CallMsg::Timeout {
                 call_id,
                 method,
@@ -701,14 +757,21 @@ impl Call {
         let seq = self.verb_seq;
         let has_leg = match who {
             Who::Caller => self.media.is_some(),
-            Who::Branch(i) => self.dial.as_ref().is_some_and(|d| d.branches[i].media.is_some()),
+            Who::Branch(i) => self
+                .dial
+                .as_ref()
+                .is_some_and(|d| d.branches[i].media.is_some()),
         };
         if let tandem_twiml::Prompt::Pause(p) = &prompt {
             let until = now() + Duration::from_secs(u64::from(p.length));
             match who {
                 Who::Caller => self.pause_until = Some(until),
                 Who::Branch(i) => {
-                    if let Some(s) = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut()) {
+                    if let Some(s) = self
+                        .dial
+                        .as_mut()
+                        .and_then(|d| d.branches[i].screen.as_mut())
+                    {
                         s.pause_until = Some(until);
                     }
                 }
@@ -733,18 +796,32 @@ impl Call {
         tokio::spawn(async move {
             let result = match prompt {
                 tandem_twiml::Prompt::Say(say) => prompts
-                    .say(&say.text, say.voice.as_deref(), say.language.as_deref(), say.loop_)
+                    .say(
+                        &say.text,
+                        say.voice.as_deref(),
+                        say.language.as_deref(),
+                        say.loop_,
+                    )
                     .await
                     .map(Audio::Prompt)
                     .map_err(|e| e.to_string()),
                 tandem_twiml::Prompt::Play(play) => match (&play.digits, &play.url) {
-                    (Some(d), _) => digits_source(d).map(Audio::Digits).map_err(|e| e.to_string()),
+                    (Some(d), _) => digits_source(d)
+                        .map(Audio::Digits)
+                        .map_err(|e| e.to_string()),
                     (None, Some(url)) => {
                         let url = match &base {
-                            Some(b) => b.join(url).map(|u| u.to_string()).unwrap_or_else(|_| url.clone()),
+                            Some(b) => b
+                                .join(url)
+                                .map(|u| u.to_string())
+                                .unwrap_or_else(|_| url.clone()),
                             None => url.clone(),
                         };
-                        prompts.play(&url, play.loop_).await.map(Audio::Prompt).map_err(|e| e.to_string())
+                        prompts
+                            .play(&url, play.loop_)
+                            .await
+                            .map(Audio::Prompt)
+                            .map_err(|e| e.to_string())
                     }
                     (None, None) => Err("<Play> without a URL or digits".to_owned()),
                 },
@@ -785,7 +862,11 @@ impl Call {
         match who {
             Who::Caller => self.playing = Some(injection),
             Who::Branch(i) => {
-                if let Some(s) = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut()) {
+                if let Some(s) = self
+                    .dial
+                    .as_mut()
+                    .and_then(|d| d.branches[i].screen.as_mut())
+                {
                     s.playing = Some(injection);
                 }
             }
@@ -805,10 +886,16 @@ impl Call {
         for i in 0..n {
             let hit = self.dial.as_ref().is_some_and(|d| {
                 let b = &d.branches[i];
-                b.screen.as_ref().is_some_and(|s| is(&s.playing, b.media.as_ref().map(|m| m.leg.id())))
+                b.screen
+                    .as_ref()
+                    .is_some_and(|s| is(&s.playing, b.media.as_ref().map(|m| m.leg.id())))
             });
             if hit {
-                if let Some(s) = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut()) {
+                if let Some(s) = self
+                    .dial
+                    .as_mut()
+                    .and_then(|d| d.branches[i].screen.as_mut())
+                {
                     s.playing = None;
                 }
                 self.verb_done(Who::Branch(i));
@@ -828,7 +915,11 @@ impl Call {
                 }
             }
             Who::Branch(i) => {
-                if let Some(s) = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut()) {
+                if let Some(s) = self
+                    .dial
+                    .as_mut()
+                    .and_then(|d| d.branches[i].screen.as_mut())
+                {
                     let _ = s.interp.handle(Event::VerbDone);
                 }
             }
@@ -848,6 +939,14 @@ impl Call {
 
     async fn on_timer(&mut self) {
         let t = now();
+        let ctx = self.ctx.clone();
+        self.lingering.retain(|(until, b)| {
+            let keep = *until > t;
+            if !keep {
+                ctx.calls.remove(&b.call_id);
+            }
+            keep
+        });
         if self.pause_until.is_some_and(|d| d <= t) {
             self.pause_until = None;
             self.verb_done(Who::Caller);
@@ -909,7 +1008,8 @@ impl Call {
                     let mut r = response_to(&request, 200, None, None);
                     r.headers.push(Header::Contact(self.contact().into()));
                     if let Some(sdp) = &self.answer_sdp {
-                        r.headers.push(Header::ContentType("application/sdp".into()));
+                        r.headers
+                            .push(Header::ContentType("application/sdp".into()));
                         r.body = sdp.clone();
                     }
                     self.dialog.remote_reinvite_pending = false;
@@ -943,7 +1043,8 @@ impl Call {
             let mut r = response_to(&request, 200, None, None);
             r.headers.push(Header::Contact(self.contact().into()));
             if let Some(sdp) = answer {
-                r.headers.push(Header::ContentType("application/sdp".into()));
+                r.headers
+                    .push(Header::ContentType("application/sdp".into()));
                 r.body = sdp;
             }
             let _ = self.ctx.ep.respond(stx, r).await;
@@ -951,7 +1052,10 @@ impl Call {
         }
         let _ = self.ctx.ep.respond(stx, ok(&request)).await;
         if request.method == Method::Info {
-            let screen = self.dial.as_mut().and_then(|d| d.branches[i].screen.as_mut());
+            let screen = self
+                .dial
+                .as_mut()
+                .and_then(|d| d.branches[i].screen.as_mut());
             if let (Some(digit), Some(s)) = (dtmf_from_info(&request), screen)
                 && let Some(ev) = s.gather.as_mut().and_then(|g| g.on_digit(now(), digit))
             {
@@ -1061,7 +1165,11 @@ impl Call {
             } else {
                 spec.recording_status_callback_event.clone()
             };
-            Some((url, twiml_method(spec.recording_status_callback_method), events))
+            Some((
+                url,
+                twiml_method(spec.recording_status_callback_method),
+                events,
+            ))
         });
         self.dial = Some(DialState {
             spec,
@@ -1306,8 +1414,15 @@ impl Call {
         self.dialog.on_invite_response(response);
         let branch = self.ids.branch();
         let host = self.ctx.cfg.sip_host.clone();
-        if let Ok(ack) = self.dialog.ack_for(seq, self.source.transport.as_str(), &host, &branch) {
-            let _ = self.ctx.ep.send_stateless(SipMessage::Request(ack), self.source).await;
+        if let Ok(ack) = self
+            .dialog
+            .ack_for(seq, self.source.transport.as_str(), &host, &branch)
+        {
+            let _ = self
+                .ctx
+                .ep
+                .send_stateless(SipMessage::Request(ack), self.source)
+                .await;
         }
         if let (Some(m), true) = (&mut self.media, has_sdp(&response.headers, &response.body))
             && let Err(e) = m.on_answer(&response.body)
@@ -1323,11 +1438,17 @@ impl Call {
         }
         let branch = self.ids.branch();
         let host = self.ctx.cfg.sip_host.clone();
-        let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else { return };
+        let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else {
+            return;
+        };
         let Some(dialog) = &mut b.dialog else { return };
         dialog.on_invite_response(response);
         if let Ok(ack) = dialog.ack_for(seq, b.peer.transport.as_str(), &host, &branch) {
-            let _ = self.ctx.ep.send_stateless(SipMessage::Request(ack), b.peer).await;
+            let _ = self
+                .ctx
+                .ep
+                .send_stateless(SipMessage::Request(ack), b.peer)
+                .await;
         }
         if let (Some(m), true) = (&mut b.media, has_sdp(&response.headers, &response.body))
             && let Err(e) = m.on_answer(&response.body)
@@ -1339,7 +1460,11 @@ impl Call {
     /// A re-INVITE from one side of the bridge (hold, resume, codec change):
     /// answered at once from Tandem's anchored leg, and offered on to the other
     /// side so that hold propagates (design §1: re-INVITEs pass between legs).
-    async fn relay_reinvite(&mut self, from_child: Option<usize>, request: &Request) -> Option<Vec<u8>> {
+    async fn relay_reinvite(
+        &mut self,
+        from_child: Option<usize>,
+        request: &Request,
+    ) -> Option<Vec<u8>> {
         let caps = self.ctx.media.as_ref()?.caps().clone();
         let body = &request.body;
         if !has_sdp(&request.headers, body) {
@@ -1361,10 +1486,15 @@ impl Call {
                     let b = &mut self.dial.as_mut()?.branches[i];
                     if let (Some(m), Some(dialog)) = (&mut b.media, &mut b.dialog)
                         && let Ok(offer) = m.offer_from(body, &caps)
-                        && let Ok(mut re) =
-                            dialog.request(Method::Invite, b.peer.transport.as_str(), &host, &branch)
+                        && let Ok(mut re) = dialog.request(
+                            Method::Invite,
+                            b.peer.transport.as_str(),
+                            &host,
+                            &branch,
+                        )
                     {
-                        re.headers.push(Header::ContentType("application/sdp".into()));
+                        re.headers
+                            .push(Header::ContentType("application/sdp".into()));
                         re.body = offer;
                         let _ = self.ctx.ep.send_request(re, b.peer).await;
                     }
@@ -1383,10 +1513,15 @@ impl Call {
                 if bridged == Some(i)
                     && let Some(m) = &mut self.media
                     && let Ok(offer) = m.offer_from(body, &caps)
-                    && let Ok(mut re) =
-                        self.dialog.request(Method::Invite, self.source.transport.as_str(), &host, &branch)
+                    && let Ok(mut re) = self.dialog.request(
+                        Method::Invite,
+                        self.source.transport.as_str(),
+                        &host,
+                        &branch,
+                    )
                 {
-                    re.headers.push(Header::ContentType("application/sdp".into()));
+                    re.headers
+                        .push(Header::ContentType("application/sdp".into()));
                     re.body = offer;
                     let _ = self.ctx.ep.send_request(re, self.source).await;
                 }
@@ -1486,6 +1621,7 @@ impl Call {
             return;
         }
         let Some(i) = self.branch_index(&cid) else {
+            self.on_lingering_response(&cid, &response).await;
             return;
         };
         let reinvite = self
@@ -1593,6 +1729,39 @@ impl Call {
             dial.arbiter.on_failed(t, i, code);
         }
         self.apply_actions().await;
+    }
+
+    /// A final response on a branch cancelled after its Dial ended: a 2xx is
+    /// ACKed then BYEd (ACK first), anything final lets the branch go.
+    async fn on_lingering_response(&mut self, cid: &str, response: &Response) {
+        let Some(pos) = self.lingering.iter().position(|(_, b)| b.call_id == cid) else {
+            return;
+        };
+        let code = response.status_code.code();
+        if code < 200 {
+            return;
+        }
+        let (_, b) = self.lingering.remove(pos);
+        self.ctx.calls.remove(&b.call_id);
+        if code >= 300 {
+            return;
+        }
+        tracing::info!(code, "a cancelled branch answered anyway: ACK then BYE");
+        let host = self.ctx.cfg.sip_host.clone();
+        let Ok(mut dialog) = Dialog::uac(&b.invite, response) else {
+            return;
+        };
+        let transport = b.peer.transport.as_str();
+        if let Ok(ack) = dialog.ack(transport, &host, &self.ids.branch()) {
+            let _ = self
+                .ctx
+                .ep
+                .send_stateless(SipMessage::Request(ack), b.peer)
+                .await;
+        }
+        if let Ok(bye) = dialog.request(Method::Bye, transport, &host, &self.ids.branch()) {
+            let _ = self.ctx.ep.send_request(bye, b.peer).await;
+        }
     }
 
     async fn branch_failed(&mut self, i: usize, code: u16) {
@@ -1774,12 +1943,18 @@ impl Call {
 
     /// Starts the Dial's recording: channel 1 the caller, channel 2 the callee.
     fn start_recording(&mut self) {
-        let Some(opts) = self.dial.as_ref().and_then(|d| d.rec_opts.clone()) else { return };
+        let Some(opts) = self.dial.as_ref().and_then(|d| d.rec_opts) else {
+            return;
+        };
         let Some(parent) = &self.media else {
             tracing::info!("no media on the caller's leg: nothing to record");
             return;
         };
-        match self.ctx.recordings.start(&self.sid, opts, tokio::time::Instant::now()) {
+        match self
+            .ctx
+            .recordings
+            .start(&self.sid, opts, tokio::time::Instant::now())
+        {
             Ok((session, taps)) => {
                 let tap: Arc<dyn Tap> = match &self.dtmf {
                     Some(d) => fan_out(vec![d.clone() as Arc<dyn Tap>, taps.parent.clone()]),
@@ -1790,7 +1965,9 @@ impl Call {
                 let cb = self.dial.as_ref().and_then(|d| d.rec_callback.clone());
                 if let Some((url, method, events)) = cb
                     && events.contains(&tandem_twiml::RecordingEvent::InProgress)
-                    && let Err(e) = self.parent_callbacks().enqueue_recording(url, method, &event)
+                    && let Err(e) = self
+                        .parent_callbacks()
+                        .enqueue_recording(url, method, &event)
                 {
                     tracing::warn!(error = %e, "recording callback dropped");
                 }
@@ -1807,7 +1984,8 @@ impl Call {
     fn parent_callbacks(&mut self) -> &tandem_webhook::CallbackQueue {
         let sid = self.sid.clone();
         let ctx = self.ctx.clone();
-        self.callbacks.get_or_insert_with(|| ctx.callbacks.open(sid))
+        self.callbacks
+            .get_or_insert_with(|| ctx.callbacks.open(sid))
     }
 
     async fn finish_dial(&mut self, mut outcome: DialOutcome) {
@@ -1827,7 +2005,9 @@ impl Call {
                         outcome.recording_url = Some(info.url.clone());
                     }
                     let wanted = match info.status {
-                        tandem_webhook::RecordingStatus::Absent => tandem_twiml::RecordingEvent::Absent,
+                        tandem_webhook::RecordingStatus::Absent => {
+                            tandem_twiml::RecordingEvent::Absent
+                        }
                         _ => tandem_twiml::RecordingEvent::Completed,
                     };
                     if let Some((url, method, events)) = &d.rec_callback
@@ -1842,7 +2022,8 @@ impl Call {
                 }
                 Err(e) => tracing::warn!(error = %e, "recording not finished"),
             }
-        }        let t = now();
+        }
+        let t = now();
         for b in d.branches.iter_mut() {
             let status = match (b.answered_at, b.final_code) {
                 (Some(_), _) => tandem_webhook::CallStatus::Completed,
@@ -1861,9 +2042,18 @@ impl Call {
                 status,
                 duration,
             );
-            self.ctx.calls.remove(&b.call_id);
             if let Some(m) = b.media.take() {
                 m.close().await;
+            }
+            if matches!(b.state, BranchState::Calling | BranchState::Ringing) {
+                // CANCELled but not yet final: its 200 may cross our CANCEL and must
+                // still be ACKed then BYEd, so its Call-ID stays routed here.
+                b.state = BranchState::Ended;
+                b.screen = None;
+                self.lingering
+                    .push((t + LINGER, std::mem::replace(b, placeholder_branch(b))));
+            } else {
+                self.ctx.calls.remove(&b.call_id);
             }
         }
         if let Some(parent) = &mut self.media {
@@ -1886,6 +2076,9 @@ impl Call {
                     m.close().await;
                 }
             }
+        }
+        for (_, b) in self.lingering.drain(..) {
+            self.ctx.calls.remove(&b.call_id);
         }
         if let Some(m) = self.media.take() {
             m.close().await;

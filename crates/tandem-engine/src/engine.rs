@@ -108,8 +108,7 @@ impl Engine {
         // its algorithm; those that can pick SHA-256 still find it offered.
         reg_cfg.digest.algorithms = vec![Algorithm::Md5, Algorithm::Sha256];
         let registrar = Registrar::new(reg_cfg, key, tokio::time::Instant::now().into_std(), ids);
-        let recordings =
-            RecordingStore::new(&cfg.recording_dir, &cfg.public_url, &cfg.account_sid);
+        let recordings = RecordingStore::new(&cfg.recording_dir, &cfg.public_url, &cfg.account_sid);
         match recordings.repair_all() {
             Ok(report) => tracing::debug!(?report, "recordings checked"),
             Err(e) => tracing::warn!(error = %e, "recordings folder not checked"),

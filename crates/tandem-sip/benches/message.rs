@@ -9,7 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// A carrier-style INVITE: two Vias, Record-Route, Contact, Allow, Supported,
 /// User-Agent and an SDP offer with PCMU, PCMA and telephone-event.
-pub fn invite() -> Vec<u8> {
+fn invite() -> Vec<u8> {
     let sdp = "v=0\r\n\
 o=- 3911263748 3911263748 IN IP4 203.0.113.10\r\n\
 s=-\r\n\
@@ -46,7 +46,7 @@ Content-Length: {}\r\n\r\n",
 }
 
 /// The 200 OK a callee answers that INVITE with (SDP answer included).
-pub fn ok_200() -> Vec<u8> {
+fn ok_200() -> Vec<u8> {
     let sdp = "v=0\r\n\
 o=tandem 1 1 IN IP4 192.0.2.20\r\n\
 s=-\r\n\
@@ -79,6 +79,20 @@ Content-Length: {}\r\n\r\n",
     out
 }
 
+/// The ACK for that 200 (its own branch, no body).
+fn ack() -> Vec<u8> {
+    b"ACK sip:tandem@192.0.2.20:5060;transport=udp SIP/2.0\r\n\
+Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-524287-1---0b1c2d3e4f;rport\r\n\
+Route: <sip:198.51.100.7;lr;ftag=as6f8e2b1c>\r\n\
+Max-Forwards: 70\r\n\
+From: \"Alice Smith\" <sip:+12125550199@carrier.example.net>;tag=as6f8e2b1c\r\n\
+To: <sip:+14155550123@tandem.example.com>;tag=td7a91c3e5\r\n\
+Call-ID: 4f9e1b2c7d3a5e6f8a0b1c2d3e4f5a6b@198.51.100.7\r\n\
+CSeq: 102 ACK\r\n\
+Content-Length: 0\r\n\r\n"
+        .to_vec()
+}
+
 fn bench_messages(c: &mut Criterion) {
     let invite = invite();
     let ok = ok_200();
@@ -91,6 +105,11 @@ fn bench_messages(c: &mut Criterion) {
         "round trip changes the INVITE"
     );
     tandem_sip::parse(&ok).expect("benchmark 200 OK parses");
+    let ack = ack();
+    tandem_sip::parse(&ack).expect("benchmark ACK parses");
+    let tandem_sip::message::SipMessage::Request(invite_req) = &parsed else {
+        unreachable!("an INVITE is a request")
+    };
 
     let mut g = c.benchmark_group("message");
     g.throughput(Throughput::Bytes(invite.len() as u64));
@@ -111,6 +130,17 @@ fn bench_messages(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(ok.len() as u64));
     g.bench_function("ok200_parse", |b| {
         b.iter(|| tandem_sip::parse(black_box(&ok)).unwrap())
+    });
+    g.throughput(Throughput::Bytes(ack.len() as u64));
+    g.bench_function("ack_parse", |b| {
+        b.iter(|| tandem_sip::parse(black_box(&ack)).unwrap())
+    });
+    // What a UAS's transaction user spends building a 200 for that INVITE.
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("response_200_build", |b| {
+        b.iter(|| {
+            tandem_sip::builder::response_to(black_box(invite_req), 200, None, Some("td7a91c3e5"))
+        })
     });
     g.finish();
 }

@@ -129,7 +129,9 @@ fn uas_responses(invite: &Request, i: u64) -> (Response, Response) {
     let ringing = response_to(invite, 180, None, Some(&tag));
     let mut ok = response_to(invite, 200, None, Some(&tag));
     ok.headers.push(Header::Contact(
-        "<sip:tandem@127.0.0.1:5060;transport=udp>".to_owned().into(),
+        "<sip:tandem@127.0.0.1:5060;transport=udp>"
+            .to_owned()
+            .into(),
     ));
     (ringing, ok)
 }
@@ -174,9 +176,7 @@ fn server_invite_run(
             panic!("INVITE did not reach the TU")
         };
         drain(l); // the 100 Trying
-        let (ringing, ok) = item
-            .responses
-            .unwrap_or_else(|| uas_responses(&request, i));
+        let (ringing, ok) = item.responses.unwrap_or_else(|| uas_responses(&request, i));
         assert!(l.respond(*now, tx, ringing));
         assert!(l.respond(*now, tx, ok));
         drain(l);
@@ -185,7 +185,7 @@ fn server_invite_run(
             panic!("ACK not matched")
         };
         *now += Duration::from_micros(1);
-        if (k as u64 + 1) % CHUNK == 0 {
+        if (k as u64 + 1).is_multiple_of(CHUNK) {
             sweep(l, now);
         }
     }
@@ -220,7 +220,7 @@ fn client_non_invite_run(
         };
         assert_eq!(got, tx);
         *now += Duration::from_micros(1);
-        if (k as u64 + 1) % CHUNK == 0 {
+        if (k as u64 + 1).is_multiple_of(CHUNK) {
             sweep(l, now);
         }
     }

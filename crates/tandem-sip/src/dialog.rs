@@ -277,17 +277,19 @@ impl Dialog {
         }
         let (seq, _) = req.headers.cseq().ok_or(DialogError::Malformed("CSeq"))?;
         if let Some(last) = self.remote_seq
-            && seq <= last {
-                return Err(DialogError::CSeqOutOfOrder { got: seq, last });
-            }
+            && seq <= last
+        {
+            return Err(DialogError::CSeqOutOfOrder { got: seq, last });
+        }
         if req.method == Method::Invite && self.local_reinvite_pending {
             return Err(DialogError::Glare);
         }
         self.remote_seq = Some(seq);
         if matches!(req.method, Method::Invite | Method::Update)
-            && let Some(target) = contact_uri(&req.headers) {
-                self.remote_target = target;
-            }
+            && let Some(target) = contact_uri(&req.headers)
+        {
+            self.remote_target = target;
+        }
         if req.method == Method::Invite {
             self.remote_reinvite_pending = true;
         }

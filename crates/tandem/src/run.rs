@@ -62,21 +62,27 @@ fn method(m: HttpMethod) -> tandem_webhook::Method {
 
 /// Splits the validated config into the engine's plain settings.
 fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineConfig {
-    let host_ip = config.sip.external_address.unwrap_or(if listen_ip.is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        listen_ip
-    });
+    let host_ip = config
+        .sip
+        .external_address
+        .unwrap_or(if listen_ip.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            listen_ip
+        });
     let sip_host = match host_ip {
         IpAddr::V6(v6) => format!("[{v6}]:{sip_port}"),
         IpAddr::V4(v4) => format!("{v4}:{sip_port}"),
     };
     let rtp = &config.rtp;
-    let sdp_address = config.sip.external_address.unwrap_or(if rtp.address.is_unspecified() {
-        host_ip
-    } else {
-        rtp.address
-    });
+    let sdp_address = config
+        .sip
+        .external_address
+        .unwrap_or(if rtp.address.is_unspecified() {
+            host_ip
+        } else {
+            rtp.address
+        });
     EngineConfig {
         account_sid: config.account.sid.clone(),
         auth_token: config.account.auth_token.expose().to_owned(),
@@ -89,9 +95,16 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
                 name: t.name.clone(),
                 proxy: t.proxy.uri.clone(),
                 username: t.credentials.as_ref().map(|c| c.username.clone()),
-                password: t.credentials.as_ref().map(|c| c.password.expose().to_owned()),
+                password: t
+                    .credentials
+                    .as_ref()
+                    .map(|c| c.password.expose().to_owned()),
                 prefixes: t.prefixes.clone(),
-                sources: t.sources.iter().map(|c| (c.network(), c.prefix())).collect(),
+                sources: t
+                    .sources
+                    .iter()
+                    .map(|c| (c.network(), c.prefix()))
+                    .collect(),
             })
             .collect(),
         numbers: config

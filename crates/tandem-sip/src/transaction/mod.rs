@@ -1007,7 +1007,11 @@ impl TransactionLayer {
             TimerKind::B | TimerKind::F | TimerKind::CancelGiveUp => {
                 let call_id = t.request.headers.call_id().unwrap_or("").to_owned();
                 let method = t.request.method;
-                let branch = t.client_key.as_ref().map(|k| k.branch.clone()).unwrap_or_default();
+                let branch = t
+                    .client_key
+                    .as_ref()
+                    .map(|k| k.branch.clone())
+                    .unwrap_or_default();
                 self.terminate(id);
                 self.events.push_back(TuEvent::Timeout {
                     tx: TxId(id),

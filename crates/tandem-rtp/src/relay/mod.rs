@@ -1,0 +1,433 @@
+//! The RTP relay: one [`Leg`] per call leg, each with a receive task on its
+//! pre-bound RTP/RTCP pair that relays to the peer leg set with
+//! [`Leg::relay_to`] (or [`bridge`]).
+//!
+//! Per packet the receive task reads into a buffer it owns, checks the
+//! source (symmetric latching, RFC 4961 / "comedia"), hands the packet to
+//! the tap, rewrites payload type, SSRC, sequence and timestamp in place for
+//! the destination leg (module `tx`), and sends it with a non-blocking send
+//! from the destination leg's own socket (so the far end sees symmetric
+//! RTP). No allocation, no await while a lock is held, no queue: a packet
+//! the kernel will not take is dropped, as a router would.
+//!
+//! Generated audio ([`Leg::inject`]) is paced by `tokio::time::interval`
+//! and, while active, mutes what is relayed toward that leg. A leg that
+//! receives nothing for the configured time reports
+//! [`MediaEvent::Timeout`].
+
+mod inject;
+mod rx;
+mod sources;
+mod tap;
+pub(crate) mod tx;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+pub use inject::{Injection, MediaSource, SourceOutput, SourcePacket};
+pub use sources::{DigitsSource, PcmSource, RingbackSource};
+pub use tap::{TAP_FRAME_MAX, Tap, TapFrame, TapPacket, tap_channel};
+pub use tx::OutFormat;
+
+use crate::pool::{PoolReturn, PortPair};
+use crate::sdp::NegotiatedMedia;
+use tx::{TxState, UNKNOWN};
+
+/// Identifies a leg in events and taps. Chosen by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegId(pub u32);
+
+/// Per-leg settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegConfig {
+    /// The leg's id in events and taps.
+    pub id: LegId,
+    /// Symmetric latching: send to where the remote's packets come from
+    /// (the first packet after start or after [`Leg::set_media`] decides),
+    /// and drop packets from any other address. Needed for endpoints behind
+    /// NAT. Off: send to the SDP address, accept packets from anywhere.
+    pub latching: bool,
+    /// Report [`MediaEvent::Timeout`] when no RTP arrives for this long
+    /// (only while the remote is expected to send).
+    pub media_timeout: Option<Duration>,
+    /// Seed for this leg's SSRC and initial sequence number and timestamp
+    /// (None: random). Injected so a failing run can be replayed.
+    pub seed: Option<u64>,
+}
+
+impl LegConfig {
+    /// Latching on, no timeout, random SSRC.
+    pub fn new(id: LegId) -> Self {
+        LegConfig {
+            id,
+            latching: true,
+            media_timeout: None,
+            seed: None,
+        }
+    }
+}
+
+/// What a leg reports to the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaEvent {
+    /// Symmetric latching chose the remote's address.
+    Latched {
+        /// The leg.
+        leg: LegId,
+        /// RTP or RTCP.
+        rtcp: bool,
+        /// The address now sent to.
+        addr: SocketAddr,
+    },
+    /// No RTP received for the configured media timeout.
+    Timeout {
+        /// The leg.
+        leg: LegId,
+        /// The configured timeout.
+        after: Duration,
+    },
+    /// RTP arrived again after a [`MediaEvent::Timeout`].
+    Resumed {
+        /// The leg.
+        leg: LegId,
+    },
+    /// An injection ended (its source finished, or it was stopped or replaced).
+    InjectionDone {
+        /// The leg.
+        leg: LegId,
+        /// The injection's id ([`Injection::id`]).
+        id: u64,
+    },
+}
+
+/// Counters of one leg (monotonic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LegStats {
+    /// RTP packets received and accepted.
+    pub rx_packets: u64,
+    /// RTP payload bytes received and accepted.
+    pub rx_bytes: u64,
+    /// RTCP packets received and accepted.
+    pub rx_rtcp: u64,
+    /// Packets received but not relayed: no peer, peer muted by injection
+    /// or on hold, no remote address, payload type not negotiated.
+    pub not_relayed: u64,
+    /// Packets dropped as not RTP/RTCP or from a foreign address after latching.
+    pub rejected: u64,
+    /// Packets sent to this leg's remote (relayed or injected).
+    pub tx_packets: u64,
+    /// Sends the kernel refused (buffer full, unreachable).
+    pub tx_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    rx_rtcp: AtomicU64,
+    not_relayed: AtomicU64,
+    rejected: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the engine changes while the call runs; read by the receive task
+/// when notified.
+struct Control {
+    peer: Option<Weak<LegShared>>,
+    tap: Option<Arc<dyn Tap>>,
+    rx_kind: [u8; 128],
+    latching: bool,
+    /// Bumped by `set_media`/`set_remote`: latch again.
+    epoch: u64,
+    timeout: Option<Duration>,
+    recv_enabled: bool,
+}
+
+struct Sockets {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    ret: PoolReturn,
+}
+
+pub(crate) struct LegShared {
+    id: LegId,
+    local_rtp: SocketAddr,
+    sockets: Option<Sockets>,
+    tx: Mutex<TxState>,
+    ctl: Mutex<Control>,
+    notify: Notify,
+    events: Option<mpsc::Sender<MediaEvent>>,
+    counters: Counters,
+    next_injection: AtomicU64,
+    /// The runtime the leg was started on; injections run there too.
+    runtime: tokio::runtime::Handle,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl LegShared {
+    #[inline]
+    fn sockets(&self) -> &Sockets {
+        // Only taken in Drop.
+        self.sockets
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("sockets taken before drop"))
+    }
+
+    #[inline]
+    fn tx(&self) -> MutexGuard<'_, TxState> {
+        lock(&self.tx)
+    }
+
+    fn emit(&self, ev: MediaEvent) {
+        if let Some(tx) = &self.events {
+            // Events are rare; a full channel means the engine is stuck, and
+            // blocking the media path would not help it.
+            if tx.try_send(ev).is_err() {
+                tracing::warn!(
+                    leg = self.id.0,
+                    "media event dropped: channel full or closed"
+                );
+            }
+        }
+    }
+
+    /// Send a finished RTP packet to this leg's remote.
+    #[inline]
+    fn send_rtp(&self, pkt: &[u8], dst: SocketAddr) {
+        match send_now(&self.sockets().rtp, pkt, dst) {
+            Ok(_) => bump(&self.counters.tx_packets),
+            Err(_) => bump(&self.counters.tx_errors),
+        }
+    }
+
+    fn control(&self, f: impl FnOnce(&mut Control)) {
+        f(&mut lock(&self.ctl));
+        self.notify.notify_one();
+    }
+}
+
+/// One non-blocking `sendto` on the socket, whatever tokio believes of its
+/// write readiness: UDP sockets are almost always writable, and tokio only
+/// learns so after a reactor turn (a fresh socket's first `try_send_to`
+/// would fail). A full buffer still fails with `WouldBlock`: the packet is
+/// dropped.
+#[inline]
+fn send_now(sock: &UdpSocket, pkt: &[u8], dst: SocketAddr) -> io::Result<usize> {
+    socket2::SockRef::from(sock).send_to(pkt, &dst.into())
+}
+
+impl Drop for LegShared {
+    fn drop(&mut self) {
+        let Some(s) = self.sockets.take() else { return };
+        match (s.rtp.into_std(), s.rtcp.into_std()) {
+            (Ok(rtp), Ok(rtcp)) => s.ret.give_back(rtp, rtcp),
+            _ => tracing::warn!(
+                leg = self.id.0,
+                port = self.local_rtp.port(),
+                "RTP pair lost from the pool"
+            ),
+        }
+    }
+}
+
+/// One call leg's media: its port pair, its receive task, its outgoing
+/// stream. Dropping it stops the task and returns the ports to the pool.
+pub struct Leg {
+    shared: Arc<LegShared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Leg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leg")
+            .field("id", &self.shared.id)
+            .field("local_rtp", &self.shared.local_rtp)
+            .finish()
+    }
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Leg {
+    /// Start a leg on an allocated pair, on the current tokio runtime (the
+    /// sockets register with its reactor; nothing is bound). To spread legs
+    /// over several runtimes (one per core), call it inside
+    /// `handle.enter()`: the receive task and injections then run there.
+    /// `events` receives [`MediaEvent`]s (bounded; dropped when full).
+    pub fn start(
+        pair: PortPair,
+        cfg: LegConfig,
+        events: Option<mpsc::Sender<MediaEvent>>,
+    ) -> io::Result<Leg> {
+        let local_rtp = pair.rtp_addr();
+        let (rtp, rtcp, ret) = pair.into_sockets();
+        let (rtp, rtcp) = match (UdpSocket::from_std(rtp), UdpSocket::from_std(rtcp)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+        let mut seed = cfg.seed.unwrap_or_else(rand::random);
+        let r = splitmix(&mut seed);
+        let tx = TxState::new(r as u32, (r >> 32) as u16, splitmix(&mut seed) as u32);
+        let shared = Arc::new(LegShared {
+            id: cfg.id,
+            local_rtp,
+            sockets: Some(Sockets { rtp, rtcp, ret }),
+            tx: Mutex::new(tx),
+            ctl: Mutex::new(Control {
+                peer: None,
+                tap: None,
+                rx_kind: [UNKNOWN; 128],
+                latching: cfg.latching,
+                epoch: 0,
+                timeout: cfg.media_timeout,
+                recv_enabled: true,
+            }),
+            notify: Notify::new(),
+            events,
+            counters: Counters::default(),
+            next_injection: AtomicU64::new(1),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let task = tokio::spawn(rx::run(Arc::clone(&shared)));
+        Ok(Leg { shared, task })
+    }
+
+    /// The leg's id.
+    pub fn id(&self) -> LegId {
+        self.shared.id
+    }
+
+    /// Local RTP address (for the SDP, through [`crate::sdp::LocalMedia`]).
+    pub fn local_rtp_addr(&self) -> SocketAddr {
+        self.shared.local_rtp
+    }
+
+    /// Apply the outcome of offer/answer: remote addresses, payload types,
+    /// codec and ptime for generated audio, direction (hold). Latching
+    /// starts over.
+    pub fn set_media(&self, media: &NegotiatedMedia) {
+        self.shared.tx().apply(media);
+        let kinds = tx::rx_kinds(media);
+        let recv = media.recv_enabled();
+        self.shared.control(|c| {
+            c.rx_kind = kinds;
+            c.recv_enabled = recv;
+            c.epoch += 1;
+        });
+    }
+
+    /// Set the remote addresses without SDP (payload types pass through
+    /// unchanged). Latching starts over.
+    pub fn set_remote(&self, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
+        {
+            let mut tx = self.shared.tx();
+            tx.remote = rtp;
+            tx.remote_rtcp = rtcp.or_else(|| rtp.map(|a| SocketAddr::new(a.ip(), a.port() + 1)));
+        }
+        self.shared.control(|c| c.epoch += 1);
+    }
+
+    /// Where this leg's received media goes: `Some(peer)` relays it to that
+    /// leg, `None` stops relaying (taps still see it).
+    pub fn relay_to(&self, peer: Option<&Leg>) {
+        let w = peer.map(|p| Arc::downgrade(&p.shared));
+        self.shared.control(|c| c.peer = w);
+    }
+
+    /// Install or remove the tap on what this leg receives.
+    pub fn set_tap(&self, tap: Option<Arc<dyn Tap>>) {
+        self.shared.control(|c| c.tap = tap);
+    }
+
+    /// Change the media timeout (None: off). The silence clock restarts.
+    pub fn set_media_timeout(&self, timeout: Option<Duration>) {
+        self.shared.control(|c| c.timeout = timeout);
+    }
+
+    /// Turn symmetric latching on or off. Latching starts over.
+    pub fn set_latching(&self, on: bool) {
+        self.shared.control(|c| {
+            c.latching = on;
+            c.epoch += 1;
+        });
+    }
+
+    /// Current remote RTP address (from SDP, or latched).
+    pub fn remote_rtp_addr(&self) -> Option<SocketAddr> {
+        self.shared.tx().remote
+    }
+
+    /// The format generated audio must use on this leg.
+    pub fn out_format(&self) -> OutFormat {
+        self.shared.tx().format
+    }
+
+    /// The SSRC of everything Tandem sends on this leg.
+    pub fn ssrc(&self) -> u32 {
+        self.shared.tx().ssrc
+    }
+
+    /// Start sending generated audio to this leg, paced every `ptime` by
+    /// `tokio::time::interval`. Relayed audio toward this leg is muted from
+    /// now until the injection ends; an injection already running is
+    /// replaced. Dropping the returned handle stops it.
+    pub fn inject(&self, source: impl MediaSource) -> Injection {
+        inject::start(&self.shared, Box::new(source))
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LegStats {
+        let c = &self.shared.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        LegStats {
+            rx_packets: l(&c.rx_packets),
+            rx_bytes: l(&c.rx_bytes),
+            rx_rtcp: l(&c.rx_rtcp),
+            not_relayed: l(&c.not_relayed),
+            rejected: l(&c.rejected),
+            tx_packets: l(&c.tx_packets),
+            tx_errors: l(&c.tx_errors),
+        }
+    }
+
+    /// Stop the leg and wait until its receive task is gone, so its ports
+    /// are back in the pool when this returns.
+    pub async fn close(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Leg {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Relay both ways between `a` and `b`.
+pub fn bridge(a: &Leg, b: &Leg) {
+    a.relay_to(Some(b));
+    b.relay_to(Some(a));
+}

@@ -1,0 +1,320 @@
+//! A leg's receive task: drains its RTP and RTCP sockets, latches, taps,
+//! rewrites and relays each packet to the peer leg, and watches for silence.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::{Arc, Weak};
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::tap::{Tap, TapPacket};
+use super::tx::{K_PCMA, K_PCMU, K_TE, SourceKey, UNKNOWN, codec_of};
+use super::{LegShared, MediaEvent, bump, lock};
+use crate::rtp::{self, RtpHeader};
+
+/// Packets drained from one socket before the other gets a turn.
+const BATCH: usize = 32;
+/// Largest datagram read; longer ones are truncated and then rejected.
+const BUF: usize = 2048;
+/// Timer deadline when no timeout is armed.
+const FAR: Duration = Duration::from_secs(86_400 * 365);
+
+/// The receive task's own copy of the control state.
+struct Local {
+    peer: Option<Weak<LegShared>>,
+    tap: Option<Arc<dyn Tap>>,
+    rx_kind: [u8; 128],
+    latching: bool,
+    epoch: u64,
+    latched: Option<SocketAddr>,
+    latched_rtcp: Option<SocketAddr>,
+    timeout: Option<Duration>,
+    recv_enabled: bool,
+    last_rx: Instant,
+    timed_out: bool,
+}
+
+enum Wake {
+    Rtp,
+    Rtcp,
+    Control,
+    Timer,
+}
+
+pub(super) async fn run(shared: Arc<LegShared>) {
+    let mut local = Local {
+        peer: None,
+        tap: None,
+        rx_kind: [UNKNOWN; 128],
+        latching: false,
+        epoch: u64::MAX,
+        latched: None,
+        latched_rtcp: None,
+        timeout: None,
+        recv_enabled: true,
+        last_rx: Instant::now(),
+        timed_out: false,
+    };
+    let mut buf = [0u8; BUF];
+    let socks = shared.sockets();
+    let mut notified = pin!(shared.notify.notified());
+    let sleep = pin!(tokio::time::sleep(FAR));
+    let mut sleep = sleep;
+    load_control(&shared, &mut local);
+    rearm(&local, sleep.as_mut());
+    let mut rtcp_first = false;
+
+    loop {
+        let wake = poll_fn(|cx| {
+            rtcp_first = !rtcp_first;
+            let (a, b) = if rtcp_first {
+                (&socks.rtcp, &socks.rtp)
+            } else {
+                (&socks.rtp, &socks.rtcp)
+            };
+            if a.poll_recv_ready(cx).is_ready() {
+                return Poll::Ready(if rtcp_first { Wake::Rtcp } else { Wake::Rtp });
+            }
+            if b.poll_recv_ready(cx).is_ready() {
+                return Poll::Ready(if rtcp_first { Wake::Rtp } else { Wake::Rtcp });
+            }
+            if notified.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Control);
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+
+        match wake {
+            Wake::Rtp => {
+                let now = Instant::now();
+                let mut got = false;
+                for _ in 0..BATCH {
+                    match socks.rtp.try_recv_from(&mut buf) {
+                        Ok((n, src)) => got |= on_rtp(&shared, &mut local, &mut buf[..n], src, now),
+                        Err(_) => break,
+                    }
+                }
+                if got {
+                    local.last_rx = now;
+                    if local.timed_out {
+                        local.timed_out = false;
+                        shared.emit(MediaEvent::Resumed { leg: shared.id });
+                        rearm(&local, sleep.as_mut());
+                    }
+                }
+            }
+            Wake::Rtcp => {
+                for _ in 0..BATCH {
+                    match socks.rtcp.try_recv_from(&mut buf) {
+                        Ok((n, src)) => on_rtcp(&shared, &mut local, &mut buf[..n], src),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Wake::Control => {
+                notified.set(shared.notify.notified());
+                load_control(&shared, &mut local);
+                local.last_rx = Instant::now();
+                local.timed_out = false;
+                rearm(&local, sleep.as_mut());
+            }
+            Wake::Timer => {
+                let now = Instant::now();
+                match local.timeout {
+                    Some(t) if local.recv_enabled && !local.timed_out => {
+                        if now.saturating_duration_since(local.last_rx) >= t {
+                            local.timed_out = true;
+                            shared.emit(MediaEvent::Timeout {
+                                leg: shared.id,
+                                after: t,
+                            });
+                            sleep.as_mut().reset(now + FAR);
+                        } else {
+                            sleep.as_mut().reset(local.last_rx + t);
+                        }
+                    }
+                    _ => sleep.as_mut().reset(now + FAR),
+                }
+            }
+        }
+    }
+}
+
+fn rearm(local: &Local, sleep: std::pin::Pin<&mut tokio::time::Sleep>) {
+    match local.timeout {
+        Some(t) if local.recv_enabled => sleep.reset(local.last_rx + t),
+        _ => sleep.reset(Instant::now() + FAR),
+    }
+}
+
+fn load_control(shared: &LegShared, local: &mut Local) {
+    let c = lock(&shared.ctl);
+    local.peer = c.peer.clone();
+    local.tap = c.tap.clone();
+    local.rx_kind = c.rx_kind;
+    local.latching = c.latching;
+    local.timeout = c.timeout;
+    local.recv_enabled = c.recv_enabled;
+    if c.epoch != local.epoch {
+        local.epoch = c.epoch;
+        local.latched = None;
+        local.latched_rtcp = None;
+    }
+}
+
+/// Accept or reject a packet's source; latch on the first one.
+#[inline]
+fn check_source(shared: &LegShared, local: &mut Local, src: SocketAddr, rtcp: bool) -> bool {
+    if !local.latching {
+        return true;
+    }
+    let latched = if rtcp {
+        local.latched_rtcp
+    } else {
+        local.latched
+    };
+    match latched {
+        Some(a) => a == src,
+        None => {
+            {
+                let mut tx = shared.tx();
+                if rtcp {
+                    local.latched_rtcp = Some(src);
+                    tx.remote_rtcp = Some(src);
+                } else {
+                    local.latched = Some(src);
+                    tx.remote = Some(src);
+                    if local.latched_rtcp.is_none() {
+                        // Until RTCP latches on its own, guess it sits next door.
+                        tx.remote_rtcp =
+                            Some(SocketAddr::new(src.ip(), src.port().wrapping_add(1)));
+                    }
+                }
+            }
+            shared.emit(MediaEvent::Latched {
+                leg: shared.id,
+                rtcp,
+                addr: src,
+            });
+            true
+        }
+    }
+}
+
+/// Handle one RTP packet. Returns true if it was accepted (counts as media).
+#[inline]
+fn on_rtp(
+    shared: &LegShared,
+    local: &mut Local,
+    pkt: &mut [u8],
+    src: SocketAddr,
+    now: Instant,
+) -> bool {
+    let c = &shared.counters;
+    let Some(h) = RtpHeader::parse(pkt) else {
+        bump(&c.rejected);
+        return false;
+    };
+    if !check_source(shared, local, src, false) {
+        bump(&c.rejected);
+        return false;
+    }
+    bump(&c.rx_packets);
+    c.rx_bytes
+        .fetch_add(h.payload_len as u64, std::sync::atomic::Ordering::Relaxed);
+    let kind = local.rx_kind[h.pt as usize];
+
+    if let Some(tap) = &local.tap {
+        tap.packet(&TapPacket {
+            leg: shared.id,
+            at: now,
+            pt: h.pt,
+            codec: codec_of(kind),
+            marker: h.marker,
+            seq: h.seq,
+            ts: h.ts,
+            ssrc: h.ssrc,
+            payload: &pkt[h.payload_offset..h.payload_offset + h.payload_len],
+        });
+    }
+
+    let Some(peer) = local.peer.as_ref().and_then(Weak::upgrade) else {
+        bump(&c.not_relayed);
+        return true;
+    };
+    let mut tx = peer.tx();
+    let dst = match tx.remote {
+        Some(d) if tx.send_enabled && tx.injecting.is_none() => d,
+        _ => {
+            drop(tx);
+            bump(&c.not_relayed);
+            return true;
+        }
+    };
+    let mapped = if kind == UNKNOWN {
+        UNKNOWN
+    } else {
+        tx.pt_out[kind as usize]
+    };
+    // PCMU <-> PCMA when the legs settled on different G.711 laws.
+    let mut transcode = None;
+    let out_pt = if mapped != UNKNOWN {
+        mapped
+    } else if kind == K_PCMU && tx.pt_out[K_PCMA as usize] != UNKNOWN {
+        transcode = Some(K_PCMA);
+        tx.pt_out[K_PCMA as usize]
+    } else if kind == K_PCMA && tx.pt_out[K_PCMU as usize] != UNKNOWN {
+        transcode = Some(K_PCMU);
+        tx.pt_out[K_PCMU as usize]
+    } else if tx.passthrough {
+        h.pt
+    } else {
+        drop(tx);
+        bump(&c.not_relayed);
+        return true;
+    };
+    let key = SourceKey {
+        origin: u64::from(shared.id.0),
+        ssrc: h.ssrc,
+    };
+    let (seq, ts, switched) = tx.map(key, h.seq, h.ts, now);
+    let ssrc = tx.ssrc;
+    drop(tx);
+    let marker = h.marker || (switched && kind != K_TE);
+    rtp::rewrite(pkt, marker, out_pt, seq, ts, ssrc);
+    if let Some(to) = transcode {
+        let payload = &mut pkt[h.payload_offset..h.payload_offset + h.payload_len];
+        crate::codec::transcode_g711(payload, to == K_PCMA);
+    }
+    peer.send_rtp(pkt, dst);
+    true
+}
+
+fn on_rtcp(shared: &LegShared, local: &mut Local, pkt: &mut [u8], src: SocketAddr) {
+    let c = &shared.counters;
+    if !rtp::is_rtcp(pkt) || !check_source(shared, local, src, true) {
+        bump(&c.rejected);
+        return;
+    }
+    bump(&c.rx_rtcp);
+    let Some(peer) = local.peer.as_ref().and_then(Weak::upgrade) else {
+        return;
+    };
+    let (dst, ssrc) = {
+        let tx = peer.tx();
+        match tx.remote_rtcp {
+            Some(d) if tx.send_enabled => (d, tx.ssrc),
+            _ => return,
+        }
+    };
+    // The far end knows the stream by the SSRC Tandem gave it.
+    rtp::rewrite_rtcp_sender(pkt, ssrc);
+    let _ = super::send_now(&peer.sockets().rtcp, pkt, dst);
+}
