@@ -55,7 +55,7 @@ fn logs_of(xml: &str) -> Vec<String> {
 #[test]
 fn not_acted_on_attribute_is_logged_at_info() {
     let logs = logs_of(
-        "<Response><Dial callReason=\"Order 42\"><Number byoc=\"BY123\">+14155551212</Number></Dial></Response>",
+        "<Response><Dial callReason=\"Order 42\"><Number machineDetection=\"Enable\">+14155551212</Number></Dial></Response>",
     );
     let info: Vec<_> = logs
         .iter()
@@ -68,7 +68,7 @@ fn not_acted_on_attribute_is_logged_at_info() {
         info[0]
     );
     assert!(
-        info[1].contains("element=Number") && info[1].contains("attribute=byoc"),
+        info[1].contains("element=Number") && info[1].contains("attribute=machineDetection"),
         "{}",
         info[1]
     );

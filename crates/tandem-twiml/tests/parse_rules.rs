@@ -112,7 +112,6 @@ fn number_machine_detection_and_byoc() {
     assert_eq!(
         not_acted,
         vec![
-            "byoc",
             "machineDetection",
             "machineDetectionTimeout",
             "machineDetectionSpeechThreshold",
