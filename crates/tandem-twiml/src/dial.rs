@@ -239,7 +239,6 @@ impl Ctx<'_> {
                     }
                     "Parameter" => {
                         self.note_attrs(child);
-                        self.note_element("Parameter", "", child.offset);
                         parameters.push(self.parameter(child)?);
                     }
                     _ => return Err(self.invalid_child(e, child)),
