@@ -262,11 +262,37 @@ impl Engine {
             return;
         }
         if self.ctx.cfg.source_trunk(source.addr.ip()).is_none() {
-            // An open relay is a toll-fraud hole: refuse before any TwiML is fetched.
-            tracing::warn!(source = %source.addr, "INVITE from a source no trunk allows: 403");
-            let resp = response_to(&request, 403, None, Some("tandem"));
-            let _ = self.ctx.ep.respond(stx, resp).await;
-            return;
+            // Not a trunk: only a configured client proving its identity by
+            // digest may call. An open relay is a toll-fraud hole.
+            if self.ctx.cfg.clients.is_empty() {
+                tracing::warn!(source = %source.addr, "INVITE from a source no trunk allows: 403");
+                let resp = response_to(&request, 403, None, Some("tandem"));
+                let _ = self.ctx.ep.respond(stx, resp).await;
+                return;
+            }
+            let now = tokio::time::Instant::now().into_std();
+            let clients = &self.ctx.cfg.clients;
+            let verdict = {
+                let mut reg = self.ctx.registrar.lock().unwrap_or_else(|p| p.into_inner());
+                reg.authenticate(now, &request, |identity, _| {
+                    clients
+                        .iter()
+                        .find(|(i, _)| i == identity)
+                        .map(|(_, p)| Secret::Password(p.clone()))
+                })
+            };
+            match verdict {
+                Ok(identity) => {
+                    tracing::info!(%identity, source = %source.addr, "INVITE from a client")
+                }
+                Err(resp) => {
+                    if resp.status_code.code() == 403 {
+                        tracing::warn!(source = %source.addr, "INVITE with bad client credentials: 403");
+                    }
+                    let _ = self.ctx.ep.respond(stx, resp).await;
+                    return;
+                }
+            }
         }
         let cid = request.headers.call_id().unwrap_or("").to_owned();
         let (tx, rx) = mpsc::channel(256);

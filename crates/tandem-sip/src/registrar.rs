@@ -640,6 +640,53 @@ impl Registrar {
         Some(values.find(|v| ours(v)).unwrap_or(first))
     }
 
+    /// Authenticates a request other than REGISTER from a client identity
+    /// (an INVITE from a softphone, design §4 step 1) with the same digest
+    /// server: `Ok(identity)` when its credentials verify, else the response
+    /// to send (401 with a fresh or stale challenge, or 403).
+    pub fn authenticate(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        lookup: impl FnOnce(&str, Algorithm) -> Option<Secret>,
+    ) -> Result<String, Response> {
+        let Some(authorization) = self.pick_authorization(request) else {
+            return Err(self.challenge(now, request, false).into_response());
+        };
+        let Ok(credentials) = Credentials::parse(authorization) else {
+            return Err(self.challenge(now, request, false).into_response());
+        };
+        let request_uri = request.uri.to_string();
+        // Besides the Request-URI itself, the digest `uri` may name just its
+        // domain (`sip:host:port`): SIPp and some phones answer a challenge to
+        // an INVITE that way. The response still binds method and nonce.
+        let digest_uri = if uri_matches(&credentials.uri, &request_uri)
+            || same_domain(&credentials.uri, &request_uri)
+        {
+            credentials.uri.as_str()
+        } else {
+            request_uri.as_str()
+        };
+        let method = request.method.to_string();
+        let digest_request = DigestRequest {
+            method: &method,
+            uri: digest_uri,
+            body: &request.body,
+        };
+        let since_epoch = now.saturating_duration_since(self.epoch);
+        match self
+            .digest
+            .verify_credentials(since_epoch, &digest_request, &credentials, lookup)
+        {
+            Outcome::Ok(user) => Ok(user),
+            Outcome::Stale => Err(self.challenge(now, request, true).into_response()),
+            Outcome::Invalid(r @ (Rejection::UnknownUser | Rejection::BadResponse)) => Err(self
+                .reject(request, RegisterError::BadCredentials(r))
+                .into_response()),
+            Outcome::Invalid(_) => Err(self.challenge(now, request, false).into_response()),
+        }
+    }
+
     fn challenge(&mut self, now: Instant, request: &Request, stale: bool) -> RegisterOutcome {
         let random = (u64::from(self.ids.u32()) << 32) | u64::from(self.ids.u32());
         let since_epoch = now.saturating_duration_since(self.epoch);
@@ -733,6 +780,17 @@ pub(crate) fn uri_user(uri: &str) -> Option<&str> {
 /// `transport`, `user`, `ttl`, `method` and `maddr` equal when either side has
 /// them, other parameters equal when both sides have them; URI headers and
 /// percent-encoding are not compared.
+/// Whether `domain_uri` is `sip:host[:port]` of `uri` (no user part).
+fn same_domain(domain_uri: &str, uri: &str) -> bool {
+    let (Some(d), Some(u)) = (UriParts::split(domain_uri), UriParts::split(uri)) else {
+        return false;
+    };
+    d.scheme.eq_ignore_ascii_case(u.scheme)
+        && d.userinfo.is_empty()
+        && d.host.eq_ignore_ascii_case(u.host)
+        && (d.port == u.port || d.port.is_none())
+}
+
 pub(crate) fn uri_matches(a: &str, b: &str) -> bool {
     let (Some(x), Some(y)) = (UriParts::split(a), UriParts::split(b)) else {
         return a == b;

@@ -662,3 +662,93 @@ fn digest_uri_as_written_by_the_phone_is_accepted() {
     let outcome = reg.handle_register(t0, &parse_request(&text), other.source, clients);
     assert!(matches!(outcome, RegisterOutcome::Challenged { .. }));
 }
+
+fn client_invite(authorization: Option<&str>) -> Request {
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\n"));
+    parse_request(&format!(
+        "INVITE sip:+15550001000@tandem.example:5080 SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.50:5062;branch=z9hG4bKci1
+Max-Forwards: 70
+From: <sip:joey@tandem.example>;tag=j1
+To: <sip:+15550001000@tandem.example>
+Call-ID: client-invite-1
+CSeq: 2 INVITE
+Contact: <sip:joey@192.0.2.50:5062>
+{auth}Content-Length: 0
+
+"
+    ))
+}
+
+/// The digest of an INVITE's credentials, computed with `digest_uri`.
+fn invite_credentials(
+    client: &mut DigestClient,
+    challenge: &Response,
+    password: &str,
+    digest_uri: &str,
+) -> String {
+    let www = headers_named(challenge, |h| matches!(h, Header::WwwAuthenticate(_)));
+    let challenge = Challenge::parse(www[0]).unwrap();
+    client
+        .authorize(
+            &challenge,
+            &DigestRequest {
+                method: "INVITE",
+                uri: digest_uri,
+                body: b"",
+            },
+            "joey",
+            password,
+            "c0ffee",
+        )
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn client_invite_is_challenged_then_authenticated_with_request_or_domain_uri() {
+    let t0 = Instant::now();
+    let mut reg = registrar(t0);
+    let challenge = reg
+        .authenticate(t0, &client_invite(None), clients)
+        .unwrap_err();
+    assert_eq!(challenge.status_code.code(), 401);
+    let mut phone = DigestClient::new();
+    for uri in [
+        "sip:+15550001000@tandem.example:5080",
+        "sip:tandem.example:5080",
+    ] {
+        let creds = invite_credentials(&mut phone, &challenge, "joeys-pw", uri);
+        let who = reg.authenticate(t0, &client_invite(Some(&creds)), clients);
+        assert_eq!(
+            who.map_err(|r| r.status_code.code()),
+            Ok("joey".to_owned()),
+            "{uri}"
+        );
+    }
+    // A digest over another host's URI is not accepted.
+    let creds = invite_credentials(&mut phone, &challenge, "joeys-pw", "sip:elsewhere.example");
+    assert!(
+        reg.authenticate(t0, &client_invite(Some(&creds)), clients)
+            .is_err()
+    );
+}
+
+#[test]
+fn client_invite_with_a_wrong_password_gets_403() {
+    let t0 = Instant::now();
+    let mut reg = registrar(t0);
+    let challenge = reg
+        .authenticate(t0, &client_invite(None), clients)
+        .unwrap_err();
+    let creds = invite_credentials(
+        &mut DigestClient::new(),
+        &challenge,
+        "guess",
+        "sip:+15550001000@tandem.example:5080",
+    );
+    let r = reg
+        .authenticate(t0, &client_invite(Some(&creds)), clients)
+        .unwrap_err();
+    assert_eq!(r.status_code.code(), 403);
+}
