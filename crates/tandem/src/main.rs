@@ -10,6 +10,11 @@ use tandem::cli::{self, Command};
 use tandem::config::Config;
 use tandem::run;
 
+/// mimalloc instead of glibc malloc: under call load glibc's arena locks
+/// were a fifth of Tandem's CPU (docs/benchmarks.md, perf profile).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for a bad command line or an invalid config.
 const EXIT_CONFIG: u8 = 2;
 

@@ -233,6 +233,8 @@ struct Tx {
     merge_key: Option<MergeKey>,
     ack_key: Option<AckKey>,
     acked: bool,
+    /// The request's Call-ID, kept after the request itself is dropped.
+    call_id: String,
 }
 
 impl Tx {
@@ -266,6 +268,15 @@ impl Tx {
         }
     }
 
+    /// Drops the request's headers and body once a final response settled the
+    /// transaction: what remains (timers, the last message for retransmission,
+    /// the Call-ID) is all the Completed/Accepted/Confirmed states need, and a
+    /// busy endpoint holds tens of thousands of such transactions.
+    fn slim(&mut self) {
+        self.request.headers = rsip::Headers::default();
+        self.request.body = Vec::new();
+    }
+
     fn clear_timers(&mut self) {
         self.timers = [None; 3];
     }
@@ -292,7 +303,7 @@ pub struct TransactionLayer {
     cfg: TimerConfig,
     ids: IdGen,
     next_id: u64,
-    txs: HashMap<u64, Tx>,
+    txs: HashMap<u64, Box<Tx>>,
     clients: HashMap<ClientKey, u64>,
     servers: HashMap<ServerKey, u64>,
     merges: HashMap<MergeKey, u64>,
@@ -310,7 +321,7 @@ impl TransactionLayer {
             cfg,
             ids,
             next_id: 1,
-            txs: HashMap::new(),
+            txs: HashMap::with_capacity(1024),
             clients: HashMap::new(),
             servers: HashMap::new(),
             merges: HashMap::new(),
@@ -369,10 +380,11 @@ impl TransactionLayer {
         None
     }
 
-    fn alloc(&mut self, tx: Tx) -> u64 {
+    fn alloc(&mut self, mut tx: Tx) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.txs.insert(id, tx);
+        tx.call_id = tx.request.headers.call_id().unwrap_or("").to_owned();
+        self.txs.insert(id, Box::new(tx));
         id
     }
 
@@ -443,6 +455,7 @@ impl TransactionLayer {
             merge_key: None,
             ack_key: None,
             acked: false,
+            call_id: String::new(),
         };
         let id = self.next_id;
         let reliable = peer.transport.is_reliable();
@@ -568,6 +581,7 @@ impl TransactionLayer {
                     t.state = State::Accepted;
                     t.status = code;
                     t.clear_timers();
+                    t.slim();
                     t.set_timer(TimerKind::M, now + cfg.t1x64(), &mut self.heap, id);
                     self.events.push_back(TuEvent::Response {
                         tx: TxId(id),
@@ -579,6 +593,7 @@ impl TransactionLayer {
                     t.clear_timers();
                     let ack = to_bytes(&SipMessage::Request(build_ack(&t.request, &response)));
                     t.last = Some(ack.clone());
+                    t.slim();
                     let peer = t.peer;
                     t.set_timer(
                         TimerKind::D,
@@ -619,6 +634,7 @@ impl TransactionLayer {
                     t.state = State::Completed;
                     t.status = code;
                     t.clear_timers();
+                    t.slim();
                     t.set_timer(
                         TimerKind::K,
                         now + cfg.t4_or_zero(reliable),
@@ -749,6 +765,7 @@ impl TransactionLayer {
             merge_key: if merged { None } else { merge_key.clone() },
             ack_key: None,
             acked: false,
+            call_id: String::new(),
         };
         if merged {
             // §8.2.2.2: the same request arrived over two paths; answer 482 on this one.
@@ -790,6 +807,7 @@ impl TransactionLayer {
             match t.state {
                 State::Completed => {
                     t.state = State::Confirmed;
+                    t.slim();
                     t.clear_timers();
                     let reliable = t.peer.transport.is_reliable();
                     t.set_timer(
@@ -865,6 +883,7 @@ impl TransactionLayer {
             merge_key: None,
             ack_key: None,
             acked: false,
+            call_id: String::new(),
         };
         let (code, reason) = if invite.is_some() {
             (200, None)
@@ -934,8 +953,10 @@ impl TransactionLayer {
                             t.ack_key = Some(k.clone());
                             self.acks.insert(k, id);
                         }
+                        t.slim();
                     } else {
                         t.state = State::Completed;
+                        t.slim();
                         if !reliable {
                             t.set_timer(TimerKind::G, now + cfg.t1, &mut self.heap, id);
                         }
@@ -952,6 +973,7 @@ impl TransactionLayer {
                 if code >= 200 {
                     t.state = State::Completed;
                     t.status = code;
+                    t.slim();
                     t.set_timer(
                         TimerKind::J,
                         now + cfg.timer_j(reliable),
@@ -1005,7 +1027,7 @@ impl TransactionLayer {
                 self.send(peer, data);
             }
             TimerKind::B | TimerKind::F | TimerKind::CancelGiveUp => {
-                let call_id = t.request.headers.call_id().unwrap_or("").to_owned();
+                let call_id = t.call_id.clone();
                 let method = t.request.method;
                 let branch = t
                     .client_key
@@ -1021,7 +1043,7 @@ impl TransactionLayer {
                 });
             }
             TimerKind::H => {
-                let call_id = t.request.headers.call_id().unwrap_or("").to_owned();
+                let call_id = t.call_id.clone();
                 self.terminate(id);
                 self.events.push_back(TuEvent::AckTimeout {
                     tx: TxId(id),
@@ -1031,7 +1053,7 @@ impl TransactionLayer {
             }
             TimerKind::L => {
                 let acked = t.acked;
-                let call_id = t.request.headers.call_id().unwrap_or("").to_owned();
+                let call_id = t.call_id.clone();
                 self.terminate(id);
                 if !acked {
                     self.events.push_back(TuEvent::AckTimeout {
