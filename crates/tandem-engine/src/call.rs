@@ -393,19 +393,36 @@ impl Call {
             }
         }
         let (interp, document_url) = match &route.source {
-            TwimlSource::File(path) => {
-                let url = std::fs::canonicalize(path)
-                    .ok()
-                    .and_then(|p| Url::from_file_path(p).ok());
-                (
-                    Interpreter::fetching(
-                        url.clone()
-                            .unwrap_or_else(|| Url::parse("file:///missing").expect("static URL")),
+            TwimlSource::File(path) => match ctx.twiml_file(path) {
+                // The common case: the document is in memory, parsed.
+                Ok(doc) => match &doc.parsed {
+                    Some(parsed) => (Interpreter::new((**parsed).clone(), doc.url.clone()), doc.url),
+                    None => {
+                        let url = doc
+                            .url
+                            .clone()
+                            .unwrap_or_else(|| Url::parse("file:///invalid").expect("static URL"));
+                        let mut interp = Interpreter::fetching(url, tandem_twiml::Method::Post);
+                        // Let the interpreter report the invalid document its own way.
+                        let _ = interp.poll_command();
+                        let _ = interp.handle(Event::Fetched {
+                            body: doc.body.to_string(),
+                            final_url: doc.url.clone(),
+                        });
+                        (interp, doc.url)
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "TwiML file unreadable");
+                    let mut interp = Interpreter::fetching(
+                        Url::parse("file:///invalid").expect("static URL"),
                         tandem_twiml::Method::Post,
-                    ),
-                    url,
-                )
-            }
+                    );
+                    let _ = interp.poll_command();
+                    let _ = interp.handle(Event::FetchFailed { reason: e });
+                    (interp, None)
+                }
+            },
             TwimlSource::Url { url, method, .. } => {
                 let parsed = Url::parse(url).ok();
                 let m = match method {
@@ -2102,10 +2119,9 @@ fn spawn_fetch(
     tokio::spawn(async move {
         let result = if req.url.scheme() == "file" {
             match req.url.to_file_path() {
-                Ok(p) => tokio::fs::read_to_string(&p)
-                    .await
-                    .map(|body| (body, Some(req.url.clone())))
-                    .map_err(|e| format!("{}: {e}", p.display())),
+                Ok(p) => ctx
+                    .twiml_file(&p)
+                    .map(|d| (d.body.to_string(), Some(req.url.clone()))),
                 Err(()) => Err(format!("bad file URL {}", req.url)),
             }
         } else {

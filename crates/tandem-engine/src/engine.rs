@@ -49,9 +49,49 @@ pub(crate) struct Ctx {
     pub recordings: RecordingStore,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Local TwiML files, read at most once a second each (no file open per call).
+    pub docs: DashMap<std::path::PathBuf, CachedDoc>,
 }
 
+/// A local TwiML file as last read.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedDoc {
+    pub body: Arc<str>,
+    /// The parsed document, when it parses.
+    pub parsed: Option<Arc<tandem_twiml::Document>>,
+    pub url: Option<url::Url>,
+    loaded: std::time::Instant,
+}
+
+/// How long a local TwiML file is served from memory before it is read again.
+const DOC_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Ctx {
+    /// A local TwiML file, from memory when read less than a second ago.
+    pub fn twiml_file(&self, path: &std::path::Path) -> Result<CachedDoc, String> {
+        let now = std::time::Instant::now();
+        if let Some(d) = self.docs.get(path)
+            && now.duration_since(d.loaded) < DOC_TTL
+        {
+            return Ok(d.clone());
+        }
+        let body: Arc<str> = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .into();
+        let url = std::fs::canonicalize(path)
+            .ok()
+            .and_then(|p| url::Url::from_file_path(p).ok());
+        let parsed = tandem_twiml::parse(&body).ok().map(Arc::new);
+        let doc = CachedDoc {
+            body,
+            parsed,
+            url,
+            loaded: now,
+        };
+        self.docs.insert(path.to_owned(), doc.clone());
+        Ok(doc)
+    }
+
     /// The live contacts of a `<Client>` identity: (contact URI, where to send).
     pub fn registrar_contacts(&self, identity: &str) -> Vec<(String, Peer)> {
         let now = tokio::time::Instant::now().into_std();
@@ -122,6 +162,7 @@ impl Engine {
                 prompts,
                 recordings,
                 metrics: Arc::new(Metrics::default()),
+                docs: DashMap::new(),
                 cfg,
                 ep,
                 webhook,
