@@ -15,6 +15,7 @@ use tandem_sip::message::{Header, HeadersExt, Method, Request, Response, SipMess
 use tandem_transport::{Peer, ServerTx, Transport};
 use tandem_twiml::{Command, DialCallStatus, DialOutcome, Event, Interpreter, Noun};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 use url::Url;
 
 use crate::config::TwimlSource;
@@ -32,12 +33,11 @@ use tandem_rtp::relay::Tap;
 
 /// What reaches a call actor.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // a SIP request by value; boxing would cost an allocation per message
 pub(crate) enum CallMsg {
     /// A request in one of the call's dialogs (or a retransmission-free new one).
     Request {
         stx: ServerTx,
-        request: Request,
+        request: Box<Request>,
         source: Peer,
     },
     /// The ACK for the caller's 2xx.
@@ -46,7 +46,7 @@ pub(crate) enum CallMsg {
     Cancelled,
     /// A response on a child leg; `source` is set for a 2xx whose transaction had ended.
     Response {
-        response: Response,
+        response: Box<Response>,
         source: Option<Peer>,
     },
     /// A client transaction timed out.
@@ -63,7 +63,9 @@ pub(crate) enum CallMsg {
     AudioReady {
         who: Who,
         seq: u64,
-        result: Result<Audio, String>,
+        /// Boxed: the sources carry their frame buffers, and every slot of
+        /// the actor's queue is as large as the largest message.
+        result: Result<Box<Audio>, String>,
     },
     /// A screening document fetched for the child leg with this Call-ID.
     ScreenFetched {
@@ -259,45 +261,59 @@ impl std::fmt::Debug for Audio {
 pub(crate) async fn run(
     ctx: Arc<Ctx>,
     me: mpsc::Sender<CallMsg>,
-    mut rx: mpsc::Receiver<CallMsg>,
+    rx: mpsc::Receiver<CallMsg>,
     invite_tx: ServerTx,
     invite: Request,
     source: Peer,
 ) {
     let call_id = invite.headers.call_id().unwrap_or("").to_owned();
-    let (media_tx, mut media_rx) = mpsc::channel(64);
-    let Some(mut call) = Call::start(&ctx, me, invite_tx, invite, source, media_tx).await else {
+    let (media_tx, media_rx) = mpsc::channel(64);
+    let started = Box::pin(Call::start(&ctx, me, invite_tx, invite, source, media_tx))
+        .await
+        .map(Box::new);
+    let Some(call) = started else {
         ctx.calls.remove(&call_id);
         return;
     };
-    let mut dtmf_rx = call.take_dtmf_rx();
     let span = tracing::info_span!("call", sid = %call.sid);
-    let _enter = span.enter();
+    Box::pin(call_loop(ctx, call, rx, media_rx).instrument(span)).await;
+}
+
+/// The actor's loop. The call and every step's future live on the heap, so
+/// an idle call costs a small task, not the size of its largest step
+/// (docs/benchmarks.md: memory per established call).
+async fn call_loop(
+    ctx: Arc<Ctx>,
+    mut call: Box<Call>,
+    mut rx: mpsc::Receiver<CallMsg>,
+    mut media_rx: mpsc::Receiver<MediaEvent>,
+) {
+    let mut dtmf_rx = call.take_dtmf_rx();
     tracing::info!(from = %call.from_user, to = %call.to_user, "call started");
     ctx.metrics.call_started();
-    call.drive().await;
+    Box::pin(call.drive()).await;
     while !call.finished || !call.lingering.is_empty() {
         let deadline = call.next_deadline();
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(m) => call.on_msg(m).await,
+                Some(m) => Box::pin(call.on_msg(m)).await,
                 None => break,
             },
             ev = media_rx.recv() => {
                 if let Some(ev) = ev {
-                    call.on_media(ev).await;
+                    Box::pin(call.on_media(ev)).await;
                 }
             }
             d = recv_opt(&mut dtmf_rx) => match d {
-                Some(d) => call.on_digit(d.digit).await,
+                Some(d) => Box::pin(call.on_digit(d.digit)).await,
                 None => dtmf_rx = None,
             },
-            () = sleep_until(deadline), if deadline.is_some() => call.on_timer().await,
+            () = sleep_until(deadline), if deadline.is_some() => Box::pin(call.on_timer()).await,
         }
-        call.drive().await;
-        call.drive_screens().await;
+        Box::pin(call.drive()).await;
+        Box::pin(call.drive_screens()).await;
     }
-    call.cleanup().await;
+    Box::pin(call.cleanup()).await;
     ctx.metrics.call_ended();
     tracing::info!("call ended");
 }
@@ -396,7 +412,10 @@ impl Call {
             TwimlSource::File(path) => match ctx.twiml_file(path) {
                 // The common case: the document is in memory, parsed.
                 Ok(doc) => match &doc.parsed {
-                    Some(parsed) => (Interpreter::new((**parsed).clone(), doc.url.clone()), doc.url),
+                    Some(parsed) => (
+                        Interpreter::new((**parsed).clone(), doc.url.clone()),
+                        doc.url,
+                    ),
                     None => {
                         let url = doc
                             .url
@@ -668,7 +687,7 @@ impl Call {
                 stx,
                 request,
                 source,
-            } => self.on_request(stx, request, source).await,
+            } => self.on_request(stx, *request, source).await,
             CallMsg::Ack => {}
             CallMsg::Cancelled => {
                 tracing::info!("caller cancelled");
@@ -678,7 +697,7 @@ impl Call {
                 self.finished = self.dial.is_none();
             }
             CallMsg::Response { response, source } => {
-                self.on_child_response(response, source).await
+                self.on_child_response(*response, source).await
             }
             CallMsg::Timeout { call_id, .. } if self.branch_index(&call_id).is_none() => {
                 if let Some(pos) = self
@@ -820,11 +839,11 @@ impl Call {
                         say.loop_,
                     )
                     .await
-                    .map(Audio::Prompt)
+                    .map(|p| Box::new(Audio::Prompt(p)))
                     .map_err(|e| e.to_string()),
                 tandem_twiml::Prompt::Play(play) => match (&play.digits, &play.url) {
                     (Some(d), _) => digits_source(d)
-                        .map(Audio::Digits)
+                        .map(|d| Box::new(Audio::Digits(d)))
                         .map_err(|e| e.to_string()),
                     (None, Some(url)) => {
                         let url = match &base {
@@ -837,7 +856,7 @@ impl Call {
                         prompts
                             .play(&url, play.loop_)
                             .await
-                            .map(Audio::Prompt)
+                            .map(|p| Box::new(Audio::Prompt(p)))
                             .map_err(|e| e.to_string())
                     }
                     (None, None) => Err("<Play> without a URL or digits".to_owned()),
@@ -848,7 +867,7 @@ impl Call {
         });
     }
 
-    fn on_audio_ready(&mut self, who: Who, seq: u64, result: Result<Audio, String>) {
+    fn on_audio_ready(&mut self, who: Who, seq: u64, result: Result<Box<Audio>, String>) {
         if seq != self.verb_seq {
             return;
         }
@@ -872,7 +891,7 @@ impl Call {
             self.verb_done(who);
             return;
         };
-        let injection = match audio {
+        let injection = match *audio {
             Audio::Prompt(p) => leg.inject(p),
             Audio::Digits(d) => leg.inject(d),
         };

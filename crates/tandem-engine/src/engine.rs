@@ -214,7 +214,7 @@ impl Engine {
                     cid,
                     CallMsg::Request {
                         stx,
-                        request,
+                        request: Box::new(request),
                         source,
                     },
                 )
@@ -229,7 +229,7 @@ impl Engine {
                 (
                     cid,
                     CallMsg::Response {
-                        response,
+                        response: Box::new(response),
                         source: None,
                     },
                 )
@@ -239,7 +239,7 @@ impl Engine {
                 (
                     cid,
                     CallMsg::Response {
-                        response,
+                        response: Box::new(response),
                         source: Some(source),
                     },
                 )

@@ -19,4 +19,4 @@ pub mod rtp;
 pub mod sdp;
 
 pub use pool::{PoolConfig, PoolError, PoolExhausted, PortPair, PortPool};
-pub use relay::{Leg, LegConfig, LegId, MediaEvent, bridge};
+pub use relay::{Leg, LegConfig, LegId, MediaEvent, MediaRuntime, bridge};

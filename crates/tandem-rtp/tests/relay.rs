@@ -444,3 +444,31 @@ async fn rtcp_latched_first_survives_rtp_latching() {
     assert_eq!(n, 32);
     drop(eb);
 }
+
+/// Legs on dedicated media threads relay like any other, and stop with
+/// the media runtime.
+#[test]
+fn legs_on_media_threads_relay() {
+    let media = tandem_rtp::MediaRuntime::new(2).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = pool(22300, 2);
+        let a = media
+            .start_leg(7, pool.allocate().unwrap(), cfg(1), None)
+            .unwrap();
+        let b = media
+            .start_leg(7, pool.allocate().unwrap(), cfg(2), None)
+            .unwrap();
+        bridge(&a, &b);
+        let mut ea = Endpoint::new(0xA).await;
+        let eb = Endpoint::new(0xB).await;
+        b.set_remote(Some(eb.addr()), None);
+        ea.send(a.local_rtp_addr(), 0, &[7; 160]).await;
+        assert_eq!(eb.recv(WAIT).await.unwrap().payload, vec![7; 160]);
+        drop((a, b));
+    });
+    drop(media);
+}

@@ -123,44 +123,32 @@ fn relay_main(o: &Opts) {
         recv_buffer: None,
     })
     .expect("pool");
-    let mut keep = Vec::new();
-    let handles: Vec<tokio::runtime::Handle> = if o.shards == 0 {
+    // Either one work-stealing runtime, or dedicated media threads.
+    let (shared_rt, media) = if o.shards == 0 {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(o.workers.max(1))
             .enable_all()
             .build()
             .expect("runtime");
-        let h = rt.handle().clone();
-        keep.push(rt);
-        vec![h]
+        (Some(rt), None)
     } else {
-        (0..o.shards)
-            .map(|n| {
-                let (tx, rx) = std::sync::mpsc::channel();
-                let spawn = std::thread::Builder::new().name(format!("shard-{n}"));
-                let _ = spawn.spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    let _ = tx.send(rt.handle().clone());
-                    rt.block_on(std::future::pending::<()>());
-                });
-                rx.recv().expect("shard runtime")
-            })
-            .collect()
+        let m = tandem_rtp::MediaRuntime::new(o.shards).expect("media threads");
+        (None, Some(m))
     };
     let mut legs = Vec::with_capacity(calls);
     let mut line = String::from("PORTS");
     for i in 0..calls {
-        let _enter = handles[i % handles.len()].enter();
-        let start = |id| {
+        let start = |id: u32| {
             let pair = pool.allocate().expect("pool big enough");
-            tandem_rtp::Leg::start(
-                pair,
-                tandem_rtp::LegConfig::new(tandem_rtp::LegId(id)),
-                None,
-            )
+            let cfg = tandem_rtp::LegConfig::new(tandem_rtp::LegId(id));
+            match (&shared_rt, &media) {
+                (_, Some(m)) => m.start_leg(i as u64, pair, cfg, None),
+                (Some(rt), None) => {
+                    let _enter = rt.enter();
+                    tandem_rtp::Leg::start(pair, cfg, None)
+                }
+                (None, None) => unreachable!("one runtime or the other"),
+            }
             .expect("leg")
         };
         let a = start(2 * i as u32);
@@ -175,15 +163,44 @@ fn relay_main(o: &Opts) {
     }
     println!("{line}");
     let _ = std::io::stdout().flush();
-    // Serve until the generator closes our stdin.
+    // Serve until the generator closes our stdin; "MARK" starts the counters.
+    let totals = |legs: &[(tandem_rtp::Leg, tandem_rtp::Leg)]| {
+        let mut t = [0u64; 5];
+        for leg in legs.iter().flat_map(|(a, b)| [a, b]) {
+            let st = leg.stats();
+            let v = [
+                st.rx_packets,
+                st.tx_packets,
+                st.tx_errors,
+                st.not_relayed,
+                st.rejected,
+            ];
+            for (t, v) in t.iter_mut().zip(v) {
+                *t += v;
+            }
+        }
+        t
+    };
+    let mut mark = [0u64; 5];
     let mut s = String::new();
     while std::io::stdin()
         .read_line(&mut s)
         .map(|n| n > 0)
         .unwrap_or(false)
     {
+        if s.trim() == "MARK" {
+            mark = totals(&legs);
+        }
         s.clear();
     }
+    let t = totals(&legs);
+    let d: Vec<String> = t
+        .iter()
+        .zip(mark)
+        .map(|(t, m)| (t - m).to_string())
+        .collect();
+    println!("STATS {}", d.join(" "));
+    let _ = std::io::stdout().flush();
     // Exit without tearing down: the process ends here.
     std::process::exit(0);
 }
@@ -218,7 +235,32 @@ fn machine_jiffies() -> (f64, f64, f64) {
 
 struct Relay {
     child: Child,
+    out: BufReader<std::process::ChildStdout>,
     ports: Vec<(u16, u16)>,
+}
+
+impl Relay {
+    /// Start the relay's counters now (after priming).
+    fn mark(&mut self) {
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.write_all(b"MARK\n");
+            let _ = stdin.flush();
+        }
+    }
+
+    /// Close the relay's stdin and read its totals: packets received,
+    /// sent, send errors, not relayed, rejected.
+    fn finish(mut self) -> [u64; 5] {
+        drop(self.child.stdin.take());
+        let mut line = String::new();
+        let _ = self.out.read_line(&mut line);
+        let _ = self.child.wait();
+        let mut v = [0u64; 5];
+        for (slot, x) in v.iter_mut().zip(line.split_whitespace().skip(1)) {
+            *slot = x.parse().unwrap_or(0);
+        }
+        v
+    }
 }
 
 fn start_relay(o: &Opts, calls: usize) -> Relay {
@@ -240,10 +282,8 @@ fn start_relay(o: &Opts, calls: usize) -> Relay {
         .spawn()
         .expect("spawn relay");
     let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("relay output");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    out.read_line(&mut line).expect("relay output");
     let nums: Vec<u16> = line
         .split_whitespace()
         .skip(1)
@@ -251,7 +291,7 @@ fn start_relay(o: &Opts, calls: usize) -> Relay {
         .collect();
     assert_eq!(nums.len(), 2 * calls, "relay did not start: {line:?}");
     let ports = nums.chunks(2).map(|c| (c[0], c[1])).collect();
-    Relay { child, ports }
+    Relay { child, out, ports }
 }
 
 fn bench_socket() -> UdpSocket {
@@ -294,6 +334,8 @@ struct RxStats {
     app: Vec<u64>,
     /// Last sequence number seen per (call, direction).
     last_seq: Vec<u32>,
+    /// Datagrams our own sockets dropped (SO_RXQ_OVFL), per socket.
+    dropped: Vec<u32>,
 }
 
 /// The generator's receive side: drains sockets without blocking, on the
@@ -313,7 +355,10 @@ struct Receiver {
 impl Receiver {
     fn new(calls: usize) -> Self {
         Receiver {
-            hdrs: MultiHeaders::<SockaddrIn>::preallocate(BATCH, Some(nix::cmsg_space!(TimeSpec))),
+            hdrs: MultiHeaders::<SockaddrIn>::preallocate(
+                BATCH,
+                Some(nix::cmsg_space!(TimeSpec, u32)),
+            ),
             bufs: vec![[0u8; 256]; BATCH],
             lens: [0; BATCH],
             kts: [0; BATCH],
@@ -324,14 +369,15 @@ impl Receiver {
                 hist: vec![0; BUCKETS],
                 app: vec![0; BUCKETS],
                 last_seq: vec![0; 2 * calls],
+                dropped: Vec::new(),
             },
         }
     }
 
-    /// Read everything queued on `sock`.
-    fn drain(&mut self, sock: &UdpSocket) {
+    /// Read everything queued on socket number `idx`.
+    fn drain(&mut self, idx: usize, sock: &UdpSocket) {
         loop {
-            let n = self.batch(sock);
+            let n = self.batch(idx, sock);
             if n == 0 {
                 return;
             }
@@ -342,7 +388,11 @@ impl Receiver {
         }
     }
 
-    fn batch(&mut self, sock: &UdpSocket) -> usize {
+    fn batch(&mut self, idx: usize, sock: &UdpSocket) -> usize {
+        if self.st.dropped.len() <= idx {
+            self.st.dropped.resize(idx + 1, 0);
+        }
+        let mut ovfl = self.st.dropped[idx];
         let mut iovs: Vec<[IoSliceMut<'_>; 1]> = self
             .bufs
             .iter_mut()
@@ -360,20 +410,21 @@ impl Receiver {
         let mut n = 0;
         for (i, m) in res.enumerate() {
             self.lens[i] = m.bytes;
-            self.kts[i] = m
-                .cmsgs()
-                .ok()
-                .and_then(|mut c| {
-                    c.find_map(|c| match c {
+            self.kts[i] = 0;
+            if let Ok(cmsgs) = m.cmsgs() {
+                for c in cmsgs {
+                    match c {
                         ControlMessageOwned::ScmTimestampns(t) => {
-                            Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+                            self.kts[i] = t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64;
                         }
-                        _ => None,
-                    })
-                })
-                .unwrap_or(0);
+                        ControlMessageOwned::RxqOvfl(d) => ovfl = ovfl.max(d),
+                        _ => {}
+                    }
+                }
+            }
             n += 1;
         }
+        self.st.dropped[idx] = ovfl;
         n
     }
 
@@ -490,6 +541,10 @@ struct Report {
     other_cpu: f64,
     /// Softirq time (loopback delivery not charged to a process).
     softirq_cpu: f64,
+    /// Datagrams dropped by the generator's own full sockets.
+    gen_drops: u64,
+    /// Relay sends that failed, and packets it received but did not relay.
+    relay_errors: u64,
 }
 
 impl Report {
@@ -499,33 +554,37 @@ impl Report {
 
     fn print_header(&self) {
         println!(
-            "{:>6} {:>4} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "{:>6} {:>4} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6}",
             "calls",
             "mode",
             "sent",
             "relayed/s",
             "lost",
+            "gendrop",
+            "rlyerr",
             "reorder",
-            "p50 us",
-            "p99 us",
-            "p999 us",
-            "max us",
-            "app p99 us",
-            "relay cpu",
-            "gen cpu",
-            "softirq",
-            "other cpu"
+            "p50us",
+            "p99us",
+            "p999us",
+            "maxus",
+            "appp99",
+            "relay%",
+            "gen%",
+            "sirq%",
+            "other%"
         );
     }
 
     fn print(&self) {
         println!(
-            "{:>6} {:>4} {:>10} {:>10.0} {:>8} {:>8} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>10.0} {:>8.0}% {:>8.0}% {:>8.0}% {:>8.0}%",
+            "{:>6} {:>4} {:>9} {:>9.0} {:>7} {:>7} {:>7} {:>7} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>6.0} {:>6.0} {:>6.0} {:>6.0}",
             self.calls,
             if self.direct { "dir" } else { "rly" },
             self.sent,
             self.received as f64 / self.duration,
             self.loss(),
+            self.gen_drops,
+            self.relay_errors,
             self.reordered,
             self.p50_us,
             self.p99_us,
@@ -556,7 +615,7 @@ fn percentile(hist: &[u64], total: u64, q: f64) -> f64 {
 }
 
 fn run_once(o: &Opts, calls: usize) -> Report {
-    let relay = (!o.direct).then(|| start_relay(o, calls));
+    let mut relay = (!o.direct).then(|| start_relay(o, calls));
     let k = o.sockets;
     let a_socks: Vec<UdpSocket> = (0..k).map(|_| bench_socket()).collect();
     let b_socks: Vec<UdpSocket> = (0..k).map(|_| bench_socket()).collect();
@@ -597,10 +656,14 @@ fn run_once(o: &Opts, calls: usize) -> Report {
     }
     std::thread::sleep(Duration::from_millis(300));
 
+    if let Some(r) = relay.as_mut() {
+        r.mark();
+    }
     let mut receiver = Receiver::new(calls);
-    for sock in a_socks.iter().chain(&b_socks) {
+    for (i, sock) in a_socks.iter().chain(&b_socks).enumerate() {
         let _ = setsockopt(sock, sockopt::ReceiveTimestampns, &true);
-        receiver.drain(sock);
+        let _ = setsockopt(sock, sockopt::RxqOvfl, &1);
+        receiver.drain(i, sock);
     }
     receiver.st = Receiver::new(calls).st;
 
@@ -630,8 +693,8 @@ fn run_once(o: &Opts, calls: usize) -> Report {
         for (slot, flows) in slot_flows.iter().enumerate() {
             let due = t0 + PERIOD * period as u32 + Duration::from_millis(slot as u64);
             while let Some(wait) = due.checked_duration_since(Instant::now()) {
-                for sock in a_socks.iter().chain(&b_socks) {
-                    receiver.drain(sock);
+                for (i, sock) in a_socks.iter().chain(&b_socks).enumerate() {
+                    receiver.drain(i, sock);
                 }
                 std::thread::sleep(wait.min(POLL));
             }
@@ -657,8 +720,8 @@ fn run_once(o: &Opts, calls: usize) -> Report {
     // Stragglers.
     let end = Instant::now() + Duration::from_millis(300);
     while Instant::now() < end {
-        for sock in a_socks.iter().chain(&b_socks) {
-            receiver.drain(sock);
+        for (i, sock) in a_socks.iter().chain(&b_socks).enumerate() {
+            receiver.drain(i, sock);
         }
         std::thread::sleep(POLL);
     }
@@ -667,12 +730,10 @@ fn run_once(o: &Opts, calls: usize) -> Report {
         reordered,
         hist,
         app,
+        dropped,
         ..
     } = receiver.st;
-    if let Some(mut r) = relay {
-        drop(r.child.stdin.take());
-        let _ = r.child.wait();
-    }
+    let relay_stats = relay.map(Relay::finish).unwrap_or_default();
     let max = hist
         .iter()
         .rposition(|&c| c > 0)
@@ -696,6 +757,8 @@ fn run_once(o: &Opts, calls: usize) -> Report {
             .max(0.0)
             / elapsed,
         softirq_cpu: (m1.2 - m0.2) / 100.0 / elapsed,
+        gen_drops: dropped.iter().map(|&d| u64::from(d)).sum(),
+        relay_errors: relay_stats[2] + relay_stats[3],
     }
 }
 

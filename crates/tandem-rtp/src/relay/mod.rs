@@ -16,6 +16,7 @@
 //! [`MediaEvent::Timeout`].
 
 mod inject;
+mod runtime;
 mod rx;
 mod sources;
 mod tap;
@@ -32,6 +33,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 pub use inject::{Injection, MediaSource, SourceOutput, SourcePacket};
+pub use runtime::MediaRuntime;
 pub use sources::{DigitsSource, PcmSource, RingbackSource};
 pub use tap::{TAP_FRAME_MAX, Tap, TapFrame, TapPacket, tap_channel};
 pub use tx::OutFormat;

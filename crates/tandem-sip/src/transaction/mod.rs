@@ -582,6 +582,8 @@ impl TransactionLayer {
                     t.status = code;
                     t.clear_timers();
                     t.slim();
+                    // Nothing is retransmitted in Accepted (RFC 6026 §8.4).
+                    t.last = None;
                     t.set_timer(TimerKind::M, now + cfg.t1x64(), &mut self.heap, id);
                     self.events.push_back(TuEvent::Response {
                         tx: TxId(id),
@@ -843,6 +845,8 @@ impl TransactionLayer {
             }
             t.acked = true;
             t.clear_timer(TimerKind::G);
+            // Acknowledged: the 2xx is never sent again.
+            t.last = None;
         }
         self.events.push_back(TuEvent::Ack {
             tx: tx.map(TxId),
