@@ -545,6 +545,9 @@ struct Report {
     gen_drops: u64,
     /// Relay sends that failed, and packets it received but did not relay.
     relay_errors: u64,
+    /// Packets sent that the relay never read (its sockets overflowed
+    /// while it was behind).
+    in_drops: u64,
 }
 
 impl Report {
@@ -554,12 +557,13 @@ impl Report {
 
     fn print_header(&self) {
         println!(
-            "{:>6} {:>4} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6}",
+            "{:>6} {:>4} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6}",
             "calls",
             "mode",
             "sent",
             "relayed/s",
             "lost",
+            "in-drop",
             "gendrop",
             "rlyerr",
             "reorder",
@@ -577,12 +581,13 @@ impl Report {
 
     fn print(&self) {
         println!(
-            "{:>6} {:>4} {:>9} {:>9.0} {:>7} {:>7} {:>7} {:>7} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>6.0} {:>6.0} {:>6.0} {:>6.0}",
+            "{:>6} {:>4} {:>9} {:>9.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>6.0} {:>6.0} {:>6.0} {:>6.0}",
             self.calls,
             if self.direct { "dir" } else { "rly" },
             self.sent,
             self.received as f64 / self.duration,
             self.loss(),
+            self.in_drops,
             self.gen_drops,
             self.relay_errors,
             self.reordered,
@@ -759,6 +764,11 @@ fn run_once(o: &Opts, calls: usize) -> Report {
         softirq_cpu: (m1.2 - m0.2) / 100.0 / elapsed,
         gen_drops: dropped.iter().map(|&d| u64::from(d)).sum(),
         relay_errors: relay_stats[2] + relay_stats[3],
+        in_drops: if o.direct {
+            0
+        } else {
+            sent.saturating_sub(relay_stats[0])
+        },
     }
 }
 

@@ -61,8 +61,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
     let mut buf = [0u8; BUF];
     let socks = shared.sockets();
     let mut notified = pin!(shared.notify.notified());
-    let sleep = pin!(tokio::time::sleep(FAR));
-    let mut sleep = sleep;
+    let mut sleep = pin!(tokio::time::sleep(FAR));
     load_control(&shared, &mut local);
     rearm(&local, sleep.as_mut());
     let mut rtcp_first = false;
