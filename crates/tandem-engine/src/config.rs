@@ -62,6 +62,8 @@ pub struct Trunk {
     pub prefixes: Vec<String>,
     /// Networks allowed to send calls (address, prefix length).
     pub sources: Vec<(IpAddr, u8)>,
+    /// Keep a registration with the proxy, asking for this expiry.
+    pub register: Option<Duration>,
 }
 
 impl Trunk {
@@ -172,6 +174,7 @@ mod tests {
             password: None,
             prefixes: prefixes.iter().map(|s| s.to_string()).collect(),
             sources: vec![("192.0.2.0".parse().unwrap(), 24)],
+            register: None,
         }
     }
 

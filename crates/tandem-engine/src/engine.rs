@@ -111,6 +111,17 @@ impl std::fmt::Debug for Ctx {
     }
 }
 
+/// Stops the tasks it holds when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// A running engine.
 #[derive(Debug)]
 pub struct Engine {
@@ -189,8 +200,17 @@ impl Engine {
         self.ctx.calls.len()
     }
 
-    /// Runs until the endpoint's event stream ends.
+    /// Runs until the endpoint's event stream ends. Trunks with
+    /// `register = true` are registered (and kept so) meanwhile.
     pub async fn run(&self, events: &mut mpsc::Receiver<EndpointEvent>) {
+        let registrations: Vec<_> = self
+            .ctx
+            .cfg
+            .trunks
+            .iter()
+            .filter_map(|t| crate::registration::spawn(self.ctx.clone(), t.clone()))
+            .collect();
+        let _stop = AbortOnDrop(registrations);
         while let Some(ev) = events.recv().await {
             self.dispatch(ev).await;
         }

@@ -10,6 +10,7 @@ pub mod http;
 mod media;
 pub mod media_ops;
 pub mod recording;
+mod registration;
 
 pub use config::{EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
 pub use engine::{Engine, EngineError};

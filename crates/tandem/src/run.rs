@@ -105,6 +105,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
                     .iter()
                     .map(|c| (c.network(), c.prefix()))
                     .collect(),
+                register: t.register.then_some(t.register_expires),
             })
             .collect(),
         numbers: config

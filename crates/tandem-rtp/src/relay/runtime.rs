@@ -1,8 +1,8 @@
 //! Dedicated media threads: one single-thread tokio runtime per thread, legs
 //! placed by a key (the call) so both legs of a call share a thread and the
-//! relay between them never crosses threads. On the relay benchmark this
-//! costs about a third less CPU per packet than legs on a work-stealing
-//! runtime (docs/benchmarks-rtp.md).
+//! relay between them never crosses threads. On the relay benchmark one
+//! media thread spends about a third less CPU per packet than legs on a
+//! 2-worker work-stealing runtime (docs/benchmarks-rtp.md).
 
 use std::io;
 use std::thread::JoinHandle;

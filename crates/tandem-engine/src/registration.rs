@@ -1,0 +1,118 @@
+//! Keeps every `register = true` trunk registered (RFC 3261 §10.2, design
+//! §1): one task per trunk drives tandem-sip's sans-IO [`Registration`],
+//! sends its REGISTERs through the endpoint and receives their responses by
+//! Call-ID through the same routing table as calls.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tandem_sip::builder::IdGen;
+use tandem_sip::registration::{Registration, RegistrationConfig, State};
+use tandem_transport::{Peer, Transport};
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+
+use crate::call::CallMsg;
+use crate::config::Trunk;
+use crate::engine::Ctx;
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Starts the registration task of a trunk that asks for it.
+pub(crate) fn spawn(ctx: Arc<Ctx>, trunk: Trunk) -> Option<tokio::task::JoinHandle<()>> {
+    let expires = trunk.register?;
+    let span = tracing::info_span!("trunk", name = %trunk.name);
+    Some(tokio::spawn(run(ctx, trunk, expires).instrument(span)))
+}
+
+async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
+    let host = trunk
+        .proxy
+        .split_once(':')
+        .map_or(trunk.proxy.as_str(), |(_, h)| h);
+    let host_port = host.split(';').next().unwrap_or(host);
+    let transport = if trunk.proxy.to_ascii_lowercase().contains("transport=tcp") {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    let (user, password) = match (&trunk.username, &trunk.password) {
+        (Some(u), Some(p)) => (u.clone(), p.clone()),
+        _ => {
+            tracing::warn!(trunk = %trunk.name, "register = true needs username and password: not registering");
+            return;
+        }
+    };
+    let Some(addr) = resolve(host_port).await else {
+        tracing::warn!(trunk = %trunk.name, proxy = %trunk.proxy, "cannot resolve the trunk's proxy: not registering");
+        return;
+    };
+    let peer = Peer { transport, addr };
+    let registrar = format!("sip:{host_port}");
+    let aor = format!("sip:{user}@{host_port}");
+    let contact = format!("sip:{user}@{}", ctx.cfg.sip_host);
+    let mut cfg = RegistrationConfig::new(registrar, aor, contact);
+    cfg.username = user;
+    cfg.password = password;
+    cfg.expires = u32::try_from(expires.as_secs()).unwrap_or(u32::MAX);
+    cfg.transport = transport;
+    cfg.sent_by = ctx.cfg.sip_host.clone();
+    let mut reg = match Registration::new(now(), cfg, IdGen::from_entropy()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(trunk = %trunk.name, error = %e, "registration not started");
+            return;
+        }
+    };
+    let (tx, mut rx) = mpsc::channel(16);
+    let call_id = reg.call_id().to_owned();
+    ctx.calls.insert(call_id.clone(), tx);
+    let mut last = String::new();
+    loop {
+        while let Some(req) = reg.poll_request(now()) {
+            if ctx.ep.send_request(req, peer).await.is_err() {
+                ctx.calls.remove(&call_id);
+                return;
+            }
+        }
+        let state = format!("{:?}", reg.state());
+        if state != last {
+            match reg.state() {
+                State::Registered { .. } => tracing::info!(trunk = %trunk.name, "registered"),
+                State::Failed { error, .. } => {
+                    tracing::warn!(trunk = %trunk.name, %error, "registration failed; retrying")
+                }
+                _ => tracing::debug!(trunk = %trunk.name, %state, "registration"),
+            }
+            last = state;
+        }
+        let deadline = reg.poll_timeout();
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(CallMsg::Response { response, .. }) => reg.on_response(now(), &response),
+                Some(CallMsg::Timeout { .. }) => reg.on_timeout(now()),
+                Some(_) => {}
+                None => break,
+            },
+            () = sleep_until(deadline), if deadline.is_some() => {}
+        }
+    }
+    ctx.calls.remove(&call_id);
+}
+
+async fn resolve(host_port: &str) -> Option<std::net::SocketAddr> {
+    let (host, port) = tandem_sip::header::split_host_port(host_port)?;
+    tokio::net::lookup_host((host, port.unwrap_or(5060)))
+        .await
+        .ok()?
+        .next()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
