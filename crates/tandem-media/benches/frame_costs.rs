@@ -14,6 +14,14 @@ use tandem_media::recorder::{ChannelLayout, Leg, Recorder, RecorderConfig, Recor
 use tandem_media::tones::{RingTone, Ringback};
 
 fn time(name: &str, iters: u32, mut f: impl FnMut(u32)) {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this
+    // binary without it, in a debug build: then each stage runs a few times,
+    // as a smoke test, instead of a full timing loop.
+    let iters = if std::env::args().any(|a| a == "--bench") {
+        iters
+    } else {
+        10
+    };
     for i in 0..iters / 10 {
         f(i);
     }
