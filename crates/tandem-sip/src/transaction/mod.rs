@@ -664,26 +664,30 @@ impl TransactionLayer {
     }
 
     fn on_request(&mut self, now: Instant, mut request: Request, source: Peer) {
-        stamp_via(&mut request, source.addr);
-        let Some(Ok(via)) = request.headers.top_via() else {
-            self.stats.dropped += 1;
-            return;
+        // One parse of the top Via gives the key, the response route and what
+        // to stamp into it.
+        let (branch, sent_by, reply_to, stamp) = {
+            let Some(Ok(via)) = request.headers.top_via() else {
+                self.stats.dropped += 1;
+                return;
+            };
+            let branch = match via.branch {
+                Some(b) if via.is_rfc3261() => b.to_owned(),
+                // RFC 2543 peers: fall back to the dialog identifiers (§17.2.3).
+                _ => format!(
+                    "2543|{}|{}|{}",
+                    request.headers.call_id().unwrap_or(""),
+                    request.headers.from_tag().unwrap_or(""),
+                    request.headers.cseq().map_or(0, |c| c.0)
+                ),
+            };
+            let sent_by = match via.port {
+                Some(p) => format!("{}:{p}", via.host),
+                None => via.host.to_owned(),
+            };
+            (branch, sent_by, response_peer(&via, source), Stamp::of(&via, source.addr))
         };
-        let branch = match via.branch {
-            Some(b) if via.is_rfc3261() => b.to_owned(),
-            // RFC 2543 peers: fall back to the dialog identifiers (§17.2.3).
-            _ => format!(
-                "2543|{}|{}|{}",
-                request.headers.call_id().unwrap_or(""),
-                request.headers.from_tag().unwrap_or(""),
-                request.headers.cseq().map_or(0, |c| c.0)
-            ),
-        };
-        let sent_by = match via.port {
-            Some(p) => format!("{}:{p}", via.host),
-            None => via.host.to_owned(),
-        };
-        let reply_to = response_peer(&via, source);
+        stamp.apply(&mut request, source.addr);
         let method = request.method;
         let lookup = ServerKey {
             branch,
@@ -1092,41 +1096,62 @@ fn response_peer(via: &ViaRef<'_>, source: Peer) -> Peer {
 /// Adds `received` (when the sent-by host differs from the source IP) and
 /// fills an empty `rport` in the top Via (§18.2.1, RFC 3581 §4).
 pub fn stamp_via(request: &mut Request, source: SocketAddr) {
-    let Some(h) = request
-        .headers
-        .iter_mut()
-        .find(|h| matches!(h, Header::Via(_)))
-    else {
-        return;
+    let stamp = match request.headers.top_via() {
+        Some(Ok(via)) => Stamp::of(&via, source),
+        _ => return,
     };
-    let Header::Via(v) = h else { return };
-    let value = rsip::headers::UntypedHeader::value(v);
-    let Ok(via) = ViaRef::parse(value) else {
-        return;
-    };
-    let ip = source.ip().to_string();
-    let need_received = via.host != ip && via.received.is_none();
-    let need_rport = via.rport == Some(None);
-    if !need_received && !need_rport {
-        return;
-    }
-    let mut out = String::with_capacity(value.len() + 40);
-    let mut parts = value.split(';');
-    out.push_str(parts.next().unwrap_or(""));
-    for p in parts {
-        let name = p.split('=').next().unwrap_or("").trim();
-        if need_rport && name.eq_ignore_ascii_case("rport") {
-            out.push_str(&format!(";rport={}", source.port()));
-        } else {
-            out.push(';');
-            out.push_str(p);
+    stamp.apply(request, source);
+}
+
+/// What the top Via of a received request lacks (§18.2.1, RFC 3581 §4).
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    received: bool,
+    rport: bool,
+}
+
+impl Stamp {
+    fn of(via: &ViaRef<'_>, source: SocketAddr) -> Self {
+        let host_is_source = via
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip == source.ip());
+        Self {
+            received: !host_is_source && via.received.is_none(),
+            rport: via.rport == Some(None),
         }
     }
-    if need_received {
-        out.push_str(";received=");
-        out.push_str(&ip);
+
+    fn apply(self, request: &mut Request, source: SocketAddr) {
+        use std::fmt::Write as _;
+        if !self.received && !self.rport {
+            return;
+        }
+        let Some(h) = request
+            .headers
+            .iter_mut()
+            .find(|h| matches!(h, Header::Via(_)))
+        else {
+            return;
+        };
+        let value = crate::message::header_value(h);
+        let mut out = String::with_capacity(value.len() + 48);
+        let mut parts = value.split(';');
+        out.push_str(parts.next().unwrap_or(""));
+        for p in parts {
+            let name = p.split('=').next().unwrap_or("").trim();
+            if self.rport && name.eq_ignore_ascii_case("rport") {
+                let _ = write!(out, ";rport={}", source.port());
+            } else {
+                out.push(';');
+                out.push_str(p);
+            }
+        }
+        if self.received {
+            let _ = write!(out, ";received={}", source.ip());
+        }
+        *h = Header::Via(out.into());
     }
-    *h = Header::Via(out.into());
 }
 
 /// The ACK for a non-2xx final response (§17.1.1.3).
