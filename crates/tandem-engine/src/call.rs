@@ -1444,53 +1444,32 @@ impl Call {
 
     /// A 2xx to a re-INVITE Tandem sent the caller: ACK it and take its SDP.
     async fn on_parent_reinvite_response(&mut self, response: &Response, seq: u32) {
-        if !(200..300).contains(&response.status_code.code()) {
-            return;
-        }
-        self.dialog.on_invite_response(response);
         let branch = self.ids.branch();
         let host = self.ctx.cfg.sip_host.clone();
-        if let Ok(ack) = self
-            .dialog
-            .ack_for(seq, self.source.transport.as_str(), &host, &branch)
-        {
-            let _ = self
-                .ctx
-                .ep
-                .send_stateless(SipMessage::Request(ack), self.source)
-                .await;
-        }
-        if let (Some(m), true) = (&mut self.media, has_sdp(&response.headers, &response.body))
-            && let Err(e) = m.on_answer(&response.body)
-        {
-            tracing::warn!(error = %e, "caller's answer to our re-INVITE unusable");
-        }
+        let leg = LegSignal {
+            dialog: &mut self.dialog,
+            media: self.media.as_mut(),
+            peer: self.source,
+        };
+        leg.ack_reinvite(&self.ctx, response, seq, &host, &branch)
+            .await;
     }
 
     /// A 2xx to a re-INVITE Tandem sent a callee: ACK it and take its SDP.
     async fn on_child_reinvite_response(&mut self, i: usize, response: &Response, seq: u32) {
-        if !(200..300).contains(&response.status_code.code()) {
-            return;
-        }
         let branch = self.ids.branch();
         let host = self.ctx.cfg.sip_host.clone();
         let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else {
             return;
         };
         let Some(dialog) = &mut b.dialog else { return };
-        dialog.on_invite_response(response);
-        if let Ok(ack) = dialog.ack_for(seq, b.peer.transport.as_str(), &host, &branch) {
-            let _ = self
-                .ctx
-                .ep
-                .send_stateless(SipMessage::Request(ack), b.peer)
-                .await;
-        }
-        if let (Some(m), true) = (&mut b.media, has_sdp(&response.headers, &response.body))
-            && let Err(e) = m.on_answer(&response.body)
-        {
-            tracing::warn!(error = %e, "callee's answer to our re-INVITE unusable");
-        }
+        let leg = LegSignal {
+            dialog,
+            media: b.media.as_mut(),
+            peer: b.peer,
+        };
+        leg.ack_reinvite(&self.ctx, response, seq, &host, &branch)
+            .await;
     }
 
     /// A re-INVITE from one side of the bridge (hold, resume, codec change):
@@ -2120,6 +2099,45 @@ impl Call {
             m.close().await;
         }
         self.ctx.calls.remove(&self.call_id);
+    }
+}
+
+/// One leg's dialog, media and peer, for what both sides of a bridge do alike.
+struct LegSignal<'a> {
+    dialog: &'a mut Dialog,
+    media: Option<&'a mut MediaLeg>,
+    peer: Peer,
+}
+
+impl LegSignal<'_> {
+    /// ACKs the 2xx of a re-INVITE Tandem sent on this leg (CSeq `seq`) and
+    /// takes the SDP answer it carries.
+    async fn ack_reinvite(
+        self,
+        ctx: &Ctx,
+        response: &Response,
+        seq: u32,
+        host: &str,
+        branch: &str,
+    ) {
+        if !(200..300).contains(&response.status_code.code()) {
+            return;
+        }
+        self.dialog.on_invite_response(response);
+        if let Ok(ack) = self
+            .dialog
+            .ack_for(seq, self.peer.transport.as_str(), host, branch)
+        {
+            let _ = ctx
+                .ep
+                .send_stateless(SipMessage::Request(ack), self.peer)
+                .await;
+        }
+        if let (Some(m), true) = (self.media, has_sdp(&response.headers, &response.body))
+            && let Err(e) = m.on_answer(&response.body)
+        {
+            tracing::warn!(error = %e, "answer to our re-INVITE unusable");
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tandem_media::tones::{RingTone, Ringback};
-use tandem_rtp::relay::{Injection, PcmSource};
+use tandem_media::tones::RingTone;
+use tandem_rtp::relay::{Injection, RingbackSource};
 use tandem_rtp::sdp::{
     AnswerOptions, LocalMedia, MediaCapabilities, SdpError, SdpSession, SessionDescription,
     negotiate_answer,
@@ -161,26 +161,9 @@ impl MediaLeg {
 
     /// Plays a country's ringback toward this leg until stopped.
     pub(crate) fn start_ringback(&mut self, tone: RingTone) {
-        if self.ringback.is_some() {
-            return;
+        if self.ringback.is_none() {
+            self.ringback = Some(self.leg.inject(RingbackSource::new(tone)));
         }
-        let tones = Ringback::new(tone);
-        let mut pos: u64 = 0;
-        let mut frame = tones.frame(0);
-        let mut used = frame.len();
-        let src = PcmSource::new(move |buf: &mut [i16]| {
-            for s in buf.iter_mut() {
-                if used == frame.len() {
-                    frame = tones.frame(pos);
-                    pos += frame.len() as u64;
-                    used = 0;
-                }
-                *s = frame[used];
-                used += 1;
-            }
-            true
-        });
-        self.ringback = Some(self.leg.inject(src));
     }
 
     /// Stops the ringback, if playing.

@@ -685,7 +685,12 @@ impl TransactionLayer {
                 Some(p) => format!("{}:{p}", via.host),
                 None => via.host.to_owned(),
             };
-            (branch, sent_by, response_peer(&via, source), Stamp::of(&via, source.addr))
+            (
+                branch,
+                sent_by,
+                response_peer(&via, source),
+                Stamp::of(&via, source.addr),
+            )
         };
         stamp.apply(&mut request, source.addr);
         let method = request.method;
