@@ -58,7 +58,7 @@ pub(crate) enum CallMsg {
     /// The caller never ACKed our final response.
     AckTimeout { was_2xx: bool },
     /// A document fetched (or not).
-    Fetched(Result<(String, Option<Url>), String>),
+    Fetched(Box<Fetched>),
     /// Audio for a verb finished loading (speech synthesis, a download).
     AudioReady {
         who: Who,
@@ -70,7 +70,7 @@ pub(crate) enum CallMsg {
     /// A screening document fetched for the child leg with this Call-ID.
     ScreenFetched {
         call_id: String,
-        result: Result<(String, Option<Url>), String>,
+        result: Box<Fetched>,
     },
 }
 
@@ -104,6 +104,10 @@ fn placeholder_branch(b: &Branch) -> Branch {
         send_digits: None,
     }
 }
+
+/// A fetched document (body and final URL) or why it failed. Boxed in
+/// messages: every slot of an actor's queue is as large as its largest message.
+pub(crate) type Fetched = Result<(String, Option<Url>), String>;
 
 /// Generates a `CA` + 32 hex SID.
 fn call_sid(ids: &mut IdGen) -> String {
@@ -740,7 +744,7 @@ impl Call {
                     .as_mut()
                     .and_then(|d| d.branches[i].screen.as_mut())
                 {
-                    let ev = match result {
+                    let ev = match *result {
                         Ok((body, final_url)) => {
                             s.document_url = final_url.clone();
                             Event::Fetched { body, final_url }
@@ -751,7 +755,7 @@ impl Call {
                 }
                 self.drive_screens().await;
             }
-            CallMsg::Fetched(result) => match result {
+            CallMsg::Fetched(result) => match *result {
                 Ok((body, final_url)) => {
                     if let Some(u) = &final_url {
                         self.document_url = Some(u.clone());
@@ -2149,7 +2153,7 @@ fn spawn_fetch(
     req: tandem_twiml::FetchRequest,
     params: tandem_webhook::Params,
     fallback: Option<tandem_webhook::Target>,
-    msg: impl FnOnce(Result<(String, Option<Url>), String>) -> CallMsg + Send + 'static,
+    msg: impl FnOnce(Box<Fetched>) -> CallMsg + Send + 'static,
 ) {
     let ctx = ctx.clone();
     let me = me.clone();
@@ -2174,7 +2178,7 @@ fn spawn_fetch(
                 .map(|d| (d.body, Some(d.url)))
                 .map_err(|e| e.to_string())
         };
-        let _ = me.send(msg(result)).await;
+        let _ = me.send(msg(Box::new(result))).await;
     });
 }
 
@@ -2381,4 +2385,17 @@ fn dtmf_from_info(req: &Request) -> Option<char> {
     };
     let c = value.chars().next()?;
     matches!(c, '0'..='9' | '*' | '#' | 'A'..='D').then_some(c)
+}
+#[cfg(test)]
+mod footprint {
+    /// An actor's queue allocates a block of 32 messages up front: keep the
+    /// message small (regression: 1,264 bytes cost 40 KB per call).
+    #[test]
+    fn call_messages_stay_small() {
+        assert!(
+            std::mem::size_of::<super::CallMsg>() <= 72,
+            "{}",
+            std::mem::size_of::<super::CallMsg>()
+        );
+    }
 }
