@@ -7,8 +7,9 @@
 //! the tap, rewrites payload type, SSRC, sequence and timestamp in place for
 //! the destination leg (module `tx`), and sends it with a non-blocking send
 //! from the destination leg's own socket (so the far end sees symmetric
-//! RTP). No allocation, no await while a lock is held, no queue: a packet
-//! the kernel will not take is dropped, as a router would.
+//! RTP). No allocation (outside Opus transcoding, module `xcode`), no await
+//! while a lock is held, no queue: a packet the kernel will not take is
+//! dropped, as a router would.
 //!
 //! Generated audio ([`Leg::inject`]) is paced by `tokio::time::interval`
 //! and, while active, mutes what is relayed toward that leg. A leg that
@@ -21,6 +22,7 @@ mod rx;
 mod sources;
 mod tap;
 pub(crate) mod tx;
+mod xcode;
 
 use std::io;
 use std::net::SocketAddr;
@@ -128,6 +130,9 @@ pub struct LegStats {
     pub tx_packets: u64,
     /// Sends the kernel refused (buffer full, unreachable).
     pub tx_errors: u64,
+    /// Received packets dropped because they did not transcode (a bad Opus
+    /// packet, or no Opus support compiled in).
+    pub transcode_errors: u64,
 }
 
 #[derive(Default)]
@@ -139,6 +144,7 @@ struct Counters {
     rejected: AtomicU64,
     tx_packets: AtomicU64,
     tx_errors: AtomicU64,
+    transcode_errors: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -151,6 +157,8 @@ struct Control {
     peer: Option<Weak<LegShared>>,
     tap: Option<Arc<dyn Tap>>,
     rx_kind: [u8; 128],
+    /// telephone-event clock rate of what the leg receives.
+    rx_te_clock: u32,
     latching: bool,
     /// Bumped by `set_media`/`set_remote`: latch again.
     epoch: u64,
@@ -301,6 +309,7 @@ impl Leg {
                 peer: None,
                 tap: None,
                 rx_kind: [UNKNOWN; 128],
+                rx_te_clock: 8000,
                 latching: cfg.latching,
                 epoch: 0,
                 timeout: cfg.media_timeout,
@@ -332,9 +341,14 @@ impl Leg {
     pub fn set_media(&self, media: &NegotiatedMedia) {
         self.shared.tx().apply(media);
         let kinds = tx::rx_kinds(media);
+        let te_clock = media
+            .telephone_event
+            .as_ref()
+            .map_or(8000, |t| t.clock_rate);
         let recv = media.recv_enabled();
         self.shared.control(|c| {
             c.rx_kind = kinds;
+            c.rx_te_clock = te_clock;
             c.recv_enabled = recv;
             c.epoch += 1;
         });
@@ -411,6 +425,7 @@ impl Leg {
             rejected: l(&c.rejected),
             tx_packets: l(&c.tx_packets),
             tx_errors: l(&c.tx_errors),
+            transcode_errors: l(&c.transcode_errors),
         }
     }
 

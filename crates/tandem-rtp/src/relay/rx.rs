@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::tap::{Tap, TapPacket};
-use super::tx::{K_PCMA, K_PCMU, K_TE, SourceKey, UNKNOWN, codec_of};
+use super::tx::{K_PCMA, K_PCMU, K_TE, SourceKey, TxState, UNKNOWN, codec_of};
+use super::xcode::{self, Outcome, Stream};
 use super::{LegShared, MediaEvent, bump, lock};
 use crate::rtp::{self, RtpHeader};
 
@@ -27,6 +28,7 @@ struct Local {
     peer: Option<Weak<LegShared>>,
     tap: Option<Arc<dyn Tap>>,
     rx_kind: [u8; 128],
+    rx_te_clock: u32,
     latching: bool,
     epoch: u64,
     latched: Option<SocketAddr>,
@@ -35,6 +37,11 @@ struct Local {
     recv_enabled: bool,
     last_rx: Instant,
     timed_out: bool,
+    /// Opus <-> G.711 transcoding state of the current source toward the
+    /// peer (created on the first packet that needs it).
+    xcode: Option<Box<Stream>>,
+    /// `SourceKey::origin` of the next transcoded stream.
+    xcode_origin: u64,
 }
 
 enum Wake {
@@ -49,6 +56,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
         peer: None,
         tap: None,
         rx_kind: [UNKNOWN; 128],
+        rx_te_clock: 8000,
         latching: false,
         epoch: u64::MAX,
         latched: None,
@@ -57,6 +65,8 @@ pub(super) async fn run(shared: Arc<LegShared>) {
         recv_enabled: true,
         last_rx: Instant::now(),
         timed_out: false,
+        xcode: None,
+        xcode_origin: (1 << 63) | u64::from(shared.id.0),
     };
     let mut buf = [0u8; BUF];
     let socks = shared.sockets();
@@ -158,6 +168,7 @@ fn load_control(shared: &LegShared, local: &mut Local) {
     local.peer = c.peer.clone();
     local.tap = c.tap.clone();
     local.rx_kind = c.rx_kind;
+    local.rx_te_clock = c.rx_te_clock;
     local.latching = c.latching;
     local.timeout = c.timeout;
     local.recv_enabled = c.recv_enabled;
@@ -262,6 +273,29 @@ fn on_rtp(
     } else {
         tx.pt_out[kind as usize]
     };
+    // telephone-event of a source whose audio is transcoded: on the
+    // transcoded stream's timeline, in the peer's telephone-event clock.
+    if kind == K_TE
+        && mapped != UNKNOWN
+        && let Some(weak) = local.peer.as_ref()
+        && let Some(s) = local.xcode.as_deref_mut()
+        && s.carries(weak, h.ssrc, tx.format.codec)
+    {
+        let out_clock = tx.format.telephone_event_clock;
+        let (seq_in, ts_in) = s.event(h.seq, h.ts, local.rx_te_clock, out_clock);
+        let key = SourceKey {
+            origin: s.origin,
+            ssrc: h.ssrc,
+        };
+        let (seq, ts, _) = tx.map(key, seq_in, ts_in, now);
+        let ssrc = tx.ssrc;
+        drop(tx);
+        rtp::rewrite(pkt, h.marker, mapped, seq, ts, ssrc);
+        let payload = &mut pkt[h.payload_offset..h.payload_offset + h.payload_len];
+        xcode::scale_event_duration(payload, local.rx_te_clock, out_clock);
+        peer.send_rtp(pkt, dst);
+        return true;
+    }
     // PCMU <-> PCMA when the legs settled on different G.711 laws.
     let mut transcode = None;
     let out_pt = if mapped != UNKNOWN {
@@ -272,6 +306,10 @@ fn on_rtp(
     } else if kind == K_PCMA && tx.pt_out[K_PCMU as usize] != UNKNOWN {
         transcode = Some(K_PCMU);
         tx.pt_out[K_PCMU as usize]
+    } else if let Some((from, to, pt)) = transcode_target(kind, &tx) {
+        drop(tx);
+        relay_transcoded(shared, local, &peer, &h, pkt, (from, to, pt), now);
+        return true;
     } else if tx.passthrough {
         h.pt
     } else {
@@ -294,6 +332,84 @@ fn on_rtp(
     }
     peer.send_rtp(pkt, dst);
     true
+}
+
+/// Codecs and out payload type when a packet of `kind` must go through
+/// the Opus transcoder toward the leg owning `tx`.
+#[inline]
+fn transcode_target(kind: u8, tx: &TxState) -> Option<(xcode::MCodec, xcode::MCodec, u8)> {
+    if tx.passthrough {
+        return None;
+    }
+    let from = xcode::media_codec(kind)?;
+    let to = xcode::out_codec(tx.format.codec)?;
+    xcode::needs_transcoder(from, to).then_some((from, to, tx.format.pt))
+}
+
+/// Relay one packet through the source's transcoder: zero or more 20 ms
+/// payloads in the peer's codec, numbered on the transcoded stream's own
+/// timeline and mapped onto the peer's outgoing stream like any source.
+/// The transcoding runs with no lock held.
+#[inline(never)]
+fn relay_transcoded(
+    shared: &LegShared,
+    local: &mut Local,
+    peer: &LegShared,
+    h: &RtpHeader,
+    pkt: &[u8],
+    (from, to, pt): (xcode::MCodec, xcode::MCodec, u8),
+    now: Instant,
+) {
+    let c = &shared.counters;
+    let Some(weak) = local.peer.as_ref() else {
+        return;
+    };
+    let s = Stream::get(
+        &mut local.xcode,
+        &mut local.xcode_origin,
+        weak,
+        h.ssrc,
+        from,
+        to,
+    );
+    let payload = &pkt[h.payload_offset..h.payload_offset + h.payload_len];
+    match s.push(h.seq, h.ts, payload) {
+        Outcome::Ready => {}
+        Outcome::Stale => return bump(&c.not_relayed),
+        Outcome::Concealed => bump(&c.transcode_errors),
+        Outcome::Error => return bump(&c.transcode_errors),
+    }
+    let key = SourceKey {
+        origin: s.origin,
+        ssrc: h.ssrc,
+    };
+    let mut marker = h.marker;
+    for p in &s.out {
+        let n = rtp::RTP_HEADER_LEN + p.len();
+        if n > s.buf.len() {
+            bump(&c.transcode_errors);
+            continue;
+        }
+        let mut tx = peer.tx();
+        // The peer may have changed while the frame was transcoded.
+        let dst = match tx.remote {
+            Some(d) if tx.send_enabled && tx.injecting.is_none() && tx.format.pt == pt => d,
+            _ => {
+                drop(tx);
+                bump(&c.not_relayed);
+                return;
+            }
+        };
+        let (seq, ts, switched) = tx.map(key, s.next_seq, s.next_ts, now);
+        let ssrc = tx.ssrc;
+        drop(tx);
+        s.next_seq = s.next_seq.wrapping_add(1);
+        s.next_ts = s.next_ts.wrapping_add(s.frame);
+        rtp::write_header(&mut s.buf[..], marker || switched, pt, seq, ts, ssrc);
+        s.buf[rtp::RTP_HEADER_LEN..n].copy_from_slice(p);
+        peer.send_rtp(&s.buf[..n], dst);
+        marker = false;
+    }
 }
 
 fn on_rtcp(shared: &LegShared, local: &mut Local, pkt: &mut [u8], src: SocketAddr) {
