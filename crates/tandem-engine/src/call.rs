@@ -224,8 +224,11 @@ struct Call {
     dial: Option<DialState>,
     pause_until: Option<Instant>,
     gather: Option<Gathering>,
-    /// DTMF heard on the caller's leg (RFC 4733 or in-band).
+    /// DTMF heard on the caller's leg (RFC 4733 or in-band), installed the
+    /// first time something listens for it (`<Gather>`, `hangupOnStar`).
     dtmf: Option<Arc<DtmfTap>>,
+    /// The receiver of a tap just installed, for the actor's loop to take.
+    new_dtmf_rx: Option<mpsc::Receiver<DtmfDigit>>,
     /// What the caller's leg is playing for the current verb.
     playing: Option<Injection>,
     /// Bumped per verb so that late prompt loads are ignored.
@@ -292,7 +295,7 @@ async fn call_loop(
     mut rx: mpsc::Receiver<CallMsg>,
     mut media_rx: mpsc::Receiver<MediaEvent>,
 ) {
-    let mut dtmf_rx = call.take_dtmf_rx();
+    let mut dtmf_rx: Option<mpsc::Receiver<DtmfDigit>> = None;
     tracing::info!(from = %call.from_user, to = %call.to_user, "call started");
     ctx.metrics.call_started();
     Box::pin(call.drive()).await;
@@ -316,6 +319,9 @@ async fn call_loop(
         }
         Box::pin(call.drive()).await;
         Box::pin(call.drive_screens()).await;
+        if let Some(r) = call.new_dtmf_rx.take() {
+            dtmf_rx = Some(r);
+        }
     }
     Box::pin(call.cleanup()).await;
     ctx.metrics.call_ended();
@@ -490,6 +496,7 @@ impl Call {
             pause_until: None,
             gather: None,
             dtmf: None,
+            new_dtmf_rx: None,
             playing: None,
             verb_seq: 0,
             prompt_queue: VecDeque::new(),
@@ -577,6 +584,7 @@ impl Call {
                 }
                 Command::Pause { duration } => self.pause_until = Some(now() + duration),
                 Command::Gather(mut g) => {
+                    self.ensure_dtmf();
                     self.prompt_queue = std::mem::take(&mut g.prompts).into();
                     self.pending_gather = Some(g);
                     self.next_gather_prompt();
@@ -781,13 +789,26 @@ impl Call {
         }
     }
 
-    /// Takes the caller leg's DTMF receiver for the actor's select loop.
-    fn take_dtmf_rx(&mut self) -> Option<mpsc::Receiver<DtmfDigit>> {
-        let leg = self.media.as_ref()?;
+    /// Installs the DTMF tap on the caller's leg if it is not there yet
+    /// (sharing the tap slot with a recording in progress).
+    fn ensure_dtmf(&mut self) {
+        if self.dtmf.is_some() {
+            return;
+        }
+        let Some(leg) = &self.media else { return };
         let (tap, rx) = dtmf_tap(32);
-        leg.leg.set_tap(Some(tap.clone()));
+        let rec = self
+            .dial
+            .as_ref()
+            .and_then(|d| d.recording.as_ref())
+            .map(|(_, taps)| taps.parent.clone());
+        let combined: Arc<dyn Tap> = match rec {
+            Some(r) => fan_out(vec![tap.clone() as Arc<dyn Tap>, r]),
+            None => tap.clone(),
+        };
+        leg.leg.set_tap(Some(combined));
         self.dtmf = Some(tap);
-        Some(rx)
+        self.new_dtmf_rx = Some(rx);
     }
 
     /// Starts a Say, Play or Pause on a leg; its end feeds VerbDone to the
@@ -1691,7 +1712,8 @@ impl Call {
             {
                 tracing::warn!(error = %e, "callee's SDP answer unusable");
             }
-            if sdp {
+            // Kept only to answer the caller with when media is not anchored.
+            if sdp && b.media.is_none() {
                 b.answer_sdp = Some(response.body.clone());
             }
             b.state = BranchState::Answered;
@@ -1864,6 +1886,9 @@ impl Call {
 
     async fn bridge(&mut self, i: usize) {
         let t = now();
+        if self.dial.as_ref().is_some_and(|d| d.spec.hangup_on_star) {
+            self.ensure_dtmf();
+        }
         if !self.answered && !self.caller_gone {
             if self.ctx.media.is_none() {
                 // Signalling only: the caller gets the callee's own SDP answer.
@@ -1882,6 +1907,8 @@ impl Call {
         }
         let b = &mut d.branches[i];
         b.state = BranchState::Bridged;
+        // The offer in the INVITE is answered; later requests need only its headers.
+        b.invite.body = Vec::new();
         report(
             b,
             tandem_twiml::CallProgressEvent::Answered,
