@@ -56,10 +56,7 @@ impl Call {
         let time_limit = None;
         let rec_opts = RecordingOptions::from_twiml(spec.record, spec.recording_track, spec.trim);
         let rec_callback = spec.recording_status_callback.as_ref().and_then(|u| {
-            let url = match self.document_url.as_ref() {
-                Some(b) => b.join(u).ok()?,
-                None => Url::parse(u).ok()?,
-            };
+            let url = self.resolve_url(u)?;
             let events = if spec.recording_status_callback_event.is_empty() {
                 vec![tandem_twiml::RecordingEvent::Completed]
             } else {
@@ -252,12 +249,7 @@ impl Call {
         }
         let invite = b.build();
         let status_callback = noun_options(noun).and_then(|o| {
-            let base = self.document_url.as_ref();
-            let url = o.status_callback.as_ref()?;
-            let url = match base {
-                Some(b) => b.join(url).ok()?,
-                None => Url::parse(url).ok()?,
-            };
+            let url = self.resolve_url(o.status_callback.as_ref()?)?;
             let events = if o.status_callback_event.is_empty() {
                 vec![tandem_twiml::CallProgressEvent::Completed]
             } else {
@@ -265,14 +257,8 @@ impl Call {
             };
             Some((url, twiml_method(o.status_callback_method), events))
         });
-        let screen_url = noun_options(noun).and_then(|o| {
-            let url = o.url.as_ref()?;
-            let url = match self.document_url.as_ref() {
-                Some(b) => b.join(url).ok()?,
-                None => Url::parse(url).ok()?,
-            };
-            Some((url, o.method))
-        });
+        let screen_url =
+            noun_options(noun).and_then(|o| Some((self.resolve_url(o.url.as_ref()?)?, o.method)));
         let sid = call_sid(&mut self.ids);
         let callbacks = status_callback
             .as_ref()
@@ -730,7 +716,7 @@ impl Call {
             }
         }
         let t = now();
-        for b in d.branches.iter_mut() {
+        for mut b in std::mem::take(&mut d.branches) {
             let status = match (b.answered_at, b.final_code) {
                 (Some(_), _) => tandem_webhook::CallStatus::Completed,
                 (None, Some(486 | 600)) => tandem_webhook::CallStatus::Busy,
@@ -743,7 +729,7 @@ impl Call {
                 .answered_at
                 .map(|a| t.saturating_duration_since(a).as_secs());
             report(
-                b,
+                &b,
                 tandem_twiml::CallProgressEvent::Completed,
                 status,
                 duration,
@@ -756,8 +742,7 @@ impl Call {
                 // still be ACKed then BYEd, so its Call-ID stays routed here.
                 b.state = BranchState::Ended;
                 b.screen = None;
-                self.lingering
-                    .push((t + LINGER, std::mem::replace(b, placeholder_branch(b))));
+                self.lingering.push((t + LINGER, b));
             } else {
                 self.ctx.calls.remove(&b.call_id);
             }
@@ -771,7 +756,6 @@ impl Call {
         if self.caller_gone {
             self.finished = true;
         }
-        let _ = d.spec.action.take();
     }
 }
 
@@ -889,34 +873,6 @@ async fn resolve(
         headers,
         credentials,
     })
-}
-
-/// An inert stand-in left in a finished Dial's branch list.
-fn placeholder_branch(b: &Branch) -> Branch {
-    Branch {
-        sid: b.sid.clone(),
-        call_id: b.call_id.clone(),
-        via_branch: String::new(),
-        invite: b.invite.clone(),
-        peer: b.peer,
-        to: String::new(),
-        dialog: None,
-        state: BranchState::Ended,
-        media: None,
-        status_callback: None,
-        callbacks: None,
-        answered_at: None,
-        ringing_reported: true,
-        final_code: b.final_code,
-        answer_sdp: None,
-        parent_sid: String::new(),
-        account_sid: String::new(),
-        screen_url: None,
-        credentials: None,
-        auth_tried: true,
-        screen: None,
-        send_digits: None,
-    }
 }
 
 /// The same `DialCallStatus` in the webhook crate's vocabulary.

@@ -601,6 +601,15 @@ impl Call {
         spawn_fetch(&self.ctx, &self.me, req, params, fallback, CallMsg::Fetched);
     }
 
+    /// A URL from the document (action, callback, screening url), resolved
+    /// against the document's own URL.
+    fn resolve_url(&self, url: &str) -> Option<Url> {
+        match &self.document_url {
+            Some(base) => base.join(url).ok(),
+            None => Url::parse(url).ok(),
+        }
+    }
+
     fn contact(&self) -> String {
         format!("<sip:tandem@{}>", self.ctx.cfg.sip_host)
     }
