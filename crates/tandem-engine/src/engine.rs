@@ -13,7 +13,7 @@ use tandem_sip::registrar::{Registrar, RegistrarConfig};
 use tandem_transport::{EndpointEvent, EndpointHandle, Peer, ServerTx, TuEvent};
 use tokio::sync::mpsc;
 
-use crate::call::{self, CallMsg};
+use crate::call::{self, CallMsg, Mailbox};
 use crate::config::EngineConfig;
 use crate::http::{HttpServer, HttpState, Metrics};
 use crate::media::Media;
@@ -34,12 +34,12 @@ pub enum EngineError {
 
 /// State shared by the dispatcher and every call.
 pub(crate) struct Ctx {
-    pub cfg: EngineConfig,
+    pub cfg: Arc<EngineConfig>,
     pub ep: EndpointHandle,
     pub webhook: tandem_webhook::WebhookClient,
     pub callbacks: tandem_webhook::CallbackDispatcher,
     /// Call-ID (parent or child leg) -> the actor owning it.
-    pub calls: DashMap<String, mpsc::Sender<CallMsg>>,
+    pub calls: DashMap<String, Mailbox>,
     pub media: Option<Media>,
     /// Bindings of `<Client>` identities (RFC 3261 §10.3); locked briefly, never across an await.
     pub registrar: Mutex<Registrar>,
@@ -174,7 +174,7 @@ impl Engine {
                 recordings,
                 metrics: Arc::new(Metrics::default()),
                 docs: DashMap::new(),
-                cfg,
+                cfg: Arc::new(cfg),
                 ep,
                 webhook,
                 callbacks,
@@ -226,18 +226,24 @@ impl Engine {
             } => {
                 let stx = ServerTx { shard, tx };
                 let cid = request.headers.call_id().unwrap_or("").to_owned();
-                if !self.ctx.calls.contains_key(&cid) {
+                let Some(actor) = self.ctx.calls.get(&cid).map(|a| a.clone()) else {
                     self.unmatched(stx, request, source).await;
                     return;
+                };
+                let msg = CallMsg::Request {
+                    stx,
+                    request: Box::new(request),
+                    source,
+                };
+                if let Err(CallMsg::Request { stx, request, .. }) = actor.offer(msg) {
+                    tracing::warn!(
+                        call_id = cid,
+                        "call far behind: in-dialog request refused with 503"
+                    );
+                    let resp = response_to(&request, 503, None, None);
+                    let _ = self.ctx.ep.respond(stx, resp).await;
                 }
-                (
-                    cid,
-                    CallMsg::Request {
-                        stx,
-                        request: Box::new(request),
-                        source,
-                    },
-                )
+                return;
             }
             TuEvent::Ack { request, .. } => {
                 let cid = request.headers.call_id().unwrap_or("").to_owned();
@@ -289,8 +295,8 @@ impl Engine {
             tracing::debug!(call_id, "event for a finished call dropped");
             return;
         };
-        if actor.try_send(msg).is_err() {
-            tracing::warn!(call_id, "call actor queue full: SIP event dropped");
+        if !actor.send(msg) {
+            tracing::debug!(call_id, "event for a finished call dropped");
         }
     }
 
@@ -356,7 +362,7 @@ impl Engine {
             }
         }
         let cid = request.headers.call_id().unwrap_or("").to_owned();
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, rx) = call::mailbox();
         self.ctx.calls.insert(cid, tx.clone());
         let ctx = self.ctx.clone();
         tokio::spawn(call::run(ctx, tx, rx, stx, request, source));

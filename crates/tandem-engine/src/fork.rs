@@ -22,6 +22,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tandem_twiml::{DialCallStatus, ScreeningVerdict};
+use tandem_webhook::CallStatus;
 
 /// What the caller hears while the branches ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,9 +46,10 @@ pub enum ForkStatus {
     /// Every branch ended and at least one was busy (486, 600, 603) or
     /// declined its screening.
     Busy,
-    /// The Dial `timeout` passed with nobody bridged.
+    /// The Dial `timeout` passed with nobody bridged, or every branch ended,
+    /// none busy and at least one unanswered (408, 480).
     NoAnswer,
-    /// Every branch ended and none was busy.
+    /// Every branch ended, none busy or unanswered.
     Failed,
     /// The caller hung up or cancelled before a bridge.
     Canceled,
@@ -105,6 +107,16 @@ pub enum Action {
     PlayRingback,
     /// The fork is decided; emitted exactly once.
     Finished(DialResult),
+    /// This branch's life is over: its media can close and its `completed`
+    /// status callback carries `status`. Emitted exactly once per branch,
+    /// the moment it ends (a cancelled branch ends when it is cancelled;
+    /// its late 2xx is still ACKed then BYEd).
+    Ended {
+        /// The branch.
+        branch: usize,
+        /// Its final `CallStatus`.
+        status: CallStatus,
+    },
 }
 
 /// The end of a screening document, for [`ForkArbiter::on_screening_done`]:
@@ -170,7 +182,21 @@ enum Heard {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     Busy,
+    NoAnswer,
     Failed,
+}
+
+/// The one mapping from a child INVITE's final failure to the child's
+/// `CallStatus` (docs/webhooks.md): 486, 600, 603 `busy`; 408, 480
+/// `no-answer`; 487 `canceled`; any other `failed`. The Dial status follows
+/// from the same classes.
+pub fn child_status(code: u16) -> CallStatus {
+    match code {
+        c if is_busy_code(c) => CallStatus::Busy,
+        408 | 480 => CallStatus::NoAnswer,
+        487 => CallStatus::Canceled,
+        _ => CallStatus::Failed,
+    }
 }
 
 /// The arbiter of one `<Dial>`'s branches.
@@ -182,6 +208,7 @@ pub struct ForkArbiter {
     timed_out: bool,
     heard: Heard,
     first_busy: Option<Option<u16>>,
+    first_no_answer: Option<Option<u16>>,
     first_failure: Option<Option<u16>>,
     result: Option<DialResult>,
     actions: VecDeque<Action>,
@@ -215,6 +242,7 @@ impl ForkArbiter {
             timed_out: false,
             heard: Heard::Ringback { may_switch },
             first_busy: None,
+            first_no_answer: None,
             first_failure: None,
             result: None,
             actions: VecDeque::new(),
@@ -311,6 +339,17 @@ impl ForkArbiter {
     /// A final failure on `branch`: a 3xx–6xx response, or a transport
     /// failure / Timer B reported as 408 (or 503). Ends that branch only.
     pub fn on_failed(&mut self, now: Instant, branch: usize, code: u16) {
+        self.fail(now, branch, code, child_status(code));
+    }
+
+    /// `branch` could not even be tried (no trunk, `<Client>` not
+    /// registered, no address, no media port; `code` says why): it ends
+    /// `failed`, whatever the code, like a 5xx for the Dial status.
+    pub fn on_unreachable(&mut self, now: Instant, branch: usize, code: u16) {
+        self.fail(now, branch, code, CallStatus::Failed);
+    }
+
+    fn fail(&mut self, now: Instant, branch: usize, code: u16, status: CallStatus) {
         if !self.known(branch) {
             return;
         }
@@ -319,12 +358,13 @@ impl ForkArbiter {
             State::Pending => {
                 tracing::debug!(branch, code, "fork: branch failed");
                 self.branches[branch].0 = State::Failed;
-                let class = if is_busy_code(code) {
-                    Class::Busy
-                } else {
-                    Class::Failed
+                let class = match status {
+                    CallStatus::Busy => Class::Busy,
+                    CallStatus::NoAnswer => Class::NoAnswer,
+                    _ => Class::Failed,
                 };
                 self.record(class, Some(code));
+                self.ended(branch, status);
                 self.branch_left(branch);
             }
             // Usually the 487 answering our CANCEL.
@@ -356,6 +396,7 @@ impl ForkArbiter {
                 tracing::debug!(branch, ?verdict, "fork: screening dropped the branch");
                 self.branches[branch].0 = State::Ended;
                 self.actions.push_back(Action::Bye(branch));
+                self.ended(branch, CallStatus::Completed);
                 let class = if verdict == Screening::Declined {
                     Class::Busy
                 } else {
@@ -377,9 +418,30 @@ impl ForkArbiter {
         if self.branches[branch].0 == State::Screening {
             tracing::debug!(branch, "fork: callee hung up while screening");
             self.branches[branch].0 = State::Ended;
+            self.ended(branch, CallStatus::Completed);
             self.record(Class::Busy, None);
             self.branch_left(branch);
         }
+    }
+
+    /// The bridge with `branch` ended (either side hung up, `timeLimit`,
+    /// `hangupOnStar`): the branch's life is over, `completed`.
+    pub fn on_bridge_ended(&mut self, branch: usize) {
+        if !self.known(branch) {
+            return;
+        }
+        if self.branches[branch].0 == State::Bridged {
+            self.branches[branch].0 = State::Ended;
+            self.ended(branch, CallStatus::Completed);
+        }
+    }
+
+    /// Whether `branch` still waits for its INVITE's final response (ringing,
+    /// or cancelled and owing the 487).
+    pub fn awaits_final(&self, branch: usize) -> bool {
+        self.branches
+            .get(branch)
+            .is_some_and(|(s, _)| matches!(s, State::Pending | State::Cancelling))
     }
 
     /// The caller hung up before a bridge: every pending branch is
@@ -390,7 +452,7 @@ impl ForkArbiter {
             return;
         }
         tracing::debug!("fork: caller gone");
-        self.drop_all_but(None);
+        self.drop_all_but(None, CallStatus::Canceled);
         self.finish(ForkStatus::Canceled, None);
     }
 
@@ -424,6 +486,10 @@ impl ForkArbiter {
             if *state == State::Pending {
                 *state = State::Cancelling;
                 self.actions.push_back(Action::Cancel(i));
+                self.actions.push_back(Action::Ended {
+                    branch: i,
+                    status: CallStatus::NoAnswer,
+                });
                 source_cancelled |= self.heard == Heard::EarlyMedia(i);
             }
         }
@@ -431,6 +497,10 @@ impl ForkArbiter {
         if source_cancelled {
             self.fall_back_to_ringback();
         }
+    }
+
+    fn ended(&mut self, branch: usize, status: CallStatus) {
+        self.actions.push_back(Action::Ended { branch, status });
     }
 
     fn ack_then_bye(&mut self, branch: usize) {
@@ -443,12 +513,13 @@ impl ForkArbiter {
         tracing::debug!(branch, "fork: winner");
         self.branches[branch].0 = State::Bridged;
         self.actions.push_back(Action::Bridge(branch));
-        self.drop_all_but(Some(branch));
+        self.drop_all_but(Some(branch), CallStatus::Canceled);
         self.finish(ForkStatus::Answered { branch }, Some(200));
     }
 
-    /// Cancels every pending branch and hangs up every screening one.
-    fn drop_all_but(&mut self, keep: Option<usize>) {
+    /// Cancels every pending branch (which ends `status`) and hangs up every
+    /// screening one (answered: `completed`).
+    fn drop_all_but(&mut self, keep: Option<usize>, status: CallStatus) {
         for (i, (state, _)) in self.branches.iter_mut().enumerate() {
             if Some(i) == keep {
                 continue;
@@ -457,10 +528,15 @@ impl ForkArbiter {
                 State::Pending => {
                     *state = State::Cancelling;
                     self.actions.push_back(Action::Cancel(i));
+                    self.actions.push_back(Action::Ended { branch: i, status });
                 }
                 State::Screening => {
                     *state = State::Ended;
                     self.actions.push_back(Action::Bye(i));
+                    self.actions.push_back(Action::Ended {
+                        branch: i,
+                        status: CallStatus::Completed,
+                    });
                 }
                 State::Cancelling | State::Bridged | State::Failed | State::Ended => {}
             }
@@ -470,6 +546,7 @@ impl ForkArbiter {
     fn record(&mut self, class: Class, code: Option<u16>) {
         let slot = match class {
             Class::Busy => &mut self.first_busy,
+            Class::NoAnswer => &mut self.first_no_answer,
             Class::Failed => &mut self.first_failure,
         };
         slot.get_or_insert(code);
@@ -510,6 +587,8 @@ impl ForkArbiter {
             (ForkStatus::NoAnswer, None)
         } else if let Some(code) = self.first_busy {
             (ForkStatus::Busy, code)
+        } else if let Some(code) = self.first_no_answer {
+            (ForkStatus::NoAnswer, code)
         } else {
             (ForkStatus::Failed, self.first_failure.flatten())
         };

@@ -93,6 +93,11 @@ impl Media {
     pub(crate) fn caps(&self) -> &MediaCapabilities {
         &self.caps
     }
+
+    /// The configured media timeout (`None`: off).
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
 }
 
 fn rand_u64() -> u64 {
@@ -171,11 +176,5 @@ impl MediaLeg {
         if let Some(r) = self.ringback.take() {
             r.stop();
         }
-    }
-
-    /// Closes the leg; its ports return to the pool.
-    pub(crate) async fn close(mut self) {
-        self.stop_ringback();
-        self.leg.close().await;
     }
 }

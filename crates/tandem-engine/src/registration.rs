@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use tandem_sip::builder::IdGen;
 use tandem_sip::registration::{Registration, RegistrationConfig, State};
 use tandem_transport::{Peer, Transport};
-use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use crate::call::CallMsg;
@@ -66,7 +65,7 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
             return;
         }
     };
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = crate::call::mailbox();
     let call_id = reg.call_id().to_owned();
     ctx.calls.insert(call_id.clone(), tx);
     let mut last = String::new();

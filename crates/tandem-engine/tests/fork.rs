@@ -23,7 +23,16 @@ fn screened_fork(t0: Instant, screened: &[bool]) -> ForkArbiter {
     a
 }
 
+/// The arbiter's decisions, without the per-branch `Ended` notices (their
+/// own tests check those).
 fn drain(a: &mut ForkArbiter) -> Vec<Action> {
+    std::iter::from_fn(|| a.poll_action())
+        .filter(|x| !matches!(x, Action::Ended { .. }))
+        .collect()
+}
+
+/// Every decision, `Ended` included.
+fn drain_all(a: &mut ForkArbiter) -> Vec<Action> {
     std::iter::from_fn(|| a.poll_action()).collect()
 }
 
@@ -144,8 +153,102 @@ fn all_branches_failing_without_busy_gives_failed_with_the_first_code() {
     let mut a = fork(t0, 3);
     a.on_failed(t0 + MS, 1, 404);
     a.on_failed(t0 + 2 * MS, 0, 503);
-    a.on_failed(t0 + 3 * MS, 2, 408);
+    a.on_failed(t0 + 3 * MS, 2, 500);
     assert_eq!(drain(&mut a), [finished(ForkStatus::Failed, Some(404))]);
+}
+
+/// One mapping from SIP to status (issue "Calls that last"): a callee that
+/// did not answer (408, 480) makes the Dial `no-answer`, not `failed`,
+/// unless another was busy; the child reports `no-answer` too.
+#[test]
+fn unanswered_callees_make_the_dial_no_answer_and_busy_wins_over_them() {
+    let t0 = Instant::now();
+    let mut a = fork(t0, 3);
+    a.on_failed(t0 + MS, 1, 404);
+    a.on_failed(t0 + 2 * MS, 0, 480);
+    a.on_failed(t0 + 3 * MS, 2, 408);
+    assert_eq!(drain(&mut a), [finished(ForkStatus::NoAnswer, Some(480))]);
+    let mut a = fork(t0, 2);
+    a.on_failed(t0 + MS, 0, 480);
+    a.on_failed(t0 + 2 * MS, 1, 486);
+    assert_eq!(drain(&mut a), [finished(ForkStatus::Busy, Some(486))]);
+    use tandem_engine::fork::child_status;
+    use tandem_webhook::CallStatus;
+    for (code, status) in [
+        (486, CallStatus::Busy),
+        (600, CallStatus::Busy),
+        (603, CallStatus::Busy),
+        (408, CallStatus::NoAnswer),
+        (480, CallStatus::NoAnswer),
+        (487, CallStatus::Canceled),
+        (404, CallStatus::Failed),
+        (503, CallStatus::Failed),
+    ] {
+        assert_eq!(child_status(code), status, "{code}");
+    }
+}
+
+/// Each branch ends the moment it is decided, with its own status: a busy
+/// callee at its 486, the losers of the race `canceled` when cancelled.
+#[test]
+fn every_branch_reports_its_own_end_when_it_happens() {
+    use tandem_webhook::CallStatus;
+    let t0 = Instant::now();
+    let mut a = fork(t0, 3);
+    let _ = drain_all(&mut a);
+    a.on_failed(t0 + MS, 0, 486);
+    assert_eq!(
+        drain_all(&mut a),
+        [Action::Ended {
+            branch: 0,
+            status: CallStatus::Busy
+        }]
+    );
+    a.on_answered(t0 + 2 * MS, 2);
+    assert_eq!(
+        drain_all(&mut a),
+        [
+            Action::Bridge(2),
+            Action::Cancel(1),
+            Action::Ended {
+                branch: 1,
+                status: CallStatus::Canceled
+            },
+            finished(ForkStatus::Answered { branch: 2 }, Some(200)),
+        ]
+    );
+    // The cancelled branch's 487 ends nothing more; the bridge's end does.
+    a.on_failed(t0 + 3 * MS, 1, 487);
+    assert!(drain_all(&mut a).is_empty());
+    a.on_bridge_ended(2);
+    assert_eq!(
+        drain_all(&mut a),
+        [Action::Ended {
+            branch: 2,
+            status: CallStatus::Completed
+        }]
+    );
+}
+
+/// Branches still ringing at the Dial timeout end `no-answer`.
+#[test]
+fn branches_cancelled_by_the_timeout_end_no_answer() {
+    use tandem_webhook::CallStatus;
+    let t0 = Instant::now();
+    let mut a = fork(t0, 1);
+    let _ = drain_all(&mut a);
+    a.handle_timeout(t0 + TIMEOUT);
+    assert_eq!(
+        drain_all(&mut a),
+        [
+            Action::Cancel(0),
+            Action::Ended {
+                branch: 0,
+                status: CallStatus::NoAnswer
+            },
+            finished(ForkStatus::NoAnswer, None),
+        ]
+    );
 }
 
 #[test]
@@ -684,6 +787,8 @@ struct Callee {
     start_screening: u32,
     /// Cancel seen before any final from this branch.
     cancel_before_final: bool,
+    /// `Ended` notices for this branch.
+    ended: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -796,6 +901,17 @@ impl Sim {
             }
             Action::PlayEarlyMedia(_) | Action::PlayRingback => {}
             Action::Finished(r) => self.finished.push(r),
+            Action::Ended { branch, .. } => {
+                let c = &mut self.callees[branch];
+                c.ended += 1;
+                assert_eq!(c.ended, 1, "a branch ended twice: {}", ctx());
+                assert_eq!(
+                    c.bridge,
+                    0,
+                    "the bridged branch ended by the fork: {}",
+                    ctx()
+                );
+            }
         }
     }
 
@@ -866,6 +982,16 @@ impl Sim {
         let ctx = || format!("seed {seed}: {:#?}", self.log);
         assert_eq!(self.finished.len(), 1, "Finished exactly once: {}", ctx());
         assert!(self.a.is_settled(), "settled: {}", ctx());
+        for (b, c) in self.callees.iter().enumerate() {
+            let want = u32::from(c.bridge == 0);
+            assert_eq!(
+                c.ended,
+                want,
+                "branch {b} ended {} times: {}",
+                c.ended,
+                ctx()
+            );
+        }
         let result = self.finished[0];
         assert_eq!(self.a.result(), Some(result));
         let bridged: Vec<usize> = (0..self.callees.len())

@@ -1,35 +1,229 @@
-//! `<Dial>` on the call actor: child legs and their INVITEs (digest
-//! answers, `<Client>` contacts), the fork arbiter's decisions, the bridge,
-//! recordings, and branches cancelled after the Dial ended.
+//! `<Dial>` on the call state machine: branches and their INVITEs (digest
+//! answers, `<Client>` contacts), the fork arbiter's decisions carried out in
+//! one place, each branch's life (media, callbacks) ended by the arbiter's
+//! `Ended`, the bridge and the Dial's recording.
 
 use super::*;
+use crate::fork::{Action, DialResult, ForkArbiter, RingbackPolicy};
+use crate::recording::{RecordFrom, RecordingOptions};
+use tandem_sip::header::{uri_host_port, uri_param};
+use tandem_sip::transaction::Transport;
+use tandem_twiml::{CallProgressEvent, DialCallStatus, DialOutcome, Noun};
+use tandem_webhook::CallStatus;
+
+/// One branch: a child leg of the Dial (design §4 step 5). The arbiter owns
+/// where it stands; this holds what the call needs to act on it.
+#[derive(Debug)]
+pub(super) struct Branch {
+    pub sid: String,
+    pub call_id: String,
+    pub via_branch: String,
+    pub invite: Request,
+    pub peer: Peer,
+    pub to: String,
+    pub from: String,
+    /// The confirmed (or early) dialog with the callee.
+    pub dialog: Option<Dialog>,
+    pub media: Option<LegId>,
+    pub status_callback: Option<(Url, tandem_webhook::Method, Vec<CallProgressEvent>)>,
+    pub answered_at: Option<Instant>,
+    pub ringing_reported: bool,
+    pub final_code: Option<u16>,
+    /// The callee's SDP answer, kept to answer the caller when media is not anchored.
+    pub answer_sdp: Option<Vec<u8>>,
+    /// The noun's screening document (`url`), resolved.
+    pub screen_url: Option<(Url, tandem_twiml::Method)>,
+    /// Digest credentials for 401/407 (trunk's or the `<Sip>` noun's).
+    pub credentials: Option<(String, String)>,
+    pub auth_tried: bool,
+    /// The screening document running on this answered callee.
+    pub screen: Option<super::screen::Screen>,
+    /// `<Number sendDigits>`, played to the callee once bridged.
+    pub send_digits: Option<String>,
+    /// A 2xx was taken and its ACK is still to be sent (the arbiter decides
+    /// whether a BYE follows).
+    pub unacked: bool,
+    /// Its Call-ID is routed to this call.
+    pub routed: bool,
+    /// The branch's life is over (its `completed` went out).
+    pub ended: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct DialState {
+    pub spec: tandem_twiml::Dial,
+    pub arbiter: ForkArbiter,
+    pub branches: Vec<Branch>,
+    pub bridged: Option<usize>,
+    pub bridged_at: Option<Instant>,
+    pub time_limit: Option<Instant>,
+    /// `record` of this Dial.
+    pub rec_opts: Option<RecordingOptions>,
+    pub recording: bool,
+    /// The finished recording, for the action and the child's `completed`.
+    pub rec_info: Option<tandem_webhook::RecordingRef>,
+    /// recordingStatusCallback, method and events.
+    pub rec_callback: Option<(
+        Url,
+        tandem_webhook::Method,
+        Vec<tandem_twiml::RecordingEvent>,
+    )>,
+    /// The outcome once the fork and any bridge are over.
+    pub done: bool,
+}
+
+impl DialState {
+    fn index(&self, call_id: &str) -> Option<usize> {
+        self.branches.iter().position(|b| b.call_id == call_id)
+    }
+}
+
+/// Where a branch's INVITE goes.
+#[derive(Debug)]
+struct Target {
+    uri: String,
+    peer: Peer,
+    headers: Vec<(String, String)>,
+    credentials: Option<(String, String)>,
+}
+
+/// A destination before its name is looked up.
+#[derive(Debug)]
+enum Dest {
+    Uri {
+        uri: String,
+        headers: Vec<(String, String)>,
+        credentials: Option<(String, String)>,
+    },
+    Contacts(Vec<(String, Peer)>),
+    Fail(u16),
+}
+
+fn noun_options(n: &Noun) -> Option<&tandem_twiml::NounOptions> {
+    match n {
+        Noun::Number(x) => Some(&x.options),
+        Noun::Client(x) => Some(&x.options),
+        Noun::Sip(x) => Some(&x.options),
+        _ => None,
+    }
+}
+
+/// Host and port of a SIP URI, and its transport.
+fn uri_target(uri: &str) -> Option<(String, u16, Transport)> {
+    let (host, port) = uri_host_port(uri)?;
+    let transport = match uri_param(uri, "transport").flatten() {
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        _ => Transport::Udp,
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Some((host, port.unwrap_or(5060), transport))
+}
 
 impl Call {
-    pub(super) fn branch_index(&self, call_id: &str) -> Option<usize> {
-        self.dial.as_ref()?.by_call_id.get(call_id).copied()
+    fn dest(&self, noun: &Noun) -> Dest {
+        match noun {
+            Noun::Sip(s) => Dest::Uri {
+                uri: s.uri.clone(),
+                headers: s.headers.clone(),
+                credentials: s.username.clone().zip(s.password.clone()),
+            },
+            Noun::Number(n) => {
+                let number = n.number.to_string();
+                let Some(trunk) = self.cfg.trunk_for(&number, n.byoc.as_deref()) else {
+                    tracing::warn!(%number, "no trunk carries this number");
+                    return Dest::Fail(404);
+                };
+                let host = trunk
+                    .proxy
+                    .split_once(':')
+                    .map_or(trunk.proxy.as_str(), |(_, h)| h);
+                Dest::Uri {
+                    uri: format!("sip:{number}@{host}"),
+                    headers: Vec::new(),
+                    credentials: trunk.username.clone().zip(trunk.password.clone()),
+                }
+            }
+            Noun::Client(c) => {
+                let contacts = self.env.contacts(&c.identity);
+                if contacts.is_empty() {
+                    tracing::info!(identity = %c.identity, "<Client> not registered: branch fails");
+                    return Dest::Fail(480);
+                }
+                Dest::Contacts(contacts)
+            }
+            _ => Dest::Fail(488),
+        }
     }
 
-    pub(super) async fn start_dial(&mut self, spec: tandem_twiml::Dial) {
-        let t = now();
+    /// Starts a `<Dial>`: every branch's INVITE at once. Names not yet
+    /// looked up are asked for first (`Output::Resolve`); the Dial starts
+    /// when they are back.
+    pub(super) fn start_dial(&mut self, spec: tandem_twiml::Dial) {
+        let dests: Vec<(usize, Dest)> = spec
+            .nouns
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, self.dest(n)))
+            .collect();
+        let mut unknown = Vec::new();
+        for (_, d) in &dests {
+            if let Dest::Uri { uri, .. } = d
+                && let Some((host, port, _)) = uri_target(uri)
+                && host.parse::<std::net::IpAddr>().is_err()
+                && !self.dns.contains_key(&(host.clone(), port))
+                && !unknown.contains(&(host.clone(), port))
+            {
+                unknown.push((host, port));
+            }
+        }
+        if !unknown.is_empty() {
+            self.pending_dial = Some(spec);
+            self.out.push_back(Output::Resolve(unknown));
+            return;
+        }
         let caller_id = spec
             .caller_id
             .clone()
             .unwrap_or_else(|| self.from_user.clone());
         let mut branches = Vec::new();
-        let mut unreachable = Vec::new();
-        for noun in &spec.nouns {
-            for target in self.targets(noun).await {
-                let built = match target {
-                    Ok(target) => self.build_branch(noun, target, &caller_id),
+        for (n, dest) in dests {
+            let noun = &spec.nouns[n];
+            let targets: Vec<Result<Target, u16>> = match dest {
+                Dest::Fail(code) => vec![Err(code)],
+                Dest::Contacts(c) => c
+                    .into_iter()
+                    .map(|(uri, peer)| {
+                        Ok(Target {
+                            uri,
+                            peer,
+                            headers: Vec::new(),
+                            credentials: None,
+                        })
+                    })
+                    .collect(),
+                Dest::Uri {
+                    uri,
+                    headers,
+                    credentials,
+                } => vec![self.resolve(&uri).map(|peer| Target {
+                    uri,
+                    peer,
+                    headers,
+                    credentials,
+                })],
+            };
+            for target in targets {
+                let b = match target {
+                    Ok(t) => self.build_branch(noun, t, &caller_id),
                     Err(code) => Err(code),
                 };
-                match built {
-                    Ok(b) => branches.push(b),
-                    Err(code) => {
-                        unreachable.push((branches.len(), code));
-                        branches.push(self.dead_branch(code));
-                    }
-                }
+                branches.push(match b {
+                    Ok(b) => b,
+                    Err(code) => self.dead_branch(noun, code),
+                });
             }
         }
         let screening: Vec<bool> = branches.iter().map(|b| b.screen_url.is_some()).collect();
@@ -39,21 +233,12 @@ impl Call {
             RingbackPolicy::CalleeEarlyMedia
         };
         let arbiter = ForkArbiter::new(
-            t,
+            self.now,
             branches.len(),
             Duration::from_secs(u64::from(spec.timeout)),
             screening,
             policy,
         );
-        let by_call_id = branches
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.call_id.clone(), i))
-            .collect();
-        for b in &branches {
-            self.ctx.calls.insert(b.call_id.clone(), self.me.clone());
-        }
-        let time_limit = None;
         let rec_opts = RecordingOptions::from_twiml(spec.record, spec.recording_track, spec.trim);
         let rec_callback = spec.recording_status_callback.as_ref().and_then(|u| {
             let url = self.resolve_url(u)?;
@@ -72,31 +257,36 @@ impl Call {
             spec,
             arbiter,
             branches,
-            by_call_id,
             bridged: None,
             bridged_at: None,
-            time_limit,
-            result: None,
+            time_limit: None,
             rec_opts,
-            recording: None,
+            recording: false,
+            rec_info: None,
             rec_callback,
+            done: false,
         });
-        // Send every INVITE at once.
-        let dial = self.dial.as_mut().expect("just set");
-        for b in dial.branches.iter_mut() {
-            if b.state == BranchState::Calling {
-                let _ = self.ctx.ep.send_request(b.invite.clone(), b.peer).await;
-                report(
-                    b,
-                    tandem_twiml::CallProgressEvent::Initiated,
-                    tandem_webhook::CallStatus::Initiated,
-                    None,
-                );
-            }
-        }
-        for (i, code) in unreachable {
-            if let Some(d) = &mut self.dial {
-                d.arbiter.on_failed(t, i, code);
+        // Every INVITE at once; branches that failed before one end now.
+        let n = self.dial.as_ref().map_or(0, |d| d.branches.len());
+        for i in 0..n {
+            let d = self.dial.as_mut().expect("just set");
+            let b = &mut d.branches[i];
+            match b.final_code {
+                None => {
+                    b.routed = true;
+                    self.out.push_back(Output::Route {
+                        call_id: b.call_id.clone(),
+                    });
+                    self.out.push_back(Output::Request {
+                        request: b.invite.clone(),
+                        peer: b.peer,
+                    });
+                    self.report(i, CallProgressEvent::Initiated, CallStatus::Initiated, None);
+                }
+                Some(code) => {
+                    let now = self.now;
+                    d.arbiter.on_unreachable(now, i, code);
+                }
             }
         }
         if self
@@ -113,85 +303,82 @@ impl Call {
             let sdp = self.answer_sdp.clone();
             let code = if sdp.is_some() { 183 } else { 180 };
             let r = self.response(code, sdp.as_deref());
-            let _ = self.ctx.ep.respond(self.invite_tx, r).await;
+            self.respond_caller(r);
             self.early_sent = true;
         }
-        self.apply_actions().await;
+        self.apply_actions();
     }
 
-    pub(super) fn dead_branch(&mut self, code: u16) -> Branch {
-        let call_id = self.ids.call_id();
+    /// The address of a URI's host: a literal, or a name looked up already.
+    fn resolve(&self, uri: &str) -> Result<Peer, u16> {
+        let Some((host, port, transport)) = uri_target(uri) else {
+            tracing::warn!(%uri, "destination URI has no host");
+            return Err(400);
+        };
+        let addr = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Some(SocketAddr::new(ip, port)),
+            Err(_) => self.dns.get(&(host, port)).copied().flatten(),
+        };
+        match addr {
+            Some(addr) => Ok(Peer { transport, addr }),
+            None => {
+                tracing::warn!(%uri, "cannot resolve the destination");
+                Err(404)
+            }
+        }
+    }
+
+    /// A branch that failed before any INVITE (no trunk, not registered,
+    /// no address, no media port): it still reports its `completed`.
+    fn dead_branch(&mut self, noun: &Noun, code: u16) -> Branch {
+        let to = match noun {
+            Noun::Number(n) => n.number.to_string(),
+            Noun::Client(c) => format!("client:{}", c.identity),
+            Noun::Sip(s) => s.uri.clone(),
+            _ => String::new(),
+        };
         Branch {
             sid: call_sid(&mut self.ids),
-            call_id,
+            call_id: self.ids.call_id(),
             via_branch: String::new(),
             invite: self.invite.clone(),
             peer: self.source,
-            to: String::new(),
+            to,
+            from: self.from_user.clone(),
             dialog: None,
-            state: BranchState::Ended,
             media: None,
-            status_callback: None,
-            callbacks: None,
+            status_callback: self.status_callback_of(noun),
             answered_at: None,
             ringing_reported: false,
             final_code: Some(code),
             answer_sdp: None,
-            parent_sid: self.sid.clone(),
-            account_sid: self.ctx.cfg.account_sid.clone(),
             screen_url: None,
             credentials: None,
             auth_tried: false,
             screen: None,
             send_digits: None,
+            unacked: false,
+            routed: false,
+            ended: false,
         }
     }
 
-    /// Where a noun rings: one target for `<Number>` and `<Sip>`, one per
-    /// registered contact for `<Client>`; an Err ends that branch at once
-    /// with its SIP status.
-    async fn targets(&mut self, noun: &Noun) -> Vec<Result<Target, u16>> {
-        match noun {
-            Noun::Sip(s) => {
-                let creds = s.username.clone().zip(s.password.clone());
-                vec![resolve(&s.uri, s.headers.clone(), creds).await]
-            }
-            Noun::Number(n) => {
-                let number = n.number.to_string();
-                let Some(trunk) = self.ctx.cfg.trunk_for(&number, n.byoc.as_deref()) else {
-                    tracing::warn!(%number, "no trunk carries this number");
-                    return vec![Err(404)];
-                };
-                let host = trunk
-                    .proxy
-                    .split_once(':')
-                    .map_or(trunk.proxy.as_str(), |(_, h)| h);
-                let creds = trunk.username.clone().zip(trunk.password.clone());
-                vec![resolve(&format!("sip:{number}@{host}"), Vec::new(), creds).await]
-            }
-            Noun::Client(c) => {
-                let contacts = self.ctx.registrar_contacts(&c.identity);
-                if contacts.is_empty() {
-                    tracing::info!(identity = %c.identity, "<Client> not registered: branch fails");
-                    return vec![Err(480)];
-                }
-                contacts
-                    .into_iter()
-                    .map(|(uri, peer)| {
-                        Ok(Target {
-                            uri,
-                            peer,
-                            headers: Vec::new(),
-                            credentials: None,
-                        })
-                    })
-                    .collect()
-            }
-            _ => vec![Err(488)],
-        }
+    fn status_callback_of(
+        &self,
+        noun: &Noun,
+    ) -> Option<(Url, tandem_webhook::Method, Vec<CallProgressEvent>)> {
+        noun_options(noun).and_then(|o| {
+            let url = self.resolve_url(o.status_callback.as_ref()?)?;
+            let events = if o.status_callback_event.is_empty() {
+                vec![CallProgressEvent::Completed]
+            } else {
+                o.status_callback_event.clone()
+            };
+            Some((url, twiml_method(o.status_callback_method), events))
+        })
     }
 
-    /// Builds a branch's INVITE toward a target.
+    /// Builds a branch's INVITE toward a target, with its own media leg.
     fn build_branch(
         &mut self,
         noun: &Noun,
@@ -204,19 +391,19 @@ impl Call {
             headers: extra,
             credentials,
         } = target;
-        let transport = peer.transport;
         let call_id = self.ids.call_id();
         let via_branch = self.ids.branch();
         let tag = self.ids.tag();
-        let Ok(ruri) = rsip::Uri::try_from(uri.split('?').next().unwrap_or(&uri)) else {
+        let bare = uri.split('?').next().unwrap_or(&uri);
+        let Ok(ruri) = rsip::Uri::try_from(bare) else {
             return Err(400);
         };
-        let host_port = &self.ctx.cfg.sip_host;
-        let mut b = RequestBuilder::new(Method::Invite, ruri)
-            .via(transport.as_str(), host_port, &via_branch)
+        let host_port = &self.cfg.sip_host;
+        let mut b = tandem_sip::builder::RequestBuilder::new(Method::Invite, ruri)
+            .via(peer.transport.as_str(), host_port, &via_branch)
             .max_forwards(70)
             .from(format!("<sip:{caller_id}@{host_port}>;tag={tag}"))
-            .to(format!("<{}>", uri.split('?').next().unwrap_or(&uri)))
+            .to(format!("<{bare}>"))
             .call_id(call_id.clone())
             .cseq(1)
             .contact(self.contact());
@@ -229,58 +416,48 @@ impl Call {
             }
         }
         // Media: a leg per branch, offered the caller's codecs.
+        let caller_offer = has_sdp(&self.invite.headers, &self.invite.body);
         let mut media = None;
         let mut body = None;
-        if let Some(m) = &self.ctx.media {
-            let mut leg = m.leg(self.media_tx.clone()).map_err(|e| e.status())?;
-            let sdp = if has_sdp(&self.invite.headers, &self.invite.body) {
-                leg.offer_from(&self.invite.body, m.caps())
-                    .map_err(|e| e.status())?
-            } else {
-                leg.offer(m.caps())
-            };
-            body = Some(sdp);
-            media = Some(leg);
-        } else if has_sdp(&self.invite.headers, &self.invite.body) {
+        if self.env.has_media() {
+            let leg = self.env.open_leg().map_err(|e| e.status())?;
+            let offer = self
+                .env
+                .offer(leg, caller_offer.then_some(self.invite.body.as_slice()));
+            match offer {
+                Ok(sdp) => {
+                    body = Some(sdp);
+                    media = Some(leg);
+                }
+                Err(e) => {
+                    self.env.close_leg(leg);
+                    return Err(e.status());
+                }
+            }
+        } else if caller_offer {
             body = Some(self.invite.body.clone());
         }
         if let Some(body) = body {
             b = b.body("application/sdp", body);
         }
         let invite = b.build();
-        let status_callback = noun_options(noun).and_then(|o| {
-            let url = self.resolve_url(o.status_callback.as_ref()?)?;
-            let events = if o.status_callback_event.is_empty() {
-                vec![tandem_twiml::CallProgressEvent::Completed]
-            } else {
-                o.status_callback_event.clone()
-            };
-            Some((url, twiml_method(o.status_callback_method), events))
-        });
         let screen_url =
             noun_options(noun).and_then(|o| Some((self.resolve_url(o.url.as_ref()?)?, o.method)));
-        let sid = call_sid(&mut self.ids);
-        let callbacks = status_callback
-            .as_ref()
-            .map(|_| self.ctx.callbacks.open(sid.clone()));
         Ok(Branch {
-            sid,
+            sid: call_sid(&mut self.ids),
             call_id,
             via_branch,
             invite,
             peer,
             to: user_of(&uri),
+            from: caller_id.to_owned(),
             dialog: None,
-            state: BranchState::Calling,
             media,
-            status_callback,
-            callbacks,
+            status_callback: self.status_callback_of(noun),
             answered_at: None,
             ringing_reported: false,
             final_code: None,
             answer_sdp: None,
-            parent_sid: self.sid.clone(),
-            account_sid: self.ctx.cfg.account_sid.clone(),
             screen_url,
             credentials,
             auth_tried: false,
@@ -289,102 +466,185 @@ impl Call {
                 Noun::Number(n) => n.send_digits.clone(),
                 _ => None,
             },
+            unacked: false,
+            routed: false,
+            ended: false,
         })
     }
 
-    pub(super) async fn on_child_response(
+    /// A child leg's call parameters (Direction outbound-dial, ParentCallSid).
+    pub(super) fn child_info(&self, b: &Branch, status: CallStatus) -> tandem_webhook::CallInfo {
+        tandem_webhook::CallInfo {
+            call_sid: b.sid.clone(),
+            account_sid: self.cfg.account_sid.clone(),
+            from: b.from.clone(),
+            to: b.to.clone(),
+            status,
+            direction: tandem_webhook::Direction::OutboundDial,
+            parent_call_sid: Some(self.sid.clone()),
+            forwarded_from: self.forwarded_from.clone(),
+            caller_name: self.caller_name.clone(),
+        }
+    }
+
+    /// Queues a status callback for branch `i` when its noun asked for `event`.
+    fn report(
         &mut self,
-        response: Response,
-        stray_source: Option<Peer>,
+        i: usize,
+        event: CallProgressEvent,
+        status: CallStatus,
+        duration: Option<u64>,
     ) {
+        let Some(d) = &self.dial else { return };
+        let b = &d.branches[i];
+        let Some((url, method, events)) = &b.status_callback else {
+            return;
+        };
+        if !events.contains(&event) {
+            return;
+        }
+        let recording = if event == CallProgressEvent::Completed && d.bridged == Some(i) {
+            d.rec_info.clone()
+        } else {
+            None
+        };
+        let ev = tandem_webhook::StatusEvent {
+            call: self.child_info(b, status),
+            duration_secs: duration,
+            recording,
+            sip_response_code: b.final_code,
+            // The shell stamps the wall clock when it sends.
+            timestamp: std::time::UNIX_EPOCH,
+        };
+        let (url, method) = (url.clone(), *method);
+        self.out.push_back(Output::Status {
+            url,
+            method,
+            event: Box::new(ev),
+        });
+    }
+
+    pub(super) fn on_child_response(&mut self, response: Response, stray: Option<Peer>) {
         let cid = response.headers.call_id().unwrap_or("").to_owned();
         let Some((seq, Method::Invite)) = response.headers.cseq() else {
             // Responses to BYE, CANCEL, INFO: the transactions did their part.
             return;
         };
         if cid == self.call_id {
-            self.on_parent_reinvite_response(&response, seq).await;
+            self.on_parent_reinvite_response(&response, seq);
             return;
         }
-        let Some(i) = self.branch_index(&cid) else {
-            self.on_lingering_response(&cid, &response).await;
+        // The current Dial's branch, or a finished Dial's.
+        if let Some(i) = self.dial.as_ref().and_then(|d| d.index(&cid)) {
+            self.branch_response(i, response, seq, stray);
+            return;
+        }
+        let Some(p) = self.past.iter().position(|(_, d)| d.index(&cid).is_some()) else {
             return;
         };
+        // Run it as the current Dial for the moment: same rules, same arbiter.
+        let (until, past) = self.past.remove(p);
+        let current = self.dial.replace(past);
+        let i = self
+            .dial
+            .as_ref()
+            .and_then(|d| d.index(&cid))
+            .expect("found");
+        self.branch_response(i, response, seq, stray);
+        let past = std::mem::replace(&mut self.dial, current).expect("put back");
+        self.past.push((until, past));
+    }
+
+    fn branch_response(&mut self, i: usize, response: Response, seq: u32, stray: Option<Peer>) {
         let reinvite = self
             .dial
             .as_ref()
             .and_then(|d| d.branches[i].dialog.as_ref())
             .is_some_and(|dl| seq > dl.invite_seq);
         if reinvite {
-            self.on_child_reinvite_response(i, &response, seq).await;
+            self.on_child_reinvite_response(i, &response, seq);
             return;
         }
         let code = response.status_code.code();
-        let t = now();
+        let now = self.now;
         let sdp = has_sdp(&response.headers, &response.body);
-        let host = self.ctx.cfg.sip_host.clone();
-        let Some(dial) = &mut self.dial else { return };
-        let b = &mut dial.branches[i];
+        let Some(d) = &mut self.dial else { return };
+        let b = &mut d.branches[i];
         if (200..300).contains(&code) {
-            // Every 2xx is ACKed at once (ACK before any BYE); the arbiter decides what follows.
-            let dialog = match b.dialog.take() {
-                Some(mut d) if d.id.remote_tag == response.headers.to_tag().unwrap_or("") => {
-                    d.on_invite_response(&response);
-                    Ok(d)
+            let to_tag = response.headers.to_tag().unwrap_or("").to_owned();
+            let confirmed = b.answered_at.is_some();
+            match &mut b.dialog {
+                Some(dl) if confirmed && dl.id.remote_tag == to_tag => {
+                    // A retransmitted 2xx: ACK it again.
+                    let _ = stray;
+                    self.ack_branch(i);
+                    return;
                 }
-                _ => Dialog::uac(&b.invite, &response),
-            };
-            let Ok(dialog) = dialog else {
-                tracing::warn!("2xx without To tag from a callee: cannot ACK it");
-                return;
-            };
-            let ack_branch = self.ids.branch();
-            if let Ok(ack) = dialog.ack(b.peer.transport.as_str(), &host, &ack_branch) {
-                let _ = self
-                    .ctx
-                    .ep
-                    .send_stateless(SipMessage::Request(ack), b.peer)
-                    .await;
+                Some(_) if confirmed => {
+                    // A second 2xx with another To tag (a forking proxy
+                    // downstream): ACK then BYE that extra dialog only.
+                    tracing::info!(
+                        branch = i,
+                        "second 2xx from another callee: ACK then BYE it"
+                    );
+                    let peer = b.peer;
+                    if let Ok(mut extra) = Dialog::uac(&b.invite, &response) {
+                        self.ack_and_bye(&mut extra, peer);
+                    }
+                    return;
+                }
+                Some(dl) if dl.id.remote_tag == to_tag => dl.on_invite_response(&response),
+                _ => match Dialog::uac(&b.invite, &response) {
+                    Ok(dl) => b.dialog = Some(dl),
+                    Err(_) => {
+                        tracing::warn!("2xx without To tag from a callee: cannot ACK it");
+                        return;
+                    }
+                },
             }
-            b.dialog = Some(dialog);
-            if stray_source.is_some()
-                || b.state == BranchState::Answered
-                || b.state == BranchState::Bridged
-            {
-                return;
-            }
-            if let (Some(m), true) = (&mut b.media, sdp)
-                && let Err(e) = m.on_answer(&response.body)
+            if let (Some(leg), true) = (b.media, sdp)
+                && let Err(e) = self.env.take_answer(leg, &response.body)
             {
                 tracing::warn!(error = %e, "callee's SDP answer unusable");
             }
-            // Kept only to answer the caller with when media is not anchored.
             if sdp && b.media.is_none() {
                 b.answer_sdp = Some(response.body.clone());
             }
-            b.state = BranchState::Answered;
-            b.answered_at = Some(t);
-            dial.arbiter.on_answered(t, i);
-        } else if code > 100 && code < 200 {
-            if b.state == BranchState::Calling {
-                b.state = BranchState::Ringing;
+            b.answered_at = Some(now);
+            b.final_code = Some(code);
+            b.unacked = true;
+            // The offer in the INVITE is answered; later requests need only its headers.
+            b.invite.body = Vec::new();
+            if !b.ended {
+                self.report(i, CallProgressEvent::Answered, CallStatus::InProgress, None);
             }
+            if let Some(d) = &mut self.dial {
+                d.arbiter.on_answered(now, i);
+            }
+            self.apply_actions();
+            // The arbiter had no use for it (its branch already over): ACK then BYE.
+            if self
+                .dial
+                .as_ref()
+                .is_some_and(|d| d.branches.get(i).is_some_and(|b| b.unacked))
+            {
+                self.ack_then_bye(i);
+            }
+            return;
+        }
+        if code > 100 && code < 200 {
             if b.dialog.is_none() && response.headers.to_tag().is_some() {
                 b.dialog = Dialog::uac(&b.invite, &response).ok();
             }
-            if let (Some(m), true) = (&mut b.media, sdp) {
-                let _ = m.on_answer(&response.body);
+            if let (Some(leg), true) = (b.media, sdp) {
+                let _ = self.env.take_answer(leg, &response.body);
             }
-            if !b.ringing_reported {
-                b.ringing_reported = true;
-                report(
-                    b,
-                    tandem_twiml::CallProgressEvent::Ringing,
-                    tandem_webhook::CallStatus::Ringing,
-                    None,
-                );
+            let first = !b.ringing_reported;
+            b.ringing_reported = true;
+            d.arbiter.on_provisional(now, i, code, sdp);
+            if first {
+                self.report(i, CallProgressEvent::Ringing, CallStatus::Ringing, None);
             }
-            dial.arbiter.on_provisional(t, i, code, sdp);
         } else if matches!(code, 401 | 407) && b.credentials.is_some() && !b.auth_tried {
             // Answer the challenge once with the trunk's or the noun's credentials.
             b.auth_tried = true;
@@ -401,112 +661,245 @@ impl Call {
                     b.invite = invite.clone();
                     b.via_branch = branch;
                     let peer = b.peer;
-                    let _ = self.ctx.ep.send_request(invite, peer).await;
+                    self.out.push_back(Output::Request {
+                        request: invite,
+                        peer,
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, code, "cannot answer the callee's challenge");
                     b.final_code = Some(code);
-                    b.state = BranchState::Ended;
-                    dial.arbiter.on_failed(t, i, code);
+                    d.arbiter.on_failed(now, i, code);
                 }
             }
         } else if code >= 300 {
-            b.final_code = Some(code);
-            b.state = BranchState::Ended;
-            dial.arbiter.on_failed(t, i, code);
-        }
-        self.apply_actions().await;
-    }
-
-    /// A final response on a branch cancelled after its Dial ended: a 2xx is
-    /// ACKed then BYEd (ACK first), anything final lets the branch go.
-    pub(super) async fn on_lingering_response(&mut self, cid: &str, response: &Response) {
-        let Some(pos) = self.lingering.iter().position(|(_, b)| b.call_id == cid) else {
-            return;
-        };
-        let code = response.status_code.code();
-        if code < 200 {
-            return;
-        }
-        let (_, b) = self.lingering.remove(pos);
-        self.ctx.calls.remove(&b.call_id);
-        if code >= 300 {
-            return;
-        }
-        tracing::info!(code, "a cancelled branch answered anyway: ACK then BYE");
-        let host = self.ctx.cfg.sip_host.clone();
-        let Ok(mut dialog) = Dialog::uac(&b.invite, response) else {
-            return;
-        };
-        let transport = b.peer.transport.as_str();
-        if let Ok(ack) = dialog.ack(transport, &host, &self.ids.branch()) {
-            let _ = self
-                .ctx
-                .ep
-                .send_stateless(SipMessage::Request(ack), b.peer)
-                .await;
-        }
-        if let Ok(bye) = dialog.request(Method::Bye, transport, &host, &self.ids.branch()) {
-            let _ = self.ctx.ep.send_request(bye, b.peer).await;
-        }
-    }
-
-    pub(super) async fn branch_failed(&mut self, i: usize, code: u16) {
-        if let Some(d) = &mut self.dial {
-            if d.branches[i].state == BranchState::Ended {
-                return;
+            if d.arbiter.awaits_final(i) && b.answered_at.is_none() {
+                b.final_code = Some(code);
             }
-            d.branches[i].state = BranchState::Ended;
-            d.branches[i].final_code = Some(code);
-            d.arbiter.on_failed(now(), i, code);
+            d.arbiter.on_failed(now, i, code);
         }
-        self.apply_actions().await;
+        self.apply_actions();
+    }
+
+    /// An INVITE client transaction of a branch timed out (Timer B, or a
+    /// transport failure): 408 for that branch.
+    pub(super) fn on_invite_timeout(&mut self, call_id: &str, via_branch: &str) {
+        let hit = |d: &DialState| {
+            d.index(call_id)
+                .filter(|&i| d.branches[i].via_branch == via_branch)
+        };
+        if let Some(i) = self.dial.as_ref().and_then(hit) {
+            let now = self.now;
+            if let Some(d) = &mut self.dial {
+                if d.branches[i].final_code.is_none() {
+                    d.branches[i].final_code = Some(408);
+                }
+                d.arbiter.on_failed(now, i, 408);
+            }
+            self.apply_actions();
+            return;
+        }
+        let now = self.now;
+        for (_, d) in &mut self.past {
+            if let Some(i) = hit(d) {
+                d.arbiter.on_failed(now, i, 408);
+                while d.arbiter.poll_action().is_some() {}
+            }
+        }
+    }
+
+    /// A request in a child leg's dialog.
+    pub(super) fn on_branch_request(&mut self, stx: ServerTx, request: Request, cid: &str) {
+        let ok = |r: &Request| response_to(r, 200, None, None);
+        let Some(i) = self.dial.as_ref().and_then(|d| d.index(cid)) else {
+            // A finished Dial's branch: BYE is answered, others 481.
+            let code = if request.method == Method::Bye {
+                200
+            } else {
+                481
+            };
+            self.out.push_back(Output::Respond {
+                stx,
+                response: response_to(&request, code, None, None),
+            });
+            return;
+        };
+        match request.method {
+            Method::Invite => {
+                let answer = self.relay_reinvite(Some(i), &request);
+                let mut r = response_to(&request, 200, None, None);
+                r.headers.push(Header::Contact(self.contact().into()));
+                if let Some(sdp) = answer {
+                    r.headers
+                        .push(Header::ContentType("application/sdp".into()));
+                    r.body = sdp;
+                }
+                self.out.push_back(Output::Respond { stx, response: r });
+            }
+            Method::Info => {
+                self.out.push_back(Output::Respond {
+                    stx,
+                    response: ok(&request),
+                });
+                if let Some(digit) = dtmf_from_info(&request) {
+                    self.on_screen_digit(i, digit);
+                }
+            }
+            Method::Bye => {
+                self.out.push_back(Output::Respond {
+                    stx,
+                    response: ok(&request),
+                });
+                let bridged = self.dial.as_ref().is_some_and(|d| d.bridged == Some(i));
+                if bridged {
+                    tracing::info!("callee hung up");
+                    self.end_bridge(false);
+                } else {
+                    let now = self.now;
+                    if let Some(d) = &mut self.dial {
+                        d.branches[i].screen = None;
+                        d.arbiter.on_branch_hangup(now, i);
+                    }
+                    self.apply_actions();
+                }
+            }
+            _ => self.out.push_back(Output::Respond {
+                stx,
+                response: ok(&request),
+            }),
+        }
     }
 
     /// The caller left (BYE or CANCEL) during a Dial.
-    pub(super) async fn caller_left(&mut self) {
-        let bridged = self.dial.as_ref().and_then(|d| d.bridged);
-        if bridged.is_some() {
-            self.end_bridge(true).await;
+    pub(super) fn caller_left(&mut self) {
+        if self.dial.as_ref().and_then(|d| d.bridged).is_some() {
+            self.end_bridge(true);
             return;
         }
+        self.pending_dial = None;
+        let now = self.now;
         if let Some(d) = &mut self.dial {
-            d.arbiter.on_caller_hangup(now());
+            d.arbiter.on_caller_hangup(now);
         }
-        self.apply_actions().await;
+        self.apply_actions();
     }
 
-    pub(super) async fn bye_branch(&mut self, i: usize) {
-        let host = self.ctx.cfg.sip_host.clone();
+    /// Sends the ACK for branch `i`'s 2xx.
+    fn ack_branch(&mut self, i: usize) {
+        let host = self.cfg.sip_host.clone();
         let branch = self.ids.branch();
-        let Some(d) = &mut self.dial else { return };
-        let b = &mut d.branches[i];
+        let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else {
+            return;
+        };
+        b.unacked = false;
+        if let Some(dialog) = &b.dialog
+            && let Ok(ack) = dialog.ack(b.peer.transport.as_str(), &host, &branch)
+        {
+            self.out.push_back(Output::Ack {
+                request: ack,
+                peer: b.peer,
+            });
+        }
+    }
+
+    /// ACK then BYE for a dialog Tandem does not want (ACK first, RFC 3261 §13.2.2.4).
+    fn ack_and_bye(&mut self, dialog: &mut Dialog, peer: Peer) {
+        let host = self.cfg.sip_host.clone();
+        let transport = peer.transport.as_str();
+        if let Ok(ack) = dialog.ack(transport, &host, &self.ids.branch()) {
+            self.out.push_back(Output::Ack { request: ack, peer });
+        }
+        if let Ok(bye) = dialog.request(Method::Bye, transport, &host, &self.ids.branch()) {
+            self.out.push_back(Output::Request { request: bye, peer });
+        }
+    }
+
+    fn ack_then_bye(&mut self, i: usize) {
+        let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else {
+            return;
+        };
+        b.unacked = false;
+        let peer = b.peer;
+        if let Some(mut dialog) = b.dialog.take() {
+            self.ack_and_bye(&mut dialog, peer);
+        }
+    }
+
+    pub(super) fn bye_branch(&mut self, i: usize) {
+        let host = self.cfg.sip_host.clone();
+        let branch = self.ids.branch();
+        let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else {
+            return;
+        };
         if let Some(dialog) = &mut b.dialog
             && let Ok(bye) = dialog.request(Method::Bye, b.peer.transport.as_str(), &host, &branch)
         {
-            let _ = self.ctx.ep.send_request(bye, b.peer).await;
+            self.out.push_back(Output::Request {
+                request: bye,
+                peer: b.peer,
+            });
         }
-        b.state = BranchState::Ended;
+        b.dialog = None;
     }
 
-    pub(super) async fn apply_actions(&mut self) {
+    /// Carries out the arbiter's decisions, in its order: the one place they are done.
+    pub(super) fn apply_actions(&mut self) {
         while let Some(action) = self.dial.as_mut().and_then(|d| d.arbiter.poll_action()) {
             match action {
                 Action::Cancel(i) => {
-                    let (cid, br) = {
-                        let b = &self.dial.as_ref().expect("dial").branches[i];
-                        (b.call_id.clone(), b.via_branch.clone())
-                    };
-                    let _ = self.ctx.ep.cancel(&cid, &br).await;
+                    let b = &self.dial.as_ref().expect("dial").branches[i];
+                    let (call_id, branch) = (b.call_id.clone(), b.via_branch.clone());
+                    self.out.push_back(Output::Cancel { call_id, branch });
                 }
-                Action::AckThenBye(i) | Action::Bye(i) => self.bye_branch(i).await,
-                Action::StartScreening(i) => self.start_screening(i),
-                Action::Bridge(i) => self.bridge(i).await,
+                Action::AckThenBye(i) => self.ack_then_bye(i),
+                Action::Bye(i) => {
+                    if self.dial.as_ref().is_some_and(|d| d.branches[i].unacked) {
+                        self.ack_branch(i);
+                    }
+                    self.bye_branch(i);
+                }
+                Action::StartScreening(i) => {
+                    self.ack_branch(i);
+                    self.start_screening(i);
+                }
+                Action::Bridge(i) => {
+                    self.ack_branch(i);
+                    self.bridge(i);
+                }
                 Action::PlayRingback => self.play_ringback(),
                 Action::PlayEarlyMedia(i) => self.play_early_media(i),
-                Action::Finished(result) => self.dial_finished(result).await,
+                Action::Ended { branch, status } => self.branch_ended(branch, status),
+                Action::Finished(result) => self.dial_finished(result),
             }
         }
+    }
+
+    /// A branch's life is over: its media leg closes, its screening stops,
+    /// its `completed` goes out with the status the arbiter gave.
+    fn branch_ended(&mut self, i: usize, status: CallStatus) {
+        let now = self.now;
+        let Some(d) = &mut self.dial else { return };
+        let b = &mut d.branches[i];
+        if b.ended {
+            return;
+        }
+        b.ended = true;
+        if let Some(s) = b.screen.take()
+            && let Some(p) = s.playing
+        {
+            self.env.stop_play(p);
+        }
+        if let Some(leg) = b.media.take() {
+            self.env.close_leg(leg);
+        }
+        let duration = b.answered_at.map(|a| secs_between(a, now));
+        let status = if b.answered_at.is_some() && status != CallStatus::Canceled {
+            CallStatus::Completed
+        } else {
+            status
+        };
+        tracing::debug!(branch = i, status = status.as_str(), "branch ended");
+        self.report(i, CallProgressEvent::Completed, status, duration);
     }
 
     pub(super) fn play_ringback(&mut self) {
@@ -516,121 +909,121 @@ impl Call {
             .and_then(|d| d.spec.ring_tone)
             .and_then(|t| t.code().parse().ok())
             .unwrap_or(tandem_media::tones::RingTone::Us);
-        if let Some(m) = &mut self.media {
-            m.start_ringback(tone);
+        let Some(parent) = self.media else { return };
+        // No branch's early media reaches the caller any more.
+        if let Some(d) = &self.dial {
+            for b in &d.branches {
+                if let Some(leg) = b.media {
+                    self.env.relay(leg, None);
+                }
+            }
         }
+        self.env.ringback(parent, Some(tone));
     }
 
     pub(super) fn play_early_media(&mut self, i: usize) {
-        if let (Some(parent), Some(d)) = (&mut self.media, &self.dial)
-            && let Some(child) = &d.branches[i].media
+        if let (Some(parent), Some(d)) = (self.media, &self.dial)
+            && let Some(child) = d.branches[i].media
         {
-            parent.stop_ringback();
-            child.leg.relay_to(Some(&parent.leg));
+            self.env.ringback(parent, None);
+            self.env.relay(child, Some(parent));
         }
     }
 
-    pub(super) async fn bridge(&mut self, i: usize) {
-        let t = now();
+    pub(super) fn bridge(&mut self, i: usize) {
         if self.dial.as_ref().is_some_and(|d| d.spec.hangup_on_star) {
             self.ensure_dtmf();
         }
         if !self.answered && !self.caller_gone {
-            if self.ctx.media.is_none() {
+            if !self.env.has_media() {
                 // Signalling only: the caller gets the callee's own SDP answer.
                 self.answer_sdp = self
                     .dial
                     .as_ref()
                     .and_then(|d| d.branches[i].answer_sdp.clone());
             }
-            self.answer().await;
+            self.answer();
         }
+        let now = self.now;
         let Some(d) = &mut self.dial else { return };
         d.bridged = Some(i);
-        d.bridged_at = Some(t);
+        d.bridged_at = Some(now);
         if d.spec.time_limit > 0 {
-            d.time_limit = Some(t + Duration::from_secs(u64::from(d.spec.time_limit)));
+            d.time_limit = Some(now + Duration::from_secs(u64::from(d.spec.time_limit)));
         }
-        let b = &mut d.branches[i];
-        b.state = BranchState::Bridged;
-        // The offer in the INVITE is answered; later requests need only its headers.
-        b.invite.body = Vec::new();
-        report(
-            b,
-            tandem_twiml::CallProgressEvent::Answered,
-            tandem_webhook::CallStatus::InProgress,
-            None,
-        );
-        if let (Some(parent), Some(child)) = (&mut self.media, &b.media) {
-            parent.stop_ringback();
-            tandem_rtp::bridge(&parent.leg, &child.leg);
+        let child = d.branches[i].media;
+        let digits = d.branches[i].send_digits.clone();
+        let need_recording = !d.recording && d.rec_opts.is_some();
+        if let (Some(parent), Some(child)) = (self.media, child) {
+            self.env.ringback(parent, None);
+            self.env.bridge(parent, child);
+            self.env.expect_media(child, true);
         }
-        if let (Some(child), Some(digits)) = (&b.media, &b.send_digits) {
-            match digits_source(digits) {
-                Ok(src) => child.leg.inject(src).detach(),
-                Err(e) => tracing::warn!(error = %e, "sendDigits not played"),
-            }
-        }
-        if self
-            .dial
-            .as_ref()
-            .is_some_and(|d| d.recording.is_none() && d.rec_opts.is_some())
+        if let (Some(child), Some(digits)) = (child, digits)
+            && let Err(e) = self.env.send_digits(child, &digits)
         {
+            tracing::warn!(error = %e, "sendDigits not played");
+        }
+        if need_recording {
             self.start_recording();
         }
-        if let Some(d) = &self.dial
-            && let (Some((_, taps)), Some(child)) = (&d.recording, &d.branches[i].media)
-        {
-            child.leg.set_tap(Some(taps.child.clone()));
+        if let (Some(child), true) = (child, self.dial.as_ref().is_some_and(|d| d.recording)) {
+            self.env.record_child(child);
         }
         tracing::info!(branch = i, "bridged");
     }
 
-    /// The bridge ended: `by_us` when the caller left, timeLimit or hangupOnStar.
-    pub(super) async fn end_bridge(&mut self, by_us: bool) {
+    /// The bridge ended: `by_us` when the caller left, timeLimit, hangupOnStar
+    /// or a media timeout (the callee gets BYE); else the callee hung up.
+    pub(super) fn end_bridge(&mut self, by_us: bool) {
         let Some(i) = self.dial.as_ref().and_then(|d| d.bridged) else {
             return;
         };
-        if by_us {
-            let live = self
-                .dial
-                .as_ref()
-                .is_some_and(|d| d.branches[i].state == BranchState::Bridged);
-            if live {
-                self.bye_branch(i).await;
-            }
+        if self.dial.as_ref().is_some_and(|d| d.done) {
+            return;
         }
+        if by_us {
+            self.bye_branch(i);
+        } else if let Some(d) = &mut self.dial {
+            d.branches[i].dialog = None;
+        }
+        let recording_url = self.stop_recording();
+        let now = self.now;
         let Some(d) = &mut self.dial else { return };
-        d.branches[i].state = BranchState::Ended;
-        let duration = d
-            .bridged_at
-            .map_or(0, |a| now().saturating_duration_since(a).as_secs());
-        d.result = Some(DialCallStatus::Completed);
+        d.done = true;
+        let duration = d.bridged_at.map_or(0, |a| secs_between(a, now));
+        d.arbiter.on_bridge_ended(i);
+        let sid = d.branches[i].sid.clone();
+        self.apply_actions();
         let outcome = DialOutcome {
             status: DialCallStatus::Completed,
-            call_sid: Some(d.branches[i].sid.clone()),
+            call_sid: Some(sid),
             duration: Some(duration as u32),
             bridged: true,
-            recording_url: None,
+            recording_url,
         };
-        self.finish_dial(outcome).await;
+        self.finish_dial(outcome);
     }
 
-    pub(super) async fn dial_finished(&mut self, result: crate::fork::DialResult) {
+    fn dial_finished(&mut self, result: DialResult) {
         let Some(d) = &mut self.dial else { return };
-        if d.bridged.is_some() {
+        if d.bridged.is_some() || d.done {
             // The bridge is up; the Dial ends when it does.
             return;
         }
+        d.done = true;
         let status = result.status.dial_call_status();
+        let call_sid = d.branches.first().map(|b| b.sid.clone());
+        let recording_url = self.stop_recording();
         let outcome = DialOutcome {
             status,
-            call_sid: d.branches.first().map(|b| b.sid.clone()),
-            duration: Some(0),
+            call_sid,
+            // Twilio sends DialCallDuration only for a call that was connected.
+            duration: None,
             bridged: false,
-            recording_url: None,
+            recording_url,
         };
-        self.finish_dial(outcome).await;
+        self.finish_dial(outcome);
     }
 
     /// Starts the Dial's recording: channel 1 the caller, channel 2 the callee.
@@ -638,129 +1031,116 @@ impl Call {
         let Some(opts) = self.dial.as_ref().and_then(|d| d.rec_opts) else {
             return;
         };
-        let Some(parent) = &self.media else {
+        let Some(parent) = self.media else {
             tracing::info!("no media on the caller's leg: nothing to record");
             return;
         };
-        match self
-            .ctx
-            .recordings
-            .start(&self.sid, opts, tokio::time::Instant::now())
-        {
-            Ok((session, taps)) => {
-                let tap: Arc<dyn Tap> = match &self.dtmf {
-                    Some(d) => fan_out(vec![d.clone() as Arc<dyn Tap>, taps.parent.clone()]),
-                    None => taps.parent.clone(),
-                };
-                parent.leg.set_tap(Some(tap));
-                let event = session.in_progress_event();
+        match self.env.start_recording(&self.sid, opts, parent) {
+            Ok(started) => {
                 let cb = self.dial.as_ref().and_then(|d| d.rec_callback.clone());
                 if let Some((url, method, events)) = cb
                     && events.contains(&tandem_twiml::RecordingEvent::InProgress)
-                    && let Err(e) = self
-                        .parent_callbacks()
-                        .enqueue_recording(url, method, &event)
                 {
-                    tracing::warn!(error = %e, "recording callback dropped");
+                    self.out.push_back(Output::Recording {
+                        url,
+                        method,
+                        event: Box::new(started.event.clone()),
+                    });
                 }
-                tracing::info!(recording = %session.sid(), "recording started");
+                tracing::info!(recording = %started.event.recording_sid, "recording started");
                 if let Some(d) = &mut self.dial {
-                    d.recording = Some((session, taps));
+                    d.recording = true;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "recording not started"),
         }
     }
 
-    /// The parent call's callback queue, opened on first use.
-    pub(super) fn parent_callbacks(&mut self) -> &tandem_webhook::CallbackQueue {
-        let sid = self.sid.clone();
-        let ctx = self.ctx.clone();
-        self.callbacks
-            .get_or_insert_with(|| ctx.callbacks.open(sid))
+    /// Stops the Dial's recording; its URL when it holds audio.
+    fn stop_recording(&mut self) -> Option<String> {
+        if !self.dial.as_ref().is_some_and(|d| d.recording) {
+            return None;
+        }
+        if let Some(d) = &mut self.dial {
+            d.recording = false;
+        }
+        match self.env.stop_recording()? {
+            Ok(info) => {
+                let wanted = match info.status {
+                    tandem_webhook::RecordingStatus::Absent => tandem_twiml::RecordingEvent::Absent,
+                    _ => tandem_twiml::RecordingEvent::Completed,
+                };
+                let cb = self.dial.as_ref().and_then(|d| d.rec_callback.clone());
+                if let Some((url, method, events)) = cb
+                    && events.contains(&wanted)
+                {
+                    self.out.push_back(Output::Recording {
+                        url,
+                        method,
+                        event: Box::new(info.event()),
+                    });
+                }
+                let done = info.status == tandem_webhook::RecordingStatus::Completed;
+                if let (Some(d), true) = (&mut self.dial, done) {
+                    d.rec_info = Some(info.reference());
+                }
+                done.then(|| info.url.clone())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "recording not finished");
+                None
+            }
+        }
     }
 
-    pub(super) async fn finish_dial(&mut self, mut outcome: DialOutcome) {
-        let Some(mut d) = self.dial.take() else {
+    /// The Dial is over for the caller: the outcome goes to the document.
+    /// The Dial is kept (as past) while a cancelled branch owes its final
+    /// response.
+    fn finish_dial(&mut self, outcome: DialOutcome) {
+        let Some(d) = self.dial.take() else {
             return;
         };
-        self.ctx.metrics.dial_ended(webhook_status(outcome.status));
-        if let Some((mut session, _)) = d.recording.take() {
-            // The caller's leg goes back to DTMF only.
-            if let Some(m) = &self.media {
-                m.leg.set_tap(self.dtmf.clone().map(|t| t as Arc<dyn Tap>));
-            }
-            match session.stop(tokio::time::Instant::now()) {
-                Ok(info) => {
-                    self.ctx.metrics.recording_finished(info.status);
-                    if info.status == tandem_webhook::RecordingStatus::Completed {
-                        outcome.recording_url = Some(info.url.clone());
-                    }
-                    let wanted = match info.status {
-                        tandem_webhook::RecordingStatus::Absent => {
-                            tandem_twiml::RecordingEvent::Absent
-                        }
-                        _ => tandem_twiml::RecordingEvent::Completed,
-                    };
-                    if let Some((url, method, events)) = &d.rec_callback
-                        && events.contains(&wanted)
-                    {
-                        let (url, method) = (url.clone(), *method);
-                        let q = self.parent_callbacks();
-                        if let Err(e) = q.enqueue_recording(url, method, &info.event()) {
-                            tracing::warn!(error = %e, "recording callback dropped");
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "recording not finished"),
-            }
-        }
-        let t = now();
-        for mut b in std::mem::take(&mut d.branches) {
-            let status = match (b.answered_at, b.final_code) {
-                (Some(_), _) => tandem_webhook::CallStatus::Completed,
-                (None, Some(486 | 600)) => tandem_webhook::CallStatus::Busy,
-                (None, Some(408 | 480 | 487)) | (None, None) => {
-                    tandem_webhook::CallStatus::NoAnswer
-                }
-                (None, Some(_)) => tandem_webhook::CallStatus::Failed,
-            };
-            let duration = b
-                .answered_at
-                .map(|a| t.saturating_duration_since(a).as_secs());
-            report(
-                &b,
-                tandem_twiml::CallProgressEvent::Completed,
-                status,
-                duration,
-            );
-            if let Some(m) = b.media.take() {
-                m.close().await;
-            }
-            if matches!(b.state, BranchState::Calling | BranchState::Ringing) {
-                // CANCELled but not yet final: its 200 may cross our CANCEL and must
-                // still be ACKed then BYEd, so its Call-ID stays routed here.
-                b.state = BranchState::Ended;
-                b.screen = None;
-                self.lingering.push((t + LINGER, b));
-            } else {
-                self.ctx.calls.remove(&b.call_id);
-            }
-        }
-        if let Some(parent) = &mut self.media {
-            parent.stop_ringback();
-            parent.leg.relay_to(None);
+        self.env.dial_ended(webhook_status(outcome.status));
+        if let Some(parent) = self.media {
+            self.env.ringback(parent, None);
+            self.env.relay(parent, None);
         }
         tracing::info!(status = %outcome.status, "dial finished");
+        if d.arbiter.is_settled() {
+            self.drop_dial(d);
+        } else {
+            self.past.push((self.now + LINGER, d));
+        }
         self.feed(Event::DialOutcome(outcome));
         if self.caller_gone {
-            self.finished = true;
+            self.finish();
+        }
+    }
+
+    /// Forgets a Dial: every branch's Call-ID unrouted, any leg left closed.
+    pub(super) fn drop_dial(&mut self, d: DialState) {
+        for b in d.branches {
+            if b.routed {
+                self.out.push_back(Output::Unroute { call_id: b.call_id });
+            }
+            if let Some(leg) = b.media {
+                self.env.close_leg(leg);
+            }
         }
     }
 }
 
-/// How long a cancelled branch is waited for (64*T1 with the default T1).
-const LINGER: Duration = Duration::from_secs(32);
+/// The same `DialCallStatus` in the webhook crate's vocabulary.
+fn webhook_status(s: DialCallStatus) -> tandem_webhook::DialCallStatus {
+    match s {
+        DialCallStatus::Completed => tandem_webhook::DialCallStatus::Completed,
+        DialCallStatus::Answered => tandem_webhook::DialCallStatus::Answered,
+        DialCallStatus::Busy => tandem_webhook::DialCallStatus::Busy,
+        DialCallStatus::NoAnswer => tandem_webhook::DialCallStatus::NoAnswer,
+        DialCallStatus::Failed => tandem_webhook::DialCallStatus::Failed,
+        DialCallStatus::Canceled => tandem_webhook::DialCallStatus::Canceled,
+    }
+}
 
 /// The INVITE re-sent with credentials for a 401/407 (RFC 3261 §22.2): new
 /// branch, next CSeq, Authorization or Proxy-Authorization.
@@ -833,56 +1213,4 @@ fn authorized_invite(
         Header::Authorization(value.into())
     });
     Ok(next)
-}
-
-/// Where a branch's INVITE goes.
-#[derive(Debug)]
-struct Target {
-    uri: String,
-    peer: Peer,
-    headers: Vec<(String, String)>,
-    credentials: Option<(String, String)>,
-}
-
-/// Resolves a SIP URI to the peer to send to (`transport=tcp` honoured, port 5060 by default).
-async fn resolve(
-    uri: &str,
-    headers: Vec<(String, String)>,
-    credentials: Option<(String, String)>,
-) -> Result<Target, u16> {
-    let Some((host, port)) = uri_host_port(uri) else {
-        tracing::warn!(%uri, "destination URI has no host");
-        return Err(400);
-    };
-    let transport = match uri_param(uri, "transport").flatten() {
-        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-        _ => Transport::Udp,
-    };
-    let port = port.unwrap_or(5060);
-    let Some(addr) = tokio::net::lookup_host((host, port))
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-    else {
-        tracing::warn!(%uri, "cannot resolve the destination");
-        return Err(404);
-    };
-    Ok(Target {
-        uri: uri.to_owned(),
-        peer: Peer { transport, addr },
-        headers,
-        credentials,
-    })
-}
-
-/// The same `DialCallStatus` in the webhook crate's vocabulary.
-fn webhook_status(s: DialCallStatus) -> tandem_webhook::DialCallStatus {
-    match s {
-        DialCallStatus::Completed => tandem_webhook::DialCallStatus::Completed,
-        DialCallStatus::Answered => tandem_webhook::DialCallStatus::Answered,
-        DialCallStatus::Busy => tandem_webhook::DialCallStatus::Busy,
-        DialCallStatus::NoAnswer => tandem_webhook::DialCallStatus::NoAnswer,
-        DialCallStatus::Failed => tandem_webhook::DialCallStatus::Failed,
-        DialCallStatus::Canceled => tandem_webhook::DialCallStatus::Canceled,
-    }
 }

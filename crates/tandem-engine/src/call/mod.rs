@@ -1,45 +1,57 @@
-//! One call's actor (design §3, §4): owns the caller's leg (UAS dialog), its
-//! TwiML interpreter, the current `<Dial>`'s child legs (UAC dialogs) and fork
-//! arbiter, and the media legs; talks to the endpoint by messages. Every SIP
-//! event of the call and its children arrives here in order.
+//! One call as a sans-IO state machine (design §3, §4; docs/architecture.md
+//! "The call state machine"): the caller's leg (UAS dialog), its TwiML
+//! interpreter, the current `<Dial>`'s branches and fork arbiter, and the
+//! media legs by id.
+//!
+//! Inputs are `handle_*(now, …)`; what to do comes out of
+//! [`Call::poll_output`] in the order it must be done; the next timer is
+//! [`Call::poll_timeout`]. The call never reads a clock, never awaits and
+//! does no I/O: media goes through the synchronous [`Env`], everything that
+//! takes time is an [`Output`] for the shell (`shell.rs`) to carry out and
+//! answer with a [`CallMsg`]. The virtual-time harness (`tests/`) drives it
+//! the same way, in microseconds.
+//!
+//! A branch lives from its INVITE (or its failure before one) to the
+//! arbiter's `Ended` for it: its media leg, timers and status callbacks
+//! start and end with it, not with the `<Dial>`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use tandem_rtp::MediaEvent;
-use tandem_sip::builder::{IdGen, RequestBuilder, response_to};
+use tandem_rtp::{LegId, MediaEvent};
+use tandem_sip::builder::{IdGen, response_to};
 use tandem_sip::dialog::Dialog;
-use tandem_sip::header::{NameAddr, uri_host_port, uri_param};
-use tandem_sip::message::{Header, HeadersExt, Method, Request, Response, SipMessage};
-use tandem_transport::{Peer, ServerTx, Transport};
-use tandem_twiml::{Command, DialCallStatus, DialOutcome, Event, Interpreter, Noun};
-use tokio::sync::mpsc;
-use tracing::Instrument as _;
+use tandem_sip::header::NameAddr;
+use tandem_sip::message::{Header, HeadersExt, Method, Request, Response};
+use tandem_transport::{Peer, ServerTx};
+use tandem_twiml::{Command, Event, Interpreter};
 use url::Url;
 
-use crate::config::TwimlSource;
-use crate::engine::Ctx;
-use crate::fork::{Action, ForkArbiter, RingbackPolicy};
+use crate::config::EngineConfig;
 use crate::gather::Gathering;
-use crate::media::MediaLeg;
-use crate::media_ops::{
-    DtmfDigit, DtmfTap, PromptSource, SendDigits, digits_source, dtmf_tap, fan_out,
-};
-use crate::recording::{RecordFrom, RecordingOptions, RecordingSession, RecordingTaps};
-use std::collections::VecDeque;
-use tandem_rtp::relay::Injection;
-use tandem_rtp::relay::Tap;
+use crate::media_ops::{DtmfDigit, PromptSource, SendDigits};
 
 mod dial;
+mod env;
 mod prompts;
 mod reinvite;
 mod screen;
+mod shell;
+#[cfg(test)]
+mod tests;
 
-/// What reaches a call actor.
+pub(crate) use env::{Env, RealEnv};
+pub(crate) use shell::{Mailbox, mailbox, run};
+
+use dial::DialState;
+
+/// What reaches a call: SIP events routed by Call-ID, and the answers to
+/// the [`Output`]s the shell carried out.
 #[derive(Debug)]
 pub(crate) enum CallMsg {
-    /// A request in one of the call's dialogs (or a retransmission-free new one).
+    /// A request in one of the call's dialogs.
     Request {
         stx: ServerTx,
         request: Box<Request>,
@@ -62,14 +74,14 @@ pub(crate) enum CallMsg {
     },
     /// The caller never ACKed our final response.
     AckTimeout { was_2xx: bool },
-    /// A document fetched (or not).
+    /// The caller's document fetched (or not).
     Fetched(Box<Fetched>),
     /// Audio for a verb finished loading (speech synthesis, a download).
     AudioReady {
         who: Who,
         seq: u64,
         /// Boxed: the sources carry their frame buffers, and every slot of
-        /// the actor's queue is as large as the largest message.
+        /// the call's queue is as large as the largest message.
         result: Result<Box<Audio>, String>,
     },
     /// A screening document fetched for the child leg with this Call-ID.
@@ -77,143 +89,59 @@ pub(crate) enum CallMsg {
         call_id: String,
         result: Box<Fetched>,
     },
+    /// A DTMF digit heard on one of the call's legs (RFC 4733, in-band).
+    Digit(Box<DtmfDigit>),
+    /// Names looked up for a `<Dial>` (host, port, address found).
+    Resolved(Vec<(String, u16, Option<SocketAddr>)>),
 }
 
-/// A fetched document (body and final URL) or why it failed. Boxed in
-/// messages: every slot of an actor's queue is as large as its largest message.
+/// A fetched document (body and final URL) or why it failed.
 pub(crate) type Fetched = Result<(String, Option<Url>), String>;
 
-/// Generates a `CA` + 32 hex SID.
-fn call_sid(ids: &mut IdGen) -> String {
-    format!(
-        "CA{:08x}{:08x}{:08x}{:08x}",
-        ids.u32(),
-        ids.u32(),
-        ids.u32(),
-        ids.u32()
-    )
-}
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BranchState {
-    Calling,
-    Ringing,
-    Answered,
-    Bridged,
-    Ended,
-}
-
+/// What the call asks the shell to do, in order.
 #[derive(Debug)]
-struct Branch {
-    sid: String,
-    call_id: String,
-    via_branch: String,
-    invite: Request,
-    peer: Peer,
-    to: String,
-    dialog: Option<Dialog>,
-    state: BranchState,
-    media: Option<MediaLeg>,
-    status_callback: Option<(
-        Url,
-        tandem_webhook::Method,
-        Vec<tandem_twiml::CallProgressEvent>,
-    )>,
-    callbacks: Option<tandem_webhook::CallbackQueue>,
-    answered_at: Option<Instant>,
-    ringing_reported: bool,
-    final_code: Option<u16>,
-    answer_sdp: Option<Vec<u8>>,
-    parent_sid: String,
-    account_sid: String,
-    /// The noun's screening document (`url`), resolved.
-    screen_url: Option<(Url, tandem_twiml::Method)>,
-    /// Digest credentials for 401/407 (trunk's or the `<Sip>` noun's).
-    credentials: Option<(String, String)>,
-    /// The INVITE was already re-sent with credentials once.
-    auth_tried: bool,
-    /// The screening document running on this answered callee.
-    screen: Option<Screen>,
-    /// `<Number sendDigits>`, played to the callee once bridged.
-    send_digits: Option<String>,
-}
-
-/// A screening in progress on a callee's leg (design §4 step 5).
-#[derive(Debug)]
-struct Screen {
-    interp: Interpreter,
-    playing: Option<Injection>,
-    pause_until: Option<Instant>,
-    gather: Option<Gathering>,
-    document_url: Option<Url>,
-}
-
-#[derive(Debug)]
-struct DialState {
-    spec: tandem_twiml::Dial,
-    arbiter: ForkArbiter,
-    branches: Vec<Branch>,
-    by_call_id: HashMap<String, usize>,
-    bridged: Option<usize>,
-    bridged_at: Option<Instant>,
-    time_limit: Option<Instant>,
-    result: Option<DialCallStatus>,
-    /// `record` of this Dial, and the recording once started.
-    rec_opts: Option<RecordingOptions>,
-    recording: Option<(RecordingSession, RecordingTaps)>,
-    /// recordingStatusCallback, method and events.
-    rec_callback: Option<(
-        Url,
-        tandem_webhook::Method,
-        Vec<tandem_twiml::RecordingEvent>,
-    )>,
-}
-
-struct Call {
-    ctx: Arc<Ctx>,
-    me: mpsc::Sender<CallMsg>,
-    ids: IdGen,
-    sid: String,
-    call_id: String,
-    invite: Request,
-    invite_tx: ServerTx,
-    source: Peer,
-    dialog: Dialog,
-    local_tag: String,
-    from_user: String,
-    to_user: String,
-    answered: bool,
-    early_sent: bool,
-    caller_gone: bool,
-    finished: bool,
-    interp: Interpreter,
-    document_url: Option<Url>,
-    media: Option<MediaLeg>,
-    answer_sdp: Option<Vec<u8>>,
-    media_tx: mpsc::Sender<MediaEvent>,
-    dial: Option<DialState>,
-    pause_until: Option<Instant>,
-    gather: Option<Gathering>,
-    /// DTMF heard on the caller's leg (RFC 4733 or in-band), installed the
-    /// first time something listens for it (`<Gather>`, `hangupOnStar`).
-    dtmf: Option<Arc<DtmfTap>>,
-    /// The receiver of a tap just installed, for the actor's loop to take.
-    new_dtmf_rx: Option<mpsc::Receiver<DtmfDigit>>,
-    /// What the caller's leg is playing for the current verb.
-    playing: Option<Injection>,
-    /// Bumped per verb so that late prompt loads are ignored.
-    verb_seq: u64,
-    /// `<Gather>` prompts still to play, then the gather itself.
-    prompt_queue: VecDeque<tandem_twiml::Prompt>,
-    pending_gather: Option<tandem_twiml::Gather>,
-    /// The parent call's callback queue (recording callbacks), opened on first use.
-    callbacks: Option<tandem_webhook::CallbackQueue>,
-    /// Cancelled branches still owing a final response, until a deadline.
-    lingering: Vec<(Instant, Branch)>,
+pub(crate) enum Output {
+    /// Respond in a server transaction.
+    Respond { stx: ServerTx, response: Response },
+    /// Send a request in a new client transaction.
+    Request { request: Request, peer: Peer },
+    /// Send an ACK for a 2xx (outside any transaction).
+    Ack { request: Request, peer: Peer },
+    /// CANCEL the INVITE client transaction with this Call-ID and branch.
+    Cancel { call_id: String, branch: String },
+    /// Events of this Call-ID (a new child leg) come to this call from now on.
+    Route { call_id: String },
+    /// No longer.
+    Unroute { call_id: String },
+    /// Fetch a document; the answer comes back as `CallMsg::Fetched` (for
+    /// the caller) or `CallMsg::ScreenFetched` (for a screened branch).
+    Fetch {
+        screen: Option<String>,
+        req: tandem_twiml::FetchRequest,
+        params: tandem_webhook::Params,
+        fallback: Option<tandem_webhook::Target>,
+    },
+    /// Load a prompt's audio; the answer comes back as `CallMsg::AudioReady`.
+    LoadAudio {
+        who: Who,
+        seq: u64,
+        prompt: tandem_twiml::Prompt,
+        base: Option<Url>,
+    },
+    /// Look these names up; the answer comes back as `CallMsg::Resolved`.
+    Resolve(Vec<(String, u16)>),
+    /// A call-progress status callback, queued in order per `event.call.call_sid`.
+    Status {
+        url: Url,
+        method: tandem_webhook::Method,
+        event: Box<tandem_webhook::StatusEvent>,
+    },
+    /// A recording status callback of the parent call.
+    Recording {
+        url: Url,
+        method: tandem_webhook::Method,
+        event: Box<tandem_webhook::RecordingEvent>,
+    },
 }
 
 /// Which leg a prompt plays on.
@@ -238,82 +166,24 @@ impl std::fmt::Debug for Audio {
     }
 }
 
-/// Runs one call from its INVITE to its end.
-pub(crate) async fn run(
-    ctx: Arc<Ctx>,
-    me: mpsc::Sender<CallMsg>,
-    rx: mpsc::Receiver<CallMsg>,
-    invite_tx: ServerTx,
-    invite: Request,
-    source: Peer,
-) {
-    let call_id = invite.headers.call_id().unwrap_or("").to_owned();
-    let (media_tx, media_rx) = mpsc::channel(64);
-    let started = Box::pin(Call::start(&ctx, me, invite_tx, invite, source, media_tx))
-        .await
-        .map(Box::new);
-    let Some(call) = started else {
-        ctx.calls.remove(&call_id);
-        return;
-    };
-    let span = tracing::info_span!("call", sid = %call.sid);
-    Box::pin(call_loop(ctx, call, rx, media_rx).instrument(span)).await;
+/// The document a call starts with, as the shell found it.
+#[derive(Debug)]
+pub(crate) struct Start {
+    pub interp: Interpreter,
+    pub document_url: Option<Url>,
+    /// The dialed number's fallback URL (for the initial fetch only).
+    pub fallback: Option<tandem_webhook::Target>,
 }
 
-/// The actor's loop. The call and every step's future live on the heap, so
-/// an idle call costs a small task, not the size of its largest step
-/// (docs/benchmarks.md: memory per established call).
-async fn call_loop(
-    ctx: Arc<Ctx>,
-    mut call: Box<Call>,
-    mut rx: mpsc::Receiver<CallMsg>,
-    mut media_rx: mpsc::Receiver<MediaEvent>,
-) {
-    let mut dtmf_rx: Option<mpsc::Receiver<DtmfDigit>> = None;
-    tracing::info!(from = %call.from_user, to = %call.to_user, "call started");
-    ctx.metrics.call_started();
-    Box::pin(call.drive()).await;
-    while !call.finished || !call.lingering.is_empty() {
-        let deadline = call.next_deadline();
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(m) => Box::pin(call.on_msg(m)).await,
-                None => break,
-            },
-            ev = media_rx.recv() => {
-                if let Some(ev) = ev {
-                    Box::pin(call.on_media(ev)).await;
-                }
-            }
-            d = recv_opt(&mut dtmf_rx) => match d {
-                Some(d) => Box::pin(call.on_digit(d.digit)).await,
-                None => dtmf_rx = None,
-            },
-            () = sleep_until(deadline), if deadline.is_some() => Box::pin(call.on_timer()).await,
-        }
-        Box::pin(call.drive()).await;
-        Box::pin(call.drive_screens()).await;
-        if let Some(r) = call.new_dtmf_rx.take() {
-            dtmf_rx = Some(r);
-        }
-    }
-    Box::pin(call.cleanup()).await;
-    ctx.metrics.call_ended();
-    tracing::info!("call ended");
-}
-
-async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-        None => std::future::pending().await,
-    }
+/// Generates a `CA` + 32 hex SID.
+fn call_sid(ids: &mut IdGen) -> String {
+    format!(
+        "CA{:08x}{:08x}{:08x}{:08x}",
+        ids.u32(),
+        ids.u32(),
+        ids.u32(),
+        ids.u32()
+    )
 }
 
 fn user_of(uri: &str) -> String {
@@ -337,32 +207,131 @@ fn has_sdp(h: &rsip::Headers, body: &[u8]) -> bool {
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/sdp"))
 }
 
+/// Whole seconds between two instants, rounded to the nearest (Twilio's
+/// `CallDuration`/`DialCallDuration` are whole seconds of talk).
+fn secs_between(from: Instant, to: Instant) -> u64 {
+    let d = to.saturating_duration_since(from);
+    (d + Duration::from_millis(500)).as_secs()
+}
+
+/// A header's raw value by name (case-insensitive), for headers rsip keeps as `Other`.
+fn other_header<'a>(h: &'a rsip::Headers, name: &str) -> Option<&'a str> {
+    h.iter().find_map(|x| match x {
+        Header::Other(n, v) if n.eq_ignore_ascii_case(name) => Some(v.as_str()),
+        _ => None,
+    })
+}
+
+/// `ForwardedFrom`: the user of the first Diversion (RFC 5806) or, failing
+/// that, the first History-Info entry (RFC 7044) of the INVITE.
+fn forwarded_from(invite: &Request) -> Option<String> {
+    let v = other_header(&invite.headers, "Diversion")
+        .or_else(|| other_header(&invite.headers, "History-Info"))?;
+    let first = v.split(',').next()?.trim();
+    let user = NameAddr::parse(first).ok().map(|n| user_of(n.uri))?;
+    (!user.is_empty()).then_some(user)
+}
+
+/// `CallerName`: the display name of the From header, when there is one.
+fn caller_name(invite: &Request) -> Option<String> {
+    let v = invite.headers.value_of(|h| matches!(h, Header::From(_)))?;
+    let name = v.split('<').next()?.trim().trim_matches('"').trim();
+    (v.contains('<') && !name.is_empty()).then(|| name.to_owned())
+}
+
+/// The caller's side of the call.
+pub(crate) struct Call {
+    cfg: Arc<EngineConfig>,
+    env: Box<dyn Env>,
+    ids: IdGen,
+    /// The time of the input being handled.
+    now: Instant,
+    out: VecDeque<Output>,
+    sid: String,
+    call_id: String,
+    invite: Request,
+    invite_tx: ServerTx,
+    source: Peer,
+    dialog: Dialog,
+    local_tag: String,
+    from_user: String,
+    to_user: String,
+    caller_name: Option<String>,
+    forwarded_from: Option<String>,
+    answered: bool,
+    early_sent: bool,
+    caller_gone: bool,
+    finished: bool,
+    interp: Interpreter,
+    document_url: Option<Url>,
+    fallback: Option<tandem_webhook::Target>,
+    media: Option<LegId>,
+    answer_sdp: Option<Vec<u8>>,
+    dial: Option<DialState>,
+    /// A `<Dial>` waiting for its destinations' names to be looked up.
+    pending_dial: Option<tandem_twiml::Dial>,
+    dns: HashMap<(String, u16), Option<SocketAddr>>,
+    /// Finished Dials whose arbiter still waits for a branch's final
+    /// response (a 2xx crossing our CANCEL is ACKed then BYEd), with the
+    /// time after which they are dropped anyway (64*T1).
+    past: Vec<(Instant, DialState)>,
+    pause_until: Option<Instant>,
+    gather: Option<Gathering>,
+    /// DTMF on the caller's leg is listened for (`<Gather>`, `hangupOnStar`).
+    dtmf_on: bool,
+    /// What the caller's leg is playing for the current verb.
+    playing: Option<u64>,
+    /// Global counter: each prompt load gets its own number.
+    seq: u64,
+    /// The load the caller's current verb waits for.
+    caller_seq: u64,
+    /// `<Gather>` prompts still to play, then the gather itself.
+    prompt_queue: VecDeque<tandem_twiml::Prompt>,
+    pending_gather: Option<tandem_twiml::Gather>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("sid", &self.sid)
+            .field("answered", &self.answered)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+/// How long a finished Dial waits for its cancelled branches (64*T1).
+const LINGER: Duration = Duration::from_secs(32);
+
 impl Call {
-    async fn start(
-        ctx: &Arc<Ctx>,
-        me: mpsc::Sender<CallMsg>,
+    /// A call for `invite`; `None` when it was refused at once (the answer
+    /// is in `out`). The shell found the document to run (`start`).
+    #[allow(clippy::too_many_arguments)] // one per part of a new call
+    pub(crate) fn new(
+        now: Instant,
+        cfg: Arc<EngineConfig>,
+        env: Box<dyn Env>,
+        mut ids: IdGen,
         invite_tx: ServerTx,
         invite: Request,
         source: Peer,
-        media_tx: mpsc::Sender<MediaEvent>,
+        start: Start,
+        out: &mut VecDeque<Output>,
     ) -> Option<Self> {
-        let mut ids = IdGen::from_entropy();
         let sid = call_sid(&mut ids);
         let local_tag = ids.tag();
-        let contact = format!("<sip:tandem@{}>", ctx.cfg.sip_host);
+        let contact = format!("<sip:tandem@{}>", cfg.sip_host);
+        let mut env = env;
         let fail = |code: u16, why: &str| {
             tracing::warn!(code, why, "inbound call refused");
-            response_to(&invite, code, None, Some(&local_tag))
+            Output::Respond {
+                stx: invite_tx,
+                response: response_to(&invite, code, None, Some(&local_tag)),
+            }
         };
         let to_user = user_of(&invite.uri.to_string());
-        let Some(route) = ctx.cfg.number(&to_user).cloned() else {
-            let r = fail(404, "no [[number]] for the dialed user");
-            let _ = ctx.ep.respond(invite_tx, r).await;
-            return None;
-        };
         let Ok(dialog) = Dialog::uas(&invite, &local_tag, &contact) else {
-            let r = fail(400, "INVITE cannot form a dialog (Contact missing?)");
-            let _ = ctx.ep.respond(invite_tx, r).await;
+            out.push_back(fail(400, "INVITE cannot form a dialog (Contact missing?)"));
             return None;
         };
         let from_user = invite
@@ -373,83 +342,38 @@ impl Call {
         // Media: answer the caller's offer on a leg of our own.
         let mut media = None;
         let mut answer_sdp = None;
-        if let Some(m) = &ctx.media
-            && has_sdp(&invite.headers, &invite.body)
-        {
-            let leg = m.leg(media_tx.clone()).and_then(|mut leg| {
-                let sdp = leg.answer(&invite.body, m.caps())?;
-                Ok((leg, sdp))
-            });
+        if env.has_media() && has_sdp(&invite.headers, &invite.body) {
+            let leg = env
+                .open_leg()
+                .and_then(|leg| match env.answer(leg, &invite.body) {
+                    Ok(sdp) => Ok((leg, sdp)),
+                    Err(e) => {
+                        env.close_leg(leg);
+                        Err(e)
+                    }
+                });
             match leg {
                 Ok((leg, sdp)) => {
                     media = Some(leg);
                     answer_sdp = Some(sdp);
                 }
                 Err(e) => {
-                    let r = fail(e.status(), &e.to_string());
-                    let _ = ctx.ep.respond(invite_tx, r).await;
+                    out.push_back(fail(e.status(), &e.to_string()));
                     return None;
                 }
             }
         }
-        let (interp, document_url) = match &route.source {
-            TwimlSource::File(path) => match ctx.twiml_file(path) {
-                // The common case: the document is in memory, parsed.
-                Ok(doc) => match &doc.parsed {
-                    Some(parsed) => (
-                        Interpreter::new((**parsed).clone(), doc.url.clone()),
-                        doc.url,
-                    ),
-                    None => {
-                        let url = doc
-                            .url
-                            .clone()
-                            .unwrap_or_else(|| Url::parse("file:///invalid").expect("static URL"));
-                        let mut interp = Interpreter::fetching(url, tandem_twiml::Method::Post);
-                        // Let the interpreter report the invalid document its own way.
-                        let _ = interp.poll_command();
-                        let _ = interp.handle(Event::Fetched {
-                            body: doc.body.to_string(),
-                            final_url: doc.url.clone(),
-                        });
-                        (interp, doc.url)
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "TwiML file unreadable");
-                    let mut interp = Interpreter::fetching(
-                        Url::parse("file:///invalid").expect("static URL"),
-                        tandem_twiml::Method::Post,
-                    );
-                    let _ = interp.poll_command();
-                    let _ = interp.handle(Event::FetchFailed { reason: e });
-                    (interp, None)
-                }
-            },
-            TwimlSource::Url { url, method, .. } => {
-                let parsed = Url::parse(url).ok();
-                let m = match method {
-                    tandem_webhook::Method::Get => tandem_twiml::Method::Get,
-                    _ => tandem_twiml::Method::Post,
-                };
-                (
-                    Interpreter::fetching(
-                        parsed
-                            .clone()
-                            .unwrap_or_else(|| Url::parse("http://invalid/").expect("static URL")),
-                        m,
-                    ),
-                    parsed,
-                )
-            }
-        };
         let call_id = invite.headers.call_id().unwrap_or("").to_owned();
         Some(Self {
-            ctx: ctx.clone(),
-            me,
+            cfg,
+            env,
             ids,
+            now,
+            out: VecDeque::new(),
             sid,
             call_id,
+            caller_name: caller_name(&invite),
+            forwarded_from: forwarded_from(&invite),
             invite,
             invite_tx,
             source,
@@ -461,36 +385,59 @@ impl Call {
             early_sent: false,
             caller_gone: false,
             finished: false,
-            interp,
-            document_url,
+            interp: start.interp,
+            document_url: start.document_url,
+            fallback: start.fallback,
             media,
             answer_sdp,
-            media_tx,
             dial: None,
+            pending_dial: None,
+            dns: HashMap::new(),
+            past: Vec::new(),
             pause_until: None,
             gather: None,
-            dtmf: None,
-            new_dtmf_rx: None,
+            dtmf_on: false,
             playing: None,
-            verb_seq: 0,
+            seq: 0,
+            caller_seq: 0,
             prompt_queue: VecDeque::new(),
             pending_gather: None,
-            callbacks: None,
-            lingering: Vec::new(),
         })
+    }
+
+    /// The parent call's SID.
+    pub(crate) fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// Runs the document's first verbs (call once, after `new`).
+    pub(crate) fn begin(&mut self, now: Instant) {
+        self.now = now;
+        self.drive();
+    }
+
+    /// The next thing to do, in order.
+    pub(crate) fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Whether the call is over: nothing left to run, no branch owing a
+    /// final response. The shell drops it then.
+    pub(crate) fn is_done(&self) -> bool {
+        self.finished && self.past.is_empty() && self.dial.is_none()
     }
 
     fn call_info(&self, status: tandem_webhook::CallStatus) -> tandem_webhook::CallInfo {
         tandem_webhook::CallInfo {
             call_sid: self.sid.clone(),
-            account_sid: self.ctx.cfg.account_sid.clone(),
+            account_sid: self.cfg.account_sid.clone(),
             from: self.from_user.clone(),
             to: self.to_user.clone(),
             status,
             direction: tandem_webhook::Direction::Inbound,
             parent_call_sid: None,
-            forwarded_from: None,
-            caller_name: None,
+            forwarded_from: self.forwarded_from.clone(),
+            caller_name: self.caller_name.clone(),
         }
     }
 
@@ -504,7 +451,8 @@ impl Call {
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    /// The earliest timer of the call.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let mut d: Option<Instant> = None;
         let mut take = |x: Option<Instant>| {
             if let Some(x) = x {
@@ -513,18 +461,16 @@ impl Call {
         };
         take(self.pause_until);
         take(self.gather.as_ref().map(Gathering::deadline));
-        for (until, _) in &self.lingering {
+        for (until, _) in &self.past {
             take(Some(*until));
         }
-        if let Some(d) = &self.dial {
-            for b in &d.branches {
+        if let Some(dial) = &self.dial {
+            for b in &dial.branches {
                 if let Some(s) = &b.screen {
                     take(s.pause_until);
                     take(s.gather.as_ref().map(Gathering::deadline));
                 }
             }
-        }
-        if let Some(dial) = &self.dial {
             take(dial.arbiter.poll_timeout());
             take(dial.time_limit);
         }
@@ -532,13 +478,19 @@ impl Call {
     }
 
     fn feed(&mut self, ev: Event) {
+        if self.interp.outcome().is_some() {
+            // The document already ended (a Dial that ran last, a hangup):
+            // nothing is waiting for this event.
+            tracing::debug!(event = ev.name(), "document finished: event not needed");
+            return;
+        }
         if let Err(e) = self.interp.handle(ev) {
             tracing::warn!(error = %e, "interpreter refused an event");
         }
     }
 
     /// Executes every command the interpreter has ready.
-    async fn drive(&mut self) {
+    fn drive(&mut self) {
         while let Some(cmd) = self.interp.poll_command() {
             if self.finished || self.caller_gone {
                 // Twilio still requests a Dial's action after the caller left;
@@ -551,54 +503,73 @@ impl Call {
                 continue;
             }
             match cmd {
-                Command::Answer => self.answer().await,
+                Command::Answer => self.answer(),
                 Command::Say(say) => self.play_prompt(Who::Caller, tandem_twiml::Prompt::Say(say)),
                 Command::Play(play) => {
                     self.play_prompt(Who::Caller, tandem_twiml::Prompt::Play(play))
                 }
-                Command::Pause { duration } => self.pause_until = Some(now() + duration),
+                Command::Pause { duration } => self.pause_until = Some(self.now + duration),
                 Command::Gather(mut g) => {
                     self.ensure_dtmf();
                     self.prompt_queue = std::mem::take(&mut g.prompts).into();
                     self.pending_gather = Some(g);
                     self.next_gather_prompt();
                 }
-                Command::Dial(d) => self.start_dial(d).await,
-                Command::Hangup => self.hangup(480).await,
+                Command::Dial(d) => self.start_dial(d),
+                Command::Hangup => self.hangup(480),
                 Command::Reject { reason } => {
                     let code = match reason {
                         tandem_twiml::RejectReason::Busy => 486,
                         _ => 603,
                     };
-                    self.hangup(code).await;
+                    self.hangup(code);
                 }
                 Command::Fetch(req) => self.fetch(req),
                 Command::Screened(_) => {}
             }
         }
-        if self.caller_gone && self.dial.is_none() {
-            self.finished = true;
+        if self.caller_gone && self.dial.is_none() && self.pending_dial.is_none() {
+            self.finish();
         }
-        if self.interp.outcome().is_some() && self.dial.is_none() && !self.finished {
-            self.hangup(480).await;
+        if self.interp.outcome().is_some()
+            && self.dial.is_none()
+            && self.pending_dial.is_none()
+            && !self.finished
+        {
+            self.hangup(480);
         }
     }
 
-    fn fetch(&self, req: tandem_twiml::FetchRequest) {
+    /// The caller's side is over: its media leg closes.
+    fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if let Some(p) = self.playing.take() {
+            self.env.stop_play(p);
+        }
+        if let Some(leg) = self.media.take() {
+            self.env.close_leg(leg);
+        }
+    }
+
+    fn fetch(&mut self, req: tandem_twiml::FetchRequest) {
         let mut params = self.call_info(self.status()).voice_params();
         for (k, v) in &req.params {
             params.push(k, v);
         }
-        let fallback = match self.ctx.cfg.number(&self.to_user).map(|n| &n.source) {
-            Some(TwimlSource::Url {
-                fallback: Some((u, m)),
-                ..
-            }) if req.reason == tandem_twiml::FetchReason::Initial => {
-                Some(tandem_webhook::Target::new(u.clone(), *m))
-            }
-            _ => None,
+        let fallback = if req.reason == tandem_twiml::FetchReason::Initial {
+            self.fallback.clone()
+        } else {
+            None
         };
-        spawn_fetch(&self.ctx, &self.me, req, params, fallback, CallMsg::Fetched);
+        self.out.push_back(Output::Fetch {
+            screen: None,
+            req,
+            params,
+            fallback,
+        });
     }
 
     /// A URL from the document (action, callback, screening url), resolved
@@ -611,7 +582,7 @@ impl Call {
     }
 
     fn contact(&self) -> String {
-        format!("<sip:tandem@{}>", self.ctx.cfg.sip_host)
+        format!("<sip:tandem@{}>", self.cfg.sip_host)
     }
 
     fn response(&self, code: u16, sdp: Option<&[u8]>) -> Response {
@@ -627,9 +598,17 @@ impl Call {
         r
     }
 
+    fn respond_caller(&mut self, response: Response) {
+        self.out.push_back(Output::Respond {
+            stx: self.invite_tx,
+            response,
+        });
+    }
+
     /// Answers the caller: 200 with Tandem's SDP answer (or the winning
-    /// callee's SDP when media is not anchored).
-    async fn answer(&mut self) {
+    /// callee's SDP when media is not anchored). From now on the caller's
+    /// media is expected: its media timeout runs.
+    fn answer(&mut self) {
         if self.answered || self.caller_gone {
             return;
         }
@@ -637,115 +616,84 @@ impl Call {
         let r = self.response(200, sdp.as_deref());
         self.answered = true;
         self.dialog.confirm();
-        let _ = self.ctx.ep.respond(self.invite_tx, r).await;
+        self.respond_caller(r);
+        if let Some(leg) = self.media {
+            self.env.expect_media(leg, true);
+        }
     }
 
     /// Ends the call: BYE if answered, else a final response.
-    async fn hangup(&mut self, code: u16) {
+    fn hangup(&mut self, code: u16) {
         if self.finished {
             return;
         }
         if !self.caller_gone {
             if self.answered {
-                self.send_bye_caller().await;
+                self.send_bye_caller();
             } else {
                 let r = self.response(code, None);
-                let _ = self.ctx.ep.respond(self.invite_tx, r).await;
+                self.respond_caller(r);
             }
         }
         self.caller_gone = true;
         if self.dial.is_some() {
-            self.caller_left().await;
+            self.caller_left();
         }
-        self.finished = true;
+        self.pending_dial = None;
+        self.finish();
     }
 
-    async fn send_bye_caller(&mut self) {
+    fn send_bye_caller(&mut self) {
         let branch = self.ids.branch();
-        let (transport, host) = (
-            self.source.transport.as_str(),
-            self.ctx.cfg.sip_host.clone(),
-        );
-        match self.dialog.request(Method::Bye, transport, &host, &branch) {
-            Ok(bye) => {
-                let _ = self.ctx.ep.send_request(bye, self.source).await;
-            }
+        let transport = self.source.transport.as_str();
+        match self
+            .dialog
+            .request(Method::Bye, transport, &self.cfg.sip_host, &branch)
+        {
+            Ok(bye) => self.out.push_back(Output::Request {
+                request: bye,
+                peer: self.source,
+            }),
             Err(e) => tracing::warn!(error = %e, "cannot build BYE to the caller"),
         }
     }
 
-    // ----- events -----
+    // ----- inputs -----
 
-    async fn on_msg(&mut self, msg: CallMsg) {
+    /// A message for the call: a SIP event or the answer to an output.
+    pub(crate) fn handle_msg(&mut self, now: Instant, msg: CallMsg) {
+        self.now = now;
         match msg {
             CallMsg::Request {
                 stx,
                 request,
                 source,
-            } => self.on_request(stx, *request, source).await,
+            } => self.on_request(stx, *request, source),
             CallMsg::Ack => {}
             CallMsg::Cancelled => {
                 tracing::info!("caller cancelled");
                 self.caller_gone = true;
-                self.caller_left().await;
+                self.caller_left();
                 self.feed(Event::CallerHangup);
-                self.finished = self.dial.is_none();
             }
-            CallMsg::Response { response, source } => {
-                self.on_child_response(*response, source).await
-            }
-            CallMsg::Timeout { call_id, .. } if self.branch_index(&call_id).is_none() => {
-                if let Some(pos) = self
-                    .lingering
-                    .iter()
-                    .position(|(_, b)| b.call_id == call_id)
-                {
-                    let (_, b) = self.lingering.remove(pos);
-                    self.ctx.calls.remove(&b.call_id);
-                }
-            }
+            CallMsg::Response { response, source } => self.on_child_response(*response, source),
             CallMsg::Timeout {
                 call_id,
                 method,
                 branch,
             } => {
-                let i = self.branch_index(&call_id);
-                let invite_of_branch = i.is_some_and(|i| {
-                    self.dial
-                        .as_ref()
-                        .is_some_and(|d| d.branches[i].via_branch == branch)
-                });
-                if let (Method::Invite, Some(i), true) = (method, i, invite_of_branch) {
-                    self.branch_failed(i, 408).await;
+                if method == Method::Invite {
+                    self.on_invite_timeout(&call_id, &branch);
                 }
             }
             CallMsg::AckTimeout { was_2xx } => {
                 if was_2xx {
                     tracing::warn!("caller never ACKed our 200: ending the call");
-                    self.hangup(408).await;
+                    self.hangup(408);
                 }
             }
             CallMsg::AudioReady { who, seq, result } => self.on_audio_ready(who, seq, result),
-            CallMsg::ScreenFetched { call_id, result } => {
-                let Some(i) = self.branch_index(&call_id) else {
-                    return;
-                };
-                if let Some(s) = self
-                    .dial
-                    .as_mut()
-                    .and_then(|d| d.branches[i].screen.as_mut())
-                {
-                    let ev = match *result {
-                        Ok((body, final_url)) => {
-                            s.document_url = final_url.clone();
-                            Event::Fetched { body, final_url }
-                        }
-                        Err(reason) => Event::FetchFailed { reason },
-                    };
-                    let _ = s.interp.handle(ev);
-                }
-                self.drive_screens().await;
-            }
+            CallMsg::ScreenFetched { call_id, result } => self.on_screen_fetched(&call_id, *result),
             CallMsg::Fetched(result) => match *result {
                 Ok((body, final_url)) => {
                     if let Some(u) = &final_url {
@@ -758,30 +706,46 @@ impl Call {
                     self.feed(Event::FetchFailed { reason });
                 }
             },
+            CallMsg::Digit(d) => self.on_leg_digit(d.leg, d.digit),
+            CallMsg::Resolved(found) => {
+                for (host, port, addr) in found {
+                    self.dns.insert((host, port), addr);
+                }
+                if let Some(spec) = self.pending_dial.take()
+                    && !self.caller_gone
+                {
+                    self.start_dial(spec);
+                }
+            }
         }
+        self.settle();
     }
 
-    async fn on_media(&mut self, ev: MediaEvent) {
+    /// An event of a media leg.
+    pub(crate) fn handle_media(&mut self, now: Instant, ev: MediaEvent) {
+        self.now = now;
         match ev {
-            MediaEvent::Timeout { leg, after } => {
-                tracing::warn!(?leg, ?after, "media timeout: ending the call");
-                self.hangup(408).await;
-            }
+            MediaEvent::Timeout { leg, after } => self.on_media_timeout(leg, after),
             MediaEvent::InjectionDone { leg, id } => self.on_injection_done(leg, id),
             _ => {}
         }
+        self.settle();
     }
 
-    async fn on_timer(&mut self) {
-        let t = now();
-        let ctx = self.ctx.clone();
-        self.lingering.retain(|(until, b)| {
-            let keep = *until > t;
-            if !keep {
-                ctx.calls.remove(&b.call_id);
+    /// Timers due at `now` fire.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        let t = now;
+        let mut i = 0;
+        while i < self.past.len() {
+            if self.past[i].0 <= t {
+                let (_, d) = self.past.remove(i);
+                tracing::debug!("finished Dial dropped: a branch never sent its final response");
+                self.drop_dial(d);
+            } else {
+                i += 1;
             }
-            keep
-        });
+        }
         if self.pause_until.is_some_and(|d| d <= t) {
             self.pause_until = None;
             self.verb_done(Who::Caller);
@@ -790,50 +754,92 @@ impl Call {
             self.gather = None;
             self.feed(ev);
         }
-        self.screen_timers(t).await;
+        self.screen_timers(t);
         let limit_hit = self
             .dial
             .as_ref()
             .is_some_and(|d| d.time_limit.is_some_and(|l| l <= t));
         if limit_hit {
             tracing::info!("timeLimit reached: ending the bridge");
-            self.end_bridge(true).await;
+            self.end_bridge(true);
         }
         if let Some(d) = &mut self.dial {
             d.arbiter.handle_timeout(t);
         }
-        self.apply_actions().await;
+        self.apply_actions();
+        self.settle();
     }
 
-    async fn on_request(&mut self, stx: ServerTx, request: Request, source: Peer) {
+    /// After every input: run what the interpreters have ready, drop
+    /// settled Dials.
+    fn settle(&mut self) {
+        self.drive();
+        self.drive_screens();
+        let mut i = 0;
+        while i < self.past.len() {
+            if self.past[i].1.arbiter.is_settled() {
+                let (_, d) = self.past.remove(i);
+                self.drop_dial(d);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn on_media_timeout(&mut self, leg: LegId, after: Duration) {
+        if Some(leg) == self.media {
+            tracing::warn!(
+                ?leg,
+                ?after,
+                "media timeout on the caller's leg: ending the call"
+            );
+            self.hangup(408);
+            return;
+        }
+        let bridged = self.dial.as_ref().and_then(|d| {
+            let i = d.bridged?;
+            (d.branches[i].media == Some(leg)).then_some(i)
+        });
+        if bridged.is_some() {
+            tracing::warn!(
+                ?leg,
+                ?after,
+                "media timeout on the callee's leg: ending the bridge"
+            );
+            self.end_bridge(true);
+        } else {
+            tracing::debug!(
+                ?leg,
+                "media timeout on a leg where none is expected: ignored"
+            );
+        }
+    }
+
+    fn on_request(&mut self, stx: ServerTx, request: Request, source: Peer) {
         let cid = request.headers.call_id().unwrap_or("").to_owned();
         let ok = |r: &Request| response_to(r, 200, None, None);
         if cid == self.call_id {
-            match self.dialog.on_request(&request) {
-                Ok(()) => {}
-                Err(e) => {
-                    let _ = self
-                        .ctx
-                        .ep
-                        .respond(stx, response_to(&request, e.status(), None, None))
-                        .await;
-                    return;
-                }
+            if let Err(e) = self.dialog.on_request(&request) {
+                self.out.push_back(Output::Respond {
+                    stx,
+                    response: response_to(&request, e.status(), None, None),
+                });
+                return;
             }
             match request.method {
                 Method::Bye => {
-                    let _ = self.ctx.ep.respond(stx, ok(&request)).await;
+                    self.out.push_back(Output::Respond {
+                        stx,
+                        response: ok(&request),
+                    });
                     tracing::info!("caller hung up");
                     self.caller_gone = true;
-                    self.caller_left().await;
+                    self.caller_left();
                     self.feed(Event::CallerHangup);
-                    if self.dial.is_none() {
-                        self.finished = true;
-                    }
                 }
                 Method::Invite => {
                     // Re-INVITE (hold, resume, refresh): answered from our leg, offered on.
-                    if let Some(answer) = self.relay_reinvite(None, &request).await {
+                    if let Some(answer) = self.relay_reinvite(None, &request) {
                         self.answer_sdp = Some(answer);
                     }
                     let mut r = response_to(&request, 200, None, None);
@@ -844,182 +850,43 @@ impl Call {
                         r.body = sdp.clone();
                     }
                     self.dialog.remote_reinvite_pending = false;
-                    let _ = self.ctx.ep.respond(stx, r).await;
+                    self.out.push_back(Output::Respond { stx, response: r });
                 }
                 Method::Info => {
                     let digit = dtmf_from_info(&request);
-                    let _ = self.ctx.ep.respond(stx, ok(&request)).await;
+                    self.out.push_back(Output::Respond {
+                        stx,
+                        response: ok(&request),
+                    });
                     if let Some(d) = digit {
-                        self.on_digit(d).await;
+                        self.on_caller_digit(d);
                     }
                 }
-                _ => {
-                    let _ = self.ctx.ep.respond(stx, ok(&request)).await;
-                }
+                _ => self.out.push_back(Output::Respond {
+                    stx,
+                    response: ok(&request),
+                }),
             }
             return;
         }
-        // A request in a child leg's dialog.
-        let Some(i) = self.branch_index(&cid) else {
-            let _ = self
-                .ctx
-                .ep
-                .respond(stx, response_to(&request, 481, None, None))
-                .await;
-            return;
-        };
         let _ = source;
-        if request.method == Method::Invite {
-            let answer = self.relay_reinvite(Some(i), &request).await;
-            let mut r = response_to(&request, 200, None, None);
-            r.headers.push(Header::Contact(self.contact().into()));
-            if let Some(sdp) = answer {
-                r.headers
-                    .push(Header::ContentType("application/sdp".into()));
-                r.body = sdp;
-            }
-            let _ = self.ctx.ep.respond(stx, r).await;
+        self.on_branch_request(stx, request, &cid);
+    }
+
+    /// A digit from a media leg: the caller's, or a screened branch's.
+    fn on_leg_digit(&mut self, leg: LegId, digit: char) {
+        if Some(leg) == self.media {
+            self.on_caller_digit(digit);
             return;
         }
-        let _ = self.ctx.ep.respond(stx, ok(&request)).await;
-        if request.method == Method::Info {
-            let screen = self
-                .dial
-                .as_mut()
-                .and_then(|d| d.branches[i].screen.as_mut());
-            if let (Some(digit), Some(s)) = (dtmf_from_info(&request), screen)
-                && let Some(ev) = s.gather.as_mut().and_then(|g| g.on_digit(now(), digit))
-            {
-                s.gather = None;
-                let _ = s.interp.handle(ev);
-            }
-            self.drive_screens().await;
-            return;
+        let branch = self.dial.as_ref().and_then(|d| {
+            d.branches
+                .iter()
+                .position(|b| b.media == Some(leg) && b.screen.is_some())
+        });
+        if let Some(i) = branch {
+            self.on_screen_digit(i, digit);
         }
-        if request.method == Method::Bye {
-            let bridged = self.dial.as_ref().is_some_and(|d| d.bridged == Some(i));
-            if let Some(d) = &mut self.dial {
-                d.branches[i].state = BranchState::Ended;
-                d.branches[i].screen = None;
-            }
-            if bridged {
-                tracing::info!("callee hung up");
-                self.end_bridge(false).await;
-            } else if let Some(d) = &mut self.dial {
-                d.arbiter.on_branch_hangup(now(), i);
-                self.apply_actions().await;
-            }
-        }
-    }
-
-    async fn cleanup(&mut self) {
-        if let Some(d) = self.dial.take() {
-            for b in d.branches {
-                self.ctx.calls.remove(&b.call_id);
-                if let Some(m) = b.media {
-                    m.close().await;
-                }
-            }
-        }
-        for (_, b) in self.lingering.drain(..) {
-            self.ctx.calls.remove(&b.call_id);
-        }
-        if let Some(m) = self.media.take() {
-            m.close().await;
-        }
-        self.ctx.calls.remove(&self.call_id);
-    }
-}
-
-/// Fetches a document (a `file://` URL from disk, else the web application,
-/// signed) off the call's task, and sends the result back as `msg(result)`.
-fn spawn_fetch(
-    ctx: &Arc<Ctx>,
-    me: &mpsc::Sender<CallMsg>,
-    req: tandem_twiml::FetchRequest,
-    params: tandem_webhook::Params,
-    fallback: Option<tandem_webhook::Target>,
-    msg: impl FnOnce(Box<Fetched>) -> CallMsg + Send + 'static,
-) {
-    let ctx = ctx.clone();
-    let me = me.clone();
-    tokio::spawn(async move {
-        let result = if req.url.scheme() == "file" {
-            match req.url.to_file_path() {
-                Ok(p) => ctx
-                    .twiml_file(&p)
-                    .map(|d| (d.body.to_string(), Some(req.url.clone()))),
-                Err(()) => Err(format!("bad file URL {}", req.url)),
-            }
-        } else {
-            let treq = tandem_webhook::TwimlRequest {
-                target: tandem_webhook::Target::new(req.url.to_string(), twiml_method(req.method)),
-                base: None,
-                params,
-                fallback,
-            };
-            ctx.webhook
-                .fetch_twiml(&treq)
-                .await
-                .map(|d| (d.body, Some(d.url)))
-                .map_err(|e| e.to_string())
-        };
-        let _ = me.send(msg(Box::new(result))).await;
-    });
-}
-
-fn noun_options(n: &Noun) -> Option<&tandem_twiml::NounOptions> {
-    match n {
-        Noun::Number(x) => Some(&x.options),
-        Noun::Client(x) => Some(&x.options),
-        Noun::Sip(x) => Some(&x.options),
-        _ => None,
-    }
-}
-
-/// A child leg's call parameters (Direction outbound-dial, ParentCallSid).
-fn child_info(b: &Branch, status: tandem_webhook::CallStatus) -> tandem_webhook::CallInfo {
-    let from = b
-        .invite
-        .headers
-        .value_of(|h| matches!(h, Header::From(_)))
-        .and_then(|v| NameAddr::parse(v).ok().map(|n| user_of(n.uri)))
-        .unwrap_or_default();
-    tandem_webhook::CallInfo {
-        call_sid: b.sid.clone(),
-        account_sid: b.account_sid.clone(),
-        from,
-        to: b.to.clone(),
-        status,
-        direction: tandem_webhook::Direction::OutboundDial,
-        parent_call_sid: Some(b.parent_sid.clone()),
-        forwarded_from: None,
-        caller_name: None,
-    }
-}
-
-/// Queues a status callback for a child leg when its noun asked for `event`.
-fn report(
-    b: &Branch,
-    event: tandem_twiml::CallProgressEvent,
-    status: tandem_webhook::CallStatus,
-    duration: Option<u64>,
-) {
-    let (Some((url, method, events)), Some(q)) = (&b.status_callback, &b.callbacks) else {
-        return;
-    };
-    if !events.contains(&event) {
-        return;
-    }
-    let ev = tandem_webhook::StatusEvent {
-        call: child_info(b, status),
-        duration_secs: duration,
-        recording: None,
-        sip_response_code: b.final_code,
-        timestamp: SystemTime::now(),
-    };
-    if let Err(e) = q.enqueue_status(url.clone(), *method, &ev) {
-        tracing::warn!(error = %e, "status callback dropped");
     }
 }
 
@@ -1047,9 +914,10 @@ fn dtmf_from_info(req: &Request) -> Option<char> {
     let c = value.chars().next()?;
     matches!(c, '0'..='9' | '*' | '#' | 'A'..='D').then_some(c)
 }
+
 #[cfg(test)]
 mod footprint {
-    /// An actor's queue allocates a block of 32 messages up front: keep the
+    /// A call's queue allocates a block of 32 messages up front: keep the
     /// message small (regression: 1,264 bytes cost 40 KB per call).
     #[test]
     fn call_messages_stay_small() {

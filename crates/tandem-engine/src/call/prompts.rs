@@ -1,110 +1,76 @@
 //! The caller's (and a screened callee's) prompts: `<Say>`, `<Play>`,
-//! `<Pause>` and the prompts of `<Gather>`, and DTMF in (RFC 4733, in-band, SIP INFO).
+//! `<Pause>` and the prompts of `<Gather>`, and the caller's DTMF
+//! (RFC 4733, in-band, SIP INFO) for `<Gather>` and `hangupOnStar`.
 
 use super::*;
 
 impl Call {
-    /// Installs the DTMF tap on the caller's leg if it is not there yet
-    /// (sharing the tap slot with a recording in progress).
+    /// Listens for DTMF on the caller's leg from now on.
     pub(super) fn ensure_dtmf(&mut self) {
-        if self.dtmf.is_some() {
+        if self.dtmf_on {
             return;
         }
-        let Some(leg) = &self.media else { return };
-        let (tap, rx) = dtmf_tap(32);
-        let rec = self
-            .dial
-            .as_ref()
-            .and_then(|d| d.recording.as_ref())
-            .map(|(_, taps)| taps.parent.clone());
-        let combined: Arc<dyn Tap> = match rec {
-            Some(r) => fan_out(vec![tap.clone() as Arc<dyn Tap>, r]),
-            None => tap.clone(),
-        };
-        leg.leg.set_tap(Some(combined));
-        self.dtmf = Some(tap);
-        self.new_dtmf_rx = Some(rx);
+        if let Some(leg) = self.media {
+            self.env.listen_dtmf(leg);
+            self.dtmf_on = true;
+        }
+    }
+
+    fn leg_of(&self, who: Who) -> Option<LegId> {
+        match who {
+            Who::Caller => self.media,
+            Who::Branch(i) => self.dial.as_ref().and_then(|d| d.branches[i].media),
+        }
     }
 
     /// Starts a Say, Play or Pause on a leg; its end feeds VerbDone to the
     /// interpreter that asked (the caller's, or a branch's screening).
     pub(super) fn play_prompt(&mut self, who: Who, prompt: tandem_twiml::Prompt) {
-        self.verb_seq += 1;
-        let seq = self.verb_seq;
-        let has_leg = match who {
-            Who::Caller => self.media.is_some(),
-            Who::Branch(i) => self
-                .dial
-                .as_ref()
-                .is_some_and(|d| d.branches[i].media.is_some()),
-        };
+        self.seq += 1;
+        let seq = self.seq;
         if let tandem_twiml::Prompt::Pause(p) = &prompt {
-            let until = now() + Duration::from_secs(u64::from(p.length));
+            let until = self.now + Duration::from_secs(u64::from(p.length));
             match who {
                 Who::Caller => self.pause_until = Some(until),
                 Who::Branch(i) => {
-                    if let Some(s) = self
-                        .dial
-                        .as_mut()
-                        .and_then(|d| d.branches[i].screen.as_mut())
-                    {
+                    if let Some(s) = self.screen_mut(i) {
                         s.pause_until = Some(until);
                     }
                 }
             }
             return;
         }
-        if !has_leg {
+        if self.leg_of(who).is_none() {
             tracing::info!("no media on this leg: prompt skipped");
             self.verb_done(who);
             return;
         }
-        let prompts = self.ctx.prompts.clone();
-        let me = self.me.clone();
         let base = match who {
-            Who::Caller => self.document_url.clone(),
-            Who::Branch(i) => self
-                .dial
-                .as_ref()
-                .and_then(|d| d.branches[i].screen.as_ref())
-                .and_then(|s| s.document_url.clone()),
+            Who::Caller => {
+                self.caller_seq = seq;
+                self.document_url.clone()
+            }
+            Who::Branch(i) => match self.screen_mut(i) {
+                Some(s) => {
+                    s.seq = seq;
+                    s.document_url.clone()
+                }
+                None => return,
+            },
         };
-        tokio::spawn(async move {
-            let result = match prompt {
-                tandem_twiml::Prompt::Say(say) => prompts
-                    .say(
-                        &say.text,
-                        say.voice.as_deref(),
-                        say.language.as_deref(),
-                        say.loop_,
-                    )
-                    .await
-                    .map(|p| Box::new(Audio::Prompt(p)))
-                    .map_err(|e| e.to_string()),
-                tandem_twiml::Prompt::Play(play) => match (&play.digits, &play.url) {
-                    (Some(d), _) => digits_source(d)
-                        .map(|d| Box::new(Audio::Digits(d)))
-                        .map_err(|e| e.to_string()),
-                    (None, Some(url)) => {
-                        let url = match &base {
-                            Some(b) => b
-                                .join(url)
-                                .map(|u| u.to_string())
-                                .unwrap_or_else(|_| url.clone()),
-                            None => url.clone(),
-                        };
-                        prompts
-                            .play(&url, play.loop_)
-                            .await
-                            .map(|p| Box::new(Audio::Prompt(p)))
-                            .map_err(|e| e.to_string())
-                    }
-                    (None, None) => Err("<Play> without a URL or digits".to_owned()),
-                },
-                tandem_twiml::Prompt::Pause(_) => Err("pause".to_owned()),
-            };
-            let _ = me.send(CallMsg::AudioReady { who, seq, result }).await;
+        self.out.push_back(Output::LoadAudio {
+            who,
+            seq,
+            prompt,
+            base,
         });
+    }
+
+    fn screen_mut(&mut self, i: usize) -> Option<&mut super::screen::Screen> {
+        self.dial
+            .as_mut()
+            .and_then(|d| d.branches.get_mut(i))
+            .and_then(|b| b.screen.as_mut())
     }
 
     pub(super) fn on_audio_ready(
@@ -113,7 +79,11 @@ impl Call {
         seq: u64,
         result: Result<Box<Audio>, String>,
     ) {
-        if seq != self.verb_seq {
+        let expected = match who {
+            Who::Caller => self.caller_seq,
+            Who::Branch(i) => self.screen_mut(i).map_or(0, |s| s.seq),
+        };
+        if seq != expected || seq == 0 {
             return;
         }
         let audio = match result {
@@ -124,64 +94,42 @@ impl Call {
                 return;
             }
         };
-        let leg = match who {
-            Who::Caller => self.media.as_ref().map(|m| &m.leg),
-            Who::Branch(i) => self
-                .dial
-                .as_ref()
-                .and_then(|d| d.branches[i].media.as_ref())
-                .map(|m| &m.leg),
-        };
-        let Some(leg) = leg else {
+        let Some(leg) = self.leg_of(who) else {
             self.verb_done(who);
             return;
         };
-        let injection = match *audio {
-            Audio::Prompt(p) => leg.inject(p),
-            Audio::Digits(d) => leg.inject(d),
+        let Some(id) = self.env.play(leg, *audio) else {
+            self.verb_done(who);
+            return;
         };
         match who {
-            Who::Caller => self.playing = Some(injection),
+            Who::Caller => self.playing = Some(id),
             Who::Branch(i) => {
-                if let Some(s) = self
-                    .dial
-                    .as_mut()
-                    .and_then(|d| d.branches[i].screen.as_mut())
-                {
-                    s.playing = Some(injection);
+                if let Some(s) = self.screen_mut(i) {
+                    s.playing = Some(id);
                 }
             }
         }
     }
 
-    pub(super) fn on_injection_done(&mut self, leg: tandem_rtp::LegId, id: u64) {
-        let is = |inj: &Option<Injection>, l: Option<tandem_rtp::LegId>| {
-            inj.as_ref().is_some_and(|i| i.id() == id) && l == Some(leg)
-        };
-        if is(&self.playing, self.media.as_ref().map(|m| m.leg.id())) {
+    pub(super) fn on_injection_done(&mut self, leg: LegId, id: u64) {
+        if self.playing == Some(id) && self.media == Some(leg) {
             self.playing = None;
+            self.env.stop_play(id);
             self.verb_done(Who::Caller);
             return;
         }
-        let n = self.dial.as_ref().map_or(0, |d| d.branches.len());
-        for i in 0..n {
-            let hit = self.dial.as_ref().is_some_and(|d| {
-                let b = &d.branches[i];
-                b.screen
-                    .as_ref()
-                    .is_some_and(|s| is(&s.playing, b.media.as_ref().map(|m| m.leg.id())))
-            });
-            if hit {
-                if let Some(s) = self
-                    .dial
-                    .as_mut()
-                    .and_then(|d| d.branches[i].screen.as_mut())
-                {
-                    s.playing = None;
-                }
-                self.verb_done(Who::Branch(i));
-                return;
+        let hit = self.dial.as_ref().and_then(|d| {
+            d.branches.iter().position(|b| {
+                b.media == Some(leg) && b.screen.as_ref().is_some_and(|s| s.playing == Some(id))
+            })
+        });
+        if let Some(i) = hit {
+            if let Some(s) = self.screen_mut(i) {
+                s.playing = None;
             }
+            self.env.stop_play(id);
+            self.verb_done(Who::Branch(i));
         }
     }
 
@@ -189,6 +137,7 @@ impl Call {
     pub(super) fn verb_done(&mut self, who: Who) {
         match who {
             Who::Caller => {
+                self.caller_seq = 0;
                 if self.pending_gather.is_some() {
                     self.next_gather_prompt();
                 } else {
@@ -196,11 +145,11 @@ impl Call {
                 }
             }
             Who::Branch(i) => {
-                if let Some(s) = self
-                    .dial
-                    .as_mut()
-                    .and_then(|d| d.branches[i].screen.as_mut())
-                {
+                let Some(s) = self.screen_mut(i) else { return };
+                s.seq = 0;
+                if s.pending_gather.is_some() {
+                    self.next_screen_prompt(i);
+                } else {
                     let _ = s.interp.handle(Event::VerbDone);
                 }
             }
@@ -214,21 +163,25 @@ impl Call {
             return;
         }
         if let Some(g) = self.pending_gather.take() {
-            self.gather = Some(Gathering::new(now(), &g));
+            self.gather = Some(Gathering::new(self.now, &g));
         }
     }
 
-    pub(super) async fn on_digit(&mut self, digit: char) {
+    /// A key from the caller.
+    pub(super) fn on_caller_digit(&mut self, digit: char) {
+        let now = self.now;
         if let Some(g) = self.pending_gather.take() {
             // A key during the prompts stops them and starts the gather with it.
             self.prompt_queue.clear();
-            self.playing = None;
+            if let Some(p) = self.playing.take() {
+                self.env.stop_play(p);
+            }
             self.pause_until = None;
-            self.verb_seq += 1;
-            self.gather = Some(Gathering::new(now(), &g));
+            self.caller_seq = 0;
+            self.gather = Some(Gathering::new(now, &g));
         }
         if let Some(g) = &mut self.gather {
-            if let Some(ev) = g.on_digit(now(), digit) {
+            if let Some(ev) = g.on_digit(now, digit) {
                 self.gather = None;
                 self.feed(ev);
             }
@@ -240,9 +193,7 @@ impl Call {
             .is_some_and(|d| d.bridged.is_some() && d.spec.hangup_on_star && digit == '*');
         if star_hangup {
             tracing::info!("hangupOnStar: caller pressed *");
-            self.end_bridge(true).await;
+            self.end_bridge(true);
         }
     }
-
-    // ----- dial -----
 }

@@ -1,65 +1,109 @@
 //! Screening (a noun's `url`): the document runs on the answered callee's
-//! leg while the caller hears ringback; its verdict goes to the fork arbiter.
+//! leg while the caller hears ringback; its verdict goes to the fork
+//! arbiter. The callee hears its `<Say>`/`<Play>` (those nested in
+//! `<Gather>` too) and its keys are heard however they come: RFC 4733,
+//! in-band, or SIP INFO.
 
 use super::*;
+
+/// A screening in progress on a callee's leg (design §4 step 5).
+#[derive(Debug)]
+pub(crate) struct Screen {
+    pub interp: Interpreter,
+    /// The playback of the current verb.
+    pub playing: Option<u64>,
+    /// The load the current verb waits for.
+    pub seq: u64,
+    pub pause_until: Option<Instant>,
+    /// `<Gather>` prompts still to play, then the gather itself.
+    pub prompt_queue: VecDeque<tandem_twiml::Prompt>,
+    pub pending_gather: Option<tandem_twiml::Gather>,
+    pub gather: Option<Gathering>,
+    pub document_url: Option<Url>,
+}
 
 impl Call {
     /// Runs the noun's `url` document on an answered callee (design §4 step 5):
     /// the caller keeps hearing ringback, the other branches keep ringing.
     pub(super) fn start_screening(&mut self, i: usize) {
+        let now = self.now;
         let Some(d) = &mut self.dial else { return };
         let b = &mut d.branches[i];
         let Some((url, method)) = b.screen_url.clone() else {
             d.arbiter
-                .on_screening_done(now(), i, tandem_twiml::ScreeningVerdict::Accepted);
+                .on_screening_done(now, i, tandem_twiml::ScreeningVerdict::Accepted);
             return;
         };
         tracing::info!(branch = i, %url, "screening the callee");
         b.screen = Some(Screen {
             interp: Interpreter::screening(url, method),
             playing: None,
+            seq: 0,
             pause_until: None,
+            prompt_queue: VecDeque::new(),
+            pending_gather: None,
             gather: None,
             document_url: None,
         });
+        if let Some(leg) = b.media {
+            // The callee's keys, by RFC 4733 or in-band, while it screens.
+            self.env.listen_dtmf(leg);
+            self.env.expect_media(leg, false);
+        }
+    }
+
+    pub(super) fn on_screen_fetched(&mut self, call_id: &str, result: Fetched) {
+        let Some(s) = self.dial.as_mut().and_then(|d| {
+            let i = d.branches.iter().position(|b| b.call_id == call_id)?;
+            d.branches[i].screen.as_mut()
+        }) else {
+            return;
+        };
+        let ev = match result {
+            Ok((body, final_url)) => {
+                s.document_url = final_url.clone();
+                Event::Fetched { body, final_url }
+            }
+            Err(reason) => Event::FetchFailed { reason },
+        };
+        let _ = s.interp.handle(ev);
     }
 
     /// Executes the commands of every screening interpreter.
-    pub(super) async fn drive_screens(&mut self) {
+    pub(super) fn drive_screens(&mut self) {
         let n = self.dial.as_ref().map_or(0, |d| d.branches.len());
         for i in 0..n {
             loop {
+                let now = self.now;
                 let Some(d) = &mut self.dial else { return };
-                let b = &mut d.branches[i];
-                let Some(screen) = &mut b.screen else { break };
+                let Some(screen) = &mut d.branches[i].screen else {
+                    break;
+                };
                 let Some(cmd) = screen.interp.poll_command() else {
                     break;
                 };
                 match cmd {
-                    Command::Fetch(req) => {
-                        let mut params =
-                            child_info(b, tandem_webhook::CallStatus::InProgress).voice_params();
-                        for (k, v) in &req.params {
-                            params.push(k, v);
-                        }
-                        let call_id = b.call_id.clone();
-                        spawn_fetch(&self.ctx, &self.me, req, params, None, move |result| {
-                            CallMsg::ScreenFetched { call_id, result }
-                        });
-                    }
+                    Command::Fetch(req) => self.screen_fetch(i, req),
                     Command::Say(say) => {
                         self.play_prompt(Who::Branch(i), tandem_twiml::Prompt::Say(say));
                     }
                     Command::Play(play) => {
                         self.play_prompt(Who::Branch(i), tandem_twiml::Prompt::Play(play));
                     }
-                    Command::Pause { duration } => screen.pause_until = Some(now() + duration),
-                    Command::Gather(g) => screen.gather = Some(Gathering::new(now(), &g)),
+                    Command::Pause { duration } => screen.pause_until = Some(now + duration),
+                    Command::Gather(mut g) => {
+                        screen.prompt_queue = std::mem::take(&mut g.prompts).into();
+                        screen.pending_gather = Some(g);
+                        self.next_screen_prompt(i);
+                    }
                     Command::Screened(verdict) => {
                         tracing::info!(branch = i, ?verdict, "screening done");
-                        b.screen = None;
-                        d.arbiter.on_screening_done(now(), i, verdict);
-                        self.apply_actions().await;
+                        if let Some(p) = screen.playing.take() {
+                            self.env.stop_play(p);
+                        }
+                        d.branches[i].screen = None;
+                        d.arbiter.on_screening_done(now, i, verdict);
+                        self.apply_actions();
                     }
                     Command::Answer | Command::Hangup => {}
                     other => tracing::warn!(?other, "command not allowed in a screening document"),
@@ -68,19 +112,89 @@ impl Call {
         }
     }
 
-    pub(super) async fn screen_timers(&mut self, t: Instant) {
-        let Some(d) = &mut self.dial else { return };
-        for b in &mut d.branches {
-            let Some(s) = &mut b.screen else { continue };
+    fn screen_fetch(&mut self, i: usize, req: tandem_twiml::FetchRequest) {
+        let Some(b) = self.dial.as_ref().map(|d| &d.branches[i]) else {
+            return;
+        };
+        let mut params = self
+            .child_info(b, tandem_webhook::CallStatus::InProgress)
+            .voice_params();
+        for (k, v) in &req.params {
+            params.push(k, v);
+        }
+        let call_id = b.call_id.clone();
+        self.out.push_back(Output::Fetch {
+            screen: Some(call_id),
+            req,
+            params,
+            fallback: None,
+        });
+    }
+
+    /// Plays the screening `<Gather>`'s next prompt, or starts collecting.
+    pub(super) fn next_screen_prompt(&mut self, i: usize) {
+        let now = self.now;
+        let Some(s) = self
+            .dial
+            .as_mut()
+            .and_then(|d| d.branches[i].screen.as_mut())
+        else {
+            return;
+        };
+        if let Some(p) = s.prompt_queue.pop_front() {
+            self.play_prompt(Who::Branch(i), p);
+            return;
+        }
+        if let Some(g) = s.pending_gather.take() {
+            s.gather = Some(Gathering::new(now, &g));
+        }
+    }
+
+    /// A key from the screened callee (RFC 4733, in-band or SIP INFO).
+    pub(super) fn on_screen_digit(&mut self, i: usize, digit: char) {
+        let now = self.now;
+        let Some(s) = self
+            .dial
+            .as_mut()
+            .and_then(|d| d.branches[i].screen.as_mut())
+        else {
+            return;
+        };
+        if let Some(g) = s.pending_gather.take() {
+            // A key during the prompts stops them and starts the gather with it.
+            s.prompt_queue.clear();
+            if let Some(p) = s.playing.take() {
+                self.env.stop_play(p);
+            }
+            s.pause_until = None;
+            s.seq = 0;
+            s.gather = Some(Gathering::new(now, &g));
+        }
+        if let Some(ev) = s.gather.as_mut().and_then(|g| g.on_digit(now, digit)) {
+            s.gather = None;
+            let _ = s.interp.handle(ev);
+        }
+    }
+
+    pub(super) fn screen_timers(&mut self, t: Instant) {
+        let n = self.dial.as_ref().map_or(0, |d| d.branches.len());
+        for i in 0..n {
+            let Some(s) = self
+                .dial
+                .as_mut()
+                .and_then(|d| d.branches[i].screen.as_mut())
+            else {
+                continue;
+            };
             if s.pause_until.is_some_and(|p| p <= t) {
                 s.pause_until = None;
-                let _ = s.interp.handle(Event::VerbDone);
+                self.verb_done(Who::Branch(i));
+                continue;
             }
             if let Some(ev) = s.gather.as_mut().and_then(|g| g.on_timeout(t)) {
                 s.gather = None;
                 let _ = s.interp.handle(ev);
             }
         }
-        self.drive_screens().await;
     }
 }

@@ -73,6 +73,14 @@ pub struct Transmit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxId(u64);
 
+impl TxId {
+    /// A handle from its number: for transaction users' tests, which drive
+    /// their state machines without a transaction layer.
+    pub fn from_raw(n: u64) -> Self {
+        Self(n)
+    }
+}
+
 /// What the transaction user is told.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -1,0 +1,328 @@
+//! What the call state machine may ask of the world synchronously: media
+//! legs (open, SDP, relay, inject, taps, recording, close), the registrar's
+//! contacts, and counters. [`RealEnv`] runs them on tandem-rtp's legs; the
+//! virtual-time harness (`call/tests/`) records them instead.
+//!
+//! Everything that takes time (SIP sends, fetches, audio loads, name
+//! lookups, callbacks) is not here: the state machine queues an
+//! [`Output`](super::Output) and the shell around it carries it out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tandem_media::tones::RingTone;
+use tandem_rtp::relay::{Injection, Tap};
+use tandem_rtp::{LegId, MediaEvent};
+use tandem_transport::Peer;
+use tokio::sync::mpsc;
+
+use super::shell::Mailbox;
+use super::{Audio, CallMsg};
+use crate::engine::Ctx;
+use crate::media::{LegError, MediaLeg};
+use crate::media_ops::{DtmfTap, digits_source, dtmf_tap, fan_out};
+use crate::recording::{RecordingInfo, RecordingOptions, RecordingSession, RecordingTaps};
+
+/// A recording just started: its sid and `in-progress` event.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordingStarted {
+    pub event: tandem_webhook::RecordingEvent,
+}
+
+/// The call's media plane and lookups, as the state machine sees them.
+pub(crate) trait Env: Send {
+    /// Whether media is anchored at all (else SDP passes through).
+    fn has_media(&self) -> bool;
+    /// A leg on a fresh port pair; its media timeout starts off.
+    fn open_leg(&mut self) -> Result<LegId, LegError>;
+    /// Answers a remote offer on `leg` (caller's INVITE, a re-INVITE).
+    fn answer(&mut self, leg: LegId, offer: &[u8]) -> Result<Vec<u8>, LegError>;
+    /// An offer from `leg`: following `remote_offer`'s codecs, or our own.
+    fn offer(&mut self, leg: LegId, remote_offer: Option<&[u8]>) -> Result<Vec<u8>, LegError>;
+    /// The remote's answer to our offer on `leg`.
+    fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError>;
+    /// Ringback toward `leg` (`None` stops it).
+    fn ringback(&mut self, leg: LegId, tone: Option<RingTone>);
+    /// What `from` receives is relayed to `to` (`None`: dropped).
+    fn relay(&mut self, from: LegId, to: Option<LegId>);
+    /// Relays both ways between `a` and `b`.
+    fn bridge(&mut self, a: LegId, b: LegId);
+    /// Plays loaded audio toward `leg`; the id comes back in
+    /// `MediaEvent::InjectionDone`.
+    fn play(&mut self, leg: LegId, audio: Audio) -> Option<u64>;
+    /// Stops (or forgets, once done) a playback.
+    fn stop_play(&mut self, id: u64);
+    /// Plays `<Number sendDigits>` toward `leg`, to its end.
+    fn send_digits(&mut self, leg: LegId, digits: &str) -> Result<(), String>;
+    /// Media is expected on `leg` from now on (its media timeout runs), or
+    /// no longer.
+    fn expect_media(&mut self, leg: LegId, on: bool);
+    /// DTMF received on `leg` (RFC 4733, in-band) is reported as
+    /// `CallMsg::Digit` from now on.
+    fn listen_dtmf(&mut self, leg: LegId);
+    /// Starts the Dial's recording: channel 1 `parent`.
+    fn start_recording(
+        &mut self,
+        call_sid: &str,
+        opts: RecordingOptions,
+        parent: LegId,
+    ) -> Result<RecordingStarted, String>;
+    /// Channel 2 of the recording is `child` from now on.
+    fn record_child(&mut self, child: LegId);
+    /// Stops the recording, if one runs.
+    fn stop_recording(&mut self) -> Option<Result<RecordingInfo, String>>;
+    /// Closes `leg`; its ports go back to the pool at once.
+    fn close_leg(&mut self, leg: LegId);
+    /// The live contacts of a `<Client>` identity: (contact URI, where to send).
+    fn contacts(&self, identity: &str) -> Vec<(String, Peer)>;
+    /// Counters: a Dial ended with this status.
+    fn dial_ended(&mut self, status: tandem_webhook::DialCallStatus);
+}
+
+/// [`Env`] on tandem-rtp legs, the engine's recordings and registrar.
+pub(crate) struct RealEnv {
+    ctx: Arc<Ctx>,
+    me: Mailbox,
+    media_tx: mpsc::Sender<MediaEvent>,
+    legs: HashMap<LegId, LegSlot>,
+    playing: HashMap<u64, Injection>,
+    recording: Option<(RecordingSession, RecordingTaps)>,
+}
+
+/// A leg and what listens on its one tap slot.
+struct LegSlot {
+    media: MediaLeg,
+    dtmf: Option<Arc<DtmfTap>>,
+    rec: Option<Arc<dyn Tap>>,
+}
+
+impl LegSlot {
+    fn retap(&self) {
+        let tap: Option<Arc<dyn Tap>> = match (&self.dtmf, &self.rec) {
+            (Some(d), Some(r)) => Some(fan_out(vec![d.clone() as Arc<dyn Tap>, r.clone()])),
+            (Some(d), None) => Some(d.clone()),
+            (None, Some(r)) => Some(r.clone()),
+            (None, None) => None,
+        };
+        self.media.leg.set_tap(tap);
+    }
+}
+
+impl RealEnv {
+    pub(crate) fn new(ctx: Arc<Ctx>, me: Mailbox, media_tx: mpsc::Sender<MediaEvent>) -> Self {
+        Self {
+            ctx,
+            me,
+            media_tx,
+            legs: HashMap::new(),
+            playing: HashMap::new(),
+            recording: None,
+        }
+    }
+
+    fn leg(&mut self, id: LegId) -> Option<&mut LegSlot> {
+        let slot = self.legs.get_mut(&id);
+        if slot.is_none() {
+            tracing::debug!(?id, "media: no such leg");
+        }
+        slot
+    }
+}
+
+impl std::fmt::Debug for RealEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealEnv")
+            .field("legs", &self.legs.len())
+            .finish()
+    }
+}
+
+impl Env for RealEnv {
+    fn has_media(&self) -> bool {
+        self.ctx.media.is_some()
+    }
+
+    fn open_leg(&mut self) -> Result<LegId, LegError> {
+        let Some(m) = &self.ctx.media else {
+            return Err(LegError::Exhausted);
+        };
+        let media = m.leg(self.media_tx.clone())?;
+        media.leg.set_media_timeout(None);
+        let id = media.leg.id();
+        self.legs.insert(
+            id,
+            LegSlot {
+                media,
+                dtmf: None,
+                rec: None,
+            },
+        );
+        Ok(id)
+    }
+
+    fn answer(&mut self, leg: LegId, offer: &[u8]) -> Result<Vec<u8>, LegError> {
+        let caps = self.ctx.media.as_ref().map(|m| m.caps().clone());
+        match (self.leg(leg), caps) {
+            (Some(s), Some(caps)) => s.media.answer(offer, &caps),
+            _ => Err(LegError::Exhausted),
+        }
+    }
+
+    fn offer(&mut self, leg: LegId, remote_offer: Option<&[u8]>) -> Result<Vec<u8>, LegError> {
+        let caps = self.ctx.media.as_ref().map(|m| m.caps().clone());
+        match (self.leg(leg), caps) {
+            (Some(s), Some(caps)) => match remote_offer {
+                Some(o) => s.media.offer_from(o, &caps),
+                None => Ok(s.media.offer(&caps)),
+            },
+            _ => Err(LegError::Exhausted),
+        }
+    }
+
+    fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError> {
+        match self.leg(leg) {
+            Some(s) => s.media.on_answer(answer),
+            None => Ok(()),
+        }
+    }
+
+    fn ringback(&mut self, leg: LegId, tone: Option<RingTone>) {
+        if let Some(s) = self.leg(leg) {
+            match tone {
+                Some(t) => s.media.start_ringback(t),
+                None => s.media.stop_ringback(),
+            }
+        }
+    }
+
+    fn relay(&mut self, from: LegId, to: Option<LegId>) {
+        let (Some(a), b) = (self.legs.get(&from), to.and_then(|t| self.legs.get(&t))) else {
+            return;
+        };
+        a.media.leg.relay_to(b.map(|b| &b.media.leg));
+    }
+
+    fn bridge(&mut self, a: LegId, b: LegId) {
+        if let (Some(x), Some(y)) = (self.legs.get(&a), self.legs.get(&b)) {
+            tandem_rtp::bridge(&x.media.leg, &y.media.leg);
+        }
+    }
+
+    fn play(&mut self, leg: LegId, audio: Audio) -> Option<u64> {
+        let s = self.leg(leg)?;
+        let injection = match audio {
+            Audio::Prompt(p) => s.media.leg.inject(p),
+            Audio::Digits(d) => s.media.leg.inject(d),
+        };
+        let id = injection.id();
+        self.playing.insert(id, injection);
+        Some(id)
+    }
+
+    fn stop_play(&mut self, id: u64) {
+        self.playing.remove(&id);
+    }
+
+    fn send_digits(&mut self, leg: LegId, digits: &str) -> Result<(), String> {
+        let Some(s) = self.leg(leg) else {
+            return Err("no media on the callee's leg".to_owned());
+        };
+        let src = digits_source(digits).map_err(|e| e.to_string())?;
+        s.media.leg.inject(src).detach();
+        Ok(())
+    }
+
+    fn expect_media(&mut self, leg: LegId, on: bool) {
+        let timeout = self.ctx.media.as_ref().and_then(|m| m.timeout());
+        if let Some(s) = self.leg(leg) {
+            s.media
+                .leg
+                .set_media_timeout(if on { timeout } else { None });
+        }
+    }
+
+    fn listen_dtmf(&mut self, leg: LegId) {
+        let me = self.me.clone();
+        let Some(s) = self.leg(leg) else { return };
+        if s.dtmf.is_some() {
+            return;
+        }
+        let (tap, mut rx) = dtmf_tap(32);
+        s.dtmf = Some(tap);
+        s.retap();
+        // Digits join the call's own queue, in order with its SIP events.
+        tokio::spawn(async move {
+            while let Some(d) = rx.recv().await {
+                if !me.send(CallMsg::Digit(Box::new(d))) {
+                    break;
+                }
+            }
+        });
+    }
+
+    fn start_recording(
+        &mut self,
+        call_sid: &str,
+        opts: RecordingOptions,
+        parent: LegId,
+    ) -> Result<RecordingStarted, String> {
+        if self.recording.is_some() {
+            return Err("a recording is already running".to_owned());
+        }
+        let (session, taps) = self
+            .ctx
+            .recordings
+            .start(call_sid, opts, tokio::time::Instant::now())
+            .map_err(|e| e.to_string())?;
+        if let Some(s) = self.legs.get_mut(&parent) {
+            s.rec = Some(taps.parent.clone());
+            s.retap();
+        }
+        let event = session.in_progress_event();
+        self.recording = Some((session, taps));
+        Ok(RecordingStarted { event })
+    }
+
+    fn record_child(&mut self, child: LegId) {
+        let Some((_, taps)) = &self.recording else {
+            return;
+        };
+        let tap = taps.child.clone();
+        if let Some(s) = self.legs.get_mut(&child) {
+            s.rec = Some(tap);
+            s.retap();
+        }
+    }
+
+    fn stop_recording(&mut self) -> Option<Result<RecordingInfo, String>> {
+        let (mut session, _) = self.recording.take()?;
+        for s in self.legs.values_mut() {
+            if s.rec.take().is_some() {
+                s.retap();
+            }
+        }
+        let result = session
+            .stop(tokio::time::Instant::now())
+            .map_err(|e| e.to_string());
+        if let Ok(info) = &result {
+            self.ctx.metrics.recording_finished(info.status);
+        }
+        Some(result)
+    }
+
+    fn close_leg(&mut self, leg: LegId) {
+        if let Some(mut s) = self.legs.remove(&leg) {
+            s.media.stop_ringback();
+            // Dropping the leg stops its task; the ports return to the pool.
+            drop(s);
+        }
+    }
+
+    fn contacts(&self, identity: &str) -> Vec<(String, Peer)> {
+        self.ctx.registrar_contacts(identity)
+    }
+
+    fn dial_ended(&mut self, status: tandem_webhook::DialCallStatus) {
+        self.ctx.metrics.dial_ended(status);
+    }
+}

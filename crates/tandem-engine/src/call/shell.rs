@@ -1,0 +1,459 @@
+//! The tokio task around one [`Call`]: feeds it SIP events, media events,
+//! digits and timers on the tokio clock, and carries out its outputs
+//! (sends through the endpoint, fetches, audio loads, name look-ups,
+//! callbacks) in the order it gave them. No call logic lives here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
+
+use tandem_rtp::MediaEvent;
+use tandem_sip::builder::{IdGen, response_to};
+use tandem_sip::message::{HeadersExt, Request, SipMessage};
+use tandem_transport::{Peer, ServerTx};
+use tandem_twiml::{Event, Interpreter};
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+use url::Url;
+
+use super::{Audio, Call, CallMsg, Fetched, Output, RealEnv, Start, Who, user_of};
+use crate::config::TwimlSource;
+use crate::engine::Ctx;
+use crate::media_ops::digits_source;
+
+/// Requests waiting in one call's queue beyond which a new request from a
+/// peer is refused (503) instead of queued. Responses, timeouts and the
+/// answers to the call's own outputs are always queued: they are bounded by
+/// what the call itself sent, and dropping one would desynchronise it.
+const MAX_QUEUED_REQUESTS: usize = 256;
+
+/// The sending side of a call's queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Mailbox {
+    tx: mpsc::UnboundedSender<CallMsg>,
+    depth: Arc<AtomicUsize>,
+}
+
+/// The receiving side.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    rx: mpsc::UnboundedReceiver<CallMsg>,
+    depth: Arc<AtomicUsize>,
+}
+
+/// A call's queue.
+pub(crate) fn mailbox() -> (Mailbox, Inbox) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let depth = Arc::new(AtomicUsize::new(0));
+    (
+        Mailbox {
+            tx,
+            depth: depth.clone(),
+        },
+        Inbox { rx, depth },
+    )
+}
+
+impl Mailbox {
+    /// Queues a message the call must see (false: the call is gone).
+    pub(crate) fn send(&self, msg: CallMsg) -> bool {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(msg).is_ok()
+    }
+
+    /// Queues a new request from a peer unless the call is that far behind.
+    pub(crate) fn offer(&self, msg: CallMsg) -> Result<(), CallMsg> {
+        if self.depth.load(Ordering::Relaxed) >= MAX_QUEUED_REQUESTS {
+            return Err(msg);
+        }
+        if self.send(msg) {
+            Ok(())
+        } else {
+            Err(CallMsg::Ack)
+        }
+    }
+}
+
+impl Inbox {
+    pub(crate) async fn recv(&mut self) -> Option<CallMsg> {
+        let m = self.rx.recv().await;
+        if m.is_some() {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+        }
+        m
+    }
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The document a new call runs, or the SIP status refusing it.
+fn starting_document(ctx: &Ctx, to_user: &str) -> Result<Start, u16> {
+    let Some(route) = ctx.cfg.number(to_user) else {
+        tracing::warn!(to = %to_user, "no [[number]] for the dialed user: 404");
+        return Err(404);
+    };
+    Ok(match &route.source {
+        TwimlSource::File(path) => match ctx.twiml_file(path) {
+            // The common case: the document is in memory, parsed.
+            Ok(doc) => match &doc.parsed {
+                Some(parsed) => Start {
+                    interp: Interpreter::new((**parsed).clone(), doc.url.clone()),
+                    document_url: doc.url,
+                    fallback: None,
+                },
+                None => {
+                    let url = doc
+                        .url
+                        .clone()
+                        .unwrap_or_else(|| Url::parse("file:///invalid").expect("static URL"));
+                    let mut interp = Interpreter::fetching(url, tandem_twiml::Method::Post);
+                    // Let the interpreter report the invalid document its own way.
+                    let _ = interp.poll_command();
+                    let _ = interp.handle(Event::Fetched {
+                        body: doc.body.to_string(),
+                        final_url: doc.url.clone(),
+                    });
+                    Start {
+                        interp,
+                        document_url: doc.url,
+                        fallback: None,
+                    }
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "TwiML file unreadable");
+                let mut interp = Interpreter::fetching(
+                    Url::parse("file:///invalid").expect("static URL"),
+                    tandem_twiml::Method::Post,
+                );
+                let _ = interp.poll_command();
+                let _ = interp.handle(Event::FetchFailed { reason: e });
+                Start {
+                    interp,
+                    document_url: None,
+                    fallback: None,
+                }
+            }
+        },
+        TwimlSource::Url {
+            url,
+            method,
+            fallback,
+        } => {
+            let parsed = Url::parse(url).ok();
+            let m = match method {
+                tandem_webhook::Method::Get => tandem_twiml::Method::Get,
+                _ => tandem_twiml::Method::Post,
+            };
+            Start {
+                interp: Interpreter::fetching(
+                    parsed
+                        .clone()
+                        .unwrap_or_else(|| Url::parse("http://invalid/").expect("static URL")),
+                    m,
+                ),
+                document_url: parsed,
+                fallback: fallback
+                    .as_ref()
+                    .map(|(u, m)| tandem_webhook::Target::new(u.clone(), *m)),
+            }
+        }
+    })
+}
+
+/// Runs one call from its INVITE to its end.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    me: Mailbox,
+    inbox: Inbox,
+    invite_tx: ServerTx,
+    invite: Request,
+    source: Peer,
+) {
+    let call_id = invite.headers.call_id().unwrap_or("").to_owned();
+    let to_user = user_of(&invite.uri.to_string());
+    let start = match starting_document(&ctx, &to_user) {
+        Ok(s) => s,
+        Err(code) => {
+            let r = response_to(&invite, code, None, Some("tandem"));
+            let _ = ctx.ep.respond(invite_tx, r).await;
+            ctx.calls.remove(&call_id);
+            return;
+        }
+    };
+    let (media_tx, media_rx) = mpsc::channel(64);
+    let env = Box::new(RealEnv::new(ctx.clone(), me.clone(), media_tx));
+    let mut refused = std::collections::VecDeque::new();
+    let call = Call::new(
+        now(),
+        ctx.cfg.clone(),
+        env,
+        IdGen::from_entropy(),
+        invite_tx,
+        invite,
+        source,
+        start,
+        &mut refused,
+    );
+    let Some(call) = call else {
+        let mut shell = Shell::new(ctx.clone(), me, String::new());
+        for o in refused {
+            shell.execute(o).await;
+        }
+        ctx.calls.remove(&call_id);
+        return;
+    };
+    let span = tracing::info_span!("call", sid = %call.sid());
+    let shell = Shell::new(ctx, me, call.sid().to_owned());
+    Box::pin(call_loop(shell, Box::new(call), call_id, inbox, media_rx).instrument(span)).await;
+}
+
+/// Carries out a call's outputs.
+struct Shell {
+    ctx: Arc<Ctx>,
+    me: Mailbox,
+    sid: String,
+    /// Call-IDs of child legs routed to this call.
+    routed: Vec<String>,
+    /// Callback queues, per call SID (the parent's and each child's).
+    queues: HashMap<String, tandem_webhook::CallbackQueue>,
+}
+
+impl Shell {
+    fn new(ctx: Arc<Ctx>, me: Mailbox, sid: String) -> Self {
+        Self {
+            ctx,
+            me,
+            sid,
+            routed: Vec::new(),
+            queues: HashMap::new(),
+        }
+    }
+
+    fn queue(&mut self, sid: &str) -> &tandem_webhook::CallbackQueue {
+        let ctx = &self.ctx;
+        self.queues
+            .entry(sid.to_owned())
+            .or_insert_with(|| ctx.callbacks.open(sid.to_owned()))
+    }
+
+    async fn execute(&mut self, o: Output) {
+        let ep = &self.ctx.ep;
+        match o {
+            Output::Respond { stx, response } => {
+                let _ = ep.respond(stx, response).await;
+            }
+            Output::Request { request, peer } => {
+                let _ = ep.send_request(request, peer).await;
+            }
+            Output::Ack { request, peer } => {
+                let _ = ep.send_stateless(SipMessage::Request(request), peer).await;
+            }
+            Output::Cancel { call_id, branch } => {
+                let _ = ep.cancel(&call_id, &branch).await;
+            }
+            Output::Route { call_id } => {
+                self.ctx.calls.insert(call_id.clone(), self.me.clone());
+                self.routed.push(call_id);
+            }
+            Output::Unroute { call_id } => {
+                self.ctx.calls.remove(&call_id);
+                self.routed.retain(|c| *c != call_id);
+            }
+            Output::Fetch {
+                screen,
+                req,
+                params,
+                fallback,
+            } => spawn_fetch(
+                &self.ctx,
+                &self.me,
+                req,
+                params,
+                fallback,
+                move |result| match screen {
+                    Some(call_id) => CallMsg::ScreenFetched { call_id, result },
+                    None => CallMsg::Fetched(result),
+                },
+            ),
+            Output::LoadAudio {
+                who,
+                seq,
+                prompt,
+                base,
+            } => spawn_load(&self.ctx, &self.me, who, seq, prompt, base),
+            Output::Resolve(names) => {
+                let me = self.me.clone();
+                tokio::spawn(async move {
+                    let mut found = Vec::with_capacity(names.len());
+                    for (host, port) in names {
+                        let addr = tokio::net::lookup_host((host.as_str(), port))
+                            .await
+                            .ok()
+                            .and_then(|mut a| a.next());
+                        found.push((host, port, addr));
+                    }
+                    me.send(CallMsg::Resolved(found));
+                });
+            }
+            Output::Status {
+                url,
+                method,
+                mut event,
+            } => {
+                event.timestamp = SystemTime::now();
+                let sid = event.call.call_sid.clone();
+                if let Err(e) = self.queue(&sid).enqueue_status(url, method, &event) {
+                    tracing::warn!(error = %e, "status callback dropped");
+                }
+            }
+            Output::Recording { url, method, event } => {
+                let sid = self.sid.clone();
+                if let Err(e) = self.queue(&sid).enqueue_recording(url, method, &event) {
+                    tracing::warn!(error = %e, "recording callback dropped");
+                }
+            }
+        }
+    }
+}
+
+/// The call's loop. The call and every step's future live on the heap, so
+/// an idle call costs a small task, not the size of its largest step
+/// (docs/benchmarks.md: memory per established call).
+async fn call_loop(
+    mut shell: Shell,
+    mut call: Box<Call>,
+    call_id: String,
+    mut inbox: Inbox,
+    mut media_rx: mpsc::Receiver<MediaEvent>,
+) {
+    let ctx = shell.ctx.clone();
+    tracing::info!("call started");
+    ctx.metrics.call_started();
+    call.begin(now());
+    loop {
+        while let Some(o) = call.poll_output() {
+            Box::pin(shell.execute(o)).await;
+        }
+        if call.is_done() {
+            break;
+        }
+        let deadline = call.poll_timeout();
+        tokio::select! {
+            msg = inbox.recv() => match msg {
+                Some(m) => call.handle_msg(now(), m),
+                None => break,
+            },
+            Some(ev) = media_rx.recv() => call.handle_media(now(), ev),
+            () = sleep_until(deadline), if deadline.is_some() => call.handle_timeout(now()),
+        }
+    }
+    for c in shell.routed.drain(..) {
+        ctx.calls.remove(&c);
+    }
+    ctx.calls.remove(&call_id);
+    drop(call);
+    ctx.metrics.call_ended();
+    tracing::info!("call ended");
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Fetches a document (a `file://` URL from disk, else the web application,
+/// signed) off the call's task, and sends the result back as `msg(result)`.
+fn spawn_fetch(
+    ctx: &Arc<Ctx>,
+    me: &Mailbox,
+    req: tandem_twiml::FetchRequest,
+    params: tandem_webhook::Params,
+    fallback: Option<tandem_webhook::Target>,
+    msg: impl FnOnce(Box<Fetched>) -> CallMsg + Send + 'static,
+) {
+    let ctx = ctx.clone();
+    let me = me.clone();
+    tokio::spawn(async move {
+        let result = if req.url.scheme() == "file" {
+            match req.url.to_file_path() {
+                Ok(p) => ctx
+                    .twiml_file(&p)
+                    .map(|d| (d.body.to_string(), Some(req.url.clone()))),
+                Err(()) => Err(format!("bad file URL {}", req.url)),
+            }
+        } else {
+            let method = match req.method {
+                tandem_twiml::Method::Get => tandem_webhook::Method::Get,
+                _ => tandem_webhook::Method::Post,
+            };
+            let treq = tandem_webhook::TwimlRequest {
+                target: tandem_webhook::Target::new(req.url.to_string(), method),
+                base: None,
+                params,
+                fallback,
+            };
+            ctx.webhook
+                .fetch_twiml(&treq)
+                .await
+                .map(|d| (d.body, Some(d.url)))
+                .map_err(|e| e.to_string())
+        };
+        me.send(msg(Box::new(result)));
+    });
+}
+
+/// Loads a prompt's audio (speech synthesis, a download, digits) off the
+/// call's task.
+fn spawn_load(
+    ctx: &Arc<Ctx>,
+    me: &Mailbox,
+    who: Who,
+    seq: u64,
+    prompt: tandem_twiml::Prompt,
+    base: Option<Url>,
+) {
+    let prompts = ctx.prompts.clone();
+    let me = me.clone();
+    tokio::spawn(async move {
+        let result = match prompt {
+            tandem_twiml::Prompt::Say(say) => prompts
+                .say(
+                    &say.text,
+                    say.voice.as_deref(),
+                    say.language.as_deref(),
+                    say.loop_,
+                )
+                .await
+                .map(|p| Box::new(Audio::Prompt(p)))
+                .map_err(|e| e.to_string()),
+            tandem_twiml::Prompt::Play(play) => match (&play.digits, &play.url) {
+                (Some(d), _) => digits_source(d)
+                    .map(|d| Box::new(Audio::Digits(d)))
+                    .map_err(|e| e.to_string()),
+                (None, Some(url)) => {
+                    let url = match &base {
+                        Some(b) => b
+                            .join(url)
+                            .map(|u| u.to_string())
+                            .unwrap_or_else(|_| url.clone()),
+                        None => url.clone(),
+                    };
+                    prompts
+                        .play(&url, play.loop_)
+                        .await
+                        .map(|p| Box::new(Audio::Prompt(p)))
+                        .map_err(|e| e.to_string())
+                }
+                (None, None) => Err("<Play> without a URL or digits".to_owned()),
+            },
+            tandem_twiml::Prompt::Pause(_) => Err("pause".to_owned()),
+        };
+        me.send(CallMsg::AudioReady { who, seq, result });
+    });
+}

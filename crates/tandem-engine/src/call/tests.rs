@@ -1,0 +1,757 @@
+//! The virtual-time call harness: one [`Call`] driven by a script — SIP
+//! messages in, media events, digits, fetch answers — on a clock that only
+//! moves when the script says so; every output and every media operation is
+//! recorded with its virtual time, in microseconds. A test per behaviour,
+//! each named after it; the regressions name the defect they pin.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tandem_sip::builder::RequestBuilder;
+use tandem_sip::transaction::{Transport, TxId};
+use tandem_webhook::CallStatus;
+
+use super::*;
+use crate::config::EngineConfig;
+use crate::media::LegError;
+use crate::recording::{RecordingInfo, RecordingOptions};
+
+const MS: Duration = Duration::from_millis(1);
+const SEC: Duration = Duration::from_secs(1);
+const CALLER: &str = "127.0.0.9:5060";
+
+/// What the fake media plane was asked, with the virtual time.
+#[derive(Debug, Default)]
+struct EnvState {
+    next: u32,
+    open: Vec<LegId>,
+    expected: Vec<LegId>,
+    closed: Vec<(Instant, LegId)>,
+    listening: Vec<LegId>,
+    bridges: Vec<(LegId, LegId)>,
+    plays: Vec<(LegId, u64)>,
+    contacts: HashMap<String, Vec<(String, Peer)>>,
+    now: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FakeEnv(Arc<Mutex<EnvState>>);
+
+impl FakeEnv {
+    fn st(&self) -> std::sync::MutexGuard<'_, EnvState> {
+        self.0.lock().unwrap()
+    }
+}
+
+const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+impl Env for FakeEnv {
+    fn has_media(&self) -> bool {
+        true
+    }
+    fn open_leg(&mut self) -> Result<LegId, LegError> {
+        let mut s = self.st();
+        s.next += 1;
+        let id = LegId(s.next);
+        s.open.push(id);
+        Ok(id)
+    }
+    fn answer(&mut self, _: LegId, _: &[u8]) -> Result<Vec<u8>, LegError> {
+        Ok(SDP.to_vec())
+    }
+    fn offer(&mut self, _: LegId, _: Option<&[u8]>) -> Result<Vec<u8>, LegError> {
+        Ok(SDP.to_vec())
+    }
+    fn take_answer(&mut self, _: LegId, _: &[u8]) -> Result<(), LegError> {
+        Ok(())
+    }
+    fn ringback(&mut self, _: LegId, _: Option<tandem_media::tones::RingTone>) {}
+    fn relay(&mut self, _: LegId, _: Option<LegId>) {}
+    fn bridge(&mut self, a: LegId, b: LegId) {
+        self.st().bridges.push((a, b));
+    }
+    fn play(&mut self, leg: LegId, _: Audio) -> Option<u64> {
+        let mut s = self.st();
+        let id = 1000 + s.plays.len() as u64;
+        s.plays.push((leg, id));
+        Some(id)
+    }
+    fn stop_play(&mut self, _: u64) {}
+    fn send_digits(&mut self, _: LegId, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn expect_media(&mut self, leg: LegId, on: bool) {
+        let mut s = self.st();
+        s.expected.retain(|l| *l != leg);
+        if on {
+            s.expected.push(leg);
+        }
+    }
+    fn listen_dtmf(&mut self, leg: LegId) {
+        self.st().listening.push(leg);
+    }
+    fn start_recording(
+        &mut self,
+        _: &str,
+        _: RecordingOptions,
+        _: LegId,
+    ) -> Result<env::RecordingStarted, String> {
+        Err("no recordings in the harness".to_owned())
+    }
+    fn record_child(&mut self, _: LegId) {}
+    fn stop_recording(&mut self) -> Option<Result<RecordingInfo, String>> {
+        None
+    }
+    fn close_leg(&mut self, leg: LegId) {
+        let mut s = self.st();
+        let now = s.now.expect("clock set");
+        s.open.retain(|l| *l != leg);
+        s.expected.retain(|l| *l != leg);
+        s.closed.push((now, leg));
+    }
+    fn contacts(&self, identity: &str) -> Vec<(String, Peer)> {
+        self.st()
+            .contacts
+            .get(identity)
+            .cloned()
+            .unwrap_or_default()
+    }
+    fn dial_ended(&mut self, _: tandem_webhook::DialCallStatus) {}
+}
+
+/// A status callback as the harness saw it queued.
+#[derive(Debug, Clone)]
+struct Status {
+    at: Duration,
+    to: String,
+    status: CallStatus,
+    duration: Option<u64>,
+    params: Vec<(String, String)>,
+}
+
+/// One call on a virtual clock.
+struct Harness {
+    call: Call,
+    env: FakeEnv,
+    t0: Instant,
+    now: Instant,
+    log: Vec<(Duration, Output)>,
+    tx: u64,
+}
+
+fn config() -> Arc<EngineConfig> {
+    Arc::new(EngineConfig {
+        account_sid: "AC00000000000000000000000000000000".into(),
+        auth_token: "token".into(),
+        sip_host: "127.0.0.1:5080".into(),
+        public_url: "http://127.0.0.1:8080".into(),
+        trunks: Vec::new(),
+        numbers: Vec::new(),
+        clients: Vec::new(),
+        recording_dir: std::env::temp_dir(),
+        webhook_timeout: Duration::from_secs(5),
+        media: None,
+    })
+}
+
+fn peer(addr: &str) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: addr.parse().unwrap(),
+    }
+}
+
+fn caller_invite(extra: &[(&str, &str)]) -> Request {
+    let mut b = RequestBuilder::new(
+        Method::Invite,
+        rsip::Uri::try_from("sip:+15550001000@127.0.0.1:5080").unwrap(),
+    )
+    .via("UDP", CALLER, "z9hG4bKcaller1")
+    .max_forwards(70)
+    .from("\"Alice Smith\" <sip:+15551112222@127.0.0.9>;tag=caller")
+    .to("<sip:+15550001000@127.0.0.1:5080>")
+    .call_id("caller-call-id")
+    .cseq(1)
+    .contact(format!("<sip:alice@{CALLER}>"));
+    for (k, v) in extra {
+        b = b.header(Header::Other((*k).to_owned(), (*v).to_owned()));
+    }
+    b.body("application/sdp", SDP.to_vec()).build()
+}
+
+impl Harness {
+    fn start(twiml: &str) -> Self {
+        Self::start_with(twiml, caller_invite(&[]), FakeEnv::default())
+    }
+
+    fn start_with(twiml: &str, invite: Request, env: FakeEnv) -> Self {
+        let t0 = Instant::now();
+        env.st().now = Some(t0);
+        let doc = tandem_twiml::parse(twiml).expect("test document parses");
+        let url = Url::parse("http://app.test/voice").unwrap();
+        let start = Start {
+            interp: Interpreter::new(doc, Some(url.clone())),
+            document_url: Some(url),
+            fallback: None,
+        };
+        let mut refused = VecDeque::new();
+        let call = Call::new(
+            t0,
+            config(),
+            Box::new(env.clone()),
+            IdGen::seeded(7),
+            ServerTx {
+                shard: 0,
+                tx: TxId::from_raw(1),
+            },
+            invite,
+            peer(CALLER),
+            start,
+            &mut refused,
+        )
+        .expect("call starts");
+        let mut h = Self {
+            call,
+            env,
+            t0,
+            now: t0,
+            log: Vec::new(),
+            tx: 10,
+        };
+        h.call.begin(t0);
+        h.drain();
+        h
+    }
+
+    fn at(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    fn drain(&mut self) {
+        while let Some(o) = self.call.poll_output() {
+            self.log.push((self.at(), o));
+        }
+    }
+
+    /// Moves the clock by `d`, firing every timer on its way at its own instant.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.call.poll_timeout().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            self.env.st().now = Some(self.now);
+            self.call.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = end;
+        self.env.st().now = Some(end);
+    }
+
+    fn msg(&mut self, m: CallMsg) {
+        self.env.st().now = Some(self.now);
+        self.call.handle_msg(self.now, m);
+        self.drain();
+    }
+
+    fn media(&mut self, ev: MediaEvent) {
+        self.env.st().now = Some(self.now);
+        self.call.handle_media(self.now, ev);
+        self.drain();
+    }
+
+    /// The INVITEs sent to callees, in order.
+    fn invites(&self) -> Vec<Request> {
+        self.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Request { request, .. }
+                    if request.method == Method::Invite
+                        && request.headers.call_id() != Some("caller-call-id") =>
+                {
+                    Some(request.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Branch `i`'s callee answers `code` (with a To tag and a Contact).
+    fn callee(&mut self, i: usize, code: u16, tag: &str) {
+        let invite = self.invites()[i].clone();
+        let mut r = response_to(&invite, code, None, Some(tag));
+        if (101..300).contains(&code) {
+            r.headers.push(Header::Contact(
+                format!("<sip:callee{i}@127.0.0.{}:5060>", i + 20).into(),
+            ));
+        }
+        if code == 200 || code == 183 {
+            r.headers
+                .push(Header::ContentType("application/sdp".into()));
+            r.body = SDP.to_vec();
+        }
+        self.msg(CallMsg::Response {
+            response: Box::new(r),
+            source: None,
+        });
+    }
+
+    fn request(&mut self, req: Request) {
+        self.tx += 1;
+        let stx = ServerTx {
+            shard: 0,
+            tx: TxId::from_raw(self.tx),
+        };
+        self.msg(CallMsg::Request {
+            stx,
+            request: Box::new(req),
+            source: peer(CALLER),
+        });
+    }
+
+    /// The caller hangs up (BYE in its dialog).
+    fn caller_bye(&mut self) {
+        let bye = RequestBuilder::new(
+            Method::Bye,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", CALLER, "z9hG4bKcallerbye")
+        .max_forwards(70)
+        .from("<sip:+15551112222@127.0.0.9>;tag=caller")
+        .to(format!(
+            "<sip:+15550001000@127.0.0.1:5080>;tag={}",
+            self.call.local_tag
+        ))
+        .call_id("caller-call-id")
+        .cseq(2)
+        .build();
+        self.request(bye);
+    }
+
+    fn statuses(&self) -> Vec<Status> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Status { event, .. } => Some(Status {
+                    at: *at,
+                    to: event.call.to.clone(),
+                    status: event.call.status,
+                    duration: event.duration_secs,
+                    params: event
+                        .params(0)
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn statuses_of(&self, to: &str) -> Vec<(Duration, CallStatus, Option<u64>)> {
+        self.statuses()
+            .into_iter()
+            .filter(|s| s.to == to)
+            .map(|s| (s.at, s.status, s.duration))
+            .collect()
+    }
+
+    /// The Dial action's parameters (the fetch with DialCallStatus).
+    fn action(&self) -> Option<(Duration, HashMap<String, String>)> {
+        self.log.iter().find_map(|(at, o)| match o {
+            Output::Fetch { req, params, .. }
+                if req.params.iter().any(|(k, _)| k == "DialCallStatus") =>
+            {
+                let mut m: HashMap<String, String> = params
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
+                for (k, v) in &req.params {
+                    m.insert(k.clone(), v.clone());
+                }
+                Some((*at, m))
+            }
+            _ => None,
+        })
+    }
+
+    fn byes_to_caller(&self) -> usize {
+        self.log
+            .iter()
+            .filter(|(_, o)| matches!(o, Output::Request { request, .. }
+                if request.method == Method::Bye && request.headers.call_id() == Some("caller-call-id")))
+            .count()
+    }
+
+    fn sent(&self, method: Method, call_id: &str) -> Vec<Duration> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Request { request, .. } | Output::Ack { request, .. }
+                    if request.method == method && request.headers.call_id() == Some(call_id) =>
+                {
+                    Some(*at)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cancels(&self) -> Vec<(Duration, String)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Cancel { call_id, .. } => Some((*at, call_id.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn call_id(r: &Request) -> String {
+    r.headers.call_id().unwrap().to_owned()
+}
+
+const EVENTS: &str = r#"statusCallbackEvent="initiated ringing answered completed""#;
+
+/// Regression (issue "Calls that last"): a simultaneous ring answered by one
+/// callee was hung up by the cancelled branch's silent leg hitting the media
+/// timeout. The loser's leg now closes when it is cancelled, media is
+/// expected only on the caller's and the bridged legs, and the call talks on.
+#[test]
+fn a_cancelled_branch_never_ends_the_bridged_call() {
+    let mut h = Harness::start(&format!(
+        r#"<Response><Dial action="/action"><Sip {EVENTS} statusCallback="/s/a">sip:a@127.0.0.21:5060</Sip><Sip {EVENTS} statusCallback="/s/b">sip:b@127.0.0.22:5060</Sip></Dial></Response>"#
+    ));
+    assert_eq!(h.invites().len(), 2);
+    let legs = h.env.st().open.clone();
+    assert_eq!(legs.len(), 3, "caller's leg and one per branch");
+    h.advance(100 * MS);
+    h.callee(0, 180, "ta");
+    h.callee(1, 180, "tb");
+    h.advance(400 * MS);
+    h.callee(1, 200, "tb");
+    let a = call_id(&h.invites()[0]);
+    assert_eq!(h.cancels(), [(500 * MS, a)]);
+    // The loser's ports went back at once; media is expected where it flows.
+    assert_eq!(h.env.st().closed, [(h.t0 + 500 * MS, legs[1])]);
+    let mut expected = h.env.st().expected.clone();
+    expected.sort_by_key(|l| l.0);
+    assert_eq!(expected, [legs[0], legs[2]]);
+    // A late timeout report from the cancelled leg ends nothing.
+    h.advance(4 * SEC);
+    h.media(MediaEvent::Timeout {
+        leg: legs[1],
+        after: 4 * SEC,
+    });
+    assert_eq!(h.byes_to_caller(), 0);
+    h.advance(6 * SEC);
+    h.caller_bye();
+    let (at, p) = h.action().expect("action requested");
+    assert_eq!(at, 10_500 * MS);
+    assert_eq!(p["DialCallStatus"], "completed");
+    assert_eq!(p["DialCallDuration"], "10");
+    assert_eq!(
+        h.statuses_of("a")
+            .iter()
+            .map(|s| (s.0, s.1))
+            .collect::<Vec<_>>(),
+        [
+            (Duration::ZERO, CallStatus::Initiated),
+            (100 * MS, CallStatus::Ringing),
+            (500 * MS, CallStatus::Canceled)
+        ]
+    );
+    assert_eq!(
+        h.statuses_of("b"),
+        [
+            (Duration::ZERO, CallStatus::Initiated, None),
+            (100 * MS, CallStatus::Ringing, None),
+            (500 * MS, CallStatus::InProgress, None),
+            (10_500 * MS, CallStatus::Completed, Some(10)),
+        ]
+    );
+}
+
+/// Regression: the busy branch reported at the end of the whole call, the
+/// loser `no-answer`, the unregistered `<Client>` nothing, and the winner's
+/// CallDuration short. Each branch now reports the moment it ends.
+#[test]
+fn every_branch_reports_its_own_end_when_it_happens() {
+    let mut h = Harness::start(&format!(
+        r#"<Response><Dial action="/action"><Sip {EVENTS} statusCallback="/s">sip:busy@127.0.0.21</Sip><Sip {EVENTS} statusCallback="/s">sip:ring@127.0.0.22</Sip><Sip {EVENTS} statusCallback="/s">sip:talk@127.0.0.23</Sip><Client {EVENTS} statusCallback="/s">nobody</Client></Dial></Response>"#
+    ));
+    assert_eq!(
+        h.invites().len(),
+        3,
+        "no INVITE for the unregistered client"
+    );
+    assert_eq!(
+        h.statuses_of("client:nobody"),
+        [(Duration::ZERO, CallStatus::Failed, None)]
+    );
+    h.advance(100 * MS);
+    h.callee(0, 486, "t0");
+    assert_eq!(
+        h.statuses_of("busy").last().map(|s| (s.0, s.1)),
+        Some((100 * MS, CallStatus::Busy))
+    );
+    h.callee(1, 180, "t1");
+    h.advance(900 * MS);
+    h.callee(2, 200, "t2");
+    assert_eq!(
+        h.statuses_of("ring").last().map(|s| (s.0, s.1)),
+        Some((SEC, CallStatus::Canceled))
+    );
+    h.advance(5 * SEC);
+    h.caller_bye();
+    assert_eq!(
+        h.statuses_of("talk").last().copied(),
+        Some((6 * SEC, CallStatus::Completed, Some(5)))
+    );
+    let (_, p) = h.action().unwrap();
+    assert_eq!(p["DialCallDuration"], "5");
+}
+
+/// Regression: a second 2xx with another To tag (a forking proxy behind the
+/// callee) replaced the bridged dialog and was never hung up.
+#[test]
+fn a_second_2xx_from_another_dialog_is_acked_then_byed_and_the_bridge_kept() {
+    let mut h = Harness::start(r#"<Response><Dial><Sip>sip:x@127.0.0.21</Sip></Dial></Response>"#);
+    h.advance(100 * MS);
+    h.callee(0, 200, "first");
+    h.advance(10 * MS);
+    h.callee(0, 200, "second");
+    let cid = call_id(&h.invites()[0]);
+    assert_eq!(h.sent(Method::Ack, &cid), [100 * MS, 110 * MS]);
+    assert_eq!(h.sent(Method::Bye, &cid), [110 * MS]);
+    let bye = h
+        .log
+        .iter()
+        .find_map(|(_, o)| match o {
+            Output::Request { request, .. } if request.method == Method::Bye => {
+                Some(request.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(bye.headers.to_tag(), Some("second"));
+    // The caller's BYE hangs up the first dialog, the one bridged.
+    h.advance(SEC);
+    h.caller_bye();
+    let last = h
+        .log
+        .iter()
+        .rev()
+        .find_map(|(_, o)| match o {
+            Output::Request { request, .. } if request.method == Method::Bye => {
+                Some(request.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(last.headers.to_tag(), Some("first"));
+}
+
+/// Regression: `DialCallDuration=0` was sent for a Dial nobody answered.
+#[test]
+fn dial_call_duration_is_absent_when_nobody_was_connected() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/a"><Sip>sip:x@127.0.0.21</Sip></Dial></Response>"#,
+    );
+    h.advance(100 * MS);
+    h.callee(0, 486, "t");
+    let (_, p) = h.action().unwrap();
+    assert_eq!(p["DialCallStatus"], "busy");
+    assert!(!p.contains_key("DialCallDuration"), "{p:?}");
+}
+
+/// Regression: `answered` went out at bridge time, so a screened callee that
+/// declined never reported it.
+#[test]
+fn answered_is_reported_when_the_callee_answers_even_if_screening_declines() {
+    let mut h = Harness::start(&format!(
+        r#"<Response><Dial action="/a"><Sip {EVENTS} statusCallback="/s" url="/screen">sip:x@127.0.0.21</Sip></Dial></Response>"#
+    ));
+    h.advance(200 * MS);
+    h.callee(0, 200, "t");
+    let screen_fetch = h.log.iter().any(|(_, o)| {
+        matches!(
+            o,
+            Output::Fetch {
+                screen: Some(_),
+                ..
+            }
+        )
+    });
+    assert!(screen_fetch, "the screening document is fetched");
+    assert_eq!(
+        h.statuses_of("x").last().map(|s| (s.0, s.1)),
+        Some((200 * MS, CallStatus::InProgress))
+    );
+    let cid = call_id(&h.invites()[0]);
+    h.advance(SEC);
+    h.msg(CallMsg::ScreenFetched {
+        call_id: cid.clone(),
+        result: Box::new(Ok(("<Response><Hangup/></Response>".into(), None))),
+    });
+    assert_eq!(h.sent(Method::Bye, &cid), [1200 * MS]);
+    assert_eq!(
+        h.statuses_of("x").last().copied(),
+        Some((1200 * MS, CallStatus::Completed, Some(1)))
+    );
+}
+
+/// Regression: a screening `<Gather>`'s nested `<Say>` was never played to
+/// the callee, and its keys were heard only as SIP INFO. Now the prompt plays
+/// on the callee's leg and an RFC 4733 (or in-band) key decides.
+#[test]
+fn a_screened_callee_hears_the_gather_prompt_and_answers_by_rfc4733() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/a"><Sip url="/screen">sip:x@127.0.0.21</Sip></Dial></Response>"#,
+    );
+    h.advance(200 * MS);
+    h.callee(0, 200, "t");
+    let cid = call_id(&h.invites()[0]);
+    let branch_leg = h.env.st().open[1];
+    assert!(
+        h.env.st().listening.contains(&branch_leg),
+        "keys listened for on the callee's leg"
+    );
+    h.msg(CallMsg::ScreenFetched {
+        call_id: cid,
+        result: Box::new(Ok((
+            r#"<Response><Gather numDigits="1" action="/accept"><Say>Press 1</Say></Gather><Hangup/></Response>"#.into(),
+            Some(Url::parse("http://app.test/screen").unwrap()),
+        ))),
+    });
+    let (who, seq) = h
+        .log
+        .iter()
+        .find_map(|(_, o)| match o {
+            Output::LoadAudio { who, seq, .. } => Some((*who, *seq)),
+            _ => None,
+        })
+        .expect("the Say is loaded for the callee");
+    assert_eq!(who, Who::Branch(0));
+    let digits = crate::media_ops::digits_source("1").unwrap();
+    h.msg(CallMsg::AudioReady {
+        who,
+        seq,
+        result: Ok(Box::new(Audio::Digits(digits))),
+    });
+    assert_eq!(h.env.st().plays.first().map(|p| p.0), Some(branch_leg));
+    h.advance(SEC);
+    h.msg(CallMsg::Digit(Box::new(DtmfDigit {
+        digit: '1',
+        kind: crate::media_ops::DtmfKind::Rfc4733,
+        leg: branch_leg,
+        at: tokio::time::Instant::from_std(h.now),
+    })));
+    let accept = h.log.iter().find_map(|(_, o)| match o {
+        Output::Fetch {
+            screen: Some(_),
+            req,
+            ..
+        } if req.url.path() == "/accept" => Some(req.params.clone()),
+        _ => None,
+    });
+    assert_eq!(accept, Some(vec![("Digits".to_owned(), "1".to_owned())]));
+}
+
+/// Regression: ForwardedFrom and CallerName were never sent.
+#[test]
+fn forwarded_from_and_caller_name_come_from_the_invite() {
+    let invite = caller_invite(&[(
+        "Diversion",
+        "<sip:+15559990000@carrier.test>;reason=unconditional",
+    )]);
+    let h = Harness::start_with(
+        r#"<Response><Dial><Sip statusCallbackEvent="initiated" statusCallback="/s">sip:x@127.0.0.21</Sip></Dial></Response>"#,
+        invite,
+        FakeEnv::default(),
+    );
+    let s = &h.statuses()[0];
+    let get = |k: &str| {
+        s.params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("ForwardedFrom"), Some("+15559990000"));
+    assert_eq!(get("CallerName"), Some("Alice Smith"));
+}
+
+/// A 2xx crossing the caller's CANCEL after the Dial ended is ACKed then
+/// BYEd by the same arbiter (no second implementation, no fixed delay).
+#[test]
+fn a_2xx_crossing_the_callers_cancel_is_acked_then_byed() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/a"><Sip>sip:x@127.0.0.21</Sip></Dial></Response>"#,
+    );
+    h.advance(100 * MS);
+    h.callee(0, 180, "t");
+    h.msg(CallMsg::Cancelled);
+    let (_, p) = h.action().unwrap();
+    assert_eq!(p["DialCallStatus"], "canceled");
+    assert!(
+        !h.call.is_done(),
+        "the branch still owes its final response"
+    );
+    h.advance(5 * MS);
+    h.callee(0, 200, "t");
+    let cid = call_id(&h.invites()[0]);
+    assert_eq!(h.sent(Method::Ack, &cid), [105 * MS]);
+    assert_eq!(h.sent(Method::Bye, &cid), [105 * MS]);
+    assert!(h.call.is_done());
+    let unrouted = h
+        .log
+        .iter()
+        .any(|(_, o)| matches!(o, Output::Unroute { call_id } if *call_id == cid));
+    assert!(unrouted);
+}
+
+/// The Dial `timeout` ends ringing branches `no-answer` at the deadline to
+/// the microsecond, and their legs close then.
+#[test]
+fn the_dial_timeout_ends_ringing_branches_no_answer_to_the_microsecond() {
+    let mut h = Harness::start(&format!(
+        r#"<Response><Dial timeout="5" action="/a"><Sip {EVENTS} statusCallback="/s">sip:x@127.0.0.21</Sip></Dial></Response>"#
+    ));
+    h.callee(0, 180, "t");
+    h.advance(5 * SEC - Duration::from_micros(1));
+    assert!(h.cancels().is_empty());
+    h.advance(Duration::from_micros(1));
+    assert_eq!(h.cancels().len(), 1);
+    assert_eq!(h.cancels()[0].0, 5 * SEC);
+    assert_eq!(
+        h.statuses_of("x").last().map(|s| (s.0, s.1)),
+        Some((5 * SEC, CallStatus::NoAnswer))
+    );
+    let (_, p) = h.action().unwrap();
+    assert_eq!(p["DialCallStatus"], "no-answer");
+}
+
+/// The caller's leg timing out ends the call; a bridged callee's leg timing
+/// out ends the bridge (the callee gets BYE, the document goes on).
+#[test]
+fn media_timeouts_end_what_their_leg_carries() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/a"><Sip>sip:x@127.0.0.21</Sip></Dial></Response>"#,
+    );
+    h.callee(0, 200, "t");
+    let legs = h.env.st().open.clone();
+    h.advance(30 * SEC);
+    h.media(MediaEvent::Timeout {
+        leg: legs[1],
+        after: 30 * SEC,
+    });
+    let cid = call_id(&h.invites()[0]);
+    assert_eq!(h.sent(Method::Bye, &cid), [30 * SEC]);
+    assert_eq!(h.byes_to_caller(), 0);
+    let (_, p) = h.action().unwrap();
+    assert_eq!(p["DialCallStatus"], "completed");
+    h.media(MediaEvent::Timeout {
+        leg: legs[0],
+        after: 30 * SEC,
+    });
+    assert_eq!(h.byes_to_caller(), 1);
+}
