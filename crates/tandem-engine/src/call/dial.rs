@@ -802,6 +802,14 @@ impl Call {
         }
     }
 
+    /// Sends the ACK of branch `i`'s 2xx unless it went out already (a
+    /// screened branch was ACKed when its screening started).
+    fn ack_if_owed(&mut self, i: usize) {
+        if self.dial.as_ref().is_some_and(|d| d.branches[i].unacked) {
+            self.ack_branch(i);
+        }
+    }
+
     /// ACK then BYE for a dialog Tandem does not want (ACK first, RFC 3261 §13.2.2.4).
     fn ack_and_bye(&mut self, dialog: &mut Dialog, peer: Peer) {
         let host = self.cfg.sip_host.clone();
@@ -853,17 +861,15 @@ impl Call {
                 }
                 Action::AckThenBye(i) => self.ack_then_bye(i),
                 Action::Bye(i) => {
-                    if self.dial.as_ref().is_some_and(|d| d.branches[i].unacked) {
-                        self.ack_branch(i);
-                    }
+                    self.ack_if_owed(i);
                     self.bye_branch(i);
                 }
                 Action::StartScreening(i) => {
-                    self.ack_branch(i);
+                    self.ack_if_owed(i);
                     self.start_screening(i);
                 }
                 Action::Bridge(i) => {
-                    self.ack_branch(i);
+                    self.ack_if_owed(i);
                     self.bridge(i);
                 }
                 Action::PlayRingback => self.play_ringback(),

@@ -755,3 +755,26 @@ fn media_timeouts_end_what_their_leg_carries() {
     });
     assert_eq!(h.byes_to_caller(), 1);
 }
+
+/// Regression (found by the SIPp `screening` case): a screened callee that
+/// accepted got a second ACK for its one 2xx when it was bridged.
+#[test]
+fn a_screened_callee_that_accepts_is_acked_once_and_bridged() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/a"><Sip url="/screen">sip:x@127.0.0.21</Sip></Dial></Response>"#,
+    );
+    h.advance(200 * MS);
+    h.callee(0, 200, "t");
+    let cid = call_id(&h.invites()[0]);
+    h.advance(300 * MS);
+    h.msg(CallMsg::ScreenFetched {
+        call_id: cid.clone(),
+        result: Box::new(Ok(("<Response/>".into(), None))),
+    });
+    assert_eq!(h.sent(Method::Ack, &cid), [200 * MS]);
+    assert_eq!(
+        h.env.st().bridges.len(),
+        1,
+        "bridged once the screening accepted"
+    );
+}
