@@ -28,6 +28,9 @@ pub struct EngineConfig {
     pub webhook_timeout: Duration,
     /// Media anchoring; `None` runs signalling only (SDP passed through).
     pub media: Option<MediaConfig>,
+    /// `[debug] call_logs`: each call's event log is written here when it
+    /// ends (`tandem_engine::replay` replays it).
+    pub call_log_dir: Option<PathBuf>,
 }
 
 /// RTP settings.
@@ -195,6 +198,7 @@ mod tests {
             }],
             clients: vec![],
             recording_dir: "rec".into(),
+            call_log_dir: None,
             webhook_timeout: Duration::from_secs(5),
             media: None,
         }

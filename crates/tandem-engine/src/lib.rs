@@ -12,5 +12,6 @@ pub mod media_ops;
 pub mod recording;
 mod registration;
 
+pub use call::replay::{ReplayError, replay};
 pub use config::{EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
 pub use engine::{Engine, EngineError};

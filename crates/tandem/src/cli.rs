@@ -1,4 +1,5 @@
-//! Command-line arguments: `--config FILE`, `--check-config`, `--help`, `--version`.
+//! Command-line arguments: `--config FILE`, `--check-config`, `--replay CALLLOG`,
+//! `--help`, `--version`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 pub const USAGE: &str = "\
 tandem: a SIP B2BUA that runs TwiML call control
 
-Usage: tandem [--config FILE] [--check-config]
+Usage: tandem [--config FILE] [--check-config | --replay CALLLOG]
 
 Options:
   -c, --config FILE   Run this config file. Without it, tandem runs
@@ -15,6 +16,10 @@ Options:
                       that file embedded in the binary.
       --check-config  Validate the config, print a one-line summary and exit
                       (exit code 2 and the offending key if it is invalid).
+      --replay CALLLOG
+                      Replay a call's event log (written with [debug]
+                      call_logs) on a virtual clock and print what the call
+                      did, with times in microseconds since it began.
   -h, --help          Print this help.
   -V, --version       Print the version.
 
@@ -35,6 +40,8 @@ pub enum Command {
         config: Option<PathBuf>,
         /// `--check-config`.
         check_only: bool,
+        /// `--replay CALLLOG`.
+        replay: Option<PathBuf>,
     },
 }
 
@@ -45,8 +52,8 @@ pub enum CliError {
     /// An option tandem does not know.
     #[error("unknown argument {0:?}")]
     Unknown(String),
-    /// `--config` without its FILE.
-    #[error("--config needs a FILE")]
+    /// `--config` (or `--replay`) without its FILE.
+    #[error("--config and --replay need a FILE")]
     MissingValue,
     /// `--config` given twice.
     #[error("--config given more than once")]
@@ -57,6 +64,7 @@ pub enum CliError {
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliError> {
     let mut config = None;
     let mut check_only = false;
+    let mut replay = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let value = match arg.to_str() {
@@ -64,6 +72,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliErr
             Some("-V" | "--version") => return Ok(Command::Version),
             Some("--check-config") => {
                 check_only = true;
+                continue;
+            }
+            Some("--replay") => {
+                let v = args.next().ok_or(CliError::MissingValue)?;
+                if v.is_empty() {
+                    return Err(CliError::MissingValue);
+                }
+                replay = Some(PathBuf::from(v));
                 continue;
             }
             Some("-c" | "--config") => args.next().ok_or(CliError::MissingValue)?,
@@ -77,7 +93,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliErr
             return Err(CliError::Repeated);
         }
     }
-    Ok(Command::Run { config, check_only })
+    Ok(Command::Run {
+        config,
+        check_only,
+        replay,
+    })
 }
 
 #[cfg(test)]
@@ -94,7 +114,8 @@ mod tests {
             parse_strs(&[]),
             Ok(Command::Run {
                 config: None,
-                check_only: false
+                check_only: false,
+                replay: None,
             })
         );
     }
@@ -104,6 +125,7 @@ mod tests {
         let want = Ok(Command::Run {
             config: Some(PathBuf::from("a.toml")),
             check_only: true,
+            replay: None,
         });
         assert_eq!(parse_strs(&["--config", "a.toml", "--check-config"]), want);
         assert_eq!(parse_strs(&["--check-config", "--config=a.toml"]), want);

@@ -55,6 +55,16 @@ pub struct Config {
     pub numbers: Vec<NumberConfig>,
     /// `[[client]]`s (registrar identities), in file order.
     pub clients: Vec<ClientConfig>,
+    /// `[debug]`: aids for field reports.
+    pub debug: DebugConfig,
+}
+
+/// `[debug]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DebugConfig {
+    /// Folder each call's event log is written to when the call ends
+    /// (absolute); `None`: no logs.
+    pub call_logs: Option<PathBuf>,
 }
 
 /// Where a config was read from.

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     // (docs/benchmarks.md). Best effort: some kernels refuse it.
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_thp_disable(true);
-    let (config_path, check_only) = match cli::parse(std::env::args_os().skip(1)) {
+    let (config_path, check_only, replay) = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Help) => {
             print_out(cli::USAGE.trim_end());
             return ExitCode::SUCCESS;
@@ -33,7 +33,11 @@ fn main() -> ExitCode {
             print_out(&format!("tandem {}", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Run { config, check_only }) => (config, check_only),
+        Ok(Command::Run {
+            config,
+            check_only,
+            replay,
+        }) => (config, check_only, replay),
         Err(e) => {
             eprintln!("tandem: {e}\n\n{}", cli::USAGE.trim_end());
             return ExitCode::from(EXIT_CONFIG);
@@ -44,6 +48,22 @@ fn main() -> ExitCode {
         Some(path) => Config::load(path),
         None => Config::load_default(),
     };
+
+    if let Some(log) = replay {
+        let result = loaded
+            .map_err(|e| format!("invalid config: {e}"))
+            .and_then(|config| run::replay(&config, &log));
+        return match result {
+            Ok(timeline) => {
+                print_out(timeline.trim_end());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tandem: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
 
     if check_only {
         return match loaded {

@@ -37,6 +37,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Err(e) = std::fs::create_dir_all(&engine_cfg.recording_dir) {
         warn!(dir = %engine_cfg.recording_dir.display(), error = %e, "cannot create the recording directory");
     }
+    if let Some(dir) = &engine_cfg.call_log_dir
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        warn!(dir = %dir.display(), error = %e, "cannot create the call log directory");
+    }
     let engine = Engine::new(engine_cfg, endpoint.handle.clone()).context("starting the engine")?;
     let http = engine
         .serve_http(config.http.listen)
@@ -61,6 +66,30 @@ fn method(m: HttpMethod) -> tandem_webhook::Method {
 }
 
 /// Splits the validated config into the engine's plain settings.
+/// Replays a call log (`--replay`) with this config: the call's outputs, a
+/// line each, `+seconds.micros what`.
+pub fn replay(config: &Config, log: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let listen = config
+        .sip
+        .udp
+        .first()
+        .or(config.sip.tcp.first())
+        .copied()
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 5060)));
+    let cfg = std::sync::Arc::new(engine_config(config, listen.ip(), listen.port()));
+    let out = tandem_engine::replay(&text, cfg).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut s = String::new();
+    for (at, what) in out {
+        s.push_str(&format!(
+            "+{}.{:06} {what}\n",
+            at.as_secs(),
+            at.subsec_micros()
+        ));
+    }
+    Ok(s)
+}
+
 fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineConfig {
     let host_ip = config
         .sip
@@ -132,6 +161,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
             .map(|c| (c.identity.clone(), c.password.expose().to_owned()))
             .collect(),
         recording_dir: config.recording.directory.clone(),
+        call_log_dir: config.debug.call_logs.clone(),
         webhook_timeout: config.http.webhook_timeout,
         media: Some(MediaConfig {
             address: rtp.address,

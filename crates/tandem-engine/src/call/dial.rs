@@ -37,7 +37,7 @@ pub(super) struct Branch {
     pub credentials: Option<(String, String)>,
     pub auth_tried: bool,
     /// The screening document running on this answered callee.
-    pub screen: Option<super::screen::Screen>,
+    pub screen: Option<Box<super::screen::Screen>>,
     /// `<Number sendDigits>`, played to the callee once bridged.
     pub send_digits: Option<String>,
     /// A 2xx was taken and its ACK is still to be sent (the arbiter decides

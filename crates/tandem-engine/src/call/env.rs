@@ -84,7 +84,8 @@ pub(crate) struct RealEnv {
     ctx: Arc<Ctx>,
     me: Mailbox,
     media_tx: mpsc::Sender<MediaEvent>,
-    legs: HashMap<LegId, LegSlot>,
+    /// Boxed: a slot is ~1 KB and the map keeps spare buckets.
+    legs: HashMap<LegId, Box<LegSlot>>,
     playing: HashMap<u64, Injection>,
     recording: Option<(RecordingSession, RecordingTaps)>,
 }
@@ -121,7 +122,7 @@ impl RealEnv {
     }
 
     fn leg(&mut self, id: LegId) -> Option<&mut LegSlot> {
-        let slot = self.legs.get_mut(&id);
+        let slot = self.legs.get_mut(&id).map(|b| &mut **b);
         if slot.is_none() {
             tracing::debug!(?id, "media: no such leg");
         }
@@ -151,11 +152,11 @@ impl Env for RealEnv {
         let id = media.leg.id();
         self.legs.insert(
             id,
-            LegSlot {
+            Box::new(LegSlot {
                 media,
                 dtmf: None,
                 rec: None,
-            },
+            }),
         );
         Ok(id)
     }

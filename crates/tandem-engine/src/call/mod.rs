@@ -37,6 +37,7 @@ mod dial;
 mod env;
 mod prompts;
 mod reinvite;
+pub mod replay;
 mod screen;
 mod shell;
 #[cfg(test)]
@@ -416,9 +417,15 @@ impl Call {
         self.drive();
     }
 
-    /// The next thing to do, in order.
+    /// The next thing to do, in order. The queue's memory is given back
+    /// once it is drained: an idle call keeps no buffer of outputs
+    /// (docs/benchmarks.md, memory per established call).
     pub(crate) fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let o = self.out.pop_front();
+        if o.is_none() && self.out.capacity() > 0 {
+            self.out = VecDeque::new();
+        }
+        o
     }
 
     /// Whether the call is over: nothing left to run, no branch owing a

@@ -70,7 +70,7 @@ impl Call {
         self.dial
             .as_mut()
             .and_then(|d| d.branches.get_mut(i))
-            .and_then(|b| b.screen.as_mut())
+            .and_then(|b| b.screen.as_deref_mut())
     }
 
     pub(super) fn on_audio_ready(

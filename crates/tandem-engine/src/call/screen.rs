@@ -35,7 +35,7 @@ impl Call {
             return;
         };
         tracing::info!(branch = i, %url, "screening the callee");
-        b.screen = Some(Screen {
+        b.screen = Some(Box::new(Screen {
             interp: Interpreter::screening(url, method),
             playing: None,
             seq: 0,
@@ -44,7 +44,7 @@ impl Call {
             pending_gather: None,
             gather: None,
             document_url: None,
-        });
+        }));
         if let Some(leg) = b.media {
             // The callee's keys, by RFC 4733 or in-band, while it screens.
             self.env.listen_dtmf(leg);

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 use url::Url;
 
+use super::replay::{CallLog, LoggedStart, LoggingEnv, document_start};
 use super::{Audio, Call, CallMsg, Fetched, Output, RealEnv, Start, Who, user_of};
 use crate::config::TwimlSource;
 use crate::engine::Ctx;
@@ -89,40 +90,34 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// The document a new call runs, or the SIP status refusing it.
-fn starting_document(ctx: &Ctx, to_user: &str) -> Result<Start, u16> {
+/// The document a new call runs (and how to log it), or the SIP status refusing it.
+fn starting_document(ctx: &Ctx, to_user: &str) -> Result<(Start, LoggedStart), u16> {
     let Some(route) = ctx.cfg.number(to_user) else {
         tracing::warn!(to = %to_user, "no [[number]] for the dialed user: 404");
         return Err(404);
     };
     Ok(match &route.source {
         TwimlSource::File(path) => match ctx.twiml_file(path) {
-            // The common case: the document is in memory, parsed.
-            Ok(doc) => match &doc.parsed {
-                Some(parsed) => Start {
-                    interp: Interpreter::new((**parsed).clone(), doc.url.clone()),
-                    document_url: doc.url,
-                    fallback: None,
-                },
-                None => {
-                    let url = doc
-                        .url
-                        .clone()
-                        .unwrap_or_else(|| Url::parse("file:///invalid").expect("static URL"));
-                    let mut interp = Interpreter::fetching(url, tandem_twiml::Method::Post);
-                    // Let the interpreter report the invalid document its own way.
-                    let _ = interp.poll_command();
-                    let _ = interp.handle(Event::Fetched {
-                        body: doc.body.to_string(),
-                        final_url: doc.url.clone(),
-                    });
-                    Start {
-                        interp,
+            Ok(doc) => {
+                let logged = LoggedStart::Document {
+                    url: doc.url.clone(),
+                    body: if ctx.cfg.call_log_dir.is_some() {
+                        doc.body.to_string()
+                    } else {
+                        String::new()
+                    },
+                };
+                let start = match &doc.parsed {
+                    // The common case: the document is in memory, parsed.
+                    Some(parsed) => Start {
+                        interp: Interpreter::new((**parsed).clone(), doc.url.clone()),
                         document_url: doc.url,
                         fallback: None,
-                    }
-                }
-            },
+                    },
+                    None => document_start(&doc.body, doc.url),
+                };
+                (start, logged)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "TwiML file unreadable");
                 let mut interp = Interpreter::fetching(
@@ -131,11 +126,16 @@ fn starting_document(ctx: &Ctx, to_user: &str) -> Result<Start, u16> {
                 );
                 let _ = interp.poll_command();
                 let _ = interp.handle(Event::FetchFailed { reason: e });
-                Start {
+                let start = Start {
                     interp,
                     document_url: None,
                     fallback: None,
-                }
+                };
+                let logged = LoggedStart::Document {
+                    url: None,
+                    body: String::new(),
+                };
+                (start, logged)
             }
         },
         TwimlSource::Url {
@@ -148,18 +148,22 @@ fn starting_document(ctx: &Ctx, to_user: &str) -> Result<Start, u16> {
                 tandem_webhook::Method::Get => tandem_twiml::Method::Get,
                 _ => tandem_twiml::Method::Post,
             };
-            Start {
-                interp: Interpreter::fetching(
-                    parsed
-                        .clone()
-                        .unwrap_or_else(|| Url::parse("http://invalid/").expect("static URL")),
-                    m,
-                ),
+            let url = parsed
+                .clone()
+                .unwrap_or_else(|| Url::parse("http://invalid/").expect("static URL"));
+            let logged = LoggedStart::Fetch {
+                url: url.clone(),
+                method: m,
+                fallback: fallback.as_ref().map(|(u, _)| u.clone()),
+            };
+            let start = Start {
+                interp: Interpreter::fetching(url, m),
                 document_url: parsed,
                 fallback: fallback
                     .as_ref()
                     .map(|(u, m)| tandem_webhook::Target::new(u.clone(), *m)),
-            }
+            };
+            (start, logged)
         }
     })
 }
@@ -175,7 +179,7 @@ pub(crate) async fn run(
 ) {
     let call_id = invite.headers.call_id().unwrap_or("").to_owned();
     let to_user = user_of(&invite.uri.to_string());
-    let start = match starting_document(&ctx, &to_user) {
+    let (start, logged) = match starting_document(&ctx, &to_user) {
         Ok(s) => s,
         Err(code) => {
             let r = response_to(&invite, code, None, Some("tandem"));
@@ -185,13 +189,27 @@ pub(crate) async fn run(
         }
     };
     let (media_tx, media_rx) = mpsc::channel(64);
-    let env = Box::new(RealEnv::new(ctx.clone(), me.clone(), media_tx));
+    let t0 = now();
+    let mut env: Box<dyn super::Env> = Box::new(RealEnv::new(ctx.clone(), me.clone(), media_tx));
+    let mut ids = IdGen::from_entropy();
+    let mut log = None;
+    if ctx.cfg.call_log_dir.is_some() {
+        // A logged call draws its tags and branches from a logged seed.
+        let seed = u64::from(ids.u32()) << 32 | u64::from(ids.u32());
+        ids = IdGen::seeded(seed);
+        let l = CallLog::new(t0, seed, &invite, source, invite_tx, &logged);
+        env = Box::new(LoggingEnv {
+            inner: env,
+            log: l.clone(),
+        });
+        log = Some(l);
+    }
     let mut refused = std::collections::VecDeque::new();
     let call = Call::new(
-        now(),
+        t0,
         ctx.cfg.clone(),
         env,
-        IdGen::from_entropy(),
+        ids,
         invite_tx,
         invite,
         source,
@@ -208,7 +226,8 @@ pub(crate) async fn run(
     };
     let span = tracing::info_span!("call", sid = %call.sid());
     let shell = Shell::new(ctx, me, call.sid().to_owned());
-    Box::pin(call_loop(shell, Box::new(call), call_id, inbox, media_rx).instrument(span)).await;
+    Box::pin(call_loop(shell, Box::new(call), call_id, inbox, media_rx, log).instrument(span))
+        .await;
 }
 
 /// Carries out a call's outputs.
@@ -329,6 +348,7 @@ async fn call_loop(
     call_id: String,
     mut inbox: Inbox,
     mut media_rx: mpsc::Receiver<MediaEvent>,
+    log: Option<CallLog>,
 ) {
     let ctx = shell.ctx.clone();
     tracing::info!("call started");
@@ -344,12 +364,40 @@ async fn call_loop(
         let deadline = call.poll_timeout();
         tokio::select! {
             msg = inbox.recv() => match msg {
-                Some(m) => call.handle_msg(now(), m),
+                Some(m) => {
+                    let t = now();
+                    if let Some(l) = &log {
+                        l.msg(t, &m);
+                    }
+                    call.handle_msg(t, m);
+                }
                 None => break,
             },
-            Some(ev) = media_rx.recv() => call.handle_media(now(), ev),
-            () = sleep_until(deadline), if deadline.is_some() => call.handle_timeout(now()),
+            Some(ev) = media_rx.recv() => {
+                let t = now();
+                if let Some(l) = &log {
+                    l.media(t, &ev);
+                }
+                call.handle_media(t, ev);
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {
+                let t = now();
+                if let Some(l) = &log {
+                    l.timer(t);
+                }
+                call.handle_timeout(t);
+            }
         }
+    }
+    if let (Some(l), Some(dir)) = (log, ctx.cfg.call_log_dir.clone()) {
+        let path = dir.join(format!("{}.calllog", shell.sid));
+        let text = l.text();
+        // Debug only: one file per call, written off the call's task.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = std::fs::write(&path, text) {
+                tracing::warn!(path = %path.display(), error = %e, "call log not written");
+            }
+        });
     }
     for c in shell.routed.drain(..) {
         ctx.calls.remove(&c);

@@ -137,6 +137,8 @@ struct Harness {
     now: Instant,
     log: Vec<(Duration, Output)>,
     tx: u64,
+    /// The call's event log, when the test asked for one.
+    events: Option<super::replay::CallLog>,
 }
 
 fn config() -> Arc<EngineConfig> {
@@ -149,6 +151,7 @@ fn config() -> Arc<EngineConfig> {
         numbers: Vec::new(),
         clients: Vec::new(),
         recording_dir: std::env::temp_dir(),
+        call_log_dir: None,
         webhook_timeout: Duration::from_secs(5),
         media: None,
     })
@@ -185,6 +188,10 @@ impl Harness {
     }
 
     fn start_with(twiml: &str, invite: Request, env: FakeEnv) -> Self {
+        Self::start_full(twiml, invite, env, false)
+    }
+
+    fn start_full(twiml: &str, invite: Request, env: FakeEnv, logged: bool) -> Self {
         let t0 = Instant::now();
         env.st().now = Some(t0);
         let doc = tandem_twiml::parse(twiml).expect("test document parses");
@@ -194,16 +201,37 @@ impl Harness {
             document_url: Some(url),
             fallback: None,
         };
+        let stx = ServerTx {
+            shard: 0,
+            tx: TxId::from_raw(1),
+        };
+        let mut boxed: Box<dyn Env> = Box::new(env.clone());
+        let mut events = None;
+        if logged {
+            let l = super::replay::CallLog::new(
+                t0,
+                7,
+                &invite,
+                peer(CALLER),
+                stx,
+                &super::replay::LoggedStart::Document {
+                    url: Some(Url::parse("http://app.test/voice").unwrap()),
+                    body: twiml.to_owned(),
+                },
+            );
+            boxed = Box::new(super::replay::LoggingEnv {
+                inner: boxed,
+                log: l.clone(),
+            });
+            events = Some(l);
+        }
         let mut refused = VecDeque::new();
         let call = Call::new(
             t0,
             config(),
-            Box::new(env.clone()),
+            boxed,
             IdGen::seeded(7),
-            ServerTx {
-                shard: 0,
-                tx: TxId::from_raw(1),
-            },
+            stx,
             invite,
             peer(CALLER),
             start,
@@ -217,6 +245,7 @@ impl Harness {
             now: t0,
             log: Vec::new(),
             tx: 10,
+            events,
         };
         h.call.begin(t0);
         h.drain();
@@ -239,6 +268,9 @@ impl Harness {
         while let Some(t) = self.call.poll_timeout().filter(|t| *t <= end) {
             self.now = t.max(self.now);
             self.env.st().now = Some(self.now);
+            if let Some(l) = &self.events {
+                l.timer(self.now);
+            }
             self.call.handle_timeout(self.now);
             self.drain();
         }
@@ -248,12 +280,18 @@ impl Harness {
 
     fn msg(&mut self, m: CallMsg) {
         self.env.st().now = Some(self.now);
+        if let Some(l) = &self.events {
+            l.msg(self.now, &m);
+        }
         self.call.handle_msg(self.now, m);
         self.drain();
     }
 
     fn media(&mut self, ev: MediaEvent) {
         self.env.st().now = Some(self.now);
+        if let Some(l) = &self.events {
+            l.media(self.now, &ev);
+        }
         self.call.handle_media(self.now, ev);
         self.drain();
     }
@@ -777,4 +815,71 @@ fn a_screened_callee_that_accepts_is_acked_once_and_bridged() {
         1,
         "bridged once the screening accepted"
     );
+}
+
+/// A call's event log replays to the same outputs at the same virtual
+/// times: the forked call that talks, with its loser's late timeout report,
+/// a screening with a key by RFC 4733, and the caller's BYE.
+#[test]
+fn a_call_log_replays_to_the_same_outputs_at_the_same_times() {
+    let twiml = format!(
+        r#"<Response><Dial action="/action"><Sip {EVENTS} statusCallback="/s/a">sip:a@127.0.0.21:5060</Sip><Sip {EVENTS} statusCallback="/s/b" url="/screen">sip:b@127.0.0.22:5060</Sip></Dial></Response>"#
+    );
+    let mut h = Harness::start_full(&twiml, caller_invite(&[]), FakeEnv::default(), true);
+    h.advance(100 * MS);
+    h.callee(0, 180, "ta");
+    h.advance(400 * MS);
+    h.callee(1, 200, "tb");
+    let cid = call_id(&h.invites()[1]);
+    h.msg(CallMsg::ScreenFetched {
+        call_id: cid,
+        result: Box::new(Ok((
+            r#"<Response><Gather numDigits="1"><Say>Press 1</Say></Gather><Hangup/></Response>"#
+                .into(),
+            None,
+        ))),
+    });
+    let seq = h
+        .log
+        .iter()
+        .find_map(|(_, o)| match o {
+            Output::LoadAudio { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .unwrap();
+    h.msg(CallMsg::AudioReady {
+        who: Who::Branch(1),
+        seq,
+        result: Err("speech unavailable".into()),
+    });
+    let b_leg = h.env.st().open[2];
+    h.advance(700 * MS);
+    h.msg(CallMsg::Digit(Box::new(DtmfDigit {
+        digit: '1',
+        kind: crate::media_ops::DtmfKind::Rfc4733,
+        leg: b_leg,
+        at: tokio::time::Instant::from_std(h.now),
+    })));
+    h.advance(8 * SEC);
+    h.caller_bye();
+    let text = h.events.as_ref().unwrap().text();
+    let replayed = super::replay::replay(&text, config()).expect("the log replays");
+    let original: Vec<(Duration, String)> = h
+        .log
+        .iter()
+        .map(|(at, o)| (*at, super::replay::describe(o)))
+        .collect();
+    assert!(original.len() > 10, "{original:#?}");
+    assert_eq!(replayed, original);
+}
+
+/// A log from another build or a truncated file says what is wrong.
+#[test]
+fn a_broken_call_log_is_refused_with_its_line() {
+    assert!(matches!(
+        super::replay::replay("not a log\n", config()),
+        Err(super::replay::ReplayError::NotALog(_))
+    ));
+    let e = super::replay::replay("tandem-call-log 1\nseed 7\n12 bogus\n", config()).unwrap_err();
+    assert_eq!(e.to_string(), "line 3: unknown record Some(\"bogus\")");
 }

@@ -20,6 +20,15 @@ pub(crate) struct RawConfig {
     pub number: Vec<RawNumber>,
     #[serde(default)]
     pub client: Vec<RawClient>,
+    #[serde(default)]
+    pub debug: RawDebug,
+}
+
+/// `[debug]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [debug] table")]
+pub(crate) struct RawDebug {
+    pub call_logs: Option<String>,
 }
 
 /// `[sip]`.

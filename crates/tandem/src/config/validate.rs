@@ -10,9 +10,9 @@ use url::Url;
 
 use super::raw::{RawAccount, RawClient, RawConfig, RawHttp, RawNumber, RawRtp, RawSip, RawTrunk};
 use super::{
-    AccountConfig, Cidr, ClientConfig, Config, ConfigSource, Credentials, HttpConfig, HttpMethod,
-    Issue, NumberConfig, NumberHandler, RecordingConfig, RtpConfig, Secret, SipConfig, SipProxy,
-    TrunkConfig, VoiceWebhook, normalize,
+    AccountConfig, Cidr, ClientConfig, Config, ConfigSource, Credentials, DebugConfig, HttpConfig,
+    HttpMethod, Issue, NumberConfig, NumberHandler, RecordingConfig, RtpConfig, Secret, SipConfig,
+    SipProxy, TrunkConfig, VoiceWebhook, normalize,
 };
 
 /// Collects issues while checking.
@@ -141,6 +141,19 @@ pub(crate) fn validate(
             format!("{} exists and is not a folder", directory.display()),
         );
     }
+    let call_logs = raw.debug.call_logs.as_deref().map(|d| {
+        if d.is_empty() {
+            c.fail("debug.call_logs", "must not be empty");
+        }
+        let d = c.dir(d);
+        if d.exists() && !d.is_dir() {
+            c.fail(
+                "debug.call_logs",
+                format!("{} exists and is not a folder", d.display()),
+            );
+        }
+        d
+    });
     let trunks = trunks(&mut c, &raw.trunk);
     let numbers = numbers(&mut c, &raw.number);
     let clients = clients(&mut c, &raw.client);
@@ -157,6 +170,7 @@ pub(crate) fn validate(
         trunks,
         numbers,
         clients,
+        debug: DebugConfig { call_logs },
     })
 }
 

@@ -1,0 +1,776 @@
+//! A call's event log, and its replay on the virtual clock.
+//!
+//! With `[debug] call_logs` set, every input of a call — its INVITE and
+//! starting document, each SIP event, fetch answer, loaded audio, digit,
+//! media event and timer, with its time since the call began in
+//! microseconds — and the media plane's answers (leg and playback ids) are
+//! written to `<dir>/<CallSid>.calllog` when the call ends. The tags,
+//! branches and Call-IDs of a logged call come from a logged seed. Replaying
+//! the log drives a [`Call`] through the same inputs at the same virtual
+//! times and gives its outputs, so a field report reproduces exactly, in
+//! microseconds, on a developer's machine (`replay`).
+//!
+//! One line per record, fields separated by spaces; free text (SIP
+//! messages, documents) is escaped (`\\`, `\n`, `\r`, `\s` for a space) so a
+//! line never breaks.
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use tandem_sip::message::SipMessage;
+use tandem_sip::transaction::{Transport, TxId};
+
+use super::*;
+use crate::media::LegError;
+use crate::media_ops::{DtmfKind, digits_source};
+use crate::recording::{RecordingInfo, RecordingOptions};
+
+/// The first line of a call log.
+const MAGIC: &str = "tandem-call-log 1";
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            ' ' => o.push_str("\\s"),
+            c => o.push(c),
+        }
+    }
+    if o.is_empty() { "\\e".to_owned() } else { o }
+}
+
+fn unesc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            o.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('n') => o.push('\n'),
+            Some('r') => o.push('\r'),
+            Some('s') => o.push(' '),
+            Some('e') => {}
+            Some(x) => o.push(x),
+            None => {}
+        }
+    }
+    o
+}
+
+fn opt(s: Option<&str>) -> String {
+    s.map_or_else(|| "-".to_owned(), esc)
+}
+
+fn unopt(s: &str) -> Option<String> {
+    (s != "-").then(|| unesc(s))
+}
+
+fn sip_text(m: SipMessage) -> String {
+    esc(&String::from_utf8_lossy(&tandem_sip::message::to_bytes(&m)))
+}
+
+fn peer_text(p: Peer) -> String {
+    format!("{} {}", p.transport.as_str(), p.addr)
+}
+
+/// The lines of one call's log, shared by the call's shell and its logging env.
+#[derive(Debug, Clone)]
+pub(crate) struct CallLog {
+    lines: Arc<Mutex<Vec<String>>>,
+    t0: Instant,
+}
+
+impl CallLog {
+    /// A log for a call that began at `t0`, with its seed and start.
+    pub(crate) fn new(
+        t0: Instant,
+        seed: u64,
+        invite: &Request,
+        source: Peer,
+        stx: ServerTx,
+        start: &LoggedStart,
+    ) -> Self {
+        let mut lines = vec![
+            MAGIC.to_owned(),
+            format!("seed {seed}"),
+            format!("source {}", peer_text(source)),
+            format!("stx {} {:?}", stx.shard, stx.tx),
+            format!("invite {}", sip_text(SipMessage::Request(invite.clone()))),
+        ];
+        lines.push(match start {
+            LoggedStart::Document { url, body } => {
+                format!(
+                    "start doc {} {}",
+                    opt(url.as_ref().map(Url::as_str)),
+                    esc(body)
+                )
+            }
+            LoggedStart::Fetch {
+                url,
+                method,
+                fallback,
+            } => format!(
+                "start fetch {} {} {}",
+                esc(url.as_str()),
+                if *method == tandem_twiml::Method::Get {
+                    "GET"
+                } else {
+                    "POST"
+                },
+                opt(fallback.as_deref())
+            ),
+        });
+        Self {
+            lines: Arc::new(Mutex::new(lines)),
+            t0,
+        }
+    }
+
+    fn push(&self, line: String) {
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+
+    fn at(&self, now: Instant) -> u128 {
+        now.saturating_duration_since(self.t0).as_micros()
+    }
+
+    /// Records a message before the call handles it.
+    pub(crate) fn msg(&self, now: Instant, m: &CallMsg) {
+        let mut l = format!("{} ", self.at(now));
+        let _ = match m {
+            CallMsg::Request {
+                stx,
+                request,
+                source,
+            } => write!(
+                l,
+                "req {} {:?} {} {}",
+                stx.shard,
+                stx.tx,
+                peer_text(*source),
+                sip_text(SipMessage::Request((**request).clone()))
+            ),
+            CallMsg::Ack => write!(l, "ack"),
+            CallMsg::Cancelled => write!(l, "cancelled"),
+            CallMsg::Response { response, source } => write!(
+                l,
+                "resp {} {}",
+                source.map_or_else(|| "- -".to_owned(), peer_text),
+                sip_text(SipMessage::Response((**response).clone()))
+            ),
+            CallMsg::Timeout {
+                call_id,
+                method,
+                branch,
+            } => {
+                write!(l, "timeout {} {} {}", esc(call_id), method, esc(branch))
+            }
+            CallMsg::AckTimeout { was_2xx } => write!(l, "acktimeout {}", u8::from(*was_2xx)),
+            CallMsg::Fetched(r) => write!(l, "fetched {}", fetched_text(r)),
+            CallMsg::ScreenFetched { call_id, result } => {
+                write!(l, "screen {} {}", esc(call_id), fetched_text(result))
+            }
+            CallMsg::AudioReady { who, seq, result } => write!(
+                l,
+                "audio {} {seq} {}",
+                who_text(*who),
+                match result {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => format!("err {}", esc(e)),
+                }
+            ),
+            CallMsg::Digit(d) => write!(
+                l,
+                "digit {} {} {}",
+                d.leg.0,
+                d.digit,
+                if d.kind == DtmfKind::Rfc4733 {
+                    "rfc4733"
+                } else {
+                    "inband"
+                }
+            ),
+            CallMsg::Resolved(found) => {
+                let _ = write!(l, "resolved");
+                for (h, p, a) in found {
+                    let _ = write!(
+                        l,
+                        " {}:{p}={}",
+                        esc(h),
+                        a.map_or("-".to_owned(), |a| a.to_string())
+                    );
+                }
+                Ok(())
+            }
+        };
+        self.push(l);
+    }
+
+    /// Records a media event before the call handles it.
+    pub(crate) fn media(&self, now: Instant, ev: &MediaEvent) {
+        let line = match ev {
+            MediaEvent::Timeout { leg, after } => {
+                format!(
+                    "{} mediatimeout {} {}",
+                    self.at(now),
+                    leg.0,
+                    after.as_micros()
+                )
+            }
+            MediaEvent::InjectionDone { leg, id } => {
+                format!("{} played {} {id}", self.at(now), leg.0)
+            }
+            _ => return,
+        };
+        self.push(line);
+    }
+
+    /// Records that the timers due at `now` fired.
+    pub(crate) fn timer(&self, now: Instant) {
+        self.push(format!("{} timer", self.at(now)));
+    }
+
+    /// The whole log.
+    pub(crate) fn text(&self) -> String {
+        let mut s = self
+            .lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n");
+        s.push('\n');
+        s
+    }
+}
+
+fn fetched_text(r: &Fetched) -> String {
+    match r {
+        Ok((body, url)) => format!("ok {} {}", opt(url.as_ref().map(Url::as_str)), esc(body)),
+        Err(e) => format!("err {}", esc(e)),
+    }
+}
+
+fn who_text(w: Who) -> String {
+    match w {
+        Who::Caller => "caller".to_owned(),
+        Who::Branch(i) => format!("branch:{i}"),
+    }
+}
+
+/// How a call's document started, for the log.
+#[derive(Debug, Clone)]
+pub(crate) enum LoggedStart {
+    /// A local document, as read.
+    Document { url: Option<Url>, body: String },
+    /// Fetched from the application.
+    Fetch {
+        url: Url,
+        method: tandem_twiml::Method,
+        fallback: Option<String>,
+    },
+}
+
+/// The media plane with its answers written to the log (`env open`,
+/// `env play`), so a replay hands out the same leg and playback ids.
+pub(crate) struct LoggingEnv {
+    pub inner: Box<dyn Env>,
+    pub log: CallLog,
+}
+
+impl Env for LoggingEnv {
+    fn has_media(&self) -> bool {
+        self.inner.has_media()
+    }
+    fn open_leg(&mut self) -> Result<LegId, LegError> {
+        let r = self.inner.open_leg();
+        self.log.push(match &r {
+            Ok(l) => format!("env open {}", l.0),
+            Err(_) => "env open -".to_owned(),
+        });
+        r
+    }
+    fn answer(&mut self, leg: LegId, offer: &[u8]) -> Result<Vec<u8>, LegError> {
+        self.inner.answer(leg, offer)
+    }
+    fn offer(&mut self, leg: LegId, remote: Option<&[u8]>) -> Result<Vec<u8>, LegError> {
+        self.inner.offer(leg, remote)
+    }
+    fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError> {
+        self.inner.take_answer(leg, answer)
+    }
+    fn ringback(&mut self, leg: LegId, tone: Option<tandem_media::tones::RingTone>) {
+        self.inner.ringback(leg, tone);
+    }
+    fn relay(&mut self, from: LegId, to: Option<LegId>) {
+        self.inner.relay(from, to);
+    }
+    fn bridge(&mut self, a: LegId, b: LegId) {
+        self.inner.bridge(a, b);
+    }
+    fn play(&mut self, leg: LegId, audio: Audio) -> Option<u64> {
+        let r = self.inner.play(leg, audio);
+        self.log.push(format!(
+            "env play {}",
+            r.map_or("-".to_owned(), |i| i.to_string())
+        ));
+        r
+    }
+    fn stop_play(&mut self, id: u64) {
+        self.inner.stop_play(id);
+    }
+    fn send_digits(&mut self, leg: LegId, digits: &str) -> Result<(), String> {
+        self.inner.send_digits(leg, digits)
+    }
+    fn expect_media(&mut self, leg: LegId, on: bool) {
+        self.inner.expect_media(leg, on);
+    }
+    fn listen_dtmf(&mut self, leg: LegId) {
+        self.inner.listen_dtmf(leg);
+    }
+    fn start_recording(
+        &mut self,
+        sid: &str,
+        opts: RecordingOptions,
+        parent: LegId,
+    ) -> Result<env::RecordingStarted, String> {
+        self.inner.start_recording(sid, opts, parent)
+    }
+    fn record_child(&mut self, child: LegId) {
+        self.inner.record_child(child);
+    }
+    fn stop_recording(&mut self) -> Option<Result<RecordingInfo, String>> {
+        self.inner.stop_recording()
+    }
+    fn close_leg(&mut self, leg: LegId) {
+        self.inner.close_leg(leg);
+    }
+    fn contacts(&self, identity: &str) -> Vec<(String, Peer)> {
+        self.inner.contacts(identity)
+    }
+    fn dial_ended(&mut self, status: tandem_webhook::DialCallStatus) {
+        self.inner.dial_ended(status);
+    }
+}
+
+/// Why a log cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// Not a call log, or a version this build does not read.
+    #[error("not a tandem call log (first line {0:?})")]
+    NotALog(String),
+    /// A line that does not parse.
+    #[error("line {line}: {why}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// The media plane of a replay: hands out the logged leg and playback ids.
+#[derive(Debug, Default)]
+struct ReplayEnv {
+    media: bool,
+    legs: VecDeque<Option<u32>>,
+    plays: VecDeque<Option<u64>>,
+}
+
+const REPLAY_SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+impl Env for ReplayEnv {
+    fn has_media(&self) -> bool {
+        self.media
+    }
+    fn open_leg(&mut self) -> Result<LegId, LegError> {
+        match self.legs.pop_front().flatten() {
+            Some(id) => Ok(LegId(id)),
+            None => Err(LegError::Exhausted),
+        }
+    }
+    fn answer(&mut self, _: LegId, _: &[u8]) -> Result<Vec<u8>, LegError> {
+        Ok(REPLAY_SDP.to_vec())
+    }
+    fn offer(&mut self, _: LegId, _: Option<&[u8]>) -> Result<Vec<u8>, LegError> {
+        Ok(REPLAY_SDP.to_vec())
+    }
+    fn take_answer(&mut self, _: LegId, _: &[u8]) -> Result<(), LegError> {
+        Ok(())
+    }
+    fn ringback(&mut self, _: LegId, _: Option<tandem_media::tones::RingTone>) {}
+    fn relay(&mut self, _: LegId, _: Option<LegId>) {}
+    fn bridge(&mut self, _: LegId, _: LegId) {}
+    fn play(&mut self, _: LegId, _: Audio) -> Option<u64> {
+        self.plays.pop_front().flatten()
+    }
+    fn stop_play(&mut self, _: u64) {}
+    fn send_digits(&mut self, _: LegId, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn expect_media(&mut self, _: LegId, _: bool) {}
+    fn listen_dtmf(&mut self, _: LegId) {}
+    fn start_recording(
+        &mut self,
+        _: &str,
+        _: RecordingOptions,
+        _: LegId,
+    ) -> Result<env::RecordingStarted, String> {
+        Err("recordings are not replayed".to_owned())
+    }
+    fn record_child(&mut self, _: LegId) {}
+    fn stop_recording(&mut self) -> Option<Result<RecordingInfo, String>> {
+        None
+    }
+    fn close_leg(&mut self, _: LegId) {}
+    fn contacts(&self, _: &str) -> Vec<(String, Peer)> {
+        Vec::new()
+    }
+    fn dial_ended(&mut self, _: tandem_webhook::DialCallStatus) {}
+}
+
+/// One input of a log, at its time.
+enum Input {
+    Msg(CallMsg),
+    Media(MediaEvent),
+    Timer,
+}
+
+fn parse_peer(t: &str, a: &str) -> Result<Peer, String> {
+    let transport = match t {
+        "UDP" | "udp" => Transport::Udp,
+        "TCP" | "tcp" => Transport::Tcp,
+        x => return Err(format!("transport {x:?}")),
+    };
+    Ok(Peer {
+        transport,
+        addr: a.parse().map_err(|e| format!("address {a:?}: {e}"))?,
+    })
+}
+
+fn parse_tx(s: &str) -> Result<TxId, String> {
+    let n = s
+        .trim_start_matches("TxId(")
+        .trim_end_matches(')')
+        .parse()
+        .map_err(|e| format!("tx {s:?}: {e}"))?;
+    Ok(TxId::from_raw(n))
+}
+
+fn parse_sip(s: &str) -> Result<SipMessage, String> {
+    tandem_sip::message::parse(unesc(s).as_bytes()).map_err(|e| e.to_string())
+}
+
+fn parse_fetched(f: &[&str]) -> Result<Fetched, String> {
+    match f {
+        ["ok", url, body] => Ok(Ok((
+            unesc(body),
+            unopt(url)
+                .map(|u| Url::parse(&u))
+                .transpose()
+                .map_err(|e| e.to_string())?,
+        ))),
+        ["err", why] => Ok(Err(unesc(why))),
+        _ => Err("fetch answer".to_owned()),
+    }
+}
+
+fn parse_input(f: &[&str]) -> Result<Input, String> {
+    Ok(match f {
+        ["req", shard, tx, t, a, sip] => {
+            let SipMessage::Request(request) = parse_sip(sip)? else {
+                return Err("not a request".to_owned());
+            };
+            Input::Msg(CallMsg::Request {
+                stx: ServerTx {
+                    shard: shard.parse().map_err(|_| "shard")?,
+                    tx: parse_tx(tx)?,
+                },
+                request: Box::new(request),
+                source: parse_peer(t, a)?,
+            })
+        }
+        ["ack"] => Input::Msg(CallMsg::Ack),
+        ["cancelled"] => Input::Msg(CallMsg::Cancelled),
+        ["resp", t, a, sip] => {
+            let SipMessage::Response(response) = parse_sip(sip)? else {
+                return Err("not a response".to_owned());
+            };
+            let source = if *t == "-" {
+                None
+            } else {
+                Some(parse_peer(t, a)?)
+            };
+            Input::Msg(CallMsg::Response {
+                response: Box::new(response),
+                source,
+            })
+        }
+        ["timeout", call_id, method, branch] => Input::Msg(CallMsg::Timeout {
+            call_id: unesc(call_id),
+            method: Method::from_str(method).map_err(|e| e.to_string())?,
+            branch: unesc(branch),
+        }),
+        ["acktimeout", w] => Input::Msg(CallMsg::AckTimeout { was_2xx: *w == "1" }),
+        ["fetched", rest @ ..] => Input::Msg(CallMsg::Fetched(Box::new(parse_fetched(rest)?))),
+        ["screen", call_id, rest @ ..] => Input::Msg(CallMsg::ScreenFetched {
+            call_id: unesc(call_id),
+            result: Box::new(parse_fetched(rest)?),
+        }),
+        ["audio", who, seq, ok @ ..] => {
+            let who = match *who {
+                "caller" => Who::Caller,
+                w => Who::Branch(w.trim_start_matches("branch:").parse().map_err(|_| "who")?),
+            };
+            let result = match ok {
+                ["ok"] => {
+                    // The audio itself is not logged: a short stand-in plays.
+                    let d = digits_source("1").map_err(|e| e.to_string())?;
+                    Ok(Box::new(Audio::Digits(d)))
+                }
+                ["err", why] => Err(unesc(why)),
+                _ => return Err("audio result".to_owned()),
+            };
+            Input::Msg(CallMsg::AudioReady {
+                who,
+                seq: seq.parse().map_err(|_| "seq")?,
+                result,
+            })
+        }
+        ["digit", leg, d, kind] => Input::Msg(CallMsg::Digit(Box::new(DtmfDigit {
+            digit: d.chars().next().ok_or("digit")?,
+            kind: if *kind == "rfc4733" {
+                DtmfKind::Rfc4733
+            } else {
+                DtmfKind::Inband
+            },
+            leg: LegId(leg.parse().map_err(|_| "leg")?),
+            at: tokio::time::Instant::now(),
+        }))),
+        ["resolved", found @ ..] => {
+            let mut v = Vec::new();
+            for x in found {
+                let (hp, addr) = x.split_once('=').ok_or("resolved entry")?;
+                let (h, p) = hp.rsplit_once(':').ok_or("resolved host:port")?;
+                v.push((
+                    unesc(h),
+                    p.parse().map_err(|_| "port")?,
+                    (addr != "-")
+                        .then(|| addr.parse())
+                        .transpose()
+                        .map_err(|_| "addr")?,
+                ));
+            }
+            Input::Msg(CallMsg::Resolved(v))
+        }
+        ["mediatimeout", leg, after] => Input::Media(MediaEvent::Timeout {
+            leg: LegId(leg.parse().map_err(|_| "leg")?),
+            after: Duration::from_micros(after.parse().map_err(|_| "after")?),
+        }),
+        ["played", leg, id] => Input::Media(MediaEvent::InjectionDone {
+            leg: LegId(leg.parse().map_err(|_| "leg")?),
+            id: id.parse().map_err(|_| "id")?,
+        }),
+        ["timer"] => Input::Timer,
+        other => return Err(format!("unknown record {:?}", other.first())),
+    })
+}
+
+/// Replays a call log on a virtual clock starting at `t0`: the call's
+/// outputs with their times since the call began.
+pub fn replay(text: &str, cfg: Arc<EngineConfig>) -> Result<Vec<(Duration, String)>, ReplayError> {
+    let t0 = Instant::now();
+    let mut lines = text.lines().enumerate();
+    let first = lines.next().map(|(_, l)| l).unwrap_or("");
+    if first != MAGIC {
+        return Err(ReplayError::NotALog(first.to_owned()));
+    }
+    let bad = |line: usize, why: String| ReplayError::Line {
+        line: line + 1,
+        why,
+    };
+    let mut seed = 0;
+    let mut source = None;
+    let mut stx = None;
+    let mut invite = None;
+    let mut start = None;
+    let mut env = ReplayEnv::default();
+    let mut inputs = Vec::new();
+    for (n, l) in lines {
+        let f: Vec<&str> = l.split(' ').collect();
+        match f.as_slice() {
+            ["seed", s] => seed = s.parse().map_err(|_| bad(n, "seed".into()))?,
+            ["source", t, a] => source = Some(parse_peer(t, a).map_err(|e| bad(n, e))?),
+            ["stx", shard, tx] => {
+                stx = Some(ServerTx {
+                    shard: shard.parse().map_err(|_| bad(n, "shard".into()))?,
+                    tx: parse_tx(tx).map_err(|e| bad(n, e))?,
+                })
+            }
+            ["invite", sip] => match parse_sip(sip).map_err(|e| bad(n, e))? {
+                SipMessage::Request(r) => invite = Some(r),
+                SipMessage::Response(_) => return Err(bad(n, "invite is a response".into())),
+            },
+            ["start", "doc", url, body] => {
+                let url = unopt(url).and_then(|u| Url::parse(&u).ok());
+                start = Some(document_start(&unesc(body), url));
+            }
+            ["start", "fetch", url, method, fallback] => {
+                let url = Url::parse(&unesc(url)).map_err(|e| bad(n, e.to_string()))?;
+                let m = if *method == "GET" {
+                    tandem_twiml::Method::Get
+                } else {
+                    tandem_twiml::Method::Post
+                };
+                start = Some(Start {
+                    interp: Interpreter::fetching(url.clone(), m),
+                    document_url: Some(url),
+                    fallback: unopt(fallback)
+                        .map(|u| tandem_webhook::Target::new(u, tandem_webhook::Method::Post)),
+                });
+            }
+            ["env", "open", id] => {
+                env.media = true;
+                env.legs.push_back(id.parse().ok());
+            }
+            ["env", "play", id] => env.plays.push_back(id.parse().ok()),
+            [at, rest @ ..] => {
+                let at: u64 = at.parse().map_err(|_| bad(n, format!("time {at:?}")))?;
+                let input = parse_input(rest).map_err(|e| bad(n, e))?;
+                inputs.push((Duration::from_micros(at), input));
+            }
+            [] => {}
+        }
+    }
+    let missing = |what: &str| ReplayError::Line {
+        line: 0,
+        why: format!("no {what} record"),
+    };
+    let mut refused = VecDeque::new();
+    let call = Call::new(
+        t0,
+        cfg,
+        Box::new(env),
+        IdGen::seeded(seed),
+        stx.ok_or_else(|| missing("stx"))?,
+        invite.ok_or_else(|| missing("invite"))?,
+        source.ok_or_else(|| missing("source"))?,
+        start.ok_or_else(|| missing("start"))?,
+        &mut refused,
+    );
+    let mut out: Vec<(Duration, String)> = refused
+        .into_iter()
+        .map(|o| (Duration::ZERO, describe(&o)))
+        .collect();
+    let Some(mut call) = call else {
+        return Ok(out);
+    };
+    call.begin(t0);
+    let mut drain = |call: &mut Call, at: Duration| {
+        while let Some(o) = call.poll_output() {
+            out.push((at, describe(&o)));
+        }
+    };
+    drain(&mut call, Duration::ZERO);
+    for (at, input) in inputs {
+        let now = t0 + at;
+        match input {
+            Input::Msg(m) => call.handle_msg(now, m),
+            Input::Media(ev) => call.handle_media(now, ev),
+            Input::Timer => call.handle_timeout(now),
+        }
+        drain(&mut call, at);
+    }
+    Ok(out)
+}
+
+/// A document read locally, started as the shell does.
+pub(crate) fn document_start(body: &str, url: Option<Url>) -> Start {
+    let interp = match tandem_twiml::parse(body) {
+        Ok(doc) => Interpreter::new(doc, url.clone()),
+        Err(_) => {
+            let u = url
+                .clone()
+                .unwrap_or_else(|| Url::parse("file:///invalid").expect("static URL"));
+            let mut interp = Interpreter::fetching(u, tandem_twiml::Method::Post);
+            // Let the interpreter report the invalid document its own way.
+            let _ = interp.poll_command();
+            let _ = interp.handle(Event::Fetched {
+                body: body.to_owned(),
+                final_url: url.clone(),
+            });
+            interp
+        }
+    };
+    Start {
+        interp,
+        document_url: url,
+        fallback: None,
+    }
+}
+
+/// One output in a line: what a reader of a field report looks for.
+pub(crate) fn describe(o: &Output) -> String {
+    let first_line = |m: SipMessage| {
+        let b = tandem_sip::message::to_bytes(&m);
+        let s = String::from_utf8_lossy(&b);
+        s.lines().next().unwrap_or("").to_owned()
+    };
+    match o {
+        Output::Respond { response, .. } => {
+            let cid = response.headers.call_id().unwrap_or("").to_owned();
+            format!(
+                "respond {} {cid}",
+                first_line(SipMessage::Response(response.clone()))
+            )
+        }
+        Output::Request { request, peer } => format!(
+            "request {} {} to {}",
+            request.method,
+            request.headers.call_id().unwrap_or(""),
+            peer.addr
+        ),
+        Output::Ack { request, peer } => format!(
+            "ack {} to {}",
+            request.headers.call_id().unwrap_or(""),
+            peer.addr
+        ),
+        Output::Cancel { call_id, .. } => format!("cancel {call_id}"),
+        Output::Route { call_id } => format!("route {call_id}"),
+        Output::Unroute { call_id } => format!("unroute {call_id}"),
+        Output::Fetch { screen, req, .. } => {
+            let mut s = format!(
+                "fetch {}{}",
+                req.url,
+                screen
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(" screen {c}"))
+            );
+            for (k, v) in &req.params {
+                let _ = write!(s, " {k}={v}");
+            }
+            s
+        }
+        Output::LoadAudio { who, seq, .. } => format!("load {} {seq}", who_text(*who)),
+        Output::Resolve(names) => format!("resolve {names:?}"),
+        Output::Status { url, event, .. } => format!(
+            "status {url} {} {}{}",
+            event.call.to,
+            event.call.status.as_str(),
+            event
+                .duration_secs
+                .map_or(String::new(), |d| format!(" duration={d}"))
+        ),
+        Output::Recording { url, event, .. } => {
+            format!("recording {url} {}", event.status.as_str())
+        }
+    }
+}
