@@ -226,6 +226,8 @@ impl Call {
                 });
             }
         }
+        // A Vec's first push reserves four ~1 KB branches: keep only what is used.
+        branches.shrink_to_fit();
         let screening: Vec<bool> = branches.iter().map(|b| b.screen_url.is_some()).collect();
         let policy = if spec.ring_tone.is_some() {
             RingbackPolicy::RingTone

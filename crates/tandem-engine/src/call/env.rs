@@ -87,7 +87,8 @@ pub(crate) struct RealEnv {
     /// Boxed: a slot is ~1 KB and the map keeps spare buckets.
     legs: HashMap<LegId, Box<LegSlot>>,
     playing: HashMap<u64, Injection>,
-    recording: Option<(RecordingSession, RecordingTaps)>,
+    /// Boxed: most calls never record.
+    recording: Option<Box<(RecordingSession, RecordingTaps)>>,
 }
 
 /// A leg and what listens on its one tap slot.
@@ -280,12 +281,12 @@ impl Env for RealEnv {
             s.retap();
         }
         let event = session.in_progress_event();
-        self.recording = Some((session, taps));
+        self.recording = Some(Box::new((session, taps)));
         Ok(RecordingStarted { event })
     }
 
     fn record_child(&mut self, child: LegId) {
-        let Some((_, taps)) = &self.recording else {
+        let Some((_, taps)) = self.recording.as_deref() else {
             return;
         };
         let tap = taps.child.clone();
@@ -296,7 +297,7 @@ impl Env for RealEnv {
     }
 
     fn stop_recording(&mut self) -> Option<Result<RecordingInfo, String>> {
-        let (mut session, _) = self.recording.take()?;
+        let (mut session, _) = *self.recording.take()?;
         for s in self.legs.values_mut() {
             if s.rec.take().is_some() {
                 s.retap();

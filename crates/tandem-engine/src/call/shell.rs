@@ -177,15 +177,63 @@ pub(crate) async fn run(
     invite: Request,
     source: Peer,
 ) {
+    // Built outside the async body: the task keeps for the call's whole life
+    // whatever its future holds across an await, so only boxes cross one
+    // (docs/benchmarks.md, memory per established call).
+    match prepare(&ctx, &me, invite_tx, invite, source) {
+        Prepared::Refused { call_id, outputs } => {
+            let mut shell = Shell::new(ctx.clone(), me, String::new());
+            for o in outputs {
+                shell.execute(o).await;
+            }
+            ctx.calls.remove(&call_id);
+        }
+        Prepared::Call {
+            call,
+            call_id,
+            media_rx,
+            log,
+        } => {
+            let span = tracing::info_span!("call", sid = %call.sid());
+            let shell = Shell::new(ctx, me, call.sid().to_owned());
+            Box::pin(call_loop(shell, call, call_id, inbox, media_rx, log).instrument(span)).await;
+        }
+    }
+}
+
+/// A new call, or the answer refusing it.
+enum Prepared {
+    Refused {
+        call_id: String,
+        outputs: std::collections::VecDeque<Output>,
+    },
+    Call {
+        call: Box<Call>,
+        call_id: String,
+        media_rx: mpsc::Receiver<MediaEvent>,
+        log: Option<CallLog>,
+    },
+}
+
+fn prepare(
+    ctx: &Arc<Ctx>,
+    me: &Mailbox,
+    invite_tx: ServerTx,
+    invite: Request,
+    source: Peer,
+) -> Prepared {
     let call_id = invite.headers.call_id().unwrap_or("").to_owned();
     let to_user = user_of(&invite.uri.to_string());
-    let (start, logged) = match starting_document(&ctx, &to_user) {
+    let (start, logged) = match starting_document(ctx, &to_user) {
         Ok(s) => s,
         Err(code) => {
-            let r = response_to(&invite, code, None, Some("tandem"));
-            let _ = ctx.ep.respond(invite_tx, r).await;
-            ctx.calls.remove(&call_id);
-            return;
+            let response = response_to(&invite, code, None, Some("tandem"));
+            let outputs = [Output::Respond {
+                stx: invite_tx,
+                response,
+            }]
+            .into();
+            return Prepared::Refused { call_id, outputs };
         }
     };
     let (media_tx, media_rx) = mpsc::channel(64);
@@ -204,8 +252,8 @@ pub(crate) async fn run(
         });
         log = Some(l);
     }
-    let mut refused = std::collections::VecDeque::new();
-    let call = Call::new(
+    let mut outputs = std::collections::VecDeque::new();
+    match Call::new(
         t0,
         ctx.cfg.clone(),
         env,
@@ -214,20 +262,16 @@ pub(crate) async fn run(
         invite,
         source,
         start,
-        &mut refused,
-    );
-    let Some(call) = call else {
-        let mut shell = Shell::new(ctx.clone(), me, String::new());
-        for o in refused {
-            shell.execute(o).await;
-        }
-        ctx.calls.remove(&call_id);
-        return;
-    };
-    let span = tracing::info_span!("call", sid = %call.sid());
-    let shell = Shell::new(ctx, me, call.sid().to_owned());
-    Box::pin(call_loop(shell, Box::new(call), call_id, inbox, media_rx, log).instrument(span))
-        .await;
+        &mut outputs,
+    ) {
+        Some(call) => Prepared::Call {
+            call: Box::new(call),
+            call_id,
+            media_rx,
+            log,
+        },
+        None => Prepared::Refused { call_id, outputs },
+    }
 }
 
 /// Carries out a call's outputs.
