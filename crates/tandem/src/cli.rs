@@ -133,6 +133,19 @@ mod tests {
     }
 
     #[test]
+    fn replay_takes_a_call_log_beside_the_config() {
+        assert_eq!(
+            parse_strs(&["--config", "a.toml", "--replay", "CA1.calllog"]),
+            Ok(Command::Run {
+                config: Some(PathBuf::from("a.toml")),
+                check_only: false,
+                replay: Some(PathBuf::from("CA1.calllog")),
+            })
+        );
+        assert_eq!(parse_strs(&["--replay"]), Err(CliError::MissingValue));
+    }
+
+    #[test]
     fn help_and_version_win() {
         assert_eq!(parse_strs(&["--config", "x", "--help"]), Ok(Command::Help));
         assert_eq!(parse_strs(&["-V"]), Ok(Command::Version));

@@ -420,6 +420,12 @@ rejects! {
         "auth_token = \"token\"" => "auth_token = \"\"", "account.auth_token", "empty";
     recording_directory_must_not_be_a_file:
         "[[trunk]]" => "[recording]\ndirectory = \"Cargo.toml\"\n\n[[trunk]]", "recording.directory", "not a folder";
+    debug_call_logs_must_not_be_a_file:
+        "[[trunk]]" => "[debug]\ncall_logs = \"Cargo.toml\"\n\n[[trunk]]", "debug.call_logs", "not a folder";
+    debug_call_logs_must_not_be_empty:
+        "[[trunk]]" => "[debug]\ncall_logs = \"\"\n\n[[trunk]]", "debug.call_logs", "empty";
+    debug_rejects_unknown_keys:
+        "[[trunk]]" => "[debug]\ncall_log = \"logs\"\n\n[[trunk]]", "debug.call_log", "unknown";
     trunk_name_must_be_a_plain_name:
         "name = \"pbx\"" => "name = \"my pbx\"", "trunk[1].name", "letters, digits";
     trunk_names_must_be_unique:
