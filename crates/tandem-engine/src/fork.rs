@@ -512,8 +512,10 @@ impl ForkArbiter {
     fn win(&mut self, branch: usize) {
         tracing::debug!(branch, "fork: winner");
         self.branches[branch].0 = State::Bridged;
-        self.actions.push_back(Action::Bridge(branch));
+        // The losers are cancelled first: their CANCELs leave before the
+        // work of bridging (the SIPp fork3 case measures the gap).
         self.drop_all_but(Some(branch), CallStatus::Canceled);
+        self.actions.push_back(Action::Bridge(branch));
         self.finish(ForkStatus::Answered { branch }, Some(200));
     }
 

@@ -50,9 +50,9 @@ fn first_2xx_wins_and_every_other_pending_branch_is_cancelled_once() {
     assert_eq!(
         drain(&mut a),
         [
-            Action::Bridge(1),
             Action::Cancel(0),
             Action::Cancel(2),
+            Action::Bridge(1),
             finished(ForkStatus::Answered { branch: 1 }, Some(200)),
         ]
     );
@@ -68,7 +68,7 @@ fn a_2xx_arriving_after_the_winner_is_acked_then_byed() {
     let t0 = Instant::now();
     let mut a = fork(t0, 2);
     a.on_answered(t0 + MS, 0);
-    assert_eq!(drain(&mut a)[..2], [Action::Bridge(0), Action::Cancel(1)]);
+    assert_eq!(drain(&mut a)[..2], [Action::Cancel(1), Action::Bridge(0)]);
     a.on_answered(t0 + 2 * MS, 1);
     assert_eq!(drain(&mut a), [Action::AckThenBye(1)]);
     // Its BYE crossing ours, or a retransmitted 2xx, changes nothing.
@@ -88,8 +88,8 @@ fn cancel_is_never_sent_to_a_branch_that_already_failed() {
     assert_eq!(
         drain(&mut a),
         [
-            Action::Bridge(2),
             Action::Cancel(1),
+            Action::Bridge(2),
             finished(ForkStatus::Answered { branch: 2 }, Some(200)),
         ]
     );
@@ -106,9 +106,9 @@ fn cancel_is_never_sent_to_a_branch_that_already_answered() {
     assert_eq!(
         drain(&mut a),
         [
-            Action::Bridge(1),
             Action::Bye(0),
             Action::Cancel(2),
+            Action::Bridge(1),
             finished(ForkStatus::Answered { branch: 1 }, Some(200)),
         ]
     );
@@ -208,12 +208,12 @@ fn every_branch_reports_its_own_end_when_it_happens() {
     assert_eq!(
         drain_all(&mut a),
         [
-            Action::Bridge(2),
             Action::Cancel(1),
             Action::Ended {
                 branch: 1,
                 status: CallStatus::Canceled
             },
+            Action::Bridge(2),
             finished(ForkStatus::Answered { branch: 2 }, Some(200)),
         ]
     );
@@ -398,9 +398,9 @@ fn two_callees_answering_at_the_same_instant_bridge_exactly_one() {
     assert_eq!(
         drain(&mut a),
         [
-            Action::Bridge(2),
             Action::Cancel(0),
             Action::Cancel(1),
+            Action::Bridge(2),
             finished(ForkStatus::Answered { branch: 2 }, Some(200)),
             Action::AckThenBye(0),
         ]
@@ -501,9 +501,9 @@ fn first_branch_to_finish_screening_wins_and_the_rest_are_cancelled_or_hung_up()
     assert_eq!(
         drain(&mut a),
         [
-            Action::Bridge(1),
             Action::Bye(0),
             Action::Cancel(2),
+            Action::Bridge(1),
             finished(ForkStatus::Answered { branch: 1 }, Some(200)),
         ]
     );
@@ -521,8 +521,8 @@ fn unscreened_answer_during_a_screening_wins_at_once() {
         drain(&mut a),
         [
             Action::StartScreening(0),
-            Action::Bridge(1),
             Action::Bye(0),
+            Action::Bridge(1),
             finished(ForkStatus::Answered { branch: 1 }, Some(200)),
         ]
     );
@@ -708,8 +708,13 @@ fn missing_screening_flags_mean_no_screening() {
     assert_eq!(a.branch_count(), 3);
     a.on_answered(t0 + MS, 2);
     assert_eq!(
-        drain(&mut a)[..2],
-        [Action::PlayRingback, Action::Bridge(2)]
+        drain(&mut a)[..4],
+        [
+            Action::PlayRingback,
+            Action::Cancel(0),
+            Action::Cancel(1),
+            Action::Bridge(2)
+        ]
     );
 }
 

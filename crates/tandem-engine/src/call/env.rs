@@ -71,8 +71,13 @@ pub(crate) trait Env: Send {
     fn record_child(&mut self, child: LegId);
     /// Stops the recording, if one runs.
     fn stop_recording(&mut self) -> Option<Result<RecordingInfo, String>>;
-    /// Closes `leg`; its ports go back to the pool at once.
+    /// Closes `leg`: it stops relaying at once; its ports go back to the
+    /// pool by the time [`Env::release`] returns.
     fn close_leg(&mut self, leg: LegId);
+    /// Frees what closing left for later. The shell calls it once the
+    /// outputs of an input are sent, so that a CANCEL never waits for a
+    /// leg's teardown.
+    fn release(&mut self) {}
     /// The live contacts of a `<Client>` identity: (contact URI, where to send).
     fn contacts(&self, identity: &str) -> Vec<(String, Peer)>;
     /// Counters: a Dial ended with this status.
@@ -89,6 +94,10 @@ pub(crate) struct RealEnv {
     playing: HashMap<u64, Injection>,
     /// Boxed: most calls never record.
     recording: Option<Box<(RecordingSession, RecordingTaps)>>,
+    /// Legs closed while handling the current input, dropped by `release`
+    /// (kept in the box they lived in: no move of a ~1 KB slot).
+    #[allow(clippy::vec_box, reason = "the slots are moved out of `legs` as boxes")]
+    closing: Vec<Box<LegSlot>>,
 }
 
 /// A leg and what listens on its one tap slot.
@@ -119,6 +128,7 @@ impl RealEnv {
             legs: HashMap::new(),
             playing: HashMap::new(),
             recording: None,
+            closing: Vec::new(),
         }
     }
 
@@ -315,9 +325,14 @@ impl Env for RealEnv {
     fn close_leg(&mut self, leg: LegId) {
         if let Some(mut s) = self.legs.remove(&leg) {
             s.media.stop_ringback();
-            // Dropping the leg stops its task; the ports return to the pool.
-            drop(s);
+            s.media.leg.relay_to(None);
+            self.closing.push(s);
         }
+    }
+
+    fn release(&mut self) {
+        // Dropping a leg stops its task; the ports return to the pool.
+        self.closing = Vec::new();
     }
 
     fn contacts(&self, identity: &str) -> Vec<(String, Peer)> {

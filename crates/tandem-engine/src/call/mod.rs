@@ -428,6 +428,12 @@ impl Call {
         o
     }
 
+    /// Frees what the media plane left for after the outputs were sent
+    /// (closed legs). Call it once `poll_output` is drained.
+    pub(crate) fn release(&mut self) {
+        self.env.release();
+    }
+
     /// Whether the call is over: nothing left to run, no branch owing a
     /// final response. The shell drops it then.
     pub(crate) fn is_done(&self) -> bool {

@@ -352,6 +352,9 @@ impl Env for LoggingEnv {
     fn close_leg(&mut self, leg: LegId) {
         self.inner.close_leg(leg);
     }
+    fn release(&mut self) {
+        self.inner.release();
+    }
     fn contacts(&self, identity: &str) -> Vec<(String, Peer)> {
         self.inner.contacts(identity)
     }

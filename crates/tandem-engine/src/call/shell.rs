@@ -402,6 +402,7 @@ async fn call_loop(
         while let Some(o) = call.poll_output() {
             Box::pin(shell.execute(o)).await;
         }
+        call.release();
         if call.is_done() {
             break;
         }
