@@ -235,12 +235,14 @@ impl Engine {
                     request: Box::new(request),
                     source,
                 };
-                if let Err(CallMsg::Request { stx, request, .. }) = actor.offer(msg) {
-                    tracing::warn!(
-                        call_id = cid,
-                        "call far behind: in-dialog request refused with 503"
-                    );
-                    let resp = response_to(&request, 503, None, None);
+                if let Err((code, CallMsg::Request { stx, request, .. })) = actor.offer(msg) {
+                    if code == 503 {
+                        tracing::warn!(
+                            call_id = cid,
+                            "call far behind: in-dialog request refused with 503"
+                        );
+                    }
+                    let resp = response_to(&request, code, None, None);
                     let _ = self.ctx.ep.respond(stx, resp).await;
                 }
                 return;

@@ -63,16 +63,21 @@ impl Mailbox {
         self.tx.send(msg).is_ok()
     }
 
-    /// Queues a new request from a peer unless the call is that far behind.
-    pub(crate) fn offer(&self, msg: CallMsg) -> Result<(), CallMsg> {
+    /// Queues a new request from a peer unless the call is that far behind
+    /// (or already gone): the request comes back with the status to answer,
+    /// 503 or 481.
+    pub(crate) fn offer(&self, msg: CallMsg) -> Result<(), (u16, CallMsg)> {
+        if self.tx.is_closed() {
+            return Err((481, msg));
+        }
         if self.depth.load(Ordering::Relaxed) >= MAX_QUEUED_REQUESTS {
-            return Err(msg);
+            return Err((503, msg));
         }
-        if self.send(msg) {
-            Ok(())
-        } else {
-            Err(CallMsg::Ack)
-        }
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(msg).map_err(|e| {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            (481, e.0)
+        })
     }
 }
 
@@ -549,4 +554,39 @@ fn spawn_load(
         };
         me.send(CallMsg::AudioReady { who, seq, result });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call's queue never refuses what the call needs, refuses peers'
+    /// requests with 503 once 256 wait, and with 481 once the call is gone.
+    #[test]
+    fn the_queue_sheds_only_new_requests_from_peers() {
+        let (tx, mut rx) = mailbox();
+        for _ in 0..MAX_QUEUED_REQUESTS {
+            assert!(tx.offer(CallMsg::Ack).is_ok());
+        }
+        assert!(matches!(tx.offer(CallMsg::Ack), Err((503, CallMsg::Ack))));
+        assert!(
+            tx.send(CallMsg::Cancelled),
+            "responses and timeouts always go in"
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // 257 wait (the Cancelled counts too): two taken make room for one.
+        rt.block_on(async {
+            assert!(matches!(rx.recv().await, Some(CallMsg::Ack)));
+            assert!(matches!(tx.offer(CallMsg::Ack), Err((503, _))));
+            assert!(matches!(rx.recv().await, Some(CallMsg::Ack)));
+        });
+        assert!(
+            tx.offer(CallMsg::Ack).is_ok(),
+            "room again once two are taken"
+        );
+        drop(rx);
+        assert!(matches!(tx.offer(CallMsg::Ack), Err((481, CallMsg::Ack))));
+    }
 }
