@@ -66,7 +66,8 @@ impl Call {
         });
     }
 
-    fn screen_mut(&mut self, i: usize) -> Option<&mut super::screen::Screen> {
+    /// The screening running on branch `i`, if any.
+    pub(super) fn screen_mut(&mut self, i: usize) -> Option<&mut super::screen::Screen> {
         self.dial
             .as_mut()
             .and_then(|d| d.branches.get_mut(i))

@@ -134,11 +134,7 @@ impl Call {
     /// Plays the screening `<Gather>`'s next prompt, or starts collecting.
     pub(super) fn next_screen_prompt(&mut self, i: usize) {
         let now = self.now;
-        let Some(s) = self
-            .dial
-            .as_mut()
-            .and_then(|d| d.branches[i].screen.as_mut())
-        else {
+        let Some(s) = self.screen_mut(i) else {
             return;
         };
         if let Some(p) = s.prompt_queue.pop_front() {
@@ -153,10 +149,11 @@ impl Call {
     /// A key from the screened callee (RFC 4733, in-band or SIP INFO).
     pub(super) fn on_screen_digit(&mut self, i: usize, digit: char) {
         let now = self.now;
+        // Borrowed field by field: the env is used while the screening is.
         let Some(s) = self
             .dial
             .as_mut()
-            .and_then(|d| d.branches[i].screen.as_mut())
+            .and_then(|d| d.branches[i].screen.as_deref_mut())
         else {
             return;
         };
@@ -179,11 +176,7 @@ impl Call {
     pub(super) fn screen_timers(&mut self, t: Instant) {
         let n = self.dial.as_ref().map_or(0, |d| d.branches.len());
         for i in 0..n {
-            let Some(s) = self
-                .dial
-                .as_mut()
-                .and_then(|d| d.branches[i].screen.as_mut())
-            else {
+            let Some(s) = self.screen_mut(i) else {
                 continue;
             };
             if s.pause_until.is_some_and(|p| p <= t) {

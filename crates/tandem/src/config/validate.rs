@@ -130,30 +130,16 @@ pub(crate) fn validate(
     let http = http(&mut c, &raw.http);
     let account = account(&mut c, &raw.account);
     conflicts(&mut c, &sip, &rtp, &http);
-    let directory = raw.recording.directory.as_deref().unwrap_or("recordings");
-    if directory.is_empty() {
-        c.fail("recording.directory", "must not be empty");
-    }
-    let directory = c.dir(directory);
-    if directory.exists() && !directory.is_dir() {
-        c.fail(
-            "recording.directory",
-            format!("{} exists and is not a folder", directory.display()),
-        );
-    }
-    let call_logs = raw.debug.call_logs.as_deref().map(|d| {
-        if d.is_empty() {
-            c.fail("debug.call_logs", "must not be empty");
-        }
-        let d = c.dir(d);
-        if d.exists() && !d.is_dir() {
-            c.fail(
-                "debug.call_logs",
-                format!("{} exists and is not a folder", d.display()),
-            );
-        }
-        d
-    });
+    let directory = folder(
+        &mut c,
+        "recording.directory",
+        raw.recording.directory.as_deref().unwrap_or("recordings"),
+    );
+    let call_logs = raw
+        .debug
+        .call_logs
+        .as_deref()
+        .map(|d| folder(&mut c, "debug.call_logs", d));
     let trunks = trunks(&mut c, &raw.trunk);
     let numbers = numbers(&mut c, &raw.number);
     let clients = clients(&mut c, &raw.client);
@@ -382,6 +368,19 @@ fn is_prefix(s: &str) -> bool {
     let digits = s.strip_prefix('+').unwrap_or(s);
     s.is_empty()
         || (!digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A folder key: non-empty, relative to the config's folder, and a folder
+/// if it exists already.
+fn folder(c: &mut Checker<'_>, key: &str, value: &str) -> PathBuf {
+    if value.is_empty() {
+        c.fail(key, "must not be empty");
+    }
+    let dir = c.dir(value);
+    if dir.exists() && !dir.is_dir() {
+        c.fail(key, format!("{} exists and is not a folder", dir.display()));
+    }
+    dir
 }
 
 fn trunks(c: &mut Checker<'_>, raw: &[RawTrunk]) -> Vec<TrunkConfig> {
