@@ -35,7 +35,6 @@ use tandem_media::{
 };
 use tandem_rtp::record::{RecordingTap, position};
 use tandem_rtp::relay::{Tap, TapPacket};
-use tandem_rtp::sdp::Codec;
 use tandem_webhook::{RecordingEvent, RecordingStatus};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -109,8 +108,8 @@ impl RecordingOptions {
     /// The options of a parsed `<Dial>`; `None` for `do-not-record`.
     pub fn from_twiml(
         record: tandem_twiml::RecordMode,
-        track: tandem_twiml::RecordingTrack,
-        trim: tandem_twiml::Trim,
+        track: RecordingTrack,
+        trim: Trim,
     ) -> Option<Self> {
         use tandem_twiml::RecordMode as M;
         let (from, layout) = match record {
@@ -119,15 +118,6 @@ impl RecordingOptions {
             M::RecordFromRinging => (RecordFrom::Ringing, ChannelLayout::Mono),
             M::RecordFromAnswerDual => (RecordFrom::Answer, ChannelLayout::Dual),
             M::RecordFromRingingDual => (RecordFrom::Ringing, ChannelLayout::Dual),
-        };
-        let track = match track {
-            tandem_twiml::RecordingTrack::Inbound => RecordingTrack::Inbound,
-            tandem_twiml::RecordingTrack::Outbound => RecordingTrack::Outbound,
-            tandem_twiml::RecordingTrack::Both => RecordingTrack::Both,
-        };
-        let trim = match trim {
-            tandem_twiml::Trim::TrimSilence => Trim::TrimSilence,
-            tandem_twiml::Trim::DoNotTrim => Trim::DoNotTrim,
         };
         Some(RecordingOptions {
             from,
@@ -394,8 +384,8 @@ pub struct RecordingInfo {
     pub path: PathBuf,
     /// `RecordingUrl`.
     pub url: String,
-    /// `completed`, or `absent` when the recording holds no audio (nothing
-    /// G.711 was received on a recorded leg, or `trim-silence` cut it all).
+    /// `completed`, or `absent` when the recording holds no audio (no
+    /// audio was received on a recorded leg, or `trim-silence` cut it all).
     pub status: RecordingStatus,
     /// `RecordingDuration`: whole seconds, rounded to nearest, at least 1
     /// when the file holds any audio.
@@ -425,7 +415,7 @@ impl RecordingInfo {
             duration_secs: Some(self.duration_secs),
             channels: self.channels as u8,
             start_time: self.start_time,
-            track: webhook_track(self.track),
+            track: self.track,
             error_code: None,
         }
     }
@@ -499,7 +489,7 @@ impl RecordingSession {
             duration_secs: None,
             channels: self.channels as u8,
             start_time: self.start_time,
-            track: webhook_track(self.opts.track),
+            track: self.opts.track,
             error_code: None,
         }
     }
@@ -559,7 +549,7 @@ impl RecordingSession {
         Ok(info)
     }
 
-    /// Whether a recorded leg delivered any G.711 packet.
+    /// Whether a recorded leg delivered any audio packet (G.711 or Opus).
     fn heard(&self) -> bool {
         let [p, c] = &self.shared.packets;
         let (p, c) = (p.load(Ordering::Acquire), c.load(Ordering::Acquire));
@@ -611,7 +601,7 @@ impl RecordingSession {
         field("channels", &self.channels.to_string());
         field("source", "\"DialVerb\"");
         field("error_code", "null");
-        field("track", &json_str(webhook_track(self.opts.track).as_str()));
+        field("track", &json_str(self.opts.track.as_str()));
         field("uri", &json_str(&format!("{}.json", store.uri(&self.sid))));
         field("media_url", &json_str(&store.media_url(&self.sid)));
         field("encryption_details", "null");
@@ -642,14 +632,6 @@ fn duration_secs(frames: u64) -> u64 {
         0
     } else {
         ((frames + RATE / 2) / RATE).max(1)
-    }
-}
-
-fn webhook_track(t: RecordingTrack) -> tandem_webhook::RecordingTrack {
-    match t {
-        RecordingTrack::Inbound => tandem_webhook::RecordingTrack::Inbound,
-        RecordingTrack::Outbound => tandem_webhook::RecordingTrack::Outbound,
-        RecordingTrack::Both => tandem_webhook::RecordingTrack::Both,
     }
 }
 
@@ -694,7 +676,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 struct Shared {
     /// Cleared at stop: the taps go quiet.
     open: AtomicBool,
-    /// G.711 packets seen per leg (parent, child).
+    /// Audio packets seen per leg (parent, child).
     packets: [AtomicU64; 2],
     /// Set once the ticker logged a recorder failure.
     failed: AtomicBool,
@@ -713,11 +695,11 @@ impl Tap for SessionTap {
         if !self.shared.open.load(Ordering::Acquire) {
             return;
         }
-        let g711 = match p.codec {
-            Some(c) => matches!(c, Codec::Pcmu | Codec::Pcma),
+        let audio = match p.codec {
+            Some(c) => c.is_audio(),
             None => p.pt == 0 || p.pt == 8,
         };
-        if g711 && !p.payload.is_empty() {
+        if audio && !p.payload.is_empty() {
             self.shared.packets[self.index].fetch_add(1, Ordering::Relaxed);
         }
         self.inner.packet(p);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tandem_engine::media_ops::{
-    DtmfKind, PromptError, Prompts, PromptsConfig, digits_source, dtmf_tap, fan_out,
+    DigitsSource, DtmfKind, PromptError, Prompts, PromptsConfig, dtmf_tap, fan_out,
 };
 use tandem_media::dtmf::InbandConfig;
 use tandem_media::rfc4733::{EventEncoderConfig, EventReceiver, encode_digits};
@@ -174,7 +174,7 @@ fn near(got: i64, want: i64, tol: i64, what: &str) {
 async fn send_digits_go_as_rfc4733_events_with_the_pause() {
     let ep = Endpoint::new().await;
     let (_pool, leg) = leg_to(&ep, Codec::Pcmu, 0, Some(101));
-    let src = digits_source("12w#").expect("valid digits");
+    let src = DigitsSource::new("12w#").expect("valid digits");
     assert_eq!(src.duration(), Duration::from_millis(1100));
     let mut inj = leg.inject(src);
     let got = ep.collect(&mut inj).await;
@@ -212,7 +212,7 @@ async fn send_digits_go_as_rfc4733_events_with_the_pause() {
 async fn send_digits_go_in_band_without_telephone_event() {
     let ep = Endpoint::new().await;
     let (_pool, leg) = leg_to(&ep, Codec::Pcma, 8, None);
-    let mut inj = leg.inject(digits_source("12w#").expect("valid digits"));
+    let mut inj = leg.inject(DigitsSource::new("12w#").expect("valid digits"));
     inj.finished().await;
     let mut got = ep.drain(Duration::from_millis(100)).await;
     assert!(got.iter().all(|p| p.h.pt == 8), "only audio");

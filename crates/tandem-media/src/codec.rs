@@ -6,102 +6,10 @@
 //! cargo feature; without it the `Opus` codec still exists for SDP, and
 //! building its encoder or decoder returns [`CodecError::OpusUnavailable`].
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::g711;
 use crate::resample::Resampler;
 
-/// An audio codec Tandem negotiates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// G.711 μ-law, static payload type 0.
-    Pcmu,
-    /// G.711 A-law, static payload type 8.
-    Pcma,
-    /// Opus (RFC 7587), dynamic payload type, `opus/48000/2`.
-    Opus,
-}
-
-impl Codec {
-    /// RTP clock rate.
-    pub fn clock_rate(self) -> u32 {
-        match self {
-            Codec::Pcmu | Codec::Pcma => 8000,
-            Codec::Opus => 48_000,
-        }
-    }
-
-    /// Static payload type (RFC 3551), `None` for dynamic ones.
-    pub fn static_payload_type(self) -> Option<u8> {
-        match self {
-            Codec::Pcmu => Some(0),
-            Codec::Pcma => Some(8),
-            Codec::Opus => None,
-        }
-    }
-
-    /// Payload type Tandem offers: the static one, or 111 for Opus.
-    pub fn default_payload_type(self) -> u8 {
-        self.static_payload_type().unwrap_or(111)
-    }
-
-    /// The `a=rtpmap` encoding name.
-    pub fn encoding_name(self) -> &'static str {
-        match self {
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-            Codec::Opus => "opus",
-        }
-    }
-
-    /// Channels in `a=rtpmap` (Opus is always written `/2`, RFC 7587).
-    pub fn rtpmap_channels(self) -> u8 {
-        match self {
-            Codec::Opus => 2,
-            _ => 1,
-        }
-    }
-
-    /// The codec of an `a=rtpmap` encoding name (case-insensitive) and rate.
-    pub fn from_rtpmap(name: &str, clock_rate: u32) -> Option<Codec> {
-        [Codec::Pcmu, Codec::Pcma, Codec::Opus]
-            .into_iter()
-            .find(|c| c.encoding_name().eq_ignore_ascii_case(name) && c.clock_rate() == clock_rate)
-    }
-
-    /// Rate of the PCM this codec encodes and decodes (Tandem runs Opus at
-    /// 48 kHz, mono).
-    pub fn pcm_rate(self) -> u32 {
-        self.clock_rate()
-    }
-
-    /// PCM samples in a frame of `ptime_ms`.
-    pub fn samples_per_frame(self, ptime_ms: u32) -> usize {
-        (self.pcm_rate() / 1000 * ptime_ms) as usize
-    }
-}
-
-impl fmt::Display for Codec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.encoding_name())
-    }
-}
-
-/// An encoding name that is none of PCMU, PCMA, opus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("unknown codec name")]
-pub struct UnknownCodec;
-
-impl FromStr for Codec {
-    type Err = UnknownCodec;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Codec::Pcmu, Codec::Pcma, Codec::Opus]
-            .into_iter()
-            .find(|c| c.encoding_name().eq_ignore_ascii_case(s))
-            .ok_or(UnknownCodec)
-    }
-}
+pub use tandem_types::{Codec, UnknownCodec};
 
 /// Codec failures.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +21,9 @@ pub enum CodecError {
     /// libopus refused (bad packet, bad frame size...).
     #[error("opus: {0}")]
     Opus(String),
+    /// telephone-event is not audio: it has no encoder or decoder.
+    #[error("telephone-event is not an audio codec")]
+    NotAudio,
     /// An encoder was given a frame of a size its codec cannot take.
     #[error("frame of {0} samples cannot be encoded")]
     BadFrameSize(usize),
@@ -227,6 +138,7 @@ impl Decoder {
             Codec::Opus => DecoderInner::Opus(opus_impl::OpusDecoder::new()?),
             #[cfg(not(feature = "opus"))]
             Codec::Opus => return Err(CodecError::OpusUnavailable),
+            Codec::TelephoneEvent => return Err(CodecError::NotAudio),
         };
         Ok(Decoder { codec, inner })
     }
@@ -293,6 +205,7 @@ impl Encoder {
             Codec::Opus => EncoderInner::Opus(opus_impl::OpusEncoder::new(source_rate)?),
             #[cfg(not(feature = "opus"))]
             Codec::Opus => return Err(CodecError::OpusUnavailable),
+            Codec::TelephoneEvent => return Err(CodecError::NotAudio),
         };
         Ok(Encoder { codec, inner })
     }

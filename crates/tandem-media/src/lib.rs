@@ -42,7 +42,7 @@ pub use recorder::{
 };
 pub use resample::Resampler;
 pub use rfc4733::{EventEncoderConfig, EventPacket, EventReceiver, ReceivedEvent, encode_digits};
-pub use tones::{RingTone, Ringback};
+pub use tones::{RingTone, RingToneSpec, Ringback};
 
 /// Sample rate of narrowband telephony (G.711), in Hz.
 pub const RATE_8K: u32 = 8000;

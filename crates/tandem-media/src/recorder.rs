@@ -33,7 +33,8 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Cursor, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::str::FromStr;
+
+pub use tandem_types::{RecordingTrack, Trim};
 
 use crate::wav::{self, PCM16_HEADER_LEN, SampleFormat, WavError};
 
@@ -60,30 +61,6 @@ impl Leg {
     }
 }
 
-/// Twilio's `recordingTrack`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RecordingTrack {
-    /// Only audio received from the caller ([`Leg::Parent`]); always mono.
-    Inbound,
-    /// Only audio sent to the caller ([`Leg::Child`]); always mono.
-    Outbound,
-    /// Both directions (the default).
-    #[default]
-    Both,
-}
-
-impl FromStr for RecordingTrack {
-    type Err = ParseRecordingOptionError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "inbound" => Ok(RecordingTrack::Inbound),
-            "outbound" => Ok(RecordingTrack::Outbound),
-            "both" => Ok(RecordingTrack::Both),
-            _ => Err(ParseRecordingOptionError("recordingTrack")),
-        }
-    }
-}
-
 /// Channel layout of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ChannelLayout {
@@ -93,32 +70,6 @@ pub enum ChannelLayout {
     /// Two channels, parent on 1 and child on 2 (`record-from-answer-dual`).
     Dual,
 }
-
-/// Twilio's `trim`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Trim {
-    /// `trim-silence`: drop leading and trailing silence.
-    TrimSilence,
-    /// `do-not-trim` (the default).
-    #[default]
-    DoNotTrim,
-}
-
-impl FromStr for Trim {
-    type Err = ParseRecordingOptionError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "trim-silence" => Ok(Trim::TrimSilence),
-            "do-not-trim" => Ok(Trim::DoNotTrim),
-            _ => Err(ParseRecordingOptionError("trim")),
-        }
-    }
-}
-
-/// An attribute value that is not one Twilio accepts.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {0} value")]
-pub struct ParseRecordingOptionError(&'static str);
 
 /// How to record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,9 @@
 //! once and cached.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::OnceLock;
+
+pub use tandem_types::RingTone;
 
 use crate::RATE_8K;
 
@@ -111,44 +112,31 @@ impl ToneSpec {
 }
 
 macro_rules! ring_tones {
-    ($( $(#[$doc:meta])* $variant:ident = $code:literal, $country:literal: $tone:expr, $cadence:expr, $source:literal; )*) => {
-        /// A `ringTone` code, as Twilio's `<Dial ringTone>` accepts them.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum RingTone {
-            $( $(#[$doc])* #[doc = $country] $variant, )*
-        }
-
-        impl RingTone {
-            /// Every code, in Twilio's documented order.
-            pub const ALL: &'static [RingTone] = &[$(RingTone::$variant),*];
-
-            /// The code as Twilio writes it (`us-old`, `uk`, ...).
-            pub fn code(self) -> &'static str {
-                match self { $(RingTone::$variant => $code,)* }
-            }
-
-            /// The country's name in English.
-            pub fn country(self) -> &'static str {
-                match self { $(RingTone::$variant => $country,)* }
-            }
-
-            /// Frequencies, cadence and source.
-            pub fn spec(self) -> ToneSpec {
-                match self {
-                    $(RingTone::$variant => ToneSpec { tone: $tone, cadence: $cadence, source: $source },)*
-                }
+    ($( $variant:ident = $code:literal, $country:literal: $tone:expr, $cadence:expr, $source:literal; )*) => {
+        /// Frequencies, cadence and source of a ring tone.
+        fn spec_of(tone: RingTone) -> ToneSpec {
+            match tone {
+                $(RingTone::$variant => ToneSpec { tone: $tone, cadence: $cadence, source: $source },)*
             }
         }
 
-        impl FromStr for RingTone {
-            type Err = UnknownRingTone;
-            /// Parses a code, ignoring ASCII case.
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                $( if s.eq_ignore_ascii_case($code) { return Ok(RingTone::$variant); } )*
-                Err(UnknownRingTone)
-            }
-        }
+        #[cfg(test)]
+        /// The codes as this table writes them, to check them against
+        /// tandem-types' list.
+        const TABLE_CODES: &[(RingTone, &str)] = &[$((RingTone::$variant, $code)),*];
     };
+}
+
+/// The sound of a [`RingTone`] (the codes themselves are tandem-types').
+pub trait RingToneSpec {
+    /// Frequencies, cadence and source.
+    fn spec(self) -> ToneSpec;
+}
+
+impl RingToneSpec for RingTone {
+    fn spec(self) -> ToneSpec {
+        spec_of(self)
+    }
 }
 
 use Tone::{Dual, Modulated, Single};
@@ -255,25 +243,6 @@ ring_tones! {
         "ITU-T E.180 Suppl. 2, South Africa (Telkom): 400×33 Hz, 0.4 on 0.2 off 0.4 on 2 off";
 }
 
-/// A `ringTone` value Twilio does not accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("unknown ringTone code")]
-pub struct UnknownRingTone;
-
-impl fmt::Display for RingTone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-impl Default for RingTone {
-    /// `us`, what Tandem plays when no `ringTone` is given and no early
-    /// media arrives.
-    fn default() -> Self {
-        RingTone::Us
-    }
-}
-
 /// Level of each ringback (per component for dual tones: 3 dB less each).
 pub const RINGBACK_DBM0: f32 = -13.0;
 /// Samples of the linear fade at each edge of a burst (1 ms), against clicks.
@@ -312,7 +281,7 @@ impl Ringback {
     pub fn new(tone: RingTone) -> Self {
         static CACHE: [OnceLock<Box<[i16]>>; RingTone::ALL.len()] =
             [const { OnceLock::new() }; RingTone::ALL.len()];
-        let idx = RingTone::ALL.iter().position(|&t| t == tone).unwrap_or(0);
+        let idx = tone.index();
         let period = CACHE[idx]
             .get_or_init(|| render_period(&tone.spec(), RINGBACK_DBM0).into_boxed_slice());
         Ringback { tone, period }
@@ -365,9 +334,17 @@ mod tests {
             assert_eq!(t.code().to_ascii_uppercase().parse::<RingTone>(), Ok(t));
             assert_eq!(t.to_string(), t.code());
         }
-        assert_eq!("gb".parse::<RingTone>(), Err(UnknownRingTone));
-        assert_eq!("us_old".parse::<RingTone>(), Err(UnknownRingTone));
-        assert_eq!("".parse::<RingTone>(), Err(UnknownRingTone));
+        for bad in ["gb", "us_old", ""] {
+            assert!(bad.parse::<RingTone>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn table_codes_match_the_vocabulary() {
+        assert_eq!(TABLE_CODES.len(), RingTone::ALL.len());
+        for &(tone, code) in TABLE_CODES {
+            assert_eq!(tone.code(), code);
+        }
     }
 
     #[test]

@@ -20,9 +20,9 @@ fn codec_metadata() {
     assert_eq!(Codec::Opus.static_payload_type(), None);
     assert_eq!(Codec::Opus.default_payload_type(), 111);
     assert_eq!(Codec::Opus.rtpmap_channels(), 2);
-    assert_eq!(Codec::from_rtpmap("pcmu", 8000), Some(Codec::Pcmu));
-    assert_eq!(Codec::from_rtpmap("OPUS", 48_000), Some(Codec::Opus));
-    assert_eq!(Codec::from_rtpmap("PCMU", 16_000), None);
+    assert_eq!(Codec::from_rtpmap("pcmu", 8000, 1), Some(Codec::Pcmu));
+    assert_eq!(Codec::from_rtpmap("OPUS", 48_000, 2), Some(Codec::Opus));
+    assert_eq!(Codec::from_rtpmap("PCMU", 16_000, 1), None);
     assert_eq!("PCMA".parse::<Codec>(), Ok(Codec::Pcma));
     assert!("G729".parse::<Codec>().is_err());
     assert_eq!(Codec::Pcmu.samples_per_frame(20), 160);

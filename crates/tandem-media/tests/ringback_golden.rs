@@ -3,7 +3,7 @@
 //! on/off cadence to within a few milliseconds.
 
 use tandem_media::goertzel::{Goertzel, energy, tone_share};
-use tandem_media::tones::{RingTone, Ringback, Tone};
+use tandem_media::tones::{RingTone, RingToneSpec, Ringback, Tone};
 
 const RATE: u32 = 8000;
 /// Analysis block for the cadence: 2 ms.

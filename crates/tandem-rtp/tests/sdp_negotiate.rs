@@ -307,11 +307,14 @@ fn offer_forwarded_to_the_other_leg_keeps_payload_types_and_drops_the_rest() {
     assert!(m.rtcp().is_none());
     assert!(o.to_string().contains("c=IN IP4 203.0.113.5\r\n"));
 
-    // SIPp offers no telephone-event; Tandem adds its own so it can send digits.
+    // SIPp offers PCMU alone and no telephone-event: Tandem's other codecs
+    // follow it (a callee without PCMU is reached by transcoding), and its
+    // own telephone-event so it can send digits.
     let o = session(20026)
         .offer_from(&parse(SIPP), &MediaCapabilities::default())
         .unwrap();
-    assert_eq!(o.media[0].formats, vec!["0", "101"]);
+    assert_eq!(o.media[0].formats, vec!["0", "8", "111", "101"]);
+    assert_eq!(o.media[0].fmtp(111), Some("useinbandfec=1"));
 
     // Hold propagates.
     let o = session(20028)

@@ -6,7 +6,7 @@ use std::fmt;
 use crate::error::Position;
 use crate::values::{
     CallProgressEvent, GatherInput, Loop, MachineDetection, Method, PhoneNumber, RecordMode,
-    RecordingEvent, RecordingTrack, RejectReason, RingTone, Trim,
+    RecordingStatus, RecordingTrack, RejectReason, RingTone, Trim,
 };
 
 /// A parsed `<Response>`: its verbs in order plus what the parser noticed.
@@ -143,7 +143,7 @@ pub struct Dial {
     /// `recordingStatusCallbackMethod` (POST).
     pub recording_status_callback_method: Method,
     /// `recordingStatusCallbackEvent` (completed).
-    pub recording_status_callback_event: Vec<RecordingEvent>,
+    pub recording_status_callback_event: Vec<RecordingStatus>,
     /// `recordingTrack` (both).
     pub recording_track: RecordingTrack,
     /// `referUrl`.
@@ -174,7 +174,7 @@ impl Default for Dial {
             record: RecordMode::DoNotRecord,
             recording_status_callback: None,
             recording_status_callback_method: Method::Post,
-            recording_status_callback_event: vec![RecordingEvent::Completed],
+            recording_status_callback_event: vec![RecordingStatus::Completed],
             recording_track: RecordingTrack::Both,
             refer_url: None,
             refer_method: Method::Post,

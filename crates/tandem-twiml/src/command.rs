@@ -1,12 +1,13 @@
 //! The interpreter's vocabulary: events fed in, commands emitted, outcomes.
 
-use std::fmt;
 use std::time::Duration;
 
 use url::Url;
 
 use crate::ast::{Dial, Document, Gather, Play, Say};
 use crate::values::{Method, RejectReason};
+
+pub use tandem_types::{DialCallStatus, DialOutcome};
 
 /// What the engine reports to the interpreter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,77 +69,6 @@ impl Event {
             Self::FetchedDocument { .. } => "FetchedDocument",
             Self::FetchFailed { .. } => "FetchFailed",
         }
-    }
-}
-
-/// `DialCallStatus` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DialCallStatus {
-    /// A callee answered and was bridged.
-    Completed,
-    /// Conference only: the call was connected.
-    Answered,
-    /// Every branch was busy.
-    Busy,
-    /// Nobody answered within `timeout`.
-    NoAnswer,
-    /// No branch could be routed.
-    Failed,
-    /// Cancelled (REST API) before an answer.
-    Canceled,
-}
-
-impl DialCallStatus {
-    /// The parameter value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Completed => "completed",
-            Self::Answered => "answered",
-            Self::Busy => "busy",
-            Self::NoAnswer => "no-answer",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
-        }
-    }
-}
-
-impl fmt::Display for DialCallStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How a `<Dial>` ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DialOutcome {
-    /// `DialCallStatus`.
-    pub status: DialCallStatus,
-    /// `DialCallSid` of the winning (or last) child call.
-    pub call_sid: Option<String>,
-    /// `DialCallDuration` in seconds.
-    pub duration: Option<u32>,
-    /// `DialBridged`: whether the caller was connected to a callee; a
-    /// bridged `answerOnBridge` dial also answered the caller.
-    pub bridged: bool,
-    /// `RecordingUrl` when the dial was recorded.
-    pub recording_url: Option<String>,
-}
-
-impl DialOutcome {
-    /// The action callback parameters Twilio sends for this outcome.
-    pub fn params(&self) -> Vec<(String, String)> {
-        let mut p = vec![("DialCallStatus".to_owned(), self.status.as_str().to_owned())];
-        if let Some(sid) = &self.call_sid {
-            p.push(("DialCallSid".to_owned(), sid.clone()));
-        }
-        if let Some(d) = self.duration {
-            p.push(("DialCallDuration".to_owned(), d.to_string()));
-        }
-        p.push(("DialBridged".to_owned(), self.bridged.to_string()));
-        if let Some(url) = &self.recording_url {
-            p.push(("RecordingUrl".to_owned(), url.clone()));
-        }
-        p
     }
 }
 

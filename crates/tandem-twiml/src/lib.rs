@@ -53,6 +53,6 @@ pub use error::{ParseError, Position};
 pub use interp::{APPLICATION_ERROR_TEXT, InterpretError, Interpreter, MAX_CONSECUTIVE_REDIRECTS};
 pub use parse::{MAX_DOCUMENT_BYTES, parse, parse_screening};
 pub use values::{
-    CallProgressEvent, GatherInput, Loop, MachineDetection, Method, PhoneNumber, RING_TONES,
-    RecordMode, RecordingEvent, RecordingTrack, RejectReason, RingTone, Trim,
+    CallProgressEvent, GatherInput, Loop, MachineDetection, Method, PhoneNumber, RecordMode,
+    RecordingStatus, RecordingTrack, RejectReason, RingTone, Trim,
 };

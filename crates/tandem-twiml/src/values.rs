@@ -3,31 +3,7 @@
 
 use std::fmt;
 
-/// HTTP method of a callback or document fetch. Case-insensitive in TwiML.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Method {
-    /// `GET`: parameters in the query string.
-    Get,
-    /// `POST`: parameters in a form body (Twilio's default).
-    #[default]
-    Post,
-}
-
-impl Method {
-    /// The method as sent on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Post => "POST",
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use tandem_types::{Method, RecordingStatus, RecordingTrack, RingTone, Trim};
 
 /// `<Dial record>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -43,39 +19,6 @@ pub enum RecordMode {
     RecordFromAnswerDual,
     /// `record-from-ringing-dual`.
     RecordFromRingingDual,
-}
-
-/// `<Dial recordingStatusCallbackEvent>` entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RecordingEvent {
-    /// `in-progress`: the recording started.
-    InProgress,
-    /// `completed`: the recording is available.
-    Completed,
-    /// `absent`: there is no recording.
-    Absent,
-}
-
-/// `<Dial recordingTrack>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum RecordingTrack {
-    /// Audio received from the caller.
-    Inbound,
-    /// Audio sent to the caller.
-    Outbound,
-    /// Both (the default).
-    #[default]
-    Both,
-}
-
-/// `<Dial trim>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Trim {
-    /// `trim-silence`: cut leading and trailing silence.
-    TrimSilence,
-    /// `do-not-trim`, the default.
-    #[default]
-    DoNotTrim,
 }
 
 /// Call progress events a noun's `statusCallbackEvent` subscribes to.
@@ -146,32 +89,6 @@ pub enum Loop {
 impl Default for Loop {
     fn default() -> Self {
         Self::Times(1)
-    }
-}
-
-/// Ring tone countries Twilio accepts for `<Dial ringTone>`.
-pub const RING_TONES: [&str; 40] = [
-    "at", "au", "bg", "br", "be", "ch", "cl", "cn", "cz", "de", "dk", "ee", "es", "fi", "fr", "gr",
-    "hu", "il", "in", "it", "lt", "jp", "mx", "my", "nl", "no", "nz", "ph", "pl", "pt", "ru", "se",
-    "sg", "th", "uk", "us", "us-old", "tw", "ve", "za",
-];
-
-/// A ring tone country code from [`RING_TONES`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RingTone(&'static str);
-
-impl RingTone {
-    /// Looks up a code, case-insensitively.
-    pub fn from_code(code: &str) -> Option<Self> {
-        RING_TONES
-            .iter()
-            .find(|c| c.eq_ignore_ascii_case(code))
-            .map(|c| Self(c))
-    }
-
-    /// The lower-case code (`us`, `us-old`, `de`, ...).
-    pub fn code(self) -> &'static str {
-        self.0
     }
 }
 
@@ -361,14 +278,14 @@ pub(crate) fn parse_progress_events(v: &str) -> Result<Vec<CallProgressEvent>, &
     Ok(out)
 }
 
-pub(crate) fn parse_recording_events(v: &str) -> Result<Vec<RecordingEvent>, &'static str> {
+pub(crate) fn parse_recording_events(v: &str) -> Result<Vec<RecordingStatus>, &'static str> {
     const EXPECTED: &str = "in-progress, completed, absent separated by spaces or commas";
     let mut out = Vec::new();
     for word in split_list(v) {
         let ev = match word.to_ascii_lowercase().as_str() {
-            "in-progress" => RecordingEvent::InProgress,
-            "completed" => RecordingEvent::Completed,
-            "absent" => RecordingEvent::Absent,
+            "in-progress" => RecordingStatus::InProgress,
+            "completed" => RecordingStatus::Completed,
+            "absent" => RecordingStatus::Absent,
             _ => return Err(EXPECTED),
         };
         if !out.contains(&ev) {
@@ -535,7 +452,7 @@ mod tests {
         assert!(parse_progress_events(" , ").is_err());
         assert_eq!(
             parse_recording_events("in-progress,absent"),
-            Ok(vec![RecordingEvent::InProgress, RecordingEvent::Absent])
+            Ok(vec![RecordingStatus::InProgress, RecordingStatus::Absent])
         );
     }
 

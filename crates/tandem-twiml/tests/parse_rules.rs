@@ -3,7 +3,7 @@
 
 use tandem_twiml::{
     GatherInput, Loop, MachineDetection, Method, NoticeKind, Noun, Pause, Play, Prompt, RecordMode,
-    RecordingEvent, RecordingTrack, RejectReason, RingTone, Say, Trim, Verb, parse,
+    RecordingStatus, RecordingTrack, RejectReason, RingTone, Say, Trim, Verb, parse,
     parse_screening,
 };
 
@@ -26,7 +26,7 @@ fn dial_defaults_match_the_attribute_table() {
     assert_eq!(dial.recording_status_callback_method, Method::Post);
     assert_eq!(
         dial.recording_status_callback_event,
-        vec![RecordingEvent::Completed]
+        vec![RecordingStatus::Completed]
     );
     assert_eq!(dial.recording_track, RecordingTrack::Both);
     assert_eq!(dial.refer_method, Method::Post);
@@ -58,9 +58,9 @@ fn every_dial_attribute_is_typed() {
     assert_eq!(
         dial.recording_status_callback_event,
         vec![
-            RecordingEvent::InProgress,
-            RecordingEvent::Completed,
-            RecordingEvent::Absent
+            RecordingStatus::InProgress,
+            RecordingStatus::Completed,
+            RecordingStatus::Absent
         ]
     );
     assert_eq!(dial.recording_track, RecordingTrack::Inbound);

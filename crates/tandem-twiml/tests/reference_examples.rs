@@ -3,7 +3,7 @@
 
 use tandem_twiml::{
     CallProgressEvent, Client, Dial, Document, Method, Named, Noun, NounOptions, Number,
-    PhoneNumber, RecordMode, RecordingEvent, Say, Sip, Verb, parse,
+    PhoneNumber, RecordMode, RecordingStatus, Say, Sip, Verb, parse,
 };
 
 fn parse_ok(xml: &str) -> Document {
@@ -149,7 +149,7 @@ recordingStatusCallback="www.myexample.com">
     let expected = Dial {
         record: RecordMode::RecordFromRingingDual,
         recording_status_callback: Some("www.myexample.com".into()),
-        recording_status_callback_event: vec![RecordingEvent::Completed],
+        recording_status_callback_event: vec![RecordingStatus::Completed],
         ..dial(vec![Noun::Number(number("+15558675310"))])
     };
     assert_eq!(doc.verbs, vec![Verb::Dial(expected)]);

@@ -9,6 +9,8 @@ use std::time::SystemTime;
 
 use crate::time::rfc2822;
 
+pub use tandem_types::{CallStatus, DialCallStatus, DialOutcome, RecordingStatus, RecordingTrack};
+
 /// The `ApiVersion` every request carries.
 pub const API_VERSION: &str = "2010-04-01";
 
@@ -88,47 +90,6 @@ impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Params {
     }
 }
 
-/// `CallStatus` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CallStatus {
-    /// `queued`
-    Queued,
-    /// `initiated` (status callbacks only)
-    Initiated,
-    /// `ringing`
-    Ringing,
-    /// `in-progress` (answered)
-    InProgress,
-    /// `completed`
-    Completed,
-    /// `busy`
-    Busy,
-    /// `failed`
-    Failed,
-    /// `no-answer`
-    NoAnswer,
-    /// `canceled`
-    Canceled,
-}
-
-impl CallStatus {
-    /// The wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Initiated => "initiated",
-            Self::Ringing => "ringing",
-            Self::InProgress => "in-progress",
-            Self::Completed => "completed",
-            Self::Busy => "busy",
-            Self::Failed => "failed",
-            Self::NoAnswer => "no-answer",
-            Self::Canceled => "canceled",
-        }
-    }
-}
-
 /// `Direction` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -148,38 +109,6 @@ impl Direction {
             Self::Inbound => "inbound",
             Self::OutboundApi => "outbound-api",
             Self::OutboundDial => "outbound-dial",
-        }
-    }
-}
-
-/// `DialCallStatus` values (the `<Dial>` action callback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DialCallStatus {
-    /// `completed`: answered and bridged.
-    Completed,
-    /// `answered`: answered (conference dials only).
-    Answered,
-    /// `busy`
-    Busy,
-    /// `no-answer`: the `timeout` expired.
-    NoAnswer,
-    /// `failed`: could not be routed.
-    Failed,
-    /// `canceled`: canceled through the REST API or by the caller hanging up.
-    Canceled,
-}
-
-impl DialCallStatus {
-    /// The wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Completed => "completed",
-            Self::Answered => "answered",
-            Self::Busy => "busy",
-            Self::NoAnswer => "no-answer",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
         }
     }
 }
@@ -229,34 +158,15 @@ impl CallInfo {
     }
 }
 
-/// How a `<Dial>` ended, for its `action` callback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DialOutcome {
-    /// `DialCallStatus`.
-    pub status: DialCallStatus,
-    /// `DialCallSid`: the child call that answered (or the last one tried).
-    pub dial_call_sid: Option<String>,
-    /// `DialCallDuration` in seconds, when a child call was answered.
-    pub duration_secs: Option<u64>,
-    /// `DialBridged`: whether the caller was connected to the callee.
-    pub bridged: bool,
-    /// `RecordingUrl`, when `record` was set on `<Dial>`.
-    pub recording_url: Option<String>,
-}
-
-impl DialOutcome {
-    /// The action callback: the parent call's voice parameters followed by
-    /// `DialCallStatus, DialCallSid, DialCallDuration, DialBridged, RecordingUrl`.
-    pub fn action_params(&self, parent: &CallInfo) -> Params {
-        let mut p = parent.voice_params();
-        p.push("DialCallStatus", self.status.as_str());
-        p.push_opt("DialCallSid", self.dial_call_sid.as_deref());
-        p.push_opt(
-            "DialCallDuration",
-            self.duration_secs.map(|d| d.to_string()),
-        );
-        p.push("DialBridged", if self.bridged { "true" } else { "false" });
-        p.push_opt("RecordingUrl", self.recording_url.as_deref());
+impl CallInfo {
+    /// A `<Dial>` `action` request: this (parent) call's voice parameters
+    /// followed by `DialCallStatus, DialCallSid, DialCallDuration,
+    /// DialBridged, RecordingUrl` (each when known).
+    pub fn dial_action_params(&self, outcome: &DialOutcome) -> Params {
+        let mut p = self.voice_params();
+        for (name, value) in outcome.params() {
+            p.push(name, value);
+        }
         p
     }
 }
@@ -308,52 +218,6 @@ impl StatusEvent {
         p.push("CallbackSource", "call-progress-events");
         p.push("SequenceNumber", sequence_number.to_string());
         p
-    }
-}
-
-/// `RecordingStatus` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RecordingStatus {
-    /// `in-progress`: the recording has started.
-    InProgress,
-    /// `completed`: the recording is complete and available.
-    Completed,
-    /// `absent`: the recording is absent and inaccessible.
-    Absent,
-}
-
-impl RecordingStatus {
-    /// The wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InProgress => "in-progress",
-            Self::Completed => "completed",
-            Self::Absent => "absent",
-        }
-    }
-}
-
-/// `RecordingTrack` values (`recordingTrack` on `<Dial>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RecordingTrack {
-    /// `inbound`: audio received by Tandem.
-    Inbound,
-    /// `outbound`: audio Tandem sends.
-    Outbound,
-    /// `both`.
-    Both,
-}
-
-impl RecordingTrack {
-    /// The wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Inbound => "inbound",
-            Self::Outbound => "outbound",
-            Self::Both => "both",
-        }
     }
 }
 
@@ -469,24 +333,24 @@ mod tests {
         call.status = CallStatus::InProgress;
         let outcome = DialOutcome {
             status: DialCallStatus::NoAnswer,
-            dial_call_sid: Some("CAffffffffffffffffffffffffffffffff".into()),
-            duration_secs: None,
+            call_sid: Some("CAffffffffffffffffffffffffffffffff".into()),
+            duration: None,
             bridged: false,
             recording_url: None,
         };
-        let p = outcome.action_params(&call);
+        let p = call.dial_action_params(&outcome);
         assert_eq!(p.get("DialCallStatus"), Some("no-answer"));
         assert_eq!(p.get("DialBridged"), Some("false"));
         assert_eq!(p.get("DialCallDuration"), None);
         assert_eq!(p.get("CallStatus"), Some("in-progress"));
         let done = DialOutcome {
             status: DialCallStatus::Completed,
-            duration_secs: Some(42),
+            duration: Some(42),
             bridged: true,
             recording_url: Some("http://t/rec/RE1".into()),
             ..outcome
         };
-        let p = done.action_params(&call);
+        let p = call.dial_action_params(&done);
         assert_eq!(p.get("DialCallDuration"), Some("42"));
         assert_eq!(p.get("DialBridged"), Some("true"));
         assert_eq!(p.get("RecordingUrl"), Some("http://t/rec/RE1"));

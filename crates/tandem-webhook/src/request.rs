@@ -10,36 +10,7 @@ use url::Url;
 use crate::error::WebhookError;
 use crate::params::Params;
 
-/// HTTP method of a webhook (`method`, `statusCallbackMethod`, ... attributes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Method {
-    /// Parameters in the query string.
-    Get,
-    /// Parameters in an `application/x-www-form-urlencoded` body (Twilio's default).
-    #[default]
-    Post,
-}
-
-impl Method {
-    /// Parses `GET`/`POST`, case-insensitively as Twilio accepts them.
-    pub fn parse(s: &str) -> Option<Self> {
-        if s.eq_ignore_ascii_case("GET") {
-            Some(Self::Get)
-        } else if s.eq_ignore_ascii_case("POST") {
-            Some(Self::Post)
-        } else {
-            None
-        }
-    }
-
-    /// `GET` or `POST`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Post => "POST",
-        }
-    }
-}
+pub use tandem_types::Method;
 
 /// Resolves `target` (absolute, or relative to `base`, the URL the current
 /// document came from) to an absolute `http`/`https` URL without fragment.

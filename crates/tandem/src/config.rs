@@ -213,38 +213,15 @@ pub struct VoiceWebhook {
     /// Requested when a call arrives.
     pub voice_url: Url,
     /// Method for `voice_url`.
-    pub voice_method: HttpMethod,
+    pub voice_method: Method,
     /// Requested when `voice_url` fails.
     pub fallback_url: Option<Url>,
     /// Method for `fallback_url`.
-    pub fallback_method: HttpMethod,
+    pub fallback_method: Method,
 }
 
-/// A webhook method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum HttpMethod {
-    /// GET, parameters in the query string.
-    Get,
-    /// POST, parameters form-encoded in the body (the default).
-    #[default]
-    Post,
-}
-
-impl HttpMethod {
-    /// `"GET"` or `"POST"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Post => "POST",
-        }
-    }
-}
-
-impl fmt::Display for HttpMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A webhook method (`GET` or `POST`), the vocabulary every crate shares.
+pub use tandem_webhook::Method;
 
 /// One `[[client]]`: an identity that may REGISTER and be dialled with `<Client>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

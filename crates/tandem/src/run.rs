@@ -8,7 +8,7 @@ use tandem_engine::{Engine, EngineConfig, MediaConfig, NumberRoute, Trunk, Twiml
 use tandem_transport::{Endpoint, EndpointConfig, TimerConfig};
 use tracing::{info, warn};
 
-use crate::config::{Config, HttpMethod, NumberHandler};
+use crate::config::{Config, NumberHandler};
 
 /// Starts everything `config` describes and runs until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -56,13 +56,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     http.shutdown().await;
     info!("stopped");
     Ok(())
-}
-
-fn method(m: HttpMethod) -> tandem_webhook::Method {
-    match m {
-        HttpMethod::Get => tandem_webhook::Method::Get,
-        HttpMethod::Post => tandem_webhook::Method::Post,
-    }
 }
 
 /// Splits the validated config into the engine's plain settings.
@@ -146,11 +139,11 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
                     NumberHandler::Twiml(path) => TwimlSource::File(path.clone()),
                     NumberHandler::Webhook(w) => TwimlSource::Url {
                         url: w.voice_url.to_string(),
-                        method: method(w.voice_method),
+                        method: w.voice_method,
                         fallback: w
                             .fallback_url
                             .as_ref()
-                            .map(|u| (u.to_string(), method(w.fallback_method))),
+                            .map(|u| (u.to_string(), w.fallback_method)),
                     },
                 },
             })

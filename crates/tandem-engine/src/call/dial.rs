@@ -66,7 +66,7 @@ pub(super) struct DialState {
     pub rec_callback: Option<(
         Url,
         tandem_webhook::Method,
-        Vec<tandem_twiml::RecordingEvent>,
+        Vec<tandem_twiml::RecordingStatus>,
     )>,
     /// The outcome once the fork and any bridge are over.
     pub done: bool,
@@ -245,15 +245,11 @@ impl Call {
         let rec_callback = spec.recording_status_callback.as_ref().and_then(|u| {
             let url = self.resolve_url(u)?;
             let events = if spec.recording_status_callback_event.is_empty() {
-                vec![tandem_twiml::RecordingEvent::Completed]
+                vec![tandem_twiml::RecordingStatus::Completed]
             } else {
                 spec.recording_status_callback_event.clone()
             };
-            Some((
-                url,
-                twiml_method(spec.recording_status_callback_method),
-                events,
-            ))
+            Some((url, spec.recording_status_callback_method, events))
         });
         self.dial = Some(DialState {
             spec,
@@ -376,7 +372,7 @@ impl Call {
             } else {
                 o.status_callback_event.clone()
             };
-            Some((url, twiml_method(o.status_callback_method), events))
+            Some((url, o.status_callback_method, events))
         })
     }
 
@@ -915,8 +911,7 @@ impl Call {
             .dial
             .as_ref()
             .and_then(|d| d.spec.ring_tone)
-            .and_then(|t| t.code().parse().ok())
-            .unwrap_or(tandem_media::tones::RingTone::Us);
+            .unwrap_or_default();
         let Some(parent) = self.media else { return };
         // No branch's early media reaches the caller any more.
         if let Some(d) = &self.dial {
@@ -1047,7 +1042,7 @@ impl Call {
             Ok(started) => {
                 let cb = self.dial.as_ref().and_then(|d| d.rec_callback.clone());
                 if let Some((url, method, events)) = cb
-                    && events.contains(&tandem_twiml::RecordingEvent::InProgress)
+                    && events.contains(&tandem_twiml::RecordingStatus::InProgress)
                 {
                     self.out.push_back(Output::Recording {
                         url,
@@ -1075,8 +1070,10 @@ impl Call {
         match self.env.stop_recording()? {
             Ok(info) => {
                 let wanted = match info.status {
-                    tandem_webhook::RecordingStatus::Absent => tandem_twiml::RecordingEvent::Absent,
-                    _ => tandem_twiml::RecordingEvent::Completed,
+                    tandem_webhook::RecordingStatus::Absent => {
+                        tandem_twiml::RecordingStatus::Absent
+                    }
+                    _ => tandem_twiml::RecordingStatus::Completed,
                 };
                 let cb = self.dial.as_ref().and_then(|d| d.rec_callback.clone());
                 if let Some((url, method, events)) = cb
@@ -1108,7 +1105,7 @@ impl Call {
         let Some(d) = self.dial.take() else {
             return;
         };
-        self.env.dial_ended(webhook_status(outcome.status));
+        self.env.dial_ended(outcome.status);
         if let Some(parent) = self.media {
             self.env.ringback(parent, None);
             self.env.relay(parent, None);
@@ -1135,18 +1132,6 @@ impl Call {
                 self.env.close_leg(leg);
             }
         }
-    }
-}
-
-/// The same `DialCallStatus` in the webhook crate's vocabulary.
-fn webhook_status(s: DialCallStatus) -> tandem_webhook::DialCallStatus {
-    match s {
-        DialCallStatus::Completed => tandem_webhook::DialCallStatus::Completed,
-        DialCallStatus::Answered => tandem_webhook::DialCallStatus::Answered,
-        DialCallStatus::Busy => tandem_webhook::DialCallStatus::Busy,
-        DialCallStatus::NoAnswer => tandem_webhook::DialCallStatus::NoAnswer,
-        DialCallStatus::Failed => tandem_webhook::DialCallStatus::Failed,
-        DialCallStatus::Canceled => tandem_webhook::DialCallStatus::Canceled,
     }
 }
 

@@ -20,7 +20,7 @@ use super::shell::Mailbox;
 use super::{Audio, CallMsg};
 use crate::engine::Ctx;
 use crate::media::{LegError, MediaLeg};
-use crate::media_ops::{DtmfTap, digits_source, dtmf_tap, fan_out};
+use crate::media_ops::{DigitsSource, DtmfTap, dtmf_tap, fan_out};
 use crate::recording::{RecordingInfo, RecordingOptions, RecordingSession, RecordingTaps};
 
 /// A recording just started: its sid and `in-progress` event.
@@ -81,7 +81,7 @@ pub(crate) trait Env: Send {
     /// The live contacts of a `<Client>` identity: (contact URI, where to send).
     fn contacts(&self, identity: &str) -> Vec<(String, Peer)>;
     /// Counters: a Dial ended with this status.
-    fn dial_ended(&mut self, status: tandem_webhook::DialCallStatus);
+    fn dial_ended(&mut self, status: tandem_types::DialCallStatus);
 }
 
 /// [`Env`] on tandem-rtp legs, the engine's recordings and registrar.
@@ -239,7 +239,7 @@ impl Env for RealEnv {
         let Some(s) = self.leg(leg) else {
             return Err("no media on the callee's leg".to_owned());
         };
-        let src = digits_source(digits).map_err(|e| e.to_string())?;
+        let src = DigitsSource::new(digits).map_err(|e| e.to_string())?;
         s.media.leg.inject(src).detach();
         Ok(())
     }
@@ -339,7 +339,7 @@ impl Env for RealEnv {
         self.ctx.registrar_contacts(identity)
     }
 
-    fn dial_ended(&mut self, status: tandem_webhook::DialCallStatus) {
+    fn dial_ended(&mut self, status: tandem_types::DialCallStatus) {
         self.ctx.metrics.dial_ended(status);
     }
 }

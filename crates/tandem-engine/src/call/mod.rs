@@ -31,7 +31,7 @@ use url::Url;
 
 use crate::config::EngineConfig;
 use crate::gather::Gathering;
-use crate::media_ops::{DtmfDigit, PromptSource, SendDigits};
+use crate::media_ops::{DigitsSource, DtmfDigit, PromptSource};
 
 mod dial;
 mod env;
@@ -153,9 +153,13 @@ pub(crate) enum Who {
 }
 
 /// Audio loaded for a verb, ready to inject.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "an Audio only travels boxed (Output::LoadAudio carries Box<Audio>)"
+)]
 pub(crate) enum Audio {
     Prompt(PromptSource),
-    Digits(SendDigits),
+    Digits(DigitsSource),
 }
 
 impl std::fmt::Debug for Audio {
@@ -192,13 +196,6 @@ fn user_of(uri: &str) -> String {
     match rest.split_once('@') {
         Some((user, _)) => user.split(';').next().unwrap_or(user).to_owned(),
         None => String::new(),
-    }
-}
-
-fn twiml_method(m: tandem_twiml::Method) -> tandem_webhook::Method {
-    match m {
-        tandem_twiml::Method::Get => tandem_webhook::Method::Get,
-        _ => tandem_webhook::Method::Post,
     }
 }
 

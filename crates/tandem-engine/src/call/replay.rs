@@ -23,7 +23,7 @@ use tandem_sip::transaction::{Transport, TxId};
 
 use super::*;
 use crate::media::LegError;
-use crate::media_ops::{DtmfKind, digits_source};
+use crate::media_ops::{DigitsSource, DtmfKind};
 use crate::recording::{RecordingInfo, RecordingOptions};
 
 /// The first line of a call log.
@@ -358,7 +358,7 @@ impl Env for LoggingEnv {
     fn contacts(&self, identity: &str) -> Vec<(String, Peer)> {
         self.inner.contacts(identity)
     }
-    fn dial_ended(&mut self, status: tandem_webhook::DialCallStatus) {
+    fn dial_ended(&mut self, status: tandem_types::DialCallStatus) {
         self.inner.dial_ended(status);
     }
 }
@@ -437,7 +437,7 @@ impl Env for ReplayEnv {
     fn contacts(&self, _: &str) -> Vec<(String, Peer)> {
         Vec::new()
     }
-    fn dial_ended(&mut self, _: tandem_webhook::DialCallStatus) {}
+    fn dial_ended(&mut self, _: tandem_types::DialCallStatus) {}
 }
 
 /// One input of a log, at its time.
@@ -536,7 +536,7 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
             let result = match ok {
                 ["ok"] => {
                     // The audio itself is not logged: a short stand-in plays.
-                    let d = digits_source("1").map_err(|e| e.to_string())?;
+                    let d = DigitsSource::new("1").map_err(|e| e.to_string())?;
                     Ok(Box::new(Audio::Digits(d)))
                 }
                 ["err", why] => Err(unesc(why)),

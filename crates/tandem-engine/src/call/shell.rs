@@ -21,7 +21,7 @@ use super::replay::{CallLog, LoggedStart, LoggingEnv, document_start};
 use super::{Audio, Call, CallMsg, Fetched, Output, RealEnv, Start, Who, user_of};
 use crate::config::TwimlSource;
 use crate::engine::Ctx;
-use crate::media_ops::digits_source;
+use crate::media_ops::DigitsSource;
 
 /// Requests waiting in one call's queue beyond which a new request from a
 /// peer is refused (503) instead of queued. Responses, timeouts and the
@@ -149,10 +149,7 @@ fn starting_document(ctx: &Ctx, to_user: &str) -> Result<(Start, LoggedStart), u
             fallback,
         } => {
             let parsed = Url::parse(url).ok();
-            let m = match method {
-                tandem_webhook::Method::Get => tandem_twiml::Method::Get,
-                _ => tandem_twiml::Method::Post,
-            };
+            let m = *method;
             let url = parsed
                 .clone()
                 .unwrap_or_else(|| Url::parse("http://invalid/").expect("static URL"));
@@ -486,10 +483,7 @@ fn spawn_fetch(
                 Err(()) => Err(format!("bad file URL {}", req.url)),
             }
         } else {
-            let method = match req.method {
-                tandem_twiml::Method::Get => tandem_webhook::Method::Get,
-                _ => tandem_webhook::Method::Post,
-            };
+            let method = req.method;
             let treq = tandem_webhook::TwimlRequest {
                 target: tandem_webhook::Target::new(req.url.to_string(), method),
                 base: None,
@@ -531,7 +525,7 @@ fn spawn_load(
                 .map(|p| Box::new(Audio::Prompt(p)))
                 .map_err(|e| e.to_string()),
             tandem_twiml::Prompt::Play(play) => match (&play.digits, &play.url) {
-                (Some(d), _) => digits_source(d)
+                (Some(d), _) => DigitsSource::new(d)
                     .map(|d| Box::new(Audio::Digits(d)))
                     .map_err(|e| e.to_string()),
                 (None, Some(url)) => {

@@ -116,7 +116,7 @@ impl Env for FakeEnv {
             .cloned()
             .unwrap_or_default()
     }
-    fn dial_ended(&mut self, _: tandem_webhook::DialCallStatus) {}
+    fn dial_ended(&mut self, _: tandem_types::DialCallStatus) {}
 }
 
 /// A status callback as the harness saw it queued.
@@ -670,7 +670,7 @@ fn a_screened_callee_hears_the_gather_prompt_and_answers_by_rfc4733() {
         })
         .expect("the Say is loaded for the callee");
     assert_eq!(who, Who::Branch(0));
-    let digits = crate::media_ops::digits_source("1").unwrap();
+    let digits = crate::media_ops::DigitsSource::new("1").unwrap();
     h.msg(CallMsg::AudioReady {
         who,
         seq,

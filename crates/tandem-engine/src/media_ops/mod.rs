@@ -6,20 +6,21 @@
 //! text and voice) and `<Play>` (`file://` and `http(s)` WAV or raw μ-law,
 //! cached per URL).
 //!
+//! DTMF out is tandem-rtp's [`DigitsSource`]; every generated sound is
+//! encoded by its [`PcmFrames`](tandem_rtp::relay::PcmFrames).
+//!
 //! Everything here produces a [`MediaSource`](tandem_rtp::relay::MediaSource)
 //! for `Leg::inject`, or a [`Tap`](tandem_rtp::relay::Tap) for
 //! `Leg::set_tap`; the call actor owns the legs and decides when to play.
 //! `docs/media-ops.md` describes the rules, the voice mapping and the limits.
 
-mod digits;
 mod dtmf_in;
-mod encode;
 mod play;
 mod prompt;
 mod say;
 
-pub use digits::{DigitsError, MAX_DIGITS, SendDigits, digits_source};
 pub use dtmf_in::{DtmfDigit, DtmfKind, DtmfTap, dtmf_tap, fan_out};
 pub use play::{MAX_PLAY_BYTES, PLAY_FETCH_TIMEOUT, PlayCache};
 pub use prompt::{MAX_LOOPS, PromptError, PromptSource, Prompts, PromptsConfig, loop_count};
 pub use say::{MAX_SAY_CHARS, SpeechVoice, espeak_voice};
+pub use tandem_rtp::relay::{DigitsError, DigitsSource, MAX_DIGITS};

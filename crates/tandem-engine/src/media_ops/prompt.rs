@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_media::{PlayerError, Prompt, RATE_8K};
-use tandem_rtp::relay::{MediaSource, OutFormat, SourceOutput, SourcePacket};
+use tandem_rtp::relay::{MediaSource, OutFormat, PcmFrames, SourceOutput};
 use tandem_twiml::Loop;
 use tandem_webhook::{WebhookClient, WebhookError};
 use tokio::sync::Semaphore;
 
-use super::encode::{MAX_FRAME_8K, PcmOut};
 use super::play::{self, PlayCache};
 use super::say;
 
@@ -252,10 +251,7 @@ pub struct PromptSource {
     loops: u32,
     played: u32,
     pos: usize,
-    ts: u32,
-    first: bool,
-    out: PcmOut,
-    pcm: [i16; MAX_FRAME_8K],
+    frames: PcmFrames,
 }
 
 impl std::fmt::Debug for PromptSource {
@@ -281,10 +277,7 @@ impl PromptSource {
             loops: loops.max(1),
             played: 0,
             pos: 0,
-            ts: 0,
-            first: true,
-            out: PcmOut::default(),
-            pcm: [0; MAX_FRAME_8K],
+            frames: PcmFrames::new(),
         })
     }
 
@@ -297,55 +290,51 @@ impl PromptSource {
     pub fn total_duration(&self) -> Duration {
         self.duration() * self.loops
     }
+}
 
-    /// Fills `n` samples; false when every loop has played.
-    fn fill(&mut self, n: usize) -> bool {
-        if self.played >= self.loops {
-            return false;
-        }
-        let samples = self.prompt.samples();
-        let mut k = 0;
-        while k < n {
-            if self.played >= self.loops {
-                self.pcm[k..n].fill(0);
-                break;
-            }
-            let take = (n - k).min(samples.len() - self.pos);
-            self.pcm[k..k + take].copy_from_slice(&samples[self.pos..self.pos + take]);
-            k += take;
-            self.pos += take;
-            if self.pos >= samples.len() {
-                self.pos = 0;
-                self.played += 1;
-            }
-        }
-        true
+/// Fills `out` from `samples` at `pos`, looping; false when every loop has
+/// played (the last packet is padded with silence).
+fn fill_loops(
+    samples: &[i16],
+    loops: u32,
+    played: &mut u32,
+    pos: &mut usize,
+    out: &mut [i16],
+) -> bool {
+    if *played >= loops {
+        return false;
     }
+    let n = out.len();
+    let mut k = 0;
+    while k < n {
+        if *played >= loops {
+            out[k..n].fill(0);
+            break;
+        }
+        let take = (n - k).min(samples.len() - *pos);
+        out[k..k + take].copy_from_slice(&samples[*pos..*pos + take]);
+        k += take;
+        *pos += take;
+        if *pos >= samples.len() {
+            *pos = 0;
+            *played += 1;
+        }
+    }
+    true
 }
 
 impl MediaSource for PromptSource {
     fn next_packet(&mut self, format: &OutFormat, payload: &mut [u8]) -> SourceOutput {
-        let Some(n) = PcmOut::samples_8k(format) else {
-            tracing::warn!(codec = ?format.codec, ptime = format.ptime, "cannot play a prompt on this leg");
-            return SourceOutput::Done;
-        };
-        if !self.fill(n) {
-            return SourceOutput::Done;
-        }
-        let Some(len) = self.out.encode(format, &self.pcm[..n], payload) else {
-            return SourceOutput::Done;
-        };
-        let p = SourcePacket {
-            len,
-            event: false,
-            marker: self.first,
-            timestamp: self.ts,
-        };
-        self.first = false;
-        self.ts = self
-            .ts
-            .wrapping_add(format.clock_rate / 1000 * format.ptime);
-        SourceOutput::Packet(p)
+        let PromptSource {
+            prompt,
+            loops,
+            played,
+            pos,
+            frames,
+        } = self;
+        frames.next(format, payload, |out| {
+            fill_loops(prompt.samples(), *loops, played, pos, out)
+        })
     }
 }
 

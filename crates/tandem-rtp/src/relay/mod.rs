@@ -16,6 +16,7 @@
 //! receives nothing for the configured time reports
 //! [`MediaEvent::Timeout`].
 
+mod frames;
 mod inject;
 mod runtime;
 mod rx;
@@ -34,9 +35,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+pub use frames::{MAX_FRAME_8K, PcmFrames};
 pub use inject::{Injection, MediaSource, SourceOutput, SourcePacket};
 pub use runtime::MediaRuntime;
-pub use sources::{DigitsSource, PcmSource, RingbackSource};
+pub use sources::{DigitsError, DigitsSource, MAX_DIGITS, PcmSource, RingbackSource};
 pub use tap::{TAP_FRAME_MAX, Tap, TapFrame, TapPacket, tap_channel};
 pub use tx::OutFormat;
 

@@ -1,84 +1,24 @@
 //! Ready-made [`MediaSource`]s: 8 kHz PCM from a closure, a country's
 //! ringback (tandem-media's E.180 cadences) and DTMF digit strings (RFC 4733
 //! events when the leg negotiated telephone-event, in-band tones otherwise).
-//! They encode G.711 only: on an Opus leg they end at once, and the engine
-//! plays through a transcoding source of its own.
+//! Every one encodes through [`PcmFrames`], so G.711 and Opus legs alike
+//! hear them.
 
 use std::time::Duration;
 
-use tandem_media::dtmf::{InbandConfig, InbandDigits, InvalidDigit, parse_digits};
+use tandem_media::dtmf::{InbandConfig, InbandDigits, parse_digits};
 use tandem_media::rfc4733::{EventEncoderConfig, EventSchedule, encode_digits};
 use tandem_media::{RingTone, Ringback};
 
+use super::frames::PcmFrames;
 use super::inject::{MediaSource, SourceOutput, SourcePacket};
 use super::tx::OutFormat;
-use crate::sdp::Codec;
 
-/// Largest frame the PCM sources produce: 60 ms at 8 kHz.
-const MAX_FRAME: usize = 480;
-
-/// Encode one frame of 8 kHz PCM for a G.711 leg; `None` on other codecs.
-fn encode_frame(format: &OutFormat, pcm: &[i16], payload: &mut [u8]) -> Option<usize> {
-    let alaw = match format.codec {
-        Codec::Pcmu => false,
-        Codec::Pcma => true,
-        _ => return None,
-    };
-    Some(crate::codec::encode_g711(pcm, payload, alaw))
-}
-
-fn frame_len(format: &OutFormat) -> usize {
-    (format.frame_samples() as usize).min(MAX_FRAME)
-}
-
-/// Frame state shared by the PCM sources: the source timeline and a frame
-/// buffer (no allocation per packet).
-struct Frames {
-    ts: u32,
-    first: bool,
-    pcm: [i16; MAX_FRAME],
-}
-
-impl Frames {
-    fn new() -> Self {
-        Frames {
-            ts: 0,
-            first: true,
-            pcm: [0; MAX_FRAME],
-        }
-    }
-
-    /// Fill one frame with `fill` (false: finished) and encode it.
-    fn next(
-        &mut self,
-        format: &OutFormat,
-        payload: &mut [u8],
-        fill: impl FnOnce(&mut [i16]) -> bool,
-    ) -> SourceOutput {
-        let n = frame_len(format);
-        if !fill(&mut self.pcm[..n]) {
-            return SourceOutput::Done;
-        }
-        let Some(len) = encode_frame(format, &self.pcm[..n], payload) else {
-            return SourceOutput::Done;
-        };
-        let p = SourcePacket {
-            len,
-            event: false,
-            marker: self.first,
-            timestamp: self.ts,
-        };
-        self.first = false;
-        self.ts = self.ts.wrapping_add(n as u32);
-        SourceOutput::Packet(p)
-    }
-}
-
-/// 8 kHz PCM from a closure, encoded to the leg's G.711 law. `fill` writes
-/// one packet's worth of samples and returns false when finished.
+/// 8 kHz PCM from a closure, encoded for the leg. `fill` writes one
+/// packet's worth of samples and returns false when finished.
 pub struct PcmSource<F> {
     fill: F,
-    frames: Frames,
+    frames: PcmFrames,
 }
 
 impl<F: FnMut(&mut [i16]) -> bool + Send + 'static> PcmSource<F> {
@@ -86,7 +26,7 @@ impl<F: FnMut(&mut [i16]) -> bool + Send + 'static> PcmSource<F> {
     pub fn new(fill: F) -> Self {
         PcmSource {
             fill,
-            frames: Frames::new(),
+            frames: PcmFrames::new(),
         }
     }
 }
@@ -101,16 +41,16 @@ impl<F: FnMut(&mut [i16]) -> bool + Send + 'static> MediaSource for PcmSource<F>
 pub struct RingbackSource {
     ringback: Ringback,
     pos: u64,
-    frames: Frames,
+    frames: PcmFrames,
 }
 
 impl RingbackSource {
-    /// Ringback for `tone` (Twilio's `ringTone` code, parsed by tandem-media).
+    /// Ringback for `tone`.
     pub fn new(tone: RingTone) -> Self {
         RingbackSource {
             ringback: Ringback::new(tone),
             pos: 0,
-            frames: Frames::new(),
+            frames: PcmFrames::new(),
         }
     }
 }
@@ -126,6 +66,35 @@ impl MediaSource for RingbackSource {
     }
 }
 
+/// Longest digit string accepted (Twilio documents no limit; 256 steps
+/// last at most 128 s).
+pub const MAX_DIGITS: usize = 256;
+
+/// Why a digit string cannot be played.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigitsError {
+    /// The string holds no digit and no pause.
+    #[error("empty digit string")]
+    Empty,
+    /// A character that is not `0-9 * # A-D` nor `w`.
+    #[error("invalid DTMF digit {digit:?} at position {index}")]
+    Invalid {
+        /// The character.
+        digit: char,
+        /// Its position (in characters).
+        index: usize,
+    },
+    /// More than [`MAX_DIGITS`] characters.
+    #[error("digit string of {len} characters is longer than {max}")]
+    TooLong {
+        /// Characters given.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
 enum DigitState {
     Start,
     Events {
@@ -136,55 +105,114 @@ enum DigitState {
     Inband {
         tones: InbandDigits,
         pos: u64,
+        frames: Box<PcmFrames>,
     },
+    Done,
 }
 
-/// A DTMF digit string (`0-9 * # A-D`, `w` = 500 ms pause): RFC 4733 events
-/// if the leg negotiated telephone-event, else in-band tones. Ends after
-/// the last digit's gap.
+/// A DTMF digit string (`<Number sendDigits>`, `<Play digits>`: `0-9 * #
+/// A-D`, `w` or `W` = 500 ms pause, as Twilio documents): RFC 4733 §2.3
+/// telephone-events if the leg negotiated telephone-event, ITU-T Q.23
+/// in-band tones otherwise (on G.711 and Opus legs). Ends after the last
+/// digit's gap (100 ms tone, 100 ms gap per digit, 500 ms per `w`).
 pub struct DigitsSource {
     digits: String,
+    duration: Duration,
     state: DigitState,
-    frames: Frames,
+}
+
+impl std::fmt::Debug for DigitsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigitsSource")
+            .field("digits", &self.digits)
+            .field("duration", &self.duration)
+            .finish()
+    }
 }
 
 impl DigitsSource {
-    /// Check the digits now, so a bad `sendDigits` fails before the call.
-    pub fn new(digits: &str) -> Result<Self, InvalidDigit> {
-        parse_digits(digits)?;
+    /// Checks the digits now, so a bad `sendDigits` fails before the call
+    /// (empty, a character that is no digit, longer than [`MAX_DIGITS`]).
+    pub fn new(digits: &str) -> Result<Self, DigitsError> {
+        let len = digits.chars().count();
+        if len > MAX_DIGITS {
+            return Err(DigitsError::TooLong {
+                len,
+                max: MAX_DIGITS,
+            });
+        }
+        if let Err(bad) = parse_digits(digits) {
+            let index = digits.chars().position(|c| c == bad.0).unwrap_or(0);
+            return Err(DigitsError::Invalid {
+                digit: bad.0,
+                index,
+            });
+        }
+        if len == 0 {
+            return Err(DigitsError::Empty);
+        }
+        let tones = InbandDigits::new(digits, InbandConfig::default()).map_err(|bad| {
+            DigitsError::Invalid {
+                digit: bad.0,
+                index: 0,
+            }
+        })?;
         Ok(DigitsSource {
             digits: digits.to_owned(),
+            duration: Duration::from_micros(tones.total_samples() * 125),
             state: DigitState::Start,
-            frames: Frames::new(),
         })
+    }
+
+    /// How long the string takes to play (tones, gaps and pauses).
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// The digit string.
+    pub fn digits(&self) -> &str {
+        &self.digits
+    }
+
+    fn start(&self, format: &OutFormat) -> DigitState {
+        tracing::debug!(
+            digits = %self.digits,
+            rfc4733 = format.telephone_event_pt.is_some(),
+            codec = %format.codec,
+            "sending DTMF"
+        );
+        if format.telephone_event_pt.is_some() {
+            let cfg = EventEncoderConfig {
+                clock_rate: format.telephone_event_clock,
+                ..EventEncoderConfig::default()
+            };
+            return match encode_digits(&self.digits, &cfg) {
+                Ok(schedule) => DigitState::Events {
+                    schedule,
+                    next: 0,
+                    elapsed: Duration::ZERO,
+                },
+                Err(_) => DigitState::Done,
+            };
+        }
+        match InbandDigits::new(&self.digits, InbandConfig::default()) {
+            Ok(tones) => DigitState::Inband {
+                tones,
+                pos: 0,
+                frames: Box::new(PcmFrames::new()),
+            },
+            Err(_) => DigitState::Done,
+        }
     }
 }
 
 impl MediaSource for DigitsSource {
     fn next_packet(&mut self, format: &OutFormat, payload: &mut [u8]) -> SourceOutput {
         if let DigitState::Start = self.state {
-            self.state = if format.telephone_event_pt.is_some() {
-                let cfg = EventEncoderConfig {
-                    clock_rate: format.telephone_event_clock,
-                    ..EventEncoderConfig::default()
-                };
-                match encode_digits(&self.digits, &cfg) {
-                    Ok(schedule) => DigitState::Events {
-                        schedule,
-                        next: 0,
-                        elapsed: Duration::ZERO,
-                    },
-                    Err(_) => return SourceOutput::Done,
-                }
-            } else {
-                match InbandDigits::new(&self.digits, InbandConfig::default()) {
-                    Ok(tones) => DigitState::Inband { tones, pos: 0 },
-                    Err(_) => return SourceOutput::Done,
-                }
-            };
+            self.state = self.start(format);
         }
         match &mut self.state {
-            DigitState::Start => SourceOutput::Done,
+            DigitState::Start | DigitState::Done => SourceOutput::Done,
             DigitState::Events {
                 schedule,
                 next,
@@ -208,7 +236,7 @@ impl MediaSource for DigitsSource {
                     None => SourceOutput::Done,
                 }
             }
-            DigitState::Inband { tones, pos } => self.frames.next(format, payload, |out| {
+            DigitState::Inband { tones, pos, frames } => frames.next(format, payload, |out| {
                 if *pos >= tones.total_samples() {
                     return false;
                 }

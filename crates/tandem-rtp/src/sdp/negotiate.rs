@@ -11,67 +11,7 @@ use super::{
     Timing,
 };
 
-/// A codec Tandem understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// G.711 μ-law, static payload type 0.
-    Pcmu,
-    /// G.711 A-law, static payload type 8.
-    Pcma,
-    /// Opus (RFC 7587), `opus/48000/2`, dynamic payload type.
-    Opus,
-    /// RFC 4733 named events, `telephone-event/<rate>`, dynamic payload type.
-    TelephoneEvent,
-}
-
-impl Codec {
-    /// The `rtpmap` encoding name.
-    pub fn encoding_name(self) -> &'static str {
-        match self {
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-            Codec::Opus => "opus",
-            Codec::TelephoneEvent => "telephone-event",
-        }
-    }
-
-    /// The RTP clock rate normally used with this codec.
-    pub fn default_clock_rate(self) -> u32 {
-        match self {
-            Codec::Opus => 48_000,
-            _ => 8_000,
-        }
-    }
-
-    /// The static payload type (RFC 3551), if any.
-    pub fn static_pt(self) -> Option<u8> {
-        match self {
-            Codec::Pcmu => Some(0),
-            Codec::Pcma => Some(8),
-            _ => None,
-        }
-    }
-
-    /// True for audio codecs, false for telephone-event.
-    pub fn is_audio(self) -> bool {
-        self != Codec::TelephoneEvent
-    }
-
-    fn from_rtpmap(encoding: &str, clock: u32, channels: u8) -> Option<Codec> {
-        let c = if encoding.eq_ignore_ascii_case("PCMU") && clock == 8000 {
-            Codec::Pcmu
-        } else if encoding.eq_ignore_ascii_case("PCMA") && clock == 8000 {
-            Codec::Pcma
-        } else if encoding.eq_ignore_ascii_case("opus") && clock == 48_000 && channels == 2 {
-            Codec::Opus
-        } else if encoding.eq_ignore_ascii_case("telephone-event") {
-            Codec::TelephoneEvent
-        } else {
-            return None;
-        };
-        Some(c)
-    }
-}
+pub use tandem_media::Codec;
 
 /// One payload format of a stream: a payload type bound to a codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +34,7 @@ impl PayloadFormat {
         PayloadFormat {
             pt,
             codec,
-            clock_rate: codec.default_clock_rate(),
+            clock_rate: codec.clock_rate(),
             channels: if codec == Codec::Opus { 2 } else { 1 },
             fmtp: match codec {
                 Codec::TelephoneEvent => Some("0-16".to_owned()),
@@ -281,9 +221,10 @@ impl SdpSession {
         let mut formats = Vec::new();
         for &c in &caps.codecs {
             match c {
-                Codec::Pcmu | Codec::Pcma => {
-                    formats.push(PayloadFormat::new(c.static_pt().unwrap_or_default(), c))
-                }
+                Codec::Pcmu | Codec::Pcma => formats.push(PayloadFormat::new(
+                    c.static_payload_type().unwrap_or_default(),
+                    c,
+                )),
                 Codec::Opus => {
                     let mut f = PayloadFormat::new(caps.opus_pt, c);
                     f.fmtp = Some("useinbandfec=1".to_owned());
@@ -309,7 +250,8 @@ impl SdpSession {
 
     /// An offer for this leg built from the other leg's offer: the other
     /// leg's supported formats, payload types, `fmtp`, `ptime` and direction
-    /// (so hold propagates), with Tandem's address and port. Streams other
+    /// (so hold propagates), then Tandem's other codecs (reached by
+    /// transcoding), with Tandem's address and port. Streams other
     /// than the first audio stream are not forwarded.
     pub fn offer_from(
         &mut self,
@@ -325,6 +267,23 @@ impl SdpSession {
             .collect();
         if !formats.iter().any(|f| f.codec.is_audio()) {
             return Err(SdpError::NoCommonCodec);
+        }
+        // Tandem's other codecs follow the caller's: a callee that has none
+        // of the caller's codecs is still reached, through the transcoder
+        // (an Opus-only softphone calling a G.711-only PBX). A callee that
+        // shares one answers with it first, and the relay passes it through.
+        for &c in &caps.codecs {
+            if c.is_audio() && !formats.iter().any(|f| f.codec == c) {
+                let pt = match c.static_payload_type() {
+                    Some(pt) => pt,
+                    None => free_pt(&formats, caps.opus_pt),
+                };
+                let mut f = PayloadFormat::new(pt, c);
+                if c == Codec::Opus {
+                    f.fmtp = Some("useinbandfec=1".to_owned());
+                }
+                formats.push(f);
+            }
         }
         if caps.telephone_event && !formats.iter().any(|f| f.codec == Codec::TelephoneEvent) {
             let pt = free_pt(&formats, caps.telephone_event_pt);

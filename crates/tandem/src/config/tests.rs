@@ -127,8 +127,8 @@ fn base_test_config_is_valid() {
     assert!(!c.trunks[0].allows("10.1.2.3".parse().expect("ip")));
     match &c.numbers[1].handler {
         NumberHandler::Webhook(w) => {
-            assert_eq!(w.voice_method, HttpMethod::Get);
-            assert_eq!(w.fallback_method, HttpMethod::Post);
+            assert_eq!(w.voice_method, Method::Get);
+            assert_eq!(w.fallback_method, Method::Post);
         }
         other => panic!("expected a webhook, got {other:?}"),
     }

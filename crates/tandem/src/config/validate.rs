@@ -11,7 +11,7 @@ use url::Url;
 use super::raw::{RawAccount, RawClient, RawConfig, RawHttp, RawNumber, RawRtp, RawSip, RawTrunk};
 use super::{
     AccountConfig, Cidr, ClientConfig, Config, ConfigSource, Credentials, DebugConfig, HttpConfig,
-    HttpMethod, Issue, NumberConfig, NumberHandler, RecordingConfig, RtpConfig, Secret, SipConfig,
+    Issue, Method, NumberConfig, NumberHandler, RecordingConfig, RtpConfig, Secret, SipConfig,
     SipProxy, TrunkConfig, VoiceWebhook, normalize,
 };
 
@@ -62,16 +62,16 @@ impl Checker<'_> {
         }
     }
 
-    fn method(&mut self, key: &str, v: Option<&str>) -> HttpMethod {
+    fn method(&mut self, key: &str, v: Option<&str>) -> Method {
         match v.map(str::to_ascii_uppercase).as_deref() {
-            None | Some("POST") => HttpMethod::Post,
-            Some("GET") => HttpMethod::Get,
+            None | Some("POST") => Method::Post,
+            Some("GET") => Method::Get,
             Some(_) => {
                 self.fail(
                     key,
                     format!("{:?} is not GET or POST", v.unwrap_or_default()),
                 );
-                HttpMethod::Post
+                Method::Post
             }
         }
     }
