@@ -3,9 +3,8 @@
 //! (sends through the endpoint, fetches, audio loads, name look-ups,
 //! callbacks) in the order it gave them. No call logic lives here.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use tandem_rtp::MediaEvent;
@@ -13,7 +12,7 @@ use tandem_sip::builder::{IdGen, response_to};
 use tandem_sip::message::{HeadersExt, Request, SipMessage};
 use tandem_transport::{Peer, ServerTx};
 use tandem_twiml::{Event, Interpreter};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::Instrument as _;
 use url::Url;
 
@@ -29,65 +28,136 @@ use crate::media_ops::DigitsSource;
 /// what the call itself sent, and dropping one would desynchronise it.
 const MAX_QUEUED_REQUESTS: usize = 256;
 
-/// The sending side of a call's queue.
-#[derive(Debug, Clone)]
-pub(crate) struct Mailbox {
-    tx: mpsc::UnboundedSender<CallMsg>,
-    depth: Arc<AtomicUsize>,
+/// A call's queue: a deque behind a lock and a wake-up. A tokio channel
+/// allocates a block of 32 slots (2 KB of 64-byte messages) as soon as it
+/// is created, for queues that rarely hold more than two or three messages
+/// at once; this one starts empty and gives back what a burst made it
+/// grow (docs/benchmarks.md, memory per established call).
+#[derive(Debug)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Notify,
 }
+
+#[derive(Debug, Default)]
+struct QueueState {
+    msgs: VecDeque<CallMsg>,
+    /// Mailboxes alive: at zero the inbox reports the end.
+    senders: usize,
+    /// The inbox was dropped: the call is gone.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The sending side of a call's queue.
+#[derive(Debug)]
+pub(crate) struct Mailbox(Arc<Queue>);
 
 /// The receiving side.
 #[derive(Debug)]
-pub(crate) struct Inbox {
-    rx: mpsc::UnboundedReceiver<CallMsg>,
-    depth: Arc<AtomicUsize>,
-}
+pub(crate) struct Inbox(Arc<Queue>);
 
 /// A call's queue.
 pub(crate) fn mailbox() -> (Mailbox, Inbox) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let depth = Arc::new(AtomicUsize::new(0));
-    (
-        Mailbox {
-            tx,
-            depth: depth.clone(),
-        },
-        Inbox { rx, depth },
-    )
+    let q = Arc::new(Queue {
+        state: Mutex::new(QueueState {
+            senders: 1,
+            ..QueueState::default()
+        }),
+        ready: Notify::new(),
+    });
+    (Mailbox(q.clone()), Inbox(q))
+}
+
+impl Clone for Mailbox {
+    fn clone(&self) -> Self {
+        self.0.lock().senders += 1;
+        Mailbox(self.0.clone())
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        let last = {
+            let mut st = self.0.lock();
+            st.senders -= 1;
+            st.senders == 0
+        };
+        if last {
+            self.0.ready.notify_one();
+        }
+    }
 }
 
 impl Mailbox {
     /// Queues a message the call must see (false: the call is gone).
     pub(crate) fn send(&self, msg: CallMsg) -> bool {
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(msg).is_ok()
+        {
+            let mut st = self.0.lock();
+            if st.closed {
+                return false;
+            }
+            st.msgs.push_back(msg);
+        }
+        self.0.ready.notify_one();
+        true
     }
 
     /// Queues a new request from a peer unless the call is that far behind
     /// (or already gone): the request comes back with the status to answer,
     /// 503 or 481.
     pub(crate) fn offer(&self, msg: CallMsg) -> Result<(), (u16, CallMsg)> {
-        if self.tx.is_closed() {
-            return Err((481, msg));
+        {
+            let mut st = self.0.lock();
+            if st.closed {
+                return Err((481, msg));
+            }
+            if st.msgs.len() >= MAX_QUEUED_REQUESTS {
+                return Err((503, msg));
+            }
+            st.msgs.push_back(msg);
         }
-        if self.depth.load(Ordering::Relaxed) >= MAX_QUEUED_REQUESTS {
-            return Err((503, msg));
-        }
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(msg).map_err(|e| {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            (481, e.0)
-        })
+        self.0.ready.notify_one();
+        Ok(())
     }
 }
 
 impl Inbox {
+    /// The next message; `None` once every mailbox is dropped and the
+    /// queue is empty. Cancel-safe: a message is only taken when returned.
     pub(crate) async fn recv(&mut self) -> Option<CallMsg> {
-        let m = self.rx.recv().await;
-        if m.is_some() {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
+        loop {
+            {
+                let mut st = self.0.lock();
+                if let Some(m) = st.msgs.pop_front() {
+                    if st.msgs.is_empty() && st.msgs.capacity() > 8 {
+                        st.msgs = VecDeque::new();
+                    }
+                    return Some(m);
+                }
+                if st.senders == 0 {
+                    return None;
+                }
+            }
+            self.0.ready.notified().await;
         }
-        m
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let left = {
+            let mut st = self.0.lock();
+            st.closed = true;
+            std::mem::take(&mut st.msgs)
+        };
+        // Dropped outside the lock: a message may own a mailbox.
+        drop(left);
     }
 }
 
@@ -186,7 +256,9 @@ pub(crate) async fn run(
         Prepared::Refused { call_id, outputs } => {
             let mut shell = Shell::new(ctx.clone(), me, String::new());
             for o in outputs {
-                shell.execute(o).await;
+                // Boxed: an inline `execute` future would size every
+                // call's task, refused or not.
+                Box::pin(shell.execute(o)).await;
             }
             ctx.calls.remove(&call_id);
         }
