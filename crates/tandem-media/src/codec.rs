@@ -83,21 +83,33 @@ mod opus_impl {
             frame: usize,
             out: &mut Vec<i16>,
         ) -> Result<(), CodecError> {
-            // Up to 120 ms per packet at 48 kHz.
-            let mut buf = vec![0i16; 5760];
+            // Up to 120 ms per packet at 48 kHz, decoded straight into
+            // `out` (no buffer per packet: callers reuse `out`).
+            const MAX: usize = 5760;
             let packet = match payload {
                 Some(p) => Some(Packet::try_from(p).map_err(err)?),
                 None => None,
             };
             let len = if packet.is_none() {
-                frame.min(buf.len())
+                frame.min(MAX)
             } else {
-                buf.len()
+                MAX
             };
-            let signals = MutSignals::try_from(&mut buf[..len]).map_err(err)?;
-            let n = self.0.decode(packet, signals, false).map_err(err)?;
-            out.extend_from_slice(&buf[..n]);
-            Ok(())
+            let start = out.len();
+            out.resize(start + len, 0);
+            let decoded = MutSignals::try_from(&mut out[start..])
+                .map_err(err)
+                .and_then(|signals| self.0.decode(packet, signals, false).map_err(err));
+            match decoded {
+                Ok(n) => {
+                    out.truncate(start + n);
+                    Ok(())
+                }
+                Err(e) => {
+                    out.truncate(start);
+                    Err(e)
+                }
+            }
         }
     }
 
