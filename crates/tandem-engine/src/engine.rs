@@ -187,11 +187,19 @@ impl Engine {
 
     /// Starts Tandem's HTTP listener (recordings, `/healthz`, `/metrics`).
     pub async fn serve_http(&self, addr: std::net::SocketAddr) -> std::io::Result<HttpServer> {
-        let state = HttpState::new(
+        let mut state = HttpState::new(
             self.ctx.recordings.clone(),
             self.ctx.cfg.auth_token.clone(),
             self.ctx.metrics.clone(),
         );
+        let ep = self.ctx.ep.clone();
+        state.health = Some(Arc::new(move || {
+            ep.health(HEALTH_STALL).map_err(|e| e.to_string())
+        }));
+        let ep = self.ctx.ep.clone();
+        state.extra_metrics = Some(Arc::new(move |out: &mut String| {
+            endpoint_metrics(&ep.stats(), out);
+        }));
         crate::http::spawn(addr, state).await
     }
 
@@ -369,4 +377,29 @@ impl Engine {
         let ctx = self.ctx.clone();
         tokio::spawn(call::run(ctx, tx, rx, stx, request, source));
     }
+}
+
+/// A SIP shard with work waiting that has not moved for this long makes
+/// `/healthz` fail.
+const HEALTH_STALL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the SIP endpoint shed, in the Prometheus text format.
+fn endpoint_metrics(s: &tandem_transport::EndpointStats, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        "# HELP tandem_sip_datagrams_dropped_total UDP datagrams dropped: a SIP shard's inbox was full.\n\
+         # TYPE tandem_sip_datagrams_dropped_total counter\n\
+         tandem_sip_datagrams_dropped_total {}\n\
+         # HELP tandem_sip_requests_shed_total New requests answered 503: the event queue was full.\n\
+         # TYPE tandem_sip_requests_shed_total counter\n\
+         tandem_sip_requests_shed_total {}\n\
+         # HELP tandem_sip_events_deferred_total Events a SIP shard held back until the event queue had room.\n\
+         # TYPE tandem_sip_events_deferred_total counter\n\
+         tandem_sip_events_deferred_total {}\n\
+         # HELP tandem_sip_events_dropped_total Events dropped: the event queue and a shard's overflow were full.\n\
+         # TYPE tandem_sip_events_dropped_total counter\n\
+         tandem_sip_events_dropped_total {}\n",
+        s.datagrams_dropped, s.requests_shed, s.events_deferred, s.events_dropped
+    );
 }

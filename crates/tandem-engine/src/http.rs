@@ -3,7 +3,8 @@
 //! `/healthz` and Prometheus `/metrics`, on hyper 1 (HTTP/1.1).
 //!
 //! Routes (see `docs/recording.md`):
-//! - `GET /healthz` → `200 ok`.
+//! - `GET /healthz` → `200 ok`, or `503 stalled: …` when a SIP shard has
+//!   work waiting and has not moved for 5 s ([`HttpState::health`]).
 //! - `GET /metrics` → [`Metrics`] in the Prometheus text format.
 //! - `GET /2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}` and
 //!   `….wav` → the WAV file, streamed; `….mp3` → 415 (not supported).
@@ -154,6 +155,10 @@ impl Metrics {
 /// gauges, pool usage...). Must write complete `# TYPE`d families.
 pub type ExtraMetrics = Arc<dyn Fn(&mut String) + Send + Sync>;
 
+/// What `/healthz` asks: `Err(why)` when Tandem is not doing its work
+/// (a stalled SIP shard), answered 503 with the reason.
+pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// What the listener serves from.
 #[derive(Clone)]
 pub struct HttpState {
@@ -169,6 +174,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// More `/metrics` text, if any.
     pub extra_metrics: Option<ExtraMetrics>,
+    /// `/healthz` answers 503 when this fails; without one it answers `ok`.
+    pub health: Option<HealthCheck>,
 }
 
 impl HttpState {
@@ -184,6 +191,7 @@ impl HttpState {
             media_auth: false,
             metrics,
             extra_metrics: None,
+            health: None,
         }
     }
 }
@@ -325,7 +333,12 @@ pub async fn handle<B>(state: &HttpState, req: Request<B>) -> Response<HttpBody>
 async fn route<B>(state: &HttpState, req: &Request<B>) -> Response<HttpBody> {
     let path = req.uri().path();
     match path {
-        "/healthz" => return text(StatusCode::OK, "ok\n"),
+        "/healthz" => {
+            return match state.health.as_ref().map_or(Ok(()), |check| check()) {
+                Ok(()) => text(StatusCode::OK, "ok\n"),
+                Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("stalled: {why}\n")),
+            };
+        }
         "/metrics" => {
             let mut out = String::with_capacity(2048);
             state.metrics.render(&mut out);

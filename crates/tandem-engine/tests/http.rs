@@ -136,6 +136,32 @@ fn media(sid_and_ext: &str) -> String {
     format!("/2010-04-01/Accounts/{ACCOUNT}/Recordings/{sid_and_ext}")
 }
 
+/// `/healthz` tells the truth: when the health check fails (a SIP shard
+/// with work waiting that does not move), it answers 503 with the reason.
+#[tokio::test]
+async fn healthz_fails_when_sip_is_stalled() {
+    let dir = TempDir::new("http-health");
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut state = HttpState::new(store(&dir.0), TOKEN, Arc::new(Metrics::default()));
+    let s = Arc::clone(&stalled);
+    state.health = Some(Arc::new(move || {
+        if s.load(std::sync::atomic::Ordering::Relaxed) {
+            Err("SIP shard 1 has 40 messages waiting and has not moved for 6000 ms".into())
+        } else {
+            Ok(())
+        }
+    }));
+    let server = http::spawn("127.0.0.1:0".parse().unwrap(), state)
+        .await
+        .unwrap();
+    let r = request(&server, "GET", "/healthz", "").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    stalled.store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = request(&server, "GET", "/healthz", "").await;
+    assert_eq!(r.status, 503);
+    assert!(r.text().starts_with("stalled: SIP shard 1"), "{}", r.text());
+}
+
 #[tokio::test]
 async fn healthz_and_metrics() {
     let dir = TempDir::new("http-metrics");

@@ -6,6 +6,16 @@
 //! message of a call is handled and sent in order by one task. The
 //! transaction user (the engine, or a test UAS) receives [`EndpointEvent`]s and
 //! acts through an [`EndpointHandle`].
+//!
+//! **No await cycle.** A shard has two inboxes: what the network brought
+//! (datagrams are dropped when it is full, streams wait) and what the
+//! transaction user asks (responses, requests, CANCELs), which it always
+//! takes first. A shard never waits for the transaction user: when the
+//! event queue is full, a new out-of-dialog request is answered 503 by the
+//! shard itself and anything else waits in the shard's own overflow, handed
+//! on as room appears. So the transaction user may wait for a shard, and a
+//! shard never for it: a flood costs drops and 503s, never a lock-up.
+//! [`EndpointHandle::health`] says whether every shard keeps up.
 
 mod shard;
 mod tcp;
@@ -13,7 +23,8 @@ mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tandem_sip::builder::IdGen;
@@ -110,8 +121,60 @@ pub(crate) enum ShardInput {
 /// Cheap handle to act on the endpoint; clone it freely.
 #[derive(Debug, Clone)]
 pub struct EndpointHandle {
+    /// Each shard's inbox for the transaction user's commands.
     shards: Arc<[mpsc::Sender<ShardInput>]>,
     local: Arc<Locals>,
+    stats: Arc<Stats>,
+}
+
+/// Counters of what the endpoint shed, and each shard's pulse.
+#[derive(Debug)]
+pub(crate) struct Stats {
+    start: Instant,
+    /// UDP datagrams dropped because a shard's network inbox was full.
+    pub datagrams_dropped: AtomicU64,
+    /// New requests a shard answered 503 because the event queue was full.
+    pub requests_shed: AtomicU64,
+    /// Events that waited in a shard's overflow (the event queue was full).
+    pub events_deferred: AtomicU64,
+    /// Events dropped because a shard's overflow was full too.
+    pub events_dropped: AtomicU64,
+    /// Per shard: milliseconds since `start` when it last finished a turn.
+    pub pulse: Vec<AtomicU64>,
+    /// Per shard: the network and command inboxes, to read their depth.
+    inboxes: Vec<(mpsc::Sender<ShardInput>, mpsc::Sender<ShardInput>)>,
+}
+
+impl Stats {
+    pub(crate) fn beat(&self, shard: usize) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.pulse[shard].store(ms, Ordering::Relaxed);
+    }
+}
+
+/// What [`EndpointHandle::health`] found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("SIP shard {shard} has {queued} messages waiting and has not moved for {stalled_ms} ms")]
+pub struct Stalled {
+    /// The shard.
+    pub shard: usize,
+    /// Inputs waiting in its inboxes.
+    pub queued: usize,
+    /// Time since it last finished a turn.
+    pub stalled_ms: u64,
+}
+
+/// What the endpoint shed since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EndpointStats {
+    /// UDP datagrams dropped: a shard's network inbox was full.
+    pub datagrams_dropped: u64,
+    /// New out-of-dialog requests answered 503: the event queue was full.
+    pub requests_shed: u64,
+    /// Events held back in a shard until the event queue had room.
+    pub events_deferred: u64,
+    /// Events dropped: the event queue and a shard's overflow were full.
+    pub events_dropped: u64,
 }
 
 /// Bound local addresses.
@@ -132,6 +195,38 @@ impl EndpointHandle {
     /// Bound local addresses.
     pub fn locals(&self) -> &Locals {
         &self.local
+    }
+
+    /// What the endpoint shed since it started.
+    pub fn stats(&self) -> EndpointStats {
+        let s = &self.stats;
+        EndpointStats {
+            datagrams_dropped: s.datagrams_dropped.load(Ordering::Relaxed),
+            requests_shed: s.requests_shed.load(Ordering::Relaxed),
+            events_deferred: s.events_deferred.load(Ordering::Relaxed),
+            events_dropped: s.events_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `Err` when a shard has work waiting and has not finished a turn for
+    /// longer than `max` (a shard that is idle, or busy and moving, is
+    /// healthy).
+    pub fn health(&self, max: Duration) -> Result<(), Stalled> {
+        let s = &self.stats;
+        let now = s.start.elapsed().as_millis() as u64;
+        for (shard, (net, cmd)) in s.inboxes.iter().enumerate() {
+            let queued =
+                (net.max_capacity() - net.capacity()) + (cmd.max_capacity() - cmd.capacity());
+            let stalled_ms = now.saturating_sub(s.pulse[shard].load(Ordering::Relaxed));
+            if queued > 0 && stalled_ms > max.as_millis() as u64 {
+                return Err(Stalled {
+                    shard,
+                    queued,
+                    stalled_ms,
+                });
+            }
+        }
+        Ok(())
     }
 
     async fn to_shard(&self, shard: usize, input: ShardInput) -> Result<(), TransportError> {
@@ -235,21 +330,38 @@ impl Endpoint {
                 .filter_map(|l| l.local_addr().ok())
                 .collect(),
         };
-        let mut senders = Vec::with_capacity(n);
+        let mut cmd_senders = Vec::with_capacity(n);
+        let mut net_senders = Vec::with_capacity(n);
         let mut receivers = Vec::with_capacity(n);
         for _ in 0..n {
-            let (tx, rx) = mpsc::channel(cfg.queue);
-            senders.push(tx);
-            receivers.push(rx);
+            let (cmd_tx, cmd_rx) = mpsc::channel(cfg.queue);
+            let (net_tx, net_rx) = mpsc::channel(cfg.queue);
+            cmd_senders.push(cmd_tx);
+            net_senders.push(net_tx);
+            receivers.push((cmd_rx, net_rx));
         }
-        let shards: Arc<[mpsc::Sender<ShardInput>]> = senders.into();
-        let tcp_pool = tcp::Pool::new(shards.clone(), cfg.tcp_idle);
+        let stats = Arc::new(Stats {
+            start: Instant::now(),
+            datagrams_dropped: AtomicU64::new(0),
+            requests_shed: AtomicU64::new(0),
+            events_deferred: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
+            pulse: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            inboxes: net_senders
+                .iter()
+                .cloned()
+                .zip(cmd_senders.iter().cloned())
+                .collect(),
+        });
+        let shards: Arc<[mpsc::Sender<ShardInput>]> = cmd_senders.into();
+        let net_inboxes: Arc<[mpsc::Sender<ShardInput>]> = net_senders.into();
+        let tcp_pool = tcp::Pool::new(net_inboxes.clone(), cfg.tcp_idle);
         let net = Arc::new(shard::Net {
             udp: udp_sockets.clone(),
             tcp: tcp_pool.clone(),
         });
         let mut tasks = Vec::new();
-        for (i, rx) in receivers.into_iter().enumerate() {
+        for (i, (cmd_rx, net_rx)) in receivers.into_iter().enumerate() {
             let sh = shard::Shard::new(
                 i,
                 cfg.timers,
@@ -257,11 +369,17 @@ impl Endpoint {
                 net.clone(),
                 ev_tx.clone(),
                 cfg.answer_options,
+                cfg.queue,
+                stats.clone(),
             );
-            tasks.push(tokio::spawn(sh.run(rx)));
+            tasks.push(tokio::spawn(sh.run(cmd_rx, net_rx)));
         }
         for sock in udp_sockets {
-            tasks.push(tokio::spawn(udp::receive_loop(sock, shards.clone())));
+            tasks.push(tokio::spawn(udp::receive_loop(
+                sock,
+                net_inboxes.clone(),
+                stats.clone(),
+            )));
         }
         for l in tcp_listeners {
             tasks.push(tokio::spawn(tcp::accept_loop(l, tcp_pool.clone())));
@@ -270,6 +388,7 @@ impl Endpoint {
             handle: EndpointHandle {
                 shards,
                 local: Arc::new(locals),
+                stats,
             },
             events: ev_rx,
             tasks,

@@ -3,7 +3,9 @@
 //! layer emits, and hands events to the transaction user — all in order, by
 //! one task, so a call's 180 never overtakes its 200 (design §3).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -13,7 +15,7 @@ use tandem_sip::transaction::{Peer, TimerConfig, TransactionLayer, Transmit, Tra
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::{EndpointEvent, ShardInput, tcp};
+use crate::{EndpointEvent, ShardInput, Stats, tcp};
 
 /// Where a shard sends bytes.
 #[derive(Debug)]
@@ -79,14 +81,33 @@ pub(crate) struct Shard {
     layer: TransactionLayer,
     net: Arc<Net>,
     events: mpsc::Sender<EndpointEvent>,
+    /// Events the full event queue could not take yet, in order; bounded
+    /// by `overflow_max`.
+    overflow: VecDeque<EndpointEvent>,
+    overflow_max: usize,
+    stats: Arc<Stats>,
     answer_options: bool,
 }
+
+/// What woke a shard.
+enum Turn {
+    Command(Option<ShardInput>),
+    Network(Option<ShardInput>),
+    /// An event held back went to the transaction user.
+    Delivered,
+    Timer,
+}
+
+/// Inputs taken per turn from each inbox before the layer's output is
+/// flushed (commands first).
+const BATCH: usize = 64;
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
 impl Shard {
+    #[allow(clippy::too_many_arguments)] // one per part of a shard
     pub(crate) fn new(
         index: usize,
         timers: TimerConfig,
@@ -94,37 +115,82 @@ impl Shard {
         net: Arc<Net>,
         events: mpsc::Sender<EndpointEvent>,
         answer_options: bool,
+        overflow_max: usize,
+        stats: Arc<Stats>,
     ) -> Self {
         Self {
             index,
             layer: TransactionLayer::new(timers, ids),
             net,
             events,
+            overflow: VecDeque::new(),
+            overflow_max,
+            stats,
             answer_options,
         }
     }
 
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<ShardInput>) {
-        loop {
+    /// Runs until both inboxes close. Commands from the transaction user
+    /// come before what the network brought; the shard never waits for the
+    /// transaction user (see the crate's documentation).
+    pub(crate) async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<ShardInput>,
+        mut net: mpsc::Receiver<ShardInput>,
+    ) {
+        let (mut cmds_open, mut net_open) = (true, true);
+        while cmds_open || net_open {
             let deadline = self.layer.poll_timeout();
-            tokio::select! {
+            let waiting = !self.overflow.is_empty();
+            let turn = tokio::select! {
                 biased;
-                input = rx.recv() => {
-                    let Some(input) = input else { break };
-                    self.input(input);
-                    // Take whatever else is already queued before flushing (batching).
-                    for _ in 0..64 {
-                        match rx.try_recv() {
-                            Ok(i) => self.input(i),
-                            Err(_) => break,
+                input = cmds.recv(), if cmds_open => Turn::Command(input),
+                input = net.recv(), if net_open => Turn::Network(input),
+                permit = self.events.reserve(), if waiting => {
+                    if let (Ok(permit), Some(ev)) = (permit, self.overflow.pop_front()) {
+                        permit.send(ev);
+                        // And as many more as there is room for now.
+                        while let Some(ev) = self.overflow.pop_front() {
+                            if let Err(e) = self.events.try_send(ev) {
+                                if let mpsc::error::TrySendError::Full(ev) = e {
+                                    self.overflow.push_front(ev);
+                                }
+                                break;
+                            }
                         }
                     }
+                    Turn::Delivered
                 }
-                () = sleep_until(deadline), if deadline.is_some() => {
-                    self.layer.handle_timeout(now());
+                () = sleep_until(deadline), if deadline.is_some() => Turn::Timer,
+            };
+            match turn {
+                Turn::Command(Some(input)) => {
+                    self.input(input);
+                    self.take(&mut cmds);
                 }
+                Turn::Command(None) => cmds_open = false,
+                Turn::Network(Some(input)) => {
+                    self.input(input);
+                    // Commands that came meanwhile still go first.
+                    self.take(&mut cmds);
+                    self.take(&mut net);
+                }
+                Turn::Network(None) => net_open = false,
+                Turn::Delivered => {}
+                Turn::Timer => self.layer.handle_timeout(now()),
             }
             self.flush().await;
+            self.stats.beat(self.index);
+        }
+    }
+
+    /// Takes up to [`BATCH`] more inputs already queued in `rx`.
+    fn take(&mut self, rx: &mut mpsc::Receiver<ShardInput>) {
+        for _ in 0..BATCH {
+            match rx.try_recv() {
+                Ok(i) => self.input(i),
+                Err(_) => break,
+            }
         }
     }
 
@@ -166,23 +232,64 @@ impl Shard {
             self.net.send(t).await;
         }
         while let Some(ev) = self.layer.poll_event() {
-            if let Some(ev) = self.auto_answer(ev)
-                && self
-                    .events
-                    .send(EndpointEvent {
-                        shard: self.index,
-                        event: ev,
-                    })
-                    .await
-                    .is_err()
-            {
-                tracing::debug!("transaction user gone; event dropped");
+            if let Some(ev) = self.auto_answer(ev) {
+                self.deliver(ev);
             }
         }
-        // Auto-answers may have queued more transmits.
+        // Auto-answers and 503s may have queued more transmits.
         while let Some(t) = self.layer.poll_transmit() {
             self.net.send(t).await;
         }
+    }
+
+    /// Hands an event to the transaction user without ever waiting: behind
+    /// events already held back, or into the overflow when the queue is
+    /// full. A new out-of-dialog request that finds the queue full is
+    /// answered 503 here instead (RFC 3261 §21.5.4; in-dialog requests,
+    /// CANCELs, responses and timeouts are what the calls in progress need,
+    /// so they wait instead).
+    fn deliver(&mut self, event: TuEvent) {
+        let ev = EndpointEvent {
+            shard: self.index,
+            event,
+        };
+        let ev = if self.overflow.is_empty() {
+            match self.events.try_send(ev) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    tracing::debug!("transaction user gone; event dropped");
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Full(ev)) => ev,
+            }
+        } else {
+            ev
+        };
+        if let TuEvent::Request { tx, request, .. } = &ev.event
+            && request.headers.to_tag().is_none()
+            && !matches!(request.method, Method::Cancel | Method::Ack)
+        {
+            let n = self.stats.requests_shed.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(shed = n, method = %request.method, "event queue full: new requests answered 503");
+            }
+            let mut resp = response_to(request, 503, None, Some(&self.layer.ids().tag()));
+            resp.headers.push(Header::RetryAfter("5".into()));
+            self.layer.respond(now(), *tx, resp);
+            return;
+        }
+        if self.overflow.len() >= self.overflow_max {
+            let n = self.stats.events_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::error!(
+                    dropped = n,
+                    "event queue and shard overflow full: event dropped"
+                );
+            }
+            return;
+        }
+        self.stats.events_deferred.fetch_add(1, Ordering::Relaxed);
+        self.overflow.push_back(ev);
     }
 
     /// Answers out-of-dialog OPTIONS (trunk keep-alives) itself.

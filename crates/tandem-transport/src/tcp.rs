@@ -151,7 +151,8 @@ impl Pool {
                 addr,
             },
         };
-        // Streams get back-pressure instead of loss.
+        // Streams get back-pressure instead of loss (the shard's network
+        // inbox: a shard never waits for anyone, so this wait ends).
         let _ = self.inner.shards[shard].send(input).await;
     }
 }

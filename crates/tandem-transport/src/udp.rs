@@ -9,8 +9,8 @@ use tandem_sip::transaction::{Peer, Transport};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::ShardInput;
 use crate::shard::{raw_call_id, shard_of};
+use crate::{ShardInput, Stats};
 
 /// Binds a non-blocking UDP socket with the requested buffer sizes.
 pub(crate) fn bind(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
@@ -30,7 +30,11 @@ pub(crate) fn bind(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket
     UdpSocket::from_std(sock.into())
 }
 
-pub(crate) async fn receive_loop(sock: Arc<UdpSocket>, shards: Arc<[mpsc::Sender<ShardInput>]>) {
+pub(crate) async fn receive_loop(
+    sock: Arc<UdpSocket>,
+    shards: Arc<[mpsc::Sender<ShardInput>]>,
+    stats: Arc<Stats>,
+) {
     let mut buf = vec![0u8; 65_536];
     let mut dropped: u64 = 0;
     loop {
@@ -56,6 +60,9 @@ pub(crate) async fn receive_loop(sock: Arc<UdpSocket>, shards: Arc<[mpsc::Sender
             },
         };
         if shards[shard].try_send(input).is_err() {
+            stats
+                .datagrams_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             dropped += 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "shard queue full: UDP datagrams dropped");

@@ -145,3 +145,95 @@ async fn invite_gets_100_at_once_and_reaches_the_transaction_user() {
     assert_eq!(request.method.to_string(), "INVITE");
     ep.shutdown();
 }
+
+fn register(call_id: &str, port: u16) -> String {
+    format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call_id};rport\r\n\
+         From: <sip:flood@127.0.0.1>;tag=f1\r\nTo: <sip:flood@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 REGISTER\r\nContact: <sip:flood@127.0.0.1:{port}>\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Regression (issue "Hostile networks and overload"): a flood of new
+/// requests filled a shard's inbox while the transaction user, answering,
+/// waited for room in it, and the shard waited for room in the event queue:
+/// neither moved again, for good. Small queues make the cycle quick. Now the
+/// shard never waits for the transaction user: the flood costs drops and
+/// 503s, and a request sent after it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_never_locks_the_endpoint_up() {
+    let mut ep = Endpoint::start(EndpointConfig {
+        udp: vec!["127.0.0.1:0".parse().unwrap()],
+        shards: 2,
+        queue: 32,
+        ..EndpointConfig::default()
+    })
+    .await
+    .unwrap();
+    let target = ep.handle.locals().udp[0];
+    // The transaction user answers every request, as the engine does: each
+    // answer waits for room in the shard's inbox.
+    let handle = ep.handle.clone();
+    let mut events = ep.events;
+    ep.events = tokio::sync::mpsc::channel(1).1;
+    let tu = tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let TuEvent::Request { tx, request, .. } = ev.event {
+                let resp = tandem_sip::builder::response_to(&request, 200, None, Some("tu"));
+                let stx = tandem_transport::ServerTx {
+                    shard: ev.shard,
+                    tx,
+                };
+                if handle.respond(stx, resp).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    // Two seconds of unique REGISTERs as fast as one socket sends them.
+    let flood = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    flood.connect(target).await.unwrap();
+    let fport = flood.local_addr().unwrap().port();
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut sent = 0u64;
+    while tokio::time::Instant::now() < until {
+        for _ in 0..64 {
+            let _ = flood
+                .send(register(&format!("flood{sent}"), fport).as_bytes())
+                .await;
+            sent += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    let stats = ep.handle.stats();
+    assert!(
+        stats.datagrams_dropped + stats.requests_shed > 0,
+        "the flood did not overload the endpoint ({sent} sent, {stats:?})"
+    );
+    // After the flood, a request is answered within 5 s.
+    let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    probe.connect(target).await.unwrap();
+    let pport = probe.local_addr().unwrap().port();
+    let mut answered = None;
+    for attempt in 0..10 {
+        probe
+            .send(register(&format!("probe{attempt}"), pport).as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0; 65536];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(500), probe.recv(&mut buf)).await
+        {
+            answered = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            break;
+        }
+    }
+    let resp = answered.expect("a request after the flood is answered within 5 s");
+    assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
+    assert_eq!(ep.handle.health(Duration::from_secs(2)), Ok(()));
+    eprintln!("{sent} REGISTERs sent in 2 s: {stats:?}");
+    tu.abort();
+    ep.shutdown();
+}
