@@ -130,7 +130,8 @@ impl MediaLeg {
         Ok(sdp.to_bytes())
     }
 
-    /// An offer toward a callee built from the caller's offer (same codecs).
+    /// An offer toward a callee built from the caller's offer (its codecs,
+    /// G.711 added when it had none).
     pub(crate) fn offer_from(
         &mut self,
         remote_offer: &[u8],

@@ -676,7 +676,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 struct Shared {
     /// Cleared at stop: the taps go quiet.
     open: AtomicBool,
-    /// Audio packets seen per leg (parent, child).
+    /// Packets per leg (parent, child) whose audio reached the recorder.
     packets: [AtomicU64; 2],
     /// Set once the ticker logged a recorder failure.
     failed: AtomicBool,
@@ -695,14 +695,11 @@ impl Tap for SessionTap {
         if !self.shared.open.load(Ordering::Acquire) {
             return;
         }
-        let audio = match p.codec {
-            Some(c) => c.is_audio(),
-            None => p.pt == 0 || p.pt == 8,
-        };
-        if audio && !p.payload.is_empty() {
+        let before = self.inner.recorded();
+        self.inner.packet(p);
+        if self.inner.recorded() > before {
             self.shared.packets[self.index].fetch_add(1, Ordering::Relaxed);
         }
-        self.inner.packet(p);
     }
 }
 

@@ -4,6 +4,7 @@
 //! time. Lost packets leave gaps that the recorder writes as silence, so
 //! the file lasts as long as the call.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tandem_media::recorder::{Leg as Channel, RecordingSink};
@@ -13,19 +14,19 @@ use tokio::time::Instant;
 use crate::relay::{Tap, TapPacket};
 use crate::sdp::Codec;
 
-/// Recording sample rate (8 kHz).
-const RATE: u64 = 8000;
 /// A packet further than this from where its arrival says it belongs
 /// re-anchors the timestamp mapping (new source, clock skew, a jump).
-const RESYNC: u64 = RATE / 5;
+const RESYNC: u64 = RATE_8K as u64 / 5;
 
 /// Position in samples at 8 kHz of `at`, counted from `start`.
 pub fn position(start: Instant, at: Instant) -> u64 {
-    at.saturating_duration_since(start).as_nanos() as u64 * RATE / 1_000_000_000
+    at.saturating_duration_since(start).as_nanos() as u64 * u64::from(RATE_8K) / 1_000_000_000
 }
 
 struct Anchor {
     ssrc: u32,
+    /// RTP clock rate of the stream (a codec change re-anchors).
+    clock: u32,
     ts: u32,
     at: u64,
 }
@@ -55,6 +56,8 @@ pub struct RecordingTap<W: RecordingSink + Send + 'static> {
     channel: Channel,
     anchor: Mutex<Option<Anchor>>,
     opus: Mutex<Option<Box<OpusIn>>>,
+    /// Packets whose audio reached the recorder.
+    recorded: AtomicU64,
 }
 
 impl<W: RecordingSink + Send + 'static> RecordingTap<W> {
@@ -67,6 +70,7 @@ impl<W: RecordingSink + Send + 'static> RecordingTap<W> {
             channel,
             anchor: Mutex::new(None),
             opus: Mutex::new(None),
+            recorded: AtomicU64::new(0),
         })
     }
 
@@ -74,7 +78,10 @@ impl<W: RecordingSink + Send + 'static> RecordingTap<W> {
     fn place(&self, p: &TapPacket<'_>, clock: u32) -> u64 {
         let arrival = position(self.start, p.at);
         let mut anchor = self.anchor.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(a) = anchor.as_ref().filter(|a| a.ssrc == p.ssrc) {
+        if let Some(a) = anchor
+            .as_ref()
+            .filter(|a| a.ssrc == p.ssrc && a.clock == clock)
+        {
             let delta = i64::from(p.ts.wrapping_sub(a.ts) as i32) * i64::from(RATE_8K)
                 / i64::from(clock.max(1));
             let at = a.at as i64 + delta;
@@ -84,6 +91,7 @@ impl<W: RecordingSink + Send + 'static> RecordingTap<W> {
         }
         *anchor = Some(Anchor {
             ssrc: p.ssrc,
+            clock,
             ts: p.ts,
             at: arrival,
         });
@@ -92,7 +100,16 @@ impl<W: RecordingSink + Send + 'static> RecordingTap<W> {
 }
 
 impl<W: RecordingSink + Send + 'static> RecordingTap<W> {
+    /// Packets whose audio reached the recorder so far (an undecodable or
+    /// foreign packet does not count).
+    pub fn recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Relaxed)
+    }
+
     fn push(&self, at: u64, pcm: &[i16]) {
+        if !pcm.is_empty() {
+            self.recorded.fetch_add(1, Ordering::Relaxed);
+        }
         let mut rec = self.rec.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = rec.push(self.channel, at, pcm) {
             tracing::warn!(error = %e, "recording frame dropped");

@@ -307,14 +307,26 @@ fn offer_forwarded_to_the_other_leg_keeps_payload_types_and_drops_the_rest() {
     assert!(m.rtcp().is_none());
     assert!(o.to_string().contains("c=IN IP4 203.0.113.5\r\n"));
 
-    // SIPp offers PCMU alone and no telephone-event: Tandem's other codecs
-    // follow it (a callee without PCMU is reached by transcoding), and its
-    // own telephone-event so it can send digits.
+    // SIPp offers no telephone-event; Tandem adds its own so it can send digits.
     let o = session(20026)
         .offer_from(&parse(SIPP), &MediaCapabilities::default())
         .unwrap();
-    assert_eq!(o.media[0].formats, vec!["0", "8", "111", "101"]);
-    assert_eq!(o.media[0].fmtp(111), Some("useinbandfec=1"));
+    assert_eq!(o.media[0].formats, vec!["0", "101"]);
+
+    // An Opus-only caller (telephone-event at 48 kHz only): G.711 is
+    // appended with a telephone-event at 8 kHz, so a G.711-only callee is
+    // reached through the transcoder.
+    let opus_only = "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n\
+        m=audio 4000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\n\
+        a=rtpmap:110 telephone-event/48000\r\n";
+    let o = session(20030)
+        .offer_from(&parse(opus_only), &MediaCapabilities::default())
+        .unwrap();
+    assert_eq!(o.media[0].formats, vec!["111", "110", "0", "8", "101"]);
+    assert_eq!(
+        o.media[0].rtpmap(101).map(|m| (m.encoding, m.clock_rate)),
+        Some(("telephone-event", 8000))
+    );
 
     // Hold propagates.
     let o = session(20028)

@@ -155,13 +155,7 @@ pub(crate) fn parse_bool(v: &str) -> Result<bool, &'static str> {
 }
 
 pub(crate) fn parse_method(v: &str) -> Result<Method, &'static str> {
-    if v.eq_ignore_ascii_case("GET") {
-        Ok(Method::Get)
-    } else if v.eq_ignore_ascii_case("POST") {
-        Ok(Method::Post)
-    } else {
-        Err("GET or POST")
-    }
+    v.parse().map_err(|_| "GET or POST")
 }
 
 pub(crate) fn parse_record(v: &str) -> Result<RecordMode, &'static str> {
@@ -179,24 +173,16 @@ pub(crate) fn parse_record(v: &str) -> Result<RecordMode, &'static str> {
 }
 
 pub(crate) fn parse_recording_track(v: &str) -> Result<RecordingTrack, &'static str> {
-    match v.to_ascii_lowercase().as_str() {
-        "inbound" => Ok(RecordingTrack::Inbound),
-        "outbound" => Ok(RecordingTrack::Outbound),
-        "both" => Ok(RecordingTrack::Both),
-        _ => Err("inbound, outbound or both"),
-    }
+    v.parse().map_err(|_| "inbound, outbound or both")
 }
 
 pub(crate) fn parse_trim(v: &str) -> Result<Trim, &'static str> {
-    match v.to_ascii_lowercase().as_str() {
-        "trim-silence" => Ok(Trim::TrimSilence),
-        "do-not-trim" => Ok(Trim::DoNotTrim),
-        _ => Err("trim-silence or do-not-trim"),
-    }
+    v.parse().map_err(|_| "trim-silence or do-not-trim")
 }
 
 pub(crate) fn parse_ring_tone(v: &str) -> Result<RingTone, &'static str> {
-    RingTone::from_code(v).ok_or("an ISO 3166-1 alpha-2 code Twilio lists (us, uk, de, ...)")
+    v.parse()
+        .map_err(|_| "an ISO 3166-1 alpha-2 code Twilio lists (us, uk, de, ...)")
 }
 
 pub(crate) fn parse_machine_detection(v: &str) -> Result<MachineDetection, &'static str> {
@@ -282,12 +268,7 @@ pub(crate) fn parse_recording_events(v: &str) -> Result<Vec<RecordingStatus>, &'
     const EXPECTED: &str = "in-progress, completed, absent separated by spaces or commas";
     let mut out = Vec::new();
     for word in split_list(v) {
-        let ev = match word.to_ascii_lowercase().as_str() {
-            "in-progress" => RecordingStatus::InProgress,
-            "completed" => RecordingStatus::Completed,
-            "absent" => RecordingStatus::Absent,
-            _ => return Err(EXPECTED),
-        };
+        let ev: RecordingStatus = word.parse().map_err(|_| EXPECTED)?;
         if !out.contains(&ev) {
             out.push(ev);
         }

@@ -158,19 +158,6 @@ impl CallInfo {
     }
 }
 
-impl CallInfo {
-    /// A `<Dial>` `action` request: this (parent) call's voice parameters
-    /// followed by `DialCallStatus, DialCallSid, DialCallDuration,
-    /// DialBridged, RecordingUrl` (each when known).
-    pub fn dial_action_params(&self, outcome: &DialOutcome) -> Params {
-        let mut p = self.voice_params();
-        for (name, value) in outcome.params() {
-            p.push(name, value);
-        }
-        p
-    }
-}
-
 /// A recording attached to a completed child call's status callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingRef {
@@ -325,35 +312,6 @@ mod tests {
         assert_eq!(p.get("Direction"), Some("inbound"));
         assert_eq!(p.get("Caller"), Some("+14155550100"));
         assert_eq!(p.get("Called"), Some("+14155550199"));
-    }
-
-    #[test]
-    fn action_params_append_dial_outcome() {
-        let mut call = parent();
-        call.status = CallStatus::InProgress;
-        let outcome = DialOutcome {
-            status: DialCallStatus::NoAnswer,
-            call_sid: Some("CAffffffffffffffffffffffffffffffff".into()),
-            duration: None,
-            bridged: false,
-            recording_url: None,
-        };
-        let p = call.dial_action_params(&outcome);
-        assert_eq!(p.get("DialCallStatus"), Some("no-answer"));
-        assert_eq!(p.get("DialBridged"), Some("false"));
-        assert_eq!(p.get("DialCallDuration"), None);
-        assert_eq!(p.get("CallStatus"), Some("in-progress"));
-        let done = DialOutcome {
-            status: DialCallStatus::Completed,
-            duration: Some(42),
-            bridged: true,
-            recording_url: Some("http://t/rec/RE1".into()),
-            ..outcome
-        };
-        let p = call.dial_action_params(&done);
-        assert_eq!(p.get("DialCallDuration"), Some("42"));
-        assert_eq!(p.get("DialBridged"), Some("true"));
-        assert_eq!(p.get("RecordingUrl"), Some("http://t/rec/RE1"));
     }
 
     #[test]

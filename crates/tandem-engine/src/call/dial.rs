@@ -413,7 +413,8 @@ impl Call {
                 b = b.header(Header::Other(format!("X-{k}"), v.clone()));
             }
         }
-        // Media: a leg per branch, offered the caller's codecs.
+        // Media: a leg per branch, offered the caller's codecs (G.711 added
+        // when it had none).
         let caller_offer = has_sdp(&self.invite.headers, &self.invite.body);
         let mut media = None;
         let mut body = None;

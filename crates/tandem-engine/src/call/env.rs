@@ -37,7 +37,8 @@ pub(crate) trait Env: Send {
     fn open_leg(&mut self) -> Result<LegId, LegError>;
     /// Answers a remote offer on `leg` (caller's INVITE, a re-INVITE).
     fn answer(&mut self, leg: LegId, offer: &[u8]) -> Result<Vec<u8>, LegError>;
-    /// An offer from `leg`: following `remote_offer`'s codecs, or our own.
+    /// An offer from `leg`: following `remote_offer`'s codecs (G.711 added
+    /// when it had none), or our own.
     fn offer(&mut self, leg: LegId, remote_offer: Option<&[u8]>) -> Result<Vec<u8>, LegError>;
     /// The remote's answer to our offer on `leg`.
     fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError>;

@@ -155,7 +155,7 @@ pub(crate) enum Who {
 /// Audio loaded for a verb, ready to inject.
 #[expect(
     clippy::large_enum_variant,
-    reason = "an Audio only travels boxed (Output::LoadAudio carries Box<Audio>)"
+    reason = "an Audio crosses the queue boxed (CallMsg::AudioReady carries Box<Audio>) and is moved once, into the injection"
 )]
 pub(crate) enum Audio {
     Prompt(PromptSource),

@@ -250,8 +250,8 @@ impl SdpSession {
 
     /// An offer for this leg built from the other leg's offer: the other
     /// leg's supported formats, payload types, `fmtp`, `ptime` and direction
-    /// (so hold propagates), then Tandem's other codecs (reached by
-    /// transcoding), with Tandem's address and port. Streams other
+    /// (so hold propagates), with Tandem's address and port; G.711 appended
+    /// (reached by transcoding) when the other leg offered none. Streams other
     /// than the first audio stream are not forwarded.
     pub fn offer_from(
         &mut self,
@@ -268,21 +268,34 @@ impl SdpSession {
         if !formats.iter().any(|f| f.codec.is_audio()) {
             return Err(SdpError::NoCommonCodec);
         }
-        // Tandem's other codecs follow the caller's: a callee that has none
-        // of the caller's codecs is still reached, through the transcoder
-        // (an Opus-only softphone calling a G.711-only PBX). A callee that
-        // shares one answers with it first, and the relay passes it through.
-        for &c in &caps.codecs {
-            if c.is_audio() && !formats.iter().any(|f| f.codec == c) {
-                let pt = match c.static_payload_type() {
-                    Some(pt) => pt,
-                    None => free_pt(&formats, caps.opus_pt),
-                };
-                let mut f = PayloadFormat::new(pt, c);
-                if c == Codec::Opus {
-                    f.fmtp = Some("useinbandfec=1".to_owned());
+        // A caller without G.711 (an Opus-only softphone) gets Tandem's
+        // G.711 codecs appended, so a callee that has only G.711 (most PBXs
+        // and carriers) is reached through the transcoder. A caller with
+        // G.711 is forwarded as it offered: a callee picks from the
+        // caller's codecs and the relay passes them through.
+        if !formats
+            .iter()
+            .any(|f| matches!(f.codec, Codec::Pcmu | Codec::Pcma))
+        {
+            for &c in &caps.codecs {
+                if matches!(c, Codec::Pcmu | Codec::Pcma) {
+                    formats.push(PayloadFormat::new(
+                        c.static_payload_type().unwrap_or_default(),
+                        c,
+                    ));
                 }
-                formats.push(f);
+            }
+            // Their telephone-event runs at 8 kHz.
+            if caps.telephone_event
+                && formats
+                    .iter()
+                    .any(|f| matches!(f.codec, Codec::Pcmu | Codec::Pcma))
+                && !formats
+                    .iter()
+                    .any(|f| f.codec == Codec::TelephoneEvent && f.clock_rate == 8000)
+            {
+                let pt = free_pt(&formats, caps.telephone_event_pt);
+                formats.push(PayloadFormat::new(pt, Codec::TelephoneEvent));
             }
         }
         if caps.telephone_event && !formats.iter().any(|f| f.codec == Codec::TelephoneEvent) {
