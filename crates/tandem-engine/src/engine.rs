@@ -255,6 +255,21 @@ impl Engine {
                 }
                 return;
             }
+            TuEvent::Ack {
+                tx: None,
+                request,
+                source,
+            } => {
+                // Names no 2xx Tandem sent (wrong or missing tags, or too
+                // late): it acknowledges nothing. A forged ACK must not
+                // complete a call its sender never saw answered.
+                tracing::debug!(
+                    call_id = request.headers.call_id().unwrap_or(""),
+                    source = %source.addr,
+                    "ACK matching no 2xx ignored"
+                );
+                return;
+            }
             TuEvent::Ack { request, .. } => {
                 let cid = request.headers.call_id().unwrap_or("").to_owned();
                 (cid, CallMsg::Ack)

@@ -267,12 +267,27 @@ impl Dialog {
         }
     }
 
-    /// Checks and records an in-dialog request from the peer (§12.2.2): CSeq
-    /// must increase, re-INVITE glare gets 491, a target refresh request
-    /// (re-INVITE, UPDATE) updates the remote target. ACK and CANCEL carry the
-    /// CSeq of what they acknowledge and are not checked.
+    /// Checks and records an in-dialog request from the peer (§12.2.2): it
+    /// must name this dialog (Call-ID, the peer's tag in From, Tandem's in
+    /// To; else [`DialogError::Unknown`], 481), CSeq must increase, re-INVITE
+    /// glare gets 491, a target refresh request (re-INVITE, UPDATE) updates
+    /// the remote target. ACK and CANCEL carry the CSeq of what they
+    /// acknowledge and are not checked for it; CANCEL names the INVITE's
+    /// transaction, not the dialog, and is not checked at all.
     pub fn on_request(&mut self, req: &Request) -> Result<(), DialogError> {
-        if matches!(req.method, Method::Ack | Method::Cancel) {
+        if req.method == Method::Cancel {
+            return Ok(());
+        }
+        // The request names this dialog by Call-ID and both tags (§12.2.2):
+        // the peer's tag in From, ours in To. Another pair is another (or a
+        // forged) dialog: 481, whatever the Call-ID.
+        if req.headers.call_id() != Some(self.id.call_id.as_str())
+            || req.headers.from_tag() != Some(self.id.remote_tag.as_str())
+            || req.headers.to_tag() != Some(self.id.local_tag.as_str())
+        {
+            return Err(DialogError::Unknown);
+        }
+        if req.method == Method::Ack {
             return Ok(());
         }
         let (seq, _) = req.headers.cseq().ok_or(DialogError::Malformed("CSeq"))?;

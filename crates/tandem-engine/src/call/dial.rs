@@ -723,6 +723,24 @@ impl Call {
             });
             return;
         };
+        // In-dialog from the callee: its dialog's tags (and CSeq order), or
+        // 481 — a Call-ID alone is not enough to end or re-INVITE a call.
+        let checked = match self
+            .dial
+            .as_mut()
+            .and_then(|d| d.branches[i].dialog.as_mut())
+        {
+            Some(dialog) => dialog.on_request(&request),
+            None => Err(tandem_sip::dialog::DialogError::Unknown),
+        };
+        if let Err(e) = checked {
+            tracing::warn!(call_id = cid, method = %request.method, error = %e, "callee request refused");
+            self.out.push_back(Output::Respond {
+                stx,
+                response: response_to(&request, e.status(), None, None),
+            });
+            return;
+        }
         match request.method {
             Method::Invite => {
                 let answer = self.relay_reinvite(Some(i), &request);

@@ -883,3 +883,61 @@ fn a_broken_call_log_is_refused_with_its_line() {
     let e = super::replay::replay("tandem-call-log 1\nseed 7\n12 bogus\n", config()).unwrap_err();
     assert_eq!(e.to_string(), "line 3: unknown record Some(\"bogus\")");
 }
+
+/// Regression (issue "Hostile networks and overload"): in-dialog requests
+/// were matched on the Call-ID alone, so anyone who knew it could hang up a
+/// call. A BYE naming other tags gets 481 and the call goes on; the callee's
+/// leg is held to its own dialog the same way.
+#[test]
+fn a_bye_with_the_call_id_but_other_tags_gets_481() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+    );
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    let forged = |from: &str, to: String, call_id: &str| {
+        RequestBuilder::new(
+            Method::Bye,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", CALLER, "z9hG4bKforged")
+        .max_forwards(70)
+        .from(from)
+        .to(to)
+        .call_id(call_id)
+        .cseq(7)
+        .build()
+    };
+    let answered = |h: &Harness| {
+        h.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Respond { response, .. }
+                    if response.headers.cseq().is_some_and(|(n, _)| n == 7) =>
+                {
+                    Some(response.status_code.code())
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // The caller's dialog, with a guessed To tag.
+    h.request(forged(
+        "<sip:+15551112222@127.0.0.9>;tag=caller",
+        "<sip:+15550001000@127.0.0.1:5080>;tag=guess".into(),
+        "caller-call-id",
+    ));
+    // The callee's dialog, with a guessed From tag.
+    let callee_cid = call_id(&h.invites()[0]);
+    h.request(forged(
+        "<sip:a@127.0.0.21>;tag=guess",
+        format!("<sip:+15551112222@127.0.0.1>;tag={}", h.call.local_tag),
+        &callee_cid,
+    ));
+    assert_eq!(answered(&h), [481, 481]);
+    assert_eq!(h.byes_to_caller(), 0, "the call goes on");
+    assert!(h.action().is_none(), "the Dial goes on");
+    h.caller_bye();
+    assert!(h.action().is_some(), "the real BYE ends it");
+}

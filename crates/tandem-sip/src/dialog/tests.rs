@@ -260,3 +260,34 @@ fn bye_terminates() {
     d.on_request(&in_dialog("BYE", 6, "")).unwrap();
     assert_eq!(d.state, DialogState::Terminated);
 }
+
+/// A request naming the dialog's Call-ID but not both its tags (a forger
+/// who knows the Call-ID, a stale peer) is refused with 481 and changes
+/// nothing: not the CSeq, not the target, not the state.
+#[test]
+fn a_request_with_the_call_id_but_other_tags_gets_481() {
+    use rsip::headers::UntypedHeader as _;
+    let mut d = uas();
+    let forged = |from: &str, to: &str| {
+        let mut r = in_dialog("BYE", 9, "");
+        for h in r.headers.iter_mut() {
+            match h {
+                Header::From(v) => *h = Header::From(v.value().replace("tag=caller", from).into()),
+                Header::To(v) => *h = Header::To(v.value().replace("tag=tandem1", to).into()),
+                _ => {}
+            }
+        }
+        r
+    };
+    for (from, to) in [
+        ("tag=other", "tag=tandem1"),
+        ("tag=caller", "tag=guess"),
+        ("tag=caller", "x=1"),
+    ] {
+        let err = d.on_request(&forged(from, to)).unwrap_err();
+        assert_eq!(err.status(), 481, "{from} {to}");
+    }
+    assert_ne!(d.state, DialogState::Terminated);
+    d.on_request(&in_dialog("BYE", 9, "")).unwrap();
+    assert_eq!(d.state, DialogState::Terminated);
+}

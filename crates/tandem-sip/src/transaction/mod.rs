@@ -25,7 +25,9 @@ pub use timers::{TimerConfig, TimerKind};
 
 use crate::builder::{IdGen, response_to};
 use crate::header::ViaRef;
-use crate::message::{Header, HeadersExt, Method, Request, Response, SipMessage, to_bytes};
+use crate::message::{
+    Header, Headers, HeadersExt, Method, Request, Response, SipMessage, to_bytes,
+};
 
 /// Transport protocols Tandem speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,6 +219,23 @@ struct MergeKey {
 struct AckKey {
     call_id: String,
     cseq: u32,
+    /// The INVITE's From tag (the peer's).
+    from_tag: String,
+    /// The 2xx's To tag (Tandem's).
+    to_tag: String,
+}
+
+impl AckKey {
+    /// The dialog a request names (§12.2.2: Call-ID and both tags) and its
+    /// CSeq number; `to` is the To tag to use (the 2xx's for a response).
+    fn of(headers: &Headers, to: Option<&str>) -> Option<Self> {
+        Some(AckKey {
+            call_id: headers.call_id()?.to_owned(),
+            cseq: headers.cseq()?.0,
+            from_tag: headers.from_tag()?.to_owned(),
+            to_tag: to?.to_owned(),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -844,14 +863,11 @@ impl TransactionLayer {
                 _ => {}
             }
         }
-        // The ACK for a 2xx: its own branch, matched by dialog identifiers.
-        let ack_key = match (request.headers.call_id(), request.headers.cseq()) {
-            (Some(c), Some((n, _))) => Some(AckKey {
-                call_id: c.to_owned(),
-                cseq: n,
-            }),
-            _ => None,
-        };
+        // The ACK for a 2xx: its own branch, matched by the dialog (Call-ID,
+        // both tags) and the INVITE's CSeq number. An ACK naming no 2xx we
+        // sent (wrong or missing tags: a blind forger) reaches the
+        // transaction user without a transaction.
+        let ack_key = AckKey::of(&request.headers, request.headers.to_tag());
         let tx = ack_key.and_then(|k| self.acks.get(&k).copied());
         if let Some(id) = tx
             && let Some(t) = self.txs.get_mut(&id)
@@ -954,6 +970,11 @@ impl TransactionLayer {
                 {
                     t.to_tag = Some(tag.to_owned());
                 }
+                // A 2xx's To tag names the dialog its ACK must name.
+                let dialog_tag = (200..300)
+                    .contains(&code)
+                    .then(|| response.headers.to_tag().map(str::to_owned))
+                    .flatten();
                 let data = to_bytes(&SipMessage::Response(response));
                 t.last = Some(data.clone());
                 t.interval = cfg.t1;
@@ -964,13 +985,7 @@ impl TransactionLayer {
                         // RFC 6026: the 2xx is retransmitted (§13.3.1.4) until its ACK, on any transport.
                         t.set_timer(TimerKind::G, now + cfg.t1, &mut self.heap, id);
                         t.set_timer(TimerKind::L, now + cfg.t1x64(), &mut self.heap, id);
-                        if let (Some(c), Some((n, _))) =
-                            (t.request.headers.call_id(), t.request.headers.cseq())
-                        {
-                            let k = AckKey {
-                                call_id: c.to_owned(),
-                                cseq: n,
-                            };
+                        if let Some(k) = AckKey::of(&t.request.headers, dialog_tag.as_deref()) {
                             t.ack_key = Some(k.clone());
                             self.acks.insert(k, id);
                         }

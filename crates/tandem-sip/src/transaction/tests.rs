@@ -368,7 +368,8 @@ fn server_invite_2xx_retransmitted_until_ack_reaches_tu() {
         udp(5098),
     );
     assert!(drain(&mut l).is_empty());
-    // The ACK for the 2xx has its own branch and is matched by Call-ID and CSeq.
+    // The ACK for the 2xx has its own branch and is matched by the dialog
+    // (Call-ID, both tags) and the CSeq number.
     let ack = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
         .via("UDP", "127.0.0.1:5098", "z9hG4bKack")
         .from("<sip:alice@127.0.0.1>;tag=alice1")
@@ -385,6 +386,47 @@ fn server_invite_2xx_retransmitted_until_ack_reaches_tu() {
     assert!(matches!(ev.as_slice(), [TuEvent::Ack { tx: Some(t), .. }] if *t == tx));
     assert!(run_until(&mut l, t0, t0 + Duration::from_secs(40)).is_empty());
     assert!(events(&mut l).is_empty(), "acknowledged: no AckTimeout");
+}
+
+/// Regression (issue "Hostile networks and overload"): the ACK for a 2xx was
+/// matched on Call-ID and CSeq alone, so a blind forger who guessed those
+/// (they are in the INVITE it sent itself, from a spoofed trunk address)
+/// completed the call without ever seeing Tandem's To tag. Now an ACK with
+/// another To tag, or none, acknowledges nothing: the 2xx goes on being
+/// retransmitted and ends in AckTimeout.
+#[test]
+fn an_ack_without_the_2xx_to_tag_acknowledges_nothing() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bK3");
+    l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
+    l.respond(t0, tx, response_to(&req, 200, None, Some("secret-tag")));
+    drain(&mut l);
+    for to in ["<sip:bob@127.0.0.1>;tag=guess", "<sip:bob@127.0.0.1>"] {
+        let forged = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
+            .via("UDP", "127.0.0.1:5098", "z9hG4bKforged")
+            .from("<sip:alice@127.0.0.1>;tag=alice1")
+            .to(to)
+            .call_id("call-1")
+            .cseq(1)
+            .build();
+        l.handle_message(t0 + 100 * MS, SipMessage::Request(forged), udp(5098));
+        let ev = events(&mut l);
+        assert!(
+            matches!(ev.as_slice(), [TuEvent::Ack { tx: None, .. }]),
+            "{to}: {ev:?}"
+        );
+    }
+    // Still unacknowledged: retransmitted, then Timer L reports it.
+    let sent = run_until(&mut l, t0, t0 + Duration::from_secs(40));
+    assert!(sent.len() >= 5, "2xx retransmitted: {}", sent.len());
+    assert!(matches!(
+        events(&mut l).as_slice(),
+        [TuEvent::AckTimeout { was_2xx: true, .. }]
+    ));
 }
 
 #[test]
