@@ -286,11 +286,23 @@ impl Ctx<'_> {
                 at: self.pos(e.offset),
             });
         };
-        let name_value = self.value(e, name, non_blank)?;
-        Ok((
-            name_value,
-            value.map(|v| v.value.clone()).unwrap_or_default(),
-        ))
+        // The pair goes into the INVITE as a header `X-<name>: <value>`:
+        // the name must be a header-name token, the value one line.
+        let name_value = self.value(e, name, |v| {
+            let v = non_blank(v)?;
+            if v.bytes().all(is_token_byte) {
+                Ok(v)
+            } else {
+                Err("a header-name token (letters, digits, - . ! % * _ + ` ' ~)")
+            }
+        })?;
+        let value_value = match value {
+            Some(v) => self.value(e, v, |v| {
+                header_value(v).map_err(|_| "one line without control characters")
+            })?,
+            None => String::new(),
+        };
+        Ok((name_value, value_value))
     }
 
     fn sip(&mut self, e: &Element) -> Result<Sip, ParseError> {
@@ -367,10 +379,34 @@ pub(crate) fn split_sip_uri(text: &str) -> Result<(String, Headers), &'static st
         if name.is_empty() {
             return Err("a header without a name");
         }
-        headers.push((name, percent_decode(value)?));
+        // As Twilio allows: custom `X-` headers and User-to-User, nothing
+        // that could rewrite the INVITE (Via, Route, From, Authorization...).
+        if !(name.len() > 2 && name[..2].eq_ignore_ascii_case("X-")
+            || name.eq_ignore_ascii_case("User-to-User"))
+        {
+            return Err("only X- headers and User-to-User may be set in the URI");
+        }
+        if !name.bytes().all(is_token_byte) {
+            return Err("a header name that is not a token");
+        }
+        headers.push((name, header_value(&percent_decode(value)?)?));
     }
     let uri_len = text.len() - query.map_or(0, |q| q.len() + 1);
     Ok((text[..uri_len].to_owned(), headers))
+}
+
+/// RFC 3261 §25.1 `token` characters (header names).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// A header value TwiML may set: one line, no control characters (a CR or
+/// LF would end the header and start another: header injection).
+fn header_value(v: &str) -> Result<String, &'static str> {
+    if v.chars().any(|c| c.is_control() && c != '\t') {
+        return Err("a header value with a line break or control character");
+    }
+    Ok(v.to_owned())
 }
 
 /// RFC 3986 percent-decoding (`+` stays `+`, as in SIP URIs).

@@ -337,16 +337,22 @@ pub(crate) fn parse_call_reason(v: &str) -> Result<String, &'static str> {
 /// `callerId`: a phone number (normalised to E.164 when it is one), a
 /// `client:` identity or a SIP caller string (letters, digits, `+-_.:@`).
 pub(crate) fn parse_caller_id(v: &str) -> Result<String, &'static str> {
-    const EXPECTED: &str = "a phone number, client:identity or 1 to 256 characters without spaces";
+    const EXPECTED: &str = "a phone number, client:identity or 1 to 256 letters, digits and - _ . ! ~ * ' ( ) & = + $ ,";
     let v = v.trim();
     if let Some(number) = PhoneNumber::parse(v) {
         return Ok(number.0);
     }
-    let ok = !v.is_empty()
+    // It becomes the user part of the child INVITE's From URI
+    // (`sip:<callerId>@host`): only what a SIP user part carries without
+    // escaping (RFC 3261 §25.1 unreserved and user-unreserved, less `;`
+    // `?` `/` which would start URI parameters or headers), so `a@b;x`
+    // cannot reshape the URI. `client:name` keeps its one colon.
+    let user = v.strip_prefix("client:").unwrap_or(v);
+    let ok = !user.is_empty()
         && v.chars().count() <= 256
-        && !v
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c));
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,".contains(&b));
     if ok { Ok(v.to_owned()) } else { Err(EXPECTED) }
 }
 

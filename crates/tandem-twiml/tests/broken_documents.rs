@@ -565,3 +565,67 @@ fn document_larger_than_64_kilobytes() {
     );
     assert_eq!(e.position(), None);
 }
+
+/// Regression (issue "Hostile networks and overload"): what TwiML puts into
+/// a child INVITE could inject SIP. `<Sip>` URI headers other than `X-` and
+/// User-to-User, a CR/LF in a URI header or a `<Parameter>` value, a
+/// `<Parameter>` name that is no token and a `callerId` that reshapes the
+/// From URI are refused at parse time, naming the fault.
+#[test]
+fn twiml_cannot_inject_sip_headers() {
+    for (uri, reason) in [
+        (
+            "sip:a@192.0.2.1?Via=SIP/2.0/UDP%20evil",
+            "only X- headers and User-to-User may be set in the URI",
+        ),
+        (
+            "sip:a@192.0.2.1?Authorization=x",
+            "only X- headers and User-to-User may be set in the URI",
+        ),
+        (
+            "sip:a@192.0.2.1?X-Ok=1%0D%0AVia:%20evil",
+            "a header value with a line break or control character",
+        ),
+        (
+            "sip:a@192.0.2.1?X-A%20B=1",
+            "a header name that is not a token",
+        ),
+    ] {
+        let xml = format!("<Response><Dial><Sip>{uri}</Sip></Dial></Response>");
+        match err(&xml) {
+            ParseError::InvalidSipUri { reason: r, .. } => assert_eq!(r, reason, "{uri}"),
+            other => panic!("{uri}: {other:?}"),
+        }
+    }
+    let ok = "<Response><Dial><Sip>sip:a@192.0.2.1?X-Customer=42&amp;User-to-User=abc</Sip></Dial></Response>";
+    assert!(parse(ok).is_ok());
+
+    let xml = r#"<Response><Dial><Client><Identity>alice</Identity><Parameter name="k" value="v&#13;&#10;Via: evil"/></Client></Dial></Response>"#;
+    match err(xml) {
+        ParseError::InvalidAttribute {
+            element,
+            attribute,
+            value,
+            ..
+        } => assert_eq!(
+            (element.as_str(), attribute.as_str(), value.as_str()),
+            ("Parameter", "value", "v\r\nVia: evil")
+        ),
+        other => panic!("{other:?}"),
+    }
+    let xml = r#"<Response><Dial><Client><Identity>alice</Identity><Parameter name="a: b" value="v"/></Client></Dial></Response>"#;
+    assert_invalid_attribute(xml, "Parameter", "name", "a: b");
+
+    for bad in ["a@b;x", "a;b", "x:y", "a?b", "a/b"] {
+        let xml = format!(
+            r#"<Response><Dial callerId="{bad}"><Sip>sip:a@192.0.2.1</Sip></Dial></Response>"#
+        );
+        assert_invalid_attribute(&xml, "Dial", "callerId", bad);
+    }
+    for good in ["+14155551212", "client:alice", "alice_1.2", "Support-Line"] {
+        let xml = format!(
+            r#"<Response><Dial callerId="{good}"><Sip>sip:a@192.0.2.1</Sip></Dial></Response>"#
+        );
+        assert!(parse(&xml).is_ok(), "{good}");
+    }
+}
