@@ -254,6 +254,36 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Secrets shorter than this draw a warning at start.
+const MIN_SECRET_LEN: usize = 12;
+
+impl Config {
+    /// The config keys whose secret is the shipped example (`change-me`) or
+    /// shorter than 12 characters: guessable, so `run` warns about each at
+    /// start (the digest passwords guard calls that cost money).
+    pub fn weak_secrets(&self) -> Vec<String> {
+        let weak =
+            |s: &Secret| s.expose() == "change-me" || s.expose().chars().count() < MIN_SECRET_LEN;
+        let mut keys = Vec::new();
+        if weak(&self.account.auth_token) {
+            keys.push("account.auth_token".to_owned());
+        }
+        for c in &self.clients {
+            if weak(&c.password) {
+                keys.push(format!("client {:?} password", c.identity));
+            }
+        }
+        for t in &self.trunks {
+            if let Some(c) = &t.credentials
+                && weak(&c.password)
+            {
+                keys.push(format!("trunk {:?} password", t.name));
+            }
+        }
+        keys
+    }
+}
+
 impl Config {
     /// Loads `--config FILE`; relative paths inside resolve against the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

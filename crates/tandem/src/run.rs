@@ -13,6 +13,9 @@ use crate::config::{Config, NumberHandler};
 /// Starts everything `config` describes and runs until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::install()?;
+    for key in config.weak_secrets() {
+        warn!(%key, "weak secret (the example's change-me, or under 12 characters): set a long random one before exposing Tandem");
+    }
     let mut endpoint = Endpoint::start(EndpointConfig {
         udp: config.sip.udp.clone(),
         tcp: config.sip.tcp.clone(),

@@ -557,3 +557,30 @@ fn normalize_folds_dot_dot_lexically() {
     assert_eq!(normalize(Path::new("../../x")), PathBuf::from("../../x"));
     assert_eq!(normalize(Path::new("a/..")), PathBuf::from("."));
 }
+
+/// Guessable secrets are named for the start-up warning: the example's
+/// `change-me` and anything under 12 characters; long ones are not.
+#[test]
+fn weak_secrets_are_named() {
+    let cfg = parse(BASE).unwrap();
+    assert_eq!(
+        cfg.weak_secrets(),
+        [
+            "account.auth_token",
+            "client \"carol\" password",
+            "trunk \"pbx\" password"
+        ]
+    );
+    let strong = BASE
+        .replace(
+            "auth_token = \"token\"",
+            "auth_token = \"q8Vt2mZx7Lp4Rw9s\"",
+        )
+        .replace("password = \"secret\"", "password = \"nW3kYp8eQz5tBv2c\"");
+    assert!(parse(&strong).unwrap().weak_secrets().is_empty());
+    let example = BASE.replace("auth_token = \"token\"", "auth_token = \"change-me\"");
+    assert_eq!(
+        parse(&example).unwrap().weak_secrets()[0],
+        "account.auth_token"
+    );
+}
