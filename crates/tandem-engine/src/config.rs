@@ -26,6 +26,10 @@ pub struct EngineConfig {
     pub recording_dir: PathBuf,
     /// Webhook TwiML fetch timeout.
     pub webhook_timeout: Duration,
+    /// Recording media (`RecordingUrl`) requires HTTP Basic auth
+    /// (AccountSid and auth token), like Twilio's "enforce HTTP auth on
+    /// media URLs"; off: the URL (128 random bits) is the secret.
+    pub media_auth: bool,
     /// Media anchoring; `None` runs signalling only (SDP passed through).
     pub media: Option<MediaConfig>,
     /// `[debug] call_logs`: each call's event log is written here when it
@@ -200,6 +204,7 @@ mod tests {
             recording_dir: "rec".into(),
             call_log_dir: None,
             webhook_timeout: Duration::from_secs(5),
+            media_auth: false,
             media: None,
         }
     }

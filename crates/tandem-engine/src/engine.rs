@@ -192,6 +192,7 @@ impl Engine {
             self.ctx.cfg.auth_token.clone(),
             self.ctx.metrics.clone(),
         );
+        state.media_auth = self.ctx.cfg.media_auth;
         let ep = self.ctx.ep.clone();
         state.health = Some(Arc::new(move || {
             ep.health(HEALTH_STALL).map_err(|e| e.to_string())

@@ -134,6 +134,7 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
         recording_dir: dir.join("rec"),
         call_log_dir: None,
         webhook_timeout: Duration::from_secs(2),
+        media_auth: false,
         media: Some(MediaConfig {
             address: "127.0.0.1".parse().unwrap(),
             sdp_address: "127.0.0.1".parse().unwrap(),

@@ -128,6 +128,8 @@ pub struct HttpConfig {
     pub public_url: Url,
     /// Timeout of each webhook request.
     pub webhook_timeout: Duration,
+    /// Recording media (`RecordingUrl`) requires HTTP Basic auth too.
+    pub media_auth: bool,
 }
 
 /// `[account]`.

@@ -159,6 +159,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
         recording_dir: config.recording.directory.clone(),
         call_log_dir: config.debug.call_logs.clone(),
         webhook_timeout: config.http.webhook_timeout,
+        media_auth: config.http.media_auth,
         media: Some(MediaConfig {
             address: rtp.address,
             sdp_address,

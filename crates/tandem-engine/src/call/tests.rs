@@ -153,6 +153,7 @@ fn config() -> Arc<EngineConfig> {
         recording_dir: std::env::temp_dir(),
         call_log_dir: None,
         webhook_timeout: Duration::from_secs(5),
+        media_auth: false,
         media: None,
     })
 }

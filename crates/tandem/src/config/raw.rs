@@ -64,6 +64,7 @@ pub(crate) struct RawHttp {
     pub listen: String,
     pub public_url: Option<String>,
     pub webhook_timeout_ms: Option<u64>,
+    pub media_auth: Option<bool>,
 }
 
 /// `[account]`.

@@ -558,6 +558,17 @@ fn normalize_folds_dot_dot_lexically() {
     assert_eq!(normalize(Path::new("a/..")), PathBuf::from("."));
 }
 
+/// `[http] media_auth` is off unless set.
+#[test]
+fn media_auth_is_off_unless_set() {
+    assert!(!parse(BASE).unwrap().http.media_auth);
+    let on = edit(
+        "public_url = \"http://127.0.0.1:8089\"\n",
+        "public_url = \"http://127.0.0.1:8089\"\nmedia_auth = true\n",
+    );
+    assert!(parse(&on).unwrap().http.media_auth);
+}
+
 /// Guessable secrets are named for the start-up warning: the example's
 /// `change-me` and anything under 12 characters; long ones are not.
 #[test]

@@ -303,6 +303,7 @@ fn http(c: &mut Checker<'_>, h: &RawHttp) -> HttpConfig {
         public_url: public_url
             .unwrap_or_else(|| Url::parse("http://127.0.0.1/").expect("literal URL")),
         webhook_timeout,
+        media_auth: h.media_auth.unwrap_or(false),
     }
 }
 
