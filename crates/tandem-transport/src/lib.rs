@@ -142,7 +142,9 @@ pub(crate) struct Stats {
     /// Per shard: milliseconds since `start` when it last finished a turn.
     pub pulse: Vec<AtomicU64>,
     /// Per shard: the network and command inboxes, to read their depth.
-    inboxes: Vec<(mpsc::Sender<ShardInput>, mpsc::Sender<ShardInput>)>,
+    /// Weak: the shards hold these stats, and a strong sender here would
+    /// keep their inboxes open after every handle is gone.
+    inboxes: Vec<(mpsc::WeakSender<ShardInput>, mpsc::WeakSender<ShardInput>)>,
 }
 
 impl Stats {
@@ -215,8 +217,11 @@ impl EndpointHandle {
         let s = &self.stats;
         let now = s.start.elapsed().as_millis() as u64;
         for (shard, (net, cmd)) in s.inboxes.iter().enumerate() {
-            let queued =
-                (net.max_capacity() - net.capacity()) + (cmd.max_capacity() - cmd.capacity());
+            let depth = |w: &mpsc::WeakSender<ShardInput>| {
+                w.upgrade()
+                    .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+            };
+            let queued = depth(net) + depth(cmd);
             let stalled_ms = now.saturating_sub(s.pulse[shard].load(Ordering::Relaxed));
             if queued > 0 && stalled_ms > max.as_millis() as u64 {
                 return Err(Stalled {
@@ -349,8 +354,8 @@ impl Endpoint {
             pulse: (0..n).map(|_| AtomicU64::new(0)).collect(),
             inboxes: net_senders
                 .iter()
-                .cloned()
-                .zip(cmd_senders.iter().cloned())
+                .map(mpsc::Sender::downgrade)
+                .zip(cmd_senders.iter().map(mpsc::Sender::downgrade))
                 .collect(),
         });
         let shards: Arc<[mpsc::Sender<ShardInput>]> = cmd_senders.into();

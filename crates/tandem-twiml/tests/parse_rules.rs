@@ -66,7 +66,7 @@ fn every_dial_attribute_is_typed() {
     assert_eq!(dial.recording_track, RecordingTrack::Inbound);
     assert_eq!(dial.refer_url.as_deref(), Some("/refer"));
     assert_eq!(dial.refer_method, Method::Get);
-    assert_eq!(dial.ring_tone, RingTone::from_code("de"));
+    assert_eq!(dial.ring_tone, "de".parse::<RingTone>().ok());
     assert_eq!(dial.time_limit, 120);
     assert_eq!(dial.timeout, 600);
     assert_eq!(dial.trim, Trim::TrimSilence);

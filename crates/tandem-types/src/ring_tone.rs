@@ -42,11 +42,6 @@ macro_rules! ring_tones {
 }
 
 impl RingTone {
-    /// Looks up a code, ignoring ASCII case.
-    pub fn from_code(code: &str) -> Option<Self> {
-        code.parse().ok()
-    }
-
     /// Position in [`RingTone::ALL`] (a dense index for per-tone tables).
     pub fn index(self) -> usize {
         self as usize
@@ -112,11 +107,11 @@ mod tests {
         assert_eq!(RingTone::ALL.len(), 40);
         for (i, t) in RingTone::ALL.iter().enumerate() {
             assert_eq!(t.index(), i);
-            assert_eq!(RingTone::from_code(t.code()), Some(*t));
+            assert_eq!(t.code().parse(), Ok(*t));
             assert_eq!(t.code().to_uppercase().parse::<RingTone>(), Ok(*t));
         }
         assert_eq!(RingTone::default(), RingTone::Us);
-        assert_eq!(RingTone::from_code("us-old"), Some(RingTone::UsOld));
-        assert_eq!(RingTone::from_code("xx"), None);
+        assert_eq!("us-old".parse(), Ok(RingTone::UsOld));
+        assert!("xx".parse::<RingTone>().is_err());
     }
 }
