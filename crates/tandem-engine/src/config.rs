@@ -20,8 +20,10 @@ pub struct EngineConfig {
     pub trunks: Vec<Trunk>,
     /// Inbound numbers.
     pub numbers: Vec<NumberRoute>,
-    /// Registrar identities (`<Client>`), identity and password.
-    pub clients: Vec<(String, String)>,
+    /// Registrar identities (`<Client>`).
+    pub clients: Vec<Client>,
+    /// Admission control and throttles.
+    pub limits: crate::admission::Limits,
     /// Recording directory.
     pub recording_dir: PathBuf,
     /// Webhook TwiML fetch timeout.
@@ -35,6 +37,17 @@ pub struct EngineConfig {
     /// `[debug] call_logs`: each call's event log is written here when it
     /// ends (`tandem_engine::replay` replays it).
     pub call_log_dir: Option<PathBuf>,
+}
+
+/// A `<Client>` identity that may REGISTER and call in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// Its identity (digest username, From user).
+    pub identity: String,
+    /// Its digest password.
+    pub password: String,
+    /// May call with any `From` user (else only its identity).
+    pub any_from: bool,
 }
 
 /// RTP settings.
@@ -201,6 +214,7 @@ mod tests {
                 source: TwimlSource::File("x.xml".into()),
             }],
             clients: vec![],
+            limits: Default::default(),
             recording_dir: "rec".into(),
             call_log_dir: None,
             webhook_timeout: Duration::from_secs(5),

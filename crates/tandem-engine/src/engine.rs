@@ -9,10 +9,11 @@ use dashmap::DashMap;
 use tandem_sip::auth::{Algorithm, Secret};
 use tandem_sip::builder::{IdGen, response_to};
 use tandem_sip::message::{HeadersExt, Method, Request};
-use tandem_sip::registrar::{Registrar, RegistrarConfig};
+use tandem_sip::registrar::{RegisterError, RegisterOutcome, Registrar, RegistrarConfig};
 use tandem_transport::{EndpointEvent, EndpointHandle, Peer, ServerTx, TuEvent};
 use tokio::sync::mpsc;
 
+use crate::admission::{Admission, Refusal};
 use crate::call::{self, CallMsg, Mailbox};
 use crate::config::EngineConfig;
 use crate::http::{HttpServer, HttpState, Metrics};
@@ -51,6 +52,8 @@ pub(crate) struct Ctx {
     pub metrics: Arc<Metrics>,
     /// Local TwiML files, read at most once a second each (no file open per call).
     pub docs: DashMap<std::path::PathBuf, CachedDoc>,
+    /// Admission control and throttles.
+    pub admission: Admission,
 }
 
 /// A local TwiML file as last read.
@@ -174,6 +177,7 @@ impl Engine {
                 recordings,
                 metrics: Arc::new(Metrics::default()),
                 docs: DashMap::new(),
+                admission: Admission::new(cfg.limits, std::time::Instant::now()),
                 cfg: Arc::new(cfg),
                 ep,
                 webhook,
@@ -197,9 +201,10 @@ impl Engine {
         state.health = Some(Arc::new(move || {
             ep.health(HEALTH_STALL).map_err(|e| e.to_string())
         }));
-        let ep = self.ctx.ep.clone();
+        let ctx = self.ctx.clone();
         state.extra_metrics = Some(Arc::new(move |out: &mut String| {
-            endpoint_metrics(&ep.stats(), out);
+            endpoint_metrics(&ctx.ep.stats(), out);
+            admission_metrics(&ctx.admission, out);
         }));
         crate::http::spawn(addr, state).await
     }
@@ -327,77 +332,239 @@ impl Engine {
     }
 
     /// A request whose Call-ID no call owns.
+    ///
+    /// Order of the gates (docs/security.md): a source no trunk allows is
+    /// held to its request rate first (dropped unanswered past it), then
+    /// must prove a client identity by digest (throttled per source and per
+    /// identity); only then does a new call meet `max_calls` and `max_cps`.
+    /// Whatever is answered to a source that has not authenticated is sent
+    /// once and forgotten: no retransmission toward a spoofed address, no
+    /// state for a flood.
     async fn unmatched(&self, stx: ServerTx, request: Request, source: Peer) {
         let method = request.method;
         if method == Method::Ack {
             return;
         }
+        let now = std::time::Instant::now();
+        let ip = source.addr.ip();
+        let trusted = self.ctx.cfg.source_trunk(ip).is_some();
+        let admission = &self.ctx.admission;
+        if !trusted && !admission.allow_request(ip, now) {
+            let _ = self.ctx.ep.respond_once(stx, None).await;
+            return;
+        }
         if method == Method::Register {
-            let now = tokio::time::Instant::now().into_std();
-            let clients = &self.ctx.cfg.clients;
-            let response = {
-                let mut reg = self.ctx.registrar.lock().unwrap_or_else(|p| p.into_inner());
-                reg.expire(now);
-                reg.handle_register(now, &request, source, |identity, _| {
-                    clients
-                        .iter()
-                        .find(|(i, _)| i == identity)
-                        .map(|(_, p)| Secret::Password(p.clone()))
-                })
-                .into_response()
-            };
-            let _ = self.ctx.ep.respond(stx, response).await;
+            self.register(stx, request, source, now).await;
             return;
         }
         if method != Method::Invite || request.headers.to_tag().is_some() {
             let resp = response_to(&request, 481, None, Some("tandem"));
-            let _ = self.ctx.ep.respond(stx, resp).await;
+            self.answer(stx, resp, trusted).await;
             return;
         }
-        if self.ctx.cfg.source_trunk(source.addr.ip()).is_none() {
+        if !trusted {
             // Not a trunk: only a configured client proving its identity by
             // digest may call. An open relay is a toll-fraud hole.
             if self.ctx.cfg.clients.is_empty() {
-                tracing::warn!(source = %source.addr, "INVITE from a source no trunk allows: 403");
+                tracing::debug!(source = %source.addr, "INVITE from a source no trunk allows: 403");
                 let resp = response_to(&request, 403, None, Some("tandem"));
+                let _ = self.ctx.ep.respond_once(stx, Some(resp)).await;
+                return;
+            }
+            let Some(identity) = self.authenticate(stx, &request, ip, now).await else {
+                return;
+            };
+            let client = self.ctx.cfg.clients.iter().find(|c| c.identity == identity);
+            let from_user = from_user(&request).unwrap_or_default();
+            if !client.is_some_and(|c| c.any_from) && from_user != identity {
+                tracing::warn!(%identity, from_user, source = %source.addr,
+                    "INVITE whose From is not the caller's identity: 403");
+                let resp = response_to(
+                    &request,
+                    403,
+                    Some("From Is Not Your Identity"),
+                    Some("tandem"),
+                );
                 let _ = self.ctx.ep.respond(stx, resp).await;
                 return;
             }
-            let now = tokio::time::Instant::now().into_std();
-            let clients = &self.ctx.cfg.clients;
-            let verdict = {
-                let mut reg = self.ctx.registrar.lock().unwrap_or_else(|p| p.into_inner());
-                reg.authenticate(now, &request, |identity, _| {
-                    clients
-                        .iter()
-                        .find(|(i, _)| i == identity)
-                        .map(|(_, p)| Secret::Password(p.clone()))
-                })
-            };
-            match verdict {
-                Ok(identity) => {
-                    tracing::info!(%identity, source = %source.addr, "INVITE from a client")
-                }
-                Err(resp) => {
-                    if resp.status_code.code() == 403 {
-                        tracing::warn!(source = %source.addr, "INVITE with bad client credentials: 403");
-                    }
-                    let _ = self.ctx.ep.respond(stx, resp).await;
-                    return;
-                }
-            }
+            tracing::info!(%identity, source = %source.addr, "INVITE from a client");
         }
+        let admitted = match admission.admit_call(now) {
+            Ok(a) => a,
+            Err(why) => {
+                let (reason, retry) = match why {
+                    Refusal::TooManyCalls => ("Too Many Calls", "5"),
+                    Refusal::TooFast => ("Call Rate Limit", "1"),
+                };
+                tracing::debug!(source = %source.addr, reason, "new call refused: 503");
+                let mut resp = response_to(&request, 503, Some(reason), Some("tandem"));
+                resp.headers
+                    .push(tandem_sip::message::Header::RetryAfter(retry.into()));
+                let _ = self.ctx.ep.respond(stx, resp).await;
+                return;
+            }
+        };
         let cid = request.headers.call_id().unwrap_or("").to_owned();
         let (tx, rx) = call::mailbox();
         self.ctx.calls.insert(cid, tx.clone());
         let ctx = self.ctx.clone();
-        tokio::spawn(call::run(ctx, tx, rx, stx, request, source));
+        tokio::spawn(async move {
+            // Held for the call's life: its place under `max_calls`.
+            let _admitted = admitted;
+            call::run(ctx, tx, rx, stx, request, source).await;
+        });
     }
+
+    /// Answers: once and forgotten for an untrusted source, in the
+    /// transaction (retransmitted as RFC 3261 asks) for a trunk.
+    async fn answer(&self, stx: ServerTx, resp: tandem_sip::message::Response, trusted: bool) {
+        if trusted {
+            let _ = self.ctx.ep.respond(stx, resp).await;
+        } else {
+            let _ = self.ctx.ep.respond_once(stx, Some(resp)).await;
+        }
+    }
+
+    /// A REGISTER (RFC 3261 §10.3), its digest attempts throttled.
+    async fn register(
+        &self,
+        stx: ServerTx,
+        request: Request,
+        source: Peer,
+        now: std::time::Instant,
+    ) {
+        let ip = source.addr.ip();
+        let user = digest_username(&request);
+        if user.is_some() && !self.ctx.admission.may_try_auth(ip, user.as_deref(), now) {
+            let resp = response_to(&request, 403, None, Some("tandem"));
+            let _ = self.ctx.ep.respond_once(stx, Some(resp)).await;
+            return;
+        }
+        let tnow = tokio::time::Instant::now().into_std();
+        let clients = &self.ctx.cfg.clients;
+        let outcome = {
+            let mut reg = self.ctx.registrar.lock().unwrap_or_else(|p| p.into_inner());
+            reg.expire(tnow);
+            reg.handle_register(tnow, &request, source, |identity, _| {
+                clients
+                    .iter()
+                    .find(|c| c.identity == identity)
+                    .map(|c| Secret::Password(c.password.clone()))
+            })
+        };
+        match outcome {
+            RegisterOutcome::Updated { response, .. } => {
+                let _ = self.ctx.ep.respond(stx, response).await;
+            }
+            RegisterOutcome::Rejected {
+                error: RegisterError::BadCredentials(_),
+                response,
+            } => {
+                self.ctx.admission.auth_failed(ip, user.as_deref(), now);
+                let _ = self.ctx.ep.respond_once(stx, Some(response)).await;
+            }
+            other => {
+                let _ = self
+                    .ctx
+                    .ep
+                    .respond_once(stx, Some(other.into_response()))
+                    .await;
+            }
+        }
+    }
+
+    /// Digest authentication of a client's INVITE: its identity, or `None`
+    /// once the 401 or 403 is sent.
+    async fn authenticate(
+        &self,
+        stx: ServerTx,
+        request: &Request,
+        ip: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> Option<String> {
+        let user = digest_username(request);
+        if user.is_some() && !self.ctx.admission.may_try_auth(ip, user.as_deref(), now) {
+            let resp = response_to(request, 403, None, Some("tandem"));
+            let _ = self.ctx.ep.respond_once(stx, Some(resp)).await;
+            return None;
+        }
+        let tnow = tokio::time::Instant::now().into_std();
+        let clients = &self.ctx.cfg.clients;
+        let verdict = {
+            let mut reg = self.ctx.registrar.lock().unwrap_or_else(|p| p.into_inner());
+            reg.authenticate(tnow, request, |identity, _| {
+                clients
+                    .iter()
+                    .find(|c| c.identity == identity)
+                    .map(|c| Secret::Password(c.password.clone()))
+            })
+        };
+        match verdict {
+            Ok(identity) => Some(identity),
+            Err(resp) => {
+                if resp.status_code.code() == 403 {
+                    self.ctx.admission.auth_failed(ip, user.as_deref(), now);
+                }
+                let _ = self.ctx.ep.respond_once(stx, Some(resp)).await;
+                None
+            }
+        }
+    }
+}
+
+/// The user part of a request's From URI.
+fn from_user(request: &Request) -> Option<String> {
+    use tandem_sip::message::Header;
+    let v = request.headers.value_of(|h| matches!(h, Header::From(_)))?;
+    let na = tandem_sip::header::NameAddr::parse(v).ok()?;
+    tandem_sip::registrar::uri_user(na.uri).map(str::to_owned)
+}
+
+/// The username of a request's digest credentials, if it carries any.
+fn digest_username(request: &Request) -> Option<String> {
+    use tandem_sip::message::Header;
+    request.headers.iter().find_map(|h| match h {
+        Header::Authorization(_) => {
+            tandem_sip::auth::Credentials::parse(tandem_sip::message::header_value(h))
+                .ok()
+                .map(|c| c.username)
+        }
+        _ => None,
+    })
 }
 
 /// A SIP shard with work waiting that has not moved for this long makes
 /// `/healthz` fail.
 const HEALTH_STALL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What admission control refused, in the Prometheus text format.
+fn admission_metrics(a: &Admission, out: &mut String) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &a.counters;
+    let _ = write!(
+        out,
+        "# HELP tandem_calls_refused_total New calls answered 503 by admission control, by limit.\n\
+         # TYPE tandem_calls_refused_total counter\n\
+         tandem_calls_refused_total{{limit=\"max_calls\"}} {}\n\
+         tandem_calls_refused_total{{limit=\"max_cps\"}} {}\n\
+         # HELP tandem_sip_requests_throttled_total Out-of-dialog requests dropped: their source was over its rate.\n\
+         # TYPE tandem_sip_requests_throttled_total counter\n\
+         tandem_sip_requests_throttled_total {}\n\
+         # HELP tandem_auth_failures_total Failed digest attempts (wrong password or unknown identity).\n\
+         # TYPE tandem_auth_failures_total counter\n\
+         tandem_auth_failures_total {}\n\
+         # HELP tandem_auth_throttled_total Digest attempts refused unchecked: too many failures from their source or for their identity.\n\
+         # TYPE tandem_auth_throttled_total counter\n\
+         tandem_auth_throttled_total {}\n",
+        c.calls_refused_max_calls.load(Relaxed),
+        c.calls_refused_max_cps.load(Relaxed),
+        c.requests_throttled.load(Relaxed),
+        c.auth_failures.load(Relaxed),
+        c.auth_throttled.load(Relaxed),
+    );
+}
 
 /// What the SIP endpoint shed, in the Prometheus text format.
 fn endpoint_metrics(s: &tandem_transport::EndpointStats, out: &mut String) {
@@ -415,7 +582,10 @@ fn endpoint_metrics(s: &tandem_transport::EndpointStats, out: &mut String) {
          tandem_sip_events_deferred_total {}\n\
          # HELP tandem_sip_events_dropped_total Events dropped: the event queue and a shard's overflow were full.\n\
          # TYPE tandem_sip_events_dropped_total counter\n\
-         tandem_sip_events_dropped_total {}\n",
-        s.datagrams_dropped, s.requests_shed, s.events_deferred, s.events_dropped
+         tandem_sip_events_dropped_total {}\n\
+         # HELP tandem_sip_tcp_refused_total TCP connections closed on accept: over tcp_max_connections or tcp_max_per_source.\n\
+         # TYPE tandem_sip_tcp_refused_total counter\n\
+         tandem_sip_tcp_refused_total {}\n",
+        s.datagrams_dropped, s.requests_shed, s.events_deferred, s.events_dropped, s.tcp_refused
     );
 }

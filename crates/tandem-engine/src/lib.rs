@@ -1,6 +1,7 @@
 //! Tandem's B2BUA engine: inbound calls run TwiML; `<Dial>` forks up to ten
 //! child legs, bridges the first to answer and cancels the rest (design §3–§7).
 
+mod admission;
 mod call;
 pub mod config;
 mod engine;
@@ -12,6 +13,7 @@ pub mod media_ops;
 pub mod recording;
 mod registration;
 
+pub use admission::Limits;
 pub use call::replay::{ReplayError, replay};
-pub use config::{EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
+pub use config::{Client, EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
 pub use engine::{Engine, EngineError};

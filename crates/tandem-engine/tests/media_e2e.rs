@@ -131,6 +131,7 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
             source: TwimlSource::File(doc.clone()),
         }],
         clients: Vec::new(),
+        limits: Default::default(),
         recording_dir: dir.join("rec"),
         call_log_dir: None,
         webhook_timeout: Duration::from_secs(2),

@@ -563,7 +563,14 @@ pub enum Rejection {
     /// The nonce-count was already used with this nonce.
     #[error("replayed nonce-count")]
     ReplayedNonceCount,
+    /// A failed attempt already used this nonce: each wrong guess costs a
+    /// new challenge.
+    #[error("nonce spent by a failed attempt")]
+    SpentNonce,
 }
+
+/// The nonce-count marking a nonce spent by a failed attempt.
+const SPENT: u32 = u32::MAX;
 
 /// Stateless digest server (RFC 7616 §3.3, §5.4): nonces carry their issue
 /// time and an HMAC under the server key; a bounded table of the highest
@@ -663,6 +670,9 @@ impl DigestServer {
         let Some(issued) = self.check_nonce(&c.nonce) else {
             return Outcome::Invalid(Rejection::UnknownNonce);
         };
+        if self.seen.get(&c.nonce).is_some_and(|&(_, nc)| nc == SPENT) {
+            return Outcome::Invalid(Rejection::SpentNonce);
+        }
         if c.opaque.as_deref().is_some_and(|o| !o.is_empty()) {
             // This server never issues opaque, so any echoed value is foreign.
             return Outcome::Invalid(Rejection::OpaqueMismatch);
@@ -670,7 +680,10 @@ impl DigestServer {
         let secret = match lookup(&c.username, c.algorithm.base()) {
             Some(Secret::Password(p)) => ha1(c.algorithm, &c.username, &c.realm, &p),
             Some(Secret::Ha1(h)) => h.to_ascii_lowercase(),
-            None => return Outcome::Invalid(Rejection::UnknownUser),
+            None => {
+                self.spend(now.as_secs(), &c.nonce, issued);
+                return Outcome::Invalid(Rejection::UnknownUser);
+            }
         };
         let cnonce = c.cnonce.as_deref().unwrap_or("");
         let nc = c.nc.unwrap_or(0);
@@ -682,6 +695,7 @@ impl DigestServer {
             expected.as_bytes(),
             c.response.to_ascii_lowercase().as_bytes(),
         ) {
+            self.spend(now.as_secs(), &c.nonce, issued);
             return Outcome::Invalid(Rejection::BadResponse);
         }
         let lifetime = self.config.nonce_lifetime.as_secs();
@@ -704,6 +718,16 @@ impl DigestServer {
         let random = u64::from_str_radix(&nonce[16..32], 16).ok()?;
         let mac = hex(&self.mac(issued, random)[..16]);
         ct_eq(mac.as_bytes(), &nonce.as_bytes()[32..]).then_some(issued)
+    }
+
+    /// Marks `nonce` spent: a wrong answer ends it, so an online guesser
+    /// pays a round trip for each new challenge (and its throttle counts it).
+    fn spend(&mut self, now: u64, nonce: &str, issued: u64) {
+        if self.seen.contains_key(nonce) {
+            self.seen.insert(nonce.to_owned(), (issued, SPENT));
+        } else {
+            self.record_nc(now, nonce, issued, SPENT);
+        }
     }
 
     /// Records `nc` for `nonce`; false if it is not above the highest seen.
@@ -1256,6 +1280,46 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_answer_spends_the_nonce() {
+        let mut srv = server();
+        let now = Duration::from_secs(1_000);
+        let challenge = &srv.challenges(now, 42, false)[0];
+        let wrong = respond(challenge, &REGISTER, "alice", "guess1", "c", 1).unwrap();
+        assert_eq!(
+            srv.verify_credentials(now, &REGISTER, &wrong, lookup),
+            Outcome::Invalid(Rejection::BadResponse)
+        );
+        // The next guess on the same nonce is not even checked, right or wrong.
+        for (password, nc) in [("guess2", 2), ("s3cret", 3)] {
+            let c = respond(challenge, &REGISTER, "alice", password, "c", nc).unwrap();
+            assert_eq!(
+                srv.verify_credentials(now, &REGISTER, &c, lookup),
+                Outcome::Invalid(Rejection::SpentNonce),
+                "{password}"
+            );
+        }
+        // An unknown user spends its nonce too (no free probing of names).
+        let challenge = &srv.challenges(now, 43, false)[0];
+        let probe = respond(challenge, &REGISTER, "mallory", "x", "c", 1).unwrap();
+        assert_eq!(
+            srv.verify_credentials(now, &REGISTER, &probe, lookup),
+            Outcome::Invalid(Rejection::UnknownUser)
+        );
+        let c = respond(challenge, &REGISTER, "alice", "s3cret", "c", 2).unwrap();
+        assert_eq!(
+            srv.verify_credentials(now, &REGISTER, &c, lookup),
+            Outcome::Invalid(Rejection::SpentNonce)
+        );
+        // A fresh challenge works.
+        let challenge = &srv.challenges(now, 44, false)[0];
+        let c = respond(challenge, &REGISTER, "alice", "s3cret", "c", 1).unwrap();
+        assert_eq!(
+            srv.verify_credentials(now, &REGISTER, &c, lookup),
+            Outcome::Ok("alice".into())
+        );
+    }
+
+    #[test]
     fn stale_nonce_asks_for_a_retry() {
         let mut srv = server();
         let issued = Duration::from_secs(1_000);
@@ -1290,6 +1354,8 @@ mod tests {
             check(&mut srv, &wrong_password, &REGISTER),
             Outcome::Invalid(Rejection::BadResponse)
         );
+        // That spent the nonce; a server without the memory of it goes on.
+        let mut srv = server();
         let other_realm = Challenge {
             realm: "evil.example".into(),
             ..challenge.clone()
@@ -1321,6 +1387,7 @@ mod tests {
             check(&mut srv, &bob, &REGISTER),
             Outcome::Invalid(Rejection::UnknownUser)
         );
+        let mut srv = server();
         let sess = Challenge {
             algorithm: Algorithm::Md5Sess,
             ..challenge.clone()
@@ -1354,6 +1421,7 @@ mod tests {
         ));
 
         // Replay: the same nonce-count twice, or a lower one, is refused.
+        let mut srv = server();
         assert_eq!(check(&mut srv, &ok, &REGISTER), Outcome::Ok("alice".into()));
         assert_eq!(
             check(&mut srv, &ok, &REGISTER),

@@ -765,7 +765,7 @@ fn parse_q(v: &str) -> Option<u16> {
 }
 
 /// The user part of a SIP URI (`sip:joey@host` → `joey`), without a password.
-pub(crate) fn uri_user(uri: &str) -> Option<&str> {
+pub fn uri_user(uri: &str) -> Option<&str> {
     let (scheme, rest) = uri.split_once(':')?;
     if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
         return None;

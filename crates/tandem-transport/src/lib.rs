@@ -43,8 +43,20 @@ pub struct EndpointConfig {
     pub shards: usize,
     /// Transaction timers.
     pub timers: TimerConfig,
-    /// Close TCP connections idle this long.
+    /// Close TCP connections idle this long: no complete message received
+    /// and nothing written (bytes of an incomplete message do not count).
     pub tcp_idle: Duration,
+    /// A TCP connection with an incomplete message buffered is closed unless
+    /// the message completes within this time (slowloris).
+    pub tcp_header_timeout: Duration,
+    /// A TCP connection whose write does not finish within this time is closed.
+    pub tcp_write_timeout: Duration,
+    /// Live TCP connections (accepted and outbound) beyond which an accepted
+    /// connection is closed at once.
+    pub tcp_max_connections: usize,
+    /// Live accepted TCP connections from one source IP address beyond which
+    /// another from it is closed at once.
+    pub tcp_max_per_source: usize,
     /// Answer out-of-dialog OPTIONS with 200 without involving the transaction user.
     pub answer_options: bool,
     /// Capacity of each bounded queue (per shard inbox, events to the transaction user).
@@ -61,6 +73,10 @@ impl Default for EndpointConfig {
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             timers: TimerConfig::default(),
             tcp_idle: Duration::from_secs(120),
+            tcp_header_timeout: Duration::from_secs(10),
+            tcp_write_timeout: Duration::from_secs(10),
+            tcp_max_connections: 4096,
+            tcp_max_per_source: 64,
             answer_options: true,
             queue: 65_536,
             udp_buffer: 4 << 20,
@@ -116,6 +132,11 @@ pub(crate) enum ShardInput {
     Respond { tx: TxId, response: Box<Response> },
     /// Cancel the client INVITE transaction with this branch.
     Cancel { branch: String },
+    /// End a server transaction at once, after sending this response if any.
+    RespondOnce {
+        tx: TxId,
+        response: Option<Box<Response>>,
+    },
 }
 
 /// Cheap handle to act on the endpoint; clone it freely.
@@ -139,6 +160,8 @@ pub(crate) struct Stats {
     pub events_deferred: AtomicU64,
     /// Events dropped because a shard's overflow was full too.
     pub events_dropped: AtomicU64,
+    /// Accepted TCP connections closed at once: over a connection limit.
+    pub tcp_refused: AtomicU64,
     /// Per shard: milliseconds since `start` when it last finished a turn.
     pub pulse: Vec<AtomicU64>,
     /// Per shard: the network and command inboxes, to read their depth.
@@ -177,6 +200,9 @@ pub struct EndpointStats {
     pub events_deferred: u64,
     /// Events dropped: the event queue and a shard's overflow were full.
     pub events_dropped: u64,
+    /// Accepted TCP connections closed at once: over `tcp_max_connections`
+    /// or `tcp_max_per_source`.
+    pub tcp_refused: u64,
 }
 
 /// Bound local addresses.
@@ -207,6 +233,7 @@ impl EndpointHandle {
             requests_shed: s.requests_shed.load(Ordering::Relaxed),
             events_deferred: s.events_deferred.load(Ordering::Relaxed),
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
+            tcp_refused: s.tcp_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -274,6 +301,26 @@ impl EndpointHandle {
             ShardInput::Respond {
                 tx: tx.tx,
                 response: Box::new(response),
+            },
+        )
+        .await
+    }
+
+    /// Answers a server transaction and forgets it: the response is sent
+    /// once, never retransmitted, and no state stays behind (a
+    /// retransmitted request is new again). `None` forgets it unanswered.
+    /// For sources that never authenticated (see
+    /// `TransactionLayer::respond_once`).
+    pub async fn respond_once(
+        &self,
+        tx: ServerTx,
+        response: Option<Response>,
+    ) -> Result<(), TransportError> {
+        self.to_shard(
+            tx.shard,
+            ShardInput::RespondOnce {
+                tx: tx.tx,
+                response: response.map(Box::new),
             },
         )
         .await
@@ -351,6 +398,7 @@ impl Endpoint {
             requests_shed: AtomicU64::new(0),
             events_deferred: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
+            tcp_refused: AtomicU64::new(0),
             pulse: (0..n).map(|_| AtomicU64::new(0)).collect(),
             inboxes: net_senders
                 .iter()
@@ -360,7 +408,17 @@ impl Endpoint {
         });
         let shards: Arc<[mpsc::Sender<ShardInput>]> = cmd_senders.into();
         let net_inboxes: Arc<[mpsc::Sender<ShardInput>]> = net_senders.into();
-        let tcp_pool = tcp::Pool::new(net_inboxes.clone(), cfg.tcp_idle);
+        let tcp_pool = tcp::Pool::new(
+            net_inboxes.clone(),
+            tcp::Limits {
+                idle: cfg.tcp_idle,
+                header_timeout: cfg.tcp_header_timeout,
+                write_timeout: cfg.tcp_write_timeout,
+                max_connections: cfg.tcp_max_connections,
+                max_per_source: cfg.tcp_max_per_source,
+            },
+            stats.clone(),
+        );
         let net = Arc::new(shard::Net {
             udp: udp_sockets.clone(),
             tcp: tcp_pool.clone(),

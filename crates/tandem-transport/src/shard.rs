@@ -215,6 +215,9 @@ impl Shard {
                     tracing::debug!(?tx, "response for a finished transaction dropped");
                 }
             }
+            ShardInput::RespondOnce { tx, response } => {
+                self.layer.respond_once(tx, response.map(|r| *r));
+            }
             ShardInput::Cancel { branch } => {
                 if let Some(tx) = self.layer.find_client(&branch, Method::Invite) {
                     self.layer.cancel(t, tx);

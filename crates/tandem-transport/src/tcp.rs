@@ -1,25 +1,53 @@
 //! TCP transport (RFC 3261 §18.3, RFC 5626 §3.5.1 keep-alives): accepted and
 //! outbound connections share one pool keyed by the peer address, so
 //! responses and later requests reuse the connection a peer opened.
-//! Connections idle longer than the configured time are closed.
+//!
+//! Against hostile peers:
+//! - live connections (accepted and outbound) are counted; an accepted one
+//!   over `tcp_max_connections` in all or `tcp_max_per_source` from its IP
+//!   address is closed at once and counted (`tcp_refused`), with at most one
+//!   warning a second;
+//! - an incomplete message must complete within `tcp_header_timeout` of its
+//!   first bytes (a peer trickling bytes cannot hold a connection);
+//! - a connection is idle, and closed after `tcp_idle`, unless it receives
+//!   complete messages or writes: bytes of an incomplete message do not
+//!   count;
+//! - a write that does not finish within `tcp_write_timeout` (a peer that
+//!   does not read) closes the connection.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 use tandem_sip::framing::Framer;
 use tandem_sip::transaction::{Peer, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::ShardInput;
 use crate::shard::{raw_call_id, shard_of};
+use crate::{ShardInput, Stats};
 
 /// Outbound queue depth per connection.
 const CONN_QUEUE: usize = 4096;
+
+/// At most one warning about refused connections per this interval.
+const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(1);
+
+/// Limits and timeouts of TCP connections (see [`crate::EndpointConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub idle: Duration,
+    pub header_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_connections: usize,
+    pub max_per_source: usize,
+}
 
 /// Live TCP connections by peer address.
 #[derive(Debug, Clone)]
@@ -31,17 +59,137 @@ pub(crate) struct Pool {
 struct PoolInner {
     conns: DashMap<SocketAddr, mpsc::Sender<Bytes>>,
     shards: Arc<[mpsc::Sender<ShardInput>]>,
-    idle: Duration,
+    limits: Limits,
+    stats: Arc<Stats>,
+    live: Mutex<Live>,
+}
+
+/// Connection counts, and the rate limit of refusal warnings.
+#[derive(Debug, Default)]
+struct Live {
+    /// Accepted and outbound connections.
+    total: usize,
+    /// Accepted connections by source IP address (no zero entries).
+    per_source: HashMap<IpAddr, usize>,
+    /// When the last refusal warning was logged.
+    warned_at: Option<Instant>,
+    /// Refusals since then.
+    unwarned: u64,
+}
+
+/// Why an accepted connection was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Total,
+    PerSource,
+}
+
+/// One live connection in [`Live`]'s counts; dropping it takes it out, on
+/// every exit path of the task that holds it.
+#[derive(Debug)]
+struct ConnGuard {
+    pool: Arc<PoolInner>,
+    /// The source IP address of an accepted connection.
+    source: Option<IpAddr>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut live = self.pool.lock_live();
+        live.total = live.total.saturating_sub(1);
+        if let Some(ip) = self.source
+            && let Some(n) = live.per_source.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                live.per_source.remove(&ip);
+            }
+        }
+    }
+}
+
+impl PoolInner {
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Pool {
-    pub(crate) fn new(shards: Arc<[mpsc::Sender<ShardInput>]>, idle: Duration) -> Self {
+    pub(crate) fn new(
+        shards: Arc<[mpsc::Sender<ShardInput>]>,
+        limits: Limits,
+        stats: Arc<Stats>,
+    ) -> Self {
         Self {
             inner: Arc::new(PoolInner {
                 conns: DashMap::new(),
                 shards,
-                idle,
+                limits,
+                stats,
+                live: Mutex::new(Live::default()),
             }),
+        }
+    }
+
+    /// Counts an accepted connection from `addr`, or refuses it (counted,
+    /// and warned about at most once a second).
+    fn admit(&self, addr: SocketAddr) -> Option<ConnGuard> {
+        let ip = addr.ip().to_canonical();
+        let limits = &self.inner.limits;
+        let mut live = self.inner.lock_live();
+        let from_ip = live.per_source.get(&ip).copied().unwrap_or(0);
+        let refusal = if live.total >= limits.max_connections {
+            Refusal::Total
+        } else if from_ip >= limits.max_per_source {
+            Refusal::PerSource
+        } else {
+            live.total += 1;
+            *live.per_source.entry(ip).or_insert(0) += 1;
+            return Some(ConnGuard {
+                pool: self.inner.clone(),
+                source: Some(ip),
+            });
+        };
+        self.inner.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+        live.unwarned += 1;
+        let now = Instant::now();
+        if live
+            .warned_at
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_WARN_EVERY)
+        {
+            return None;
+        }
+        live.warned_at = Some(now);
+        let refused = std::mem::take(&mut live.unwarned);
+        let (total, connections) = (live.total, live.per_source.len());
+        drop(live);
+        match refusal {
+            Refusal::Total => tracing::warn!(
+                refused,
+                last = %addr,
+                live = total,
+                limit = limits.max_connections,
+                "TCP connections refused: tcp_max_connections reached"
+            ),
+            Refusal::PerSource => tracing::warn!(
+                refused,
+                last = %addr,
+                from_source = from_ip,
+                limit = limits.max_per_source,
+                live = total,
+                sources = connections,
+                "TCP connections refused: tcp_max_per_source reached"
+            ),
+        }
+        None
+    }
+
+    /// Counts an outbound connection (never refused: Tandem chose to open it).
+    fn outbound(&self) -> ConnGuard {
+        self.inner.lock_live().total += 1;
+        ConnGuard {
+            pool: self.inner.clone(),
+            source: None,
         }
     }
 
@@ -70,7 +218,9 @@ impl Pool {
         let _ = tx.try_send(first);
         self.inner.conns.insert(addr, tx.clone());
         let pool = self.clone();
+        let guard = self.outbound();
         tokio::spawn(async move {
+            let _guard = guard;
             match TcpStream::connect(addr).await {
                 Ok(stream) => pool.run(stream, addr, tx, rx).await,
                 Err(e) => {
@@ -84,7 +234,7 @@ impl Pool {
     }
 
     /// Registers an accepted connection and serves it.
-    pub(crate) async fn serve(self, stream: TcpStream, addr: SocketAddr) {
+    async fn serve(self, stream: TcpStream, addr: SocketAddr, _guard: ConnGuard) {
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
         self.inner.conns.insert(addr, tx.clone());
         self.run(stream, addr, tx, rx).await;
@@ -97,11 +247,16 @@ impl Pool {
         me: mpsc::Sender<Bytes>,
         mut out: mpsc::Receiver<Bytes>,
     ) {
+        let limits = self.inner.limits;
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let mut framer = Framer::new();
-        let idle = tokio::time::sleep(self.inner.idle);
+        let idle = tokio::time::sleep(limits.idle);
         tokio::pin!(idle);
+        // Armed while an incomplete message is buffered: when it must be complete.
+        let header = tokio::time::sleep(limits.header_timeout);
+        tokio::pin!(header);
+        let mut partial = false;
         let reason = loop {
             tokio::select! {
                 r = rd.read_buf(framer.buffer_mut()) => {
@@ -110,29 +265,51 @@ impl Pool {
                         Err(_) => break "read error",
                         Ok(_) => {}
                     }
-                    idle.as_mut().reset(tokio::time::Instant::now() + self.inner.idle);
+                    let mut complete = false;
                     let mut fatal = None;
                     loop {
                         match framer.next_message() {
-                            Ok(Some(msg)) => self.dispatch(msg, addr).await,
+                            Ok(Some(msg)) => {
+                                complete = true;
+                                self.dispatch(msg, addr).await;
+                            }
                             Ok(None) => break,
                             Err(e) => { fatal = Some(e); break; }
                         }
-                    }
-                    for _ in 0..framer.take_pings() {
-                        // RFC 5626 §3.5.1: answer a double-CRLF ping with a CRLF pong.
-                        if wr.write_all(b"\r\n").await.is_err() { break; }
                     }
                     if let Some(e) = fatal {
                         tracing::warn!(peer = %addr, error = %e, "closing TCP connection: unframeable stream");
                         break "framing error";
                     }
+                    let now = tokio::time::Instant::now();
+                    if complete {
+                        idle.as_mut().reset(now + limits.idle);
+                    }
+                    // The clock of an incomplete message starts with its
+                    // first bytes; more bytes of it do not restart it.
+                    if !framer.in_message() {
+                        partial = false;
+                    } else if complete || !partial {
+                        partial = true;
+                        header.as_mut().reset(now + limits.header_timeout);
+                    }
+                    let pings = framer.take_pings();
+                    if pings > 0 {
+                        // RFC 5626 §3.5.1: answer each double-CRLF ping with a CRLF pong.
+                        if let Err(why) = write(&mut wr, &b"\r\n".repeat(pings), limits.write_timeout).await {
+                            break why;
+                        }
+                        idle.as_mut().reset(tokio::time::Instant::now() + limits.idle);
+                    }
                 }
                 data = out.recv() => {
                     let Some(data) = data else { break "pool dropped" };
-                    if wr.write_all(&data).await.is_err() { break "write error"; }
-                    idle.as_mut().reset(tokio::time::Instant::now() + self.inner.idle);
+                    if let Err(why) = write(&mut wr, &data, limits.write_timeout).await {
+                        break why;
+                    }
+                    idle.as_mut().reset(tokio::time::Instant::now() + limits.idle);
                 }
+                () = &mut header, if partial => break "incomplete message timed out",
                 () = &mut idle => break "idle",
             }
         };
@@ -157,12 +334,25 @@ impl Pool {
     }
 }
 
+/// Writes all of `data` within `limit`, or says why not.
+async fn write(wr: &mut OwnedWriteHalf, data: &[u8], limit: Duration) -> Result<(), &'static str> {
+    match tokio::time::timeout(limit, wr.write_all(data)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("write error"),
+        Err(_) => Err("write timed out"),
+    }
+}
+
 pub(crate) async fn accept_loop(listener: TcpListener, pool: Pool) {
     loop {
         match listener.accept().await {
-            Ok((stream, addr)) => {
-                tokio::spawn(pool.clone().serve(stream, addr));
-            }
+            Ok((stream, addr)) => match pool.admit(addr) {
+                Some(guard) => {
+                    tokio::spawn(pool.clone().serve(stream, addr, guard));
+                }
+                // Over a limit: closed at once.
+                None => drop(stream),
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;

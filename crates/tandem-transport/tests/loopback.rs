@@ -1,6 +1,7 @@
 //! The endpoint on real loopback sockets: OPTIONS answered over UDP and TCP,
 //! TCP connection reuse, idle close, malformed input answered with 400,
-//! and an INVITE reaching the transaction user after an immediate 100.
+//! an INVITE reaching the transaction user after an immediate 100, and TCP
+//! against hostile peers (connection limits, trickled messages).
 
 use std::time::Duration;
 
@@ -235,5 +236,195 @@ async fn a_flood_never_locks_the_endpoint_up() {
     assert_eq!(ep.handle.health(Duration::from_secs(2)), Ok(()));
     eprintln!("{sent} REGISTERs sent in 2 s: {stats:?}");
     tu.abort();
+    ep.shutdown();
+}
+
+/// A TCP-only endpoint with `cfg`'s TCP settings.
+async fn start_tcp(cfg: EndpointConfig) -> Endpoint {
+    Endpoint::start(EndpointConfig {
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        ..cfg
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether the server closed `conn` (read gives 0 or an error) within `within`.
+async fn closed_within(conn: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = vec![0; 4096];
+    matches!(
+        tokio::time::timeout(within, conn.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// Sends an OPTIONS on `conn` and whether a 200 came back within `within`.
+async fn options_answered(conn: &mut TcpStream, call_id: &str, within: Duration) -> bool {
+    let port = conn.local_addr().unwrap().port();
+    let req = options(&format!("z9hG4bK{call_id}"), call_id, port).replace("UDP", "TCP");
+    if conn.write_all(req.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut buf = vec![0; 65536];
+    match tokio::time::timeout(within, conn.read(&mut buf)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 "),
+        _ => false,
+    }
+}
+
+/// With room for two connections: three more are closed at once and
+/// counted, the two admitted are served, and once one of them ends a new
+/// connection is admitted (the count goes down on every exit path).
+async fn two_admitted_then_refused(ep: Endpoint) {
+    let target = ep.handle.locals().tcp[0];
+    let mut conns = Vec::new();
+    for _ in 0..5 {
+        conns.push(TcpStream::connect(target).await.unwrap());
+    }
+    let mut extra = conns.split_off(2);
+    for (i, conn) in extra.iter_mut().enumerate() {
+        assert!(
+            closed_within(conn, Duration::from_secs(5)).await,
+            "extra connection {i} left open"
+        );
+    }
+    assert_eq!(ep.handle.stats().tcp_refused, 3);
+    for (i, conn) in conns.iter_mut().enumerate() {
+        assert!(
+            options_answered(conn, &format!("kept{i}"), Duration::from_secs(5)).await,
+            "admitted connection {i} not served"
+        );
+    }
+    // The client closes one: the server sees it and frees its place.
+    drop(conns.remove(0));
+    let mut admitted = false;
+    for attempt in 0..20 {
+        let mut conn = TcpStream::connect(target).await.unwrap();
+        if options_answered(
+            &mut conn,
+            &format!("again{attempt}"),
+            Duration::from_millis(250),
+        )
+        .await
+        {
+            admitted = true;
+            break;
+        }
+    }
+    assert!(admitted, "no connection admitted after one closed");
+    ep.shutdown();
+}
+
+#[tokio::test]
+async fn tcp_connections_over_the_per_source_limit_are_closed_and_counted() {
+    let ep = start_tcp(EndpointConfig {
+        tcp_max_per_source: 2,
+        ..EndpointConfig::default()
+    })
+    .await;
+    two_admitted_then_refused(ep).await;
+}
+
+#[tokio::test]
+async fn tcp_connections_over_the_total_limit_are_closed_and_counted() {
+    let ep = start_tcp(EndpointConfig {
+        tcp_max_connections: 2,
+        ..EndpointConfig::default()
+    })
+    .await;
+    two_admitted_then_refused(ep).await;
+}
+
+/// Writes `data` a byte every 50 ms until done or the connection fails.
+fn trickle(mut wr: tokio::net::tcp::OwnedWriteHalf, data: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for b in data.into_bytes() {
+            if wr.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// Slowloris: a request trickled a byte every 50 ms (it would take 10 s to
+/// finish) is closed by `tcp_header_timeout` (300 ms) after its first byte,
+/// while a request on another connection is served meanwhile.
+#[tokio::test]
+async fn a_tcp_peer_trickling_a_request_is_closed_and_others_are_served() {
+    let mut ep = start_tcp(EndpointConfig {
+        tcp_header_timeout: Duration::from_millis(300),
+        ..EndpointConfig::default()
+    })
+    .await;
+    let target = ep.handle.locals().tcp[0];
+    let slow = TcpStream::connect(target).await.unwrap();
+    let port = slow.local_addr().unwrap().port();
+    let (mut rd, wr) = slow.into_split();
+    let started = tokio::time::Instant::now();
+    let writer = trickle(wr, register("slowloris", port).replace("UDP", "TCP"));
+    // Meanwhile a normal client's request reaches the transaction user.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut conn = TcpStream::connect(target).await.unwrap();
+    let nport = conn.local_addr().unwrap().port();
+    conn.write_all(register("normal", nport).replace("UDP", "TCP").as_bytes())
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), ep.events.recv())
+        .await
+        .expect("the normal request arrives")
+        .unwrap();
+    let TuEvent::Request {
+        request, source, ..
+    } = ev.event
+    else {
+        panic!("request expected")
+    };
+    assert_eq!(request.method.to_string(), "REGISTER");
+    assert_eq!(source.addr.port(), nport);
+    // The trickling connection is closed, unanswered, about 300 ms after its first byte.
+    let mut buf = vec![0; 4096];
+    let r = tokio::time::timeout(Duration::from_secs(2), rd.read(&mut buf))
+        .await
+        .expect("the server closes the trickling connection");
+    let elapsed = started.elapsed();
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(1),
+        "closed after {elapsed:?}"
+    );
+    writer.abort();
+    // The normal connection is still open and served.
+    assert!(options_answered(&mut conn, "after", Duration::from_secs(5)).await);
+    ep.shutdown();
+}
+
+/// Bytes of an incomplete message do not reset the idle timer: a trickle
+/// (a byte every 50 ms, well inside the 60 s header timeout) is closed once
+/// `tcp_idle` (300 ms) passes without a complete message.
+#[tokio::test]
+async fn a_tcp_trickle_does_not_reset_the_idle_timer() {
+    let ep = start_tcp(EndpointConfig {
+        tcp_idle: Duration::from_millis(300),
+        tcp_header_timeout: Duration::from_secs(60),
+        ..EndpointConfig::default()
+    })
+    .await;
+    let slow = TcpStream::connect(ep.handle.locals().tcp[0]).await.unwrap();
+    let port = slow.local_addr().unwrap().port();
+    let (mut rd, wr) = slow.into_split();
+    let started = tokio::time::Instant::now();
+    let writer = trickle(wr, register("trickle", port).replace("UDP", "TCP"));
+    let mut buf = vec![0; 4096];
+    let r = tokio::time::timeout(Duration::from_secs(2), rd.read(&mut buf))
+        .await
+        .expect("the server closes the idle connection");
+    let elapsed = started.elapsed();
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(1),
+        "closed after {elapsed:?}"
+    );
+    writer.abort();
     ep.shutdown();
 }

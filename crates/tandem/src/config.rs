@@ -57,6 +57,25 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     /// `[debug]`: aids for field reports.
     pub debug: DebugConfig,
+    /// `[limits]`: admission control and throttles.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what Tandem admits. `None` is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Calls in progress at once (parent calls); more get 503.
+    pub max_calls: Option<u32>,
+    /// New calls admitted per second; more get 503.
+    pub max_cps: Option<u32>,
+    /// Out-of-dialog requests per second from one address that no trunk
+    /// allows (burst: twice that); more are dropped unanswered.
+    pub source_requests_per_second: Option<u32>,
+    /// Failed digest attempts per minute from one address; past it, every
+    /// attempt from there gets 403 unchecked.
+    pub source_auth_failures_per_minute: Option<u32>,
+    /// Failed digest attempts per minute against one identity, from anywhere.
+    pub identity_auth_failures_per_minute: Option<u32>,
 }
 
 /// `[debug]`.
@@ -102,6 +121,14 @@ pub struct SipConfig {
     pub t4: Duration,
     /// `User-Agent` / `Server` header value.
     pub user_agent: String,
+    /// Live TCP connections beyond which an accepted one is closed at once.
+    pub tcp_max_connections: usize,
+    /// Live TCP connections from one IP address beyond which another is closed at once.
+    pub tcp_max_per_source: usize,
+    /// Time a TCP connection has to complete a message once it started it.
+    pub tcp_header_timeout: Duration,
+    /// Time a TCP write has to finish before the connection is closed.
+    pub tcp_write_timeout: Duration,
 }
 
 /// `[rtp]`.
@@ -232,6 +259,9 @@ pub struct ClientConfig {
     pub identity: String,
     /// Its digest password.
     pub password: Secret,
+    /// May call with any `From` user; otherwise the `From` user of its
+    /// INVITEs must be its identity (no caller-ID spoofing).
+    pub any_from: bool,
 }
 
 /// A secret string; `Debug` never shows it.

@@ -24,6 +24,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             t2: config.sip.t2,
             t4: config.sip.t4,
         },
+        tcp_max_connections: config.sip.tcp_max_connections,
+        tcp_max_per_source: config.sip.tcp_max_per_source,
+        tcp_header_timeout: config.sip.tcp_header_timeout,
+        tcp_write_timeout: config.sip.tcp_write_timeout,
         ..Default::default()
     })
     .await
@@ -154,8 +158,19 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
         clients: config
             .clients
             .iter()
-            .map(|c| (c.identity.clone(), c.password.expose().to_owned()))
+            .map(|c| tandem_engine::Client {
+                identity: c.identity.clone(),
+                password: c.password.expose().to_owned(),
+                any_from: c.any_from,
+            })
             .collect(),
+        limits: tandem_engine::Limits {
+            max_calls: config.limits.max_calls,
+            max_cps: config.limits.max_cps,
+            source_requests_per_second: config.limits.source_requests_per_second,
+            source_auth_failures_per_minute: config.limits.source_auth_failures_per_minute,
+            identity_auth_failures_per_minute: config.limits.identity_auth_failures_per_minute,
+        },
         recording_dir: config.recording.directory.clone(),
         call_log_dir: config.debug.call_logs.clone(),
         webhook_timeout: config.http.webhook_timeout,

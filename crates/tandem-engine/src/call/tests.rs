@@ -150,6 +150,7 @@ fn config() -> Arc<EngineConfig> {
         trunks: Vec::new(),
         numbers: Vec::new(),
         clients: Vec::new(),
+        limits: Default::default(),
         recording_dir: std::env::temp_dir(),
         call_log_dir: None,
         webhook_timeout: Duration::from_secs(5),

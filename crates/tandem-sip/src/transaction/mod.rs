@@ -955,6 +955,32 @@ impl TransactionLayer {
         self.respond_inner(now, tx.0, response)
     }
 
+    /// Ends a server transaction at once, sending `response` (a final
+    /// one) first if given, and keeps nothing: no retransmission of it, no
+    /// absorbing of the request's retransmissions (each one is new to the
+    /// layer). For sources that never authenticated: a 401 or 403 to a
+    /// spoofed address is sent once, not for 32 s, and holds no memory.
+    /// Returns false if the transaction is gone or already answered.
+    pub fn respond_once(&mut self, tx: TxId, response: Option<Response>) -> bool {
+        let Some(t) = self.txs.get(&tx.0) else {
+            return false;
+        };
+        let open = matches!(
+            (t.kind, t.state),
+            (Kind::ServerInvite, State::Proceeding)
+                | (Kind::ServerNonInvite, State::Trying | State::Proceeding)
+        );
+        if !open {
+            return false;
+        }
+        if let Some(r) = response {
+            let peer = t.peer;
+            self.send(peer, to_bytes(&SipMessage::Response(r)));
+        }
+        self.terminate(tx.0);
+        true
+    }
+
     fn respond_inner(&mut self, now: Instant, id: u64, response: Response) -> bool {
         let cfg = self.cfg;
         let Some(t) = self.txs.get_mut(&id) else {

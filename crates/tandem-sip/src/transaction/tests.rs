@@ -594,3 +594,50 @@ fn stray_2xx_is_handed_to_the_tu() {
         [TuEvent::Stray2xx { .. }]
     ));
 }
+
+#[test]
+fn a_response_sent_once_is_never_retransmitted_and_keeps_no_state() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    for (method, branch) in [
+        (Method::Invite, "z9hG4bKo1"),
+        (Method::Register, "z9hG4bKo2"),
+    ] {
+        let req = request(method, branch);
+        l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
+        drain(&mut l);
+        let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+            panic!()
+        };
+        assert!(l.respond_once(tx, Some(response_to(&req, 401, None, Some("t")))));
+        assert_eq!(
+            drain(&mut l).iter().map(code).collect::<Vec<_>>(),
+            vec![401]
+        );
+        assert_eq!(l.state(tx), None, "{method}: nothing kept");
+        assert!(!l.respond_once(tx, None), "{method}: gone");
+        assert!(!l.respond(t0, tx, response_to(&req, 500, None, Some("t"))));
+    }
+    assert!(l.is_empty());
+    // Nothing is sent again, ever: no Timer G, no Timer J state.
+    assert!(run_until(&mut l, t0, t0 + Duration::from_secs(40)).is_empty());
+    // The ACK of the 401 names no transaction: it goes up without one.
+    let req = request(Method::Invite, "z9hG4bKo1");
+    let ack = build_ack(&req, &response_to(&req, 401, None, Some("t")));
+    l.handle_message(t0, SipMessage::Request(ack), udp(5098));
+    assert!(matches!(
+        events(&mut l).as_slice(),
+        [TuEvent::Ack { tx: None, .. }]
+    ));
+    // A retransmission of the request is new to the layer (and to its
+    // sender's limit): it reaches the TU again.
+    l.handle_message(t0, SipMessage::Request(req), udp(5098));
+    drain(&mut l);
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
+    // Discarded without an answer: nothing sent, nothing kept.
+    assert!(l.respond_once(tx, None));
+    assert!(drain(&mut l).is_empty());
+    assert!(l.is_empty());
+}

@@ -22,6 +22,19 @@ pub(crate) struct RawConfig {
     pub client: Vec<RawClient>,
     #[serde(default)]
     pub debug: RawDebug,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [limits] table")]
+pub(crate) struct RawLimits {
+    pub max_calls: Option<u64>,
+    pub max_cps: Option<u64>,
+    pub source_requests_per_second: Option<u64>,
+    pub source_auth_failures_per_minute: Option<u64>,
+    pub identity_auth_failures_per_minute: Option<u64>,
 }
 
 /// `[debug]`.
@@ -44,6 +57,10 @@ pub(crate) struct RawSip {
     pub t2_ms: Option<u64>,
     pub t4_ms: Option<u64>,
     pub user_agent: Option<String>,
+    pub tcp_max_connections: Option<u64>,
+    pub tcp_max_per_source: Option<u64>,
+    pub tcp_header_timeout_ms: Option<u64>,
+    pub tcp_write_timeout_ms: Option<u64>,
 }
 
 /// `[rtp]`.
@@ -117,4 +134,5 @@ pub(crate) struct RawNumber {
 pub(crate) struct RawClient {
     pub identity: String,
     pub password: String,
+    pub any_from: Option<bool>,
 }

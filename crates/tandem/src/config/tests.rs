@@ -138,6 +138,10 @@ fn base_test_config_is_valid() {
     // Defaults.
     assert_eq!(c.sip.t4, Duration::from_secs(5));
     assert_eq!(c.sip.user_agent, "Tandem");
+    assert_eq!(c.sip.tcp_max_connections, 4096);
+    assert_eq!(c.sip.tcp_max_per_source, 64);
+    assert_eq!(c.sip.tcp_header_timeout, Duration::from_secs(10));
+    assert_eq!(c.sip.tcp_write_timeout, Duration::from_secs(10));
     assert!(c.rtp.latching);
     assert_eq!(c.rtp.media_timeout, Some(Duration::from_secs(60)));
     assert_eq!(c.http.webhook_timeout, Duration::from_secs(15));
@@ -358,6 +362,20 @@ fn toml_syntax_error_gives_the_line() {
 
 // ---- one test per validation rule ----
 
+#[test]
+fn sip_tcp_limits_and_timeouts_are_read() {
+    let c = parse(&edit(
+        "t1_ms = 500",
+        "t1_ms = 500\ntcp_max_connections = 100\ntcp_max_per_source = 5\n\
+         tcp_header_timeout_ms = 2500\ntcp_write_timeout_ms = 750",
+    ))
+    .expect("valid");
+    assert_eq!(c.sip.tcp_max_connections, 100);
+    assert_eq!(c.sip.tcp_max_per_source, 5);
+    assert_eq!(c.sip.tcp_header_timeout, Duration::from_millis(2500));
+    assert_eq!(c.sip.tcp_write_timeout, Duration::from_millis(750));
+}
+
 macro_rules! rejects {
     ($($name:ident: $from:expr => $to:expr, $key:expr, $fragment:expr;)*) => {$(
         #[test]
@@ -386,6 +404,14 @@ rejects! {
         "t1_ms = 500" => "t1_ms = 500\nt2_ms = 400", "sip.t2_ms", "less than sip.t1_ms";
     sip_t4_must_be_in_range:
         "t1_ms = 500" => "t4_ms = 600001", "sip.t4_ms", "out of range";
+    sip_tcp_max_connections_must_be_positive:
+        "t1_ms = 500" => "tcp_max_connections = 0", "sip.tcp_max_connections", "out of range";
+    sip_tcp_max_per_source_must_be_in_range:
+        "t1_ms = 500" => "tcp_max_per_source = 1000001", "sip.tcp_max_per_source", "out of range";
+    sip_tcp_header_timeout_must_be_positive:
+        "t1_ms = 500" => "tcp_header_timeout_ms = 0", "sip.tcp_header_timeout_ms", "out of range";
+    sip_tcp_write_timeout_must_be_in_range:
+        "t1_ms = 500" => "tcp_write_timeout_ms = 600001", "sip.tcp_write_timeout_ms", "out of range";
     sip_user_agent_must_be_printable:
         "t1_ms = 500" => "user_agent = \"Tandem\\r\\nX-Evil: 1\"", "sip.user_agent", "control";
     rtp_address_must_be_an_ip:

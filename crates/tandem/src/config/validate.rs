@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::raw::{RawAccount, RawClient, RawConfig, RawHttp, RawNumber, RawRtp, RawSip, RawTrunk};
+use super::raw::{
+    RawAccount, RawClient, RawConfig, RawHttp, RawLimits, RawNumber, RawRtp, RawSip, RawTrunk,
+};
 use super::{
     AccountConfig, Cidr, ClientConfig, Config, ConfigSource, Credentials, DebugConfig, HttpConfig,
-    Issue, Method, NumberConfig, NumberHandler, RecordingConfig, RtpConfig, Secret, SipConfig,
-    SipProxy, TrunkConfig, VoiceWebhook, normalize,
+    Issue, LimitsConfig, Method, NumberConfig, NumberHandler, RecordingConfig, RtpConfig, Secret,
+    SipConfig, SipProxy, TrunkConfig, VoiceWebhook, normalize,
 };
 
 /// Collects issues while checking.
@@ -143,6 +145,7 @@ pub(crate) fn validate(
     let trunks = trunks(&mut c, &raw.trunk);
     let numbers = numbers(&mut c, &raw.number);
     let clients = clients(&mut c, &raw.client);
+    let limits = limits(&mut c, &raw.limits);
     if !c.issues.is_empty() {
         return Err(c.issues);
     }
@@ -157,7 +160,47 @@ pub(crate) fn validate(
         numbers,
         clients,
         debug: DebugConfig { call_logs },
+        limits,
     })
+}
+
+fn limits(c: &mut Checker<'_>, l: &RawLimits) -> LimitsConfig {
+    let mut count = |key: &str, v: Option<u64>, default: u32, max: u32| -> u32 {
+        match v {
+            None => default,
+            Some(n) if n <= u64::from(max) => n as u32,
+            Some(n) => {
+                c.fail(
+                    format!("limits.{key}"),
+                    format!("{n} is over the largest allowed, {max} (0 turns the limit off)"),
+                );
+                default
+            }
+        }
+    };
+    let on = |n: u32| (n > 0).then_some(n);
+    LimitsConfig {
+        max_calls: on(count("max_calls", l.max_calls, 0, 1_000_000)),
+        max_cps: on(count("max_cps", l.max_cps, 0, 1_000_000)),
+        source_requests_per_second: on(count(
+            "source_requests_per_second",
+            l.source_requests_per_second,
+            20,
+            1_000_000,
+        )),
+        source_auth_failures_per_minute: on(count(
+            "source_auth_failures_per_minute",
+            l.source_auth_failures_per_minute,
+            6,
+            100_000,
+        )),
+        identity_auth_failures_per_minute: on(count(
+            "identity_auth_failures_per_minute",
+            l.identity_auth_failures_per_minute,
+            30,
+            100_000,
+        )),
+    }
 }
 
 fn listen_list(c: &mut Checker<'_>, key: &str, list: &[String]) -> Vec<SocketAddr> {
@@ -207,6 +250,30 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
             ),
         );
     }
+    let connections = |c: &mut Checker<'_>, key: &str, v: Option<u64>, default: u64| {
+        let v = v.unwrap_or(default);
+        if !(1..=1_000_000).contains(&v) {
+            c.fail(key, format!("{v} is out of range (must be 1 to 1000000)"));
+        }
+        usize::try_from(v).unwrap_or(usize::MAX)
+    };
+    let tcp_max_connections =
+        connections(c, "sip.tcp_max_connections", s.tcp_max_connections, 4096);
+    let tcp_max_per_source = connections(c, "sip.tcp_max_per_source", s.tcp_max_per_source, 64);
+    let tcp_header_timeout = c.millis(
+        "sip.tcp_header_timeout_ms",
+        s.tcp_header_timeout_ms,
+        10_000,
+        1,
+        600_000,
+    );
+    let tcp_write_timeout = c.millis(
+        "sip.tcp_write_timeout_ms",
+        s.tcp_write_timeout_ms,
+        10_000,
+        1,
+        600_000,
+    );
     let user_agent = s.user_agent.clone().unwrap_or_else(|| "Tandem".to_owned());
     if user_agent.is_empty()
         || user_agent.chars().count() > 256
@@ -225,6 +292,10 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
         t2,
         t4,
         user_agent,
+        tcp_max_connections,
+        tcp_max_per_source,
+        tcp_header_timeout,
+        tcp_write_timeout,
     }
 }
 
@@ -612,6 +683,7 @@ fn clients(c: &mut Checker<'_>, raw: &[RawClient]) -> Vec<ClientConfig> {
         out.push(ClientConfig {
             identity: cl.identity.clone(),
             password,
+            any_from: cl.any_from.unwrap_or(false),
         });
     }
     out
