@@ -69,6 +69,8 @@ pub struct Metrics {
     /// completed, absent.
     recordings: [AtomicU64; 2],
     http_requests: AtomicU64,
+    /// RTP and RTCP packets dropped as foreign (legs already closed).
+    rtp_foreign: AtomicU64,
 }
 
 const DIAL_STATUSES: [&str; 7] = [
@@ -110,6 +112,13 @@ impl Metrics {
         self.recordings[i].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A media leg closed having dropped `n` foreign packets.
+    pub fn rtp_foreign(&self, n: u64) {
+        if n > 0 {
+            self.rtp_foreign.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     /// Calls up now.
     pub fn calls_active(&self) -> u64 {
         self.calls_active.load(Ordering::Relaxed)
@@ -143,10 +152,14 @@ impl Metrics {
              tandem_recordings_total{{status=\"absent\"}} {}\n\
              # HELP tandem_http_requests_total Requests served by the HTTP listener.\n\
              # TYPE tandem_http_requests_total counter\n\
-             tandem_http_requests_total {}\n",
+             tandem_http_requests_total {}\n\
+             # HELP tandem_rtp_foreign_packets_total RTP/RTCP packets dropped: from an address a leg may not latch to, not its latched source, or another SSRC (counted when the leg closes).\n\
+             # TYPE tandem_rtp_foreign_packets_total counter\n\
+             tandem_rtp_foreign_packets_total {}\n",
             get(&self.recordings[0]),
             get(&self.recordings[1]),
-            get(&self.http_requests)
+            get(&self.http_requests),
+            get(&self.rtp_foreign)
         );
     }
 }

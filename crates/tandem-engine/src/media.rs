@@ -71,7 +71,11 @@ impl Media {
     }
 
     /// A new relay leg on a fresh port pair.
-    pub(crate) fn leg(&self, events: mpsc::Sender<MediaEvent>) -> Result<MediaLeg, LegError> {
+    pub(crate) fn leg(
+        &self,
+        events: mpsc::Sender<MediaEvent>,
+        signal: std::net::IpAddr,
+    ) -> Result<MediaLeg, LegError> {
         let pair = self.pool.allocate().map_err(|_| LegError::Exhausted)?;
         let local = LocalMedia {
             addr: self.sdp_addr,
@@ -81,6 +85,7 @@ impl Media {
         let mut cfg = LegConfig::new(id);
         cfg.latching = self.latching;
         cfg.media_timeout = self.timeout;
+        cfg.signal_ip = Some(signal);
         let leg = Leg::start(pair, cfg, Some(events))?;
         Ok(MediaLeg {
             leg,

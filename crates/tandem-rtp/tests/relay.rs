@@ -23,6 +23,7 @@ fn cfg(id: u32) -> LegConfig {
         latching: true,
         media_timeout: None,
         seed: Some(u64::from(id) * 7919),
+        signal_ip: None,
     }
 }
 
@@ -471,4 +472,88 @@ fn legs_on_media_threads_relay() {
         drop((a, b));
     });
     drop(media);
+}
+
+/// Regression (issue "Hostile networks and overload"): latching took the
+/// first packet from anyone and re-opened on every SDP, so a third party
+/// spraying the port range captured the call's audio. Now a leg latches
+/// only to the SDP's address or the signalling source's (NAT), then holds
+/// that source and its SSRC until an SDP names another address.
+#[tokio::test]
+async fn latching_takes_only_the_sdp_or_signalling_address_and_locks_the_stream() {
+    let pool = pool(22320, 4);
+    let (etx, mut erx) = mpsc::channel(16);
+    let mut ca = cfg(1);
+    // The phone's signalling comes from 127.0.0.3 (its NAT's public side);
+    // its SDP names a private address nobody reaches.
+    ca.signal_ip = Some("127.0.0.3".parse().unwrap());
+    let a = Leg::start(pool.allocate().unwrap(), ca, Some(etx)).unwrap();
+    let b = Leg::start(pool.allocate().unwrap(), cfg(2), None).unwrap();
+    bridge(&a, &b);
+    let eb = Endpoint::new(2).await;
+    let sdp = media("127.0.0.4:9".parse().unwrap(), Codec::Pcmu, 0, None);
+    a.set_media(&sdp);
+    b.set_media(&media(eb.addr(), Codec::Pcmu, 0, None));
+    // The attacker sprays first, from an address neither names.
+    let mut attacker = Endpoint::on("127.0.0.5", 0xBAD).await;
+    for _ in 0..3 {
+        attacker.send(a.local_rtp_addr(), 0, &[6; 160]).await;
+    }
+    assert!(
+        eb.recv(QUIET).await.is_none(),
+        "nothing of the attacker's relayed"
+    );
+    assert_eq!(a.stats().foreign, 3);
+    assert_eq!(a.remote_rtp_addr(), Some("127.0.0.4:9".parse().unwrap()));
+    // The phone's first packet comes from the signalling address: latched.
+    let mut phone = Endpoint::on("127.0.0.3", 0x1).await;
+    phone.send(a.local_rtp_addr(), 0, &[1; 160]).await;
+    assert_eq!(
+        next_event(&mut erx).await,
+        MediaEvent::Latched {
+            leg: LegId(1),
+            rtcp: false,
+            addr: phone.addr()
+        }
+    );
+    assert_eq!(eb.recv(WAIT).await.unwrap().payload, vec![1; 160]);
+    // Another port of the same address does not take it over.
+    let mut neighbour = Endpoint::on("127.0.0.3", 0x1).await;
+    neighbour.send(a.local_rtp_addr(), 0, &[7; 160]).await;
+    assert!(eb.recv(QUIET).await.is_none());
+    // A forged packet from the phone's own address and port but another
+    // SSRC is dropped while the phone's stream is live...
+    phone.send(a.local_rtp_addr(), 0, &[1; 160]).await;
+    assert!(eb.recv(WAIT).await.is_some());
+    phone.ssrc = 0xF00;
+    phone.send(a.local_rtp_addr(), 0, &[8; 160]).await;
+    assert!(eb.recv(QUIET).await.is_none());
+    assert_eq!(a.stats().foreign, 5);
+    // ...and taken once the old stream has been silent 500 ms (a PBX that
+    // switches sources without a re-INVITE).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    phone.send(a.local_rtp_addr(), 0, &[9; 160]).await;
+    assert_eq!(eb.recv(WAIT).await.unwrap().payload, vec![9; 160]);
+    // The same SDP again (a 200 repeating its 183, a hold that keeps the
+    // address) keeps the latch: no window for the attacker.
+    a.set_media(&sdp);
+    attacker.send(a.local_rtp_addr(), 0, &[6; 160]).await;
+    assert!(eb.recv(QUIET).await.is_none());
+    assert_eq!(
+        a.remote_rtp_addr(),
+        Some(phone.addr()),
+        "still sending to the phone"
+    );
+    phone.send(a.local_rtp_addr(), 0, &[2; 160]).await;
+    assert_eq!(eb.recv(WAIT).await.unwrap().payload, vec![2; 160]);
+    // A re-INVITE naming a new address re-opens latching, to that address
+    // (or the signalling one) only.
+    let mut moved = Endpoint::on("127.0.0.6", 0x2).await;
+    a.set_media(&media(moved.addr(), Codec::Pcmu, 0, None));
+    attacker.send(a.local_rtp_addr(), 0, &[6; 160]).await;
+    assert!(eb.recv(QUIET).await.is_none());
+    moved.send(a.local_rtp_addr(), 0, &[3; 160]).await;
+    assert_eq!(eb.recv(WAIT).await.unwrap().payload, vec![3; 160]);
+    assert_eq!(a.remote_rtp_addr(), Some(moved.addr()));
+    assert_eq!(a.stats().foreign, 7);
 }

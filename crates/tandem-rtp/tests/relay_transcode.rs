@@ -29,6 +29,7 @@ fn cfg(id: u32) -> LegConfig {
         latching: true,
         media_timeout: None,
         seed: Some(u64::from(id) * 104_729),
+        signal_ip: None,
     }
 }
 

@@ -73,7 +73,7 @@ pub(super) struct DialState {
 }
 
 impl DialState {
-    fn index(&self, call_id: &str) -> Option<usize> {
+    pub(super) fn index(&self, call_id: &str) -> Option<usize> {
         self.branches.iter().position(|b| b.call_id == call_id)
     }
 }
@@ -419,7 +419,7 @@ impl Call {
         let mut media = None;
         let mut body = None;
         if self.env.has_media() {
-            let leg = self.env.open_leg().map_err(|e| e.status())?;
+            let leg = self.env.open_leg(peer.addr.ip()).map_err(|e| e.status())?;
             let offer = self
                 .env
                 .offer(leg, caller_offer.then_some(self.invite.body.as_slice()));

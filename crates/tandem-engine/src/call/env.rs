@@ -33,8 +33,10 @@ pub(crate) struct RecordingStarted {
 pub(crate) trait Env: Send {
     /// Whether media is anchored at all (else SDP passes through).
     fn has_media(&self) -> bool;
-    /// A leg on a fresh port pair; its media timeout starts off.
-    fn open_leg(&mut self) -> Result<LegId, LegError>;
+    /// A leg on a fresh port pair; its media timeout starts off. It
+    /// latches only to its SDP's address or `signal`, where the leg's SIP
+    /// comes from or goes to (docs/security.md, media integrity).
+    fn open_leg(&mut self, signal: std::net::IpAddr) -> Result<LegId, LegError>;
     /// Answers a remote offer on `leg` (caller's INVITE, a re-INVITE).
     fn answer(&mut self, leg: LegId, offer: &[u8]) -> Result<Vec<u8>, LegError>;
     /// An offer from `leg`: following `remote_offer`'s codecs (G.711 added
@@ -155,11 +157,11 @@ impl Env for RealEnv {
         self.ctx.media.is_some()
     }
 
-    fn open_leg(&mut self) -> Result<LegId, LegError> {
+    fn open_leg(&mut self, signal: std::net::IpAddr) -> Result<LegId, LegError> {
         let Some(m) = &self.ctx.media else {
             return Err(LegError::Exhausted);
         };
-        let media = m.leg(self.media_tx.clone())?;
+        let media = m.leg(self.media_tx.clone(), signal)?;
         media.leg.set_media_timeout(None);
         let id = media.leg.id();
         self.legs.insert(
@@ -327,6 +329,11 @@ impl Env for RealEnv {
         if let Some(mut s) = self.legs.remove(&leg) {
             s.media.stop_ringback();
             s.media.leg.relay_to(None);
+            let foreign = s.media.leg.stats().foreign;
+            if foreign > 0 {
+                tracing::info!(leg = leg.0, foreign, "media leg dropped foreign RTP");
+            }
+            self.ctx.metrics.rtp_foreign(foreign);
             self.closing.push(s);
         }
     }

@@ -341,15 +341,15 @@ impl Call {
         let mut media = None;
         let mut answer_sdp = None;
         if env.has_media() && has_sdp(&invite.headers, &invite.body) {
-            let leg = env
-                .open_leg()
-                .and_then(|leg| match env.answer(leg, &invite.body) {
+            let leg = env.open_leg(source.addr.ip()).and_then(|leg| {
+                match env.answer(leg, &invite.body) {
                     Ok(sdp) => Ok((leg, sdp)),
                     Err(e) => {
                         env.close_leg(leg);
                         Err(e)
                     }
-                });
+                }
+            });
             match leg {
                 Ok((leg, sdp)) => {
                     media = Some(leg);
@@ -828,6 +828,15 @@ impl Call {
     fn on_request(&mut self, stx: ServerTx, request: Request, source: Peer) {
         let cid = request.headers.call_id().unwrap_or("").to_owned();
         let ok = |r: &Request| response_to(r, 200, None, None);
+        if !self.source_allowed(&cid, source) {
+            tracing::warn!(call_id = cid, method = %request.method, source = %source.addr,
+                "in-dialog request over UDP from an address the dialog's peer does not use: 403");
+            self.out.push_back(Output::Respond {
+                stx,
+                response: response_to(&request, 403, None, None),
+            });
+            return;
+        }
         if cid == self.call_id {
             if let Err(e) = self.dialog.on_request(&request) {
                 self.out.push_back(Output::Respond {
@@ -881,6 +890,37 @@ impl Call {
         }
         let _ = source;
         self.on_branch_request(stx, request, &cid);
+    }
+
+    /// Whether an in-dialog request on `cid` may come from `source`. Over
+    /// UDP a source address is easy to forge, and Call-ID and tags travel
+    /// in clear to anyone on the path: so a call that a trunk sent takes
+    /// in-dialog requests only from addresses that trunk allows, and a
+    /// branch only from the address its INVITE went to or one a trunk
+    /// allows (a carrier's other edge). TCP and client calls are held to
+    /// their dialog's tags alone (a client may roam).
+    fn source_allowed(&self, cid: &str, source: Peer) -> bool {
+        if source.transport != tandem_transport::Transport::Udp {
+            return true;
+        }
+        let ip = source.addr.ip();
+        if cid == self.call_id {
+            let original = self.source.addr.ip();
+            return match self.cfg.source_trunk(original) {
+                Some(trunk) => ip == original || trunk.allows(ip),
+                None => true,
+            };
+        }
+        let peer = self
+            .dial
+            .as_ref()
+            .and_then(|d| d.index(cid).map(|i| d.branches[i].peer));
+        match peer {
+            Some(p) if p.transport == tandem_transport::Transport::Udp => {
+                ip == p.addr.ip() || self.cfg.source_trunk(ip).is_some()
+            }
+            _ => true,
+        }
     }
 
     /// A digit from a media leg: the caller's, or a screened branch's.

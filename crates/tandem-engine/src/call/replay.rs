@@ -289,8 +289,8 @@ impl Env for LoggingEnv {
     fn has_media(&self) -> bool {
         self.inner.has_media()
     }
-    fn open_leg(&mut self) -> Result<LegId, LegError> {
-        let r = self.inner.open_leg();
+    fn open_leg(&mut self, signal: std::net::IpAddr) -> Result<LegId, LegError> {
+        let r = self.inner.open_leg(signal);
         self.log.push(match &r {
             Ok(l) => format!("env open {}", l.0),
             Err(_) => "env open -".to_owned(),
@@ -394,7 +394,7 @@ impl Env for ReplayEnv {
     fn has_media(&self) -> bool {
         self.media
     }
-    fn open_leg(&mut self) -> Result<LegId, LegError> {
+    fn open_leg(&mut self, _: std::net::IpAddr) -> Result<LegId, LegError> {
         match self.legs.pop_front().flatten() {
             Some(id) => Ok(LegId(id)),
             None => Err(LegError::Exhausted),

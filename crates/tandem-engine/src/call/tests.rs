@@ -49,7 +49,7 @@ impl Env for FakeEnv {
     fn has_media(&self) -> bool {
         true
     }
-    fn open_leg(&mut self) -> Result<LegId, LegError> {
+    fn open_leg(&mut self, _: std::net::IpAddr) -> Result<LegId, LegError> {
         let mut s = self.st();
         s.next += 1;
         let id = LegId(s.next);
@@ -194,6 +194,16 @@ impl Harness {
     }
 
     fn start_full(twiml: &str, invite: Request, env: FakeEnv, logged: bool) -> Self {
+        Self::start_cfg(twiml, invite, env, logged, config())
+    }
+
+    fn start_cfg(
+        twiml: &str,
+        invite: Request,
+        env: FakeEnv,
+        logged: bool,
+        cfg: Arc<EngineConfig>,
+    ) -> Self {
         let t0 = Instant::now();
         env.st().now = Some(t0);
         let doc = tandem_twiml::parse(twiml).expect("test document parses");
@@ -230,7 +240,7 @@ impl Harness {
         let mut refused = VecDeque::new();
         let call = Call::new(
             t0,
-            config(),
+            cfg,
             boxed,
             IdGen::seeded(7),
             stx,
@@ -335,6 +345,10 @@ impl Harness {
     }
 
     fn request(&mut self, req: Request) {
+        self.request_from(req, peer(CALLER));
+    }
+
+    fn request_from(&mut self, req: Request, source: Peer) {
         self.tx += 1;
         let stx = ServerTx {
             shard: 0,
@@ -343,7 +357,7 @@ impl Harness {
         self.msg(CallMsg::Request {
             stx,
             request: Box::new(req),
-            source: peer(CALLER),
+            source,
         });
     }
 
@@ -930,16 +944,106 @@ fn a_bye_with_the_call_id_but_other_tags_gets_481() {
         "<sip:+15550001000@127.0.0.1:5080>;tag=guess".into(),
         "caller-call-id",
     ));
-    // The callee's dialog, with a guessed From tag.
+    // The callee's dialog, with a guessed From tag, from the callee's address.
     let callee_cid = call_id(&h.invites()[0]);
-    h.request(forged(
-        "<sip:a@127.0.0.21>;tag=guess",
-        format!("<sip:+15551112222@127.0.0.1>;tag={}", h.call.local_tag),
-        &callee_cid,
-    ));
+    h.request_from(
+        forged(
+            "<sip:a@127.0.0.21>;tag=guess",
+            format!("<sip:+15551112222@127.0.0.1>;tag={}", h.call.local_tag),
+            &callee_cid,
+        ),
+        peer("127.0.0.21:5060"),
+    );
     assert_eq!(answered(&h), [481, 481]);
     assert_eq!(h.byes_to_caller(), 0, "the call goes on");
     assert!(h.action().is_none(), "the Dial goes on");
     h.caller_bye();
     assert!(h.action().is_some(), "the real BYE ends it");
+}
+
+/// Regression (issue "Hostile networks and overload"): over UDP a source
+/// address is forged at will and tags cross the network in clear. A call a
+/// trunk sent takes in-dialog requests only from that trunk's addresses; a
+/// branch only from the address its INVITE went to (or a trunk's).
+#[test]
+fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
+    let mut cfg = (*config()).clone();
+    cfg.trunks = vec![crate::config::Trunk {
+        name: "carrier".into(),
+        proxy: "sip:127.0.0.9:5060".into(),
+        username: None,
+        password: None,
+        prefixes: vec![String::new()],
+        sources: vec![("127.0.0.8".parse().unwrap(), 31)],
+        register: None,
+    }];
+    let mut h = Harness::start_cfg(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+        caller_invite(&[]),
+        FakeEnv::default(),
+        false,
+        Arc::new(cfg),
+    );
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    let answered = |h: &Harness, cseq: u32| {
+        h.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Respond { response, .. }
+                    if response.headers.cseq().is_some_and(|(n, _)| n == cseq) =>
+                {
+                    Some(response.status_code.code())
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let callee_cid = call_id(&h.invites()[0]);
+    let callee_bye = |cseq: u32, local_tag: &str| {
+        RequestBuilder::new(
+            Method::Bye,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", "127.0.0.21:5060", "z9hG4bKcalleebye")
+        .max_forwards(70)
+        .from("<sip:a@127.0.0.21>;tag=calleetag")
+        .to(format!("<sip:+15551112222@127.0.0.1>;tag={local_tag}"))
+        .call_id(&callee_cid)
+        .cseq(cseq)
+        .build()
+    };
+    // Right tags, an outsider's address: refused on both legs.
+    let tag = h.call.local_tag.clone();
+    h.request_from(callee_bye(11, &tag), peer("198.51.100.66:5060"));
+    assert_eq!(answered(&h, 11), [403]);
+    let caller_bye = |cseq: u32, tag: &str| {
+        RequestBuilder::new(
+            Method::Bye,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", "198.51.100.66:5060", "z9hG4bKspoof")
+        .max_forwards(70)
+        .from("<sip:+15551112222@127.0.0.9>;tag=caller")
+        .to(format!("<sip:+15550001000@127.0.0.1:5080>;tag={tag}"))
+        .call_id("caller-call-id")
+        .cseq(cseq)
+        .build()
+    };
+    h.request_from(caller_bye(12, &tag), peer("198.51.100.66:5060"));
+    assert_eq!(answered(&h, 12), [403]);
+    assert_eq!(h.byes_to_caller(), 0, "the call goes on");
+    assert!(h.action().is_none(), "the Dial goes on");
+    // Over TCP the tags alone decide (a TCP peer's address is not forged blind).
+    let tcp = Peer {
+        transport: Transport::Tcp,
+        addr: "198.51.100.66:5060".parse().unwrap(),
+    };
+    h.request_from(caller_bye(13, "guess"), tcp);
+    assert_eq!(answered(&h, 13), [481]);
+    // Another address of the same trunk may send the caller's BYE.
+    h.request_from(caller_bye(14, &tag), peer("127.0.0.8:5060"));
+    assert_eq!(answered(&h, 14), [200]);
+    assert!(h.action().is_some(), "the caller's BYE ends it");
 }

@@ -26,7 +26,7 @@ pub(crate) mod tx;
 mod xcode;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -66,6 +66,10 @@ pub struct LegConfig {
     /// Seed for this leg's SSRC and initial sequence number and timestamp
     /// (None: random). Injected so a failing run can be replayed.
     pub seed: Option<u64>,
+    /// The IP address the leg's signalling comes from. Latching accepts a
+    /// first packet only from it or from the address the SDP names (both
+    /// unknown: from anywhere).
+    pub signal_ip: Option<IpAddr>,
 }
 
 impl LegConfig {
@@ -76,6 +80,7 @@ impl LegConfig {
             latching: true,
             media_timeout: None,
             seed: None,
+            signal_ip: None,
         }
     }
 }
@@ -128,6 +133,10 @@ pub struct LegStats {
     pub not_relayed: u64,
     /// Packets dropped as not RTP/RTCP or from a foreign address after latching.
     pub rejected: u64,
+    /// Of `rejected`: packets from an address the leg may not latch to, or
+    /// not the latched one, or of another SSRC than the latched stream's
+    /// (a third party spraying the port range).
+    pub foreign: u64,
     /// Packets sent to this leg's remote (relayed or injected).
     pub tx_packets: u64,
     /// Sends the kernel refused (buffer full, unreachable).
@@ -144,6 +153,7 @@ struct Counters {
     rx_rtcp: AtomicU64,
     not_relayed: AtomicU64,
     rejected: AtomicU64,
+    foreign: AtomicU64,
     tx_packets: AtomicU64,
     tx_errors: AtomicU64,
     transcode_errors: AtomicU64,
@@ -164,6 +174,12 @@ struct Control {
     latching: bool,
     /// Bumped by `set_media`/`set_remote`: latch again.
     epoch: u64,
+    /// The remote address the last SDP named (latching re-opens only when it changes).
+    sdp_remote: Option<SocketAddr>,
+    /// Latching only from this IP (the SDP's)...
+    sdp_ip: Option<IpAddr>,
+    /// ...or this one (the signalling source's, for a peer behind NAT).
+    signal_ip: Option<IpAddr>,
     timeout: Option<Duration>,
     recv_enabled: bool,
 }
@@ -314,6 +330,9 @@ impl Leg {
                 rx_te_clock: 8000,
                 latching: cfg.latching,
                 epoch: 0,
+                sdp_remote: None,
+                sdp_ip: None,
+                signal_ip: cfg.signal_ip,
                 timeout: cfg.media_timeout,
                 recv_enabled: true,
             }),
@@ -339,9 +358,21 @@ impl Leg {
 
     /// Apply the outcome of offer/answer: remote addresses, payload types,
     /// codec and ptime for generated audio, direction (hold). Latching
-    /// starts over.
+    /// starts over when the SDP names another address than before (a 200
+    /// repeating its 183's SDP, or a re-INVITE that only holds, keeps the
+    /// latched source and SSRC).
     pub fn set_media(&self, media: &NegotiatedMedia) {
-        self.shared.tx().apply(media);
+        let same = lock(&self.shared.ctl)
+            .sdp_remote
+            .is_some_and(|a| Some(a) == media.remote_rtp);
+        {
+            let mut tx = self.shared.tx();
+            let kept = (tx.remote, tx.remote_rtcp);
+            tx.apply(media);
+            if same {
+                (tx.remote, tx.remote_rtcp) = kept;
+            }
+        }
         let kinds = tx::rx_kinds(media);
         let te_clock = media
             .telephone_event
@@ -352,7 +383,11 @@ impl Leg {
             c.rx_kind = kinds;
             c.rx_te_clock = te_clock;
             c.recv_enabled = recv;
-            c.epoch += 1;
+            c.sdp_remote = media.remote_rtp;
+            c.sdp_ip = media.remote_rtp.map(|a| a.ip());
+            if !same {
+                c.epoch += 1;
+            }
         });
     }
 
@@ -364,7 +399,11 @@ impl Leg {
             tx.remote = rtp;
             tx.remote_rtcp = rtcp.or_else(|| rtp.map(|a| SocketAddr::new(a.ip(), a.port() + 1)));
         }
-        self.shared.control(|c| c.epoch += 1);
+        self.shared.control(|c| {
+            c.sdp_remote = rtp;
+            c.sdp_ip = rtp.map(|a| a.ip());
+            c.epoch += 1;
+        });
     }
 
     /// Where this leg's received media goes: `Some(peer)` relays it to that
@@ -425,6 +464,7 @@ impl Leg {
             rx_rtcp: l(&c.rx_rtcp),
             not_relayed: l(&c.not_relayed),
             rejected: l(&c.rejected),
+            foreign: l(&c.foreign),
             tx_packets: l(&c.tx_packets),
             tx_errors: l(&c.tx_errors),
             transcode_errors: l(&c.transcode_errors),

@@ -2,7 +2,7 @@
 //! rewrites and relays each packet to the peer leg, and watches for silence.
 
 use std::future::poll_fn;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::{Arc, Weak};
 use std::task::Poll;
@@ -33,6 +33,11 @@ struct Local {
     epoch: u64,
     latched: Option<SocketAddr>,
     latched_rtcp: Option<SocketAddr>,
+    /// Where latching may come from: the SDP's address, the signalling
+    /// source's (a peer behind NAT). Both `None`: anywhere.
+    latch_ips: [Option<IpAddr>; 2],
+    /// The SSRC the latched source sends, and when it was last heard.
+    ssrc: Option<(u32, Instant)>,
     timeout: Option<Duration>,
     recv_enabled: bool,
     last_rx: Instant,
@@ -61,6 +66,8 @@ pub(super) async fn run(shared: Arc<LegShared>) {
         epoch: u64::MAX,
         latched: None,
         latched_rtcp: None,
+        latch_ips: [None; 2],
+        ssrc: None,
         timeout: None,
         recv_enabled: true,
         last_rx: Instant::now(),
@@ -172,14 +179,42 @@ fn load_control(shared: &LegShared, local: &mut Local) {
     local.latching = c.latching;
     local.timeout = c.timeout;
     local.recv_enabled = c.recv_enabled;
+    local.latch_ips = [c.sdp_ip, c.signal_ip];
     if c.epoch != local.epoch {
         local.epoch = c.epoch;
         local.latched = None;
         local.latched_rtcp = None;
+        local.ssrc = None;
     }
 }
 
-/// Accept or reject a packet's source; latch on the first one.
+/// How long the latched SSRC must have been silent before another SSRC from
+/// the same address takes its place (a PBX switching what it sends without a
+/// re-INVITE); until then packets of another SSRC are dropped.
+const SSRC_SWITCH: Duration = Duration::from_millis(500);
+
+/// The SSRC lock: `ssrc` from the latched source is its stream's, or
+/// replaces a stream silent for [`SSRC_SWITCH`].
+#[inline]
+fn check_ssrc(local: &mut Local, ssrc: u32, now: Instant) -> bool {
+    match &mut local.ssrc {
+        Some((s, seen)) if *s == ssrc => {
+            *seen = now;
+            true
+        }
+        Some((s, seen)) if now.saturating_duration_since(*seen) < SSRC_SWITCH => {
+            let _ = s;
+            false
+        }
+        slot => {
+            *slot = Some((ssrc, now));
+            true
+        }
+    }
+}
+
+/// Accept or reject a packet's source; latch on the first one from an
+/// address the leg may latch to (the SDP's or the signalling source's IP).
 #[inline]
 fn check_source(shared: &LegShared, local: &mut Local, src: SocketAddr, rtcp: bool) -> bool {
     if !local.latching {
@@ -192,6 +227,7 @@ fn check_source(shared: &LegShared, local: &mut Local, src: SocketAddr, rtcp: bo
     };
     match latched {
         Some(a) => a == src,
+        None if local.latch_ips != [None; 2] && !local.latch_ips.contains(&Some(src.ip())) => false,
         None => {
             {
                 let mut tx = shared.tx();
@@ -232,14 +268,19 @@ fn on_rtp(
         bump(&c.rejected);
         return false;
     };
-    if !check_source(shared, local, src, false) {
+    let kind = local.rx_kind[h.pt as usize];
+    // telephone-event is exempt from the SSRC lock: some gateways send it
+    // with an SSRC of its own (still from the latched address).
+    if !check_source(shared, local, src, false)
+        || (local.latching && kind != K_TE && !check_ssrc(local, h.ssrc, now))
+    {
         bump(&c.rejected);
+        bump(&c.foreign);
         return false;
     }
     bump(&c.rx_packets);
     c.rx_bytes
         .fetch_add(h.payload_len as u64, std::sync::atomic::Ordering::Relaxed);
-    let kind = local.rx_kind[h.pt as usize];
 
     if let Some(tap) = &local.tap {
         tap.packet(&TapPacket {
@@ -414,8 +455,13 @@ fn relay_transcoded(
 
 fn on_rtcp(shared: &LegShared, local: &mut Local, pkt: &mut [u8], src: SocketAddr) {
     let c = &shared.counters;
-    if !rtp::is_rtcp(pkt) || !check_source(shared, local, src, true) {
+    if !rtp::is_rtcp(pkt) {
         bump(&c.rejected);
+        return;
+    }
+    if !check_source(shared, local, src, true) {
+        bump(&c.rejected);
+        bump(&c.foreign);
         return;
     }
     bump(&c.rx_rtcp);

@@ -57,6 +57,16 @@ impl Endpoint {
         }
     }
 
+    /// An endpoint on another loopback address (127.0.0.2 and up).
+    pub async fn on(ip: &str, ssrc: u32) -> Endpoint {
+        Endpoint {
+            sock: Arc::new(UdpSocket::bind((ip, 0)).await.unwrap()),
+            ssrc,
+            seq: 1000,
+            ts: 16_000,
+        }
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.sock.local_addr().unwrap()
     }
