@@ -585,7 +585,15 @@ fn endpoint_metrics(s: &tandem_transport::EndpointStats, out: &mut String) {
          tandem_sip_events_dropped_total {}\n\
          # HELP tandem_sip_tcp_refused_total TCP connections closed on accept: over tcp_max_connections or tcp_max_per_source.\n\
          # TYPE tandem_sip_tcp_refused_total counter\n\
-         tandem_sip_tcp_refused_total {}\n",
-        s.datagrams_dropped, s.requests_shed, s.events_deferred, s.events_dropped, s.tcp_refused
+         tandem_sip_tcp_refused_total {}\n\
+         # HELP tandem_sip_malformed_total Messages that did not parse (requests answered 400, at most 50 a second per shard).\n\
+         # TYPE tandem_sip_malformed_total counter\n\
+         tandem_sip_malformed_total {}\n",
+        s.datagrams_dropped,
+        s.requests_shed,
+        s.events_deferred,
+        s.events_dropped,
+        s.tcp_refused,
+        s.malformed
     );
 }

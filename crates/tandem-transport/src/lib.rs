@@ -162,6 +162,8 @@ pub(crate) struct Stats {
     pub events_dropped: AtomicU64,
     /// Accepted TCP connections closed at once: over a connection limit.
     pub tcp_refused: AtomicU64,
+    /// Messages that did not parse.
+    pub malformed: AtomicU64,
     /// Per shard: milliseconds since `start` when it last finished a turn.
     pub pulse: Vec<AtomicU64>,
     /// Per shard: the network and command inboxes, to read their depth.
@@ -203,7 +205,14 @@ pub struct EndpointStats {
     /// Accepted TCP connections closed at once: over `tcp_max_connections`
     /// or `tcp_max_per_source`.
     pub tcp_refused: u64,
+    /// Messages that did not parse (answered 400 when they were requests,
+    /// at most [`MALFORMED_ANSWERS_PER_SEC`] a second per shard).
+    pub malformed: u64,
 }
+
+/// Most 400s a shard sends a second to messages that did not parse: a
+/// flood of garbage from spoofed sources is not reflected at its rate.
+pub const MALFORMED_ANSWERS_PER_SEC: u32 = 50;
 
 /// Bound local addresses.
 #[derive(Debug, Clone)]
@@ -234,6 +243,7 @@ impl EndpointHandle {
             events_deferred: s.events_deferred.load(Ordering::Relaxed),
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
             tcp_refused: s.tcp_refused.load(Ordering::Relaxed),
+            malformed: s.malformed.load(Ordering::Relaxed),
         }
     }
 
@@ -399,6 +409,7 @@ impl Endpoint {
             events_deferred: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
             tcp_refused: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
             pulse: (0..n).map(|_| AtomicU64::new(0)).collect(),
             inboxes: net_senders
                 .iter()

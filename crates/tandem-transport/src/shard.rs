@@ -87,6 +87,8 @@ pub(crate) struct Shard {
     overflow_max: usize,
     stats: Arc<Stats>,
     answer_options: bool,
+    /// Start of the current second and the 400s sent in it.
+    malformed_window: (Instant, u32),
 }
 
 /// What woke a shard.
@@ -127,6 +129,7 @@ impl Shard {
             overflow_max,
             stats,
             answer_options,
+            malformed_window: (now(), 0),
         }
     }
 
@@ -200,8 +203,13 @@ impl Shard {
             ShardInput::Received { data, source } => match parse(&data) {
                 Ok(msg) => self.layer.handle_message(t, msg, source),
                 Err(e) => {
-                    tracing::debug!(peer = %source.addr, error = %e, "unparseable SIP message");
-                    if let Some(resp) = tandem_sip::message::error_response(&data, &e) {
+                    let n = self.stats.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n.is_power_of_two() {
+                        tracing::info!(peer = %source.addr, error = %e, malformed = n, "unparseable SIP message");
+                    }
+                    if self.may_answer_malformed(t)
+                        && let Some(resp) = tandem_sip::message::error_response(&data, &e)
+                    {
                         self.layer_send(source, resp);
                     }
                 }
@@ -224,6 +232,17 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// At most [`crate::MALFORMED_ANSWERS_PER_SEC`] 400s a second.
+    fn may_answer_malformed(&mut self, now: Instant) -> bool {
+        let (start, n) = &mut self.malformed_window;
+        if now.saturating_duration_since(*start) >= std::time::Duration::from_secs(1) {
+            *start = now;
+            *n = 0;
+        }
+        *n += 1;
+        *n <= crate::MALFORMED_ANSWERS_PER_SEC
     }
 
     fn layer_send(&mut self, peer: Peer, data: Bytes) {

@@ -1,0 +1,36 @@
+# Port picking for the black-box scripts (sourced). Set USED_PORTS_FILE to
+# a file first; set RTP_MIN to keep picks out of Tandem's RTP range
+# (RTP_MIN to RTP_MIN + 199).
+# A free local port: SIPp's "-p 0" means 5060, which other processes may hold.
+# Ports handed out are remembered in a file (a $(...) subshell cannot
+# update a variable), so two picks never collide before either is bound.
+port_free() { # port: not handed out, not bound, not in Tandem's RTP range
+  local q=$1
+  grep -qx "$q" "$USED_PORTS_FILE" && return 1
+  [ -n "${RTP_MIN:-}" ] && [ "$q" -ge "$RTP_MIN" ] && [ "$q" -le $((RTP_MIN + 199)) ] && return 1
+  ! ss -Hln "sport = :$q" 2>/dev/null | grep -q .
+}
+freeport() {
+  local p
+  while :; do
+    p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    if port_free "$p"; then
+      echo "$p" >>"$USED_PORTS_FILE"
+      echo "$p"
+      return
+    fi
+  done
+}
+# A media port for SIPp's -mp: SIPp binds it and the three above (RTCP,
+# video RTP and RTCP), so all four must be free.
+freemedia() {
+  local p
+  while :; do
+    p=$(((20000 + (RANDOM * 32768 + RANDOM) % 40000) / 2 * 2))
+    if port_free "$p" && port_free $((p + 1)) && port_free $((p + 2)) && port_free $((p + 3)); then
+      printf '%s\n' "$p" $((p + 1)) $((p + 2)) $((p + 3)) >>"$USED_PORTS_FILE"
+      echo "$p"
+      return
+    fi
+  done
+}
