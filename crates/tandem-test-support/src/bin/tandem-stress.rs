@@ -104,8 +104,12 @@ async fn main() -> ExitCode {
     };
     match r {
         Ok(line) => {
-            println!("{} {line}", args.attack);
-            ExitCode::SUCCESS
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            match writeln!(stdout, "{} {line}", args.attack) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
         }
         Err(e) => {
             eprintln!("tandem-stress {}: {e}", args.attack);
@@ -141,13 +145,11 @@ fn count_responses(
         let mut codes = BTreeMap::new();
         let mut buf = vec![0u8; 65_536];
         while !stop.load(Ordering::Relaxed) {
-            match tokio::time::timeout(Duration::from_millis(50), sock.recv_from(&mut buf)).await {
-                Ok(Ok((n, _))) => {
-                    if let Some(c) = status_of(&buf[..n]) {
-                        *codes.entry(c).or_insert(0) += 1;
-                    }
-                }
-                Ok(Err(_)) | Err(_) => {}
+            if let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_millis(50), sock.recv_from(&mut buf)).await
+                && let Some(c) = status_of(&buf[..n])
+            {
+                *codes.entry(c).or_insert(0) += 1;
             }
         }
         codes
