@@ -29,6 +29,10 @@ use crate::message::{
     Header, Headers, HeadersExt, Method, Request, Response, SipMessage, to_bytes,
 };
 
+/// An INVITE the transaction user has not answered this soon gets 100
+/// Trying (RFC 3261 §17.2.1).
+pub const TRYING_AFTER: Duration = Duration::from_millis(200);
+
 /// Transport protocols Tandem speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -736,7 +740,17 @@ impl TransactionLayer {
             _ => {
                 if let Some(&id) = self.servers.get(&lookup) {
                     self.stats.absorbed += 1;
-                    let t = &self.txs[&id];
+                    let t = self.txs.get_mut(&id).expect("indexed transaction exists");
+                    if t.last.is_none()
+                        && t.kind == Kind::ServerInvite
+                        && t.state == State::Proceeding
+                    {
+                        // Retransmitted before the 100 was due: its sender is
+                        // waiting, so the 100 goes now.
+                        t.clear_timer(TimerKind::Trying);
+                        let trying = response_to(&t.request, 100, None, None);
+                        t.last = Some(to_bytes(&SipMessage::Response(trying)));
+                    }
                     if let Some(last) = t.last.clone()
                         && t.state != State::Accepted
                     {
@@ -819,14 +833,12 @@ impl TransactionLayer {
             self.respond_inner(now, id, resp);
             return;
         }
-        if invite {
-            let trying = response_to(&tx.request, 100, None, None);
-            let data = to_bytes(&SipMessage::Response(trying));
-            tx.last = Some(data.clone());
-            self.send(reply_to, data);
-        }
         let req = tx.request.clone();
         let id = self.alloc(tx);
+        if invite {
+            let t = self.txs.get_mut(&id).expect("just allocated");
+            t.set_timer(TimerKind::Trying, now + TRYING_AFTER, &mut self.heap, id);
+        }
         self.servers.insert(key, id);
         if let Some(k) = merge_key {
             self.merges.insert(k, id);
@@ -990,6 +1002,7 @@ impl TransactionLayer {
         let reliable = t.peer.transport.is_reliable();
         match (t.kind, t.state) {
             (Kind::ServerInvite, State::Proceeding) => {
+                t.clear_timer(TimerKind::Trying);
                 if let Some(tag) = response.headers.to_tag()
                     && t.to_tag.is_none()
                     && code > 100
@@ -1127,6 +1140,16 @@ impl TransactionLayer {
             }
             TimerKind::D | TimerKind::I | TimerKind::J | TimerKind::K | TimerKind::M => {
                 self.terminate(id);
+            }
+            TimerKind::Trying => {
+                if t.kind == Kind::ServerInvite && t.state == State::Proceeding && t.last.is_none()
+                {
+                    let trying = response_to(&t.request, 100, None, None);
+                    let data = to_bytes(&SipMessage::Response(trying));
+                    t.last = Some(data.clone());
+                    let peer = t.peer;
+                    self.send(peer, data);
+                }
             }
         }
         let _ = now;

@@ -22,12 +22,16 @@ fn tcp(port: u16) -> Peer {
 }
 
 fn request(method: Method, branch: &str) -> Request {
+    request_in(method, branch, "call-1")
+}
+
+fn request_in(method: Method, branch: &str, call_id: &str) -> Request {
     RequestBuilder::new(method, "sip:bob@127.0.0.1:5099".try_into().unwrap())
         .via("UDP", "127.0.0.1:5098", branch)
         .max_forwards(70)
         .from("<sip:alice@127.0.0.1>;tag=alice1")
         .to("<sip:bob@127.0.0.1>")
-        .call_id("call-1")
+        .call_id(call_id)
         .cseq(1)
         .build()
 }
@@ -281,8 +285,11 @@ fn server_invite_sends_100_and_absorbs_retransmissions() {
     let t0 = Instant::now();
     let req = request(Method::Invite, "z9hG4bKs");
     l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
-    let out = drain(&mut l);
-    assert_eq!(out.iter().map(code).collect::<Vec<_>>(), vec![100]);
+    // No 100 yet: the TU has 200 ms to answer first (§17.2.1).
+    assert!(drain(&mut l).is_empty());
+    let sent = run_until(&mut l, t0, t0 + 300 * MS);
+    let sent: Vec<_> = sent.iter().map(|(d, m)| (d.as_millis(), code(m))).collect();
+    assert_eq!(sent, vec![(200, 100)]);
     let ev = events(&mut l);
     let [TuEvent::Request { tx, .. }] = ev.as_slice() else {
         panic!("{ev:?}")
@@ -573,6 +580,8 @@ fn responses_follow_rport_and_received() {
         SipMessage::Request(request(Method::Invite, "z9hG4bKr")),
         src,
     );
+    // The 100 Trying, 200 ms later, goes where the request came from.
+    l.handle_timeout(t0 + TRYING_AFTER);
     let x = l.poll_transmit().unwrap();
     assert_eq!(x.peer, src);
     let ev = events(&mut l);
@@ -640,4 +649,43 @@ fn a_response_sent_once_is_never_retransmitted_and_keeps_no_state() {
     assert!(l.respond_once(tx, None));
     assert!(drain(&mut l).is_empty());
     assert!(l.is_empty());
+}
+
+/// Regression (issue "Hostile networks and overload"): every INVITE got its
+/// 100 Trying at once, so an INVITE flood from spoofed sources was
+/// reflected 1:1 even when Tandem dropped or refused each request. Now the
+/// 100 waits 200 ms for the TU (RFC 3261 §17.2.1); an answer or a discard
+/// before then means no 100 at all, and a retransmission gets it at once.
+#[test]
+fn an_invite_answered_within_200_ms_gets_no_100() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    // Answered at 50 ms: the 180 is the first thing sent, no 100 follows.
+    let a = request(Method::Invite, "z9hG4bKt1");
+    l.handle_message(t0, SipMessage::Request(a.clone()), udp(5098));
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
+    l.respond(t0 + 50 * MS, tx, response_to(&a, 180, None, Some("t")));
+    // Dropped unanswered at 10 ms: nothing is ever sent.
+    let b = request_in(Method::Invite, "z9hG4bKt2", "call-2");
+    l.handle_message(t0, SipMessage::Request(b), udp(5098));
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
+    assert!(l.respond_once(tx, None));
+    let sent: Vec<u16> = drain(&mut l).iter().map(code).collect();
+    assert_eq!(sent, vec![180]);
+    assert!(run_until(&mut l, t0, t0 + Duration::from_secs(1)).is_empty());
+    // Retransmitted at 100 ms, unanswered: the 100 goes with the retransmission.
+    let c = request_in(Method::Invite, "z9hG4bKt3", "call-3");
+    l.handle_message(t0, SipMessage::Request(c.clone()), udp(5098));
+    events(&mut l);
+    l.handle_message(t0 + 100 * MS, SipMessage::Request(c), udp(5098));
+    assert_eq!(
+        drain(&mut l).iter().map(code).collect::<Vec<_>>(),
+        vec![100]
+    );
+    // ...and not again when its timer would have fired.
+    assert!(run_until(&mut l, t0, t0 + 300 * MS).is_empty());
 }

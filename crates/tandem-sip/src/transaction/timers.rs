@@ -84,4 +84,8 @@ pub enum TimerKind {
     M,
     /// Give up on an INVITE whose CANCEL was answered but which got no final (§9.1).
     CancelGiveUp,
+    /// Send 100 Trying for an INVITE the TU has not answered within 200 ms
+    /// (§17.2.1: not before, so a request refused at once, or dropped, was
+    /// never answered with a 100 its source did not earn).
+    Trying,
 }

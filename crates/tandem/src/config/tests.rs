@@ -376,6 +376,57 @@ fn sip_tcp_limits_and_timeouts_are_read() {
     assert_eq!(c.sip.tcp_write_timeout, Duration::from_millis(750));
 }
 
+#[test]
+fn limits_default_to_the_throttles_on_and_admission_off() {
+    let c = parse(BASE).expect("valid");
+    assert_eq!(
+        c.limits,
+        LimitsConfig {
+            max_calls: None,
+            max_cps: None,
+            source_requests_per_second: Some(20),
+            source_auth_failures_per_minute: Some(6),
+            identity_auth_failures_per_minute: Some(30),
+        }
+    );
+    assert!(!c.clients[0].any_from);
+}
+
+#[test]
+fn limits_are_read_and_zero_turns_one_off() {
+    let c = parse(&format!(
+        "{BASE}any_from = true\n\n[limits]\nmax_calls = 500\nmax_cps = 120\n\
+         source_requests_per_second = 0\nsource_auth_failures_per_minute = 3\n\
+         identity_auth_failures_per_minute = 0\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.limits,
+        LimitsConfig {
+            max_calls: Some(500),
+            max_cps: Some(120),
+            source_requests_per_second: None,
+            source_auth_failures_per_minute: Some(3),
+            identity_auth_failures_per_minute: None,
+        }
+    );
+    assert!(c.clients[0].any_from);
+}
+
+#[test]
+fn limits_out_of_range_and_unknown_keys_are_named() {
+    assert_rejects(
+        &format!("{BASE}\n[limits]\nmax_cps = 2000000\n"),
+        "limits.max_cps",
+        "over the largest allowed",
+    );
+    assert_rejects(
+        &format!("{BASE}\n[limits]\nmax_cals = 10\n"),
+        "limits.max_cals",
+        "unknown key",
+    );
+}
+
 macro_rules! rejects {
     ($($name:ident: $from:expr => $to:expr, $key:expr, $fragment:expr;)*) => {$(
         #[test]
