@@ -178,7 +178,29 @@ pub(crate) struct Admission {
     sources: Option<Buckets<IpAddr>>,
     auth_sources: Option<Buckets<IpAddr>>,
     auth_identities: Option<Buckets<String>>,
+    /// Per identity: the address it last authenticated from, and when. An
+    /// identity's own address keeps trying when guessers elsewhere have
+    /// spent the identity's allowance (bounded: only configured
+    /// identities ever succeed).
+    logins: DashMap<String, (IpAddr, Instant)>,
     pub counters: Counters,
+}
+
+/// How long a successful login exempts its address from its identity's
+/// failure allowance.
+const LOGIN_MEMORY: Duration = Duration::from_secs(3600);
+
+/// The key a source is limited by: IPv4 (mapped or not) as is, IPv6 by its
+/// /64 (one subscriber's allocation: an attacker rotating through it must
+/// not get a fresh allowance per address).
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+        v4 => v4,
+    }
 }
 
 /// One admitted call; dropping it frees its place under `max_calls`.
@@ -211,6 +233,7 @@ impl Admission {
             auth_identities: limits
                 .identity_auth_failures_per_minute
                 .map(|n| Buckets::new(per_minute(n), f64::from(n), now)),
+            logins: DashMap::new(),
             counters: Counters::default(),
         }
     }
@@ -247,6 +270,7 @@ impl Admission {
     /// An out-of-dialog request from an address no trunk allows: false when
     /// that address is over its rate (drop the request, answer nothing).
     pub(crate) fn allow_request(&self, source: IpAddr, now: Instant) -> bool {
+        let source = source_key(source);
         let ok = self.sources.as_ref().is_none_or(|b| b.take(&source, now));
         if !ok {
             let n = self
@@ -269,12 +293,15 @@ impl Admission {
         identity: Option<&str>,
         now: Instant,
     ) -> bool {
+        let source = source_key(source);
         let source_ok = self
             .auth_sources
             .as_ref()
             .is_none_or(|b| b.has(&source, now));
         let identity_ok = match (identity, &self.auth_identities) {
-            (Some(id), Some(b)) => b.has(&id.to_owned(), now),
+            (Some(id), Some(b)) => {
+                self.logged_in_from(id, source, now) || b.has(&id.to_owned(), now)
+            }
             _ => true,
         };
         let ok = source_ok && identity_ok;
@@ -291,6 +318,7 @@ impl Admission {
     /// A digest attempt failed (wrong password or unknown identity). Logged
     /// once per address until its allowance is spent, then at powers of two.
     pub(crate) fn auth_failed(&self, source: IpAddr, identity: Option<&str>, now: Instant) {
+        let source = source_key(source);
         let n = self.counters.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
         let fresh = self
             .auth_sources
@@ -306,6 +334,21 @@ impl Admission {
             tracing::warn!(%source, identity = identity.unwrap_or(""), failures = n,
                 "digest authentication failed");
         }
+    }
+}
+
+impl Admission {
+    /// `identity` proved itself from `source`: that address keeps trying
+    /// for an hour whatever happens to the identity's allowance.
+    pub(crate) fn auth_succeeded(&self, source: IpAddr, identity: &str, now: Instant) {
+        self.logins
+            .insert(identity.to_owned(), (source_key(source), now));
+    }
+
+    fn logged_in_from(&self, identity: &str, source: IpAddr, now: Instant) -> bool {
+        self.logins
+            .get(identity)
+            .is_some_and(|e| e.0 == source && now.saturating_duration_since(e.1) < LOGIN_MEMORY)
     }
 }
 
@@ -393,6 +436,50 @@ mod tests {
         let later = t + Duration::from_secs(3);
         assert!(a.allow_request("10.9.9.9".parse().unwrap(), later));
         assert!(b.len() < 10, "{}", b.len());
+    }
+
+    #[test]
+    fn guessers_elsewhere_do_not_lock_an_identity_out_of_its_own_address() {
+        let t = Instant::now();
+        let a = Admission::new(limits(), t);
+        let home: IpAddr = "192.0.2.10".parse().unwrap();
+        a.auth_succeeded(home, "alice", t);
+        // Four guessers spend alice's allowance of four.
+        for i in 1..=4u8 {
+            let g = IpAddr::from([203, 0, 113, i]);
+            assert!(a.may_try_auth(g, Some("alice"), t));
+            a.auth_failed(g, Some("alice"), t);
+        }
+        assert!(!a.may_try_auth("203.0.113.99".parse().unwrap(), Some("alice"), t));
+        assert!(
+            a.may_try_auth(home, Some("alice"), t),
+            "alice's own address"
+        );
+        // An hour later that memory is gone.
+        let later = t + Duration::from_secs(3601);
+        for i in 1..=4u8 {
+            a.auth_failed(IpAddr::from([203, 0, 113, i]), Some("alice"), later);
+        }
+        assert!(!a.may_try_auth(home, Some("alice"), later));
+    }
+
+    #[test]
+    fn ipv6_sources_are_limited_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let t = Instant::now();
+        let a = Admission::new(limits(), t);
+        // 10 requests (burst) from anywhere in one /64, however many addresses.
+        let ok = (0..100u16)
+            .filter(|&i| {
+                let ip = IpAddr::from([0x2001, 0xdb8, 1, 2, i, 0, 0, i]);
+                a.allow_request(ip, t)
+            })
+            .count();
+        assert_eq!(ok, 10);
+        assert!(a.allow_request("2001:db8:1:3::1".parse().unwrap(), t));
+        assert_eq!(
+            source_key("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -426,6 +426,14 @@ impl Engine {
         }
     }
 
+    /// The username of the credentials the registrar will check in
+    /// `request` (not merely the first `Authorization`: a decoy header in
+    /// front must not take the count).
+    fn digest_username(&self, request: &Request) -> Option<String> {
+        let reg = self.ctx.registrar.lock().unwrap_or_else(|p| p.into_inner());
+        reg.authorization_username(request)
+    }
+
     /// A REGISTER (RFC 3261 §10.3), its digest attempts throttled.
     async fn register(
         &self,
@@ -435,7 +443,7 @@ impl Engine {
         now: std::time::Instant,
     ) {
         let ip = source.addr.ip();
-        let user = digest_username(&request);
+        let user = self.digest_username(&request);
         if user.is_some() && !self.ctx.admission.may_try_auth(ip, user.as_deref(), now) {
             let resp = response_to(&request, 403, None, Some("tandem"));
             let _ = self.ctx.ep.respond_once(stx, Some(resp)).await;
@@ -454,7 +462,8 @@ impl Engine {
             })
         };
         match outcome {
-            RegisterOutcome::Updated { response, .. } => {
+            RegisterOutcome::Updated { identity, response } => {
+                self.ctx.admission.auth_succeeded(ip, &identity, now);
                 let _ = self.ctx.ep.respond(stx, response).await;
             }
             RegisterOutcome::Rejected {
@@ -483,7 +492,7 @@ impl Engine {
         ip: std::net::IpAddr,
         now: std::time::Instant,
     ) -> Option<String> {
-        let user = digest_username(request);
+        let user = self.digest_username(request);
         if user.is_some() && !self.ctx.admission.may_try_auth(ip, user.as_deref(), now) {
             let resp = response_to(request, 403, None, Some("tandem"));
             let _ = self.ctx.ep.respond_once(stx, Some(resp)).await;
@@ -501,7 +510,10 @@ impl Engine {
             })
         };
         match verdict {
-            Ok(identity) => Some(identity),
+            Ok(identity) => {
+                self.ctx.admission.auth_succeeded(ip, &identity, now);
+                Some(identity)
+            }
             Err(resp) => {
                 if resp.status_code.code() == 403 {
                     self.ctx.admission.auth_failed(ip, user.as_deref(), now);
@@ -519,19 +531,6 @@ fn from_user(request: &Request) -> Option<String> {
     let v = request.headers.value_of(|h| matches!(h, Header::From(_)))?;
     let na = tandem_sip::header::NameAddr::parse(v).ok()?;
     tandem_sip::registrar::uri_user(na.uri).map(str::to_owned)
-}
-
-/// The username of a request's digest credentials, if it carries any.
-fn digest_username(request: &Request) -> Option<String> {
-    use tandem_sip::message::Header;
-    request.headers.iter().find_map(|h| match h {
-        Header::Authorization(_) => {
-            tandem_sip::auth::Credentials::parse(tandem_sip::message::header_value(h))
-                .ok()
-                .map(|c| c.username)
-        }
-        _ => None,
-    })
 }
 
 /// A SIP shard with work waiting that has not moved for this long makes

@@ -556,4 +556,15 @@ async fn latching_takes_only_the_sdp_or_signalling_address_and_locks_the_stream(
     assert_eq!(eb.recv(WAIT).await.unwrap().payload, vec![3; 160]);
     assert_eq!(a.remote_rtp_addr(), Some(moved.addr()));
     assert_eq!(a.stats().foreign, 7);
+    // Its NAT mapping changes (same address, new port) and its SDP does
+    // not: after 2 s of silence from the old port the new one takes over;
+    // the attacker still cannot.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    attacker.send(a.local_rtp_addr(), 0, &[6; 160]).await;
+    assert!(eb.recv(QUIET).await.is_none());
+    let mut rebound = Endpoint::on("127.0.0.6", 0x3).await;
+    rebound.send(a.local_rtp_addr(), 0, &[4; 160]).await;
+    assert_eq!(eb.recv(WAIT).await.unwrap().payload, vec![4; 160]);
+    assert_eq!(a.remote_rtp_addr(), Some(rebound.addr()));
+    assert_eq!(a.stats().foreign, 8);
 }

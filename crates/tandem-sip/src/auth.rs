@@ -569,9 +569,6 @@ pub enum Rejection {
     SpentNonce,
 }
 
-/// The nonce-count marking a nonce spent by a failed attempt.
-const SPENT: u32 = u32::MAX;
-
 /// Stateless digest server (RFC 7616 §3.3, §5.4): nonces carry their issue
 /// time and an HMAC under the server key; a bounded table of the highest
 /// nonce-count seen per nonce rejects replays while the entry is kept.
@@ -580,6 +577,10 @@ pub struct DigestServer {
     config: DigestServerConfig,
     key: [u8; 32],
     seen: HashMap<String, (u64, u32)>,
+    /// Nonces a failed attempt spent, with their issue time; apart from
+    /// `seen` so that failures cannot evict the replay records of good
+    /// clients. Bounded like `seen`.
+    spent: HashMap<String, u64>,
 }
 
 const NONCE_LEN: usize = 16 + 16 + 32;
@@ -592,6 +593,7 @@ impl DigestServer {
             config,
             key,
             seen: HashMap::new(),
+            spent: HashMap::new(),
         }
     }
 
@@ -670,7 +672,7 @@ impl DigestServer {
         let Some(issued) = self.check_nonce(&c.nonce) else {
             return Outcome::Invalid(Rejection::UnknownNonce);
         };
-        if self.seen.get(&c.nonce).is_some_and(|&(_, nc)| nc == SPENT) {
+        if self.spent.contains_key(&c.nonce) {
             return Outcome::Invalid(Rejection::SpentNonce);
         }
         if c.opaque.as_deref().is_some_and(|o| !o.is_empty()) {
@@ -722,11 +724,17 @@ impl DigestServer {
 
     /// Marks `nonce` spent: a wrong answer ends it, so an online guesser
     /// pays a round trip for each new challenge (and its throttle counts it).
+    /// When the table is full of live nonces, a new one is not recorded:
+    /// the engine's throttle of failures still counts the attempt.
     fn spend(&mut self, now: u64, nonce: &str, issued: u64) {
-        if self.seen.contains_key(nonce) {
-            self.seen.insert(nonce.to_owned(), (issued, SPENT));
-        } else {
-            self.record_nc(now, nonce, issued, SPENT);
+        let max = self.config.max_tracked_nonces;
+        if self.spent.len() >= max {
+            let lifetime = self.config.nonce_lifetime.as_secs();
+            self.spent
+                .retain(|_, issued| now.saturating_sub(*issued) <= lifetime);
+        }
+        if self.spent.len() < max {
+            self.spent.insert(nonce.to_owned(), issued);
         }
     }
 

@@ -407,7 +407,11 @@ impl Registrar {
             lookup,
         ) {
             Outcome::Ok(user) => user,
-            Outcome::Stale => return Ok(self.challenge(now, request, true)),
+            // A spent nonce is answered as stale: a phone that lost a race
+            // with a guesser on its nonce retries without asking its user.
+            Outcome::Stale | Outcome::Invalid(Rejection::SpentNonce) => {
+                return Ok(self.challenge(now, request, true));
+            }
             Outcome::Invalid(r @ (Rejection::UnknownUser | Rejection::BadResponse)) => {
                 return Err(RegisterError::BadCredentials(r));
             }
@@ -624,6 +628,14 @@ impl Registrar {
         })
     }
 
+    /// The username of the credentials this registrar would verify in
+    /// `request` (the `Authorization` for its realm, else the first), if any:
+    /// what a throttle of failed attempts must count, not just any header's.
+    pub fn authorization_username(&self, request: &Request) -> Option<String> {
+        let v = self.pick_authorization(request)?;
+        Credentials::parse(v).ok().map(|c| c.username)
+    }
+
     /// The `Authorization` value for this realm (a phone may send several), else the first.
     fn pick_authorization<'r>(&self, request: &'r Request) -> Option<&'r str> {
         let mut values = request
@@ -679,7 +691,9 @@ impl Registrar {
             .verify_credentials(since_epoch, &digest_request, &credentials, lookup)
         {
             Outcome::Ok(user) => Ok(user),
-            Outcome::Stale => Err(self.challenge(now, request, true).into_response()),
+            Outcome::Stale | Outcome::Invalid(Rejection::SpentNonce) => {
+                Err(self.challenge(now, request, true).into_response())
+            }
             Outcome::Invalid(r @ (Rejection::UnknownUser | Rejection::BadResponse)) => Err(self
                 .reject(request, RegisterError::BadCredentials(r))
                 .into_response()),

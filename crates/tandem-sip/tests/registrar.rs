@@ -752,3 +752,30 @@ fn client_invite_with_a_wrong_password_gets_403() {
         .unwrap_err();
     assert_eq!(r.status_code.code(), 403);
 }
+
+/// Regression (review of the issue "Hostile networks and overload"): a
+/// throttle of failed attempts counted the first `Authorization` header's
+/// username, so a decoy header in front (another realm, a made-up user)
+/// took the blame while the real header tested a client's password. The
+/// username to count is the one the registrar verifies.
+#[test]
+fn the_username_to_count_is_the_one_verified_not_a_decoy() {
+    let t0 = Instant::now();
+    let reg = registrar(t0);
+    let request = parse_request(&format!(
+        "REGISTER sip:{REALM} SIP/2.0\n\
+         Via: SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-decoy\n\
+         Max-Forwards: 70\n\
+         From: <sip:joey@{REALM}>;tag=ph1\n\
+         To: <sip:joey@{REALM}>\n\
+         Call-ID: decoy@10.0.0.5\n\
+         CSeq: 1 REGISTER\n\
+         Authorization: Digest username=\"decoy-1\", realm=\"elsewhere\", nonce=\"n\", uri=\"sip:{REALM}\", response=\"00\"\n\
+         Authorization: Digest username=\"joey\", realm=\"{REALM}\", nonce=\"n\", uri=\"sip:{REALM}\", response=\"00\"\n\
+         Content-Length: 0\n\n"
+    ));
+    assert_eq!(
+        reg.authorization_username(&request).as_deref(),
+        Some("joey")
+    );
+}

@@ -222,7 +222,7 @@ impl Pool {
         tokio::spawn(async move {
             let _guard = guard;
             match TcpStream::connect(addr).await {
-                Ok(stream) => pool.run(stream, addr, tx, rx).await,
+                Ok(stream) => pool.run(stream, addr, tx, rx, false).await,
                 Err(e) => {
                     tracing::warn!(peer = %addr, error = %e, "TCP connect failed");
                     pool.inner
@@ -237,7 +237,7 @@ impl Pool {
     async fn serve(self, stream: TcpStream, addr: SocketAddr, _guard: ConnGuard) {
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
         self.inner.conns.insert(addr, tx.clone());
-        self.run(stream, addr, tx, rx).await;
+        self.run(stream, addr, tx, rx, true).await;
     }
 
     async fn run(
@@ -246,6 +246,7 @@ impl Pool {
         addr: SocketAddr,
         me: mpsc::Sender<Bytes>,
         mut out: mpsc::Receiver<Bytes>,
+        accepted: bool,
     ) {
         let limits = self.inner.limits;
         let _ = stream.set_nodelay(true);
@@ -256,7 +257,12 @@ impl Pool {
         // Armed while an incomplete message is buffered: when it must be complete.
         let header = tokio::time::sleep(limits.header_timeout);
         tokio::pin!(header);
-        let mut partial = false;
+        // An accepted connection is on the clock from the start: its first
+        // message must be complete within the header timeout of the accept
+        // (a silent connection must not hold a place for the idle time), and
+        // keep-alive pings keep it open only once it has sent a message.
+        let mut partial = accepted;
+        let mut spoke = !accepted;
         let reason = loop {
             tokio::select! {
                 r = rd.read_buf(framer.buffer_mut()) => {
@@ -283,12 +289,13 @@ impl Pool {
                     }
                     let now = tokio::time::Instant::now();
                     if complete {
+                        spoke = true;
                         idle.as_mut().reset(now + limits.idle);
                     }
                     // The clock of an incomplete message starts with its
                     // first bytes; more bytes of it do not restart it.
                     if !framer.in_message() {
-                        partial = false;
+                        partial = !spoke;
                     } else if complete || !partial {
                         partial = true;
                         header.as_mut().reset(now + limits.header_timeout);
@@ -299,7 +306,9 @@ impl Pool {
                         if let Err(why) = write(&mut wr, &b"\r\n".repeat(pings), limits.write_timeout).await {
                             break why;
                         }
-                        idle.as_mut().reset(tokio::time::Instant::now() + limits.idle);
+                        if spoke {
+                            idle.as_mut().reset(tokio::time::Instant::now() + limits.idle);
+                        }
                     }
                 }
                 data = out.recv() => {

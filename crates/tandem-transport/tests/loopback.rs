@@ -428,3 +428,55 @@ async fn a_tcp_trickle_does_not_reset_the_idle_timer() {
     writer.abort();
     ep.shutdown();
 }
+
+/// Regression (review of the issue "Hostile networks and overload"): a TCP
+/// connection that never sent a byte, or only keep-alive pings, held its
+/// place for the idle time or forever. Its first message must now arrive
+/// within the header timeout of the accept.
+#[tokio::test]
+async fn a_silent_or_ping_only_tcp_connection_is_closed_by_the_header_timeout() {
+    let ep = start_tcp(EndpointConfig {
+        tcp_idle: Duration::from_secs(60),
+        tcp_header_timeout: Duration::from_millis(300),
+        ..EndpointConfig::default()
+    })
+    .await;
+    let addr = ep.handle.locals().tcp[0];
+    let silent = TcpStream::connect(addr).await.unwrap();
+    let pinger = TcpStream::connect(addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let (mut prd, mut pwr) = pinger.into_split();
+    let pings = tokio::spawn(async move {
+        for _ in 0..40 {
+            if pwr.write_all(b"\r\n\r\n").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let (mut srd, _swr) = silent.into_split();
+    let mut buf = vec![0; 4096];
+    let r = tokio::time::timeout(Duration::from_secs(2), srd.read(&mut buf))
+        .await
+        .expect("the server closes the silent connection");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "silent closed after {elapsed:?}"
+    );
+    // The pinger is answered pong by pong, then closed too.
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match prd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the ping-only connection is closed");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    pings.abort();
+    ep.shutdown();
+}

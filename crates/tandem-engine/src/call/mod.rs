@@ -911,16 +911,25 @@ impl Call {
                 None => true,
             };
         }
-        let peer = self
+        let Some(branch) = self
             .dial
             .as_ref()
-            .and_then(|d| d.index(cid).map(|i| d.branches[i].peer));
-        match peer {
-            Some(p) if p.transport == tandem_transport::Transport::Udp => {
-                ip == p.addr.ip() || self.cfg.source_trunk(ip).is_some()
-            }
-            _ => true,
+            .and_then(|d| d.index(cid).map(|i| &d.branches[i]))
+        else {
+            return true;
+        };
+        if branch.peer.transport != tandem_transport::Transport::Udp {
+            return true;
         }
+        // Where the callee's side may send from: where its INVITE went, the
+        // host its 2xx named as its target, the hops of its Record-Route
+        // (a carrier answering from another node), or any trunk's address.
+        let named = branch.dialog.as_ref().is_some_and(|d| {
+            std::iter::once(&d.remote_target)
+                .chain(&d.route_set)
+                .any(|uri| uri_ip(uri) == Some(ip))
+        });
+        ip == branch.peer.addr.ip() || named || self.cfg.source_trunk(ip).is_some()
     }
 
     /// A digit from a media leg: the caller's, or a screened branch's.
@@ -976,5 +985,33 @@ mod footprint {
             "{}",
             std::mem::size_of::<super::CallMsg>()
         );
+    }
+}
+
+/// The host of a SIP URI (or name-addr) when it is an IP address literal.
+fn uri_ip(uri: &str) -> Option<std::net::IpAddr> {
+    let uri = uri.trim().trim_start_matches('<');
+    let rest = uri.split_once(':')?.1;
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = hostport.split([';', '>', '?']).next()?;
+    if let Some(v6) = hostport.strip_prefix('[') {
+        return v6.split(']').next()?.parse().ok();
+    }
+    hostport.split(':').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod uri_ip_tests {
+    #[test]
+    fn ip_literals_are_read_from_targets_and_routes() {
+        use super::uri_ip;
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().ok();
+        assert_eq!(
+            uri_ip("sip:bob@192.0.2.7:5060;transport=udp"),
+            ip("192.0.2.7")
+        );
+        assert_eq!(uri_ip("<sip:192.0.2.8;lr>"), ip("192.0.2.8"));
+        assert_eq!(uri_ip("sip:[2001:db8::1]:5060"), ip("2001:db8::1"));
+        assert_eq!(uri_ip("sip:bob@sbc.example.com"), None);
     }
 }

@@ -1016,7 +1016,8 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
     };
     // Right tags, an outsider's address: refused on both legs.
     let tag = h.call.local_tag.clone();
-    h.request_from(callee_bye(11, &tag), peer("198.51.100.66:5060"));
+    let branch_tag = h.invites()[0].headers.from_tag().unwrap().to_owned();
+    h.request_from(callee_bye(11, &branch_tag), peer("198.51.100.66:5060"));
     assert_eq!(answered(&h, 11), [403]);
     let caller_bye = |cseq: u32, tag: &str| {
         RequestBuilder::new(
@@ -1042,8 +1043,23 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
     };
     h.request_from(caller_bye(13, "guess"), tcp);
     assert_eq!(answered(&h, 13), [481]);
-    // Another address of the same trunk may send the caller's BYE.
-    h.request_from(caller_bye(14, &tag), peer("127.0.0.8:5060"));
+    // Another address of the same trunk may send in the caller's dialog.
+    let info = RequestBuilder::new(
+        Method::Info,
+        rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+    )
+    .via("UDP", "127.0.0.8:5060", "z9hG4bKinfo")
+    .max_forwards(70)
+    .from("<sip:+15551112222@127.0.0.9>;tag=caller")
+    .to(format!("<sip:+15550001000@127.0.0.1:5080>;tag={tag}"))
+    .call_id("caller-call-id")
+    .cseq(14)
+    .build();
+    h.request_from(info, peer("127.0.0.8:5060"));
     assert_eq!(answered(&h, 14), [200]);
-    assert!(h.action().is_some(), "the caller's BYE ends it");
+    assert!(h.action().is_none());
+    // The callee may send from the host its 2xx named (127.0.0.20).
+    h.request_from(callee_bye(15, &branch_tag), peer("127.0.0.20:5060"));
+    assert_eq!(answered(&h, 15), [200]);
+    assert!(h.action().is_some(), "the callee's BYE ends it");
 }

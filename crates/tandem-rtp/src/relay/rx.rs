@@ -179,7 +179,10 @@ fn load_control(shared: &LegShared, local: &mut Local) {
     local.latching = c.latching;
     local.timeout = c.timeout;
     local.recv_enabled = c.recv_enabled;
-    local.latch_ips = [c.sdp_ip, c.signal_ip];
+    local.latch_ips = [
+        c.sdp_ip.map(|a| a.to_canonical()),
+        c.signal_ip.map(|a| a.to_canonical()),
+    ];
     if c.epoch != local.epoch {
         local.epoch = c.epoch;
         local.latched = None;
@@ -187,6 +190,10 @@ fn load_control(shared: &LegShared, local: &mut Local) {
         local.ssrc = None;
     }
 }
+
+/// How long the latched source must have been silent before another port
+/// of an allowed address takes its place.
+const RELATCH_AFTER: Duration = Duration::from_secs(2);
 
 /// How long the latched SSRC must have been silent before another SSRC from
 /// the same address takes its place (a PBX switching what it sends without a
@@ -216,7 +223,13 @@ fn check_ssrc(local: &mut Local, ssrc: u32, now: Instant) -> bool {
 /// Accept or reject a packet's source; latch on the first one from an
 /// address the leg may latch to (the SDP's or the signalling source's IP).
 #[inline]
-fn check_source(shared: &LegShared, local: &mut Local, src: SocketAddr, rtcp: bool) -> bool {
+fn check_source(
+    shared: &LegShared,
+    local: &mut Local,
+    src: SocketAddr,
+    rtcp: bool,
+    now: Instant,
+) -> bool {
     if !local.latching {
         return true;
     }
@@ -225,10 +238,20 @@ fn check_source(shared: &LegShared, local: &mut Local, src: SocketAddr, rtcp: bo
     } else {
         local.latched
     };
+    let allowed =
+        local.latch_ips == [None; 2] || local.latch_ips.contains(&Some(src.ip().to_canonical()));
+    // A latched source silent this long gives way to another port of an
+    // allowed address: a phone whose NAT mapping changed mid-call, with an
+    // SDP that (naming its private address) did not change.
+    let stale = now.saturating_duration_since(local.last_rx) >= RELATCH_AFTER;
     match latched {
-        Some(a) => a == src,
-        None if local.latch_ips != [None; 2] && !local.latch_ips.contains(&Some(src.ip())) => false,
-        None => {
+        Some(a) if a == src => true,
+        Some(_) if !(allowed && stale) => false,
+        None if !allowed => false,
+        _ => {
+            if !rtcp {
+                local.ssrc = None;
+            }
             {
                 let mut tx = shared.tx();
                 if rtcp {
@@ -271,7 +294,7 @@ fn on_rtp(
     let kind = local.rx_kind[h.pt as usize];
     // telephone-event is exempt from the SSRC lock: some gateways send it
     // with an SSRC of its own (still from the latched address).
-    if !check_source(shared, local, src, false)
+    if !check_source(shared, local, src, false, now)
         || (local.latching && kind != K_TE && !check_ssrc(local, h.ssrc, now))
     {
         bump(&c.rejected);
@@ -459,7 +482,7 @@ fn on_rtcp(shared: &LegShared, local: &mut Local, pkt: &mut [u8], src: SocketAdd
         bump(&c.rejected);
         return;
     }
-    if !check_source(shared, local, src, true) {
+    if !check_source(shared, local, src, true, Instant::now()) {
         bump(&c.rejected);
         bump(&c.foreign);
         return;

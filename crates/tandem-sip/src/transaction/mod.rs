@@ -912,7 +912,25 @@ impl TransactionLayer {
             method: M(Method::Invite),
             ..key.clone()
         };
-        let invite = self.servers.get(&invite_key).copied();
+        // Over UDP a CANCEL must come from where its INVITE came from: the
+        // branch alone can be copied by anyone who saw the INVITE, and
+        // written by anyone who guesses it.
+        let invite = self.servers.get(&invite_key).copied().filter(|i| {
+            let p = self.txs[i].peer;
+            p.transport != Transport::Udp || p.addr.ip() == reply_to.addr.ip()
+        });
+        if invite.is_none() {
+            // No such INVITE: 481, sent once and forgotten (a flood of
+            // CANCELs from spoofed sources keeps no state for 32 s).
+            let resp = response_to(
+                &request,
+                481,
+                Some("Call/Transaction Does Not Exist"),
+                Some(&self.ids.tag()),
+            );
+            self.send(reply_to, to_bytes(&SipMessage::Response(resp)));
+            return;
+        }
         let tag = invite
             .and_then(|i| self.txs[&i].to_tag.clone())
             .unwrap_or_else(|| self.ids.tag());
@@ -934,12 +952,7 @@ impl TransactionLayer {
             acked: false,
             call_id: String::new(),
         };
-        let (code, reason) = if invite.is_some() {
-            (200, None)
-        } else {
-            (481, Some("Call/Transaction Does Not Exist"))
-        };
-        let resp = response_to(&tx.request, code, reason, Some(&tag));
+        let resp = response_to(&tx.request, 200, None, Some(&tag));
         let id = self.alloc(tx);
         self.servers.insert(key, id);
         self.respond_inner(now, id, resp);

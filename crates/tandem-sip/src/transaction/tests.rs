@@ -689,3 +689,49 @@ fn an_invite_answered_within_200_ms_gets_no_100() {
     // ...and not again when its timer would have fired.
     assert!(run_until(&mut l, t0, t0 + 300 * MS).is_empty());
 }
+
+/// Regression (review of the issue "Hostile networks and overload"): a
+/// CANCEL matched its INVITE by branch alone, from any address, and a
+/// CANCEL for no INVITE kept a transaction for 32 s. Over UDP it must come
+/// from the INVITE's source; an unmatched one gets 481 once and no state.
+#[test]
+fn a_cancel_from_elsewhere_or_for_nothing_gets_481_and_keeps_no_state() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let invite = request(Method::Invite, "z9hG4bKc1");
+    l.handle_message(t0, SipMessage::Request(invite.clone()), udp(5098));
+    let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
+        panic!()
+    };
+    let cancel = build_cancel(&invite);
+    let elsewhere = Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(([198, 51, 100, 9], 5098)),
+    };
+    l.handle_message(t0, SipMessage::Request(cancel.clone()), elsewhere);
+    assert_eq!(
+        drain(&mut l).iter().map(code).collect::<Vec<_>>(),
+        vec![481]
+    );
+    assert!(events(&mut l).is_empty(), "the INVITE goes on");
+    assert_eq!(l.state(tx), Some(State::Proceeding));
+    assert_eq!(l.len(), 1, "nothing kept for the 481");
+    // From the INVITE's own source it cancels.
+    l.handle_message(t0, SipMessage::Request(cancel), udp(5098));
+    let mut codes: Vec<u16> = drain(&mut l).iter().map(code).collect();
+    codes.sort_unstable();
+    assert_eq!(codes, vec![200, 487]);
+    assert!(matches!(
+        events(&mut l).as_slice(),
+        [TuEvent::Cancelled { .. }]
+    ));
+    // A CANCEL for no INVITE at all.
+    let stray = build_cancel(&request_in(Method::Invite, "z9hG4bKnone", "call-9"));
+    let before = l.len();
+    l.handle_message(t0, SipMessage::Request(stray), udp(5098));
+    assert_eq!(
+        drain(&mut l).iter().map(code).collect::<Vec<_>>(),
+        vec![481]
+    );
+    assert_eq!(l.len(), before);
+}
