@@ -381,7 +381,7 @@ pub(crate) fn split_sip_uri(text: &str) -> Result<(String, Headers), &'static st
         }
         // As Twilio allows: custom `X-` headers and User-to-User, nothing
         // that could rewrite the INVITE (Via, Route, From, Authorization...).
-        if !(name.len() > 2 && name[..2].eq_ignore_ascii_case("X-")
+        if !(name.len() > 2 && name.as_bytes()[..2].eq_ignore_ascii_case(b"X-")
             || name.eq_ignore_ascii_case("User-to-User"))
         {
             return Err("only X- headers and User-to-User may be set in the URI");

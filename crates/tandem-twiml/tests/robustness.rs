@@ -159,3 +159,28 @@ fn mutated_documents_never_panic_parser_or_interpreter() {
     );
     assert!(parsed > 300, "only {parsed} mutated documents parsed");
 }
+
+/// Regression (found by `scripts/fuzz`, target `twiml`): a `<Sip>` URI
+/// header whose name starts with a multi-byte character (`€` written as is,
+/// percent-encoded, or a U+FFFD left by a lossy decoding of the body)
+/// panicked the parser: the `X-` prefix test sliced the decoded name at
+/// byte 2, inside the character. It is refused like any other header name.
+#[test]
+fn sip_uri_header_name_starting_with_multibyte_character_is_refused() {
+    // The input AFL++ found, as it found it (invalid UTF-8 decoded lossily).
+    let found: &[u8] = b"<?xml ocq@'0,1!\tfyalbljp@!HGE,3$?>\n<!-- dllmftSjEwhcoa\tnhkq\teatpfa\taakhs\tzafsa\\\tkrd\tbazqcz\t}}~{|~~|wdts\t02zDiwdje=$jwjb\" admtzu<$lpzi3-\tizaj\t611\ton\telNdrf-\t-->\n<Response>\n  <Dial answerOnBridge=\"true\" action=\"http:XN--CVDDDDyyryyynyyyyyyyyCFDECDEEDEDBBDBFA/fqxsbx-e.kvi\"><Sip>sip:f?\x9032-1.1-0=8121</Sip></Dial>gfo=\x14</Response>\n";
+    let found = String::from_utf8_lossy(found);
+    for xml in [
+        found.as_ref(),
+        "<Response><Dial><Sip>sip:alice@example.com?\u{20ac}x=1</Sip></Dial></Response>",
+        "<Response><Dial><Sip>sip:alice@example.com?%E2%82%ACx=1</Sip></Dial></Response>",
+    ] {
+        match parse(xml) {
+            Err(tandem_twiml::ParseError::InvalidSipUri { reason, .. }) => assert_eq!(
+                reason, "only X- headers and User-to-User may be set in the URI",
+                "{xml}"
+            ),
+            other => panic!("{xml}: {other:?}"),
+        }
+    }
+}
