@@ -61,22 +61,8 @@ pub struct Config {
     pub limits: LimitsConfig,
 }
 
-/// `[limits]`: what Tandem admits. `None` is no limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitsConfig {
-    /// Calls in progress at once (parent calls); more get 503.
-    pub max_calls: Option<u32>,
-    /// New calls admitted per second; more get 503.
-    pub max_cps: Option<u32>,
-    /// Out-of-dialog requests per second from one address that no trunk
-    /// allows (burst: twice that); more are dropped unanswered.
-    pub source_requests_per_second: Option<u32>,
-    /// Failed digest attempts per minute from one address; past it, every
-    /// attempt from there gets 403 unchecked.
-    pub source_auth_failures_per_minute: Option<u32>,
-    /// Failed digest attempts per minute against one identity, from anywhere.
-    pub identity_auth_failures_per_minute: Option<u32>,
-}
+/// `[limits]`: what Tandem admits (`None` is no limit): the engine's own type.
+pub use tandem_engine::Limits as LimitsConfig;
 
 /// `[debug]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

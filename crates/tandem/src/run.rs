@@ -164,13 +164,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
                 any_from: c.any_from,
             })
             .collect(),
-        limits: tandem_engine::Limits {
-            max_calls: config.limits.max_calls,
-            max_cps: config.limits.max_cps,
-            source_requests_per_second: config.limits.source_requests_per_second,
-            source_auth_failures_per_minute: config.limits.source_auth_failures_per_minute,
-            identity_auth_failures_per_minute: config.limits.identity_auth_failures_per_minute,
-        },
+        limits: config.limits,
         recording_dir: config.recording.directory.clone(),
         call_log_dir: config.debug.call_logs.clone(),
         webhook_timeout: config.http.webhook_timeout,
