@@ -5,7 +5,8 @@
 //! own bytes (so fetches return this same document, fail, or hang up).
 
 use tandem_twiml::{
-    Command, DialCallStatus, DialOutcome, Document, Event, Interpreter, parse, parse_screening,
+    Command, DialCallStatus, DialOutcome, Document, Event, Interpreter, RecordOutcome, parse,
+    parse_screening,
 };
 use url::Url;
 
@@ -81,6 +82,24 @@ fn run(mut interp: Interpreter, text: &str, choices: &[u8]) {
                     duration: bridged.then_some(12),
                     bridged,
                     recording_url: None,
+                })
+            }
+            Command::Record(r) => {
+                let _ = (r.action.as_deref(), r.finish_on_key.len(), r.max_length);
+                Event::Recorded(match next(3) {
+                    0 => RecordOutcome::default(),
+                    1 => RecordOutcome {
+                        recording_sid: Some("RE0123456789abcdef0123456789abcdef".to_owned()),
+                        recording_url: Some("http://tandem.local/rec".to_owned()),
+                        duration_secs: 4,
+                        digits: "#".to_owned(),
+                    },
+                    _ => RecordOutcome {
+                        recording_sid: Some("RE0123456789abcdef0123456789abcdef".to_owned()),
+                        recording_url: Some("http://tandem.local/rec".to_owned()),
+                        duration_secs: 1,
+                        digits: "hangup".to_owned(),
+                    },
                 })
             }
             Command::Fetch(req) => {

@@ -91,7 +91,28 @@ pub enum RecordFrom {
     Ringing,
 }
 
-/// How a `<Dial>` is recorded: its `record`, `recordingTrack` and `trim`.
+/// The verb a recording comes from (the resource's `source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordingSource {
+    /// `<Dial record>`.
+    #[default]
+    DialVerb,
+    /// `<Record>`.
+    RecordVerb,
+}
+
+impl RecordingSource {
+    /// Twilio's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DialVerb => "DialVerb",
+            Self::RecordVerb => "RecordVerb",
+        }
+    }
+}
+
+/// How a recording is made: a `<Dial>`'s `record`, `recordingTrack` and
+/// `trim`, or a `<Record>`'s (the caller alone, mono).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordingOptions {
     /// When the recording starts.
@@ -102,6 +123,8 @@ pub struct RecordingOptions {
     pub track: RecordingTrack,
     /// `trim-silence` or not.
     pub trim: Trim,
+    /// Which verb records.
+    pub source: RecordingSource,
 }
 
 impl RecordingOptions {
@@ -124,7 +147,19 @@ impl RecordingOptions {
             layout,
             track,
             trim,
+            source: RecordingSource::DialVerb,
         })
+    }
+
+    /// A `<Record>`: the caller's leg alone, mono, from now.
+    pub fn record_verb(trim: Trim) -> Self {
+        RecordingOptions {
+            from: RecordFrom::Answer,
+            layout: ChannelLayout::Mono,
+            track: RecordingTrack::Inbound,
+            trim,
+            source: RecordingSource::RecordVerb,
+        }
     }
 
     /// Channels the file will have (2 only for dual recordings of both tracks).
@@ -420,6 +455,39 @@ impl RecordingInfo {
         }
     }
 
+    /// A recording known only by what a call log or a test says of it
+    /// (no file behind it): the replay and the virtual-time harness.
+    pub(crate) fn stand_in(
+        sid: &str,
+        url: &str,
+        status: RecordingStatus,
+        duration_secs: u64,
+        call_sid: &str,
+    ) -> Self {
+        let frames = duration_secs * RATE;
+        RecordingInfo {
+            sid: sid.to_owned(),
+            account_sid: String::new(),
+            call_sid: call_sid.to_owned(),
+            path: PathBuf::new(),
+            url: url.to_owned(),
+            status,
+            duration_secs,
+            duration_ms: duration_secs * 1000,
+            channels: 1,
+            start_time: SystemTime::UNIX_EPOCH,
+            track: RecordingTrack::Inbound,
+            summary: RecordingSummary {
+                channels: 1,
+                frames,
+                data_bytes: frames * 2,
+                trimmed_leading: 0,
+                trimmed_trailing: 0,
+                stats: Default::default(),
+            },
+        }
+    }
+
     /// The `RecordingRef` for the child call's completed status callback.
     pub fn reference(&self) -> tandem_webhook::RecordingRef {
         tandem_webhook::RecordingRef {
@@ -599,7 +667,7 @@ impl RecordingSession {
         field("price_unit", "\"USD\"");
         field("status", &json_str(status.as_str()));
         field("channels", &self.channels.to_string());
-        field("source", "\"DialVerb\"");
+        field("source", &json_str(self.opts.source.as_str()));
         field("error_code", "null");
         field("track", &json_str(self.opts.track.as_str()));
         field("uri", &json_str(&format!("{}.json", store.uri(&self.sid))));

@@ -103,6 +103,8 @@ pub enum Verb {
     Reject(Reject),
     /// `<Redirect>`.
     Redirect(Redirect),
+    /// `<Record>`.
+    Record(Record),
 }
 
 impl Verb {
@@ -117,6 +119,7 @@ impl Verb {
             Self::Hangup => "Hangup",
             Self::Reject(_) => "Reject",
             Self::Redirect(_) => "Redirect",
+            Self::Record(_) => "Record",
         }
     }
 }
@@ -478,4 +481,48 @@ pub struct Redirect {
     pub url: String,
     /// `method` (POST).
     pub method: Method,
+}
+
+/// `<Record>`: records the caller's voice (a voicemail), then requests
+/// `action` with the recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `action` (default: the current document's URL).
+    pub action: Option<String>,
+    /// `method` for `action` (POST).
+    pub method: Method,
+    /// `timeout`: seconds of silence that end the recording (5; 0 = never).
+    pub timeout: u32,
+    /// `finishOnKey`: any of these keys ends the recording (`1234567890*#`;
+    /// empty = none).
+    pub finish_on_key: String,
+    /// `maxLength` in seconds (3600).
+    pub max_length: u32,
+    /// `playBeep` (true): a beep before recording starts.
+    pub play_beep: bool,
+    /// `trim` (trim-silence).
+    pub trim: Trim,
+    /// `recordingStatusCallback`.
+    pub recording_status_callback: Option<String>,
+    /// `recordingStatusCallbackMethod` (POST).
+    pub recording_status_callback_method: Method,
+    /// `recordingStatusCallbackEvent` (completed).
+    pub recording_status_callback_event: Vec<RecordingStatus>,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Self {
+            action: None,
+            method: Method::Post,
+            timeout: 5,
+            finish_on_key: "1234567890*#".to_owned(),
+            max_length: 3600,
+            play_beep: true,
+            trim: Trim::TrimSilence,
+            recording_status_callback: None,
+            recording_status_callback_method: Method::Post,
+            recording_status_callback_event: vec![RecordingStatus::Completed],
+        }
+    }
 }

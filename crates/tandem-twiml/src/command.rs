@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::ast::{Dial, Document, Gather, Play, Say};
+use crate::ast::{Dial, Document, Gather, Play, Record, Say};
 use crate::values::{Method, RejectReason};
 
 pub use tandem_types::{DialCallStatus, DialOutcome};
@@ -26,6 +26,8 @@ pub enum Event {
     GatherTimeout,
     /// The `Dial` command ended.
     DialOutcome(DialOutcome),
+    /// The `Record` command ended.
+    Recorded(RecordOutcome),
     /// The party whose leg runs this interpreter hung up: the caller (for a
     /// screening interpreter, the callee).
     CallerHangup,
@@ -64,6 +66,7 @@ impl Event {
             Self::Digits { .. } => "Digits",
             Self::GatherTimeout => "GatherTimeout",
             Self::DialOutcome(_) => "DialOutcome",
+            Self::Recorded(_) => "Recorded",
             Self::CallerHangup => "CallerHangup",
             Self::Fetched { .. } => "Fetched",
             Self::FetchedDocument { .. } => "FetchedDocument",
@@ -81,6 +84,8 @@ pub enum FetchReason {
     DialAction,
     /// `<Gather action>` (or the document URL) with the digits.
     GatherAction,
+    /// `<Record action>` (or the document URL) with the recording.
+    RecordAction,
     /// `<Redirect>`.
     Redirect,
     /// A noun's `url`: the screening document.
@@ -130,6 +135,10 @@ pub enum Command {
     /// Play the prompts while collecting DTMF; answer with
     /// [`Event::Digits`] or [`Event::GatherTimeout`].
     Gather(Gather),
+    /// Record the caller (beep first when `play_beep`); answer with
+    /// [`Event::Recorded`]. `action` is resolved (the document's URL when
+    /// the verb had none).
+    Record(Record),
     /// Ring the nouns (only Number, Client, Sip; URLs resolved); answer
     /// with [`Event::DialOutcome`].
     Dial(Dial),
@@ -146,6 +155,48 @@ pub enum Command {
     Fetch(FetchRequest),
     /// Screening only: the verdict; the screening interpreter is finished.
     Screened(ScreeningVerdict),
+}
+
+/// How a `<Record>` ended, as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordOutcome {
+    /// `RecordingSid`; `None` when nothing was recorded (no audio, all
+    /// silence trimmed, no media): Twilio then skips `action` and runs the
+    /// next verb.
+    pub recording_sid: Option<String>,
+    /// `RecordingUrl`.
+    pub recording_url: Option<String>,
+    /// `RecordingDuration` in whole seconds.
+    pub duration_secs: u64,
+    /// `Digits`: the key that ended the recording, `hangup` when the caller
+    /// hung up, empty on silence or `maxLength`.
+    pub digits: String,
+}
+
+impl RecordOutcome {
+    /// Whether there is a recording to report to `action`.
+    pub fn is_empty(&self) -> bool {
+        self.recording_sid.is_none()
+    }
+
+    /// The `action` request's parameters, in Twilio's order.
+    pub fn params(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "RecordingUrl".to_owned(),
+                self.recording_url.clone().unwrap_or_default(),
+            ),
+            (
+                "RecordingDuration".to_owned(),
+                self.duration_secs.to_string(),
+            ),
+            (
+                "RecordingSid".to_owned(),
+                self.recording_sid.clone().unwrap_or_default(),
+            ),
+            ("Digits".to_owned(), self.digits.clone()),
+        ]
+    }
 }
 
 /// How an interpreter finished.

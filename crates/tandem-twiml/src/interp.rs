@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::ast::{Dial, Document, Gather, Play, Prompt, Say, Verb};
+use crate::ast::{Dial, Document, Gather, Play, Prompt, Record, Say, Verb};
 use crate::command::{
-    Command, DialOutcome, Event, FetchReason, FetchRequest, Outcome, ScreeningVerdict,
+    Command, DialOutcome, Event, FetchReason, FetchRequest, Outcome, RecordOutcome,
+    ScreeningVerdict,
 };
 use crate::parse::{parse, parse_screening};
 use crate::values::Method;
@@ -64,6 +65,8 @@ enum Wait {
     },
     /// A Dial is ringing or bridged.
     Dial { action: Option<Url>, method: Method },
+    /// A Record is beeping or recording.
+    Record { action: Option<Url>, method: Method },
     /// A document is being fetched from `url`.
     Fetch { url: Url },
     /// The application error message is playing.
@@ -79,6 +82,7 @@ impl Wait {
             Self::Verb => "VerbDone",
             Self::Gather { .. } => "Digits or GatherTimeout",
             Self::Dial { .. } => "DialOutcome",
+            Self::Record { .. } => "Recorded",
             Self::Fetch { .. } => "Fetched or FetchFailed",
             Self::ErrorMessage => "VerbDone (error message)",
             Self::Done => "nothing (finished)",
@@ -229,6 +233,9 @@ impl Interpreter {
             (Wait::Dial { action, method }, Event::DialOutcome(outcome)) => {
                 self.dialed(action, method, &outcome);
             }
+            (Wait::Record { action, method }, Event::Recorded(outcome)) => {
+                self.recorded(action, method, &outcome);
+            }
             (Wait::Fetch { url }, Event::Fetched { body, final_url }) => {
                 self.fetched(final_url.unwrap_or(url), &body);
             }
@@ -335,6 +342,7 @@ impl Interpreter {
             }),
             Verb::Gather(gather) => self.gather(gather),
             Verb::Dial(dial) => self.dial(dial),
+            Verb::Record(record) => self.record(record),
             Verb::Hangup => {
                 if self.mode == Mode::Screening {
                     self.commands
@@ -431,6 +439,46 @@ impl Interpreter {
         self.fetch(url, method, params, FetchReason::GatherAction);
     }
 
+    fn record(&mut self, mut record: Record) {
+        let action = match record.action.as_deref() {
+            Some(action) => match self.resolve(action) {
+                Some(url) => Some(url),
+                None => return self.application_error(),
+            },
+            // Twilio posts the recording to the current document's URL.
+            None => self.base.clone(),
+        };
+        if let Some(reference) = record.recording_status_callback.as_deref() {
+            match self.resolve(reference) {
+                Some(url) => record.recording_status_callback = Some(url.into()),
+                None => return self.application_error(),
+            }
+        }
+        record.action = action.as_ref().map(|u| u.to_string());
+        self.ensure_answered();
+        self.wait = Wait::Record {
+            action,
+            method: record.method,
+        };
+        self.commands.push_back(Command::Record(record));
+    }
+
+    fn recorded(&mut self, action: Option<Url>, method: Method, outcome: &RecordOutcome) {
+        if outcome.is_empty() {
+            // Twilio: an empty recording does not request `action`; the
+            // document goes on with the next verb.
+            tracing::debug!("<Record> recorded nothing; next verb");
+            return self.next();
+        }
+        let Some(url) = action else {
+            tracing::warn!(
+                "<Record> has no action and the document no URL; recording not reported"
+            );
+            return self.next();
+        };
+        self.fetch(url, method, outcome.params(), FetchReason::RecordAction);
+    }
+
     fn dial(&mut self, mut dial: Dial) {
         let action = match dial.action.as_deref() {
             Some(action) => match self.resolve(action) {
@@ -511,7 +559,10 @@ impl Interpreter {
     ) {
         if matches!(
             reason,
-            FetchReason::Redirect | FetchReason::DialAction | FetchReason::GatherAction
+            FetchReason::Redirect
+                | FetchReason::DialAction
+                | FetchReason::GatherAction
+                | FetchReason::RecordAction
         ) {
             self.hops += 1;
             if self.hops > MAX_CONSECUTIVE_REDIRECTS {

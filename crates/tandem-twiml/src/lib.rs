@@ -42,10 +42,10 @@ mod xml;
 
 pub use ast::{
     Client, Dial, Document, Gather, MachineDetectionOptions, Named, Notice, NoticeKind, Noun,
-    NounOptions, Number, Pause, Play, Prompt, Redirect, Reject, Say, Sip, Verb,
+    NounOptions, Number, Pause, Play, Prompt, Record, Redirect, Reject, Say, Sip, Verb,
 };
 pub use command::{
-    Command, DialCallStatus, DialOutcome, Event, FetchReason, FetchRequest, Outcome,
+    Command, DialCallStatus, DialOutcome, Event, FetchReason, FetchRequest, Outcome, RecordOutcome,
     ScreeningVerdict,
 };
 pub use dial::MAX_DIAL_NOUNS;

@@ -3,7 +3,7 @@
 //! restrictions, and the notices for unknown or not-acted-on attributes.
 
 use crate::ast::{
-    Document, Gather, Notice, NoticeKind, Pause, Play, Prompt, Redirect, Reject, Say, Verb,
+    Document, Gather, Notice, NoticeKind, Pause, Play, Prompt, Record, Redirect, Reject, Say, Verb,
 };
 use crate::error::{LineIndex, ParseError, Position};
 use crate::support::{self, Status};
@@ -12,8 +12,8 @@ use crate::xml::{self, Attr, Element, Node};
 
 /// Verbs Twilio defines that Tandem does not implement.
 const UNSUPPORTED_VERBS: &[&str] = &[
-    "Record", "Enqueue", "Leave", "Connect", "Start", "Stop", "Stream", "Refer", "Pay", "Prompt",
-    "Sms", "Message", "Echo", "Siprec",
+    "Enqueue", "Leave", "Connect", "Start", "Stop", "Stream", "Refer", "Pay", "Prompt", "Sms",
+    "Message", "Echo", "Siprec",
 ];
 
 /// Largest document accepted, as on Twilio (64 kB, error 11750).
@@ -217,7 +217,7 @@ impl Ctx<'_> {
         };
         match e.name.as_str() {
             "Dial" if self.screening => Err(forbidden),
-            "Reject" | "Redirect" if self.screening => Err(forbidden),
+            "Reject" | "Redirect" | "Record" if self.screening => Err(forbidden),
             "Dial" => Ok(Verb::Dial(self.dial(e)?)),
             "Say" => Ok(Verb::Say(self.say(e)?)),
             "Play" => Ok(Verb::Play(self.play(e)?)),
@@ -230,6 +230,7 @@ impl Ctx<'_> {
             }
             "Reject" => Ok(Verb::Reject(self.reject(e)?)),
             "Redirect" => Ok(Verb::Redirect(self.redirect(e)?)),
+            "Record" => Ok(Verb::Record(self.record(e)?)),
             "Number" | "Client" | "Sip" | "Conference" | "Queue" | "Identity" | "Parameter" => {
                 Err(ParseError::InvalidChild {
                     parent: "Response".into(),
@@ -363,6 +364,51 @@ impl Ctx<'_> {
             }
         }
         Ok(gather)
+    }
+
+    fn record(&mut self, e: &Element) -> Result<Record, ParseError> {
+        self.note_attrs(e);
+        let mut record = Record::default();
+        for attr in &e.attrs {
+            match attr.name.as_str() {
+                "action" => record.action = Some(self.value(e, attr, values::parse_url)?),
+                "method" => record.method = self.value(e, attr, values::parse_method)?,
+                "timeout" => {
+                    record.timeout =
+                        self.range(e, attr, 0, 3600, "an integer 0..=3600 (seconds; 0 = none)")?;
+                }
+                "finishOnKey" => {
+                    record.finish_on_key = self.value(e, attr, values::parse_finish_on_keys)?;
+                }
+                "maxLength" => {
+                    record.max_length =
+                        self.range(e, attr, 1, 14_400, "an integer 1..=14400 (seconds)")?;
+                }
+                "playBeep" => record.play_beep = self.value(e, attr, values::parse_bool)?,
+                "trim" => record.trim = self.value(e, attr, values::parse_trim)?,
+                "recordingStatusCallback" => {
+                    record.recording_status_callback =
+                        Some(self.value(e, attr, values::parse_url)?);
+                }
+                "recordingStatusCallbackMethod" => {
+                    record.recording_status_callback_method =
+                        self.value(e, attr, values::parse_method)?;
+                }
+                "recordingStatusCallbackEvent" => {
+                    record.recording_status_callback_event =
+                        self.value(e, attr, values::parse_recording_events)?;
+                }
+                "transcribe" => {
+                    self.value(e, attr, values::parse_bool)?;
+                }
+                "transcribeCallback" => {
+                    self.value(e, attr, values::parse_url)?;
+                }
+                _ => {}
+            }
+        }
+        self.no_content(e)?;
+        Ok(record)
     }
 
     fn reject(&mut self, e: &Element) -> Result<Reject, ParseError> {

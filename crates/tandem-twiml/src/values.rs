@@ -300,6 +300,21 @@ pub(crate) fn parse_finish_on_key(v: &str) -> Result<Option<char>, &'static str>
     }
 }
 
+/// `<Record finishOnKey>`: any set of `0-9 * #` (each key once kept, in
+/// order); empty means no key ends the recording.
+pub(crate) fn parse_finish_on_keys(v: &str) -> Result<String, &'static str> {
+    let mut keys = String::new();
+    for c in v.trim().chars() {
+        if !matches!(c, '0'..='9' | '*' | '#') {
+            return Err("keys among 0-9 * #, or empty");
+        }
+        if !keys.contains(c) {
+            keys.push(c);
+        }
+    }
+    Ok(keys)
+}
+
 /// A relative or absolute URL: non-blank, no whitespace or control
 /// characters; an absolute one must be http(s) with a host without `_`.
 pub(crate) fn parse_url(v: &str) -> Result<String, &'static str> {
@@ -483,6 +498,9 @@ mod tests {
         assert_eq!(parse_caller_id("client:joey"), Ok("client:joey".into()));
         assert!(parse_caller_id("a b").is_err());
         assert_eq!(parse_finish_on_key(""), Ok(None));
+        assert_eq!(parse_finish_on_keys(" #*1#"), Ok("#*1".to_owned()));
+        assert_eq!(parse_finish_on_keys(""), Ok(String::new()));
+        assert!(parse_finish_on_keys("#a").is_err());
         assert!(parse_finish_on_key("##").is_err());
     }
 }

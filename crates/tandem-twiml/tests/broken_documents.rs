@@ -401,11 +401,52 @@ fn unknown_verb_is_an_error() {
 
 #[test]
 fn twilio_verb_tandem_does_not_implement() {
-    let e = err("<Response><Record maxLength=\"20\"/></Response>");
+    let e = err("<Response><Enqueue>support</Enqueue></Response>");
     assert!(
-        matches!(&e, ParseError::UnsupportedVerb { element, .. } if element == "Record"),
+        matches!(&e, ParseError::UnsupportedVerb { element, .. } if element == "Enqueue"),
         "{e:?}"
     );
+}
+
+#[test]
+fn record_attributes_out_of_range() {
+    for (xml, attribute) in [
+        (
+            r#"<Response><Record maxLength="0"/></Response>"#,
+            "maxLength",
+        ),
+        (
+            r#"<Response><Record maxLength="14401"/></Response>"#,
+            "maxLength",
+        ),
+        (r#"<Response><Record timeout="-1"/></Response>"#, "timeout"),
+        (
+            r##"<Response><Record finishOnKey="#x"/></Response>"##,
+            "finishOnKey",
+        ),
+        (
+            r#"<Response><Record playBeep="maybe"/></Response>"#,
+            "playBeep",
+        ),
+        (r#"<Response><Record trim="some"/></Response>"#, "trim"),
+        (
+            r#"<Response><Record transcribe="perhaps"/></Response>"#,
+            "transcribe",
+        ),
+        (
+            r#"<Response><Record recordingStatusCallbackEvent="done"/></Response>"#,
+            "recordingStatusCallbackEvent",
+        ),
+    ] {
+        let e = err(xml);
+        assert!(
+            matches!(&e, ParseError::InvalidAttribute { element, attribute: a, .. }
+                if element == "Record" && a == attribute),
+            "{xml}: {e:?}"
+        );
+    }
+    let e = err("<Response><Record>text</Record></Response>");
+    assert!(matches!(e, ParseError::UnexpectedText { .. }), "{e:?}");
 }
 
 #[test]

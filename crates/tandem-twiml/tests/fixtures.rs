@@ -159,3 +159,35 @@ fn every_fixture_parses() {
     }
     assert!(seen >= 5, "only {seen} fixtures found");
 }
+
+#[test]
+fn voicemail_records_after_the_greeting_and_says_goodbye_when_empty() {
+    let doc = parse(&read("voicemail.xml")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(doc.notices.is_empty(), "{:?}", doc.notices);
+    let mut i = Interpreter::new(doc, Some(Url::parse("http://app.example/vm.xml").unwrap()));
+    let cmds = drain(&mut i);
+    assert!(
+        matches!(&cmds[..], [Command::Answer, Command::Say(_)]),
+        "{cmds:?}"
+    );
+    i.handle(Event::VerbDone).unwrap();
+    let cmds = drain(&mut i);
+    let [Command::Record(r)] = &cmds[..] else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(
+        r.action.as_deref(),
+        Some("http://app.example/voicemail/done")
+    );
+    assert_eq!(
+        (r.finish_on_key.as_str(), r.timeout, r.max_length),
+        ("#", 3, 120)
+    );
+    i.handle(Event::Recorded(tandem_twiml::RecordOutcome::default()))
+        .unwrap();
+    let cmds = drain(&mut i);
+    assert!(
+        matches!(&cmds[..], [Command::Say(s)] if s.text.starts_with("No message")),
+        "{cmds:?}"
+    );
+}

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tandem_twiml::{
     APPLICATION_ERROR_TEXT, Command, DialCallStatus, DialOutcome, Event, FetchReason, FetchRequest,
-    InterpretError, Interpreter, MAX_CONSECUTIVE_REDIRECTS, Method, Noun, Outcome, RejectReason,
-    Say, ScreeningVerdict, parse,
+    InterpretError, Interpreter, MAX_CONSECUTIVE_REDIRECTS, Method, Noun, Outcome, RecordOutcome,
+    RejectReason, Say, ScreeningVerdict, Trim, parse,
 };
 use url::Url;
 
@@ -64,6 +64,7 @@ fn names(cmds: &[Command]) -> Vec<&'static str> {
             Command::Pause { .. } => "Pause",
             Command::Gather(_) => "Gather",
             Command::Dial(_) => "Dial",
+            Command::Record(_) => "Record",
             Command::Hangup => "Hangup",
             Command::Reject { .. } => "Reject",
             Command::Fetch(_) => "Fetch",
@@ -679,4 +680,112 @@ fn engine_parsed_document_is_run_and_screening_rules_still_hold() {
         feed(&mut s, Event::VerbDone),
         vec![Command::Screened(ScreeningVerdict::Failed)]
     );
+}
+
+fn recorded(sid: Option<&str>, secs: u64, digits: &str) -> Event {
+    Event::Recorded(RecordOutcome {
+        recording_sid: sid.map(str::to_owned),
+        recording_url: sid.map(|s| format!("http://tandem.local/rec/{s}")),
+        duration_secs: secs,
+        digits: digits.to_owned(),
+    })
+}
+
+#[test]
+fn record_posts_the_recording_to_its_action() {
+    let mut i = start(
+        r##"<Response><Say>Leave a message</Say><Record action="/vm" method="GET" maxLength="20" finishOnKey="#" playBeep="false" recordingStatusCallback="/rec-status"/><Say>unreachable</Say></Response>"##,
+    );
+    assert_eq!(names(&drain(&mut i)), ["Answer", "Say"]);
+    let cmds = feed(&mut i, Event::VerbDone);
+    let [Command::Record(r)] = &cmds[..] else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(r.action.as_deref(), Some("http://app.example/vm"));
+    assert_eq!(
+        r.recording_status_callback.as_deref(),
+        Some("http://app.example/rec-status")
+    );
+    assert_eq!((r.max_length, r.timeout), (20, 5));
+    assert_eq!(r.finish_on_key, "#");
+    assert!(!r.play_beep);
+    assert_eq!(r.trim, Trim::TrimSilence, "Record trims by default");
+    let fetch = fetch_of(&feed(&mut i, recorded(Some("RE1"), 7, "#")));
+    assert_eq!(fetch.url.as_str(), "http://app.example/vm");
+    assert_eq!(
+        (fetch.method, fetch.reason),
+        (Method::Get, FetchReason::RecordAction)
+    );
+    let params: Vec<(&str, &str)> = fetch
+        .params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        params,
+        [
+            ("RecordingUrl", "http://tandem.local/rec/RE1"),
+            ("RecordingDuration", "7"),
+            ("RecordingSid", "RE1"),
+            ("Digits", "#"),
+        ]
+    );
+    assert_eq!(
+        feed(&mut i, fetched("<Response><Say>Thanks</Say></Response>")),
+        vec![say("Thanks")]
+    );
+}
+
+#[test]
+fn empty_recording_goes_on_with_the_next_verb() {
+    let mut i = start(r#"<Response><Record action="/vm"/><Say>Nothing recorded</Say></Response>"#);
+    assert_eq!(names(&drain(&mut i)), ["Answer", "Record"]);
+    assert_eq!(
+        feed(&mut i, recorded(None, 0, "")),
+        vec![say("Nothing recorded")]
+    );
+}
+
+#[test]
+fn record_without_action_posts_to_the_document_url() {
+    let mut i = start("<Response><Record/></Response>");
+    let cmds = drain(&mut i);
+    let [Command::Answer, Command::Record(r)] = &cmds[..] else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(r.action.as_deref(), Some(BASE));
+    assert_eq!(r.finish_on_key, "1234567890*#");
+    assert!(r.play_beep);
+    let fetch = fetch_of(&feed(&mut i, recorded(Some("RE2"), 3, "")));
+    assert_eq!(fetch.url.as_str(), BASE);
+}
+
+#[test]
+fn a_caller_hanging_up_during_record_still_posts_the_recording() {
+    let mut i = start(r#"<Response><Record action="/vm"/></Response>"#);
+    drain(&mut i);
+    let fetch = fetch_of(&feed(&mut i, recorded(Some("RE3"), 12, "hangup")));
+    assert!(
+        fetch
+            .params
+            .contains(&("Digits".to_owned(), "hangup".to_owned()))
+    );
+    assert!(feed(&mut i, Event::CallerHangup).is_empty());
+    assert_eq!(i.outcome(), Some(Outcome::RemoteHangup));
+}
+
+#[test]
+fn record_action_loops_count_as_caller_verbs() {
+    // <Record> waits on the caller, so a document that records and
+    // returns itself is not a redirect loop.
+    let mut i = start(r#"<Response><Record/></Response>"#);
+    drain(&mut i);
+    for _ in 0..(MAX_CONSECUTIVE_REDIRECTS + 3) {
+        let fetch = fetch_of(&feed(&mut i, recorded(Some("RE4"), 1, "1")));
+        assert_eq!(fetch.reason, FetchReason::RecordAction);
+        assert_eq!(
+            names(&feed(&mut i, fetched("<Response><Record/></Response>"))),
+            ["Record"]
+        );
+    }
 }

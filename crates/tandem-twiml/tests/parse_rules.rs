@@ -317,3 +317,35 @@ fn conference_and_queue_attributes_are_noted() {
         .collect();
     assert_eq!(noted, vec![("Queue", None), ("Queue", Some("url"))]);
 }
+
+#[test]
+fn record_attributes_and_defaults() {
+    let doc = parse(r#"<Response><Record/></Response>"#).expect("valid");
+    let [Verb::Record(r)] = &doc.verbs[..] else {
+        panic!("{:?}", doc.verbs)
+    };
+    assert_eq!(*r, tandem_twiml::Record::default());
+    assert_eq!(r.timeout, 5);
+    assert_eq!(r.max_length, 3600);
+    let doc = parse(
+        r#"<Response><Record action="/done" method="get" timeout="0" finishOnKey="" maxLength="14400" playBeep="false" trim="do-not-trim" recordingStatusCallback="/cb" recordingStatusCallbackMethod="GET" recordingStatusCallbackEvent="in-progress completed absent" transcribe="true" transcribeCallback="/t"/></Response>"#,
+    )
+    .expect("valid");
+    let [Verb::Record(r)] = &doc.verbs[..] else {
+        panic!("{:?}", doc.verbs)
+    };
+    assert_eq!(r.action.as_deref(), Some("/done"));
+    assert_eq!(r.method, Method::Get);
+    assert_eq!(r.timeout, 0);
+    assert_eq!(r.finish_on_key, "");
+    assert_eq!(r.max_length, 14_400);
+    assert!(!r.play_beep);
+    assert_eq!(r.trim, Trim::DoNotTrim);
+    assert_eq!(r.recording_status_callback.as_deref(), Some("/cb"));
+    assert_eq!(r.recording_status_callback_event.len(), 3);
+    let noted: Vec<_> = doc
+        .not_acted_on()
+        .filter_map(|n| n.attribute.as_deref())
+        .collect();
+    assert_eq!(noted, ["transcribe", "transcribeCallback"]);
+}

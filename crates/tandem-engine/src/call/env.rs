@@ -20,7 +20,7 @@ use super::shell::Mailbox;
 use super::{Audio, CallMsg};
 use crate::engine::Ctx;
 use crate::media::{LegError, MediaLeg};
-use crate::media_ops::{DigitsSource, DtmfTap, dtmf_tap, fan_out};
+use crate::media_ops::{DigitsSource, DtmfTap, VoiceTap, dtmf_tap, fan_out, voice_tap};
 use crate::recording::{RecordingInfo, RecordingOptions, RecordingSession, RecordingTaps};
 
 /// A recording just started: its sid and `in-progress` event.
@@ -63,7 +63,10 @@ pub(crate) trait Env: Send {
     /// DTMF received on `leg` (RFC 4733, in-band) is reported as
     /// `CallMsg::Digit` from now on.
     fn listen_dtmf(&mut self, leg: LegId);
-    /// Starts the Dial's recording: channel 1 `parent`.
+    /// Voice activity on `leg` is reported as `CallMsg::Voice` from now on
+    /// (`on`), or no longer.
+    fn listen_voice(&mut self, leg: LegId, on: bool);
+    /// Starts a recording (a `<Dial>`'s or a `<Record>`'s): channel 1 `parent`.
     fn start_recording(
         &mut self,
         call_sid: &str,
@@ -108,15 +111,25 @@ struct LegSlot {
     media: MediaLeg,
     dtmf: Option<Arc<DtmfTap>>,
     rec: Option<Arc<dyn Tap>>,
+    voice: Option<Arc<VoiceTap>>,
 }
 
 impl LegSlot {
     fn retap(&self) {
-        let tap: Option<Arc<dyn Tap>> = match (&self.dtmf, &self.rec) {
-            (Some(d), Some(r)) => Some(fan_out(vec![d.clone() as Arc<dyn Tap>, r.clone()])),
-            (Some(d), None) => Some(d.clone()),
-            (None, Some(r)) => Some(r.clone()),
-            (None, None) => None,
+        let mut taps: Vec<Arc<dyn Tap>> = Vec::new();
+        if let Some(d) = &self.dtmf {
+            taps.push(d.clone());
+        }
+        if let Some(r) = &self.rec {
+            taps.push(r.clone());
+        }
+        if let Some(v) = &self.voice {
+            taps.push(v.clone());
+        }
+        let tap = match taps.len() {
+            0 => None,
+            1 => taps.pop(),
+            _ => Some(fan_out(taps)),
         };
         self.media.leg.set_tap(tap);
     }
@@ -170,6 +183,7 @@ impl Env for RealEnv {
                 media,
                 dtmf: None,
                 rec: None,
+                voice: None,
             }),
         );
         Ok(id)
@@ -269,6 +283,32 @@ impl Env for RealEnv {
         tokio::spawn(async move {
             while let Some(d) = rx.recv().await {
                 if !me.send(CallMsg::Digit(Box::new(d))) {
+                    break;
+                }
+            }
+        });
+    }
+
+    fn listen_voice(&mut self, leg: LegId, on: bool) {
+        let me = self.me.clone();
+        let Some(s) = self.leg(leg) else { return };
+        if !on {
+            if s.voice.take().is_some() {
+                s.retap();
+            }
+            return;
+        }
+        if s.voice.is_some() {
+            return;
+        }
+        let (tap, mut rx) = voice_tap(16);
+        s.voice = Some(tap);
+        s.retap();
+        // Changes join the call's own queue, in order with its digits; the
+        // task ends when the tap is dropped (off, or the leg closed).
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                if !me.send(CallMsg::Voice(c)) {
                     break;
                 }
             }

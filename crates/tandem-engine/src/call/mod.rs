@@ -31,11 +31,12 @@ use url::Url;
 
 use crate::config::EngineConfig;
 use crate::gather::Gathering;
-use crate::media_ops::{DigitsSource, DtmfDigit, PromptSource};
+use crate::media_ops::{DigitsSource, DtmfDigit, PromptSource, VoiceChange};
 
 mod dial;
 mod env;
 mod prompts;
+mod record;
 mod reinvite;
 pub mod replay;
 mod screen;
@@ -92,6 +93,8 @@ pub(crate) enum CallMsg {
     },
     /// A DTMF digit heard on one of the call's legs (RFC 4733, in-band).
     Digit(Box<DtmfDigit>),
+    /// A leg started or stopped speaking (`<Record timeout>`).
+    Voice(VoiceChange),
     /// Names looked up for a `<Dial>` (host, port, address found).
     Resolved(Vec<(String, u16, Option<SocketAddr>)>),
 }
@@ -286,6 +289,8 @@ pub(crate) struct Call {
     /// `<Gather>` prompts still to play, then the gather itself.
     prompt_queue: VecDeque<tandem_twiml::Prompt>,
     pending_gather: Option<tandem_twiml::Gather>,
+    /// The `<Record>` running, if any.
+    record: Option<Box<record::RecordVerb>>,
 }
 
 impl std::fmt::Debug for Call {
@@ -400,6 +405,7 @@ impl Call {
             caller_seq: 0,
             prompt_queue: VecDeque::new(),
             pending_gather: None,
+            record: None,
         })
     }
 
@@ -471,6 +477,11 @@ impl Call {
         };
         take(self.pause_until);
         take(self.gather.as_ref().map(Gathering::deadline));
+        if let Some(r) = &self.record {
+            for d in r.deadlines() {
+                take(d);
+            }
+        }
         for (until, _) in &self.past {
             take(Some(*until));
         }
@@ -506,7 +517,11 @@ impl Call {
                 // Twilio still requests a Dial's action after the caller left;
                 // its answer has no one left to run for.
                 if let Command::Fetch(req) = cmd
-                    && req.reason == tandem_twiml::FetchReason::DialAction
+                    && matches!(
+                        req.reason,
+                        tandem_twiml::FetchReason::DialAction
+                            | tandem_twiml::FetchReason::RecordAction
+                    )
                 {
                     self.fetch(req);
                 }
@@ -526,6 +541,7 @@ impl Call {
                     self.next_gather_prompt();
                 }
                 Command::Dial(d) => self.start_dial(d),
+                Command::Record(r) => self.start_record(r),
                 Command::Hangup => self.hangup(480),
                 Command::Reject { reason } => {
                     let code = match reason {
@@ -556,6 +572,12 @@ impl Call {
             return;
         }
         self.finished = true;
+        if self.record.is_some() {
+            // The caller is gone (our BYE, a media timeout): Twilio still
+            // posts what was recorded, with Digits=hangup.
+            self.end_record("hangup");
+            self.drive();
+        }
         if let Some(p) = self.playing.take() {
             self.env.stop_play(p);
         }
@@ -717,6 +739,7 @@ impl Call {
                 }
             },
             CallMsg::Digit(d) => self.on_leg_digit(d.leg, d.digit),
+            CallMsg::Voice(c) => self.on_voice(c),
             CallMsg::Resolved(found) => {
                 for (host, port, addr) in found {
                     self.dns.insert((host, port), addr);
@@ -764,6 +787,7 @@ impl Call {
             self.gather = None;
             self.feed(ev);
         }
+        self.record_timers(t);
         self.screen_timers(t);
         let limit_hit = self
             .dial
@@ -854,6 +878,7 @@ impl Call {
                     tracing::info!("caller hung up");
                     self.caller_gone = true;
                     self.caller_left();
+                    self.end_record("hangup");
                     self.feed(Event::CallerHangup);
                 }
                 Method::Invite => {

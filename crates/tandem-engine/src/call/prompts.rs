@@ -114,6 +114,9 @@ impl Call {
     }
 
     pub(super) fn on_injection_done(&mut self, leg: LegId, id: u64) {
+        if self.media == Some(leg) && self.on_beep_done(id) {
+            return;
+        }
         if self.playing == Some(id) && self.media == Some(leg) {
             self.playing = None;
             self.env.stop_play(id);
@@ -171,6 +174,9 @@ impl Call {
     /// A key from the caller.
     pub(super) fn on_caller_digit(&mut self, digit: char) {
         let now = self.now;
+        if self.record_digit(digit) {
+            return;
+        }
         if let Some(g) = self.pending_gather.take() {
             // A key during the prompts stops them and starts the gather with it.
             self.prompt_queue.clear();

@@ -199,6 +199,7 @@ impl CallLog {
                     "inband"
                 }
             ),
+            CallMsg::Voice(c) => write!(l, "voice {} {}", c.leg.0, u8::from(c.speaking)),
             CallMsg::Resolved(found) => {
                 let _ = write!(l, "resolved");
                 for (h, p, a) in found {
@@ -335,19 +336,43 @@ impl Env for LoggingEnv {
     fn listen_dtmf(&mut self, leg: LegId) {
         self.inner.listen_dtmf(leg);
     }
+    fn listen_voice(&mut self, leg: LegId, on: bool) {
+        self.inner.listen_voice(leg, on);
+    }
     fn start_recording(
         &mut self,
         sid: &str,
         opts: RecordingOptions,
         parent: LegId,
     ) -> Result<env::RecordingStarted, String> {
-        self.inner.start_recording(sid, opts, parent)
+        let r = self.inner.start_recording(sid, opts, parent);
+        self.log.push(match &r {
+            Ok(s) => format!(
+                "env recstart {} {}",
+                esc(&s.event.recording_sid),
+                esc(&s.event.recording_url)
+            ),
+            Err(e) => format!("env recstart - {}", esc(e)),
+        });
+        r
     }
     fn record_child(&mut self, child: LegId) {
         self.inner.record_child(child);
     }
     fn stop_recording(&mut self) -> Option<Result<RecordingInfo, String>> {
-        self.inner.stop_recording()
+        let r = self.inner.stop_recording();
+        self.log.push(match &r {
+            Some(Ok(i)) => format!(
+                "env recstop {} {} {} {}",
+                esc(&i.sid),
+                i.status.as_str(),
+                i.duration_secs,
+                esc(&i.url)
+            ),
+            Some(Err(e)) => format!("env recstop - {}", esc(e)),
+            None => "env recstop -".to_owned(),
+        });
+        r
     }
     fn close_leg(&mut self, leg: LegId) {
         self.inner.close_leg(leg);
@@ -386,6 +411,10 @@ struct ReplayEnv {
     media: bool,
     legs: VecDeque<Option<u32>>,
     plays: VecDeque<Option<u64>>,
+    /// Recordings started: (sid, url) or why not.
+    recordings: VecDeque<Result<(String, String), String>>,
+    /// Recordings stopped, as the log says.
+    stops: VecDeque<Option<Result<RecordingInfo, String>>>,
 }
 
 const REPLAY_SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -421,17 +450,32 @@ impl Env for ReplayEnv {
     }
     fn expect_media(&mut self, _: LegId, _: bool) {}
     fn listen_dtmf(&mut self, _: LegId) {}
+    fn listen_voice(&mut self, _: LegId, _: bool) {}
     fn start_recording(
         &mut self,
-        _: &str,
+        call_sid: &str,
         _: RecordingOptions,
         _: LegId,
     ) -> Result<env::RecordingStarted, String> {
-        Err("recordings are not replayed".to_owned())
+        // The audio is not replayed; the recording's sid and URL are.
+        let (sid, url) = self
+            .recordings
+            .pop_front()
+            .unwrap_or_else(|| Err("no recording in the log".to_owned()))?;
+        let mut event = RecordingInfo::stand_in(
+            &sid,
+            &url,
+            tandem_webhook::RecordingStatus::InProgress,
+            0,
+            call_sid,
+        )
+        .event();
+        event.duration_secs = None;
+        Ok(env::RecordingStarted { event })
     }
     fn record_child(&mut self, _: LegId) {}
     fn stop_recording(&mut self) -> Option<Result<RecordingInfo, String>> {
-        None
+        self.stops.pop_front().flatten()
     }
     fn close_leg(&mut self, _: LegId) {}
     fn contacts(&self, _: &str) -> Vec<(String, Peer)> {
@@ -558,6 +602,11 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
             leg: LegId(leg.parse().map_err(|_| "leg")?),
             at: tokio::time::Instant::now(),
         }))),
+        ["voice", leg, speaking] => Input::Msg(CallMsg::Voice(VoiceChange {
+            leg: LegId(leg.parse().map_err(|_| "leg")?),
+            speaking: *speaking == "1",
+            at: tokio::time::Instant::now(),
+        })),
         ["resolved", found @ ..] => {
             let mut v = Vec::new();
             for x in found {
@@ -645,6 +694,30 @@ pub fn replay(text: &str, cfg: Arc<EngineConfig>) -> Result<Vec<(Duration, Strin
                 env.legs.push_back(id.parse().ok());
             }
             ["env", "play", id] => env.plays.push_back(id.parse().ok()),
+            ["env", "recstart", sid, url] => env.recordings.push_back(match *sid {
+                "-" => Err(unesc(url)),
+                sid => Ok((unesc(sid), unesc(url))),
+            }),
+            ["env", "recstop", "-", rest @ ..] => {
+                env.stops.push_back(rest.first().map(|e| Err(unesc(e))))
+            }
+            ["env", "recstop", sid, status, secs, url] => {
+                let status = match *status {
+                    "completed" => tandem_webhook::RecordingStatus::Completed,
+                    "absent" => tandem_webhook::RecordingStatus::Absent,
+                    x => return Err(bad(n, format!("recording status {x:?}"))),
+                };
+                let secs = secs
+                    .parse()
+                    .map_err(|_| bad(n, "recording seconds".into()))?;
+                env.stops.push_back(Some(Ok(RecordingInfo::stand_in(
+                    &unesc(sid),
+                    &unesc(url),
+                    status,
+                    secs,
+                    "",
+                ))));
+            }
             [at, rest @ ..] => {
                 let at: u64 = at.parse().map_err(|_| bad(n, format!("time {at:?}")))?;
                 let input = parse_input(rest).map_err(|e| bad(n, e))?;

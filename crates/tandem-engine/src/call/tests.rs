@@ -30,6 +30,13 @@ struct EnvState {
     listening: Vec<LegId>,
     bridges: Vec<(LegId, LegId)>,
     plays: Vec<(LegId, u64)>,
+    /// Legs whose voice activity is listened to.
+    voice: Vec<LegId>,
+    /// Recordings: (started at, leg, options); stopped at.
+    recordings: Vec<(Instant, LegId, RecordingOptions)>,
+    stopped: Vec<Instant>,
+    /// What the next recording stops as: seconds of audio (0 = absent).
+    record_secs: u64,
     contacts: HashMap<String, Vec<(String, Peer)>>,
     now: Option<Instant>,
 }
@@ -90,17 +97,59 @@ impl Env for FakeEnv {
     fn listen_dtmf(&mut self, leg: LegId) {
         self.st().listening.push(leg);
     }
+    fn listen_voice(&mut self, leg: LegId, on: bool) {
+        let mut s = self.st();
+        s.voice.retain(|l| *l != leg);
+        if on {
+            s.voice.push(leg);
+        }
+    }
     fn start_recording(
         &mut self,
-        _: &str,
-        _: RecordingOptions,
-        _: LegId,
+        call_sid: &str,
+        opts: RecordingOptions,
+        leg: LegId,
     ) -> Result<env::RecordingStarted, String> {
-        Err("no recordings in the harness".to_owned())
+        if opts.source != crate::recording::RecordingSource::RecordVerb {
+            return Err("no <Dial> recordings in the harness".to_owned());
+        }
+        let mut s = self.st();
+        let now = s.now.expect("clock set");
+        s.recordings.push((now, leg, opts));
+        let n = s.recordings.len();
+        let mut event = RecordingInfo::stand_in(
+            &format!("RE{n:032}"),
+            &format!("http://127.0.0.1:8080/rec/RE{n:032}"),
+            tandem_webhook::RecordingStatus::InProgress,
+            0,
+            call_sid,
+        )
+        .event();
+        event.duration_secs = None;
+        Ok(env::RecordingStarted { event })
     }
     fn record_child(&mut self, _: LegId) {}
     fn stop_recording(&mut self) -> Option<Result<RecordingInfo, String>> {
-        None
+        let mut s = self.st();
+        let now = s.now.expect("clock set");
+        let n = s.recordings.len();
+        if n == s.stopped.len() {
+            return None;
+        }
+        s.stopped.push(now);
+        let secs = s.record_secs;
+        let status = if secs == 0 {
+            tandem_webhook::RecordingStatus::Absent
+        } else {
+            tandem_webhook::RecordingStatus::Completed
+        };
+        Some(Ok(RecordingInfo::stand_in(
+            &format!("RE{n:032}"),
+            &format!("http://127.0.0.1:8080/rec/RE{n:032}"),
+            status,
+            secs,
+            "",
+        )))
     }
     fn close_leg(&mut self, leg: LegId) {
         let mut s = self.st();
@@ -1062,4 +1111,292 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
     h.request_from(callee_bye(15, &branch_tag), peer("127.0.0.20:5060"));
     assert_eq!(answered(&h, 15), [200]);
     assert!(h.action().is_some(), "the callee's BYE ends it");
+}
+
+// ----- <Record> -----
+
+impl Harness {
+    /// The `<Record action>` fetches: (time, parameters).
+    fn record_actions(&self) -> Vec<(Duration, Vec<(String, String)>)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Fetch { req, .. }
+                    if req.reason == tandem_twiml::FetchReason::RecordAction =>
+                {
+                    Some((*at, req.params.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn recording_callbacks(&self) -> Vec<(Duration, tandem_webhook::RecordingStatus)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Recording { event, .. } => Some((*at, event.status)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn caller_leg(&self) -> LegId {
+        self.env.st().open[0]
+    }
+
+    fn voice(&mut self, speaking: bool) {
+        let leg = self.caller_leg();
+        self.msg(CallMsg::Voice(VoiceChange {
+            leg,
+            speaking,
+            at: tokio::time::Instant::from_std(self.now),
+        }));
+    }
+
+    fn key(&mut self, digit: char) {
+        let leg = self.caller_leg();
+        self.msg(CallMsg::Digit(Box::new(DtmfDigit {
+            digit,
+            kind: crate::media_ops::DtmfKind::Rfc4733,
+            leg,
+            at: tokio::time::Instant::from_std(self.now),
+        })));
+    }
+
+    /// The caller speaks for `d`: speech reported now and every KEEPALIVE,
+    /// as the voice tap does.
+    fn speak(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.voice(true);
+            let step = crate::media_ops::KEEPALIVE.min(end - self.now);
+            self.advance(step);
+        }
+    }
+
+    /// The beep (the first playback on the caller's leg) ends now.
+    fn beep_done(&mut self) {
+        let (leg, id) = self.env.st().plays[0];
+        self.media(MediaEvent::InjectionDone { leg, id });
+    }
+}
+
+fn param<'a>(params: &'a [(String, String)], k: &str) -> &'a str {
+    params
+        .iter()
+        .find(|(n, _)| n == k)
+        .map_or("<missing>", |(_, v)| v.as_str())
+}
+
+#[test]
+fn record_beeps_then_records_until_silence_and_posts_the_recording() {
+    let mut h = Harness::start(
+        r#"<Response><Record action="/vm" timeout="3" recordingStatusCallback="/rs" recordingStatusCallbackEvent="in-progress completed"/></Response>"#,
+    );
+    h.env.st().record_secs = 4;
+    let leg = h.caller_leg();
+    assert_eq!(h.env.st().plays, vec![(leg, 1000)], "the beep plays first");
+    assert!(h.env.st().recordings.is_empty(), "not during the beep");
+    h.advance(500 * MS);
+    h.beep_done();
+    {
+        let st = h.env.st();
+        assert_eq!(st.recordings.len(), 1);
+        let (_, rec_leg, opts) = st.recordings[0];
+        assert_eq!(rec_leg, leg);
+        assert_eq!(opts.track, tandem_media::RecordingTrack::Inbound);
+        assert_eq!(opts.layout, tandem_media::ChannelLayout::Mono);
+        assert_eq!(opts.trim, tandem_media::Trim::TrimSilence);
+        assert!(st.voice.contains(&leg), "voice activity listened to");
+    }
+    // Speech from 1 s to 6 s (with a pause shorter than the timeout), then
+    // silence: the recording ends 3 s after the speech ended.
+    h.advance(500 * MS);
+    h.voice(true);
+    h.advance(2 * SEC);
+    h.voice(false); // reported HANGOVER after the last word
+    h.advance(2 * SEC);
+    h.voice(true);
+    h.advance(SEC);
+    h.voice(false);
+    h.advance(10 * SEC);
+    let stopped = h.env.st().stopped.clone();
+    assert_eq!(stopped.len(), 1);
+    let expected = 6 * SEC + 3 * SEC - crate::media_ops::HANGOVER;
+    assert_eq!(stopped[0] - h.t0, expected);
+    assert!(h.env.st().voice.is_empty(), "voice tap removed");
+    let actions = h.record_actions();
+    assert_eq!(actions.len(), 1);
+    let (at, params) = &actions[0];
+    assert_eq!(*at, expected);
+    assert_eq!(param(params, "RecordingDuration"), "4");
+    assert_eq!(param(params, "Digits"), "");
+    assert!(param(params, "RecordingUrl").ends_with(param(params, "RecordingSid")));
+    use tandem_webhook::RecordingStatus as S;
+    assert_eq!(
+        h.recording_callbacks(),
+        vec![(500 * MS, S::InProgress), (expected, S::Completed)]
+    );
+}
+
+#[test]
+fn record_finish_on_key_ends_it_with_the_key() {
+    let mut h = Harness::start(
+        r##"<Response><Record action="/vm" finishOnKey="#" playBeep="false" timeout="0"/></Response>"##,
+    );
+    h.env.st().record_secs = 2;
+    assert!(h.env.st().plays.is_empty(), "no beep");
+    assert_eq!(h.env.st().recordings.len(), 1, "recording at once");
+    assert!(
+        h.env.st().voice.is_empty(),
+        "timeout 0: no silence detection"
+    );
+    h.advance(20 * SEC);
+    h.key('5');
+    assert!(h.env.st().stopped.is_empty(), "5 is not a finishing key");
+    h.advance(SEC);
+    h.key('#');
+    let actions = h.record_actions();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].0, 21 * SEC);
+    assert_eq!(param(&actions[0].1, "Digits"), "#");
+}
+
+#[test]
+fn record_max_length_ends_it_while_the_caller_still_speaks() {
+    let mut h = Harness::start(
+        r#"<Response><Record action="/vm" maxLength="10" playBeep="false"/></Response>"#,
+    );
+    h.env.st().record_secs = 10;
+    h.advance(SEC);
+    h.speak(30 * SEC);
+    assert_eq!(h.env.st().stopped[0] - h.t0, 10 * SEC);
+    assert_eq!(h.record_actions().len(), 1);
+}
+
+#[test]
+fn an_empty_recording_skips_the_action_and_runs_the_next_verb() {
+    let mut h = Harness::start(
+        r#"<Response><Record action="/vm" playBeep="false"/><Say>No message</Say></Response>"#,
+    );
+    h.env.st().record_secs = 0;
+    // Nobody speaks: the default 5 s of silence end it.
+    h.advance(6 * SEC);
+    assert_eq!(h.env.st().stopped[0] - h.t0, 5 * SEC);
+    assert!(h.record_actions().is_empty());
+    let said = h
+        .log
+        .iter()
+        .any(|(_, o)| matches!(o, Output::LoadAudio { prompt: tandem_twiml::Prompt::Say(s), .. } if s.text == "No message"));
+    assert!(said, "the next verb runs");
+}
+
+#[test]
+fn the_caller_hanging_up_during_record_posts_digits_hangup() {
+    let mut h = Harness::start(
+        r#"<Response><Record action="/vm" playBeep="false"/><Say>unreachable</Say></Response>"#,
+    );
+    h.env.st().record_secs = 7;
+    h.advance(SEC);
+    h.speak(7 * SEC);
+    h.caller_bye();
+    assert_eq!(h.env.st().stopped[0] - h.t0, 8 * SEC);
+    let actions = h.record_actions();
+    assert_eq!(actions.len(), 1, "{:?}", h.log);
+    assert_eq!(param(&actions[0].1, "Digits"), "hangup");
+    assert_eq!(param(&actions[0].1, "RecordingDuration"), "7");
+    assert!(h.call.is_done());
+}
+
+#[test]
+fn a_media_timeout_during_record_still_posts_the_recording() {
+    let mut h = Harness::start(
+        r#"<Response><Record action="/vm" playBeep="false" timeout="0"/></Response>"#,
+    );
+    h.env.st().record_secs = 3;
+    h.advance(30 * SEC);
+    let leg = h.caller_leg();
+    h.media(MediaEvent::Timeout {
+        leg,
+        after: 30 * SEC,
+    });
+    assert_eq!(h.byes_to_caller(), 1);
+    let actions = h.record_actions();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(param(&actions[0].1, "Digits"), "hangup");
+    let st = h.env.st();
+    assert!(
+        st.stopped[0] <= st.closed[0].0,
+        "stopped before its leg closed"
+    );
+}
+
+#[test]
+fn a_key_during_the_beep_ends_the_record_with_nothing_recorded() {
+    let mut h = Harness::start(r#"<Response><Record action="/vm"/><Say>Next</Say></Response>"#);
+    h.advance(200 * MS);
+    h.key('1');
+    assert!(h.env.st().recordings.is_empty());
+    assert!(h.record_actions().is_empty());
+    // The beep's late end changes nothing.
+    h.beep_done();
+    assert!(h.env.st().recordings.is_empty());
+}
+
+/// A `<Record>` call's log replays too: the beep's playback, the voice
+/// changes, the key and the recording's sid, URL and duration come from
+/// the log.
+#[test]
+fn a_record_call_log_replays_to_the_same_outputs() {
+    let mut h = Harness::start_full(
+        r#"<Response><Record action="/vm" recordingStatusCallback="/rs" recordingStatusCallbackEvent="in-progress completed"/></Response>"#,
+        caller_invite(&[]),
+        FakeEnv::default(),
+        true,
+    );
+    h.env.st().record_secs = 3;
+    h.advance(500 * MS);
+    h.beep_done();
+    h.advance(SEC);
+    h.voice(true);
+    h.advance(3 * SEC);
+    h.voice(false);
+    h.advance(SEC);
+    h.key('*');
+    h.msg(CallMsg::Fetched(Box::new(Ok((
+        "<Response><Say>Thanks</Say></Response>".into(),
+        None,
+    )))));
+    h.advance(SEC);
+    h.caller_bye();
+    let text = h.events.as_ref().unwrap().text();
+    let replayed = super::replay::replay(&text, config()).expect("the log replays");
+    let original: Vec<(Duration, String)> = h
+        .log
+        .iter()
+        .map(|(at, o)| (*at, super::replay::describe(o)))
+        .collect();
+    assert_eq!(h.record_actions().len(), 1);
+    assert_eq!(replayed, original);
+}
+
+#[test]
+fn a_caller_whose_packets_stop_mid_speech_is_silent_within_a_keepalive() {
+    let mut h = Harness::start(
+        r#"<Response><Record action="/vm" playBeep="false" timeout="2"/></Response>"#,
+    );
+    h.env.st().record_secs = 3;
+    h.advance(SEC);
+    h.voice(true);
+    h.advance(crate::media_ops::KEEPALIVE);
+    h.voice(true);
+    // No packet after this: no end of speech is ever reported.
+    h.advance(30 * SEC);
+    let last = SEC + crate::media_ops::KEEPALIVE;
+    assert_eq!(
+        h.env.st().stopped[0] - h.t0,
+        last + 2 * SEC + crate::media_ops::KEEPALIVE
+    );
+    assert_eq!(h.record_actions().len(), 1);
 }

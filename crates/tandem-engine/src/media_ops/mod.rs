@@ -2,7 +2,8 @@
 //! (`<Number sendDigits>`, `<Play digits>`: RFC 4733 telephone-events when
 //! negotiated, ITU-T Q.23 in-band tones otherwise), DTMF in (RFC 4733
 //! §2.5 receiver and an in-band Goertzel detector on decoded G.711, for
-//! `<Gather>` and `hangupOnStar`), `<Say>` (espeak-ng, cached on disk per
+//! `<Gather>` and `hangupOnStar`), voice activity and the beep for
+//! `<Record>`, `<Say>` (espeak-ng, cached on disk per
 //! text and voice) and `<Play>` (`file://` and `http(s)` WAV or raw μ-law,
 //! cached per URL).
 //!
@@ -18,9 +19,14 @@ mod dtmf_in;
 mod play;
 mod prompt;
 mod say;
+mod voice;
 
 pub use dtmf_in::{DtmfDigit, DtmfKind, DtmfTap, dtmf_tap, fan_out};
 pub use play::{MAX_PLAY_BYTES, PLAY_FETCH_TIMEOUT, PlayCache};
 pub use prompt::{MAX_LOOPS, PromptError, PromptSource, Prompts, PromptsConfig, loop_count};
 pub use say::{MAX_SAY_CHARS, SpeechVoice, espeak_voice};
 pub use tandem_rtp::relay::{DigitsError, DigitsSource, MAX_DIGITS};
+pub use voice::{
+    BEEP, BEEP_HZ, HANGOVER, KEEPALIVE, SPEECH_RMS, VOICED_TO_SPEAK, VoiceChange, VoiceTap, beep,
+    voice_tap,
+};
