@@ -780,11 +780,39 @@ impl Call {
                     self.apply_actions();
                 }
             }
+            Method::Refer => {
+                let response = self.refuse_refer(&request, "callee");
+                self.out.push_back(Output::Respond { stx, response });
+            }
             _ => self.out.push_back(Output::Respond {
                 stx,
                 response: ok(&request),
             }),
         }
+    }
+
+    /// A REFER (transfer) from either party. Tandem does not carry out
+    /// transfers yet, so it is declined (603) rather than answered 200 and
+    /// ignored, which made the referrer believe the transfer happened.
+    /// Without `referUrl` this is what Twilio does too (its error 13802).
+    pub(super) fn refuse_refer(&self, request: &Request, from: &str) -> Response {
+        let target = other_header(&request.headers, "Refer-To").unwrap_or("");
+        let refer_url = self.dial.as_ref().and_then(|d| d.spec.refer_url.as_deref());
+        match refer_url {
+            None => tracing::warn!(
+                from,
+                target,
+                code = 13802,
+                "REFER declined (603): the <Dial> has no referUrl"
+            ),
+            Some(url) => tracing::warn!(
+                from,
+                target,
+                url,
+                "REFER declined (603): transfers through referUrl are not carried out yet"
+            ),
+        }
+        response_to(request, 603, None, None)
     }
 
     /// The caller left (BYE or CANCEL) during a Dial.

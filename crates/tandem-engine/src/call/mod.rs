@@ -906,6 +906,10 @@ impl Call {
                         self.on_caller_digit(d);
                     }
                 }
+                Method::Refer => {
+                    let response = self.refuse_refer(&request, "caller");
+                    self.out.push_back(Output::Respond { stx, response });
+                }
                 _ => self.out.push_back(Output::Respond {
                     stx,
                     response: ok(&request),

@@ -1400,3 +1400,71 @@ fn a_caller_whose_packets_stop_mid_speech_is_silent_within_a_keepalive() {
     );
     assert_eq!(h.record_actions().len(), 1);
 }
+
+/// Regression (issue "Every noun and attribute … acted on"): a REFER from
+/// either party was answered 200 and ignored, so the referrer believed the
+/// transfer happened. Until transfers are carried out it is declined (603),
+/// and the call goes on.
+#[test]
+fn a_refer_from_either_party_is_declined_not_silently_accepted() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+    );
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    let refer = |from: &str, to: String, call_id: &str, via: &str, cseq: u32| {
+        RequestBuilder::new(
+            Method::Refer,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", via, "z9hG4bKrefer")
+        .max_forwards(70)
+        .from(from)
+        .to(to)
+        .call_id(call_id)
+        .cseq(cseq)
+        .header(Header::Other(
+            "Refer-To".into(),
+            "<sip:+15557770000@127.0.0.30>".into(),
+        ))
+        .build()
+    };
+    let answered = |h: &Harness, cseq: u32| {
+        h.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Respond { response, .. }
+                    if response.headers.cseq().is_some_and(|(n, _)| n == cseq) =>
+                {
+                    Some(response.status_code.code())
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let callee_cid = call_id(&h.invites()[0]);
+    let local_tag = h.call.local_tag.clone();
+    let branch_tag = h.invites()[0].headers.from_tag().unwrap().to_owned();
+    h.request_from(
+        refer(
+            "<sip:a@127.0.0.21>;tag=calleetag",
+            format!("<sip:+15551112222@127.0.0.1>;tag={branch_tag}"),
+            &callee_cid,
+            "127.0.0.21:5060",
+            40,
+        ),
+        peer("127.0.0.21:5060"),
+    );
+    h.request(refer(
+        "<sip:+15551112222@127.0.0.9>;tag=caller",
+        format!("<sip:+15550001000@127.0.0.1:5080>;tag={local_tag}"),
+        "caller-call-id",
+        CALLER,
+        41,
+    ));
+    assert_eq!(answered(&h, 40), [603]);
+    assert_eq!(answered(&h, 41), [603]);
+    assert_eq!(h.byes_to_caller(), 0, "the call goes on");
+    assert!(h.action().is_none(), "the Dial goes on");
+}
