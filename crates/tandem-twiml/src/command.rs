@@ -50,6 +50,15 @@ pub enum Event {
         /// As in [`Event::Fetched`].
         final_url: Option<Url>,
     },
+    /// The call moves to this document now, whatever it was waiting for:
+    /// a transfer's `referUrl` answered while a `<Dial>` was bridged (the
+    /// engine ended the Dial without its action). On the caller's leg only.
+    Redirected {
+        /// The parsed document.
+        document: Document,
+        /// The URL it came from; relative URLs in it resolve against it.
+        url: Option<Url>,
+    },
     /// The pending `Fetch` failed (no answer, timeout, 4xx/5xx, not TwiML),
     /// fallback URL included.
     FetchFailed {
@@ -70,6 +79,7 @@ impl Event {
             Self::CallerHangup => "CallerHangup",
             Self::Fetched { .. } => "Fetched",
             Self::FetchedDocument { .. } => "FetchedDocument",
+            Self::Redirected { .. } => "Redirected",
             Self::FetchFailed { .. } => "FetchFailed",
         }
     }
@@ -90,6 +100,10 @@ pub enum FetchReason {
     Redirect,
     /// A noun's `url`: the screening document.
     Screening,
+    /// `<Dial referUrl>` with `ReferTransferTarget`: a bridged callee sent
+    /// a REFER. The engine's own fetch; its answer is fed back as
+    /// [`Event::Redirected`], not as `Fetched`.
+    Refer,
 }
 
 /// A document request for the webhook client. The interpreter adds only the

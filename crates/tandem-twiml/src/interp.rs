@@ -249,6 +249,16 @@ impl Interpreter {
                 self.base = Some(final_url.unwrap_or(url));
                 self.load(document);
             }
+            (wait, Event::Redirected { document, url })
+                if self.mode == Mode::Call && wait != Wait::ErrorMessage =>
+            {
+                tracing::debug!(url = ?url.as_ref().map(Url::as_str), "document replaced");
+                if url.is_some() {
+                    self.base = url;
+                }
+                self.hops = 0;
+                self.load(document);
+            }
             (Wait::Fetch { url }, Event::FetchFailed { reason }) => {
                 tracing::error!(%url, %reason, "TwiML fetch failed");
                 self.application_error();

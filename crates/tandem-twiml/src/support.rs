@@ -66,8 +66,8 @@ pub const MATRIX: &[Entry] = &[
     at("Dial", "recordingStatusCallbackMethod", S),
     at("Dial", "recordingStatusCallbackEvent", S),
     at("Dial", "recordingTrack", S),
-    at("Dial", "referUrl", N),
-    at("Dial", "referMethod", N),
+    at("Dial", "referUrl", S),
+    at("Dial", "referMethod", S),
     at("Dial", "ringTone", S),
     at("Dial", "timeLimit", S),
     at("Dial", "timeout", S),
@@ -203,7 +203,7 @@ mod tests {
     fn lookups_distinguish_known_unknown_and_not_acted_on() {
         assert_eq!(attribute_status("Dial", "timeout"), Some(Status::Supported));
         assert_eq!(
-            attribute_status("Dial", "referUrl"),
+            attribute_status("Dial", "callReason"),
             Some(Status::NotActedOn)
         );
         assert_eq!(attribute_status("Dial", "sendDigits"), None);

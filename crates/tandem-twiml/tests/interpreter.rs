@@ -789,3 +789,28 @@ fn record_action_loops_count_as_caller_verbs() {
         );
     }
 }
+
+#[test]
+fn a_redirect_from_outside_replaces_the_document_during_a_dial() {
+    let mut i = start(
+        r#"<Response><Dial action="/after"><Sip>sip:a@example.com</Sip></Dial><Say>unreachable</Say></Response>"#,
+    );
+    assert_eq!(names(&drain(&mut i)), ["Answer", "Dial"]);
+    let doc = parse(r#"<Response><Dial><Number>+15557770000</Number></Dial></Response>"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cmds = feed(
+        &mut i,
+        Event::Redirected {
+            document: doc,
+            url: Some(url("http://app.example/refer/handler")),
+        },
+    );
+    assert_eq!(names(&cmds), ["Dial"]);
+    assert_eq!(
+        i.document_url().map(Url::as_str),
+        Some("http://app.example/refer/handler")
+    );
+    // The new Dial's outcome goes nowhere but the end of the new document.
+    let cmds = feed(&mut i, outcome(DialCallStatus::Completed, true));
+    assert_eq!(names(&cmds), ["Hangup"]);
+}

@@ -780,10 +780,7 @@ impl Call {
                     self.apply_actions();
                 }
             }
-            Method::Refer => {
-                let response = self.refuse_refer(&request, "callee");
-                self.out.push_back(Output::Respond { stx, response });
-            }
+            Method::Refer => self.on_branch_refer(stx, request, i),
             _ => self.out.push_back(Output::Respond {
                 stx,
                 response: ok(&request),
@@ -791,27 +788,29 @@ impl Call {
         }
     }
 
-    /// A REFER (transfer) from either party. Tandem does not carry out
-    /// transfers yet, so it is declined (603) rather than answered 200 and
-    /// ignored, which made the referrer believe the transfer happened.
-    /// Without `referUrl` this is what Twilio does too (its error 13802).
+    /// A REFER (transfer) Tandem does not carry out (call/transfer.rs):
+    /// declined (603), never answered 200 and ignored, which would make the
+    /// referrer believe the transfer happened. Without `referUrl` this is
+    /// Twilio's error 13802.
     pub(super) fn refuse_refer(&self, request: &Request, from: &str) -> Response {
         let target = other_header(&request.headers, "Refer-To").unwrap_or("");
         let refer_url = self.dial.as_ref().and_then(|d| d.spec.refer_url.as_deref());
-        match refer_url {
-            None => tracing::warn!(
-                from,
-                target,
-                code = 13802,
-                "REFER declined (603): the <Dial> has no referUrl"
-            ),
-            Some(url) => tracing::warn!(
-                from,
-                target,
-                url,
-                "REFER declined (603): transfers through referUrl are not carried out yet"
-            ),
-        }
+        let bridged = self
+            .dial
+            .as_ref()
+            .is_some_and(|d| d.bridged.is_some() && !d.done);
+        let why = if from == "caller" {
+            "a transfer is taken from the called party only"
+        } else if !bridged {
+            "no bridge to transfer"
+        } else if refer_url.is_none() {
+            "the <Dial> has no referUrl (error 13802)"
+        } else if target.is_empty() {
+            "no Refer-To"
+        } else {
+            "another transfer is under way"
+        };
+        tracing::warn!(from, target, why, "REFER declined (603)");
         response_to(request, 603, None, None)
     }
 
@@ -1163,7 +1162,18 @@ impl Call {
         } else {
             self.past.push((self.now + LINGER, d));
         }
-        self.feed(Event::DialOutcome(outcome));
+        self.transfer = None;
+        match self.redirect.take() {
+            // A transfer: the referUrl's document replaces the Dial's action.
+            Some(r) => {
+                let (document, url) = *r;
+                if let Some(u) = &url {
+                    self.document_url = Some(u.clone());
+                }
+                self.feed(Event::Redirected { document, url });
+            }
+            None => self.feed(Event::DialOutcome(outcome)),
+        }
         if self.caller_gone {
             self.finish();
         }

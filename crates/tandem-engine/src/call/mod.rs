@@ -43,6 +43,7 @@ mod screen;
 mod shell;
 #[cfg(test)]
 mod tests;
+mod transfer;
 
 pub(crate) use env::{Env, RealEnv};
 pub(crate) use shell::{Mailbox, mailbox, run};
@@ -95,6 +96,8 @@ pub(crate) enum CallMsg {
     Digit(Box<DtmfDigit>),
     /// A leg started or stopped speaking (`<Record timeout>`).
     Voice(VoiceChange),
+    /// The `referUrl` of a transfer answered (or not).
+    ReferFetched(Box<Fetched>),
     /// Names looked up for a `<Dial>` (host, port, address found).
     Resolved(Vec<(String, u16, Option<SocketAddr>)>),
 }
@@ -291,6 +294,11 @@ pub(crate) struct Call {
     pending_gather: Option<tandem_twiml::Gather>,
     /// The `<Record>` running, if any.
     record: Option<Box<record::RecordVerb>>,
+    /// A REFER waiting for its `referUrl`.
+    transfer: Option<Box<transfer::Transfer>>,
+    /// The document the caller moves to when the current Dial ends (a
+    /// transfer), instead of the Dial's outcome.
+    redirect: Option<Box<(tandem_twiml::Document, Option<Url>)>>,
 }
 
 impl std::fmt::Debug for Call {
@@ -406,6 +414,8 @@ impl Call {
             prompt_queue: VecDeque::new(),
             pending_gather: None,
             record: None,
+            transfer: None,
+            redirect: None,
         })
     }
 
@@ -740,6 +750,7 @@ impl Call {
             },
             CallMsg::Digit(d) => self.on_leg_digit(d.leg, d.digit),
             CallMsg::Voice(c) => self.on_voice(c),
+            CallMsg::ReferFetched(result) => self.on_refer_fetched(*result),
             CallMsg::Resolved(found) => {
                 for (host, port, addr) in found {
                     self.dns.insert((host, port), addr);

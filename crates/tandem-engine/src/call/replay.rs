@@ -176,6 +176,7 @@ impl CallLog {
             }
             CallMsg::AckTimeout { was_2xx } => write!(l, "acktimeout {}", u8::from(*was_2xx)),
             CallMsg::Fetched(r) => write!(l, "fetched {}", fetched_text(r)),
+            CallMsg::ReferFetched(r) => write!(l, "referfetched {}", fetched_text(r)),
             CallMsg::ScreenFetched { call_id, result } => {
                 write!(l, "screen {} {}", esc(call_id), fetched_text(result))
             }
@@ -568,6 +569,9 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
         }),
         ["acktimeout", w] => Input::Msg(CallMsg::AckTimeout { was_2xx: *w == "1" }),
         ["fetched", rest @ ..] => Input::Msg(CallMsg::Fetched(Box::new(parse_fetched(rest)?))),
+        ["referfetched", rest @ ..] => {
+            Input::Msg(CallMsg::ReferFetched(Box::new(parse_fetched(rest)?)))
+        }
         ["screen", call_id, rest @ ..] => Input::Msg(CallMsg::ScreenFetched {
             call_id: unesc(call_id),
             result: Box::new(parse_fetched(rest)?),

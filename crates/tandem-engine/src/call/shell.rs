@@ -405,17 +405,21 @@ impl Shell {
                 req,
                 params,
                 fallback,
-            } => spawn_fetch(
-                &self.ctx,
-                &self.me,
-                req,
-                params,
-                fallback,
-                move |result| match screen {
-                    Some(call_id) => CallMsg::ScreenFetched { call_id, result },
-                    None => CallMsg::Fetched(result),
-                },
-            ),
+            } => {
+                let refer = req.reason == tandem_twiml::FetchReason::Refer;
+                spawn_fetch(
+                    &self.ctx,
+                    &self.me,
+                    req,
+                    params,
+                    fallback,
+                    move |result| match screen {
+                        Some(call_id) => CallMsg::ScreenFetched { call_id, result },
+                        None if refer => CallMsg::ReferFetched(result),
+                        None => CallMsg::Fetched(result),
+                    },
+                )
+            }
             Output::LoadAudio {
                 who,
                 seq,

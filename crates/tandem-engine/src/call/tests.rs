@@ -1468,3 +1468,232 @@ fn a_refer_from_either_party_is_declined_not_silently_accepted() {
     assert_eq!(h.byes_to_caller(), 0, "the call goes on");
     assert!(h.action().is_none(), "the Dial goes on");
 }
+
+impl Harness {
+    /// A REFER from bridged branch 0 (its dialog's tags, its address).
+    fn callee_refer(&mut self, cseq: u32, refer_to: Option<&str>) {
+        let callee_cid = call_id(&self.invites()[0]);
+        let branch_tag = self.invites()[0].headers.from_tag().unwrap().to_owned();
+        let mut b = RequestBuilder::new(
+            Method::Refer,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", "127.0.0.21:5060", "z9hG4bKrefer0")
+        .max_forwards(70)
+        .from("<sip:a@127.0.0.21>;tag=calleetag")
+        .to(format!("<sip:+15551112222@127.0.0.1>;tag={branch_tag}"))
+        .call_id(&callee_cid)
+        .cseq(cseq);
+        if let Some(t) = refer_to {
+            b = b.header(Header::Other("Refer-To".into(), t.into()));
+        }
+        self.request_from(b.build(), peer("127.0.0.21:5060"));
+    }
+
+    /// Bridged branch 0 hangs up (BYE in its dialog).
+    fn callee_bye_now(&mut self) {
+        let callee_cid = call_id(&self.invites()[0]);
+        let branch_tag = self.invites()[0].headers.from_tag().unwrap().to_owned();
+        let bye = RequestBuilder::new(
+            Method::Bye,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", "127.0.0.21:5060", "z9hG4bKbye0")
+        .max_forwards(70)
+        .from("<sip:a@127.0.0.21>;tag=calleetag")
+        .to(format!("<sip:+15551112222@127.0.0.1>;tag={branch_tag}"))
+        .call_id(&callee_cid)
+        .cseq(90)
+        .build();
+        self.request_from(bye, peer("127.0.0.21:5060"));
+    }
+
+    fn answered_cseq(&self, cseq: u32) -> Vec<u16> {
+        self.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Respond { response, .. }
+                    if response.headers.cseq().is_some_and(|(n, _)| n == cseq) =>
+                {
+                    Some(response.status_code.code())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The NOTIFYs sent in branch 0's dialog: (sipfrag, Subscription-State).
+    fn notifies(&self) -> Vec<(String, String)> {
+        let cid = call_id(&self.invites()[0]);
+        self.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Request { request, .. }
+                    if request.method == Method::Notify
+                        && request.headers.call_id() == Some(cid.as_str()) =>
+                {
+                    Some((
+                        String::from_utf8_lossy(&request.body).trim().to_owned(),
+                        other_header(&request.headers, "Subscription-State")
+                            .unwrap_or("")
+                            .to_owned(),
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn refer_fetches(&self) -> Vec<Vec<(String, String)>> {
+        self.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Fetch { req, params, .. }
+                    if req.reason == tandem_twiml::FetchReason::Refer =>
+                {
+                    assert_eq!(req.url.as_str(), "http://app.test/refer");
+                    Some(
+                        params
+                            .iter()
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .collect(),
+                    )
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+const REFER_DIAL: &str = r#"<Response><Dial action="/action" referUrl="/refer"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#;
+
+#[test]
+fn a_callees_refer_moves_the_caller_to_the_refer_urls_document() {
+    let mut h = Harness::start(REFER_DIAL);
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    h.advance(5 * SEC);
+    h.callee_refer(20, Some("<sip:+15557770000@127.0.0.30?X-Ticket=42>"));
+    assert_eq!(h.answered_cseq(20), [202]);
+    assert_eq!(
+        h.notifies(),
+        [(
+            "SIP/2.0 100 Trying".to_owned(),
+            "active;expires=60".to_owned()
+        )]
+    );
+    let fetches = h.refer_fetches();
+    assert_eq!(fetches.len(), 1);
+    assert_eq!(
+        param(&fetches[0], "ReferTransferTarget"),
+        "sip:+15557770000@127.0.0.30?X-Ticket=42"
+    );
+    assert_eq!(param(&fetches[0], "CallStatus"), "in-progress");
+    assert_eq!(h.sent(Method::Bye, &call_id(&h.invites()[0])).len(), 0);
+    // The application answers with a Dial to the target.
+    h.advance(50 * MS);
+    h.msg(CallMsg::ReferFetched(Box::new(Ok((
+        r#"<Response><Dial><Sip>sip:target@127.0.0.30:5060</Sip></Dial></Response>"#.into(),
+        Some(Url::parse("http://app.test/refer").unwrap()),
+    )))));
+    assert_eq!(
+        h.notifies()[1],
+        (
+            "SIP/2.0 200 OK".to_owned(),
+            "terminated;reason=noresource".to_owned()
+        )
+    );
+    assert_eq!(h.sent(Method::Bye, &call_id(&h.invites()[0])).len(), 1);
+    assert!(h.action().is_none(), "the Dial's action is not requested");
+    let invites = h.invites();
+    assert_eq!(invites.len(), 2, "the caller is dialled to the target");
+    assert_eq!(invites[1].uri.to_string(), "sip:target@127.0.0.30:5060");
+    assert_eq!(h.byes_to_caller(), 0, "the caller stays");
+    // The new Dial bridges; its action (none) ends the document.
+    h.advance(100 * MS);
+    let cid = call_id(&invites[1]);
+    let mut r = response_to(&invites[1], 200, None, Some("target"));
+    r.headers
+        .push(Header::Contact("<sip:target@127.0.0.30:5060>".into()));
+    r.headers
+        .push(Header::ContentType("application/sdp".into()));
+    r.body = SDP.to_vec();
+    h.msg(CallMsg::Response {
+        response: Box::new(r),
+        source: None,
+    });
+    assert!(
+        h.sent(Method::Ack, &cid).len() == 1,
+        "the target is bridged"
+    );
+}
+
+#[test]
+fn a_failed_refer_url_leaves_the_bridge_up() {
+    let mut h = Harness::start(REFER_DIAL);
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    h.callee_refer(20, Some("<sip:b@127.0.0.30>"));
+    h.msg(CallMsg::ReferFetched(Box::new(Err("HTTP 500".into()))));
+    assert_eq!(
+        h.notifies().last().cloned(),
+        Some((
+            "SIP/2.0 503 Service Unavailable".to_owned(),
+            "terminated;reason=noresource".to_owned()
+        ))
+    );
+    assert_eq!(h.sent(Method::Bye, &call_id(&h.invites()[0])).len(), 0);
+    assert!(h.action().is_none(), "the Dial goes on");
+    // A document that does not parse fails the same way, on a second REFER.
+    h.callee_refer(21, Some("<sip:b@127.0.0.30>"));
+    assert_eq!(h.answered_cseq(21), [202]);
+    h.msg(CallMsg::ReferFetched(Box::new(Ok((
+        "<Respons>".into(),
+        None,
+    )))));
+    assert_eq!(h.notifies().len(), 4);
+    assert_eq!(h.sent(Method::Bye, &call_id(&h.invites()[0])).len(), 0);
+    // Without a Refer-To, or while one waits, a REFER is declined.
+    h.callee_refer(22, None);
+    assert_eq!(h.answered_cseq(22), [603]);
+    h.callee_refer(23, Some("<sip:b@127.0.0.30>"));
+    h.callee_refer(24, Some("<sip:c@127.0.0.30>"));
+    assert_eq!(h.answered_cseq(24), [603]);
+    // The callee hangs up before the referUrl answers: nothing moves.
+    h.callee_bye_now();
+    h.msg(CallMsg::ReferFetched(Box::new(Ok((
+        "<Response><Hangup/></Response>".into(),
+        None,
+    )))));
+    let (_, action) = h.action().expect("the Dial ended by the callee's BYE");
+    assert_eq!(action["DialCallStatus"], "completed");
+}
+
+/// A transfer's call log replays: the REFER, the referUrl's answer.
+#[test]
+fn a_transfer_call_log_replays_to_the_same_outputs() {
+    let mut h = Harness::start_full(REFER_DIAL, caller_invite(&[]), FakeEnv::default(), true);
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    h.advance(SEC);
+    h.callee_refer(20, Some("<sip:+15557770000@127.0.0.30>"));
+    h.advance(30 * MS);
+    h.msg(CallMsg::ReferFetched(Box::new(Ok((
+        r#"<Response><Dial><Sip>sip:target@127.0.0.30:5060</Sip></Dial></Response>"#.into(),
+        None,
+    )))));
+    h.advance(SEC);
+    h.caller_bye();
+    let text = h.events.as_ref().unwrap().text();
+    let replayed = super::replay::replay(&text, config()).expect("the log replays");
+    let original: Vec<(Duration, String)> = h
+        .log
+        .iter()
+        .map(|(at, o)| (*at, super::replay::describe(o)))
+        .collect();
+    assert_eq!(h.invites().len(), 2);
+    assert_eq!(replayed, original);
+}
