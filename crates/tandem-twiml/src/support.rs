@@ -58,7 +58,7 @@ pub const MATRIX: &[Entry] = &[
     at("Dial", "action", S),
     at("Dial", "answerOnBridge", S),
     at("Dial", "callerId", S),
-    at("Dial", "callReason", N),
+    at("Dial", "callReason", S),
     at("Dial", "hangupOnStar", S),
     at("Dial", "method", S),
     at("Dial", "record", S),
@@ -203,7 +203,7 @@ mod tests {
     fn lookups_distinguish_known_unknown_and_not_acted_on() {
         assert_eq!(attribute_status("Dial", "timeout"), Some(Status::Supported));
         assert_eq!(
-            attribute_status("Dial", "callReason"),
+            attribute_status("Number", "machineDetection"),
             Some(Status::NotActedOn)
         );
         assert_eq!(attribute_status("Dial", "sendDigits"), None);

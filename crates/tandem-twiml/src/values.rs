@@ -342,10 +342,12 @@ pub(crate) fn parse_url(v: &str) -> Result<String, &'static str> {
 
 /// `callReason`: at most 50 characters.
 pub(crate) fn parse_call_reason(v: &str) -> Result<String, &'static str> {
-    if v.chars().count() <= 50 {
-        Ok(v.to_owned())
+    // It becomes the callee's Subject header: one line, no control
+    // characters (a CR/LF would inject headers).
+    if v.chars().count() <= 50 && !v.chars().any(char::is_control) {
+        Ok(v.trim().to_owned())
     } else {
-        Err("at most 50 characters")
+        Err("at most 50 characters, no control characters")
     }
 }
 
@@ -498,6 +500,8 @@ mod tests {
         assert_eq!(parse_caller_id("client:joey"), Ok("client:joey".into()));
         assert!(parse_caller_id("a b").is_err());
         assert_eq!(parse_finish_on_key(""), Ok(None));
+        assert_eq!(parse_call_reason(" Delivery "), Ok("Delivery".to_owned()));
+        assert!(parse_call_reason("a\r\nX-Evil: 1").is_err());
         assert_eq!(parse_finish_on_keys(" #*1#"), Ok("#*1".to_owned()));
         assert_eq!(parse_finish_on_keys(""), Ok(String::new()));
         assert!(parse_finish_on_keys("#a").is_err());

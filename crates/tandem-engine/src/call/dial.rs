@@ -217,7 +217,7 @@ impl Call {
             };
             for target in targets {
                 let b = match target {
-                    Ok(t) => self.build_branch(noun, t, &caller_id),
+                    Ok(t) => self.build_branch(noun, t, &caller_id, spec.call_reason.as_deref()),
                     Err(code) => Err(code),
                 };
                 branches.push(match b {
@@ -382,6 +382,7 @@ impl Call {
         noun: &Noun,
         target: Target,
         caller_id: &str,
+        call_reason: Option<&str>,
     ) -> Result<Branch, u16> {
         let Target {
             uri,
@@ -407,6 +408,11 @@ impl Call {
             .contact(self.contact());
         for (k, v) in extra {
             b = b.header(Header::Other(k, v));
+        }
+        // `callReason`: RFC 3261's Subject ("the nature of the call"), which
+        // phones show and filters read; validated to one line of ≤ 50.
+        if let Some(reason) = call_reason {
+            b = b.header(Header::Subject(reason.into()));
         }
         if let Noun::Client(c) = noun {
             for (k, v) in &c.parameters {

@@ -1697,3 +1697,28 @@ fn a_transfer_call_log_replays_to_the_same_outputs() {
     assert_eq!(h.invites().len(), 2);
     assert_eq!(replayed, original);
 }
+
+/// `callReason` reaches every callee as the INVITE's Subject.
+#[test]
+fn call_reason_is_the_callees_subject() {
+    let h = Harness::start(
+        r#"<Response><Dial callReason="Your order #42"><Sip>sip:a@127.0.0.21:5060</Sip><Sip>sip:b@127.0.0.22:5060</Sip></Dial></Response>"#,
+    );
+    let invites = h.invites();
+    assert_eq!(invites.len(), 2);
+    for i in &invites {
+        let subject = i.headers.iter().find_map(|h| match h {
+            Header::Subject(s) => Some(rsip::headers::UntypedHeader::value(s).to_owned()),
+            _ => None,
+        });
+        assert_eq!(subject.as_deref(), Some("Your order #42"));
+    }
+    let plain =
+        Harness::start(r#"<Response><Dial><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#);
+    assert!(
+        !plain.invites()[0]
+            .headers
+            .iter()
+            .any(|h| matches!(h, Header::Subject(_)))
+    );
+}
