@@ -19,9 +19,12 @@
 //! - [`wav`], [`recorder`]: crash-safe mono/dual-channel WAV recording and
 //!   [`repair`] of files left by a crash.
 //! - [`player`]: WAV and raw μ-law prompts resampled to the leg's rate.
+//! - [`amd`]: answering-machine detection for `machineDetection`
+//!   ([`AmdDetector`]; `docs/amd.md`).
 //!
 //! `docs/media.md` describes the rules (alignment, crash safety, tone table).
 
+pub mod amd;
 pub mod codec;
 pub mod dtmf;
 pub mod g711;
@@ -33,6 +36,7 @@ pub mod rfc4733;
 pub mod tones;
 pub mod wav;
 
+pub use amd::{AmdConfig, AmdDetector, AmdMode, AmdResult, AnsweredBy};
 pub use codec::{Codec, CodecError, Decoder, Encoder, Transcoder};
 pub use dtmf::{DetectedDigit, DtmfDetector, InbandDigits};
 pub use player::{Player, PlayerError, Prompt};
