@@ -10,6 +10,7 @@ use std::time::Instant;
 use tandem_media::codec::{Codec, Transcoder};
 use tandem_media::dtmf::DtmfDetector;
 use tandem_media::g711;
+use tandem_media::mixer::{Mixer, PartyId};
 use tandem_media::recorder::{ChannelLayout, Leg, Recorder, RecorderConfig, RecordingTrack, Trim};
 use tandem_media::tones::{RingTone, Ringback};
 
@@ -101,6 +102,26 @@ fn main() {
         narrow.clear();
         down.process(black_box(&wide_in), &mut narrow);
     });
+    // Conference mixer: every party pushes one frame, then one tick.
+    for (parties, wide) in [(10u32, 0u32), (50, 0), (10, 2)] {
+        let mut m = Mixer::new();
+        let wide_pcm: Vec<i16> = (0..960)
+            .map(|k| (8000.0 * (k as f32 * 0.131).sin()) as i16)
+            .collect();
+        for id in 0..parties {
+            let rate = if id < wide { 48_000 } else { 8000 };
+            m.add_party(PartyId(id), rate).unwrap();
+        }
+        let name = format!("mixer tick, {parties} parties ({wide} at 48 kHz)");
+        time(&name, 10_000, |_| {
+            for id in 0..parties {
+                let frame: &[i16] = if id < wide { &wide_pcm } else { &pcm };
+                m.push(PartyId(id), black_box(frame)).unwrap();
+            }
+            m.tick();
+            black_box(m.output(PartyId(parties - 1)).unwrap());
+        });
+    }
     if let Ok(mut t) = Transcoder::new(Codec::Pcmu, Codec::Opus) {
         time("transcode PCMU -> Opus (resample + encode)", 5_000, |_| {
             t.transcode(black_box(&ulaw), &mut outs).unwrap();

@@ -19,6 +19,10 @@
 //! - [`wav`], [`recorder`]: crash-safe mono/dual-channel WAV recording and
 //!   [`repair`] of files left by a crash.
 //! - [`player`]: WAV and raw μ-law prompts resampled to the leg's rate.
+//! - [`mixer`]: the N-1 conference mixer for `<Conference>` ([`Mixer`]),
+//!   8 kHz mix, 8 and 48 kHz parties, bounded jitter buffers, mute and
+//!   coach (`docs/media.md`, "Conference mixer"); not yet wired into the
+//!   engine.
 //! - [`amd`]: answering-machine detection for `machineDetection`
 //!   ([`AmdDetector`]; `docs/amd.md`).
 //!
@@ -29,6 +33,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod goertzel;
+pub mod mixer;
 pub mod player;
 pub mod recorder;
 pub mod resample;
@@ -39,6 +44,7 @@ pub mod wav;
 pub use amd::{AmdConfig, AmdDetector, AmdMode, AmdResult, AnsweredBy};
 pub use codec::{Codec, CodecError, Decoder, Encoder, Transcoder};
 pub use dtmf::{DetectedDigit, DtmfDetector, InbandDigits};
+pub use mixer::{MIX_RATE, Mixer, MixerError, PartyId, PartyStats};
 pub use player::{Player, PlayerError, Prompt};
 pub use recorder::{
     ChannelLayout, Leg, RecordError, Recorder, RecorderConfig, RecorderStats, RecordingSink,
