@@ -317,6 +317,20 @@ impl Harness {
         self.now - self.t0
     }
 
+    /// The call's event log replays to the same outputs at the same
+    /// virtual times; returns how many outputs there were.
+    fn assert_replays(&self) -> usize {
+        let text = self.events.as_ref().expect("a logged call").text();
+        let replayed = super::replay::replay(&text, config()).expect("the log replays");
+        let original: Vec<(Duration, String)> = self
+            .log
+            .iter()
+            .map(|(at, o)| (*at, super::replay::describe(o)))
+            .collect();
+        assert_eq!(replayed, original);
+        original.len()
+    }
+
     fn drain(&mut self) {
         while let Some(o) = self.call.poll_output() {
             self.log.push((self.at(), o));
@@ -927,15 +941,8 @@ fn a_call_log_replays_to_the_same_outputs_at_the_same_times() {
     })));
     h.advance(8 * SEC);
     h.caller_bye();
-    let text = h.events.as_ref().unwrap().text();
-    let replayed = super::replay::replay(&text, config()).expect("the log replays");
-    let original: Vec<(Duration, String)> = h
-        .log
-        .iter()
-        .map(|(at, o)| (*at, super::replay::describe(o)))
-        .collect();
-    assert!(original.len() > 10, "{original:#?}");
-    assert_eq!(replayed, original);
+    let outputs = h.assert_replays();
+    assert!(outputs > 10, "{outputs}");
 }
 
 /// A log from another build or a truncated file says what is wrong.
@@ -1036,19 +1043,6 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
     h.msg(CallMsg::Ack);
-    let answered = |h: &Harness, cseq: u32| {
-        h.log
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Output::Respond { response, .. }
-                    if response.headers.cseq().is_some_and(|(n, _)| n == cseq) =>
-                {
-                    Some(response.status_code.code())
-                }
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
     let callee_cid = call_id(&h.invites()[0]);
     let callee_bye = |cseq: u32, local_tag: &str| {
         RequestBuilder::new(
@@ -1067,7 +1061,7 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
     let tag = h.call.local_tag.clone();
     let branch_tag = h.invites()[0].headers.from_tag().unwrap().to_owned();
     h.request_from(callee_bye(11, &branch_tag), peer("198.51.100.66:5060"));
-    assert_eq!(answered(&h, 11), [403]);
+    assert_eq!(h.answered_cseq(11), [403]);
     let caller_bye = |cseq: u32, tag: &str| {
         RequestBuilder::new(
             Method::Bye,
@@ -1082,7 +1076,7 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
         .build()
     };
     h.request_from(caller_bye(12, &tag), peer("198.51.100.66:5060"));
-    assert_eq!(answered(&h, 12), [403]);
+    assert_eq!(h.answered_cseq(12), [403]);
     assert_eq!(h.byes_to_caller(), 0, "the call goes on");
     assert!(h.action().is_none(), "the Dial goes on");
     // Over TCP the tags alone decide (a TCP peer's address is not forged blind).
@@ -1091,7 +1085,7 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
         addr: "198.51.100.66:5060".parse().unwrap(),
     };
     h.request_from(caller_bye(13, "guess"), tcp);
-    assert_eq!(answered(&h, 13), [481]);
+    assert_eq!(h.answered_cseq(13), [481]);
     // Another address of the same trunk may send in the caller's dialog.
     let info = RequestBuilder::new(
         Method::Info,
@@ -1105,11 +1099,11 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
     .cseq(14)
     .build();
     h.request_from(info, peer("127.0.0.8:5060"));
-    assert_eq!(answered(&h, 14), [200]);
+    assert_eq!(h.answered_cseq(14), [200]);
     assert!(h.action().is_none());
     // The callee may send from the host its 2xx named (127.0.0.20).
     h.request_from(callee_bye(15, &branch_tag), peer("127.0.0.20:5060"));
-    assert_eq!(answered(&h, 15), [200]);
+    assert_eq!(h.answered_cseq(15), [200]);
     assert!(h.action().is_some(), "the callee's BYE ends it");
 }
 
@@ -1370,15 +1364,8 @@ fn a_record_call_log_replays_to_the_same_outputs() {
     )))));
     h.advance(SEC);
     h.caller_bye();
-    let text = h.events.as_ref().unwrap().text();
-    let replayed = super::replay::replay(&text, config()).expect("the log replays");
-    let original: Vec<(Duration, String)> = h
-        .log
-        .iter()
-        .map(|(at, o)| (*at, super::replay::describe(o)))
-        .collect();
     assert_eq!(h.record_actions().len(), 1);
-    assert_eq!(replayed, original);
+    h.assert_replays();
 }
 
 #[test]
@@ -1430,19 +1417,6 @@ fn a_refer_from_either_party_is_declined_not_silently_accepted() {
         ))
         .build()
     };
-    let answered = |h: &Harness, cseq: u32| {
-        h.log
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Output::Respond { response, .. }
-                    if response.headers.cseq().is_some_and(|(n, _)| n == cseq) =>
-                {
-                    Some(response.status_code.code())
-                }
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
     let callee_cid = call_id(&h.invites()[0]);
     let local_tag = h.call.local_tag.clone();
     let branch_tag = h.invites()[0].headers.from_tag().unwrap().to_owned();
@@ -1463,8 +1437,8 @@ fn a_refer_from_either_party_is_declined_not_silently_accepted() {
         CALLER,
         41,
     ));
-    assert_eq!(answered(&h, 40), [603]);
-    assert_eq!(answered(&h, 41), [603]);
+    assert_eq!(h.answered_cseq(40), [603]);
+    assert_eq!(h.answered_cseq(41), [603]);
     assert_eq!(h.byes_to_caller(), 0, "the call goes on");
     assert!(h.action().is_none(), "the Dial goes on");
 }
@@ -1687,15 +1661,8 @@ fn a_transfer_call_log_replays_to_the_same_outputs() {
     )))));
     h.advance(SEC);
     h.caller_bye();
-    let text = h.events.as_ref().unwrap().text();
-    let replayed = super::replay::replay(&text, config()).expect("the log replays");
-    let original: Vec<(Duration, String)> = h
-        .log
-        .iter()
-        .map(|(at, o)| (*at, super::replay::describe(o)))
-        .collect();
     assert_eq!(h.invites().len(), 2);
-    assert_eq!(replayed, original);
+    h.assert_replays();
 }
 
 /// `callReason` reaches every callee as the INVITE's Subject.
