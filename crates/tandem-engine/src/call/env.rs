@@ -90,6 +90,23 @@ pub(crate) trait Env: Send {
     fn dial_ended(&mut self, status: tandem_types::DialCallStatus);
 }
 
+/// What a tap reports joins the call's own queue, in order with its SIP
+/// events; the task ends when the tap is dropped (taken off, or its leg
+/// closed) or the call is gone.
+fn forward<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+    me: Mailbox,
+    msg: impl Fn(T) -> CallMsg + Send + 'static,
+) {
+    tokio::spawn(async move {
+        while let Some(x) = rx.recv().await {
+            if !me.send(msg(x)) {
+                break;
+            }
+        }
+    });
+}
+
 /// [`Env`] on tandem-rtp legs, the engine's recordings and registrar.
 pub(crate) struct RealEnv {
     ctx: Arc<Ctx>,
@@ -276,17 +293,10 @@ impl Env for RealEnv {
         if s.dtmf.is_some() {
             return;
         }
-        let (tap, mut rx) = dtmf_tap(32);
+        let (tap, rx) = dtmf_tap(32);
         s.dtmf = Some(tap);
         s.retap();
-        // Digits join the call's own queue, in order with its SIP events.
-        tokio::spawn(async move {
-            while let Some(d) = rx.recv().await {
-                if !me.send(CallMsg::Digit(Box::new(d))) {
-                    break;
-                }
-            }
-        });
+        forward(rx, me, |d| CallMsg::Digit(Box::new(d)));
     }
 
     fn listen_voice(&mut self, leg: LegId, on: bool) {
@@ -301,18 +311,10 @@ impl Env for RealEnv {
         if s.voice.is_some() {
             return;
         }
-        let (tap, mut rx) = voice_tap(16);
+        let (tap, rx) = voice_tap(16);
         s.voice = Some(tap);
         s.retap();
-        // Changes join the call's own queue, in order with its digits; the
-        // task ends when the tap is dropped (off, or the leg closed).
-        tokio::spawn(async move {
-            while let Some(c) = rx.recv().await {
-                if !me.send(CallMsg::Voice(c)) {
-                    break;
-                }
-            }
-        });
+        forward(rx, me, CallMsg::Voice);
     }
 
     fn start_recording(

@@ -116,19 +116,22 @@ impl Call {
         let Some(r) = &mut self.record else { return };
         r.recording = true;
         r.ends_at = Some(now + Duration::from_secs(u64::from(r.spec.max_length)));
-        if r.spec.timeout > 0 {
+        let silence_ends = r.spec.timeout > 0;
+        if silence_ends {
             r.silence_until = Some(now + Duration::from_secs(u64::from(r.spec.timeout)));
         }
-        if let Some((url, method, events)) = r.callback.clone()
-            && events.contains(&RecordingStatus::InProgress)
-        {
+        let callback = r
+            .callback
+            .clone()
+            .filter(|(_, _, events)| events.contains(&RecordingStatus::InProgress));
+        if let Some((url, method, _)) = callback {
             self.out.push_back(Output::Recording {
                 url,
                 method,
                 event: Box::new(started.event),
             });
         }
-        if r_timeout(&self.record) > 0 {
+        if silence_ends {
             self.env.listen_voice(leg, true);
         }
     }
@@ -225,8 +228,4 @@ impl Call {
         }
         self.feed(Event::Recorded(outcome));
     }
-}
-
-fn r_timeout(r: &Option<Box<RecordVerb>>) -> u32 {
-    r.as_ref().map_or(0, |r| r.spec.timeout)
 }
