@@ -787,6 +787,11 @@ impl Call {
                 }
             }
             Method::Refer => self.on_branch_refer(stx, request, i),
+            Method::Update => self.answer_update(stx, &request, Some(i)),
+            Method::Subscribe => self.out.push_back(Output::Respond {
+                stx,
+                response: super::bad_event(&request),
+            }),
             _ => self.out.push_back(Output::Respond {
                 stx,
                 response: ok(&request),

@@ -921,6 +921,11 @@ impl Call {
                     let response = self.refuse_refer(&request, "caller");
                     self.out.push_back(Output::Respond { stx, response });
                 }
+                Method::Update => self.answer_update(stx, &request, None),
+                Method::Subscribe => self.out.push_back(Output::Respond {
+                    stx,
+                    response: bad_event(&request),
+                }),
                 _ => self.out.push_back(Output::Respond {
                     stx,
                     response: ok(&request),
@@ -987,6 +992,13 @@ impl Call {
             self.on_screen_digit(i, digit);
         }
     }
+}
+
+/// An in-dialog SUBSCRIBE: Tandem serves no event package (RFC 6665
+/// §3.1.6.1 answers 489 Bad Event; `Allow-Events` lists none).
+fn bad_event(request: &Request) -> Response {
+    tracing::info!("in-dialog SUBSCRIBE: no event package served, 489");
+    response_to(request, 489, None, None)
 }
 
 /// A DTMF digit from SIP INFO (`application/dtmf-relay` `Signal=5`, or `application/dtmf` `5`).

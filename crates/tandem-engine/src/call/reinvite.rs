@@ -131,4 +131,43 @@ impl Call {
             }
         }
     }
+
+    /// An in-dialog UPDATE (RFC 3311) from the caller or from branch `i`.
+    /// With an SDP offer it is answered in its 2xx, from Tandem's anchored
+    /// leg, and the change is offered on like a re-INVITE's; an offer that
+    /// cannot be answered gets 488 (and the session stays as it was).
+    /// Without a body it only refreshes the session: 200.
+    pub(super) fn answer_update(
+        &mut self,
+        stx: ServerTx,
+        request: &Request,
+        from_child: Option<usize>,
+    ) {
+        let offer = has_sdp(&request.headers, &request.body);
+        let answer = if offer && self.env.has_media() {
+            self.relay_reinvite(from_child, request)
+        } else {
+            None
+        };
+        let response = match (offer && self.env.has_media(), answer) {
+            (true, None) => {
+                tracing::warn!("UPDATE offer cannot be answered: 488");
+                response_to(request, 488, None, None)
+            }
+            (_, answer) => {
+                let mut r = response_to(request, 200, None, None);
+                r.headers.push(Header::Contact(self.contact().into()));
+                if let Some(sdp) = answer {
+                    if from_child.is_none() {
+                        self.answer_sdp = Some(sdp.clone());
+                    }
+                    r.headers
+                        .push(Header::ContentType("application/sdp".into()));
+                    r.body = sdp;
+                }
+                r
+            }
+        };
+        self.out.push_back(Output::Respond { stx, response });
+    }
 }

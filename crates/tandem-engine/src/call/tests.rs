@@ -1689,3 +1689,86 @@ fn call_reason_is_the_callees_subject() {
             .any(|h| matches!(h, Header::Subject(_)))
     );
 }
+
+/// Regression (issue "Next to a real PBX …"): an UPDATE with an SDP offer
+/// got 200 without an answer, and a SUBSCRIBE 200 while nothing was
+/// subscribed. The offer is answered (and passed on as a re-INVITE), a
+/// bodiless UPDATE is a plain 200, a SUBSCRIBE gets 489 Bad Event.
+#[test]
+fn update_offers_are_answered_and_subscribe_is_a_bad_event() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+    );
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    let local_tag = h.call.local_tag.clone();
+    let caller_req = |method: Method, cseq: u32, sdp: bool| {
+        let b = RequestBuilder::new(
+            method,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", CALLER, &format!("z9hG4bKupd{cseq}"))
+        .max_forwards(70)
+        .from("<sip:+15551112222@127.0.0.9>;tag=caller")
+        .to(format!("<sip:+15550001000@127.0.0.1:5080>;tag={local_tag}"))
+        .call_id("caller-call-id")
+        .cseq(cseq)
+        .contact(format!("<sip:alice@{CALLER}>"));
+        if sdp {
+            b.body("application/sdp", SDP.to_vec()).build()
+        } else {
+            b.build()
+        }
+    };
+    let response_of = |h: &Harness, cseq: u32| {
+        h.log.iter().find_map(|(_, o)| match o {
+            Output::Respond { response, .. }
+                if response.headers.cseq().is_some_and(|(n, _)| n == cseq) =>
+            {
+                Some(response.clone())
+            }
+            _ => None,
+        })
+    };
+    let callee_cid = call_id(&h.invites()[0]);
+    let reinvites_before = h.sent(Method::Invite, &callee_cid).len();
+    h.request(caller_req(Method::Update, 30, true));
+    let r = response_of(&h, 30).expect("answered");
+    assert_eq!(r.status_code.code(), 200);
+    assert!(
+        has_sdp(&r.headers, &r.body),
+        "the offer is answered in the 200"
+    );
+    assert_eq!(
+        h.sent(Method::Invite, &callee_cid).len(),
+        reinvites_before + 1,
+        "the change is offered on to the callee"
+    );
+    h.request(caller_req(Method::Update, 31, false));
+    let r = response_of(&h, 31).expect("answered");
+    assert_eq!(r.status_code.code(), 200);
+    assert!(r.body.is_empty());
+    h.request(caller_req(Method::Subscribe, 32, false));
+    assert_eq!(h.answered_cseq(32), [489]);
+    // The same from the callee's side.
+    let branch_tag = h.invites()[0].headers.from_tag().unwrap().to_owned();
+    let update = RequestBuilder::new(
+        Method::Update,
+        rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+    )
+    .via("UDP", "127.0.0.21:5060", "z9hG4bKcalleeupd")
+    .max_forwards(70)
+    .from("<sip:a@127.0.0.21>;tag=calleetag")
+    .to(format!("<sip:+15551112222@127.0.0.1>;tag={branch_tag}"))
+    .call_id(&callee_cid)
+    .cseq(33)
+    .contact("<sip:a@127.0.0.21:5060>")
+    .body("application/sdp", SDP.to_vec())
+    .build();
+    h.request_from(update, peer("127.0.0.21:5060"));
+    let r = response_of(&h, 33).expect("answered");
+    assert_eq!(r.status_code.code(), 200);
+    assert!(has_sdp(&r.headers, &r.body));
+    assert_eq!(h.byes_to_caller(), 0, "the call goes on");
+}
