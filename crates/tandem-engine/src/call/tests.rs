@@ -1444,20 +1444,25 @@ fn a_refer_from_either_party_is_declined_not_silently_accepted() {
 }
 
 impl Harness {
-    /// A REFER from bridged branch 0 (its dialog's tags, its address).
-    fn callee_refer(&mut self, cseq: u32, refer_to: Option<&str>) {
+    /// A request in bridged branch 0's dialog, from the callee (its tags).
+    fn callee_request(&self, method: Method, cseq: u32) -> RequestBuilder {
         let callee_cid = call_id(&self.invites()[0]);
         let branch_tag = self.invites()[0].headers.from_tag().unwrap().to_owned();
-        let mut b = RequestBuilder::new(
-            Method::Refer,
+        RequestBuilder::new(
+            method,
             rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
         )
-        .via("UDP", "127.0.0.21:5060", "z9hG4bKrefer0")
+        .via("UDP", "127.0.0.21:5060", &format!("z9hG4bKcallee{cseq}"))
         .max_forwards(70)
         .from("<sip:a@127.0.0.21>;tag=calleetag")
         .to(format!("<sip:+15551112222@127.0.0.1>;tag={branch_tag}"))
         .call_id(&callee_cid)
-        .cseq(cseq);
+        .cseq(cseq)
+    }
+
+    /// A REFER from bridged branch 0 (its dialog's tags, its address).
+    fn callee_refer(&mut self, cseq: u32, refer_to: Option<&str>) {
+        let mut b = self.callee_request(Method::Refer, cseq);
         if let Some(t) = refer_to {
             b = b.header(Header::Other("Refer-To".into(), t.into()));
         }
@@ -1466,19 +1471,7 @@ impl Harness {
 
     /// Bridged branch 0 hangs up (BYE in its dialog).
     fn callee_bye_now(&mut self) {
-        let callee_cid = call_id(&self.invites()[0]);
-        let branch_tag = self.invites()[0].headers.from_tag().unwrap().to_owned();
-        let bye = RequestBuilder::new(
-            Method::Bye,
-            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
-        )
-        .via("UDP", "127.0.0.21:5060", "z9hG4bKbye0")
-        .max_forwards(70)
-        .from("<sip:a@127.0.0.21>;tag=calleetag")
-        .to(format!("<sip:+15551112222@127.0.0.1>;tag={branch_tag}"))
-        .call_id(&callee_cid)
-        .cseq(90)
-        .build();
+        let bye = self.callee_request(Method::Bye, 90).build();
         self.request_from(bye, peer("127.0.0.21:5060"));
     }
 
@@ -1752,20 +1745,11 @@ fn update_offers_are_answered_and_subscribe_is_a_bad_event() {
     h.request(caller_req(Method::Subscribe, 32, false));
     assert_eq!(h.answered_cseq(32), [489]);
     // The same from the callee's side.
-    let branch_tag = h.invites()[0].headers.from_tag().unwrap().to_owned();
-    let update = RequestBuilder::new(
-        Method::Update,
-        rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
-    )
-    .via("UDP", "127.0.0.21:5060", "z9hG4bKcalleeupd")
-    .max_forwards(70)
-    .from("<sip:a@127.0.0.21>;tag=calleetag")
-    .to(format!("<sip:+15551112222@127.0.0.1>;tag={branch_tag}"))
-    .call_id(&callee_cid)
-    .cseq(33)
-    .contact("<sip:a@127.0.0.21:5060>")
-    .body("application/sdp", SDP.to_vec())
-    .build();
+    let update = h
+        .callee_request(Method::Update, 33)
+        .contact("<sip:a@127.0.0.21:5060>")
+        .body("application/sdp", SDP.to_vec())
+        .build();
     h.request_from(update, peer("127.0.0.21:5060"));
     let r = response_of(&h, 33).expect("answered");
     assert_eq!(r.status_code.code(), 200);
