@@ -54,6 +54,8 @@ pub(crate) struct Ctx {
     pub docs: DashMap<std::path::PathBuf, CachedDoc>,
     /// Admission control and throttles.
     pub admission: Admission,
+    /// `<Conference>` rooms.
+    pub rooms: Arc<crate::conference::Rooms>,
 }
 
 /// A local TwiML file as last read.
@@ -178,6 +180,10 @@ impl Engine {
                 metrics: Arc::new(Metrics::default()),
                 docs: DashMap::new(),
                 admission: Admission::new(cfg.limits, std::time::Instant::now()),
+                rooms: Arc::new(crate::conference::Rooms::new(
+                    callbacks.clone(),
+                    cfg.account_sid.clone(),
+                )),
                 cfg: Arc::new(cfg),
                 ep,
                 webhook,
@@ -205,6 +211,14 @@ impl Engine {
         state.extra_metrics = Some(Arc::new(move |out: &mut String| {
             endpoint_metrics(&ctx.ep.stats(), out);
             admission_metrics(&ctx.admission, out);
+            use std::fmt::Write as _;
+            let _ = write!(
+                out,
+                "# HELP tandem_conferences Conference rooms open.\n\
+                 # TYPE tandem_conferences gauge\n\
+                 tandem_conferences {}\n",
+                ctx.rooms.len()
+            );
         }));
         crate::http::spawn(addr, state).await
     }

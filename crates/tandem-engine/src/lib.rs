@@ -3,6 +3,7 @@
 
 mod admission;
 mod call;
+mod conference;
 pub mod config;
 mod engine;
 pub mod fork;

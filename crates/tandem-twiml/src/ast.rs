@@ -206,8 +206,8 @@ pub enum Noun {
     Client(Client),
     /// `<Sip>`.
     Sip(Sip),
-    /// `<Conference>` (parsed, not acted on).
-    Conference(Named),
+    /// `<Conference>`: join a room (the only noun of its `<Dial>`).
+    Conference(Box<Conference>),
     /// `<Queue>` (parsed, not acted on).
     Queue(Named),
 }
@@ -376,11 +376,131 @@ impl Sip {
     }
 }
 
-/// `<Conference>` / `<Queue>`: a name (attributes are noted, not kept).
+/// `<Queue>`: a name (attributes are noted, not kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Named {
-    /// The room or queue name.
+    /// The queue name.
     pub name: String,
+}
+
+/// `<Conference beep>`: which arrivals and departures the room hears a
+/// beep for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConferenceBeep {
+    /// Both (`true`, the default).
+    #[default]
+    Both,
+    /// Neither (`false`).
+    Off,
+    /// Arrivals only (`onEnter`).
+    OnEnter,
+    /// Departures only (`onExit`).
+    OnExit,
+}
+
+impl ConferenceBeep {
+    /// Whether a party joining is announced.
+    pub fn on_enter(self) -> bool {
+        matches!(self, Self::Both | Self::OnEnter)
+    }
+
+    /// Whether a party leaving is announced.
+    pub fn on_exit(self) -> bool {
+        matches!(self, Self::Both | Self::OnExit)
+    }
+}
+
+/// `<Conference statusCallbackEvent>` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConferenceEvent {
+    /// `start`: the conference started (`conference-start`).
+    Start,
+    /// `end`: it ended (`conference-end`).
+    End,
+    /// `join`: a participant joined (`participant-join`).
+    Join,
+    /// `leave`: a participant left (`participant-leave`).
+    Leave,
+    /// `mute`: muted or unmuted (`participant-mute` / `-unmute`).
+    Mute,
+    /// `hold`: held or unheld (`participant-hold` / `-unhold`).
+    Hold,
+    /// `modify`: a participant's settings changed (`participant-modify`).
+    Modify,
+    /// `speaker`: a participant started or stopped speaking
+    /// (`participant-speech-start` / `-stop`).
+    Speaker,
+    /// `announcement`: an announcement ended (`announcement-end`).
+    Announcement,
+}
+
+/// `<Conference>` and its attributes. `Default` gives Twilio's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conference {
+    /// The room's name (rooms are per account: one Tandem, one namespace).
+    pub name: String,
+    /// `muted` (false): heard by no one, hears everyone.
+    pub muted: bool,
+    /// `beep` (true).
+    pub beep: ConferenceBeep,
+    /// `startConferenceOnEnter` (true).
+    pub start_conference_on_enter: bool,
+    /// `endConferenceOnExit` (false).
+    pub end_conference_on_exit: bool,
+    /// `waitUrl`: what a participant hears until the conference starts;
+    /// `None` (also `waitUrl=""`) is silence.
+    pub wait_url: Option<String>,
+    /// `waitMethod` (POST).
+    pub wait_method: Method,
+    /// `maxParticipants` (250, 2..=250).
+    pub max_participants: u32,
+    /// `record`: `record-from-start` or `do-not-record` (the default).
+    pub record: bool,
+    /// `trim` (trim-silence).
+    pub trim: Trim,
+    /// `recordingStatusCallback`.
+    pub recording_status_callback: Option<String>,
+    /// `recordingStatusCallbackMethod` (POST).
+    pub recording_status_callback_method: Method,
+    /// `recordingStatusCallbackEvent` (completed).
+    pub recording_status_callback_event: Vec<RecordingStatus>,
+    /// `statusCallback`: the conference's events, for the first participant
+    /// whose `<Conference>` names one.
+    pub status_callback: Option<String>,
+    /// `statusCallbackMethod` (POST).
+    pub status_callback_method: Method,
+    /// `statusCallbackEvent` (`start end` when absent).
+    pub status_callback_event: Vec<ConferenceEvent>,
+    /// `participantLabel` (at most 128 characters).
+    pub participant_label: Option<String>,
+    /// `coach`: the CallSid of the participant this one coaches.
+    pub coach: Option<String>,
+}
+
+impl Conference {
+    /// A room with Twilio's defaults.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            muted: false,
+            beep: ConferenceBeep::Both,
+            start_conference_on_enter: true,
+            end_conference_on_exit: false,
+            wait_url: None,
+            wait_method: Method::Post,
+            max_participants: 250,
+            record: false,
+            trim: Trim::TrimSilence,
+            recording_status_callback: None,
+            recording_status_callback_method: Method::Post,
+            recording_status_callback_event: vec![RecordingStatus::Completed],
+            status_callback: None,
+            status_callback_method: Method::Post,
+            status_callback_event: vec![ConferenceEvent::Start, ConferenceEvent::End],
+            participant_label: None,
+            coach: None,
+        }
+    }
 }
 
 /// `<Say>`.

@@ -104,6 +104,9 @@ pub enum FetchReason {
     /// a REFER. The engine's own fetch; its answer is fed back as
     /// [`Event::Redirected`], not as `Fetched`.
     Refer,
+    /// A `<Conference waitUrl>`: what the participant hears until the
+    /// conference starts. The engine's own fetch, played on its own.
+    ConferenceWait,
 }
 
 /// A document request for the webhook client. The interpreter adds only the
@@ -153,8 +156,10 @@ pub enum Command {
     /// [`Event::Recorded`]. `action` is resolved (the document's URL when
     /// the verb had none).
     Record(Record),
-    /// Ring the nouns (only Number, Client, Sip; URLs resolved); answer
-    /// with [`Event::DialOutcome`].
+    /// Ring the nouns (only Number, Client, Sip; URLs resolved), or join
+    /// the one `<Conference>` (the caller already answered); answer with
+    /// [`Event::DialOutcome`] (`answered` for a conference, without
+    /// `DialCallSid` and `DialCallDuration`).
     Dial(Dial),
     /// End the call. On a caller never answered (only after an unbridged
     /// `answerOnBridge` dial) the engine ends it with a final response.

@@ -2,7 +2,10 @@
 //! attribute tables of the reference pages, the ten-noun limit, identity and
 //! SIP URI rules.
 
-use crate::ast::{Client, Dial, MachineDetectionOptions, Named, Noun, NounOptions, Number, Sip};
+use crate::ast::{
+    Client, Conference, ConferenceBeep, ConferenceEvent, Dial, MachineDetectionOptions, Named,
+    Noun, NounOptions, Number, Sip,
+};
 use crate::error::ParseError;
 use crate::parse::{Ctx, non_blank};
 use crate::values::{self, PhoneNumber};
@@ -118,7 +121,8 @@ impl Ctx<'_> {
             "Number" => self.number(e).map(Noun::Number),
             "Client" => self.client(e).map(Noun::Client),
             "Sip" => self.sip(e).map(Noun::Sip),
-            "Conference" | "Queue" => {
+            "Conference" => self.conference(e).map(|c| Noun::Conference(Box::new(c))),
+            "Queue" => {
                 let (name, offset) = self.text_only(e)?;
                 if name.is_empty() {
                     return Err(ParseError::MissingContent {
@@ -131,15 +135,82 @@ impl Ctx<'_> {
                 for attr in &e.attrs {
                     self.note(crate::ast::NoticeKind::NotActedOn, &e.name, Some(attr));
                 }
-                let named = Named { name };
-                Ok(if e.name == "Queue" {
-                    Noun::Queue(named)
-                } else {
-                    Noun::Conference(named)
-                })
+                Ok(Noun::Queue(Named { name }))
             }
             _ => Err(self.invalid_child(dial, e)),
         }
+    }
+
+    fn conference(&mut self, e: &Element) -> Result<Conference, ParseError> {
+        let (name, _) = self.text_only(e)?;
+        if name.is_empty() {
+            return Err(ParseError::MissingContent {
+                element: e.name.clone(),
+                expected: "a name",
+                at: self.pos(e.offset),
+            });
+        }
+        if name.chars().count() > 128 || name.chars().any(char::is_control) {
+            return Err(ParseError::MissingContent {
+                element: e.name.clone(),
+                expected: "a name of at most 128 characters without control characters",
+                at: self.pos(e.offset),
+            });
+        }
+        let mut c = Conference::new(name);
+        for attr in &e.attrs {
+            match attr.name.as_str() {
+                "muted" => c.muted = self.value(e, attr, values::parse_bool)?,
+                "beep" => c.beep = self.value(e, attr, parse_conference_beep)?,
+                "startConferenceOnEnter" => {
+                    c.start_conference_on_enter = self.value(e, attr, values::parse_bool)?
+                }
+                "endConferenceOnExit" => {
+                    c.end_conference_on_exit = self.value(e, attr, values::parse_bool)?
+                }
+                "waitUrl" => {
+                    c.wait_url = if attr.value.trim().is_empty() {
+                        None
+                    } else {
+                        Some(self.value(e, attr, values::parse_url)?)
+                    }
+                }
+                "waitMethod" => c.wait_method = self.value(e, attr, values::parse_method)?,
+                "maxParticipants" => {
+                    c.max_participants =
+                        self.range(e, attr, 2, 250, "an integer 2..=250 (participants)")?
+                }
+                "record" => c.record = self.value(e, attr, parse_conference_record)?,
+                "trim" => c.trim = self.value(e, attr, values::parse_trim)?,
+                "recordingStatusCallback" => {
+                    c.recording_status_callback = Some(self.value(e, attr, values::parse_url)?)
+                }
+                "recordingStatusCallbackMethod" => {
+                    c.recording_status_callback_method =
+                        self.value(e, attr, values::parse_method)?
+                }
+                "recordingStatusCallbackEvent" => {
+                    c.recording_status_callback_event =
+                        self.value(e, attr, values::parse_recording_events)?
+                }
+                "statusCallback" => {
+                    c.status_callback = Some(self.value(e, attr, values::parse_url)?)
+                }
+                "statusCallbackMethod" => {
+                    c.status_callback_method = self.value(e, attr, values::parse_method)?
+                }
+                "statusCallbackEvent" => {
+                    c.status_callback_event = self.value(e, attr, parse_conference_events)?
+                }
+                "participantLabel" => {
+                    c.participant_label = Some(self.value(e, attr, parse_label)?)
+                }
+                "coach" => c.coach = Some(self.value(e, attr, parse_call_sid)?),
+                _ => {}
+            }
+        }
+        self.note_attrs(e);
+        Ok(c)
     }
 
     /// The url, method and statusCallback* attributes shared by the nouns;
@@ -427,6 +498,68 @@ fn percent_decode(s: &str) -> Result<String, &'static str> {
         }
     }
     String::from_utf8(out).map_err(|_| BAD)
+}
+
+fn parse_conference_beep(v: &str) -> Result<ConferenceBeep, &'static str> {
+    match v.trim() {
+        b if b.eq_ignore_ascii_case("true") => Ok(ConferenceBeep::Both),
+        b if b.eq_ignore_ascii_case("false") => Ok(ConferenceBeep::Off),
+        b if b.eq_ignore_ascii_case("onEnter") => Ok(ConferenceBeep::OnEnter),
+        b if b.eq_ignore_ascii_case("onExit") => Ok(ConferenceBeep::OnExit),
+        _ => Err("true, false, onEnter or onExit"),
+    }
+}
+
+fn parse_conference_record(v: &str) -> Result<bool, &'static str> {
+    match v.trim() {
+        r if r.eq_ignore_ascii_case("record-from-start") => Ok(true),
+        r if r.eq_ignore_ascii_case("do-not-record") => Ok(false),
+        _ => Err("record-from-start or do-not-record"),
+    }
+}
+
+fn parse_conference_events(v: &str) -> Result<Vec<ConferenceEvent>, &'static str> {
+    const EXPECTED: &str =
+        "start end join leave mute hold modify speaker announcement, separated by spaces or commas";
+    let mut out = Vec::new();
+    for word in v.split([' ', ',']).filter(|w| !w.is_empty()) {
+        let ev = match word.to_ascii_lowercase().as_str() {
+            "start" => ConferenceEvent::Start,
+            "end" => ConferenceEvent::End,
+            "join" => ConferenceEvent::Join,
+            "leave" => ConferenceEvent::Leave,
+            "mute" => ConferenceEvent::Mute,
+            "hold" => ConferenceEvent::Hold,
+            "modify" => ConferenceEvent::Modify,
+            "speaker" => ConferenceEvent::Speaker,
+            "announcement" => ConferenceEvent::Announcement,
+            _ => return Err(EXPECTED),
+        };
+        if !out.contains(&ev) {
+            out.push(ev);
+        }
+    }
+    if out.is_empty() {
+        return Err(EXPECTED);
+    }
+    Ok(out)
+}
+
+fn parse_label(v: &str) -> Result<String, &'static str> {
+    let v = v.trim();
+    if v.is_empty() || v.chars().count() > 128 || v.chars().any(char::is_control) {
+        return Err("1 to 128 characters without control characters");
+    }
+    Ok(v.to_owned())
+}
+
+fn parse_call_sid(v: &str) -> Result<String, &'static str> {
+    let v = v.trim();
+    let ok = v.len() == 34 && v.starts_with("CA") && v[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !ok {
+        return Err("a CallSid (CA and 32 hexadecimal digits)");
+    }
+    Ok(v.to_owned())
 }
 
 #[cfg(test)]

@@ -498,8 +498,19 @@ impl Interpreter {
             None => None,
         };
         let method = dial.method;
+        if matches!(dial.nouns.first(), Some(crate::ast::Noun::Conference(_))) {
+            // A conference always answers the caller (Twilio has no
+            // answerOnBridge for rooms) and ends when the caller leaves it.
+            if self.resolve_dial_urls(&mut dial).is_none() {
+                return self.application_error();
+            }
+            self.ensure_answered();
+            self.commands.push_back(Command::Dial(dial));
+            self.wait = Wait::Dial { action, method };
+            return;
+        }
         if dial.dialable().next().is_none() {
-            // <Conference>/<Queue>: parsed, not acted on; the dial fails.
+            // <Queue>: parsed, not acted on; the dial fails.
             tracing::warn!("<Dial> has only nouns Tandem does not dial; DialCallStatus=failed");
             self.wait = Wait::Running;
             let failed = DialOutcome {
@@ -539,6 +550,11 @@ impl Interpreter {
         for noun in &mut dial.nouns {
             if let crate::ast::Noun::Number(number) = noun {
                 fix(&mut number.machine_detection.status_callback)?;
+            }
+            if let crate::ast::Noun::Conference(c) = noun {
+                fix(&mut c.wait_url)?;
+                fix(&mut c.status_callback)?;
+                fix(&mut c.recording_status_callback)?;
             }
             if let Some(options) = noun.options_mut() {
                 fix(&mut options.url)?;

@@ -41,8 +41,9 @@ mod values;
 mod xml;
 
 pub use ast::{
-    Client, Dial, Document, Gather, MachineDetectionOptions, Named, Notice, NoticeKind, Noun,
-    NounOptions, Number, Pause, Play, Prompt, Record, Redirect, Reject, Say, Sip, Verb,
+    Client, Conference, ConferenceBeep, ConferenceEvent, Dial, Document, Gather,
+    MachineDetectionOptions, Named, Notice, NoticeKind, Noun, NounOptions, Number, Pause, Play,
+    Prompt, Record, Redirect, Reject, Say, Sip, Verb,
 };
 pub use command::{
     Command, DialCallStatus, DialOutcome, Event, FetchReason, FetchRequest, Outcome, RecordOutcome,

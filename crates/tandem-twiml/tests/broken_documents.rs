@@ -670,3 +670,37 @@ fn twiml_cannot_inject_sip_headers() {
         assert!(parse(&xml).is_ok(), "{good}");
     }
 }
+
+#[test]
+fn conference_attributes_out_of_range_are_errors_at_their_attribute() {
+    for (attr, bad) in [
+        ("beep", "maybe"),
+        ("muted", "yes"),
+        ("maxParticipants", "1"),
+        ("maxParticipants", "251"),
+        ("coach", "CA123"),
+        ("statusCallbackEvent", "begin"),
+        ("statusCallbackEvent", ""),
+        ("record", "record-from-answer"),
+        ("participantLabel", ""),
+        ("waitMethod", "PUT"),
+    ] {
+        let xml = format!(
+            r#"<Response><Dial><Conference {attr}="{bad}">room</Conference></Dial></Response>"#
+        );
+        let e = err(&xml);
+        assert!(
+            matches!(&e, ParseError::InvalidAttribute { attribute, .. } if attribute == attr),
+            "{attr}={bad:?}: {e:?}"
+        );
+        assert_eq!(pos(&e), at(&xml, attr), "{attr}");
+    }
+    let long = "r".repeat(129);
+    let e = err(&format!(
+        "<Response><Dial><Conference>{long}</Conference></Dial></Response>"
+    ));
+    assert!(
+        matches!(&e, ParseError::MissingContent { element, .. } if element == "Conference"),
+        "{e:?}"
+    );
+}

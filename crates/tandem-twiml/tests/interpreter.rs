@@ -440,14 +440,42 @@ fn relative_url_without_a_document_url_is_an_application_error() {
 }
 
 #[test]
-fn dial_of_only_a_conference_fails_without_ringing() {
+fn dial_of_only_a_queue_fails_without_ringing() {
     let mut i =
-        start(r#"<Response><Dial action="/after"><Conference>room</Conference></Dial></Response>"#);
+        start(r#"<Response><Dial action="/after"><Queue>support</Queue></Dial></Response>"#);
     let cmds = drain(&mut i);
     let fetch = fetch_of(&cmds);
     assert_eq!(
         fetch.params[0],
         ("DialCallStatus".to_owned(), "failed".to_owned())
+    );
+}
+
+#[test]
+fn a_conference_answers_then_joins_and_answered_goes_to_the_action() {
+    let mut i = start(
+        r#"<Response><Dial action="/after" answerOnBridge="true"><Conference waitUrl="hold.xml" statusCallback="/conf">room</Conference></Dial></Response>"#,
+    );
+    let cmds = drain(&mut i);
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    assert_eq!(cmds[0], Command::Answer, "a room always answers the caller");
+    let Command::Dial(d) = &cmds[1] else {
+        panic!("{cmds:?}")
+    };
+    let tandem_twiml::Noun::Conference(c) = &d.nouns[0] else {
+        panic!()
+    };
+    assert_eq!(c.wait_url.as_deref(), Some("http://app.example/hold.xml"));
+    assert_eq!(
+        c.status_callback.as_deref(),
+        Some("http://app.example/conf")
+    );
+    let cmds = feed(&mut i, outcome(DialCallStatus::Answered, true));
+    let fetch = fetch_of(&cmds);
+    assert_eq!(fetch.url.as_str(), "http://app.example/after");
+    assert_eq!(
+        fetch.params[0],
+        ("DialCallStatus".to_owned(), "answered".to_owned())
     );
 }
 

@@ -2,7 +2,7 @@
 //! parses to the typed tree the page describes.
 
 use tandem_twiml::{
-    CallProgressEvent, Client, Dial, Document, Method, Named, Noun, NounOptions, Number,
+    CallProgressEvent, Client, Conference, Dial, Document, Method, Noun, NounOptions, Number,
     PhoneNumber, RecordMode, RecordingStatus, Say, Sip, Verb, parse,
 };
 
@@ -193,7 +193,7 @@ fn dial_page_number_noun_equals_plain_text() {
 }
 
 #[test]
-fn dial_page_conference_with_dual_recording_is_parsed_not_acted_on() {
+fn dial_page_conference_with_dual_recording() {
     let doc = parse_ok(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Response>
@@ -206,16 +206,12 @@ recordingStatusCallback="www.myexample.com">
     let expected = Dial {
         record: RecordMode::RecordFromRingingDual,
         recording_status_callback: Some("www.myexample.com".into()),
-        ..dial(vec![Noun::Conference(Named {
-            name: "myteamroom".into(),
-        })])
+        ..dial(vec![Noun::Conference(Box::new(Conference::new(
+            "myteamroom",
+        )))])
     };
     assert_eq!(doc.verbs, vec![Verb::Dial(expected)]);
-    let noted: Vec<_> = doc
-        .not_acted_on()
-        .map(|n| (n.element.as_str(), n.value.as_str()))
-        .collect();
-    assert_eq!(noted, vec![("Conference", "myteamroom")]);
+    assert_eq!(doc.not_acted_on().count(), 0);
 }
 
 #[test]
@@ -461,4 +457,51 @@ fn dial_page_japanese_edition_examples_indented() {
         ..dial(vec![Noun::Number(number("+14151234567"))])
     };
     assert_eq!(doc.verbs, vec![Verb::Dial(expected)]);
+}
+
+#[test]
+fn conference_attributes_are_typed_with_twilios_defaults() {
+    use tandem_twiml::{ConferenceBeep, ConferenceEvent};
+    let doc = parse_ok(
+        r#"<Response><Dial><Conference muted="true" beep="onExit" startConferenceOnEnter="false"
+        endConferenceOnExit="true" waitUrl="/hold" waitMethod="GET" maxParticipants="10"
+        statusCallback="/conf" statusCallbackMethod="GET" statusCallbackEvent="start,join speaker"
+        participantLabel="customer" coach="CA0123456789abcdef0123456789abcdef">Sales</Conference></Dial></Response>"#,
+    );
+    let Verb::Dial(d) = &doc.verbs[0] else {
+        panic!()
+    };
+    let Noun::Conference(c) = &d.nouns[0] else {
+        panic!()
+    };
+    let mut want = Conference::new("Sales");
+    want.muted = true;
+    want.beep = ConferenceBeep::OnExit;
+    want.start_conference_on_enter = false;
+    want.end_conference_on_exit = true;
+    want.wait_url = Some("/hold".into());
+    want.wait_method = Method::Get;
+    want.max_participants = 10;
+    want.status_callback = Some("/conf".into());
+    want.status_callback_method = Method::Get;
+    want.status_callback_event = vec![
+        ConferenceEvent::Start,
+        ConferenceEvent::Join,
+        ConferenceEvent::Speaker,
+    ];
+    want.participant_label = Some("customer".into());
+    want.coach = Some("CA0123456789abcdef0123456789abcdef".into());
+    assert_eq!(**c, want);
+    assert_eq!(doc.not_acted_on().count(), 0);
+    // waitUrl="" is silence, not an error.
+    let doc =
+        parse_ok(r#"<Response><Dial><Conference waitUrl="">r</Conference></Dial></Response>"#);
+    let Verb::Dial(d) = &doc.verbs[0] else {
+        panic!()
+    };
+    let Noun::Conference(c) = &d.nouns[0] else {
+        panic!()
+    };
+    assert_eq!(c.wait_url, None);
+    assert_eq!(c.trim, tandem_twiml::Trim::TrimSilence);
 }

@@ -162,6 +162,9 @@ impl Call {
     /// looked up are asked for first (`Output::Resolve`); the Dial starts
     /// when they are back.
     pub(super) fn start_dial(&mut self, spec: tandem_twiml::Dial) {
+        if matches!(spec.nouns.first(), Some(Noun::Conference(_))) {
+            return self.start_conference(spec);
+        }
         let dests: Vec<(usize, Dest)> = spec
             .nouns
             .iter()
@@ -827,6 +830,9 @@ impl Call {
 
     /// The caller left (BYE or CANCEL) during a Dial.
     pub(super) fn caller_left(&mut self) {
+        if self.in_conference() {
+            return self.conference_over(DialCallStatus::Answered, true);
+        }
         if self.dial.as_ref().and_then(|d| d.bridged).is_some() {
             self.end_bridge(true);
             return;

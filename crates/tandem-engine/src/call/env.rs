@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::shell::Mailbox;
 use super::{Audio, CallMsg};
+use crate::conference::{JoinSpec, Membership};
 use crate::engine::Ctx;
 use crate::media::{LegError, MediaLeg};
 use crate::media_ops::{DigitsSource, DtmfTap, VoiceTap, dtmf_tap, fan_out, voice_tap};
@@ -88,6 +89,23 @@ pub(crate) trait Env: Send {
     fn contacts(&self, identity: &str) -> Vec<(String, Peer)>;
     /// Counters: a Dial ended with this status.
     fn dial_ended(&mut self, status: tandem_types::DialCallStatus);
+    /// Puts `leg` in a conference room; the room's start and end come back
+    /// as `CallMsg::Room`. Audio flows once [`Env::conference_audio`] is
+    /// called (the room started, the wait music stopped).
+    fn join_conference(&mut self, leg: LegId, spec: JoinSpec) -> Result<Joined, String>;
+    /// The room's mix plays on the leg in the room, and its audio is heard.
+    fn conference_audio(&mut self);
+    /// Takes the leg out of its room (no-op when in none).
+    fn leave_conference(&mut self);
+}
+
+/// A participant in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Joined {
+    /// The room had started (or this participant started it).
+    pub started: bool,
+    /// `ConferenceSid`.
+    pub conference_sid: String,
 }
 
 /// What a tap reports joins the call's own queue, in order with its SIP
@@ -121,6 +139,8 @@ pub(crate) struct RealEnv {
     /// (kept in the box they lived in: no move of a ~1 KB slot).
     #[allow(clippy::vec_box, reason = "the slots are moved out of `legs` as boxes")]
     closing: Vec<Box<LegSlot>>,
+    /// The room the caller is in, with its leg and the mix's injection.
+    room: Option<Box<(LegId, Membership, Option<Injection>)>>,
 }
 
 /// A leg and what listens on its one tap slot.
@@ -129,6 +149,7 @@ struct LegSlot {
     dtmf: Option<Arc<DtmfTap>>,
     rec: Option<Arc<dyn Tap>>,
     voice: Option<Arc<VoiceTap>>,
+    room: Option<Arc<dyn Tap>>,
 }
 
 impl LegSlot {
@@ -142,6 +163,9 @@ impl LegSlot {
         }
         if let Some(v) = &self.voice {
             taps.push(v.clone());
+        }
+        if let Some(r) = &self.room {
+            taps.push(r.clone());
         }
         let tap = match taps.len() {
             0 => None,
@@ -162,6 +186,7 @@ impl RealEnv {
             playing: HashMap::new(),
             recording: None,
             closing: Vec::new(),
+            room: None,
         }
     }
 
@@ -201,6 +226,7 @@ impl Env for RealEnv {
                 dtmf: None,
                 rec: None,
                 voice: None,
+                room: None,
             }),
         );
         Ok(id)
@@ -391,5 +417,52 @@ impl Env for RealEnv {
 
     fn dial_ended(&mut self, status: tandem_types::DialCallStatus) {
         self.ctx.metrics.dial_ended(status);
+    }
+
+    fn join_conference(&mut self, leg: LegId, spec: JoinSpec) -> Result<Joined, String> {
+        self.leave_conference();
+        if !self.legs.contains_key(&leg) {
+            return Err("no media leg to join with".to_owned());
+        }
+        let m = self
+            .ctx
+            .rooms
+            .join(spec, self.me.clone())
+            .map_err(|e| e.to_string())?;
+        let joined = Joined {
+            started: m.started(),
+            conference_sid: m.conference_sid().to_owned(),
+        };
+        self.room = Some(Box::new((leg, m, None)));
+        Ok(joined)
+    }
+
+    fn conference_audio(&mut self) {
+        let Some(room) = self.room.as_deref_mut() else {
+            return;
+        };
+        let (leg, m, injection) = room;
+        let Some(s) = self.legs.get_mut(leg) else {
+            return;
+        };
+        if s.room.is_none() {
+            s.room = Some(m.tap());
+            s.retap();
+        }
+        if injection.is_none() {
+            *injection = Some(s.media.leg.inject(m.source()));
+        }
+    }
+
+    fn leave_conference(&mut self) {
+        let Some(room) = self.room.take() else { return };
+        let (leg, m, injection) = *room;
+        drop(injection);
+        if let Some(s) = self.legs.get_mut(&leg)
+            && s.room.take().is_some()
+        {
+            s.retap();
+        }
+        drop(m);
     }
 }

@@ -33,6 +33,7 @@ use crate::config::EngineConfig;
 use crate::gather::Gathering;
 use crate::media_ops::{DigitsSource, DtmfDigit, PromptSource, VoiceChange};
 
+mod conference;
 mod dial;
 mod env;
 mod prompts;
@@ -98,6 +99,10 @@ pub(crate) enum CallMsg {
     Voice(VoiceChange),
     /// The `referUrl` of a transfer answered (or not).
     ReferFetched(Box<Fetched>),
+    /// A `<Conference waitUrl>` answered (or not).
+    WaitFetched(Box<Fetched>),
+    /// The conference room the caller is in started or ended.
+    Room(crate::conference::RoomMsg),
     /// Names looked up for a `<Dial>` (host, port, address found).
     Resolved(Vec<(String, u16, Option<SocketAddr>)>),
 }
@@ -156,6 +161,8 @@ pub(crate) enum Output {
 pub(crate) enum Who {
     Caller,
     Branch(usize),
+    /// The caller, for a `<Conference waitUrl>` prompt.
+    Wait,
 }
 
 /// Audio loaded for a verb, ready to inject.
@@ -299,6 +306,8 @@ pub(crate) struct Call {
     /// The document the caller moves to when the current Dial ends (a
     /// transfer), instead of the Dial's outcome.
     redirect: Option<Box<(tandem_twiml::Document, Option<Url>)>>,
+    /// The `<Conference>` the caller is in.
+    conference: Option<Box<conference::InConference>>,
 }
 
 impl std::fmt::Debug for Call {
@@ -416,6 +425,7 @@ impl Call {
             record: None,
             transfer: None,
             redirect: None,
+            conference: None,
         })
     }
 
@@ -450,7 +460,7 @@ impl Call {
     /// Whether the call is over: nothing left to run, no branch owing a
     /// final response. The shell drops it then.
     pub(crate) fn is_done(&self) -> bool {
-        self.finished && self.past.is_empty() && self.dial.is_none()
+        self.finished && self.past.is_empty() && self.dial.is_none() && !self.in_conference()
     }
 
     fn call_info(&self, status: tandem_webhook::CallStatus) -> tandem_webhook::CallInfo {
@@ -487,6 +497,9 @@ impl Call {
         };
         take(self.pause_until);
         take(self.gather.as_ref().map(Gathering::deadline));
+        for t in self.conference_deadlines() {
+            take(t);
+        }
         if let Some(r) = &self.record {
             for d in r.deadlines() {
                 take(d);
@@ -751,6 +764,8 @@ impl Call {
             CallMsg::Digit(d) => self.on_leg_digit(d.leg, d.digit),
             CallMsg::Voice(c) => self.on_voice(c),
             CallMsg::ReferFetched(result) => self.on_refer_fetched(*result),
+            CallMsg::WaitFetched(result) => self.on_wait_fetched(*result),
+            CallMsg::Room(msg) => self.on_room(msg),
             CallMsg::Resolved(found) => {
                 for (host, port, addr) in found {
                     self.dns.insert((host, port), addr);
@@ -800,6 +815,7 @@ impl Call {
         }
         self.record_timers(t);
         self.screen_timers(t);
+        self.conference_timers(t);
         let limit_hit = self
             .dial
             .as_ref()

@@ -18,7 +18,7 @@ impl Call {
 
     fn leg_of(&self, who: Who) -> Option<LegId> {
         match who {
-            Who::Caller => self.media,
+            Who::Caller | Who::Wait => self.media,
             Who::Branch(i) => self.dial.as_ref().and_then(|d| d.branches[i].media),
         }
     }
@@ -32,6 +32,7 @@ impl Call {
             let until = self.now + Duration::from_secs(u64::from(p.length));
             match who {
                 Who::Caller => self.pause_until = Some(until),
+                Who::Wait => self.wait_pause(until),
                 Who::Branch(i) => {
                     if let Some(s) = self.screen_mut(i) {
                         s.pause_until = Some(until);
@@ -54,6 +55,13 @@ impl Call {
                 Some(s) => {
                     s.seq = seq;
                     s.document_url.clone()
+                }
+                None => return,
+            },
+            Who::Wait => match self.wait_slots() {
+                Some((s, _, url)) => {
+                    *s = seq;
+                    url
                 }
                 None => return,
             },
@@ -83,6 +91,7 @@ impl Call {
         let expected = match who {
             Who::Caller => self.caller_seq,
             Who::Branch(i) => self.screen_mut(i).map_or(0, |s| s.seq),
+            Who::Wait => self.wait_slots().map_or(0, |(s, _, _)| *s),
         };
         if seq != expected || seq == 0 {
             return;
@@ -110,11 +119,24 @@ impl Call {
                     s.playing = Some(id);
                 }
             }
+            Who::Wait => match self.wait_slots() {
+                Some((_, playing, _)) => *playing = Some(id),
+                None => self.env.stop_play(id),
+            },
         }
     }
 
     pub(super) fn on_injection_done(&mut self, leg: LegId, id: u64) {
         if self.media == Some(leg) && self.on_beep_done(id) {
+            return;
+        }
+        let wait = self.wait_slots().is_some_and(|(_, p, _)| *p == Some(id));
+        if wait && self.media == Some(leg) {
+            if let Some((_, p, _)) = self.wait_slots() {
+                *p = None;
+            }
+            self.env.stop_play(id);
+            self.verb_done(Who::Wait);
             return;
         }
         if self.playing == Some(id) && self.media == Some(leg) {
@@ -147,6 +169,12 @@ impl Call {
                 } else {
                     self.feed(Event::VerbDone);
                 }
+            }
+            Who::Wait => {
+                if let Some((s, _, _)) = self.wait_slots() {
+                    *s = 0;
+                }
+                self.next_wait_prompt();
             }
             Who::Branch(i) => {
                 let Some(s) = self.screen_mut(i) else { return };
@@ -192,6 +220,9 @@ impl Call {
                 self.gather = None;
                 self.feed(ev);
             }
+            return;
+        }
+        if self.conference_star(digit) {
             return;
         }
         let star_hangup = self

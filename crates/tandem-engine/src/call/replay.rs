@@ -22,6 +22,7 @@ use tandem_sip::message::SipMessage;
 use tandem_sip::transaction::{Transport, TxId};
 
 use super::*;
+use crate::conference::{JoinSpec, RoomMsg};
 use crate::media::LegError;
 use crate::media_ops::{DigitsSource, DtmfKind};
 use crate::recording::{RecordingInfo, RecordingOptions};
@@ -177,6 +178,15 @@ impl CallLog {
             CallMsg::AckTimeout { was_2xx } => write!(l, "acktimeout {}", u8::from(*was_2xx)),
             CallMsg::Fetched(r) => write!(l, "fetched {}", fetched_text(r)),
             CallMsg::ReferFetched(r) => write!(l, "referfetched {}", fetched_text(r)),
+            CallMsg::WaitFetched(r) => write!(l, "waitfetched {}", fetched_text(r)),
+            CallMsg::Room(m) => write!(
+                l,
+                "room {}",
+                match m {
+                    RoomMsg::Started => "started",
+                    RoomMsg::Ended => "ended",
+                }
+            ),
             CallMsg::ScreenFetched { call_id, result } => {
                 write!(l, "screen {} {}", esc(call_id), fetched_text(result))
             }
@@ -264,6 +274,7 @@ fn who_text(w: Who) -> String {
     match w {
         Who::Caller => "caller".to_owned(),
         Who::Branch(i) => format!("branch:{i}"),
+        Who::Wait => "wait".to_owned(),
     }
 }
 
@@ -387,6 +398,24 @@ impl Env for LoggingEnv {
     fn dial_ended(&mut self, status: tandem_types::DialCallStatus) {
         self.inner.dial_ended(status);
     }
+    fn join_conference(&mut self, leg: LegId, spec: JoinSpec) -> Result<env::Joined, String> {
+        let r = self.inner.join_conference(leg, spec);
+        self.log.push(match &r {
+            Ok(j) => format!(
+                "env join {} {}",
+                u8::from(j.started),
+                esc(&j.conference_sid)
+            ),
+            Err(e) => format!("env join - {}", esc(e)),
+        });
+        r
+    }
+    fn conference_audio(&mut self) {
+        self.inner.conference_audio();
+    }
+    fn leave_conference(&mut self) {
+        self.inner.leave_conference();
+    }
 }
 
 /// Why a log cannot be replayed.
@@ -416,6 +445,8 @@ struct ReplayEnv {
     recordings: VecDeque<Result<(String, String), String>>,
     /// Recordings stopped, as the log says.
     stops: VecDeque<Option<Result<RecordingInfo, String>>>,
+    /// Conferences joined, as the log says.
+    joins: VecDeque<Result<env::Joined, String>>,
 }
 
 const REPLAY_SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -483,6 +514,13 @@ impl Env for ReplayEnv {
         Vec::new()
     }
     fn dial_ended(&mut self, _: tandem_types::DialCallStatus) {}
+    fn join_conference(&mut self, _: LegId, _: JoinSpec) -> Result<env::Joined, String> {
+        self.joins
+            .pop_front()
+            .unwrap_or_else(|| Err("no conference join in the log".to_owned()))
+    }
+    fn conference_audio(&mut self) {}
+    fn leave_conference(&mut self) {}
 }
 
 /// One input of a log, at its time.
@@ -572,6 +610,11 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
         ["referfetched", rest @ ..] => {
             Input::Msg(CallMsg::ReferFetched(Box::new(parse_fetched(rest)?)))
         }
+        ["waitfetched", rest @ ..] => {
+            Input::Msg(CallMsg::WaitFetched(Box::new(parse_fetched(rest)?)))
+        }
+        ["room", "started"] => Input::Msg(CallMsg::Room(RoomMsg::Started)),
+        ["room", "ended"] => Input::Msg(CallMsg::Room(RoomMsg::Ended)),
         ["screen", call_id, rest @ ..] => Input::Msg(CallMsg::ScreenFetched {
             call_id: unesc(call_id),
             result: Box::new(parse_fetched(rest)?),
@@ -579,6 +622,7 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
         ["audio", who, seq, ok @ ..] => {
             let who = match *who {
                 "caller" => Who::Caller,
+                "wait" => Who::Wait,
                 w => Who::Branch(w.trim_start_matches("branch:").parse().map_err(|_| "who")?),
             };
             let result = match ok {
@@ -698,6 +742,11 @@ pub fn replay(text: &str, cfg: Arc<EngineConfig>) -> Result<Vec<(Duration, Strin
                 env.legs.push_back(id.parse().ok());
             }
             ["env", "play", id] => env.plays.push_back(id.parse().ok()),
+            ["env", "join", "-", why] => env.joins.push_back(Err(unesc(why))),
+            ["env", "join", started, sid] => env.joins.push_back(Ok(env::Joined {
+                started: *started == "1",
+                conference_sid: unesc(sid),
+            })),
             ["env", "recstart", sid, url] => env.recordings.push_back(match *sid {
                 "-" => Err(unesc(url)),
                 sid => Ok((unesc(sid), unesc(url))),

@@ -406,7 +406,7 @@ impl Shell {
                 params,
                 fallback,
             } => {
-                let refer = req.reason == tandem_twiml::FetchReason::Refer;
+                let reason = req.reason;
                 spawn_fetch(
                     &self.ctx,
                     &self.me,
@@ -415,7 +415,12 @@ impl Shell {
                     fallback,
                     move |result| match screen {
                         Some(call_id) => CallMsg::ScreenFetched { call_id, result },
-                        None if refer => CallMsg::ReferFetched(result),
+                        None if reason == tandem_twiml::FetchReason::Refer => {
+                            CallMsg::ReferFetched(result)
+                        }
+                        None if reason == tandem_twiml::FetchReason::ConferenceWait => {
+                            CallMsg::WaitFetched(result)
+                        }
                         None => CallMsg::Fetched(result),
                     },
                 )

@@ -39,6 +39,15 @@ struct EnvState {
     record_secs: u64,
     contacts: HashMap<String, Vec<(String, Peer)>>,
     now: Option<Instant>,
+    /// Conference: what the next join answers (started, or why refused).
+    join_answer: Option<Result<bool, String>>,
+    /// Rooms joined: (at, leg, spec).
+    joins: Vec<(Instant, LegId, crate::conference::JoinSpec)>,
+    /// When the room's mix started playing, and when the caller left.
+    room_audio: Vec<Instant>,
+    left: Vec<Instant>,
+    /// Playbacks stopped.
+    stopped_plays: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -83,7 +92,9 @@ impl Env for FakeEnv {
         s.plays.push((leg, id));
         Some(id)
     }
-    fn stop_play(&mut self, _: u64) {}
+    fn stop_play(&mut self, id: u64) {
+        self.st().stopped_plays.push(id);
+    }
     fn send_digits(&mut self, _: LegId, _: &str) -> Result<(), String> {
         Ok(())
     }
@@ -166,6 +177,32 @@ impl Env for FakeEnv {
             .unwrap_or_default()
     }
     fn dial_ended(&mut self, _: tandem_types::DialCallStatus) {}
+    fn join_conference(
+        &mut self,
+        leg: LegId,
+        spec: crate::conference::JoinSpec,
+    ) -> Result<env::Joined, String> {
+        let mut s = self.st();
+        let now = s.now.expect("clock set");
+        let started = s.join_answer.clone().unwrap_or(Ok(true))?;
+        s.joins.push((now, leg, spec));
+        Ok(env::Joined {
+            started,
+            conference_sid: format!("CF{:032}", s.joins.len()),
+        })
+    }
+    fn conference_audio(&mut self) {
+        let mut s = self.st();
+        let now = s.now.expect("clock set");
+        s.room_audio.push(now);
+    }
+    fn leave_conference(&mut self) {
+        let mut s = self.st();
+        let now = s.now.expect("clock set");
+        if s.joins.len() > s.left.len() {
+            s.left.push(now);
+        }
+    }
 }
 
 /// A status callback as the harness saw it queued.
@@ -1755,4 +1792,249 @@ fn update_offers_are_answered_and_subscribe_is_a_bad_event() {
     assert_eq!(r.status_code.code(), 200);
     assert!(has_sdp(&r.headers, &r.body));
     assert_eq!(h.byes_to_caller(), 0, "the call goes on");
+}
+
+// ----- <Dial><Conference> -----
+
+fn conference_doc(attrs: &str, dial: &str) -> String {
+    format!(
+        r#"<Response><Dial action="/after" {dial}><Conference {attrs}>room-1</Conference></Dial><Say>not reached</Say></Response>"#
+    )
+}
+
+impl Harness {
+    /// The waitUrl fetches, in order.
+    fn wait_fetches(&self) -> Vec<(Duration, Url)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Fetch { req, .. }
+                    if req.reason == tandem_twiml::FetchReason::ConferenceWait =>
+                {
+                    Some((*at, req.url.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn prompt_loads(&self) -> Vec<(Duration, Who)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::LoadAudio { who, .. } => Some((*at, *who)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last prompt load is ready now.
+    fn audio_ready(&mut self) {
+        let (who, seq) = self
+            .log
+            .iter()
+            .rev()
+            .find_map(|(_, o)| match o {
+                Output::LoadAudio { who, seq, .. } => Some((*who, *seq)),
+                _ => None,
+            })
+            .expect("a prompt load");
+        let d = crate::media_ops::DigitsSource::new("1").unwrap();
+        self.msg(CallMsg::AudioReady {
+            who,
+            seq,
+            result: Ok(Box::new(Audio::Digits(d))),
+        });
+    }
+}
+
+#[test]
+fn a_conference_caller_is_answered_joins_and_its_action_gets_answered_when_it_hangs_up() {
+    let mut h = Harness::start(&conference_doc(
+        r#"participantLabel="agent" endConferenceOnExit="true""#,
+        "",
+    ));
+    let leg = h.caller_leg();
+    {
+        let st = h.env.st();
+        assert_eq!(st.joins.len(), 1);
+        let (_, l, spec) = &st.joins[0];
+        assert_eq!(*l, leg);
+        assert_eq!(spec.call_sid, h.call.sid);
+        assert_eq!(spec.conference.name, "room-1");
+        assert_eq!(spec.conference.participant_label.as_deref(), Some("agent"));
+        assert!(spec.conference.end_conference_on_exit);
+        assert_eq!(st.room_audio, vec![h.t0], "a started room plays at once");
+    }
+    // Answered before joining: 200 to the INVITE.
+    assert!(h.log.iter().any(
+        |(_, o)| matches!(o, Output::Respond { response, .. } if response.status_code == 200.into())
+    ));
+    h.advance(90 * SEC);
+    assert!(
+        h.action().is_none(),
+        "the conference goes on while the caller stays"
+    );
+    h.caller_bye();
+    let (at, p) = h.action().expect("the Dial's action");
+    assert_eq!(at, 90 * SEC);
+    assert_eq!(p["DialCallStatus"], "answered");
+    assert_eq!(p["DialBridged"], "true");
+    assert!(!p.contains_key("DialCallSid") && !p.contains_key("DialCallDuration"));
+    assert_eq!(h.env.st().left, vec![h.t0 + 90 * SEC]);
+}
+
+#[test]
+fn a_waiting_participant_loops_the_wait_url_until_the_room_starts() {
+    let env = FakeEnv::default();
+    env.st().join_answer = Some(Ok(false));
+    let mut h = Harness::start_with(
+        &conference_doc(
+            r#"startConferenceOnEnter="false" waitUrl="/hold" waitMethod="GET""#,
+            "",
+        ),
+        caller_invite(&[]),
+        env,
+    );
+    let waits = h.wait_fetches();
+    assert_eq!(waits.len(), 1);
+    assert_eq!(waits[0].1.as_str(), "http://app.test/hold");
+    assert!(h.env.st().room_audio.is_empty(), "no mix before the start");
+    h.advance(100 * MS);
+    h.msg(CallMsg::WaitFetched(Box::new(Ok((
+        "<Response><Say>please hold</Say><Pause length=\"2\"/><Dial>+15550001111</Dial></Response>"
+            .into(),
+        Some(Url::parse("http://app.test/hold").unwrap()),
+    )))));
+    // The Say loads, plays and ends; the Pause runs 2 s; the Dial is skipped;
+    // then the Say again.
+    assert_eq!(h.prompt_loads().len(), 1);
+    assert_eq!(h.prompt_loads()[0].1, Who::Wait);
+    h.advance(50 * MS);
+    h.audio_ready();
+    let (leg, id) = *h.env.st().plays.last().unwrap();
+    h.advance(1500 * MS);
+    h.media(MediaEvent::InjectionDone { leg, id });
+    h.advance(1999 * MS);
+    assert_eq!(h.prompt_loads().len(), 1, "the pause still runs");
+    h.advance(MS);
+    assert_eq!(h.prompt_loads().len(), 2, "the document loops");
+    h.audio_ready();
+    let (_, playing) = *h.env.st().plays.last().unwrap();
+    h.advance(300 * MS);
+    h.msg(CallMsg::Room(crate::conference::RoomMsg::Started));
+    assert!(
+        h.env.st().stopped_plays.contains(&playing),
+        "the wait music stops at the start"
+    );
+    assert_eq!(h.env.st().room_audio, vec![h.now]);
+    assert_eq!(h.wait_fetches().len(), 1);
+    // The room ends (another participant's endConferenceOnExit): the Dial ends.
+    h.advance(10 * SEC);
+    h.msg(CallMsg::Room(crate::conference::RoomMsg::Ended));
+    let (at, p) = h.action().expect("the Dial's action");
+    assert_eq!(at, h.at());
+    assert_eq!(p["DialCallStatus"], "answered");
+}
+
+#[test]
+fn a_wait_document_whose_audio_never_loads_is_retried_once_a_second_not_spun() {
+    let env = FakeEnv::default();
+    env.st().join_answer = Some(Ok(false));
+    let mut h = Harness::start_with(
+        &conference_doc(r#"startConferenceOnEnter="false" waitUrl="/hold""#, ""),
+        caller_invite(&[]),
+        env,
+    );
+    h.msg(CallMsg::WaitFetched(Box::new(Ok((
+        "<Response><Play>http://app.test/missing.wav</Play></Response>".into(),
+        None,
+    )))));
+    for _ in 0..5 {
+        let (who, seq) = match &h
+            .log
+            .iter()
+            .rev()
+            .find(|(_, o)| matches!(o, Output::LoadAudio { .. }))
+            .unwrap()
+            .1
+        {
+            Output::LoadAudio { who, seq, .. } => (*who, *seq),
+            _ => unreachable!(),
+        };
+        h.msg(CallMsg::AudioReady {
+            who,
+            seq,
+            result: Err("404".into()),
+        });
+        h.advance(SEC);
+    }
+    let loads = h.prompt_loads();
+    assert_eq!(loads.len(), 6, "{loads:?}");
+    assert!(
+        loads.windows(2).all(|w| w[1].0 - w[0].0 >= SEC),
+        "{loads:?}"
+    );
+}
+
+#[test]
+fn hangup_on_star_and_time_limit_take_the_caller_out_of_the_room() {
+    let mut h = Harness::start(&conference_doc("", r#"hangupOnStar="true""#));
+    h.advance(3 * SEC);
+    h.key('1');
+    assert!(h.action().is_none());
+    h.key('*');
+    let (at, p) = h.action().expect("the Dial's action");
+    assert_eq!(at, 3 * SEC);
+    assert_eq!(p["DialCallStatus"], "answered");
+    assert_eq!(h.byes_to_caller(), 0, "the caller stays on the call");
+    assert_eq!(h.env.st().left.len(), 1);
+
+    let mut h = Harness::start(&conference_doc("", r#"timeLimit="7""#));
+    h.advance(6999 * MS);
+    assert!(h.action().is_none());
+    h.advance(MS);
+    let (at, p) = h.action().expect("the Dial's action");
+    assert_eq!(at, 7 * SEC);
+    assert_eq!(p["DialCallStatus"], "answered");
+}
+
+#[test]
+fn a_full_room_fails_the_dial_and_the_document_goes_on() {
+    let env = FakeEnv::default();
+    env.st().join_answer = Some(Err("conference \"room-1\" is full (2 participants)".into()));
+    let h = Harness::start_with(
+        r#"<Response><Dial><Conference maxParticipants="2">room-1</Conference></Dial><Say>sorry</Say></Response>"#,
+        caller_invite(&[]),
+        env,
+    );
+    assert!(h.env.st().left.is_empty());
+    assert_eq!(h.prompt_loads().len(), 1, "the next verb runs");
+    assert_eq!(h.prompt_loads()[0].1, Who::Caller);
+}
+
+#[test]
+fn a_conference_call_log_replays_to_the_same_outputs() {
+    let env = FakeEnv::default();
+    env.st().join_answer = Some(Ok(false));
+    let mut h = Harness::start_full(
+        &conference_doc(
+            r#"startConferenceOnEnter="false" waitUrl="/hold""#,
+            r#"hangupOnStar="true""#,
+        ),
+        caller_invite(&[]),
+        env,
+        true,
+    );
+    h.advance(20 * MS);
+    h.msg(CallMsg::WaitFetched(Box::new(Ok((
+        "<Response><Say>hold</Say></Response>".into(),
+        None,
+    )))));
+    h.audio_ready();
+    h.advance(2 * SEC);
+    h.msg(CallMsg::Room(crate::conference::RoomMsg::Started));
+    h.advance(5 * SEC);
+    h.key('*');
+    assert!(h.assert_replays() > 3);
 }
