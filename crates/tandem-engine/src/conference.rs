@@ -112,6 +112,15 @@ impl Membership {
         }
     }
 
+    /// What this party hears goes to `tap` too (as PCMU packets), for
+    /// channel 2 of a `<Dial record>`; `None` stops it.
+    pub(crate) fn hear_tap(&self, tap: Option<Arc<dyn Tap>>) {
+        let mut st = self.room.lock();
+        if let Some(p) = st.parties.iter_mut().find(|p| p.id == self.party) {
+            p.hears = tap.map(|tap| Box::new(HearTap { tap, seq: 0, ts: 0 }));
+        }
+    }
+
     /// The room's `ConferenceSid`.
     pub(crate) fn conference_sid(&self) -> &str {
         &self.room.sid
@@ -174,6 +183,39 @@ struct Party {
     speaking: bool,
     /// Ticks above (speaking: below) the speech threshold in a row.
     run: u32,
+    /// Where what the party hears is copied (a recording's channel).
+    hears: Option<Box<HearTap>>,
+}
+
+/// A tap fed with each tick's mix for one party, as the packets a leg
+/// would have received (PCMU, 20 ms, one SSRC).
+struct HearTap {
+    tap: Arc<dyn Tap>,
+    seq: u16,
+    ts: u32,
+}
+
+impl HearTap {
+    fn feed(&mut self, pcm: &[i16]) {
+        let mut payload = [0u8; MIX_FRAME];
+        let n = pcm.len().min(MIX_FRAME);
+        for (o, s) in payload.iter_mut().zip(&pcm[..n]) {
+            *o = tandem_media::g711::linear_to_ulaw(*s);
+        }
+        self.tap.packet(&TapPacket {
+            leg: tandem_rtp::LegId(0),
+            at: tokio::time::Instant::now(),
+            pt: 0,
+            codec: Some(Codec::Pcmu),
+            marker: self.seq == 0,
+            seq: self.seq,
+            ts: self.ts,
+            ssrc: 0x00c0_ffee,
+            payload: &payload[..n],
+        });
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(n as u32);
+    }
 }
 
 impl Room {
@@ -290,6 +332,7 @@ impl Rooms {
             out: VecDeque::with_capacity(OUT_FRAMES * MIX_FRAME),
             speaking: false,
             run: 0,
+            hears: None,
         });
         tracing::info!(room = %room.name, conference = %room.sid, call = %spec.call_sid, parties = st.parties.len(), "participant joined");
         if starts && !st.started {
@@ -454,6 +497,15 @@ fn tick(room: &Room, st: &mut RoomState) {
             for (k, s) in p.out.range_mut(start..).enumerate() {
                 *s = s.saturating_add(beep_sample(rising, at + k));
             }
+        }
+        if let Some(h) = p.hears.as_mut() {
+            let mut frame = [0i16; MIX_FRAME];
+            let mut n = 0;
+            for (f, s) in frame.iter_mut().zip(p.out.range(start..)) {
+                *f = *s;
+                n += 1;
+            }
+            h.feed(&frame[..n]);
         }
         while p.out.len() > OUT_FRAMES * MIX_FRAME {
             p.out.drain(..MIX_FRAME);

@@ -17,6 +17,8 @@ pub(super) struct InConference {
     until: Instant,
     started: bool,
     wait: Option<WaitMusic>,
+    /// `<Dial record>`: the recording runs, with its callback.
+    recording: Option<Option<super::dial::RecCallback>>,
 }
 
 /// The `waitUrl` document being played in a loop.
@@ -78,7 +80,26 @@ impl Call {
             until: self.now + Duration::from_secs(u64::from(spec.time_limit)),
             started: joined.started,
             wait: None,
+            recording: None,
         }));
+        // <Dial record>: channel 1 the caller, channel 2 what the room sends it.
+        if let Some(opts) = crate::recording::RecordingOptions::from_twiml(
+            spec.record,
+            spec.recording_track,
+            spec.trim,
+        ) {
+            let cb = self.rec_callback_of(
+                spec.recording_status_callback.as_ref(),
+                spec.recording_status_callback_method,
+                &spec.recording_status_callback_event,
+            );
+            if self.record_caller(opts, cb.as_ref()) {
+                self.env.record_conference();
+                if let Some(c) = self.conference.as_deref_mut() {
+                    c.recording = Some(cb);
+                }
+            }
+        }
         if joined.started {
             self.env.conference_audio();
         } else if let Some(url) = wait {
@@ -277,10 +298,14 @@ impl Call {
 
     /// Out of the room (or never in): the Dial ends with `status`.
     pub(super) fn conference_over(&mut self, status: DialCallStatus, bridged: bool) {
-        if let Some(c) = self.conference.take()
-            && let Some(id) = c.wait.and_then(|w| w.playing)
-        {
-            self.env.stop_play(id);
+        let mut recording_url = None;
+        if let Some(c) = self.conference.take() {
+            if let Some(id) = c.wait.and_then(|w| w.playing) {
+                self.env.stop_play(id);
+            }
+            if let Some(cb) = c.recording {
+                recording_url = self.end_recording(cb.as_ref()).map(|info| info.url);
+            }
         }
         self.env.leave_conference();
         self.env.dial_ended(status);
@@ -293,7 +318,7 @@ impl Call {
             call_sid: None,
             duration: None,
             bridged,
-            recording_url: None,
+            recording_url,
         }));
         if self.caller_gone {
             self.finish();

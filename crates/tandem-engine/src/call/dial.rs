@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::fork::{Action, DialResult, ForkArbiter, RingbackPolicy};
-use crate::recording::{RecordFrom, RecordingOptions};
+use crate::recording::{RecordFrom, RecordingInfo, RecordingOptions};
 use tandem_sip::header::{uri_host_port, uri_param};
 use tandem_sip::transaction::Transport;
 use tandem_twiml::{CallProgressEvent, DialCallStatus, DialOutcome, Noun};
@@ -63,14 +63,17 @@ pub(super) struct DialState {
     /// The finished recording, for the action and the child's `completed`.
     pub rec_info: Option<tandem_webhook::RecordingRef>,
     /// recordingStatusCallback, method and events.
-    pub rec_callback: Option<(
-        Url,
-        tandem_webhook::Method,
-        Vec<tandem_twiml::RecordingStatus>,
-    )>,
+    pub rec_callback: Option<RecCallback>,
     /// The outcome once the fork and any bridge are over.
     pub done: bool,
 }
+
+/// A `recordingStatusCallback`: URL, method and the events it wants.
+pub(super) type RecCallback = (
+    Url,
+    tandem_webhook::Method,
+    Vec<tandem_twiml::RecordingStatus>,
+);
 
 impl DialState {
     pub(super) fn index(&self, call_id: &str) -> Option<usize> {
@@ -245,15 +248,11 @@ impl Call {
             policy,
         );
         let rec_opts = RecordingOptions::from_twiml(spec.record, spec.recording_track, spec.trim);
-        let rec_callback = spec.recording_status_callback.as_ref().and_then(|u| {
-            let url = self.resolve_url(u)?;
-            let events = if spec.recording_status_callback_event.is_empty() {
-                vec![tandem_twiml::RecordingStatus::Completed]
-            } else {
-                spec.recording_status_callback_event.clone()
-            };
-            Some((url, spec.recording_status_callback_method, events))
-        });
+        let rec_callback = self.rec_callback_of(
+            spec.recording_status_callback.as_ref(),
+            spec.recording_status_callback_method,
+            &spec.recording_status_callback_event,
+        );
         self.dial = Some(DialState {
             spec,
             arbiter,
@@ -1097,28 +1096,43 @@ impl Call {
         let Some(opts) = self.dial.as_ref().and_then(|d| d.rec_opts) else {
             return;
         };
+        let cb = self.dial.as_ref().and_then(|d| d.rec_callback.clone());
+        if self.record_caller(opts, cb.as_ref())
+            && let Some(d) = &mut self.dial
+        {
+            d.recording = true;
+        }
+    }
+
+    /// Starts a recording with the caller's leg on channel 1 and reports
+    /// `in-progress` when `cb` asks for it; whether it runs.
+    pub(super) fn record_caller(
+        &mut self,
+        opts: RecordingOptions,
+        cb: Option<&RecCallback>,
+    ) -> bool {
         let Some(parent) = self.media else {
             tracing::info!("no media on the caller's leg: nothing to record");
-            return;
+            return false;
         };
         match self.env.start_recording(&self.sid, opts, parent) {
             Ok(started) => {
-                let cb = self.dial.as_ref().and_then(|d| d.rec_callback.clone());
                 if let Some((url, method, events)) = cb
                     && events.contains(&tandem_twiml::RecordingStatus::InProgress)
                 {
                     self.out.push_back(Output::Recording {
-                        url,
-                        method,
+                        url: url.clone(),
+                        method: *method,
                         event: Box::new(started.event.clone()),
                     });
                 }
                 tracing::info!(recording = %started.event.recording_sid, "recording started");
-                if let Some(d) = &mut self.dial {
-                    d.recording = true;
-                }
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "recording not started"),
+            Err(e) => {
+                tracing::warn!(error = %e, "recording not started");
+                false
+            }
         }
     }
 
@@ -1127,9 +1141,20 @@ impl Call {
         if !self.dial.as_ref().is_some_and(|d| d.recording) {
             return None;
         }
-        if let Some(d) = &mut self.dial {
+        let cb = self.dial.as_mut().and_then(|d| {
             d.recording = false;
+            d.rec_callback.clone()
+        });
+        let info = self.end_recording(cb.as_ref())?;
+        if let Some(d) = &mut self.dial {
+            d.rec_info = Some(info.reference());
         }
+        Some(info.url)
+    }
+
+    /// Stops the running recording and reports `completed` or `absent`
+    /// when `cb` asks for it; the recording when it holds audio.
+    pub(super) fn end_recording(&mut self, cb: Option<&RecCallback>) -> Option<RecordingInfo> {
         match self.env.stop_recording()? {
             Ok(info) => {
                 let wanted = match info.status {
@@ -1138,27 +1163,39 @@ impl Call {
                     }
                     _ => tandem_twiml::RecordingStatus::Completed,
                 };
-                let cb = self.dial.as_ref().and_then(|d| d.rec_callback.clone());
                 if let Some((url, method, events)) = cb
                     && events.contains(&wanted)
                 {
                     self.out.push_back(Output::Recording {
-                        url,
-                        method,
+                        url: url.clone(),
+                        method: *method,
                         event: Box::new(info.event()),
                     });
                 }
-                let done = info.status == tandem_webhook::RecordingStatus::Completed;
-                if let (Some(d), true) = (&mut self.dial, done) {
-                    d.rec_info = Some(info.reference());
-                }
-                done.then(|| info.url.clone())
+                (info.status == tandem_webhook::RecordingStatus::Completed).then_some(info)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "recording not finished");
                 None
             }
         }
+    }
+
+    /// A `recordingStatusCallback` resolved against the document, with its
+    /// method and events (`completed` when none are named).
+    pub(super) fn rec_callback_of(
+        &self,
+        url: Option<&String>,
+        method: tandem_twiml::Method,
+        events: &[tandem_twiml::RecordingStatus],
+    ) -> Option<RecCallback> {
+        let url = self.resolve_url(url?)?;
+        let events = if events.is_empty() {
+            vec![tandem_twiml::RecordingStatus::Completed]
+        } else {
+            events.to_vec()
+        };
+        Some((url, method, events))
     }
 
     /// The Dial is over for the caller: the outcome goes to the document.

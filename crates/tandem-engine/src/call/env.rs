@@ -97,6 +97,9 @@ pub(crate) trait Env: Send {
     fn conference_audio(&mut self);
     /// Takes the leg out of its room (no-op when in none).
     fn leave_conference(&mut self);
+    /// Channel 2 of the running recording is what the room sends the
+    /// caller from now on.
+    fn record_conference(&mut self);
 }
 
 /// A participant in a room.
@@ -452,6 +455,13 @@ impl Env for RealEnv {
         if injection.is_none() {
             *injection = Some(s.media.leg.inject(m.source()));
         }
+    }
+
+    fn record_conference(&mut self) {
+        let (Some(room), Some(rec)) = (self.room.as_deref(), self.recording.as_deref()) else {
+            return;
+        };
+        room.1.hear_tap(Some(rec.1.child.clone()));
     }
 
     fn leave_conference(&mut self) {

@@ -416,6 +416,9 @@ impl Env for LoggingEnv {
     fn leave_conference(&mut self) {
         self.inner.leave_conference();
     }
+    fn record_conference(&mut self) {
+        self.inner.record_conference();
+    }
 }
 
 /// Why a log cannot be replayed.
@@ -521,6 +524,7 @@ impl Env for ReplayEnv {
     }
     fn conference_audio(&mut self) {}
     fn leave_conference(&mut self) {}
+    fn record_conference(&mut self) {}
 }
 
 /// One input of a log, at its time.

@@ -196,6 +196,7 @@ impl Env for FakeEnv {
         let now = s.now.expect("clock set");
         s.room_audio.push(now);
     }
+    fn record_conference(&mut self) {}
     fn leave_conference(&mut self) {
         let mut s = self.st();
         let now = s.now.expect("clock set");
