@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tandem_media::mixer::MIX_FRAME;
-use tandem_media::{Decoder, Mixer, PartyId, Resampler};
+use tandem_media::{Mixer, PartyId};
 use tandem_rtp::relay::{MediaSource, OutFormat, PcmFrames, SourceOutput, Tap, TapPacket};
 use tandem_rtp::sdp::Codec;
 use tandem_twiml::{ConferenceEvent, Method};
@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use crate::call::{CallMsg, Mailbox};
+use crate::media_ops::Pcm8k;
 
 /// Mixed frames a party's output queue holds at most (60 ms).
 pub(crate) const OUT_FRAMES: usize = 3;
@@ -99,7 +100,7 @@ impl Membership {
         Arc::new(PartyTap {
             room: self.room.clone(),
             party: self.party,
-            dec: Mutex::new(TapState::default()),
+            dec: Mutex::new(Pcm8k::default()),
         })
     }
 
@@ -570,57 +571,13 @@ fn conference_sid() -> String {
 struct PartyTap {
     room: Arc<Room>,
     party: PartyId,
-    dec: Mutex<TapState>,
-}
-
-#[derive(Default)]
-struct TapState {
-    pcm: Vec<i16>,
-    down: Vec<i16>,
-    opus: Option<Box<(Decoder, Resampler)>>,
-    opus_failed: bool,
+    dec: Mutex<Pcm8k>,
 }
 
 impl Tap for PartyTap {
     fn packet(&self, p: &TapPacket<'_>) {
-        let mut d = self.dec.lock().unwrap_or_else(|e| e.into_inner());
-        let TapState {
-            pcm,
-            down,
-            opus,
-            opus_failed,
-        } = &mut *d;
-        let samples: &[i16] = match p.codec {
-            Some(c @ (Codec::Pcmu | Codec::Pcma)) => {
-                pcm.resize(p.payload.len(), 0);
-                let n = tandem_rtp::codec::decode_g711(p.payload, pcm, c == Codec::Pcma);
-                pcm.truncate(n);
-                pcm
-            }
-            Some(Codec::Opus) => {
-                if opus.is_none() && !*opus_failed {
-                    match Decoder::new(Codec::Opus) {
-                        Ok(dec) => {
-                            let rs = Resampler::new(Codec::Opus.pcm_rate(), tandem_media::MIX_RATE);
-                            *opus = Some(Box::new((dec, rs)));
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "no Opus decoder: this participant is not heard");
-                            *opus_failed = true;
-                        }
-                    }
-                }
-                let Some(o) = opus.as_mut() else { return };
-                pcm.clear();
-                if o.0.decode(p.payload, pcm).is_err() {
-                    return;
-                }
-                down.clear();
-                o.1.process(pcm, down);
-                down
-            }
-            _ => return,
-        };
+        let mut dec = self.dec.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(samples) = dec.decode(p) else { return };
         let mut st = self.room.lock();
         if st.started && !st.ended {
             let _ = st.mixer.push(self.party, samples);

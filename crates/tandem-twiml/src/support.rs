@@ -80,13 +80,13 @@ pub const MATRIX: &[Entry] = &[
     at("Number", "statusCallback", S),
     at("Number", "statusCallbackEvent", S),
     at("Number", "statusCallbackMethod", S),
-    at("Number", "machineDetection", N),
-    at("Number", "machineDetectionTimeout", N),
-    at("Number", "machineDetectionSpeechThreshold", N),
-    at("Number", "machineDetectionSpeechEndThreshold", N),
-    at("Number", "machineDetectionSilenceTimeout", N),
-    at("Number", "amdStatusCallback", N),
-    at("Number", "amdStatusCallbackMethod", N),
+    at("Number", "machineDetection", S),
+    at("Number", "machineDetectionTimeout", S),
+    at("Number", "machineDetectionSpeechThreshold", S),
+    at("Number", "machineDetectionSpeechEndThreshold", S),
+    at("Number", "machineDetectionSilenceTimeout", S),
+    at("Number", "amdStatusCallback", S),
+    at("Number", "amdStatusCallbackMethod", S),
     el("Client", S),
     at("Client", "url", S),
     at("Client", "method", S),
@@ -220,7 +220,7 @@ mod tests {
     fn lookups_distinguish_known_unknown_and_not_acted_on() {
         assert_eq!(attribute_status("Dial", "timeout"), Some(Status::Supported));
         assert_eq!(
-            attribute_status("Number", "machineDetection"),
+            attribute_status("Conference", "record"),
             Some(Status::NotActedOn)
         );
         assert_eq!(attribute_status("Dial", "sendDigits"), None);

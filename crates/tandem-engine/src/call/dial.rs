@@ -33,6 +33,8 @@ pub(super) struct Branch {
     pub answer_sdp: Option<Vec<u8>>,
     /// The noun's screening document (`url`), resolved.
     pub screen_url: Option<(Url, tandem_twiml::Method)>,
+    /// `<Number machineDetection>`.
+    pub amd: Option<Box<super::amd::BranchAmd>>,
     /// Digest credentials for 401/407 (trunk's or the `<Sip>` noun's).
     pub credentials: Option<(String, String)>,
     pub auth_tried: bool,
@@ -234,7 +236,11 @@ impl Call {
         }
         // A Vec's first push reserves four ~1 KB branches: keep only what is used.
         branches.shrink_to_fit();
-        let screening: Vec<bool> = branches.iter().map(|b| b.screen_url.is_some()).collect();
+        // A synchronous detection holds the callee like a screening does.
+        let screening: Vec<bool> = branches
+            .iter()
+            .map(|b| b.screen_url.is_some() || b.amd.as_ref().is_some_and(|a| a.is_sync()))
+            .collect();
         let policy = if spec.ring_tone.is_some() {
             RingbackPolicy::RingTone
         } else {
@@ -353,6 +359,7 @@ impl Call {
             final_code: Some(code),
             answer_sdp: None,
             screen_url: None,
+            amd: None,
             credentials: None,
             auth_tried: false,
             screen: None,
@@ -466,6 +473,7 @@ impl Call {
             final_code: None,
             answer_sdp: None,
             screen_url,
+            amd: self.amd_of(noun),
             credentials,
             auth_tried: false,
             screen: None,
@@ -996,6 +1004,7 @@ impl Call {
     }
 
     pub(super) fn bridge(&mut self, i: usize) {
+        self.start_async_amd(i);
         if self.dial.as_ref().is_some_and(|d| d.spec.hangup_on_star) {
             self.ensure_dtmf();
         }

@@ -97,6 +97,9 @@ pub(crate) trait Env: Send {
     fn conference_audio(&mut self);
     /// Takes the leg out of its room (no-op when in none).
     fn leave_conference(&mut self);
+    /// Answering-machine detection on `leg`: its one decision comes back
+    /// as `CallMsg::Amd`.
+    fn listen_amd(&mut self, leg: LegId, cfg: tandem_media::AmdConfig);
     /// Channel 2 of the running recording is what the room sends the
     /// caller from now on.
     fn record_conference(&mut self);
@@ -153,6 +156,7 @@ struct LegSlot {
     rec: Option<Arc<dyn Tap>>,
     voice: Option<Arc<VoiceTap>>,
     room: Option<Arc<dyn Tap>>,
+    amd: Option<Arc<dyn Tap>>,
 }
 
 impl LegSlot {
@@ -169,6 +173,9 @@ impl LegSlot {
         }
         if let Some(r) = &self.room {
             taps.push(r.clone());
+        }
+        if let Some(a) = &self.amd {
+            taps.push(a.clone());
         }
         let tap = match taps.len() {
             0 => None,
@@ -230,6 +237,7 @@ impl Env for RealEnv {
                 rec: None,
                 voice: None,
                 room: None,
+                amd: None,
             }),
         );
         Ok(id)
@@ -455,6 +463,15 @@ impl Env for RealEnv {
         if injection.is_none() {
             *injection = Some(s.media.leg.inject(m.source()));
         }
+    }
+
+    fn listen_amd(&mut self, leg: LegId, cfg: tandem_media::AmdConfig) {
+        let me = self.me.clone();
+        let Some(s) = self.leg(leg) else { return };
+        let (tap, rx) = crate::media_ops::amd_tap(cfg);
+        s.amd = Some(tap);
+        s.retap();
+        forward(rx, me, |r| CallMsg::Amd(Box::new(r)));
     }
 
     fn record_conference(&mut self) {

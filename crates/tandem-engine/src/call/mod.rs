@@ -33,6 +33,7 @@ use crate::config::EngineConfig;
 use crate::gather::Gathering;
 use crate::media_ops::{DigitsSource, DtmfDigit, PromptSource, VoiceChange};
 
+mod amd;
 mod conference;
 mod dial;
 mod env;
@@ -103,6 +104,8 @@ pub(crate) enum CallMsg {
     WaitFetched(Box<Fetched>),
     /// The conference room the caller is in started or ended.
     Room(crate::conference::RoomMsg),
+    /// Answering-machine detection decided on a callee's leg.
+    Amd(Box<crate::media_ops::AmdReport>),
     /// Names looked up for a `<Dial>` (host, port, address found).
     Resolved(Vec<(String, u16, Option<SocketAddr>)>),
 }
@@ -153,6 +156,13 @@ pub(crate) enum Output {
         url: Url,
         method: tandem_webhook::Method,
         event: Box<tandem_webhook::RecordingEvent>,
+    },
+    /// Another callback (`amdStatusCallback`), queued in order per `sid`.
+    Callback {
+        sid: String,
+        url: Url,
+        method: tandem_webhook::Method,
+        params: tandem_webhook::Params,
     },
 }
 
@@ -500,6 +510,9 @@ impl Call {
         for t in self.conference_deadlines() {
             take(t);
         }
+        for t in self.amd_deadlines() {
+            take(Some(t));
+        }
         if let Some(r) = &self.record {
             for d in r.deadlines() {
                 take(d);
@@ -766,6 +779,7 @@ impl Call {
             CallMsg::ReferFetched(result) => self.on_refer_fetched(*result),
             CallMsg::WaitFetched(result) => self.on_wait_fetched(*result),
             CallMsg::Room(msg) => self.on_room(msg),
+            CallMsg::Amd(report) => self.on_amd(*report),
             CallMsg::Resolved(found) => {
                 for (host, port, addr) in found {
                     self.dns.insert((host, port), addr);
@@ -816,6 +830,7 @@ impl Call {
         self.record_timers(t);
         self.screen_timers(t);
         self.conference_timers(t);
+        self.amd_timers(t);
         let limit_hit = self
             .dial
             .as_ref()

@@ -179,6 +179,13 @@ impl CallLog {
             CallMsg::Fetched(r) => write!(l, "fetched {}", fetched_text(r)),
             CallMsg::ReferFetched(r) => write!(l, "referfetched {}", fetched_text(r)),
             CallMsg::WaitFetched(r) => write!(l, "waitfetched {}", fetched_text(r)),
+            CallMsg::Amd(r) => write!(
+                l,
+                "amd {} {} {}",
+                r.leg.0,
+                r.result.answered_by.as_str(),
+                r.result.after_ms
+            ),
             CallMsg::Room(m) => write!(
                 l,
                 "room {}",
@@ -419,6 +426,9 @@ impl Env for LoggingEnv {
     fn record_conference(&mut self) {
         self.inner.record_conference();
     }
+    fn listen_amd(&mut self, leg: LegId, cfg: tandem_media::AmdConfig) {
+        self.inner.listen_amd(leg, cfg);
+    }
 }
 
 /// Why a log cannot be replayed.
@@ -525,6 +535,7 @@ impl Env for ReplayEnv {
     fn conference_audio(&mut self) {}
     fn leave_conference(&mut self) {}
     fn record_conference(&mut self) {}
+    fn listen_amd(&mut self, _: LegId, _: tandem_media::AmdConfig) {}
 }
 
 /// One input of a log, at its time.
@@ -618,6 +629,28 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
             Input::Msg(CallMsg::WaitFetched(Box::new(parse_fetched(rest)?)))
         }
         ["room", "started"] => Input::Msg(CallMsg::Room(RoomMsg::Started)),
+        ["amd", leg, by, ms] => {
+            use tandem_media::AnsweredBy as A;
+            let answered_by = [
+                A::Human,
+                A::MachineStart,
+                A::MachineEndBeep,
+                A::MachineEndSilence,
+                A::MachineEndOther,
+                A::Fax,
+                A::Unknown,
+            ]
+            .into_iter()
+            .find(|a| a.as_str() == *by)
+            .ok_or("AnsweredBy")?;
+            Input::Msg(CallMsg::Amd(Box::new(crate::media_ops::AmdReport {
+                leg: LegId(leg.parse().map_err(|_| "leg")?),
+                result: tandem_media::AmdResult {
+                    answered_by,
+                    after_ms: ms.parse().map_err(|_| "ms")?,
+                },
+            })))
+        }
         ["room", "ended"] => Input::Msg(CallMsg::Room(RoomMsg::Ended)),
         ["screen", call_id, rest @ ..] => Input::Msg(CallMsg::ScreenFetched {
             call_id: unesc(call_id),
@@ -904,6 +937,15 @@ pub(crate) fn describe(o: &Output) -> String {
         ),
         Output::Recording { url, event, .. } => {
             format!("recording {url} {}", event.status.as_str())
+        }
+        Output::Callback {
+            sid, url, params, ..
+        } => {
+            let mut s = format!("callback {sid} {url}");
+            for (k, v) in params.iter() {
+                let _ = write!(s, " {k}={v}");
+            }
+            s
         }
     }
 }

@@ -26,6 +26,10 @@ impl Call {
     /// Runs the noun's `url` document on an answered callee (design §4 step 5):
     /// the caller keeps hearing ringback, the other branches keep ringing.
     pub(super) fn start_screening(&mut self, i: usize) {
+        if self.amd_holds_screening(i) {
+            // Resumed when the detector decides (call/amd.rs).
+            return;
+        }
         let now = self.now;
         let Some(d) = &mut self.dial else { return };
         let b = &mut d.branches[i];
@@ -120,6 +124,9 @@ impl Call {
             .child_info(b, tandem_webhook::CallStatus::InProgress)
             .voice_params();
         for (k, v) in &req.params {
+            params.push(k, v);
+        }
+        for (k, v) in b.amd.as_ref().map(|a| a.params()).unwrap_or_default() {
             params.push(k, v);
         }
         let call_id = b.call_id.clone();

@@ -462,6 +462,22 @@ impl Shell {
                     tracing::warn!(error = %e, "recording callback dropped");
                 }
             }
+            Output::Callback {
+                sid,
+                url,
+                method,
+                params,
+            } => {
+                let cb = tandem_webhook::Callback {
+                    url,
+                    method,
+                    params,
+                    kind: tandem_webhook::CallbackKind::CallProgress,
+                };
+                if let Err(e) = self.queue(&sid).enqueue(cb) {
+                    tracing::warn!(error = %e, "callback dropped");
+                }
+            }
         }
     }
 }

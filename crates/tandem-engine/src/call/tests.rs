@@ -48,6 +48,8 @@ struct EnvState {
     left: Vec<Instant>,
     /// Playbacks stopped.
     stopped_plays: Vec<u64>,
+    /// Answering-machine detections started: (at, leg, settings).
+    amd: Vec<(Instant, LegId, tandem_media::AmdConfig)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -197,6 +199,11 @@ impl Env for FakeEnv {
         s.room_audio.push(now);
     }
     fn record_conference(&mut self) {}
+    fn listen_amd(&mut self, leg: LegId, cfg: tandem_media::AmdConfig) {
+        let mut s = self.st();
+        let now = s.now.expect("clock set");
+        s.amd.push((now, leg, cfg));
+    }
     fn leave_conference(&mut self) {
         let mut s = self.st();
         let now = s.now.expect("clock set");
@@ -359,7 +366,8 @@ impl Harness {
     /// virtual times; returns how many outputs there were.
     fn assert_replays(&self) -> usize {
         let text = self.events.as_ref().expect("a logged call").text();
-        let replayed = super::replay::replay(&text, config()).expect("the log replays");
+        let replayed =
+            super::replay::replay(&text, self.call.cfg.clone()).expect("the log replays");
         let original: Vec<(Duration, String)> = self
             .log
             .iter()
@@ -2037,5 +2045,169 @@ fn a_conference_call_log_replays_to_the_same_outputs() {
     h.msg(CallMsg::Room(crate::conference::RoomMsg::Started));
     h.advance(5 * SEC);
     h.key('*');
+    assert!(h.assert_replays() > 3);
+}
+
+// ----- <Number machineDetection> -----
+
+/// A config whose trunk takes every number.
+fn trunk_config() -> Arc<EngineConfig> {
+    let mut cfg = (*config()).clone();
+    cfg.trunks = vec![crate::config::Trunk {
+        name: "carrier".into(),
+        proxy: "sip:127.0.0.30:5060".into(),
+        username: None,
+        password: None,
+        prefixes: vec![String::new()],
+        sources: vec![("127.0.0.30".parse().unwrap(), 32)],
+        register: None,
+    }];
+    Arc::new(cfg)
+}
+
+fn start_dialing(twiml: &str, logged: bool) -> Harness {
+    Harness::start_cfg(
+        twiml,
+        caller_invite(&[]),
+        FakeEnv::default(),
+        logged,
+        trunk_config(),
+    )
+}
+
+impl Harness {
+    fn amd_decides(&mut self, leg: LegId, by: tandem_media::AnsweredBy, ms: u32) {
+        self.msg(CallMsg::Amd(Box::new(crate::media_ops::AmdReport {
+            leg,
+            result: tandem_media::AmdResult {
+                answered_by: by,
+                after_ms: ms,
+            },
+        })));
+    }
+
+    fn screen_fetches(&self) -> Vec<(Duration, HashMap<String, String>)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Fetch {
+                    screen: Some(_),
+                    params,
+                    ..
+                } => Some((
+                    *at,
+                    params
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn sync_machine_detection_holds_the_callee_then_posts_answered_by_to_its_url() {
+    let mut h = start_dialing(
+        r#"<Response><Dial><Number machineDetection="Enable" url="/screen">+15550002000</Number></Dial></Response>"#,
+        false,
+    );
+    h.advance(100 * MS);
+    h.callee(0, 200, "c0");
+    let callee_leg = h.env.st().open[1];
+    {
+        let st = h.env.st();
+        assert_eq!(st.amd.len(), 1);
+        assert_eq!(st.amd[0].1, callee_leg);
+        assert_eq!(st.amd[0].2.mode, tandem_media::AmdMode::Enable);
+        assert_eq!(st.amd[0].2.timeout_ms, 30_000);
+        assert!(st.bridges.is_empty(), "not bridged before the decision");
+    }
+    assert!(
+        h.screen_fetches().is_empty(),
+        "the url waits for the decision"
+    );
+    h.advance(1_700 * MS);
+    h.amd_decides(callee_leg, tandem_media::AnsweredBy::Human, 1_680);
+    let fetches = h.screen_fetches();
+    assert_eq!(fetches.len(), 1);
+    assert_eq!(fetches[0].0, 1_800 * MS);
+    assert_eq!(fetches[0].1["AnsweredBy"], "human");
+    assert_eq!(fetches[0].1["MachineDetectionDuration"], "1680");
+}
+
+#[test]
+fn sync_machine_detection_without_url_bridges_after_the_decision() {
+    let mut h = start_dialing(
+        r#"<Response><Dial><Number machineDetection="DetectMessageEnd" machineDetectionSpeechThreshold="3000">+15550002000</Number></Dial></Response>"#,
+        false,
+    );
+    h.callee(0, 200, "c0");
+    let callee_leg = h.env.st().open[1];
+    assert_eq!(h.env.st().amd[0].2.speech_threshold_ms, 3_000);
+    assert_eq!(
+        h.env.st().amd[0].2.mode,
+        tandem_media::AmdMode::DetectMessageEnd
+    );
+    h.advance(9 * SEC);
+    assert!(h.env.st().bridges.is_empty());
+    h.amd_decides(callee_leg, tandem_media::AnsweredBy::MachineEndBeep, 9_000);
+    assert_eq!(h.env.st().bridges.len(), 1);
+}
+
+#[test]
+fn a_callee_sending_no_audio_is_unknown_a_second_after_the_detection_timeout() {
+    let mut h = start_dialing(
+        r#"<Response><Dial><Number machineDetection="Enable" machineDetectionTimeout="3" url="/screen">+15550002000</Number></Dial></Response>"#,
+        false,
+    );
+    h.callee(0, 200, "c0");
+    h.advance(3_999 * MS);
+    assert!(h.screen_fetches().is_empty());
+    h.advance(MS);
+    let fetches = h.screen_fetches();
+    assert_eq!(fetches.len(), 1);
+    assert_eq!(fetches[0].0, 4 * SEC);
+    assert_eq!(fetches[0].1["AnsweredBy"], "unknown");
+    assert_eq!(fetches[0].1["MachineDetectionDuration"], "3000");
+    // A late decision changes nothing.
+    let callee_leg = h.env.st().open[1];
+    h.amd_decides(callee_leg, tandem_media::AnsweredBy::Human, 3_500);
+    assert_eq!(h.screen_fetches().len(), 1);
+}
+
+#[test]
+fn async_machine_detection_bridges_at_once_and_posts_to_amd_status_callback() {
+    let mut h = start_dialing(
+        r#"<Response><Dial><Number machineDetection="Enable" amdStatusCallback="/amd" amdStatusCallbackMethod="GET">+15550002000</Number></Dial></Response>"#,
+        true,
+    );
+    h.callee(0, 200, "c0");
+    let callee_leg = h.env.st().open[1];
+    assert_eq!(h.env.st().bridges.len(), 1, "bridged without waiting");
+    assert_eq!(h.env.st().amd.len(), 1);
+    h.advance(2_600 * MS);
+    h.amd_decides(callee_leg, tandem_media::AnsweredBy::MachineStart, 2_600);
+    let cb: Vec<_> = h
+        .log
+        .iter()
+        .filter_map(|(at, o)| match o {
+            Output::Callback {
+                url,
+                method,
+                params,
+                ..
+            } => Some((*at, url.to_string(), *method, params.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cb.len(), 1);
+    assert_eq!(cb[0].0, 2_600 * MS);
+    assert_eq!(cb[0].1, "http://app.test/amd");
+    assert_eq!(cb[0].2, tandem_webhook::Method::Get);
+    assert_eq!(cb[0].3.get("AnsweredBy"), Some("machine_start"));
+    assert_eq!(cb[0].3.get("MachineDetectionDuration"), Some("2600"));
+    assert!(cb[0].3.get("CallSid").is_some_and(|s| s.starts_with("CA")));
     assert!(h.assert_replays() > 3);
 }

@@ -15,12 +15,16 @@
 //! `Leg::set_tap`; the call actor owns the legs and decides when to play.
 //! `docs/media-ops.md` describes the rules, the voice mapping and the limits.
 
+mod amd;
+mod decode;
 mod dtmf_in;
 mod play;
 mod prompt;
 mod say;
 mod voice;
 
+pub use amd::{AmdReport, AmdTap, amd_tap};
+pub use decode::Pcm8k;
 pub use dtmf_in::{DtmfDigit, DtmfKind, DtmfTap, dtmf_tap, fan_out};
 pub use play::{MAX_PLAY_BYTES, PLAY_FETCH_TIMEOUT, PlayCache};
 pub use prompt::{MAX_LOOPS, PromptError, PromptSource, Prompts, PromptsConfig, loop_count};
