@@ -56,6 +56,8 @@ pub(crate) struct Ctx {
     pub admission: Admission,
     /// `<Conference>` rooms.
     pub rooms: Arc<crate::conference::Rooms>,
+    /// `<Enqueue>` queues.
+    pub queues: crate::queue::Queues,
 }
 
 /// A local TwiML file as last read.
@@ -180,6 +182,7 @@ impl Engine {
                 metrics: Arc::new(Metrics::default()),
                 docs: DashMap::new(),
                 admission: Admission::new(cfg.limits, std::time::Instant::now()),
+                queues: crate::queue::Queues::default(),
                 rooms: Arc::new(crate::conference::Rooms::new(
                     callbacks.clone(),
                     cfg.account_sid.clone(),
@@ -216,8 +219,12 @@ impl Engine {
                 out,
                 "# HELP tandem_conferences Conference rooms open.\n\
                  # TYPE tandem_conferences gauge\n\
-                 tandem_conferences {}\n",
-                ctx.rooms.len()
+                 tandem_conferences {}\n\
+                 # HELP tandem_queued_calls Callers waiting in <Enqueue> queues.\n\
+                 # TYPE tandem_queued_calls gauge\n\
+                 tandem_queued_calls {}\n",
+                ctx.rooms.len(),
+                ctx.queues.waiting()
             );
         }));
         crate::http::spawn(addr, state).await

@@ -11,6 +11,7 @@ mod gather;
 pub mod http;
 mod media;
 pub mod media_ops;
+mod queue;
 pub mod recording;
 mod registration;
 

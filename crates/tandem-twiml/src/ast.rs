@@ -105,6 +105,10 @@ pub enum Verb {
     Redirect(Redirect),
     /// `<Record>`.
     Record(Record),
+    /// `<Enqueue>`.
+    Enqueue(Enqueue),
+    /// `<Leave/>`: leave the queue (in an `<Enqueue waitUrl>` document).
+    Leave,
 }
 
 impl Verb {
@@ -120,6 +124,8 @@ impl Verb {
             Self::Reject(_) => "Reject",
             Self::Redirect(_) => "Redirect",
             Self::Record(_) => "Record",
+            Self::Enqueue(_) => "Enqueue",
+            Self::Leave => "Leave",
         }
     }
 }
@@ -208,8 +214,9 @@ pub enum Noun {
     Sip(Sip),
     /// `<Conference>`: join a room (the only noun of its `<Dial>`).
     Conference(Box<Conference>),
-    /// `<Queue>` (parsed, not acted on).
-    Queue(Named),
+    /// `<Queue>`: take the caller at the front of a queue (the only noun
+    /// of its `<Dial>`).
+    Queue(Queue),
 }
 
 impl Noun {
@@ -376,11 +383,33 @@ impl Sip {
     }
 }
 
-/// `<Queue>`: a name (attributes are noted, not kept).
+/// `<Queue>` in a `<Dial>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Named {
-    /// The queue name.
+pub struct Queue {
+    /// The queue's name.
     pub name: String,
+    /// `url`: a document played to the dequeued caller before the bridge.
+    pub url: Option<String>,
+    /// `method` for `url` (POST).
+    pub method: Method,
+}
+
+/// `<Enqueue>`: puts the caller in a queue until an agent's
+/// `<Dial><Queue>` takes it, or it leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueue {
+    /// The queue's name (1–64 characters).
+    pub queue: String,
+    /// `action`: requested with `QueueResult` when the caller leaves the
+    /// queue (after the bridge, when it was bridged).
+    pub action: Option<String>,
+    /// `method` for `action` (POST).
+    pub method: Method,
+    /// `waitUrl`: what the caller hears while waiting; requested again each
+    /// time its document ends (silence when absent).
+    pub wait_url: Option<String>,
+    /// `waitUrlMethod` (POST).
+    pub wait_url_method: Method,
 }
 
 /// `<Conference beep>`: which arrivals and departures the room hears a

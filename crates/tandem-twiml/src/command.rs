@@ -28,6 +28,8 @@ pub enum Event {
     DialOutcome(DialOutcome),
     /// The `Record` command ended.
     Recorded(RecordOutcome),
+    /// The caller left the queue of the `Enqueue` command.
+    Enqueued(EnqueueOutcome),
     /// The party whose leg runs this interpreter hung up: the caller (for a
     /// screening interpreter, the callee).
     CallerHangup,
@@ -76,6 +78,7 @@ impl Event {
             Self::GatherTimeout => "GatherTimeout",
             Self::DialOutcome(_) => "DialOutcome",
             Self::Recorded(_) => "Recorded",
+            Self::Enqueued(_) => "Enqueued",
             Self::CallerHangup => "CallerHangup",
             Self::Fetched { .. } => "Fetched",
             Self::FetchedDocument { .. } => "FetchedDocument",
@@ -104,9 +107,14 @@ pub enum FetchReason {
     /// a REFER. The engine's own fetch; its answer is fed back as
     /// [`Event::Redirected`], not as `Fetched`.
     Refer,
-    /// A `<Conference waitUrl>`: what the participant hears until the
-    /// conference starts. The engine's own fetch, played on its own.
-    ConferenceWait,
+    /// A `<Conference>` or `<Enqueue>` `waitUrl`: what the caller hears
+    /// while it waits. The engine's own fetch, played on its own.
+    Wait,
+    /// `<Enqueue action>` with `QueueResult`.
+    EnqueueAction,
+    /// `<Queue url>`: the document the dequeued caller hears before the
+    /// bridge. The engine's own fetch.
+    Dequeued,
 }
 
 /// A document request for the webhook client. The interpreter adds only the
@@ -152,6 +160,9 @@ pub enum Command {
     /// Play the prompts while collecting DTMF; answer with
     /// [`Event::Digits`] or [`Event::GatherTimeout`].
     Gather(Gather),
+    /// Put the caller in a queue (URLs resolved; the caller already
+    /// answered); answer with [`Event::Enqueued`].
+    Enqueue(crate::ast::Enqueue),
     /// Record the caller (beep first when `play_beep`); answer with
     /// [`Event::Recorded`]. `action` is resolved (the document's URL when
     /// the verb had none).
@@ -174,6 +185,63 @@ pub enum Command {
     Fetch(FetchRequest),
     /// Screening only: the verdict; the screening interpreter is finished.
     Screened(ScreeningVerdict),
+}
+
+/// `QueueResult`: how a caller left its `<Enqueue>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueResult {
+    /// Taken by an agent and bridged; reported once the bridge ended.
+    Bridged,
+    /// The queue was full.
+    QueueFull,
+    /// The caller hung up while waiting.
+    Hangup,
+    /// A `<Leave>` in the wait document.
+    Leave,
+    /// The call was redirected (REST API) while waiting.
+    Redirected,
+    /// The caller could not be queued (no media to wait with).
+    Error,
+    /// Tandem failed.
+    SystemError,
+}
+
+impl QueueResult {
+    /// Twilio's string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bridged => "bridged",
+            Self::QueueFull => "queue-full",
+            Self::Hangup => "hangup",
+            Self::Leave => "leave",
+            Self::Redirected => "redirected",
+            Self::Error => "error",
+            Self::SystemError => "system-error",
+        }
+    }
+}
+
+/// How an `<Enqueue>` ended, as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnqueueOutcome {
+    /// `QueueResult`.
+    pub result: QueueResult,
+    /// `QueueSid` (`QU` + 32 hex), when the caller was in a queue.
+    pub queue_sid: Option<String>,
+    /// `QueueTime`: seconds spent waiting in the queue.
+    pub queue_time: u64,
+}
+
+impl EnqueueOutcome {
+    /// The `action` request's parameters.
+    pub fn params(&self) -> Vec<(String, String)> {
+        let mut p = vec![("QueueResult".to_owned(), self.result.as_str().to_owned())];
+        if let Some(sid) = &self.queue_sid {
+            p.push(("QueueSid".to_owned(), sid.clone()));
+        }
+        p.push(("QueueTime".to_owned(), self.queue_time.to_string()));
+        p
+    }
 }
 
 /// How a `<Record>` ended, as the engine reports it.

@@ -3,8 +3,8 @@
 //! SIP URI rules.
 
 use crate::ast::{
-    Client, Conference, ConferenceBeep, ConferenceEvent, Dial, MachineDetectionOptions, Named,
-    Noun, NounOptions, Number, Sip,
+    Client, Conference, ConferenceBeep, ConferenceEvent, Dial, MachineDetectionOptions, Noun,
+    NounOptions, Number, Queue, Sip,
 };
 use crate::error::ParseError;
 use crate::parse::{Ctx, non_blank};
@@ -123,22 +123,38 @@ impl Ctx<'_> {
             "Sip" => self.sip(e).map(Noun::Sip),
             "Conference" => self.conference(e).map(|c| Noun::Conference(Box::new(c))),
             "Queue" => {
-                let (name, offset) = self.text_only(e)?;
-                if name.is_empty() {
-                    return Err(ParseError::MissingContent {
-                        element: e.name.clone(),
-                        expected: "a name",
-                        at: self.pos(e.offset),
-                    });
-                }
-                self.note_element(&e.name, &name, offset);
+                let name = self.queue_name(e)?;
+                let mut q = Queue {
+                    name,
+                    url: None,
+                    method: values::Method::Post,
+                };
                 for attr in &e.attrs {
-                    self.note(crate::ast::NoticeKind::NotActedOn, &e.name, Some(attr));
+                    match attr.name.as_str() {
+                        "url" => q.url = Some(self.value(e, attr, values::parse_url)?),
+                        "method" => q.method = self.value(e, attr, values::parse_method)?,
+                        _ => {}
+                    }
                 }
-                Ok(Noun::Queue(Named { name }))
+                self.note_attrs(e);
+                Ok(Noun::Queue(q))
             }
             _ => Err(self.invalid_child(dial, e)),
         }
+    }
+
+    /// A queue's name: the element's text, 1–64 characters, no control
+    /// characters.
+    pub(crate) fn queue_name(&self, e: &Element) -> Result<String, ParseError> {
+        let (name, _) = self.text_only(e)?;
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(ParseError::MissingContent {
+                element: e.name.clone(),
+                expected: "a queue name of 1 to 64 characters without control characters",
+                at: self.pos(e.offset),
+            });
+        }
+        Ok(name)
     }
 
     fn conference(&mut self, e: &Element) -> Result<Conference, ParseError> {

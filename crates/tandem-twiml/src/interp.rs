@@ -67,6 +67,8 @@ enum Wait {
     Dial { action: Option<Url>, method: Method },
     /// A Record is beeping or recording.
     Record { action: Option<Url>, method: Method },
+    /// The caller is in a queue (or bridged from it).
+    Enqueue { action: Option<Url>, method: Method },
     /// A document is being fetched from `url`.
     Fetch { url: Url },
     /// The application error message is playing.
@@ -83,6 +85,7 @@ impl Wait {
             Self::Gather { .. } => "Digits or GatherTimeout",
             Self::Dial { .. } => "DialOutcome",
             Self::Record { .. } => "Recorded",
+            Self::Enqueue { .. } => "Enqueued",
             Self::Fetch { .. } => "Fetched or FetchFailed",
             Self::ErrorMessage => "VerbDone (error message)",
             Self::Done => "nothing (finished)",
@@ -233,6 +236,10 @@ impl Interpreter {
             (Wait::Dial { action, method }, Event::DialOutcome(outcome)) => {
                 self.dialed(action, method, &outcome);
             }
+            (Wait::Enqueue { action, method }, Event::Enqueued(outcome)) => match action {
+                Some(url) => self.fetch(url, method, outcome.params(), FetchReason::EnqueueAction),
+                None => self.next(),
+            },
             (Wait::Record { action, method }, Event::Recorded(outcome)) => {
                 self.recorded(action, method, &outcome);
             }
@@ -322,7 +329,7 @@ impl Interpreter {
         };
         let waits_on_caller = match &verb {
             Verb::Redirect(_) => false,
-            Verb::Dial(dial) => dial.dialable().next().is_some(),
+            Verb::Dial(dial) => !dial.nouns.is_empty(),
             _ => true,
         };
         if waits_on_caller {
@@ -353,6 +360,11 @@ impl Interpreter {
             Verb::Gather(gather) => self.gather(gather),
             Verb::Dial(dial) => self.dial(dial),
             Verb::Record(record) => self.record(record),
+            Verb::Enqueue(enqueue) => self.enqueue(enqueue),
+            Verb::Leave => {
+                tracing::warn!("<Leave> outside an <Enqueue> waitUrl document does nothing");
+                self.next();
+            }
             Verb::Hangup => {
                 if self.mode == Mode::Screening {
                     self.commands
@@ -489,6 +501,29 @@ impl Interpreter {
         self.fetch(url, method, outcome.params(), FetchReason::RecordAction);
     }
 
+    fn enqueue(&mut self, mut enqueue: crate::ast::Enqueue) {
+        let resolve = |slot: &mut Option<String>| -> Option<Option<Url>> {
+            match slot.as_deref() {
+                Some(reference) => {
+                    let url = self.resolve(reference)?;
+                    *slot = Some(url.to_string());
+                    Some(Some(url))
+                }
+                None => Some(None),
+            }
+        };
+        let Some(action) = resolve(&mut enqueue.action) else {
+            return self.application_error();
+        };
+        if resolve(&mut enqueue.wait_url).is_none() {
+            return self.application_error();
+        }
+        let method = enqueue.method;
+        self.ensure_answered();
+        self.commands.push_back(Command::Enqueue(enqueue));
+        self.wait = Wait::Enqueue { action, method };
+    }
+
     fn dial(&mut self, mut dial: Dial) {
         let action = match dial.action.as_deref() {
             Some(action) => match self.resolve(action) {
@@ -498,9 +533,12 @@ impl Interpreter {
             None => None,
         };
         let method = dial.method;
-        if matches!(dial.nouns.first(), Some(crate::ast::Noun::Conference(_))) {
-            // A conference always answers the caller (Twilio has no
-            // answerOnBridge for rooms) and ends when the caller leaves it.
+        if matches!(
+            dial.nouns.first(),
+            Some(crate::ast::Noun::Conference(_) | crate::ast::Noun::Queue(_))
+        ) {
+            // A conference or a queue always answers the caller (Twilio has
+            // no answerOnBridge for them) and ends when the caller leaves it.
             if self.resolve_dial_urls(&mut dial).is_none() {
                 return self.application_error();
             }
@@ -508,19 +546,6 @@ impl Interpreter {
             self.commands.push_back(Command::Dial(dial));
             self.wait = Wait::Dial { action, method };
             return;
-        }
-        if dial.dialable().next().is_none() {
-            // <Queue>: parsed, not acted on; the dial fails.
-            tracing::warn!("<Dial> has only nouns Tandem does not dial; DialCallStatus=failed");
-            self.wait = Wait::Running;
-            let failed = DialOutcome {
-                status: crate::command::DialCallStatus::Failed,
-                call_sid: None,
-                duration: None,
-                bridged: false,
-                recording_url: None,
-            };
-            return self.dialed(action, method, &failed);
         }
         dial.nouns.retain(|n| n.is_dialable());
         if self.resolve_dial_urls(&mut dial).is_none() {
@@ -555,6 +580,9 @@ impl Interpreter {
                 fix(&mut c.wait_url)?;
                 fix(&mut c.status_callback)?;
                 fix(&mut c.recording_status_callback)?;
+            }
+            if let crate::ast::Noun::Queue(q) = noun {
+                fix(&mut q.url)?;
             }
             if let Some(options) = noun.options_mut() {
                 fix(&mut options.url)?;

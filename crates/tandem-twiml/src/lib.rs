@@ -23,6 +23,7 @@
 //!     duration: None,
 //!     bridged: false,
 //!     recording_url: None,
+//!     extra: Vec::new(),
 //! }))?;
 //! assert!(matches!(call.poll_command(), Some(Command::Say(s)) if s.text == "Bye"));
 //! call.handle(Event::VerbDone)?;
@@ -41,13 +42,13 @@ mod values;
 mod xml;
 
 pub use ast::{
-    Client, Conference, ConferenceBeep, ConferenceEvent, Dial, Document, Gather,
-    MachineDetectionOptions, Named, Notice, NoticeKind, Noun, NounOptions, Number, Pause, Play,
-    Prompt, Record, Redirect, Reject, Say, Sip, Verb,
+    Client, Conference, ConferenceBeep, ConferenceEvent, Dial, Document, Enqueue, Gather,
+    MachineDetectionOptions, Notice, NoticeKind, Noun, NounOptions, Number, Pause, Play, Prompt,
+    Queue, Record, Redirect, Reject, Say, Sip, Verb,
 };
 pub use command::{
-    Command, DialCallStatus, DialOutcome, Event, FetchReason, FetchRequest, Outcome, RecordOutcome,
-    ScreeningVerdict,
+    Command, DialCallStatus, DialOutcome, EnqueueOutcome, Event, FetchReason, FetchRequest,
+    Outcome, QueueResult, RecordOutcome, ScreeningVerdict,
 };
 pub use dial::MAX_DIAL_NOUNS;
 pub use error::{ParseError, Position};

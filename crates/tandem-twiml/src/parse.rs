@@ -12,8 +12,8 @@ use crate::xml::{self, Attr, Element, Node};
 
 /// Verbs Twilio defines that Tandem does not implement.
 const UNSUPPORTED_VERBS: &[&str] = &[
-    "Enqueue", "Leave", "Connect", "Start", "Stop", "Stream", "Refer", "Pay", "Prompt", "Sms",
-    "Message", "Echo", "Siprec",
+    "Connect", "Start", "Stop", "Stream", "Refer", "Pay", "Prompt", "Sms", "Message", "Echo",
+    "Siprec",
 ];
 
 /// Largest document accepted, as on Twilio (64 kB, error 11750).
@@ -217,7 +217,9 @@ impl Ctx<'_> {
         };
         match e.name.as_str() {
             "Dial" if self.screening => Err(forbidden),
-            "Reject" | "Redirect" | "Record" if self.screening => Err(forbidden),
+            "Reject" | "Redirect" | "Record" | "Enqueue" | "Leave" if self.screening => {
+                Err(forbidden)
+            }
             "Dial" => Ok(Verb::Dial(self.dial(e)?)),
             "Say" => Ok(Verb::Say(self.say(e)?)),
             "Play" => Ok(Verb::Play(self.play(e)?)),
@@ -231,6 +233,12 @@ impl Ctx<'_> {
             "Reject" => Ok(Verb::Reject(self.reject(e)?)),
             "Redirect" => Ok(Verb::Redirect(self.redirect(e)?)),
             "Record" => Ok(Verb::Record(self.record(e)?)),
+            "Enqueue" => Ok(Verb::Enqueue(self.enqueue(e)?)),
+            "Leave" => {
+                self.note_attrs(e);
+                self.no_content(e)?;
+                Ok(Verb::Leave)
+            }
             "Number" | "Client" | "Sip" | "Conference" | "Queue" | "Identity" | "Parameter" => {
                 Err(ParseError::InvalidChild {
                     parent: "Response".into(),
@@ -421,6 +429,33 @@ impl Ctx<'_> {
         }
         self.no_content(e)?;
         Ok(reject)
+    }
+
+    fn enqueue(&mut self, e: &Element) -> Result<crate::ast::Enqueue, ParseError> {
+        let mut q = crate::ast::Enqueue {
+            queue: self.queue_name(e)?,
+            action: None,
+            method: values::Method::Post,
+            wait_url: None,
+            wait_url_method: values::Method::Post,
+        };
+        for attr in &e.attrs {
+            match attr.name.as_str() {
+                "action" => q.action = Some(self.value(e, attr, values::parse_url)?),
+                "method" => q.method = self.value(e, attr, values::parse_method)?,
+                "waitUrl" => {
+                    q.wait_url = if attr.value.trim().is_empty() {
+                        None
+                    } else {
+                        Some(self.value(e, attr, values::parse_url)?)
+                    }
+                }
+                "waitUrlMethod" => q.wait_url_method = self.value(e, attr, values::parse_method)?,
+                _ => {}
+            }
+        }
+        self.note_attrs(e);
+        Ok(q)
     }
 
     fn redirect(&mut self, e: &Element) -> Result<Redirect, ParseError> {

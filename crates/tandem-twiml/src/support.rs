@@ -123,7 +123,15 @@ pub const MATRIX: &[Entry] = &[
     at("Conference", "statusCallbackEvent", S),
     at("Conference", "participantLabel", S),
     at("Conference", "coach", S),
-    el("Queue", N),
+    el("Queue", S),
+    at("Queue", "url", S),
+    at("Queue", "method", S),
+    el("Enqueue", S),
+    at("Enqueue", "action", S),
+    at("Enqueue", "method", S),
+    at("Enqueue", "waitUrl", S),
+    at("Enqueue", "waitUrlMethod", S),
+    el("Leave", S),
     el("Say", S),
     at("Say", "voice", S),
     at("Say", "language", S),
@@ -224,7 +232,7 @@ mod tests {
             Some(Status::NotActedOn)
         );
         assert_eq!(attribute_status("Dial", "sendDigits"), None);
-        assert_eq!(element_status("Queue"), Some(Status::NotActedOn));
-        assert_eq!(element_status("Enqueue"), None);
+        assert_eq!(element_status("Queue"), Some(Status::Supported));
+        assert_eq!(element_status("Task"), None);
     }
 }

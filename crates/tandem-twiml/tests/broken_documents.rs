@@ -401,9 +401,9 @@ fn unknown_verb_is_an_error() {
 
 #[test]
 fn twilio_verb_tandem_does_not_implement() {
-    let e = err("<Response><Enqueue>support</Enqueue></Response>");
+    let e = err("<Response><Connect/></Response>");
     assert!(
-        matches!(&e, ParseError::UnsupportedVerb { element, .. } if element == "Enqueue"),
+        matches!(&e, ParseError::UnsupportedVerb { element, .. } if element == "Connect"),
         "{e:?}"
     );
 }
@@ -701,6 +701,31 @@ fn conference_attributes_out_of_range_are_errors_at_their_attribute() {
     ));
     assert!(
         matches!(&e, ParseError::MissingContent { element, .. } if element == "Conference"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn queue_names_and_enqueue_in_screening_are_refused() {
+    for xml in [
+        "<Response><Enqueue></Enqueue></Response>".to_owned(),
+        format!("<Response><Enqueue>{}</Enqueue></Response>", "q".repeat(65)),
+        "<Response><Dial><Queue> </Queue></Dial></Response>".to_owned(),
+    ] {
+        let e = err(&xml);
+        assert!(
+            matches!(&e, ParseError::MissingContent { .. }),
+            "{xml}: {e:?}"
+        );
+    }
+    let e = err(r#"<Response><Enqueue waitUrlMethod="PUT">q</Enqueue></Response>"#);
+    assert!(
+        matches!(&e, ParseError::InvalidAttribute { attribute, .. } if attribute == "waitUrlMethod"),
+        "{e:?}"
+    );
+    let e = tandem_twiml::parse_screening("<Response><Enqueue>q</Enqueue></Response>").unwrap_err();
+    assert!(
+        matches!(&e, ParseError::NotAllowedInScreening { element, .. } if element == "Enqueue"),
         "{e:?}"
     );
 }

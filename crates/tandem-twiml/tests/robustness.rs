@@ -116,6 +116,7 @@ fn drive(mut i: Interpreter, next_doc: &str) {
                 duration: Some(1),
                 bridged: true,
                 recording_url: None,
+                extra: Vec::new(),
             }),
             Some(Command::Fetch(_)) => Event::Fetched {
                 body: next_doc.to_owned(),

@@ -120,6 +120,8 @@ pub struct DialOutcome {
     pub bridged: bool,
     /// `RecordingUrl` when the dial was recorded.
     pub recording_url: Option<String>,
+    /// Parameters a noun adds (`<Queue>`: `QueueSid`, `QueueTime`), last.
+    pub extra: Vec<(String, String)>,
 }
 
 impl DialOutcome {
@@ -137,6 +139,7 @@ impl DialOutcome {
         if let Some(url) = &self.recording_url {
             p.push(("RecordingUrl".to_owned(), url.clone()));
         }
+        p.extend(self.extra.iter().cloned());
         p
     }
 }
@@ -218,6 +221,7 @@ mod tests {
             duration: Some(7),
             bridged: true,
             recording_url: None,
+            extra: Vec::new(),
         };
         let names: Vec<_> = o.params().into_iter().map(|(n, _)| n).collect();
         assert_eq!(
@@ -235,6 +239,7 @@ mod tests {
             duration: None,
             bridged: false,
             recording_url: None,
+            extra: Vec::new(),
         };
         assert_eq!(
             unbridged.params(),

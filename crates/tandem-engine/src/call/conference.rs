@@ -3,9 +3,9 @@
 //! (hangup, `hangupOnStar`, `timeLimit`, the room ending), after which the
 //! Dial's `action` gets `DialCallStatus=answered`.
 
-use tandem_twiml::{Prompt, Verb};
 use tandem_types::{DialCallStatus, DialOutcome};
 
+use super::hold::HoldFor;
 use super::*;
 use crate::conference::{JoinSpec, RoomMsg};
 
@@ -16,29 +16,22 @@ pub(super) struct InConference {
     /// `<Dial timeLimit>`.
     until: Instant,
     started: bool,
-    wait: Option<WaitMusic>,
     /// `<Dial record>`: the recording runs, with its callback.
     recording: Option<Option<super::dial::RecCallback>>,
+    /// A `<Dial><Queue>` agent's private room with the dequeued caller.
+    pub(super) queue: Option<QueueBridge>,
 }
 
-/// The `waitUrl` document being played in a loop.
-struct WaitMusic {
-    /// The document's URL (relative URLs in it resolve against it).
-    url: Option<Url>,
-    prompts: Vec<Prompt>,
-    /// A `<Redirect>` after the prompts: the next document to play.
-    redirect: Option<(Url, tandem_twiml::Method)>,
-    next: usize,
-    /// When the current pass over the prompts began.
-    pass_began: Instant,
-    seq: u64,
-    playing: Option<u64>,
-    pause_until: Option<Instant>,
+/// The agent's side of a queue bridge.
+pub(super) struct QueueBridge {
+    pub queue_sid: String,
+    pub caller_sid: String,
+    /// Seconds the caller waited.
+    pub queue_time: u64,
+    pub joined_at: Instant,
+    /// The caller's mailbox: told when the agent leaves first.
+    pub caller: Mailbox,
 }
-
-/// A pass over the wait prompts lasts at least this long: a document whose
-/// audio all fails to load is retried once a second, not in a loop.
-const MIN_WAIT_PASS: Duration = Duration::from_secs(1);
 
 impl Call {
     /// Joins the `<Conference>` that is `spec`'s only noun.
@@ -79,8 +72,8 @@ impl Call {
             hangup_on_star: spec.hangup_on_star,
             until: self.now + Duration::from_secs(u64::from(spec.time_limit)),
             started: joined.started,
-            wait: None,
             recording: None,
+            queue: None,
         }));
         // <Dial record>: channel 1 the caller, channel 2 what the room sends it.
         if let Some(opts) = crate::recording::RecordingOptions::from_twiml(
@@ -103,138 +96,14 @@ impl Call {
         if joined.started {
             self.env.conference_audio();
         } else if let Some(url) = wait {
-            self.fetch_wait(url, wait_method);
+            self.fetch_hold(HoldFor::Conference, url, wait_method, Vec::new());
         }
-    }
-
-    fn fetch_wait(&mut self, url: Url, method: tandem_twiml::Method) {
-        let params = self.call_info(self.status()).voice_params();
-        self.out.push_back(Output::Fetch {
-            screen: None,
-            req: tandem_twiml::FetchRequest {
-                url,
-                method,
-                params: Vec::new(),
-                reason: tandem_twiml::FetchReason::ConferenceWait,
-            },
-            params,
-            fallback: None,
-        });
-    }
-
-    /// The `waitUrl` answered: its Say, Play and Pause verbs loop until the
-    /// conference starts; a `<Redirect>` after them moves to its document.
-    pub(super) fn on_wait_fetched(&mut self, result: Fetched) {
-        let Some(c) = self.conference.as_deref() else {
-            return;
-        };
-        if c.started {
-            return;
-        }
-        let (body, final_url) = match result {
-            Ok(x) => x,
-            Err(reason) => {
-                tracing::warn!(%reason, "conference waitUrl failed: waiting in silence");
-                return;
-            }
-        };
-        let doc = match tandem_twiml::parse(&body) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "conference waitUrl answered invalid TwiML: waiting in silence");
-                return;
-            }
-        };
-        let mut prompts = Vec::new();
-        let mut redirect = None;
-        for verb in doc.verbs {
-            match verb {
-                Verb::Say(s) => prompts.push(Prompt::Say(s)),
-                Verb::Play(p) => prompts.push(Prompt::Play(p)),
-                Verb::Pause(p) => prompts.push(Prompt::Pause(p)),
-                Verb::Redirect(r) => {
-                    let base = final_url.as_ref();
-                    match tandem_webhook::resolve_url(&r.url, base) {
-                        Ok(u) => redirect = Some((u, r.method)),
-                        Err(e) => tracing::warn!(error = %e, "waitUrl <Redirect> unusable"),
-                    }
-                    break;
-                }
-                other => tracing::warn!(
-                    verb = other.name(),
-                    "a conference waitUrl document may hold only Say, Play, Pause and Redirect: verb skipped"
-                ),
-            }
-        }
-        if prompts.is_empty() && redirect.is_none() {
-            tracing::info!("conference waitUrl has nothing to play: waiting in silence");
-            return;
-        }
-        let now = self.now;
-        if let Some(c) = self.conference.as_deref_mut() {
-            c.wait = Some(WaitMusic {
-                url: final_url,
-                prompts,
-                redirect,
-                next: 0,
-                pass_began: now,
-                seq: 0,
-                playing: None,
-                pause_until: None,
-            });
-        }
-        self.next_wait_prompt();
-    }
-
-    fn wait_mut(&mut self) -> Option<&mut WaitMusic> {
-        self.conference.as_deref_mut().and_then(|c| c.wait.as_mut())
-    }
-
-    /// Plays the next wait prompt, looping; or fetches the `<Redirect>`.
-    pub(super) fn next_wait_prompt(&mut self) {
-        let now = self.now;
-        let Some(w) = self.wait_mut() else { return };
-        if w.next >= w.prompts.len() {
-            if let Some((url, method)) = w.redirect.take() {
-                if let Some(c) = self.conference.as_deref_mut() {
-                    c.wait = None;
-                }
-                return self.fetch_wait(url, method);
-            }
-            if now < w.pass_began + MIN_WAIT_PASS {
-                w.pause_until = Some(w.pass_began + MIN_WAIT_PASS);
-                w.next = 0;
-                return;
-            }
-            w.next = 0;
-            w.pass_began = now;
-        }
-        if w.next == 0 && w.pause_until.is_none() {
-            w.pass_began = now;
-        }
-        let prompt = w.prompts[w.next].clone();
-        w.next += 1;
-        self.play_prompt(Who::Wait, prompt);
-    }
-
-    /// A wait `<Pause>` (or the end of a too short pass) started.
-    pub(super) fn wait_pause(&mut self, until: Instant) {
-        if let Some(w) = self.wait_mut() {
-            w.pause_until = Some(until);
-        }
-    }
-
-    /// Where a wait prompt's audio load and playback are tracked.
-    pub(super) fn wait_slots(&mut self) -> Option<(&mut u64, &mut Option<u64>, Option<Url>)> {
-        let w = self.wait_mut()?;
-        let url = w.url.clone();
-        Some((&mut w.seq, &mut w.playing, url))
     }
 
     /// The room started or ended.
     pub(super) fn on_room(&mut self, msg: RoomMsg) {
         let Some(c) = self.conference.as_deref_mut() else {
-            return;
+            return self.queue_room(msg);
         };
         match msg {
             RoomMsg::Started => {
@@ -243,11 +112,7 @@ impl Call {
                 }
                 tracing::info!(room = %c.room, "conference started");
                 c.started = true;
-                if let Some(w) = c.wait.take()
-                    && let Some(id) = w.playing
-                {
-                    self.env.stop_play(id);
-                }
+                self.stop_hold();
                 self.env.conference_audio();
             }
             RoomMsg::Ended => {
@@ -267,12 +132,9 @@ impl Call {
         star
     }
 
-    /// The conference's timers: `timeLimit` and the wait music's pauses.
-    pub(super) fn conference_deadlines(&self) -> [Option<Instant>; 2] {
-        match &self.conference {
-            Some(c) => [Some(c.until), c.wait.as_ref().and_then(|w| w.pause_until)],
-            None => [None, None],
-        }
+    /// The conference's timer: `timeLimit`.
+    pub(super) fn conference_deadline(&self) -> Option<Instant> {
+        self.conference.as_ref().map(|c| c.until)
     }
 
     pub(super) fn conference_timers(&mut self, now: Instant) {
@@ -281,13 +143,7 @@ impl Call {
         };
         if c.until <= now {
             tracing::info!(room = %c.room, "timeLimit reached: leaving the conference");
-            return self.conference_over(DialCallStatus::Answered, true);
-        }
-        if let Some(w) = c.wait.as_mut()
-            && w.pause_until.is_some_and(|p| p <= now)
-        {
-            w.pause_until = None;
-            self.verb_done(Who::Wait);
+            self.conference_over(DialCallStatus::Answered, true);
         }
     }
 
@@ -297,14 +153,27 @@ impl Call {
     }
 
     /// Out of the room (or never in): the Dial ends with `status`.
-    pub(super) fn conference_over(&mut self, status: DialCallStatus, bridged: bool) {
+    pub(super) fn conference_over(&mut self, mut status: DialCallStatus, bridged: bool) {
         let mut recording_url = None;
+        let (mut call_sid, mut duration, mut extra) = (None, None, Vec::new());
+        self.stop_hold();
         if let Some(c) = self.conference.take() {
-            if let Some(id) = c.wait.and_then(|w| w.playing) {
-                self.env.stop_play(id);
-            }
             if let Some(cb) = c.recording {
                 recording_url = self.end_recording(cb.as_ref()).map(|info| info.url);
+            }
+            // A <Dial><Queue> bridge: completed, with the dequeued caller.
+            if let Some(q) = c.queue {
+                q.caller
+                    .send(CallMsg::Queue(Box::new(crate::queue::QueueMsg::PeerGone)));
+                if status == DialCallStatus::Answered {
+                    status = DialCallStatus::Completed;
+                }
+                call_sid = Some(q.caller_sid);
+                duration = Some(secs_between(q.joined_at, self.now) as u32);
+                extra = vec![
+                    ("QueueSid".to_owned(), q.queue_sid),
+                    ("QueueTime".to_owned(), q.queue_time.to_string()),
+                ];
             }
         }
         self.env.leave_conference();
@@ -315,10 +184,11 @@ impl Call {
         tracing::info!(%status, "dial finished");
         self.feed(Event::DialOutcome(DialOutcome {
             status,
-            call_sid: None,
-            duration: None,
+            call_sid,
+            duration,
             bridged,
             recording_url,
+            extra,
         }));
         if self.caller_gone {
             self.finish();

@@ -167,8 +167,10 @@ impl Call {
     /// looked up are asked for first (`Output::Resolve`); the Dial starts
     /// when they are back.
     pub(super) fn start_dial(&mut self, spec: tandem_twiml::Dial) {
-        if matches!(spec.nouns.first(), Some(Noun::Conference(_))) {
-            return self.start_conference(spec);
+        match spec.nouns.first() {
+            Some(Noun::Conference(_)) => return self.start_conference(spec),
+            Some(Noun::Queue(_)) => return self.start_dequeue(spec),
+            _ => {}
         }
         let dests: Vec<(usize, Dest)> = spec
             .nouns
@@ -837,6 +839,9 @@ impl Call {
 
     /// The caller left (BYE or CANCEL) during a Dial.
     pub(super) fn caller_left(&mut self) {
+        if self.queue_caller_left() {
+            return;
+        }
         if self.in_conference() {
             return self.conference_over(DialCallStatus::Answered, true);
         }
@@ -1075,6 +1080,7 @@ impl Call {
             duration: Some(duration as u32),
             bridged: true,
             recording_url,
+            extra: Vec::new(),
         };
         self.finish_dial(outcome);
     }
@@ -1096,6 +1102,7 @@ impl Call {
             duration: None,
             bridged: false,
             recording_url,
+            extra: Vec::new(),
         };
         self.finish_dial(outcome);
     }

@@ -22,6 +22,7 @@ use crate::conference::{JoinSpec, Membership};
 use crate::engine::Ctx;
 use crate::media::{LegError, MediaLeg};
 use crate::media_ops::{DigitsSource, DtmfTap, VoiceTap, dtmf_tap, fan_out, voice_tap};
+use crate::queue::{Position, Taken};
 use crate::recording::{RecordingInfo, RecordingOptions, RecordingSession, RecordingTaps};
 
 /// A recording just started: its sid and `in-progress` event.
@@ -97,6 +98,22 @@ pub(crate) trait Env: Send {
     fn conference_audio(&mut self);
     /// Takes the leg out of its room (no-op when in none).
     fn leave_conference(&mut self);
+    /// `<Enqueue>`: `call_sid` joins the back of queue `name` (`Err`: full).
+    fn enqueue(&mut self, name: &str, call_sid: &str) -> Result<Position, Position>;
+    /// Where `call_sid` stands in `name`.
+    fn queue_position(&mut self, name: &str, call_sid: &str) -> Option<Position>;
+    /// Takes `call_sid` out of `name`; whether it was still waiting.
+    fn queue_leave(&mut self, name: &str, call_sid: &str) -> bool;
+    /// `<Dial><Queue>`: the agent takes the front caller, or waits for one
+    /// (then `CallMsg::Queue(Paired)` comes).
+    fn queue_take(
+        &mut self,
+        name: &str,
+        agent_sid: &str,
+        url: Option<(String, tandem_twiml::Method)>,
+    ) -> Taken;
+    /// A waiting agent stops waiting.
+    fn queue_cancel(&mut self, name: &str, agent_sid: &str);
     /// Answering-machine detection on `leg`: its one decision comes back
     /// as `CallMsg::Amd`.
     fn listen_amd(&mut self, leg: LegId, cfg: tandem_media::AmdConfig);
@@ -463,6 +480,31 @@ impl Env for RealEnv {
         if injection.is_none() {
             *injection = Some(s.media.leg.inject(m.source()));
         }
+    }
+
+    fn enqueue(&mut self, name: &str, call_sid: &str) -> Result<Position, Position> {
+        self.ctx.queues.enqueue(name, call_sid, self.me.clone())
+    }
+
+    fn queue_position(&mut self, name: &str, call_sid: &str) -> Option<Position> {
+        self.ctx.queues.position(name, call_sid)
+    }
+
+    fn queue_leave(&mut self, name: &str, call_sid: &str) -> bool {
+        self.ctx.queues.leave(name, call_sid)
+    }
+
+    fn queue_take(
+        &mut self,
+        name: &str,
+        agent_sid: &str,
+        url: Option<(String, tandem_twiml::Method)>,
+    ) -> Taken {
+        self.ctx.queues.take(name, agent_sid, self.me.clone(), url)
+    }
+
+    fn queue_cancel(&mut self, name: &str, agent_sid: &str) {
+        self.ctx.queues.cancel(name, agent_sid);
     }
 
     fn listen_amd(&mut self, leg: LegId, cfg: tandem_media::AmdConfig) {

@@ -37,7 +37,9 @@ mod amd;
 mod conference;
 mod dial;
 mod env;
+mod hold;
 mod prompts;
+mod queue;
 mod record;
 mod reinvite;
 pub mod replay;
@@ -100,12 +102,15 @@ pub(crate) enum CallMsg {
     Voice(VoiceChange),
     /// The `referUrl` of a transfer answered (or not).
     ReferFetched(Box<Fetched>),
-    /// A `<Conference waitUrl>` answered (or not).
-    WaitFetched(Box<Fetched>),
+    /// A hold document (`waitUrl`) answered (or not); `dequeue`: it is a
+    /// `<Queue url>` document.
+    WaitFetched { result: Box<Fetched>, dequeue: bool },
     /// The conference room the caller is in started or ended.
     Room(crate::conference::RoomMsg),
     /// Answering-machine detection decided on a callee's leg.
     Amd(Box<crate::media_ops::AmdReport>),
+    /// The call's queue (caller or agent) has news.
+    Queue(Box<crate::queue::QueueMsg>),
     /// Names looked up for a `<Dial>` (host, port, address found).
     Resolved(Vec<(String, u16, Option<SocketAddr>)>),
 }
@@ -318,6 +323,12 @@ pub(crate) struct Call {
     redirect: Option<Box<(tandem_twiml::Document, Option<Url>)>>,
     /// The `<Conference>` the caller is in.
     conference: Option<Box<conference::InConference>>,
+    /// What the caller hears while it waits (conference, queue).
+    hold: Option<Box<hold::Hold>>,
+    /// A hold document is wanted (fetching or playing) for this.
+    hold_wanted: Option<hold::HoldFor>,
+    /// The caller's `<Enqueue>`, or the agent's `<Dial><Queue>` waiting for a caller.
+    queue: Option<Box<queue::InQueue>>,
 }
 
 impl std::fmt::Debug for Call {
@@ -436,6 +447,9 @@ impl Call {
             transfer: None,
             redirect: None,
             conference: None,
+            hold: None,
+            hold_wanted: None,
+            queue: None,
         })
     }
 
@@ -470,7 +484,11 @@ impl Call {
     /// Whether the call is over: nothing left to run, no branch owing a
     /// final response. The shell drops it then.
     pub(crate) fn is_done(&self) -> bool {
-        self.finished && self.past.is_empty() && self.dial.is_none() && !self.in_conference()
+        self.finished
+            && self.past.is_empty()
+            && self.dial.is_none()
+            && !self.in_conference()
+            && self.queue.is_none()
     }
 
     fn call_info(&self, status: tandem_webhook::CallStatus) -> tandem_webhook::CallInfo {
@@ -507,9 +525,9 @@ impl Call {
         };
         take(self.pause_until);
         take(self.gather.as_ref().map(Gathering::deadline));
-        for t in self.conference_deadlines() {
-            take(t);
-        }
+        take(self.conference_deadline());
+        take(self.hold_deadline());
+        take(self.queue_deadline());
         for t in self.amd_deadlines() {
             take(Some(t));
         }
@@ -557,6 +575,7 @@ impl Call {
                         req.reason,
                         tandem_twiml::FetchReason::DialAction
                             | tandem_twiml::FetchReason::RecordAction
+                            | tandem_twiml::FetchReason::EnqueueAction
                     )
                 {
                     self.fetch(req);
@@ -578,6 +597,7 @@ impl Call {
                 }
                 Command::Dial(d) => self.start_dial(d),
                 Command::Record(r) => self.start_record(r),
+                Command::Enqueue(e) => self.start_enqueue(e),
                 Command::Hangup => self.hangup(480),
                 Command::Reject { reason } => {
                     let code = match reason {
@@ -777,9 +797,10 @@ impl Call {
             CallMsg::Digit(d) => self.on_leg_digit(d.leg, d.digit),
             CallMsg::Voice(c) => self.on_voice(c),
             CallMsg::ReferFetched(result) => self.on_refer_fetched(*result),
-            CallMsg::WaitFetched(result) => self.on_wait_fetched(*result),
+            CallMsg::WaitFetched { result, dequeue } => self.on_wait_fetched(*result, dequeue),
             CallMsg::Room(msg) => self.on_room(msg),
             CallMsg::Amd(report) => self.on_amd(*report),
+            CallMsg::Queue(msg) => self.on_queue_msg(*msg),
             CallMsg::Resolved(found) => {
                 for (host, port, addr) in found {
                     self.dns.insert((host, port), addr);
@@ -830,6 +851,8 @@ impl Call {
         self.record_timers(t);
         self.screen_timers(t);
         self.conference_timers(t);
+        self.hold_timers(t);
+        self.queue_timers(t);
         self.amd_timers(t);
         let limit_hit = self
             .dial

@@ -174,7 +174,7 @@ impl Call {
                 if let Some((s, _, _)) = self.wait_slots() {
                     *s = 0;
                 }
-                self.next_wait_prompt();
+                self.next_hold_prompt();
             }
             Who::Branch(i) => {
                 let Some(s) = self.screen_mut(i) else { return };

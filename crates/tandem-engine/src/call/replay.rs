@@ -25,6 +25,7 @@ use super::*;
 use crate::conference::{JoinSpec, RoomMsg};
 use crate::media::LegError;
 use crate::media_ops::{DigitsSource, DtmfKind};
+use crate::queue::{Pairing, Position, QueueMsg, Taken};
 use crate::recording::{RecordingInfo, RecordingOptions};
 
 /// The first line of a call log.
@@ -178,7 +179,36 @@ impl CallLog {
             CallMsg::AckTimeout { was_2xx } => write!(l, "acktimeout {}", u8::from(*was_2xx)),
             CallMsg::Fetched(r) => write!(l, "fetched {}", fetched_text(r)),
             CallMsg::ReferFetched(r) => write!(l, "referfetched {}", fetched_text(r)),
-            CallMsg::WaitFetched(r) => write!(l, "waitfetched {}", fetched_text(r)),
+            CallMsg::WaitFetched { result, dequeue } => write!(
+                l,
+                "waitfetched {} {}",
+                u8::from(*dequeue),
+                fetched_text(result)
+            ),
+            CallMsg::Queue(q) => match &**q {
+                QueueMsg::Dequeued {
+                    room,
+                    agent_sid,
+                    url,
+                    ..
+                } => write!(
+                    l,
+                    "queue dequeued {} {} {} {}",
+                    esc(room),
+                    esc(agent_sid),
+                    opt(url.as_ref().map(|u| u.0.as_str())),
+                    url.as_ref().map_or("POST", |u| method_text(u.1))
+                ),
+                QueueMsg::Paired(p) => write!(
+                    l,
+                    "queue paired {} {} {} {}",
+                    esc(&p.room),
+                    esc(&p.caller_sid),
+                    esc(&p.queue_sid),
+                    p.queue_time
+                ),
+                QueueMsg::PeerGone => write!(l, "queue peergone"),
+            },
             CallMsg::Amd(r) => write!(
                 l,
                 "amd {} {} {}",
@@ -429,6 +459,49 @@ impl Env for LoggingEnv {
     fn listen_amd(&mut self, leg: LegId, cfg: tandem_media::AmdConfig) {
         self.inner.listen_amd(leg, cfg);
     }
+    fn enqueue(&mut self, name: &str, call_sid: &str) -> Result<Position, Position> {
+        let r = self.inner.enqueue(name, call_sid);
+        self.log.push(match &r {
+            Ok(p) => format!("env enqueue ok {}", position_text(p)),
+            Err(p) => format!("env enqueue full {}", position_text(p)),
+        });
+        r
+    }
+    fn queue_position(&mut self, name: &str, call_sid: &str) -> Option<Position> {
+        let r = self.inner.queue_position(name, call_sid);
+        self.log.push(match &r {
+            Some(p) => format!("env qpos {}", position_text(p)),
+            None => "env qpos -".to_owned(),
+        });
+        r
+    }
+    fn queue_leave(&mut self, name: &str, call_sid: &str) -> bool {
+        let r = self.inner.queue_leave(name, call_sid);
+        self.log.push(format!("env qleave {}", u8::from(r)));
+        r
+    }
+    fn queue_take(
+        &mut self,
+        name: &str,
+        agent_sid: &str,
+        url: Option<(String, tandem_twiml::Method)>,
+    ) -> Taken {
+        let r = self.inner.queue_take(name, agent_sid, url);
+        self.log.push(match &r {
+            Taken::Caller(p) => format!(
+                "env qtake caller {} {} {} {}",
+                esc(&p.room),
+                esc(&p.caller_sid),
+                esc(&p.queue_sid),
+                p.queue_time
+            ),
+            Taken::Waiting { queue_sid } => format!("env qtake waiting {}", esc(queue_sid)),
+        });
+        r
+    }
+    fn queue_cancel(&mut self, name: &str, agent_sid: &str) {
+        self.inner.queue_cancel(name, agent_sid);
+    }
 }
 
 /// Why a log cannot be replayed.
@@ -460,6 +533,11 @@ struct ReplayEnv {
     stops: VecDeque<Option<Result<RecordingInfo, String>>>,
     /// Conferences joined, as the log says.
     joins: VecDeque<Result<env::Joined, String>>,
+    /// Queue answers, as the log says.
+    enqueues: VecDeque<Result<Position, Position>>,
+    positions: VecDeque<Option<Position>>,
+    leaves: VecDeque<bool>,
+    takes: VecDeque<(String, String, String, u64)>,
 }
 
 const REPLAY_SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -536,6 +614,78 @@ impl Env for ReplayEnv {
     fn leave_conference(&mut self) {}
     fn record_conference(&mut self) {}
     fn listen_amd(&mut self, _: LegId, _: tandem_media::AmdConfig) {}
+    fn enqueue(&mut self, _: &str, _: &str) -> Result<Position, Position> {
+        self.enqueues
+            .pop_front()
+            .unwrap_or_else(|| Err(stand_in_position()))
+    }
+    fn queue_position(&mut self, _: &str, _: &str) -> Option<Position> {
+        self.positions.pop_front().flatten()
+    }
+    fn queue_leave(&mut self, _: &str, _: &str) -> bool {
+        self.leaves.pop_front().unwrap_or(false)
+    }
+    fn queue_take(&mut self, _: &str, _: &str, _: Option<(String, tandem_twiml::Method)>) -> Taken {
+        match self.takes.pop_front() {
+            Some((room, caller_sid, queue_sid, queue_time)) if !room.is_empty() => {
+                Taken::Caller(Box::new(Pairing {
+                    room,
+                    caller_sid,
+                    // The caller is not replayed: messages to it go nowhere.
+                    caller: super::mailbox().0,
+                    queue_sid,
+                    queue_time,
+                }))
+            }
+            Some((_, _, queue_sid, _)) => Taken::Waiting { queue_sid },
+            None => Taken::Waiting {
+                queue_sid: String::new(),
+            },
+        }
+    }
+    fn queue_cancel(&mut self, _: &str, _: &str) {}
+}
+
+fn position_text(p: &Position) -> String {
+    format!(
+        "{} {} {} {} {}",
+        esc(&p.queue_sid),
+        p.position,
+        p.size,
+        p.max,
+        p.avg_secs
+    )
+}
+
+fn parse_position(f: &[&str]) -> Option<Position> {
+    let [sid, pos, size, max, avg] = f else {
+        return None;
+    };
+    Some(Position {
+        queue_sid: unesc(sid),
+        position: pos.parse().ok()?,
+        size: size.parse().ok()?,
+        max: max.parse().ok()?,
+        avg_secs: avg.parse().ok()?,
+    })
+}
+
+fn stand_in_position() -> Position {
+    Position {
+        queue_sid: String::new(),
+        position: 0,
+        size: 0,
+        max: 0,
+        avg_secs: 0,
+    }
+}
+
+fn method_text(m: tandem_twiml::Method) -> &'static str {
+    if m == tandem_twiml::Method::Get {
+        "GET"
+    } else {
+        "POST"
+    }
 }
 
 /// One input of a log, at its time.
@@ -626,9 +776,36 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
             Input::Msg(CallMsg::ReferFetched(Box::new(parse_fetched(rest)?)))
         }
         ["waitfetched", rest @ ..] => {
-            Input::Msg(CallMsg::WaitFetched(Box::new(parse_fetched(rest)?)))
+            let (dequeue, rest) = rest.split_first().ok_or("waitfetched")?;
+            Input::Msg(CallMsg::WaitFetched {
+                result: Box::new(parse_fetched(rest)?),
+                dequeue: *dequeue == "1",
+            })
         }
         ["room", "started"] => Input::Msg(CallMsg::Room(RoomMsg::Started)),
+        ["queue", "dequeued", room, agent_sid, url, method] => {
+            let method = if *method == "GET" {
+                tandem_twiml::Method::Get
+            } else {
+                tandem_twiml::Method::Post
+            };
+            Input::Msg(CallMsg::Queue(Box::new(QueueMsg::Dequeued {
+                room: unesc(room),
+                agent_sid: unesc(agent_sid),
+                agent: super::mailbox().0,
+                url: unopt(url).map(|u| (u, method)),
+            })))
+        }
+        ["queue", "paired", room, caller_sid, queue_sid, time] => Input::Msg(CallMsg::Queue(
+            Box::new(QueueMsg::Paired(Box::new(Pairing {
+                room: unesc(room),
+                caller_sid: unesc(caller_sid),
+                caller: super::mailbox().0,
+                queue_sid: unesc(queue_sid),
+                queue_time: time.parse().map_err(|_| "queue time")?,
+            }))),
+        )),
+        ["queue", "peergone"] => Input::Msg(CallMsg::Queue(Box::new(QueueMsg::PeerGone))),
         ["amd", leg, by, ms] => {
             use tandem_media::AnsweredBy as A;
             let answered_by = [
@@ -779,6 +956,23 @@ pub fn replay(text: &str, cfg: Arc<EngineConfig>) -> Result<Vec<(Duration, Strin
                 env.legs.push_back(id.parse().ok());
             }
             ["env", "play", id] => env.plays.push_back(id.parse().ok()),
+            ["env", "enqueue", ok, rest @ ..] => {
+                let p = parse_position(rest).ok_or_else(|| bad(n, "queue position".into()))?;
+                env.enqueues
+                    .push_back(if *ok == "ok" { Ok(p) } else { Err(p) });
+            }
+            ["env", "qpos", rest @ ..] => env.positions.push_back(parse_position(rest)),
+            ["env", "qleave", x] => env.leaves.push_back(*x == "1"),
+            ["env", "qtake", "caller", room, caller, sid, time] => env.takes.push_back((
+                unesc(room),
+                unesc(caller),
+                unesc(sid),
+                time.parse().map_err(|_| bad(n, "queue time".into()))?,
+            )),
+            ["env", "qtake", "waiting", sid] => {
+                env.takes
+                    .push_back((String::new(), String::new(), unesc(sid), 0))
+            }
             ["env", "join", "-", why] => env.joins.push_back(Err(unesc(why))),
             ["env", "join", started, sid] => env.joins.push_back(Ok(env::Joined {
                 started: *started == "1",

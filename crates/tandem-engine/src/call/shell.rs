@@ -108,6 +108,11 @@ impl Mailbox {
         true
     }
 
+    /// Whether the call is gone (its messages would be dropped).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.lock().closed
+    }
+
     /// Queues a new request from a peer unless the call is that far behind
     /// (or already gone): the request comes back with the status to answer,
     /// 503 or 481.
@@ -418,8 +423,15 @@ impl Shell {
                         None if reason == tandem_twiml::FetchReason::Refer => {
                             CallMsg::ReferFetched(result)
                         }
-                        None if reason == tandem_twiml::FetchReason::ConferenceWait => {
-                            CallMsg::WaitFetched(result)
+                        None if matches!(
+                            reason,
+                            tandem_twiml::FetchReason::Wait | tandem_twiml::FetchReason::Dequeued
+                        ) =>
+                        {
+                            CallMsg::WaitFetched {
+                                result,
+                                dequeue: reason == tandem_twiml::FetchReason::Dequeued,
+                            }
                         }
                         None => CallMsg::Fetched(result),
                     },

@@ -50,6 +50,11 @@ struct EnvState {
     stopped_plays: Vec<u64>,
     /// Answering-machine detections started: (at, leg, settings).
     amd: Vec<(Instant, LegId, tandem_media::AmdConfig)>,
+    /// Queue: the next enqueue is full; what the next take finds
+    /// (room, caller sid, seconds waited); the operations asked.
+    queue_full: bool,
+    take: Option<(String, String, u64)>,
+    queue_ops: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -199,6 +204,53 @@ impl Env for FakeEnv {
         s.room_audio.push(now);
     }
     fn record_conference(&mut self) {}
+    fn enqueue(
+        &mut self,
+        name: &str,
+        call_sid: &str,
+    ) -> Result<crate::queue::Position, crate::queue::Position> {
+        let mut s = self.st();
+        s.queue_ops.push(format!("enqueue {name} {call_sid}"));
+        let p = fake_position(1);
+        if s.queue_full { Err(p) } else { Ok(p) }
+    }
+    fn queue_position(&mut self, name: &str, _: &str) -> Option<crate::queue::Position> {
+        let mut s = self.st();
+        s.queue_ops.push(format!("position {name}"));
+        Some(fake_position(2))
+    }
+    fn queue_leave(&mut self, name: &str, call_sid: &str) -> bool {
+        self.st().queue_ops.push(format!("leave {name} {call_sid}"));
+        true
+    }
+    fn queue_take(
+        &mut self,
+        name: &str,
+        agent_sid: &str,
+        _: Option<(String, tandem_twiml::Method)>,
+    ) -> crate::queue::Taken {
+        let mut s = self.st();
+        s.queue_ops.push(format!("take {name} {agent_sid}"));
+        match s.take.take() {
+            Some((room, caller_sid, queue_time)) => {
+                crate::queue::Taken::Caller(Box::new(crate::queue::Pairing {
+                    room,
+                    caller_sid,
+                    caller: super::mailbox().0,
+                    queue_sid: fake_position(1).queue_sid,
+                    queue_time,
+                }))
+            }
+            None => crate::queue::Taken::Waiting {
+                queue_sid: fake_position(1).queue_sid,
+            },
+        }
+    }
+    fn queue_cancel(&mut self, name: &str, agent_sid: &str) {
+        self.st()
+            .queue_ops
+            .push(format!("cancel {name} {agent_sid}"));
+    }
     fn listen_amd(&mut self, leg: LegId, cfg: tandem_media::AmdConfig) {
         let mut s = self.st();
         let now = s.now.expect("clock set");
@@ -210,6 +262,16 @@ impl Env for FakeEnv {
         if s.joins.len() > s.left.len() {
             s.left.push(now);
         }
+    }
+}
+
+fn fake_position(position: u32) -> crate::queue::Position {
+    crate::queue::Position {
+        queue_sid: format!("QU{:032}", 7),
+        position,
+        size: 2,
+        max: 100,
+        avg_secs: 12,
     }
 }
 
@@ -1812,14 +1874,20 @@ fn conference_doc(attrs: &str, dial: &str) -> String {
 }
 
 impl Harness {
+    /// A hold document answers (`dequeue`: the `<Queue url>` one).
+    fn hold_doc(&mut self, body: &str, url: Option<&str>, dequeue: bool) {
+        self.msg(CallMsg::WaitFetched {
+            result: Box::new(Ok((body.to_owned(), url.map(|u| Url::parse(u).unwrap())))),
+            dequeue,
+        });
+    }
+
     /// The waitUrl fetches, in order.
     fn wait_fetches(&self) -> Vec<(Duration, Url)> {
         self.log
             .iter()
             .filter_map(|(at, o)| match o {
-                Output::Fetch { req, .. }
-                    if req.reason == tandem_twiml::FetchReason::ConferenceWait =>
-                {
+                Output::Fetch { req, .. } if req.reason == tandem_twiml::FetchReason::Wait => {
                     Some((*at, req.url.clone()))
                 }
                 _ => None,
@@ -1910,11 +1978,11 @@ fn a_waiting_participant_loops_the_wait_url_until_the_room_starts() {
     assert_eq!(waits[0].1.as_str(), "http://app.test/hold");
     assert!(h.env.st().room_audio.is_empty(), "no mix before the start");
     h.advance(100 * MS);
-    h.msg(CallMsg::WaitFetched(Box::new(Ok((
-        "<Response><Say>please hold</Say><Pause length=\"2\"/><Dial>+15550001111</Dial></Response>"
-            .into(),
-        Some(Url::parse("http://app.test/hold").unwrap()),
-    )))));
+    h.hold_doc(
+        "<Response><Say>please hold</Say><Pause length=\"2\"/><Dial>+15550001111</Dial></Response>",
+        Some("http://app.test/hold"),
+        false,
+    );
     // The Say loads, plays and ends; the Pause runs 2 s; the Dial is skipped;
     // then the Say again.
     assert_eq!(h.prompt_loads().len(), 1);
@@ -1955,10 +2023,11 @@ fn a_wait_document_whose_audio_never_loads_is_retried_once_a_second_not_spun() {
         caller_invite(&[]),
         env,
     );
-    h.msg(CallMsg::WaitFetched(Box::new(Ok((
-        "<Response><Play>http://app.test/missing.wav</Play></Response>".into(),
+    h.hold_doc(
+        "<Response><Play>http://app.test/missing.wav</Play></Response>",
         None,
-    )))));
+        false,
+    );
     for _ in 0..5 {
         let (who, seq) = match &h
             .log
@@ -2036,10 +2105,7 @@ fn a_conference_call_log_replays_to_the_same_outputs() {
         true,
     );
     h.advance(20 * MS);
-    h.msg(CallMsg::WaitFetched(Box::new(Ok((
-        "<Response><Say>hold</Say></Response>".into(),
-        None,
-    )))));
+    h.hold_doc("<Response><Say>hold</Say></Response>", None, false);
     h.audio_ready();
     h.advance(2 * SEC);
     h.msg(CallMsg::Room(crate::conference::RoomMsg::Started));
@@ -2210,4 +2276,209 @@ fn async_machine_detection_bridges_at_once_and_posts_to_amd_status_callback() {
     assert_eq!(cb[0].3.get("MachineDetectionDuration"), Some("2600"));
     assert!(cb[0].3.get("CallSid").is_some_and(|s| s.starts_with("CA")));
     assert!(h.assert_replays() > 3);
+}
+
+// ----- <Enqueue>, <Dial><Queue> -----
+
+impl Harness {
+    /// The fetches for `reason`, with all their parameters.
+    fn fetches(
+        &self,
+        reason: tandem_twiml::FetchReason,
+    ) -> Vec<(Duration, Url, HashMap<String, String>)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Fetch { req, params, .. } if req.reason == reason => Some((
+                    *at,
+                    req.url.clone(),
+                    params
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .chain(req.params.iter().cloned())
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn queue_msg(&mut self, m: crate::queue::QueueMsg) {
+        self.msg(CallMsg::Queue(Box::new(m)));
+    }
+}
+
+const ENQUEUE: &str = r#"<Response><Enqueue action="/after-queue" waitUrl="/wait" waitUrlMethod="GET">support</Enqueue><Say>not reached</Say></Response>"#;
+
+#[test]
+fn an_enqueued_caller_hears_the_wait_url_with_its_position_and_leave_ends_it() {
+    let mut h = Harness::start(ENQUEUE);
+    assert_eq!(
+        h.env.st().queue_ops[0],
+        format!("enqueue support {}", h.call.sid)
+    );
+    let waits = h.fetches(tandem_twiml::FetchReason::Wait);
+    assert_eq!(waits.len(), 1);
+    assert_eq!(waits[0].1.as_str(), "http://app.test/wait");
+    let p = &waits[0].2;
+    assert_eq!(p["QueuePosition"], "2");
+    assert_eq!(p["CurrentQueueSize"], "2");
+    assert_eq!(p["MaxQueueSize"], "100");
+    assert_eq!(p["AvgQueueTime"], "12");
+    assert_eq!(p["QueueTime"], "0");
+    assert!(p["QueueSid"].starts_with("QU"));
+    // A document of speech only is requested again when it ends.
+    h.advance(SEC);
+    h.hold_doc("<Response><Say>hold on</Say></Response>", None, false);
+    h.audio_ready();
+    let (leg, id) = *h.env.st().plays.last().unwrap();
+    h.advance(4 * SEC);
+    h.media(MediaEvent::InjectionDone { leg, id });
+    let waits = h.fetches(tandem_twiml::FetchReason::Wait);
+    assert_eq!(waits.len(), 2);
+    assert_eq!(waits[1].0, 5 * SEC);
+    assert_eq!(waits[1].2["QueueTime"], "5");
+    // The next document says <Leave/>: the action gets QueueResult=leave.
+    h.hold_doc("<Response><Leave/></Response>", None, false);
+    let actions = h.fetches(tandem_twiml::FetchReason::EnqueueAction);
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].1.as_str(), "http://app.test/after-queue");
+    assert_eq!(actions[0].2["QueueResult"], "leave");
+    assert_eq!(actions[0].2["QueueTime"], "5");
+    assert!(
+        h.env
+            .st()
+            .queue_ops
+            .iter()
+            .any(|o| o.starts_with("leave support"))
+    );
+}
+
+#[test]
+fn a_dequeued_caller_hears_the_agents_url_then_joins_and_reports_bridged() {
+    let mut h = Harness::start_full(ENQUEUE, caller_invite(&[]), FakeEnv::default(), true);
+    h.advance(7 * SEC);
+    h.queue_msg(crate::queue::QueueMsg::Dequeued {
+        room: "\u{1}queue QU1 CAagent".into(),
+        agent_sid: "CAagent".into(),
+        agent: super::mailbox().0,
+        url: Some((
+            "http://app.test/connecting".into(),
+            tandem_twiml::Method::Post,
+        )),
+    });
+    let urls = h.fetches(tandem_twiml::FetchReason::Dequeued);
+    assert_eq!(urls.len(), 1);
+    assert_eq!(urls[0].2["DequeingCallSid"], "CAagent");
+    assert_eq!(urls[0].2["QueueTime"], "7");
+    assert!(h.env.st().joins.is_empty(), "the url plays first");
+    // A queue wait document still in flight is not taken for the url's.
+    h.hold_doc("<Response><Say>hold on</Say></Response>", None, false);
+    assert!(h.prompt_loads().is_empty());
+    h.hold_doc("<Response><Say>connecting</Say></Response>", None, true);
+    h.audio_ready();
+    let (leg, id) = *h.env.st().plays.last().unwrap();
+    h.advance(2 * SEC);
+    h.media(MediaEvent::InjectionDone { leg, id });
+    {
+        let st = h.env.st();
+        assert_eq!(st.joins.len(), 1);
+        assert_eq!(st.joins[0].2.conference.name, "\u{1}queue QU1 CAagent");
+        assert!(st.joins[0].2.conference.end_conference_on_exit);
+        assert_eq!(st.room_audio.len(), 1);
+    }
+    h.advance(30 * SEC);
+    h.msg(CallMsg::Room(crate::conference::RoomMsg::Ended));
+    let actions = h.fetches(tandem_twiml::FetchReason::EnqueueAction);
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].2["QueueResult"], "bridged");
+    assert_eq!(actions[0].2["QueueTime"], "7", "waited until dequeued");
+    assert!(h.assert_replays() > 4);
+}
+
+#[test]
+fn a_caller_hanging_up_in_the_queue_leaves_it_and_the_action_gets_hangup() {
+    let mut h = Harness::start(ENQUEUE);
+    h.advance(3 * SEC);
+    h.caller_bye();
+    assert!(
+        h.env
+            .st()
+            .queue_ops
+            .iter()
+            .any(|o| o.starts_with("leave support"))
+    );
+    let actions = h.fetches(tandem_twiml::FetchReason::EnqueueAction);
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].2["QueueResult"], "hangup");
+    assert_eq!(actions[0].2["QueueTime"], "3");
+    assert!(h.call.is_done());
+}
+
+#[test]
+fn a_full_queue_gets_queue_full_at_once() {
+    let env = FakeEnv::default();
+    env.st().queue_full = true;
+    let h = Harness::start_with(ENQUEUE, caller_invite(&[]), env);
+    let actions = h.fetches(tandem_twiml::FetchReason::EnqueueAction);
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].0, Duration::ZERO);
+    assert_eq!(actions[0].2["QueueResult"], "queue-full");
+}
+
+const AGENT: &str = r#"<Response><Dial action="/after-agent" timeout="20"><Queue url="/connecting">support</Queue></Dial></Response>"#;
+
+#[test]
+fn an_agent_takes_the_front_caller_and_its_action_gets_the_queue_parameters() {
+    let env = FakeEnv::default();
+    env.st().take = Some(("\u{1}queue QU1 CAx".into(), "CAcaller".into(), 42));
+    let mut h = Harness::start_with(AGENT, caller_invite(&[]), env);
+    {
+        let st = h.env.st();
+        assert!(st.queue_ops[0].starts_with("take support"));
+        assert_eq!(st.joins.len(), 1);
+        assert_eq!(st.joins[0].2.conference.name, "\u{1}queue QU1 CAx");
+    }
+    h.advance(65 * SEC);
+    h.queue_msg(crate::queue::QueueMsg::PeerGone);
+    let (at, p) = h.action().expect("the Dial's action");
+    assert_eq!(at, 65 * SEC);
+    assert_eq!(p["DialCallStatus"], "completed");
+    assert_eq!(p["DialCallSid"], "CAcaller");
+    assert_eq!(p["DialCallDuration"], "65");
+    assert_eq!(p["QueueTime"], "42");
+    assert!(p["QueueSid"].starts_with("QU"));
+    assert_eq!(h.env.st().left.len(), 1);
+}
+
+#[test]
+fn an_agent_on_an_empty_queue_waits_for_a_caller_until_its_timeout() {
+    let mut h = Harness::start(AGENT);
+    assert!(h.env.st().joins.is_empty());
+    h.advance(5 * SEC);
+    h.queue_msg(crate::queue::QueueMsg::Paired(Box::new(
+        crate::queue::Pairing {
+            room: "\u{1}queue QU1 CAy".into(),
+            caller_sid: "CAlate".into(),
+            caller: super::mailbox().0,
+            queue_sid: "QU1".into(),
+            queue_time: 0,
+        },
+    )));
+    assert_eq!(h.env.st().joins.len(), 1, "joined when the caller came");
+
+    let mut h = Harness::start(AGENT);
+    h.advance(19_999 * MS);
+    assert!(h.action().is_none());
+    h.advance(MS);
+    let (at, p) = h.action().expect("the Dial's action");
+    assert_eq!(at, 20 * SEC);
+    assert_eq!(p["DialCallStatus"], "no-answer");
+    assert!(
+        h.env
+            .st()
+            .queue_ops
+            .iter()
+            .any(|o| o.starts_with("cancel support"))
+    );
 }
