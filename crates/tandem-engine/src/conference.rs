@@ -30,6 +30,7 @@ use url::Url;
 
 use crate::call::{CallMsg, Mailbox};
 use crate::media_ops::Pcm8k;
+use crate::recording::{RecordingSession, RecordingStore};
 
 /// Mixed frames a party's output queue holds at most (60 ms).
 pub(crate) const OUT_FRAMES: usize = 3;
@@ -139,6 +140,7 @@ pub(crate) struct Rooms {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     callbacks: CallbackDispatcher,
     account_sid: String,
+    recordings: Option<RecordingStore>,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -165,7 +167,21 @@ struct RoomState {
     /// Beep samples still to add to every party's output.
     beep: Option<(bool, usize)>,
     task: Option<JoinHandle<()>>,
+    /// `record="record-from-start"`: the room's whole mix.
+    recording: Option<Box<RoomRecording>>,
 }
+
+/// The room's own recording: the mix of everyone (a silent party of the
+/// mixer hears exactly that) fed to a mono recording.
+struct RoomRecording {
+    session: RecordingSession,
+    tap: HearTap,
+    callback: Option<(Url, Method, Vec<tandem_twiml::RecordingStatus>)>,
+    queue: CallbackQueue,
+}
+
+/// The mixer party whose output is the whole room (it never speaks).
+const RECORDER: PartyId = PartyId(0);
 
 struct Events {
     queue: CallbackQueue,
@@ -226,11 +242,16 @@ impl Room {
 }
 
 impl Rooms {
-    pub(crate) fn new(callbacks: CallbackDispatcher, account_sid: String) -> Self {
+    pub(crate) fn new(
+        callbacks: CallbackDispatcher,
+        account_sid: String,
+        recordings: Option<RecordingStore>,
+    ) -> Self {
         Self {
             rooms: Mutex::new(HashMap::new()),
             callbacks,
             account_sid,
+            recordings,
         }
     }
 
@@ -265,6 +286,7 @@ impl Rooms {
                             events: None,
                             beep: None,
                             task: None,
+                            recording: None,
                         }),
                     })
                 })
@@ -351,6 +373,9 @@ impl Rooms {
         if beep && st.started {
             st.beep = Some((true, 0));
         }
+        if st.started && st.recording.is_none() {
+            self.start_recording(&room, &mut st);
+        }
         event(&room, &mut st, "participant-join", Some(id), &[]);
         drop(st);
         Ok(Membership {
@@ -380,6 +405,7 @@ impl Rooms {
                 "last-participant-left"
             };
             st.ended = true;
+            stop_recording(room, &mut st);
             if st.started {
                 let extra = [
                     ("ReasonConferenceEnded", reason),
@@ -401,6 +427,117 @@ impl Rooms {
                 rooms.remove(&room.name);
             }
         }
+    }
+}
+
+impl Rooms {
+    /// Starts the room's recording when a participant asks for one.
+    fn start_recording(&self, room: &Room, st: &mut RoomState) {
+        let Some(spec) = st
+            .parties
+            .iter()
+            .find(|p| p.spec.record)
+            .map(|p| p.spec.clone())
+        else {
+            return;
+        };
+        let Some(store) = &self.recordings else {
+            tracing::warn!(room = %room.name, "no recording store: conference not recorded");
+            return;
+        };
+        let opts = crate::recording::RecordingOptions::conference(spec.trim);
+        let (session, taps) = match store.start(&room.sid, opts, tokio::time::Instant::now()) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(room = %room.name, error = %e, "conference recording not started");
+                return;
+            }
+        };
+        if st
+            .mixer
+            .add_party(RECORDER, tandem_media::MIX_RATE)
+            .is_err()
+        {
+            return;
+        }
+        let callback = spec.recording_status_callback.as_deref().and_then(|u| {
+            let url = Url::parse(u).ok()?;
+            Some((
+                url,
+                spec.recording_status_callback_method,
+                spec.recording_status_callback_event.clone(),
+            ))
+        });
+        let rec = RoomRecording {
+            tap: HearTap {
+                tap: taps.parent,
+                seq: 0,
+                ts: 0,
+            },
+            callback,
+            queue: self.callbacks.open(room.sid.clone()),
+            session,
+        };
+        tracing::info!(room = %room.name, recording = %rec.session.sid(), "conference recording started");
+        if let Some((url, method, events)) = &rec.callback
+            && events.contains(&tandem_twiml::RecordingStatus::InProgress)
+        {
+            let params = recording_params(room, &rec.session.in_progress_event());
+            send(&rec.queue, url, *method, params, CallbackKind::Recording);
+        }
+        st.recording = Some(Box::new(rec));
+    }
+}
+
+/// Finishes the room's recording and reports it.
+fn stop_recording(room: &Room, st: &mut RoomState) {
+    let Some(mut rec) = st.recording.take() else {
+        return;
+    };
+    let _ = st.mixer.remove_party(RECORDER);
+    let info = match rec.session.stop(tokio::time::Instant::now()) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(room = %room.name, error = %e, "conference recording not finished");
+            return;
+        }
+    };
+    tracing::info!(room = %room.name, recording = %info.sid, status = info.status.as_str(), secs = info.duration_secs, "conference recording finished");
+    let wanted = match info.status {
+        tandem_webhook::RecordingStatus::Absent => tandem_twiml::RecordingStatus::Absent,
+        _ => tandem_twiml::RecordingStatus::Completed,
+    };
+    if let Some((url, method, events)) = &rec.callback
+        && events.contains(&wanted)
+    {
+        let params = recording_params(room, &info.event());
+        send(&rec.queue, url, *method, params, CallbackKind::Recording);
+    }
+}
+
+/// A conference recording's callback parameters: a recording event's, with
+/// `ConferenceSid` for `CallSid` and `RecordingSource=Conference`.
+fn recording_params(room: &Room, ev: &tandem_webhook::RecordingEvent) -> Params {
+    let mut p = Params::new();
+    for (k, v) in ev.params().iter() {
+        match k {
+            "CallSid" => p.push("ConferenceSid", room.sid.as_str()),
+            "RecordingSource" => p.push("RecordingSource", "Conference"),
+            _ => p.push(k, v),
+        }
+    }
+    p
+}
+
+fn send(queue: &CallbackQueue, url: &Url, method: Method, params: Params, kind: CallbackKind) {
+    let cb = Callback {
+        url: url.clone(),
+        method,
+        params,
+        kind,
+    };
+    if let Err(e) = queue.enqueue(cb) {
+        tracing::warn!(error = %e, "conference callback dropped");
     }
 }
 
@@ -529,6 +666,11 @@ fn tick(room: &Room, st: &mut RoomState) {
             p.run = 0;
         }
     }
+    if let Some(rec) = st.recording.as_deref_mut()
+        && let Ok(all) = st.mixer.output(RECORDER)
+    {
+        rec.tap.feed(all);
+    }
     if let Some((rising, at)) = beep
         && at + MIX_FRAME < BEEP_SAMPLES
     {
@@ -621,7 +763,7 @@ mod tests {
     fn rooms() -> Arc<Rooms> {
         let client = tandem_webhook::WebhookClient::new(Default::default()).unwrap();
         let cb = CallbackDispatcher::new(client, Default::default());
-        Arc::new(Rooms::new(cb, "AC0".into()))
+        Arc::new(Rooms::new(cb, "AC0".into(), None))
     }
 
     fn spec(sid: &str, f: impl FnOnce(&mut tandem_twiml::Conference)) -> JoinSpec {

@@ -178,7 +178,7 @@ impl Engine {
         Ok(Self {
             ctx: Arc::new(Ctx {
                 prompts,
-                recordings,
+                recordings: recordings.clone(),
                 metrics: Arc::new(Metrics::default()),
                 docs: DashMap::new(),
                 admission: Admission::new(cfg.limits, std::time::Instant::now()),
@@ -186,6 +186,7 @@ impl Engine {
                 rooms: Arc::new(crate::conference::Rooms::new(
                     callbacks.clone(),
                     cfg.account_sid.clone(),
+                    Some(recordings.clone()),
                 )),
                 cfg: Arc::new(cfg),
                 ep,

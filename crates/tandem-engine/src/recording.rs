@@ -99,6 +99,8 @@ pub enum RecordingSource {
     DialVerb,
     /// `<Record>`.
     RecordVerb,
+    /// `<Conference record>`: the room's mix.
+    Conference,
 }
 
 impl RecordingSource {
@@ -107,6 +109,7 @@ impl RecordingSource {
         match self {
             Self::DialVerb => "DialVerb",
             Self::RecordVerb => "RecordVerb",
+            Self::Conference => "Conference",
         }
     }
 }
@@ -159,6 +162,17 @@ impl RecordingOptions {
             track: RecordingTrack::Inbound,
             trim,
             source: RecordingSource::RecordVerb,
+        }
+    }
+
+    /// A `<Conference record>`: the room's mix, mono, from the start.
+    pub fn conference(trim: Trim) -> Self {
+        RecordingOptions {
+            from: RecordFrom::Answer,
+            layout: ChannelLayout::Mono,
+            track: RecordingTrack::Inbound,
+            trim,
+            source: RecordingSource::Conference,
         }
     }
 

@@ -113,11 +113,11 @@ pub const MATRIX: &[Entry] = &[
     at("Conference", "waitUrl", S),
     at("Conference", "waitMethod", S),
     at("Conference", "maxParticipants", S),
-    at("Conference", "record", N),
-    at("Conference", "trim", N),
-    at("Conference", "recordingStatusCallback", N),
-    at("Conference", "recordingStatusCallbackMethod", N),
-    at("Conference", "recordingStatusCallbackEvent", N),
+    at("Conference", "record", S),
+    at("Conference", "trim", S),
+    at("Conference", "recordingStatusCallback", S),
+    at("Conference", "recordingStatusCallbackMethod", S),
+    at("Conference", "recordingStatusCallbackEvent", S),
     at("Conference", "statusCallback", S),
     at("Conference", "statusCallbackMethod", S),
     at("Conference", "statusCallbackEvent", S),
@@ -228,7 +228,7 @@ mod tests {
     fn lookups_distinguish_known_unknown_and_not_acted_on() {
         assert_eq!(attribute_status("Dial", "timeout"), Some(Status::Supported));
         assert_eq!(
-            attribute_status("Conference", "record"),
+            attribute_status("Record", "transcribe"),
             Some(Status::NotActedOn)
         );
         assert_eq!(attribute_status("Dial", "sendDigits"), None);

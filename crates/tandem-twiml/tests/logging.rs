@@ -55,7 +55,7 @@ fn logs_of(xml: &str) -> Vec<String> {
 #[test]
 fn not_acted_on_attribute_is_logged_at_info() {
     let logs = logs_of(
-        "<Response><Record transcribe=\"true\"/><Dial callReason=\"Order 42\"><Conference record=\"record-from-start\">room</Conference></Dial></Response>",
+        "<Response><Record transcribe=\"true\"/><Gather speechModel=\"phone_call\"/></Response>",
     );
     let info: Vec<_> = logs
         .iter()
@@ -68,7 +68,7 @@ fn not_acted_on_attribute_is_logged_at_info() {
         info[0]
     );
     assert!(
-        info[1].contains("element=Conference") && info[1].contains("attribute=record"),
+        info[1].contains("element=Gather") && info[1].contains("attribute=speechModel"),
         "{}",
         info[1]
     );
