@@ -199,8 +199,16 @@ impl Call {
             .clone()
             .unwrap_or_else(|| self.from_user.clone());
         let mut branches = Vec::new();
+        let pstn_refusal = self.pstn_caller_id_refusal(spec.caller_id.as_deref(), &caller_id);
         for (n, dest) in dests {
             let noun = &spec.nouns[n];
+            let dest = match (noun, pstn_refusal) {
+                (Noun::Number(num), Some(why)) => {
+                    tracing::warn!(number = %num.number, caller_id = %caller_id, why, "<Number> not dialed: caller ID refused (Twilio error 13214)");
+                    Dest::Fail(403)
+                }
+                _ => dest,
+            };
             let targets: Vec<Result<Target, u16>> = match dest {
                 Dest::Fail(code) => vec![Err(code)],
                 Dest::Contacts(c) => c
@@ -318,6 +326,28 @@ impl Call {
     }
 
     /// The address of a URI's host: a literal, or a name looked up already.
+    /// Why a `<Number>` (a PSTN leg) may not go out with `caller_id`, for a
+    /// call from a SIP endpoint or client (not from a trunk): the caller ID
+    /// must be a phone number, and an explicit `callerId` may not be the
+    /// call's own To or From (the reference pages' rule against spoofing).
+    fn pstn_caller_id_refusal(
+        &self,
+        explicit: Option<&str>,
+        caller_id: &str,
+    ) -> Option<&'static str> {
+        if self.cfg.source_trunk(self.source.addr.ip()).is_some() {
+            return None;
+        }
+        let Some(number) = tandem_twiml::PhoneNumber::parse(caller_id) else {
+            return Some(
+                "a call from a SIP endpoint or client needs a phone number as caller ID for <Number>: set <Dial callerId>",
+            );
+        };
+        let same = |user: &str| tandem_twiml::PhoneNumber::parse(user).is_some_and(|u| u == number);
+        (explicit.is_some() && (same(&self.from_user) || same(&self.to_user)))
+            .then_some("callerId may not be the To or From of a call from a SIP endpoint: use a number of Tandem's")
+    }
+
     fn resolve(&self, uri: &str) -> Result<Peer, u16> {
         let Some((host, port, transport)) = uri_target(uri) else {
             tracing::warn!(%uri, "destination URI has no host");

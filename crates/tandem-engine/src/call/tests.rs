@@ -2482,3 +2482,93 @@ fn an_agent_on_an_empty_queue_waits_for_a_caller_until_its_timeout() {
             .any(|o| o.starts_with("cancel support"))
     );
 }
+
+// ----- callerId rules for <Number> legs -----
+
+/// The trunk config, with the harness's caller among the trunk's sources.
+fn caller_is_trunk() -> Arc<EngineConfig> {
+    let mut cfg = (*trunk_config()).clone();
+    cfg.trunks[0].sources = vec![("127.0.0.9".parse().unwrap(), 32)];
+    Arc::new(cfg)
+}
+
+fn client_invite() -> Request {
+    let mut r = caller_invite(&[]);
+    for h in r.headers.iter_mut() {
+        if let Header::From(f) = h {
+            *f = "<sip:carol@127.0.0.9>;tag=caller".into();
+        }
+    }
+    r
+}
+
+#[test]
+fn a_sip_endpoint_may_not_reuse_its_to_or_from_as_caller_id_toward_numbers() {
+    for caller_id in ["+15551112222", "+15550001000", "(555) 111-2222"] {
+        let h = Harness::start_cfg(
+            &format!(
+                r#"<Response><Dial action="/a" callerId="{caller_id}"><Number>+15550002000</Number></Dial></Response>"#
+            ),
+            caller_invite(&[]),
+            FakeEnv::default(),
+            false,
+            trunk_config(),
+        );
+        let normalized = tandem_twiml::PhoneNumber::parse(caller_id)
+            .is_some_and(|p| ["+15551112222", "+15550001000"].contains(&p.to_string().as_str()));
+        if normalized {
+            assert!(h.invites().is_empty(), "{caller_id}: refused");
+            assert_eq!(h.action().unwrap().1["DialCallStatus"], "failed");
+        } else {
+            assert_eq!(h.invites().len(), 1, "{caller_id}");
+        }
+    }
+    // Another number of the user's is fine; so is its own From toward <Sip>.
+    let h = Harness::start_cfg(
+        r#"<Response><Dial callerId="+15557770000"><Number>+15550002000</Number><Sip>sip:x@127.0.0.40</Sip></Dial></Response>"#,
+        caller_invite(&[]),
+        FakeEnv::default(),
+        false,
+        trunk_config(),
+    );
+    assert_eq!(h.invites().len(), 2);
+    assert!(
+        h.invites()[0]
+            .headers
+            .value_of(|h| matches!(h, Header::From(_)))
+            .unwrap()
+            .contains("+15557770000")
+    );
+    // A carrier's call (from a trunk) may show its own To: the company's number.
+    let h = Harness::start_cfg(
+        r#"<Response><Dial callerId="+15550001000"><Number>+15550002000</Number></Dial></Response>"#,
+        caller_invite(&[]),
+        FakeEnv::default(),
+        false,
+        caller_is_trunk(),
+    );
+    assert_eq!(h.invites().len(), 1);
+}
+
+#[test]
+fn a_client_call_needs_a_phone_number_as_caller_id_for_number_legs() {
+    let doc = r#"<Response><Dial action="/a"><Number>+15550002000</Number><Client>joey</Client></Dial></Response>"#;
+    let mut env = FakeEnv::default();
+    env.st().contacts.insert(
+        "joey".into(),
+        vec![("sip:joey@127.0.0.41:5060".into(), peer("127.0.0.41:5060"))],
+    );
+    let h = Harness::start_cfg(doc, client_invite(), env.clone(), false, trunk_config());
+    let invites = h.invites();
+    assert_eq!(invites.len(), 1, "only the client is rung");
+    assert!(invites[0].uri.to_string().contains("joey"));
+    env = FakeEnv::default();
+    let h = Harness::start_cfg(
+        r#"<Response><Dial callerId="+15557770000"><Number>+15550002000</Number></Dial></Response>"#,
+        client_invite(),
+        env,
+        false,
+        trunk_config(),
+    );
+    assert_eq!(h.invites().len(), 1, "with a callerId the number is dialed");
+}
