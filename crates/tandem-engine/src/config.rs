@@ -26,6 +26,9 @@ pub struct EngineConfig {
     pub limits: crate::admission::Limits,
     /// Recording directory.
     pub recording_dir: PathBuf,
+    /// `<Record transcribe>`: the program and arguments that print a
+    /// recording's text (the WAV's path appended); `None`: transcriptions fail.
+    pub transcribe_command: Option<Vec<String>>,
     /// Webhook TwiML fetch timeout.
     pub webhook_timeout: Duration,
     /// Recording media (`RecordingUrl`) requires HTTP Basic auth
@@ -216,6 +219,7 @@ mod tests {
             clients: vec![],
             limits: Default::default(),
             recording_dir: "rec".into(),
+            transcribe_command: None,
             call_log_dir: None,
             webhook_timeout: Duration::from_secs(5),
             media_auth: false,

@@ -14,6 +14,7 @@ pub mod media_ops;
 mod queue;
 pub mod recording;
 mod registration;
+mod transcribe;
 
 pub use admission::Limits;
 pub use call::replay::{ReplayError, replay};

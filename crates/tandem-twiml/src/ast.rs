@@ -657,6 +657,10 @@ pub struct Record {
     pub recording_status_callback_method: Method,
     /// `recordingStatusCallbackEvent` (completed).
     pub recording_status_callback_event: Vec<RecordingStatus>,
+    /// `transcribe` (false; `transcribeCallback` implies it).
+    pub transcribe: bool,
+    /// `transcribeCallback`: posted the transcription.
+    pub transcribe_callback: Option<String>,
 }
 
 impl Default for Record {
@@ -672,6 +676,8 @@ impl Default for Record {
             recording_status_callback: None,
             recording_status_callback_method: Method::Post,
             recording_status_callback_event: vec![RecordingStatus::Completed],
+            transcribe: false,
+            transcribe_callback: None,
         }
     }
 }

@@ -476,6 +476,12 @@ impl Interpreter {
                 None => return self.application_error(),
             }
         }
+        if let Some(reference) = record.transcribe_callback.as_deref() {
+            match self.resolve(reference) {
+                Some(url) => record.transcribe_callback = Some(url.into()),
+                None => return self.application_error(),
+            }
+        }
         record.action = action.as_ref().map(|u| u.to_string());
         self.ensure_answered();
         self.wait = Wait::Record {

@@ -406,11 +406,9 @@ impl Ctx<'_> {
                     record.recording_status_callback_event =
                         self.value(e, attr, values::parse_recording_events)?;
                 }
-                "transcribe" => {
-                    self.value(e, attr, values::parse_bool)?;
-                }
+                "transcribe" => record.transcribe = self.value(e, attr, values::parse_bool)?,
                 "transcribeCallback" => {
-                    self.value(e, attr, values::parse_url)?;
+                    record.transcribe_callback = Some(self.value(e, attr, values::parse_url)?);
                 }
                 _ => {}
             }

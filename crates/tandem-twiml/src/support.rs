@@ -153,8 +153,8 @@ pub const MATRIX: &[Entry] = &[
     at("Record", "recordingStatusCallback", S),
     at("Record", "recordingStatusCallbackMethod", S),
     at("Record", "recordingStatusCallbackEvent", S),
-    at("Record", "transcribe", N),
-    at("Record", "transcribeCallback", N),
+    at("Record", "transcribe", S),
+    at("Record", "transcribeCallback", S),
     el("Gather", S),
     at("Gather", "input", S),
     at("Gather", "action", S),
@@ -228,7 +228,7 @@ mod tests {
     fn lookups_distinguish_known_unknown_and_not_acted_on() {
         assert_eq!(attribute_status("Dial", "timeout"), Some(Status::Supported));
         assert_eq!(
-            attribute_status("Record", "transcribe"),
+            attribute_status("Gather", "speechModel"),
             Some(Status::NotActedOn)
         );
         assert_eq!(attribute_status("Dial", "sendDigits"), None);

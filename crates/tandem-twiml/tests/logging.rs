@@ -55,7 +55,7 @@ fn logs_of(xml: &str) -> Vec<String> {
 #[test]
 fn not_acted_on_attribute_is_logged_at_info() {
     let logs = logs_of(
-        "<Response><Record transcribe=\"true\"/><Gather speechModel=\"phone_call\"/></Response>",
+        "<Response><Gather speechTimeout=\"auto\"/><Gather speechModel=\"phone_call\"/></Response>",
     );
     let info: Vec<_> = logs
         .iter()
@@ -63,7 +63,7 @@ fn not_acted_on_attribute_is_logged_at_info() {
         .collect();
     assert_eq!(info.len(), 2, "{logs:#?}");
     assert!(
-        info[0].contains("not yet acted on") && info[0].contains("attribute=transcribe"),
+        info[0].contains("not yet acted on") && info[0].contains("attribute=speechTimeout"),
         "{}",
         info[0]
     );

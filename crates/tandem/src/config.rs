@@ -159,6 +159,9 @@ pub struct AccountConfig {
 pub struct RecordingConfig {
     /// Folder recordings are written to (absolute).
     pub directory: PathBuf,
+    /// `<Record transcribe>`: the program (and arguments) that prints a
+    /// recording's text; the WAV's path is appended.
+    pub transcribe_command: Option<Vec<String>>,
 }
 
 /// One `[[trunk]]`: a SIP peer that carries `<Number>` calls and may send calls in.

@@ -162,6 +162,8 @@ pub(crate) enum Output {
         method: tandem_webhook::Method,
         event: Box<tandem_webhook::RecordingEvent>,
     },
+    /// Transcribe a `<Record>`'s recording and post the text to `callback`.
+    Transcribe(Box<Transcription>),
     /// Another callback (`amdStatusCallback`), queued in order per `sid`.
     Callback {
         sid: String,
@@ -169,6 +171,19 @@ pub(crate) enum Output {
         method: tandem_webhook::Method,
         params: tandem_webhook::Params,
     },
+}
+
+/// A `<Record transcribe>` to carry out (docs/recording.md, "Transcription").
+#[derive(Debug)]
+pub(crate) struct Transcription {
+    /// The recording's WAV, its sid and URL.
+    pub path: std::path::PathBuf,
+    pub recording_sid: String,
+    pub recording_url: String,
+    /// `transcribeCallback` (always POST, as on Twilio).
+    pub callback: Option<Url>,
+    /// The call's standard parameters.
+    pub call: tandem_webhook::Params,
 }
 
 /// Which leg a prompt plays on.

@@ -216,6 +216,22 @@ impl Call {
                     }
                     tracing::info!(recording = %info.sid, status = info.status.as_str(),
                         secs = info.duration_secs, digits, "<Record> finished");
+                    if done && (r.spec.transcribe || r.spec.transcribe_callback.is_some()) {
+                        let callback = r
+                            .spec
+                            .transcribe_callback
+                            .as_deref()
+                            .and_then(|u| Url::parse(u).ok());
+                        let call = self.call_info(self.status()).voice_params();
+                        self.out
+                            .push_back(Output::Transcribe(Box::new(super::Transcription {
+                                path: info.path.clone(),
+                                recording_sid: info.sid.clone(),
+                                recording_url: info.url.clone(),
+                                callback,
+                                call,
+                            })));
+                    }
                     if done {
                         outcome.recording_sid = Some(info.sid);
                         outcome.recording_url = Some(info.url);

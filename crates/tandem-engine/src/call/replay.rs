@@ -1132,6 +1132,11 @@ pub(crate) fn describe(o: &Output) -> String {
         Output::Recording { url, event, .. } => {
             format!("recording {url} {}", event.status.as_str())
         }
+        Output::Transcribe(t) => format!(
+            "transcribe {} {}",
+            t.recording_sid,
+            t.callback.as_ref().map_or("-", Url::as_str)
+        ),
         Output::Callback {
             sid, url, params, ..
         } => {

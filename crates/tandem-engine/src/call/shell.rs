@@ -474,6 +474,10 @@ impl Shell {
                     tracing::warn!(error = %e, "recording callback dropped");
                 }
             }
+            Output::Transcribe(t) => {
+                let ctx = self.ctx.clone();
+                tokio::spawn(crate::transcribe::run(ctx, *t));
+            }
             Output::Callback {
                 sid,
                 url,

@@ -308,6 +308,7 @@ fn config() -> Arc<EngineConfig> {
         clients: Vec::new(),
         limits: Default::default(),
         recording_dir: std::env::temp_dir(),
+        transcribe_command: None,
         call_log_dir: None,
         webhook_timeout: Duration::from_secs(5),
         media_auth: false,
@@ -2571,4 +2572,37 @@ fn a_client_call_needs_a_phone_number_as_caller_id_for_number_legs() {
         trunk_config(),
     );
     assert_eq!(h.invites().len(), 1, "with a callerId the number is dialed");
+}
+
+#[test]
+fn a_transcribed_record_hands_its_recording_to_the_transcriber_only_when_it_holds_audio() {
+    let doc = r##"<Response><Record action="/vm" finishOnKey="#" playBeep="false" timeout="0" transcribeCallback="/tx"/></Response>"##;
+    let transcriptions = |h: &Harness| -> Vec<(Duration, String, Option<String>)> {
+        h.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Transcribe(t) => Some((
+                    *at,
+                    t.recording_sid.clone(),
+                    t.callback.as_ref().map(|u| u.to_string()),
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut h = Harness::start(doc);
+    h.env.st().record_secs = 4;
+    h.advance(4 * SEC);
+    h.key('#');
+    let t = transcriptions(&h);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].0, 4 * SEC);
+    assert_eq!(t[0].1, format!("RE{:032}", 1));
+    assert_eq!(t[0].2.as_deref(), Some("http://app.test/tx"));
+    // Nothing recorded: nothing to transcribe.
+    let mut h = Harness::start(doc);
+    h.env.st().record_secs = 0;
+    h.advance(SEC);
+    h.key('#');
+    assert!(transcriptions(&h).is_empty());
 }

@@ -97,6 +97,7 @@ pub(crate) struct RawAccount {
 #[serde(deny_unknown_fields, expecting = "a [recording] table")]
 pub(crate) struct RawRecording {
     pub directory: Option<String>,
+    pub transcribe_command: Option<Vec<String>>,
 }
 
 /// One `[[trunk]]`.

@@ -137,6 +137,16 @@ pub(crate) fn validate(
         "recording.directory",
         raw.recording.directory.as_deref().unwrap_or("recordings"),
     );
+    let transcribe_command = raw.recording.transcribe_command.clone();
+    if transcribe_command
+        .as_ref()
+        .is_some_and(|c| c.first().is_none_or(|p| p.trim().is_empty()))
+    {
+        c.fail(
+            "recording.transcribe_command",
+            "must name a program first, e.g. [\"/usr/local/bin/transcribe\", \"--lang\", \"en\"]",
+        );
+    }
     let call_logs = raw
         .debug
         .call_logs
@@ -155,7 +165,10 @@ pub(crate) fn validate(
         rtp,
         http,
         account,
-        recording: RecordingConfig { directory },
+        recording: RecordingConfig {
+            directory,
+            transcribe_command,
+        },
         trunks,
         numbers,
         clients,
