@@ -5,8 +5,8 @@
 //! own bytes (so fetches return this same document, fail, or hang up).
 
 use tandem_twiml::{
-    Command, DialCallStatus, DialOutcome, Document, Event, Interpreter, RecordOutcome, parse,
-    parse_screening,
+    Command, DialCallStatus, DialOutcome, Document, EnqueueOutcome, Event, Interpreter,
+    QueueResult, RecordOutcome, parse, parse_screening,
 };
 use url::Url;
 
@@ -82,6 +82,22 @@ fn run(mut interp: Interpreter, text: &str, choices: &[u8]) {
                     duration: bridged.then_some(12),
                     bridged,
                     recording_url: None,
+                    extra: Vec::new(),
+                })
+            }
+            Command::Enqueue(e) => {
+                let _ = (e.queue.len(), e.action.as_deref(), e.wait_url.as_deref());
+                let result = [
+                    QueueResult::Bridged,
+                    QueueResult::QueueFull,
+                    QueueResult::Hangup,
+                    QueueResult::Leave,
+                    QueueResult::Error,
+                ][next(5)];
+                Event::Enqueued(EnqueueOutcome {
+                    result,
+                    queue_sid: Some("QU0123456789abcdef0123456789abcdef".to_owned()),
+                    queue_time: 7,
                 })
             }
             Command::Record(r) => {

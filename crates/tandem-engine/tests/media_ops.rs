@@ -626,3 +626,47 @@ async fn play_fetches_http_audio_once_and_refuses_what_it_cannot_play() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn ssml_breaks_are_heard_as_silence_not_read_out() {
+    if !espeak_installed() {
+        eprintln!(
+            "SKIPPED ssml_breaks_are_heard_as_silence_not_read_out: espeak-ng is not installed (scripts/setup installs it)"
+        );
+        return;
+    }
+    let dir = temp_dir("ssml");
+    let prompts = Prompts::new(PromptsConfig::new(&dir), None);
+    let doc = tandem_twiml::parse(
+        r#"<Response><Say>One <break time="2s"/> two <lang xml:lang="fr-FR">three</lang></Say></Response>"#,
+    )
+    .expect("parses");
+    let tandem_twiml::Verb::Say(say) = &doc.verbs[0] else {
+        panic!()
+    };
+    assert_eq!(
+        say.ssml.as_deref(),
+        Some(r#"<speak>One <break time="2s"/> two three</speak>"#)
+    );
+    let plain = prompts
+        .speech("One two three", None, None)
+        .await
+        .expect("plain");
+    let marked = prompts
+        .say_ssml(
+            say.ssml.as_deref().unwrap(),
+            None,
+            None,
+            tandem_twiml::Loop::Times(1),
+        )
+        .await
+        .expect("ssml");
+    let marked_ms = marked.duration().as_millis() as u64;
+    let plain_ms = plain.duration_ms();
+    // The break adds about 2 s of silence; read out as words it would add
+    // far less ("break time two s") and the tags are never spoken.
+    assert!(
+        marked_ms >= plain_ms + 1_600,
+        "with the break {marked_ms} ms, without {plain_ms} ms"
+    );
+}

@@ -537,6 +537,9 @@ impl Conference {
 pub struct Say {
     /// The text, SSML tags removed and whitespace collapsed.
     pub text: String,
+    /// The SSML document (`<speak>…</speak>`) when the text holds SSML
+    /// tags: the tags the synthesizer knows kept, the others unwrapped.
+    pub ssml: Option<String>,
     /// `voice` (engine default when absent).
     pub voice: Option<String>,
     /// `language` (engine default, en-US, when absent).

@@ -16,6 +16,56 @@ const UNSUPPORTED_VERBS: &[&str] = &[
     "Siprec",
 ];
 
+/// SSML tags inside `<Say>` handed to the synthesizer (espeak-ng's SSML
+/// subset); the content of any other tag is kept, the tag itself dropped.
+pub const SSML_TAGS: &[&str] = &["break", "emphasis", "p", "prosody", "s", "say-as", "sub"];
+
+/// Writes `e`'s children as SSML: text escaped, known tags with their
+/// attributes (escaped), unknown tags unwrapped.
+fn ssml_children(e: &Element, out: &mut String) {
+    for n in &e.children {
+        match n {
+            Node::Text { text, .. } => escape_xml(text, out),
+            Node::Element(c) if SSML_TAGS.contains(&c.name.as_str()) => {
+                out.push('<');
+                out.push_str(&c.name);
+                for a in &c.attrs {
+                    out.push(' ');
+                    out.push_str(&a.name);
+                    out.push_str("=\"");
+                    escape_xml(&a.value, out);
+                    out.push('"');
+                }
+                if c.children.is_empty() {
+                    out.push_str("/>");
+                } else {
+                    out.push('>');
+                    ssml_children(c, out);
+                    out.push_str("</");
+                    out.push_str(&c.name);
+                    out.push('>');
+                }
+            }
+            Node::Element(c) => {
+                tracing::info!(tag = %c.name, "SSML tag the synthesizer does not know: its text is read");
+                ssml_children(c, out);
+            }
+        }
+    }
+}
+
+fn escape_xml(s: &str, out: &mut String) {
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+}
+
 /// Largest document accepted, as on Twilio (64 kB, error 11750).
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
@@ -116,19 +166,6 @@ impl Ctx<'_> {
             element: element.to_owned(),
             attribute,
             value,
-            at,
-        });
-    }
-
-    /// Records a not-acted-on notice for an element at `offset`.
-    pub(crate) fn note_element(&mut self, element: &str, value: &str, offset: usize) {
-        let at = self.pos(offset);
-        tracing::info!(element, value, %at, "TwiML element parsed but not yet acted on");
-        self.notices.push(Notice {
-            kind: NoticeKind::NotActedOn,
-            element: element.to_owned(),
-            attribute: None,
-            value: value.to_owned(),
             at,
         });
     }
@@ -269,9 +306,11 @@ impl Ctx<'_> {
                 _ => {}
             }
         }
-        for child in e.elements() {
-            // SSML (<break>, <prosody>, ...) is read as its plain text.
-            self.note_element("SSML", &child.name, child.offset);
+        if e.elements().next().is_some() {
+            let mut ssml = String::from("<speak>");
+            ssml_children(e, &mut ssml);
+            ssml.push_str("</speak>");
+            say.ssml = Some(ssml);
         }
         say.text = e.deep_text();
         if say.text.is_empty() {

@@ -136,7 +136,7 @@ pub const MATRIX: &[Entry] = &[
     at("Say", "voice", S),
     at("Say", "language", S),
     at("Say", "loop", S),
-    el("SSML", N),
+    el("SSML", S),
     el("Play", S),
     at("Play", "loop", S),
     at("Play", "digits", S),

@@ -178,6 +178,7 @@ fn gather_with_nested_prompts_and_all_attributes() {
         vec![
             Prompt::Say(Say {
                 text: "Enter your PIN".into(),
+                ssml: None,
                 voice: Some("alice".into()),
                 language: Some("en-GB".into()),
                 loop_: Loop::Times(2),
@@ -220,18 +221,18 @@ fn gather_defaults_and_speech_is_noted() {
 }
 
 #[test]
-fn say_reads_ssml_as_text_and_notes_it() {
+fn say_keeps_ssml_for_the_synthesizer_and_plain_text_for_logs() {
     let doc = parse("<Response><Say>Hello <break time=\"1s\"/> <prosody rate=\"slow\">world</prosody></Say></Response>")
         .unwrap_or_else(|e| panic!("{e}"));
     let Some(Verb::Say(say)) = doc.verbs.first() else {
         panic!("not a say");
     };
     assert_eq!(say.text, "Hello world");
-    let ssml: Vec<_> = doc
-        .not_acted_on()
-        .map(|n| (n.element.as_str(), n.value.as_str()))
-        .collect();
-    assert_eq!(ssml, vec![("SSML", "break"), ("SSML", "prosody")]);
+    assert_eq!(
+        say.ssml.as_deref(),
+        Some(r#"<speak>Hello <break time="1s"/> <prosody rate="slow">world</prosody></speak>"#)
+    );
+    assert_eq!(doc.not_acted_on().count(), 0);
 }
 
 #[test]
@@ -338,4 +339,27 @@ fn record_attributes_and_defaults() {
     assert!(r.transcribe);
     assert_eq!(r.transcribe_callback.as_deref(), Some("/t"));
     assert_eq!(doc.not_acted_on().count(), 0);
+}
+
+#[test]
+fn say_ssml_keeps_the_synthesizers_tags_escaped_and_unwraps_the_others() {
+    let doc = parse(
+        r#"<Response><Say voice="alice">Fish &amp; chips <prosody rate="slow" pitch="+10%">at <say-as interpret-as="characters">A&amp;B</say-as></prosody><break strength="strong"/><phoneme alphabet="ipa" ph="t&#601;">tomato</phoneme><amazon:effect name="whispered">quiet</amazon:effect></Say></Response>"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let [Verb::Say(say)] = &doc.verbs[..] else {
+        panic!("{:?}", doc.verbs)
+    };
+    assert_eq!(
+        say.ssml.as_deref(),
+        Some(
+            r#"<speak>Fish &amp; chips <prosody rate="slow" pitch="+10%">at <say-as interpret-as="characters">A&amp;B</say-as></prosody><break strength="strong"/>tomatoquiet</speak>"#
+        )
+    );
+    assert_eq!(doc.not_acted_on().count(), 0);
+    let plain = parse("<Response><Say>Just text</Say></Response>").unwrap();
+    let [Verb::Say(say)] = &plain.verbs[..] else {
+        panic!()
+    };
+    assert_eq!(say.ssml, None);
 }

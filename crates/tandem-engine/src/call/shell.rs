@@ -627,16 +627,30 @@ fn spawn_load(
     let me = me.clone();
     tokio::spawn(async move {
         let result = match prompt {
-            tandem_twiml::Prompt::Say(say) => prompts
-                .say(
-                    &say.text,
-                    say.voice.as_deref(),
-                    say.language.as_deref(),
-                    say.loop_,
-                )
-                .await
-                .map(|p| Box::new(Audio::Prompt(p)))
-                .map_err(|e| e.to_string()),
+            tandem_twiml::Prompt::Say(say) => match &say.ssml {
+                Some(ssml) => {
+                    prompts
+                        .say_ssml(
+                            ssml,
+                            say.voice.as_deref(),
+                            say.language.as_deref(),
+                            say.loop_,
+                        )
+                        .await
+                }
+                None => {
+                    prompts
+                        .say(
+                            &say.text,
+                            say.voice.as_deref(),
+                            say.language.as_deref(),
+                            say.loop_,
+                        )
+                        .await
+                }
+            }
+            .map(|p| Box::new(Audio::Prompt(p)))
+            .map_err(|e| e.to_string()),
             tandem_twiml::Prompt::Play(play) => match (&play.digits, &play.url) {
                 (Some(d), _) => DigitsSource::new(d)
                     .map(|d| Box::new(Audio::Digits(d)))

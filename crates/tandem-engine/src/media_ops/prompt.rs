@@ -220,6 +220,18 @@ impl Prompts {
         PromptSource::new(prompt, loop_count(loops))
     }
 
+    /// `<Say>` with SSML: `ssml` is a `<speak>` document.
+    pub async fn say_ssml(
+        &self,
+        ssml: &str,
+        voice: Option<&str>,
+        language: Option<&str>,
+        loops: Loop,
+    ) -> Result<PromptSource, PromptError> {
+        let prompt = say::speech(self, ssml, true, voice, language).await?;
+        PromptSource::new(prompt, loop_count(loops))
+    }
+
     /// The speech audio for `text` (what [`Prompts::say`] plays once).
     pub async fn speech(
         &self,
@@ -227,7 +239,7 @@ impl Prompts {
         voice: Option<&str>,
         language: Option<&str>,
     ) -> Result<Prompt, PromptError> {
-        say::speech(self, text, voice, language).await
+        say::speech(self, text, false, voice, language).await
     }
 
     /// `<Play>`: the audio at `url` (`file:`, `http:`, `https:`; WAV or raw

@@ -234,10 +234,13 @@ pub fn espeak_voice(voice: Option<&str>, language: Option<&str>) -> SpeechVoice 
 }
 
 /// The cache file name for `text` in `voice`: hex SHA-256 + `.wav`.
-fn cache_name(voice: &SpeechVoice, text: &str) -> String {
+fn cache_name(voice: &SpeechVoice, text: &str, ssml: bool) -> String {
     let mut h = Sha256::new();
     h.update(CACHE_VERSION.as_bytes());
     h.update([0]);
+    if ssml {
+        h.update(b"ssml\0");
+    }
     h.update(voice.espeak_arg().as_bytes());
     h.update([0]);
     h.update(text.as_bytes());
@@ -252,6 +255,7 @@ fn cache_name(voice: &SpeechVoice, text: &str) -> String {
 pub(super) async fn speech(
     prompts: &Prompts,
     text: &str,
+    ssml: bool,
     voice: Option<&str>,
     language: Option<&str>,
 ) -> Result<Prompt, PromptError> {
@@ -268,7 +272,7 @@ pub(super) async fn speech(
     }
     let v = espeak_voice(voice, language);
     let dir = &prompts.cfg.tts_cache_dir;
-    let path = dir.join(cache_name(&v, text));
+    let path = dir.join(cache_name(&v, text, ssml));
     if let Some(p) = load_cached(&path).await {
         tracing::debug!(voice = %v.espeak_arg(), "speech from cache");
         return Ok(p);
@@ -283,7 +287,7 @@ pub(super) async fn speech(
     if let Some(p) = load_cached(&path).await {
         return Ok(p);
     }
-    synthesize(prompts, &v, text, dir, &path).await?;
+    synthesize(prompts, &v, text, ssml, dir, &path).await?;
     let p = path.clone();
     tokio::task::spawn_blocking(move || Prompt::open_wav(&p, RATE_8K))
         .await
@@ -315,6 +319,7 @@ async fn synthesize(
     prompts: &Prompts,
     voice: &SpeechVoice,
     text: &str,
+    ssml: bool,
     dir: &Path,
     path: &Path,
 ) -> Result<(), PromptError> {
@@ -331,7 +336,7 @@ async fn synthesize(
     ));
     let program = &prompts.cfg.espeak;
     let started = std::time::Instant::now();
-    let result = run_espeak(program, voice, text, &tmp, prompts.cfg.tts_timeout).await;
+    let result = run_espeak(program, voice, text, ssml, &tmp, prompts.cfg.tts_timeout).await;
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e);
@@ -355,10 +360,16 @@ async fn run_espeak(
     program: &PathBuf,
     voice: &SpeechVoice,
     text: &str,
+    ssml: bool,
     out: &Path,
     timeout: std::time::Duration,
 ) -> Result<(), PromptError> {
-    let mut child = tokio::process::Command::new(program)
+    let mut cmd = tokio::process::Command::new(program);
+    if ssml {
+        // SSML markup (the parser kept only tags espeak-ng knows).
+        cmd.arg("-m");
+    }
+    let mut child = cmd
         .arg("-v")
         .arg(voice.espeak_arg())
         .arg("-b")
@@ -437,11 +448,12 @@ mod tests {
     fn cache_names_depend_on_voice_and_text() {
         let us = espeak_voice(None, None);
         let gb = espeak_voice(None, Some("en-GB"));
-        let a = cache_name(&us, "hello");
+        let a = cache_name(&us, "hello", false);
         assert_eq!(a.len(), 64 + 4);
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
-        assert_eq!(a, cache_name(&us, "hello"));
-        assert_ne!(a, cache_name(&gb, "hello"));
-        assert_ne!(a, cache_name(&us, "hello!"));
+        assert_eq!(a, cache_name(&us, "hello", false));
+        assert_ne!(a, cache_name(&gb, "hello", false));
+        assert_ne!(a, cache_name(&us, "hello!", false));
+        assert_ne!(a, cache_name(&us, "hello", true), "SSML is cached apart");
     }
 }
