@@ -72,6 +72,9 @@ pub(crate) enum JoinError {
     /// The room has just ended and is not yet gone.
     #[error("conference {0:?} is ending")]
     Ending(String),
+    /// The mixer refused the party (never expected: 8 kHz, a fresh id).
+    #[error("mixer: {0}")]
+    Mixer(String),
 }
 
 /// A party's place in a room; dropping it leaves the room.
@@ -309,9 +312,9 @@ impl Rooms {
         }
         let id = PartyId(st.next_party);
         st.next_party += 1;
-        st.mixer
-            .add_party(id, tandem_media::MIX_RATE)
-            .expect("8 kHz is a mixer rate and the id is new");
+        if let Err(e) = st.mixer.add_party(id, tandem_media::MIX_RATE) {
+            return Err(JoinError::Mixer(e.to_string()));
+        }
         if st.events.is_none()
             && let Some(url) = spec
                 .conference
@@ -699,14 +702,7 @@ fn beep_sample(rising: bool, i: usize) -> i16 {
 }
 
 fn conference_sid() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut s = String::from("CF");
-    for k in 0..2u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(k);
-        s.push_str(&format!("{:016x}", h.finish()));
-    }
-    s
+    format!("CF{:032x}", rand::random::<u128>())
 }
 
 /// Decodes a party's packets into the room.

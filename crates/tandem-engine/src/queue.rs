@@ -145,14 +145,12 @@ impl Queues {
             q.agents.pop_front();
         }
         if let Some(agent) = q.agents.front() {
-            let (agent_sid, url) = (agent.call_sid.clone(), agent.url.clone());
-            if let Some(p) = pair(q, &agent_sid, &url) {
-                let agent = q.agents.pop_front().expect("the front agent");
+            let (agent_sid, me, url) =
+                (agent.call_sid.clone(), agent.me.clone(), agent.url.clone());
+            if let Some(p) = pair(q, &agent_sid, &me, &url) {
+                q.agents.pop_front();
                 let caller = p.caller.clone();
-                if !agent
-                    .me
-                    .send(CallMsg::Queue(Box::new(QueueMsg::Paired(Box::new(p)))))
-                {
+                if !me.send(CallMsg::Queue(Box::new(QueueMsg::Paired(Box::new(p))))) {
                     caller.send(CallMsg::Queue(Box::new(QueueMsg::PeerGone)));
                 }
             }
@@ -191,23 +189,19 @@ impl Queues {
             sid: queue_sid(),
             ..Queue::default()
         });
-        // The Dequeued message needs the agent's mailbox; pair() sends it.
-        q.agents.push_front(Agent {
-            call_sid: agent_sid.to_owned(),
-            me: agent,
-            url: url.clone(),
-        });
-        match pair(q, agent_sid, &url) {
-            Some(p) => {
-                q.agents.pop_front();
-                Taken::Caller(Box::new(p))
-            }
+        match pair(q, agent_sid, &agent, &url) {
+            Some(p) => Taken::Caller(Box::new(p)),
             None => {
                 tracing::info!(
                     queue = name,
                     agent = agent_sid,
                     "queue empty: the agent waits"
                 );
+                q.agents.push_back(Agent {
+                    call_sid: agent_sid.to_owned(),
+                    me: agent,
+                    url,
+                });
                 Taken::Waiting {
                     queue_sid: q.sid.clone(),
                 }
@@ -225,14 +219,14 @@ impl Queues {
     }
 }
 
-/// Hands the front caller that is still there to the agent at the front of
-/// `q.agents` (whose mailbox the caller's message carries).
+/// Hands the front caller that is still there to the agent `agent_sid`
+/// (whose mailbox the caller's message carries).
 fn pair(
     q: &mut Queue,
     agent_sid: &str,
+    agent: &Mailbox,
     url: &Option<(String, tandem_twiml::Method)>,
 ) -> Option<Pairing> {
-    let agent = q.agents.front()?.me.clone();
     while let Some(w) = q.callers.pop_front() {
         let room = format!("\u{1}queue {} {}", q.sid, agent_sid);
         let msg = QueueMsg::Dequeued {
@@ -282,14 +276,7 @@ fn gc(all: &mut HashMap<String, Queue>, name: &str) {
 }
 
 fn queue_sid() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut s = String::from("QU");
-    for k in 0..2u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(k);
-        s.push_str(&format!("{:016x}", h.finish()));
-    }
-    s
+    format!("QU{:032x}", rand::random::<u128>())
 }
 
 #[cfg(test)]

@@ -108,14 +108,7 @@ async fn transcribe(cmd: &[String], wav: &std::path::Path) -> Result<String, Str
 }
 
 fn transcription_sid() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut s = String::from("TR");
-    for k in 0..2u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(k);
-        s.push_str(&format!("{:016x}", h.finish()));
-    }
-    s
+    format!("TR{:032x}", rand::random::<u128>())
 }
 
 #[cfg(test)]
