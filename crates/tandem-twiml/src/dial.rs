@@ -537,28 +537,18 @@ fn parse_conference_record(v: &str) -> Result<bool, &'static str> {
 fn parse_conference_events(v: &str) -> Result<Vec<ConferenceEvent>, &'static str> {
     const EXPECTED: &str =
         "start end join leave mute hold modify speaker announcement, separated by spaces or commas";
-    let mut out = Vec::new();
-    for word in v.split([' ', ',']).filter(|w| !w.is_empty()) {
-        let ev = match word.to_ascii_lowercase().as_str() {
-            "start" => ConferenceEvent::Start,
-            "end" => ConferenceEvent::End,
-            "join" => ConferenceEvent::Join,
-            "leave" => ConferenceEvent::Leave,
-            "mute" => ConferenceEvent::Mute,
-            "hold" => ConferenceEvent::Hold,
-            "modify" => ConferenceEvent::Modify,
-            "speaker" => ConferenceEvent::Speaker,
-            "announcement" => ConferenceEvent::Announcement,
-            _ => return Err(EXPECTED),
-        };
-        if !out.contains(&ev) {
-            out.push(ev);
-        }
-    }
-    if out.is_empty() {
-        return Err(EXPECTED);
-    }
-    Ok(out)
+    values::parse_word_list(v, EXPECTED, |w| match w {
+        "start" => Some(ConferenceEvent::Start),
+        "end" => Some(ConferenceEvent::End),
+        "join" => Some(ConferenceEvent::Join),
+        "leave" => Some(ConferenceEvent::Leave),
+        "mute" => Some(ConferenceEvent::Mute),
+        "hold" => Some(ConferenceEvent::Hold),
+        "modify" => Some(ConferenceEvent::Modify),
+        "speaker" => Some(ConferenceEvent::Speaker),
+        "announcement" => Some(ConferenceEvent::Announcement),
+        _ => None,
+    })
 }
 
 fn parse_label(v: &str) -> Result<String, &'static str> {

@@ -243,40 +243,41 @@ fn split_list(v: &str) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
-pub(crate) fn parse_progress_events(v: &str) -> Result<Vec<CallProgressEvent>, &'static str> {
-    const EXPECTED: &str = "initiated, ringing, answered, completed separated by spaces or commas";
+/// A list of words separated by spaces or commas, each mapped by `word`;
+/// duplicates kept once, in first-seen order; empty or any unknown word is
+/// `expected`.
+pub(crate) fn parse_word_list<T: PartialEq>(
+    v: &str,
+    expected: &'static str,
+    word: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, &'static str> {
     let mut out = Vec::new();
-    for word in split_list(v) {
-        let ev = match word.to_ascii_lowercase().as_str() {
-            "initiated" => CallProgressEvent::Initiated,
-            "ringing" => CallProgressEvent::Ringing,
-            "answered" => CallProgressEvent::Answered,
-            "completed" => CallProgressEvent::Completed,
-            _ => return Err(EXPECTED),
-        };
-        if !out.contains(&ev) {
-            out.push(ev);
+    for w in split_list(v) {
+        let item = word(&w.to_ascii_lowercase()).ok_or(expected)?;
+        if !out.contains(&item) {
+            out.push(item);
         }
     }
     if out.is_empty() {
-        return Err(EXPECTED);
+        return Err(expected);
     }
     Ok(out)
 }
 
+pub(crate) fn parse_progress_events(v: &str) -> Result<Vec<CallProgressEvent>, &'static str> {
+    const EXPECTED: &str = "initiated, ringing, answered, completed separated by spaces or commas";
+    parse_word_list(v, EXPECTED, |w| match w {
+        "initiated" => Some(CallProgressEvent::Initiated),
+        "ringing" => Some(CallProgressEvent::Ringing),
+        "answered" => Some(CallProgressEvent::Answered),
+        "completed" => Some(CallProgressEvent::Completed),
+        _ => None,
+    })
+}
+
 pub(crate) fn parse_recording_events(v: &str) -> Result<Vec<RecordingStatus>, &'static str> {
     const EXPECTED: &str = "in-progress, completed, absent separated by spaces or commas";
-    let mut out = Vec::new();
-    for word in split_list(v) {
-        let ev: RecordingStatus = word.parse().map_err(|_| EXPECTED)?;
-        if !out.contains(&ev) {
-            out.push(ev);
-        }
-    }
-    if out.is_empty() {
-        return Err(EXPECTED);
-    }
-    Ok(out)
+    parse_word_list(v, EXPECTED, |w| w.parse().ok())
 }
 
 /// `sendDigits` / `<Play digits>`: `0-9 * # A-D` and `w` (a 500 ms wait).
