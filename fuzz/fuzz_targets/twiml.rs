@@ -56,8 +56,12 @@ fn run(mut interp: Interpreter, text: &str, choices: &[u8]) {
         let event = match cmd {
             Command::Answer => continue,
             Command::Say(_) | Command::Play(_) | Command::Pause { .. } => Event::VerbDone,
-            Command::Gather(g) => match next(3) {
+            Command::Gather(g) => match next(4) {
                 0 => Event::GatherTimeout,
+                3 => Event::Speech {
+                    result: "talk to sales".to_owned(),
+                    confidence: Some("0.9".to_owned()),
+                },
                 1 => Event::Digits {
                     digits: "1234".to_owned(),
                     finished_on_key: g.finish_on_key,

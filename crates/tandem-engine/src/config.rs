@@ -29,6 +29,10 @@ pub struct EngineConfig {
     /// `<Record transcribe>`: the program and arguments that print a
     /// recording's text (the WAV's path appended); `None`: transcriptions fail.
     pub transcribe_command: Option<Vec<String>>,
+    /// `<Gather input="speech">`: the program and arguments that print the
+    /// text of an utterance (the WAV's path appended, the Gather's options
+    /// in the environment; docs/speech.md); `None`: nothing is recognised.
+    pub speech_command: Option<Vec<String>>,
     /// Webhook TwiML fetch timeout.
     pub webhook_timeout: Duration,
     /// Recording media (`RecordingUrl`) requires HTTP Basic auth
@@ -220,6 +224,7 @@ mod tests {
             limits: Default::default(),
             recording_dir: "rec".into(),
             transcribe_command: None,
+            speech_command: None,
             call_log_dir: None,
             webhook_timeout: Duration::from_secs(5),
             media_auth: false,

@@ -14,6 +14,7 @@ pub mod media_ops;
 mod queue;
 pub mod recording;
 mod registration;
+mod speech;
 mod transcribe;
 
 pub use admission::Limits;

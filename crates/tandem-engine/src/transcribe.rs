@@ -66,24 +66,36 @@ pub(crate) async fn run(ctx: Arc<Ctx>, t: Transcription) {
 }
 
 async fn transcribe(cmd: &[String], wav: &std::path::Path) -> Result<String, String> {
-    let (program, args) = cmd.split_first().ok_or("empty transcribe_command")?;
+    let text = run_program(cmd, wav, &[], TRANSCRIBE_TIMEOUT).await?;
+    if text.is_empty() {
+        return Err(format!("{} printed nothing", cmd[0]));
+    }
+    Ok(text)
+}
+
+/// Runs `cmd` with `wav`'s path appended and `env` added to its
+/// environment; its standard output, trimmed and cut at [`MAX_TEXT`]. The
+/// program is killed when `limit` passes (or the caller goes away).
+pub(crate) async fn run_program(
+    cmd: &[String],
+    wav: &std::path::Path,
+    env: &[(&str, String)],
+    limit: Duration,
+) -> Result<String, String> {
+    let (program, args) = cmd.split_first().ok_or("empty command")?;
     let child = tokio::process::Command::new(program)
         .args(args)
         .arg(wav)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("{program}: {e}"))?;
-    let out = tokio::time::timeout(TRANSCRIBE_TIMEOUT, child.wait_with_output())
+    let out = tokio::time::timeout(limit, child.wait_with_output())
         .await
-        .map_err(|_| {
-            format!(
-                "{program} took more than {} s",
-                TRANSCRIBE_TIMEOUT.as_secs()
-            )
-        })?
+        .map_err(|_| format!("{program} took more than {} s", limit.as_secs()))?
         .map_err(|e| format!("{program}: {e}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -94,9 +106,6 @@ async fn transcribe(cmd: &[String], wav: &std::path::Path) -> Result<String, Str
         ));
     }
     let mut text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if text.is_empty() {
-        return Err(format!("{program} printed nothing"));
-    }
     if text.len() > MAX_TEXT {
         let mut cut = MAX_TEXT;
         while !text.is_char_boundary(cut) {

@@ -134,6 +134,7 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
         limits: Default::default(),
         recording_dir: dir.join("rec"),
         transcribe_command: None,
+        speech_command: None,
         call_log_dir: None,
         webhook_timeout: Duration::from_secs(2),
         media_auth: false,

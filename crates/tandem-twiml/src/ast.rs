@@ -600,8 +600,34 @@ pub struct Gather {
     pub num_digits: Option<u32>,
     /// `actionOnEmptyResult` (false).
     pub action_on_empty_result: bool,
+    /// `speechTimeout`: how long a silence after speech ends it (`None`:
+    /// `timeout`, as on Twilio).
+    pub speech_timeout: Option<SpeechTimeout>,
+    /// `speechModel`, passed to the recogniser.
+    pub speech_model: Option<String>,
+    /// `hints`: words and phrases the recogniser should expect, as written.
+    pub hints: Option<String>,
+    /// `language` (`en-US`), a BCP 47 tag passed to the recogniser.
+    pub language: String,
+    /// `profanityFilter` (true): recognised profanity is starred out.
+    pub profanity_filter: bool,
+    /// `partialResultCallback`: interim results are posted there.
+    pub partial_result_callback: Option<String>,
+    /// `partialResultCallbackMethod` (POST).
+    pub partial_result_callback_method: Method,
+    /// `enhanced` (false), passed to the recogniser.
+    pub enhanced: bool,
     /// Nested Say, Play and Pause, played while listening.
     pub prompts: Vec<Prompt>,
+}
+
+/// `<Gather speechTimeout>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpeechTimeout {
+    /// `auto`: the end of the utterance, a short pause.
+    Auto,
+    /// Seconds of silence after speech.
+    Secs(u32),
 }
 
 impl Default for Gather {
@@ -614,6 +640,14 @@ impl Default for Gather {
             finish_on_key: Some('#'),
             num_digits: None,
             action_on_empty_result: false,
+            speech_timeout: None,
+            speech_model: None,
+            hints: None,
+            language: "en-US".to_owned(),
+            profanity_filter: true,
+            partial_result_callback: None,
+            partial_result_callback_method: Method::Post,
+            enhanced: false,
             prompts: Vec::new(),
         }
     }

@@ -24,6 +24,13 @@ pub enum Event {
     },
     /// The `Gather` command timed out with no input at all.
     GatherTimeout,
+    /// The `Gather` command heard speech and the recogniser transcribed it.
+    Speech {
+        /// `SpeechResult`: the text (empty when nothing was recognised).
+        result: String,
+        /// `Confidence` as the recogniser gave it (0..1), when it did.
+        confidence: Option<String>,
+    },
     /// The `Dial` command ended.
     DialOutcome(DialOutcome),
     /// The `Record` command ended.
@@ -76,6 +83,7 @@ impl Event {
             Self::VerbDone => "VerbDone",
             Self::Digits { .. } => "Digits",
             Self::GatherTimeout => "GatherTimeout",
+            Self::Speech { .. } => "Speech",
             Self::DialOutcome(_) => "DialOutcome",
             Self::Recorded(_) => "Recorded",
             Self::Enqueued(_) => "Enqueued",

@@ -82,7 +82,7 @@ impl Wait {
         match self {
             Self::Running => "nothing",
             Self::Verb => "VerbDone",
-            Self::Gather { .. } => "Digits or GatherTimeout",
+            Self::Gather { .. } => "Digits, Speech or GatherTimeout",
             Self::Dial { .. } => "DialOutcome",
             Self::Record { .. } => "Recorded",
             Self::Enqueue { .. } => "Enqueued",
@@ -233,6 +233,14 @@ impl Interpreter {
             ) => {
                 self.gathered(action, method, on_empty, String::new(), None);
             }
+            (
+                Wait::Gather {
+                    action,
+                    method,
+                    on_empty,
+                },
+                Event::Speech { result, confidence },
+            ) => self.heard(action, method, on_empty, result, confidence),
             (Wait::Dial { action, method }, Event::DialOutcome(outcome)) => {
                 self.dialed(action, method, &outcome);
             }
@@ -457,6 +465,32 @@ impl Interpreter {
         let mut params = vec![("Digits".to_owned(), digits)];
         if let Some(key) = finished_on_key {
             params.push(("FinishedOnKey".to_owned(), key.to_string()));
+        }
+        self.fetch(url, method, params, FetchReason::GatherAction);
+    }
+
+    /// A speech `<Gather>` ended: `SpeechResult` and `Confidence` to
+    /// `action`, or the next verb when nothing was recognised (unless
+    /// `actionOnEmptyResult`).
+    fn heard(
+        &mut self,
+        action: Option<Url>,
+        method: Method,
+        on_empty: bool,
+        result: String,
+        confidence: Option<String>,
+    ) {
+        if result.is_empty() && !on_empty {
+            tracing::debug!("<Gather> recognised no speech; next verb");
+            return self.next();
+        }
+        let Some(url) = action else {
+            tracing::warn!("<Gather> has no action and the document no URL; speech dropped");
+            return self.next();
+        };
+        let mut params = vec![("SpeechResult".to_owned(), result)];
+        if let Some(c) = confidence {
+            params.push(("Confidence".to_owned(), c));
         }
         self.fetch(url, method, params, FetchReason::GatherAction);
     }

@@ -44,7 +44,7 @@ mod xml;
 pub use ast::{
     Client, Conference, ConferenceBeep, ConferenceEvent, Dial, Document, Enqueue, Gather,
     MachineDetectionOptions, Notice, NoticeKind, Noun, NounOptions, Number, Pause, Play, Prompt,
-    Queue, Record, Redirect, Reject, Say, Sip, Verb,
+    Queue, Record, Redirect, Reject, Say, Sip, SpeechTimeout, Verb,
 };
 pub use command::{
     Command, DialCallStatus, DialOutcome, EnqueueOutcome, Event, FetchReason, FetchRequest,

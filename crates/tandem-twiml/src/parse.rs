@@ -7,7 +7,7 @@ use crate::ast::{
 };
 use crate::error::{LineIndex, ParseError, Position};
 use crate::support::{self, Status};
-use crate::values::{self, GatherInput};
+use crate::values;
 use crate::xml::{self, Attr, Element, Node};
 
 /// Verbs Twilio defines that Tandem does not implement.
@@ -372,13 +372,7 @@ impl Ctx<'_> {
         let mut gather = Gather::default();
         for attr in &e.attrs {
             match attr.name.as_str() {
-                "input" => {
-                    gather.input = self.value(e, attr, values::parse_gather_input)?;
-                    if gather.input != GatherInput::Dtmf {
-                        // Speech recognition is not implemented.
-                        self.note(NoticeKind::NotActedOn, &e.name, Some(attr));
-                    }
-                }
+                "input" => gather.input = self.value(e, attr, values::parse_gather_input)?,
                 "action" => gather.action = Some(self.value(e, attr, values::parse_url)?),
                 "method" => gather.method = self.value(e, attr, values::parse_method)?,
                 "timeout" => {
@@ -393,6 +387,27 @@ impl Ctx<'_> {
                 "actionOnEmptyResult" => {
                     gather.action_on_empty_result = self.value(e, attr, values::parse_bool)?;
                 }
+                "speechTimeout" => {
+                    gather.speech_timeout =
+                        Some(self.value(e, attr, values::parse_speech_timeout)?);
+                }
+                "speechModel" => {
+                    gather.speech_model = Some(self.value(e, attr, values::parse_speech_model)?);
+                }
+                "hints" => gather.hints = Some(self.value(e, attr, values::parse_hints)?),
+                "language" => gather.language = self.value(e, attr, values::parse_language)?,
+                "profanityFilter" => {
+                    gather.profanity_filter = self.value(e, attr, values::parse_bool)?;
+                }
+                "partialResultCallback" => {
+                    gather.partial_result_callback =
+                        Some(self.value(e, attr, values::parse_url)?);
+                }
+                "partialResultCallbackMethod" => {
+                    gather.partial_result_callback_method =
+                        self.value(e, attr, values::parse_method)?;
+                }
+                "enhanced" => gather.enhanced = self.value(e, attr, values::parse_bool)?,
                 _ => {}
             }
         }

@@ -49,7 +49,7 @@ const fn at(element: &'static str, attribute: &'static str, status: Status) -> E
     }
 }
 
-use Status::{NotActedOn as N, Supported as S};
+use Status::Supported as S;
 
 /// Every element and attribute Tandem knows, with its status.
 pub const MATRIX: &[Entry] = &[
@@ -163,14 +163,14 @@ pub const MATRIX: &[Entry] = &[
     at("Gather", "finishOnKey", S),
     at("Gather", "numDigits", S),
     at("Gather", "actionOnEmptyResult", S),
-    at("Gather", "speechTimeout", N),
-    at("Gather", "speechModel", N),
-    at("Gather", "hints", N),
-    at("Gather", "language", N),
-    at("Gather", "profanityFilter", N),
-    at("Gather", "partialResultCallback", N),
-    at("Gather", "partialResultCallbackMethod", N),
-    at("Gather", "enhanced", N),
+    at("Gather", "speechTimeout", S),
+    at("Gather", "speechModel", S),
+    at("Gather", "hints", S),
+    at("Gather", "language", S),
+    at("Gather", "profanityFilter", S),
+    at("Gather", "partialResultCallback", S),
+    at("Gather", "partialResultCallbackMethod", S),
+    at("Gather", "enhanced", S),
     el("Hangup", S),
     el("Reject", S),
     at("Reject", "reason", S),
@@ -225,11 +225,11 @@ mod tests {
     }
 
     #[test]
-    fn lookups_distinguish_known_unknown_and_not_acted_on() {
+    fn lookups_distinguish_known_and_unknown() {
         assert_eq!(attribute_status("Dial", "timeout"), Some(Status::Supported));
         assert_eq!(
             attribute_status("Gather", "speechModel"),
-            Some(Status::NotActedOn)
+            Some(Status::Supported)
         );
         assert_eq!(attribute_status("Dial", "sendDigits"), None);
         assert_eq!(element_status("Queue"), Some(Status::Supported));

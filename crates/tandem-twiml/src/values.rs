@@ -71,7 +71,7 @@ pub enum GatherInput {
     /// `dtmf`, the default.
     #[default]
     Dtmf,
-    /// `speech` (parsed; Tandem has no speech recognition).
+    /// `speech` (recognised by an external program, docs/speech.md).
     Speech,
     /// `dtmf speech`.
     DtmfSpeech,
@@ -152,6 +152,57 @@ pub(crate) fn parse_bool(v: &str) -> Result<bool, &'static str> {
     } else {
         Err("true or false")
     }
+}
+
+pub(crate) fn parse_speech_timeout(v: &str) -> Result<crate::ast::SpeechTimeout, &'static str> {
+    const EXPECTED: &str = "auto or an integer 1..=600 (seconds)";
+    if v.trim().eq_ignore_ascii_case("auto") {
+        return Ok(crate::ast::SpeechTimeout::Auto);
+    }
+    parse_range(v, 1, 600)
+        .map(crate::ast::SpeechTimeout::Secs)
+        .ok_or(EXPECTED)
+}
+
+/// `speechModel`: a model name (`phone_call`, `numbers_and_commands`,
+/// `googlev2_telephony`, `deepgram_nova-2`…) for the recogniser to read.
+pub(crate) fn parse_speech_model(v: &str) -> Result<String, &'static str> {
+    let v = v.trim();
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    ok.then(|| v.to_owned())
+        .ok_or("a model name (letters, digits, _ - .; at most 64)")
+}
+
+/// `hints`: at most 500 comma-separated phrases of at most 100 characters
+/// (Twilio's limits).
+pub(crate) fn parse_hints(v: &str) -> Result<String, &'static str> {
+    const EXPECTED: &str = "at most 500 comma-separated phrases of at most 100 characters";
+    let phrases: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if phrases.len() > 500 || phrases.iter().any(|p| p.chars().count() > 100) {
+        return Err(EXPECTED);
+    }
+    Ok(phrases.join(", "))
+}
+
+/// `language`: a BCP 47 tag (`en-US`, `es-419`, `cmn-Hans-CN`).
+pub(crate) fn parse_language(v: &str) -> Result<String, &'static str> {
+    let v = v.trim();
+    let ok = (2..=35).contains(&v.len())
+        && v.split('-').all(|part| {
+            (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+        && v.split('-')
+            .next()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_alphabetic()));
+    ok.then(|| v.to_owned())
+        .ok_or("a BCP 47 language tag such as en-US")
 }
 
 pub(crate) fn parse_method(v: &str) -> Result<Method, &'static str> {
@@ -483,6 +534,30 @@ mod tests {
             Err("contains a control character")
         );
         assert!(parse_url("/handleDialCallStatus").is_ok());
+        assert_eq!(
+            parse_speech_timeout("auto"),
+            Ok(crate::ast::SpeechTimeout::Auto)
+        );
+        assert_eq!(
+            parse_speech_timeout("3"),
+            Ok(crate::ast::SpeechTimeout::Secs(3))
+        );
+        assert!(parse_speech_timeout("0").is_err() && parse_speech_timeout("soon").is_err());
+        assert_eq!(
+            parse_speech_model("deepgram_nova-2"),
+            Ok("deepgram_nova-2".into())
+        );
+        assert!(parse_speech_model("a b").is_err() && parse_speech_model("").is_err());
+        assert_eq!(
+            parse_hints(" sales,support ,, billing"),
+            Ok("sales, support, billing".into())
+        );
+        assert!(parse_hints(&"x,".repeat(501)).is_err());
+        assert!(parse_hints(&"y".repeat(101)).is_err());
+        assert_eq!(parse_language("en-GB"), Ok("en-GB".into()));
+        assert!(parse_language("cmn-Hans-CN").is_ok() && parse_language("es-419").is_ok());
+        assert!(parse_language("e").is_err() && parse_language("en_US").is_err());
+        assert!(parse_language("419").is_err());
         assert!(parse_url("www.myexample.com").is_ok());
         assert!(parse_url("https://myapp.com/calls/events").is_ok());
         assert!(parse_url("https://my_app.com/x").is_err());

@@ -390,6 +390,45 @@ fn gather_action_on_empty_result_posts_empty_digits() {
 }
 
 #[test]
+fn gather_speech_posts_the_result_and_confidence() {
+    let mut i =
+        start(r#"<Response><Gather input="speech" action="/heard"/><Say>x</Say></Response>"#);
+    drain(&mut i);
+    let fetch = fetch_of(&feed(
+        &mut i,
+        Event::Speech {
+            result: "talk to sales".into(),
+            confidence: Some("0.92".into()),
+        },
+    ));
+    assert_eq!(fetch.url.as_str(), "http://app.example/heard");
+    assert_eq!(
+        fetch.params,
+        vec![
+            ("SpeechResult".to_owned(), "talk to sales".to_owned()),
+            ("Confidence".to_owned(), "0.92".to_owned())
+        ]
+    );
+    let mut i =
+        start(r#"<Response><Gather input="speech" action="/heard"/><Say>x</Say></Response>"#);
+    drain(&mut i);
+    let empty = Event::Speech {
+        result: String::new(),
+        confidence: None,
+    };
+    assert_eq!(feed(&mut i, empty.clone()), vec![say("x")]);
+    let mut i = start(
+        r#"<Response><Gather input="speech" action="/heard" actionOnEmptyResult="true"/></Response>"#,
+    );
+    drain(&mut i);
+    let fetch = fetch_of(&feed(&mut i, empty));
+    assert_eq!(
+        fetch.params,
+        vec![("SpeechResult".to_owned(), String::new())]
+    );
+}
+
+#[test]
 fn gather_without_action_posts_to_the_document_url() {
     let mut i = start("<Response><Gather/></Response>");
     drain(&mut i);

@@ -3,7 +3,7 @@
 
 use tandem_twiml::{
     GatherInput, Loop, MachineDetection, Method, NoticeKind, Noun, Pause, Play, Prompt, RecordMode,
-    RecordingStatus, RecordingTrack, RejectReason, RingTone, Say, Trim, Verb, parse,
+    RecordingStatus, RecordingTrack, RejectReason, RingTone, Say, SpeechTimeout, Trim, Verb, parse,
     parse_screening,
 };
 
@@ -194,7 +194,7 @@ fn gather_with_nested_prompts_and_all_attributes() {
 }
 
 #[test]
-fn gather_defaults_and_speech_is_noted() {
+fn gather_defaults_and_speech_attributes() {
     let Verb::Gather(g) = only_verb("<Response><Gather/></Response>") else {
         panic!("not a gather");
     };
@@ -213,11 +213,46 @@ fn gather_defaults_and_speech_is_noted() {
         panic!("not a gather");
     };
     assert_eq!((g.input, g.finish_on_key), (GatherInput::DtmfSpeech, None));
-    let noted: Vec<_> = doc
-        .not_acted_on()
-        .filter_map(|n| n.attribute.as_deref())
-        .collect();
-    assert_eq!(noted, vec!["speechTimeout", "input"]);
+    assert_eq!(g.speech_timeout, Some(SpeechTimeout::Auto));
+    assert_eq!(
+        (
+            g.language.as_str(),
+            g.profanity_filter,
+            g.enhanced,
+            g.hints.as_deref()
+        ),
+        ("en-US", true, false, None)
+    );
+    assert_eq!(doc.not_acted_on().count(), 0);
+    let doc = parse(
+        r#"<Response><Gather input="speech" speechTimeout="3" speechModel="phone_call" hints="sales, support"
+            language="en-GB" profanityFilter="false" partialResultCallback="/partial"
+            partialResultCallbackMethod="GET" enhanced="true"/></Response>"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let Some(Verb::Gather(g)) = doc.verbs.first() else {
+        panic!("not a gather");
+    };
+    assert_eq!(g.input, GatherInput::Speech);
+    assert_eq!(g.speech_timeout, Some(SpeechTimeout::Secs(3)));
+    assert_eq!(g.speech_model.as_deref(), Some("phone_call"));
+    assert_eq!(g.hints.as_deref(), Some("sales, support"));
+    assert_eq!(g.language, "en-GB");
+    assert!(!g.profanity_filter && g.enhanced);
+    assert_eq!(g.partial_result_callback.as_deref(), Some("/partial"));
+    assert_eq!(g.partial_result_callback_method, Method::Get);
+    assert_eq!(doc.not_acted_on().count(), 0);
+    for bad in [
+        r#"speechTimeout="0""#,
+        r#"speechTimeout="later""#,
+        r#"language="en_US""#,
+        r#"speechModel="two words""#,
+        r#"profanityFilter="maybe""#,
+        r#"partialResultCallback="ftp://x/y""#,
+    ] {
+        let xml = format!("<Response><Gather input=\"speech\" {bad}/></Response>");
+        assert!(parse(&xml).is_err(), "{bad} was accepted");
+    }
 }
 
 #[test]

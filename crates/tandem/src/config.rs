@@ -49,6 +49,8 @@ pub struct Config {
     pub account: AccountConfig,
     /// `[recording]`: where recordings are written.
     pub recording: RecordingConfig,
+    /// `[speech]`: the recogniser for `<Gather input="speech">`.
+    pub speech: SpeechConfig,
     /// `[[trunk]]`s, in file order.
     pub trunks: Vec<TrunkConfig>,
     /// `[[number]]`s (inbound DIDs), in file order.
@@ -162,6 +164,15 @@ pub struct RecordingConfig {
     /// `<Record transcribe>`: the program (and arguments) that prints a
     /// recording's text; the WAV's path is appended.
     pub transcribe_command: Option<Vec<String>>,
+}
+
+/// `[speech]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpeechConfig {
+    /// The program (and arguments) that prints the text of a speech
+    /// `<Gather>`'s utterance; the WAV's path is appended and the Gather's
+    /// options are in its environment (docs/speech.md).
+    pub command: Option<Vec<String>>,
 }
 
 /// One `[[trunk]]`: a SIP peer that carries `<Number>` calls and may send calls in.

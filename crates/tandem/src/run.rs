@@ -167,6 +167,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
         limits: config.limits,
         recording_dir: config.recording.directory.clone(),
         transcribe_command: config.recording.transcribe_command.clone(),
+        speech_command: config.speech.command.clone(),
         call_log_dir: config.debug.call_logs.clone(),
         webhook_timeout: config.http.webhook_timeout,
         media_auth: config.http.media_auth,

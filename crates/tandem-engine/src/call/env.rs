@@ -21,7 +21,7 @@ use super::{Audio, CallMsg};
 use crate::conference::{JoinSpec, Membership};
 use crate::engine::Ctx;
 use crate::media::{LegError, MediaLeg};
-use crate::media_ops::{DigitsSource, DtmfTap, VoiceTap, dtmf_tap, fan_out, voice_tap};
+use crate::media_ops::{DigitsSource, DtmfTap, SpeechTap, VoiceTap, dtmf_tap, fan_out, voice_tap};
 use crate::queue::{Position, Taken};
 use crate::recording::{RecordingInfo, RecordingOptions, RecordingSession, RecordingTaps};
 
@@ -68,6 +68,11 @@ pub(crate) trait Env: Send {
     /// Voice activity on `leg` is reported as `CallMsg::Voice` from now on
     /// (`on`), or no longer.
     fn listen_voice(&mut self, leg: LegId, on: bool);
+    /// What `leg` receives is kept for a speech `<Gather>` from now on
+    /// (`on`, afresh), or no longer.
+    fn listen_speech(&mut self, leg: LegId, on: bool);
+    /// The audio kept on `leg` so far (8 kHz, 16-bit; empty when none).
+    fn speech_audio(&mut self, leg: LegId) -> Vec<i16>;
     /// Starts a recording (a `<Dial>`'s or a `<Record>`'s): channel 1 `parent`.
     fn start_recording(
         &mut self,
@@ -172,6 +177,7 @@ struct LegSlot {
     dtmf: Option<Arc<DtmfTap>>,
     rec: Option<Arc<dyn Tap>>,
     voice: Option<Arc<VoiceTap>>,
+    speech: Option<Arc<SpeechTap>>,
     room: Option<Arc<dyn Tap>>,
     amd: Option<Arc<dyn Tap>>,
 }
@@ -187,6 +193,9 @@ impl LegSlot {
         }
         if let Some(v) = &self.voice {
             taps.push(v.clone());
+        }
+        if let Some(s) = &self.speech {
+            taps.push(s.clone());
         }
         if let Some(r) = &self.room {
             taps.push(r.clone());
@@ -253,6 +262,7 @@ impl Env for RealEnv {
                 dtmf: None,
                 rec: None,
                 voice: None,
+                speech: None,
                 room: None,
                 amd: None,
             }),
@@ -369,6 +379,18 @@ impl Env for RealEnv {
         s.voice = Some(tap);
         s.retap();
         forward(rx, me, CallMsg::Voice);
+    }
+
+    fn listen_speech(&mut self, leg: LegId, on: bool) {
+        let Some(s) = self.leg(leg) else { return };
+        s.speech = on.then(SpeechTap::new);
+        s.retap();
+    }
+
+    fn speech_audio(&mut self, leg: LegId) -> Vec<i16> {
+        self.leg(leg)
+            .and_then(|s| s.speech.as_ref().map(|t| t.snapshot()))
+            .unwrap_or_default()
     }
 
     fn start_recording(

@@ -45,6 +45,7 @@ mod reinvite;
 pub mod replay;
 mod screen;
 mod shell;
+mod speech;
 #[cfg(test)]
 mod tests;
 mod transfer;
@@ -113,6 +114,40 @@ pub(crate) enum CallMsg {
     Queue(Box<crate::queue::QueueMsg>),
     /// Names looked up for a `<Dial>` (host, port, address found).
     Resolved(Vec<(String, u16, Option<SocketAddr>)>),
+    /// A speech `<Gather>`'s audio recognised (or not).
+    Recognized(Box<Recognized>),
+}
+
+/// What the recogniser made of a speech `<Gather>`'s audio.
+#[derive(Debug)]
+pub(crate) struct Recognized {
+    /// The gathering it was for ([`Recognition::seq`]).
+    pub seq: u64,
+    /// An interim result's `SequenceNumber`; `None` for the utterance.
+    pub partial: Option<u32>,
+    /// The text and the confidence the recogniser gave, or why it failed.
+    pub result: Result<(String, Option<String>), String>,
+}
+
+/// Audio to recognise for a speech `<Gather>` (docs/speech.md).
+#[derive(Debug)]
+pub(crate) struct Recognition {
+    /// The gathering (echoed in [`Recognized::seq`]).
+    pub seq: u64,
+    /// `Some(n)`: an interim recognition, `SequenceNumber` n.
+    pub partial: Option<u32>,
+    /// 8 kHz 16-bit mono.
+    pub samples: Vec<i16>,
+    pub opts: SpeechOptions,
+}
+
+/// The `<Gather>` attributes the recogniser is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SpeechOptions {
+    pub language: String,
+    pub hints: Option<String>,
+    pub model: Option<String>,
+    pub enhanced: bool,
 }
 
 /// A fetched document (body and final URL) or why it failed.
@@ -164,6 +199,9 @@ pub(crate) enum Output {
     },
     /// Transcribe a `<Record>`'s recording and post the text to `callback`.
     Transcribe(Box<Transcription>),
+    /// Recognise a speech `<Gather>`'s audio; the answer comes back as
+    /// `CallMsg::Recognized`.
+    Recognize(Box<Recognition>),
     /// Another callback (`amdStatusCallback`), queued in order per `sid`.
     Callback {
         sid: String,
@@ -344,6 +382,8 @@ pub(crate) struct Call {
     hold_wanted: Option<hold::HoldFor>,
     /// The caller's `<Enqueue>`, or the agent's `<Dial><Queue>` waiting for a caller.
     queue: Option<Box<queue::InQueue>>,
+    /// The speech side of the running `<Gather>`.
+    speech: Option<Box<speech::SpeechGather>>,
 }
 
 impl std::fmt::Debug for Call {
@@ -465,6 +505,7 @@ impl Call {
             hold: None,
             hold_wanted: None,
             queue: None,
+            speech: None,
         })
     }
 
@@ -539,7 +580,7 @@ impl Call {
             }
         };
         take(self.pause_until);
-        take(self.gather.as_ref().map(Gathering::deadline));
+        take(self.gather.as_ref().and_then(Gathering::deadline));
         take(self.conference_deadline());
         take(self.hold_deadline());
         take(self.queue_deadline());
@@ -558,7 +599,7 @@ impl Call {
             for b in &dial.branches {
                 if let Some(s) = &b.screen {
                     take(s.pause_until);
-                    take(s.gather.as_ref().map(Gathering::deadline));
+                    take(s.gather.as_ref().and_then(Gathering::deadline));
                 }
             }
             take(dial.arbiter.poll_timeout());
@@ -811,6 +852,7 @@ impl Call {
             },
             CallMsg::Digit(d) => self.on_leg_digit(d.leg, d.digit),
             CallMsg::Voice(c) => self.on_voice(c),
+            CallMsg::Recognized(r) => self.on_recognized(*r),
             CallMsg::ReferFetched(result) => self.on_refer_fetched(*result),
             CallMsg::WaitFetched { result, dequeue } => self.on_wait_fetched(*result, dequeue),
             CallMsg::Room(msg) => self.on_room(msg),
@@ -859,10 +901,7 @@ impl Call {
             self.pause_until = None;
             self.verb_done(Who::Caller);
         }
-        if let Some(ev) = self.gather.as_mut().and_then(|g| g.on_timeout(t)) {
-            self.gather = None;
-            self.feed(ev);
-        }
+        self.gather_timers(t);
         self.record_timers(t);
         self.screen_timers(t);
         self.conference_timers(t);

@@ -195,7 +195,7 @@ impl Call {
             return;
         }
         if let Some(g) = self.pending_gather.take() {
-            self.gather = Some(Gathering::new(self.now, &g));
+            self.begin_gathering(&g);
         }
     }
 
@@ -213,11 +213,11 @@ impl Call {
             }
             self.pause_until = None;
             self.caller_seq = 0;
-            self.gather = Some(Gathering::new(now, &g));
+            self.begin_gathering(&g);
         }
         if let Some(g) = &mut self.gather {
             if let Some(ev) = g.on_digit(now, digit) {
-                self.gather = None;
+                self.end_gathering();
                 self.feed(ev);
             }
             return;

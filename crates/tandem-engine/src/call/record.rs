@@ -142,6 +142,9 @@ impl Call {
             return;
         }
         let now = self.now;
+        if let Some(g) = &mut self.gather {
+            g.on_voice(now, c.speaking);
+        }
         let Some(r) = self.record.as_mut().filter(|r| r.recording) else {
             return;
         };

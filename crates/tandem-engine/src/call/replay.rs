@@ -248,6 +248,16 @@ impl CallLog {
                 }
             ),
             CallMsg::Voice(c) => write!(l, "voice {} {}", c.leg.0, u8::from(c.speaking)),
+            CallMsg::Recognized(r) => write!(
+                l,
+                "recognized {} {} {}",
+                r.seq,
+                r.partial.map_or("-".to_owned(), |n| n.to_string()),
+                match &r.result {
+                    Ok((text, conf)) => format!("ok {} {}", opt(conf.as_deref()), esc(text)),
+                    Err(e) => format!("err {}", esc(e)),
+                }
+            ),
             CallMsg::Resolved(found) => {
                 let _ = write!(l, "resolved");
                 for (h, p, a) in found {
@@ -387,6 +397,13 @@ impl Env for LoggingEnv {
     }
     fn listen_voice(&mut self, leg: LegId, on: bool) {
         self.inner.listen_voice(leg, on);
+    }
+    fn listen_speech(&mut self, leg: LegId, on: bool) {
+        self.inner.listen_speech(leg, on);
+    }
+    fn speech_audio(&mut self, leg: LegId) -> Vec<i16> {
+        // The audio is not logged: a replay recognises nothing of it.
+        self.inner.speech_audio(leg)
     }
     fn start_recording(
         &mut self,
@@ -574,6 +591,10 @@ impl Env for ReplayEnv {
     fn expect_media(&mut self, _: LegId, _: bool) {}
     fn listen_dtmf(&mut self, _: LegId) {}
     fn listen_voice(&mut self, _: LegId, _: bool) {}
+    fn listen_speech(&mut self, _: LegId, _: bool) {}
+    fn speech_audio(&mut self, _: LegId) -> Vec<i16> {
+        Vec::new()
+    }
     fn start_recording(
         &mut self,
         call_sid: &str,
@@ -864,6 +885,21 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
             leg: LegId(leg.parse().map_err(|_| "leg")?),
             at: tokio::time::Instant::now(),
         }))),
+        ["recognized", seq, partial, rest @ ..] => {
+            let result = match rest {
+                ["ok", conf, text] => Ok((unesc(text), unopt(conf))),
+                ["err", why] => Err(unesc(why)),
+                _ => return Err("recognized result".to_owned()),
+            };
+            Input::Msg(CallMsg::Recognized(Box::new(super::Recognized {
+                seq: seq.parse().map_err(|_| "seq")?,
+                partial: (*partial != "-")
+                    .then(|| partial.parse())
+                    .transpose()
+                    .map_err(|_| "partial")?,
+                result,
+            })))
+        }
         ["voice", leg, speaking] => Input::Msg(CallMsg::Voice(VoiceChange {
             leg: LegId(leg.parse().map_err(|_| "leg")?),
             speaking: *speaking == "1",
@@ -1136,6 +1172,13 @@ pub(crate) fn describe(o: &Output) -> String {
             "transcribe {} {}",
             t.recording_sid,
             t.callback.as_ref().map_or("-", Url::as_str)
+        ),
+        Output::Recognize(r) => format!(
+            "recognize {} {} {}",
+            r.seq,
+            r.partial
+                .map_or("final".to_owned(), |n| format!("partial {n}")),
+            r.opts.language
         ),
         Output::Callback {
             sid, url, params, ..

@@ -5,6 +5,7 @@
 //! in-band, or SIP INFO.
 
 use super::*;
+use crate::gather::Step;
 
 /// A screening in progress on a callee's leg (design §4 step 5).
 #[derive(Debug)]
@@ -149,6 +150,11 @@ impl Call {
             return;
         }
         if let Some(g) = s.pending_gather.take() {
+            if g.input == tandem_twiml::GatherInput::Speech {
+                tracing::warn!(
+                    "a screening <Gather> listens for keys only: input=\"speech\" is heard as no input"
+                );
+            }
             s.gather = Some(Gathering::new(now, &g));
         }
     }
@@ -191,7 +197,8 @@ impl Call {
                 self.verb_done(Who::Branch(i));
                 continue;
             }
-            if let Some(ev) = s.gather.as_mut().and_then(|g| g.on_timeout(t)) {
+            // No voice reaches a screening gathering: its only step is Done.
+            if let Some(Step::Done(ev)) = s.gather.as_mut().and_then(|g| g.on_timer(t)) {
                 s.gather = None;
                 let _ = s.interp.handle(ev);
             }

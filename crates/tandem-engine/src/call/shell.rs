@@ -478,6 +478,10 @@ impl Shell {
                 let ctx = self.ctx.clone();
                 tokio::spawn(crate::transcribe::run(ctx, *t));
             }
+            Output::Recognize(r) => {
+                let (ctx, me) = (self.ctx.clone(), self.me.clone());
+                tokio::spawn(crate::speech::run(ctx, me, *r));
+            }
             Output::Callback {
                 sid,
                 url,

@@ -32,6 +32,10 @@ struct EnvState {
     plays: Vec<(LegId, u64)>,
     /// Legs whose voice activity is listened to.
     voice: Vec<LegId>,
+    /// Legs whose audio is kept for speech recognition, and how many
+    /// milliseconds of it a snapshot returns.
+    speech: Vec<LegId>,
+    speech_ms: u32,
     /// Recordings: (started at, leg, options); stopped at.
     recordings: Vec<(Instant, LegId, RecordingOptions)>,
     stopped: Vec<Instant>,
@@ -120,6 +124,21 @@ impl Env for FakeEnv {
         s.voice.retain(|l| *l != leg);
         if on {
             s.voice.push(leg);
+        }
+    }
+    fn listen_speech(&mut self, leg: LegId, on: bool) {
+        let mut s = self.st();
+        s.speech.retain(|l| *l != leg);
+        if on {
+            s.speech.push(leg);
+        }
+    }
+    fn speech_audio(&mut self, leg: LegId) -> Vec<i16> {
+        let s = self.st();
+        if s.speech.contains(&leg) {
+            vec![1; 8 * s.speech_ms as usize]
+        } else {
+            Vec::new()
         }
     }
     fn start_recording(
@@ -309,6 +328,7 @@ fn config() -> Arc<EngineConfig> {
         limits: Default::default(),
         recording_dir: std::env::temp_dir(),
         transcribe_command: None,
+        speech_command: None,
         call_log_dir: None,
         webhook_timeout: Duration::from_secs(5),
         media_auth: false,
@@ -2605,4 +2625,281 @@ fn a_transcribed_record_hands_its_recording_to_the_transcriber_only_when_it_hold
     h.advance(SEC);
     h.key('#');
     assert!(transcriptions(&h).is_empty());
+}
+
+// ----- <Gather input="speech"> -----
+
+impl Harness {
+    /// The recognitions asked for: (time, seq, partial, options, ms of audio).
+    fn recognitions(&self) -> Vec<(Duration, u64, Option<u32>, SpeechOptions, usize)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Recognize(r) => {
+                    Some((*at, r.seq, r.partial, r.opts.clone(), r.samples.len() / 8))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The recogniser answers the last recognition asked for.
+    fn recognized(&mut self, text: &str, confidence: Option<&str>) {
+        let (_, seq, partial, _, _) = self.recognitions().pop().expect("a recognition");
+        self.msg(CallMsg::Recognized(Box::new(Recognized {
+            seq,
+            partial,
+            result: Ok((text.to_owned(), confidence.map(str::to_owned))),
+        })));
+    }
+
+    fn gather_actions(&self) -> Vec<(Duration, Vec<(String, String)>)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Fetch { req, .. }
+                    if req.reason == tandem_twiml::FetchReason::GatherAction =>
+                {
+                    Some((*at, req.params.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn partial_callbacks(&self) -> Vec<(Duration, tandem_webhook::Params)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Callback { url, params, .. } if url.path() == "/partial" => {
+                    Some((*at, params.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn cb_param<'a>(p: &'a tandem_webhook::Params, k: &str) -> &'a str {
+    p.iter()
+        .find(|(n, _)| *n == k)
+        .map_or("<missing>", |(_, v)| v)
+}
+
+/// The caller speaks from 1 s to 3.5 s; `speechTimeout` 2 s of silence
+/// after it ends the utterance (the tap reports the silence HANGOVER
+/// late); the audio goes to the recogniser with the Gather's options, and
+/// its text and confidence go to `action`. The taps come off.
+#[test]
+fn a_speech_gather_recognises_the_utterance_after_its_speech_timeout() {
+    let mut h = Harness::start(
+        r#"<Response><Gather input="speech" action="/heard" timeout="4" speechTimeout="2" hints="sales, support" language="en-GB" speechModel="phone_call" enhanced="true"/></Response>"#,
+    );
+    let leg = h.caller_leg();
+    {
+        let st = h.env.st();
+        assert!(st.speech.contains(&leg) && st.voice.contains(&leg));
+    }
+    h.env.st().speech_ms = 3500;
+    h.advance(SEC);
+    h.speak(2500 * MS);
+    h.voice(false);
+    h.advance(5 * SEC);
+    let recs = h.recognitions();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let (at, _, partial, opts, ms) = recs[0].clone();
+    assert_eq!(at, 3500 * MS + 2 * SEC - crate::media_ops::HANGOVER);
+    assert_eq!((partial, ms), (None, 3500));
+    assert_eq!(
+        opts,
+        SpeechOptions {
+            language: "en-GB".into(),
+            hints: Some("sales, support".into()),
+            model: Some("phone_call".into()),
+            enhanced: true,
+        }
+    );
+    assert!(h.gather_actions().is_empty(), "waits for the recogniser");
+    h.advance(700 * MS);
+    h.recognized("Talk to sales", Some("0.91"));
+    let actions = h.gather_actions();
+    assert_eq!(actions.len(), 1);
+    let (at, params) = &actions[0];
+    assert_eq!(*at, 9200 * MS);
+    assert_eq!(param(params, "SpeechResult"), "Talk to sales");
+    assert_eq!(param(params, "Confidence"), "0.91");
+    let st = h.env.st();
+    assert!(st.speech.is_empty() && st.voice.is_empty(), "taps off");
+}
+
+/// No speech within `timeout`: no input, the next verb; nothing is
+/// recognised. A speech gather without `speechTimeout` uses `timeout`.
+#[test]
+fn a_speech_gather_without_speech_times_out_and_speech_timeout_defaults_to_timeout() {
+    let mut h = Harness::start(
+        r#"<Response><Gather input="speech" action="/heard" timeout="3"/><Say>Bye</Say></Response>"#,
+    );
+    let loads = |h: &Harness| {
+        h.log
+            .iter()
+            .filter(|(_, o)| matches!(o, Output::LoadAudio { .. }))
+            .count()
+    };
+    h.advance(2999 * MS);
+    assert_eq!(loads(&h), 0);
+    h.advance(MS);
+    assert_eq!(loads(&h), 1, "the next verb's audio loads");
+    assert!(h.recognitions().is_empty() && h.gather_actions().is_empty());
+
+    let mut h = Harness::start(
+        r#"<Response><Gather input="speech" action="/heard" timeout="3"/></Response>"#,
+    );
+    h.advance(SEC);
+    h.speak(SEC);
+    h.voice(false);
+    h.advance(10 * SEC);
+    let at = h.recognitions()[0].0;
+    assert_eq!(at, 2 * SEC + 3 * SEC - crate::media_ops::HANGOVER);
+}
+
+/// `dtmf speech`: the first input wins. A key before any speech makes a
+/// DTMF gather (speech after it is not recognised); speech first makes
+/// keys ignored.
+#[test]
+fn dtmf_speech_takes_the_first_input() {
+    let twiml = r##"<Response><Gather input="dtmf speech" action="/heard" numDigits="2" speechTimeout="auto"/></Response>"##;
+    let mut h = Harness::start(twiml);
+    h.advance(SEC);
+    h.key('4');
+    h.speak(2 * SEC);
+    h.key('2');
+    let actions = h.gather_actions();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(param(&actions[0].1, "Digits"), "42");
+    assert!(h.recognitions().is_empty());
+
+    let mut h = Harness::start(twiml);
+    h.advance(SEC);
+    h.speak(SEC);
+    h.key('4');
+    h.key('2');
+    h.voice(false);
+    assert!(
+        h.gather_actions().is_empty(),
+        "keys ignored once speech was heard"
+    );
+    h.advance(2 * SEC);
+    let at = h.recognitions()[0].0;
+    assert_eq!(
+        at,
+        2 * SEC + crate::gather::AUTO_SILENCE - crate::media_ops::HANGOVER
+    );
+    h.recognized("", None);
+    assert!(
+        h.gather_actions().is_empty(),
+        "nothing recognised: no input"
+    );
+}
+
+/// `partialResultCallback`: once a second of speech the audio so far is
+/// recognised and posted (UnstableSpeechResult, Stability, SequenceNumber),
+/// one at a time; profanity is starred out in partial and final results
+/// unless `profanityFilter="false"`.
+#[test]
+fn partial_results_are_posted_while_the_caller_speaks() {
+    let mut h = Harness::start(
+        r#"<Response><Gather input="speech" action="/heard" speechTimeout="auto" partialResultCallback="/partial"/></Response>"#,
+    );
+    h.advance(SEC);
+    h.speak(SEC);
+    // 1 s after the first speech: the first interim recognition.
+    let recs = h.recognitions();
+    assert_eq!(recs.len(), 1);
+    assert_eq!((recs[0].0, recs[0].2), (2 * SEC, Some(1)));
+    h.advance(300 * MS);
+    h.recognized("oh", None);
+    h.speak(1200 * MS);
+    // At 3 s the second one; it is not answered before 4 s, so 4 s skips.
+    h.speak(1500 * MS);
+    let recs = h.recognitions();
+    assert_eq!(
+        recs.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        vec![(2 * SEC, Some(1)), (3 * SEC, Some(2))]
+    );
+    h.recognized("oh shit the", None);
+    h.voice(false);
+    h.advance(2 * SEC);
+    let cbs = h.partial_callbacks();
+    assert_eq!(cbs.len(), 2);
+    assert_eq!(cb_param(&cbs[0].1, "UnstableSpeechResult"), "oh");
+    assert_eq!(cb_param(&cbs[0].1, "SequenceNumber"), "1");
+    assert_eq!(cb_param(&cbs[0].1, "Stability"), "0.00");
+    assert_eq!(cb_param(&cbs[1].1, "UnstableSpeechResult"), "oh s*** the");
+    assert_eq!(cb_param(&cbs[1].1, "SequenceNumber"), "2");
+    assert_eq!(cb_param(&cbs[1].1, "Stability"), "0.33");
+    assert!(cb_param(&cbs[1].1, "CallSid").starts_with("CA"));
+    let last = h.recognitions().pop().unwrap();
+    assert_eq!(last.2, None, "the utterance");
+    h.recognized("oh shit the printer", Some("0.5"));
+    assert_eq!(
+        param(&h.gather_actions()[0].1, "SpeechResult"),
+        "oh s*** the printer"
+    );
+
+    let mut h = Harness::start(
+        r#"<Response><Gather input="speech" action="/heard" speechTimeout="1" profanityFilter="false"/></Response>"#,
+    );
+    h.speak(SEC);
+    h.voice(false);
+    h.advance(2 * SEC);
+    h.recognized("oh shit", None);
+    assert_eq!(param(&h.gather_actions()[0].1, "SpeechResult"), "oh shit");
+    assert!(h.partial_callbacks().is_empty());
+}
+
+/// An utterance is cut at 60 s; a failed recognition is no input; a
+/// recognition answering after the gather ended is dropped.
+#[test]
+fn a_long_utterance_is_cut_and_failures_are_no_input() {
+    let mut h = Harness::start(
+        r#"<Response><Gather input="speech" action="/heard" actionOnEmptyResult="true"/><Say>next</Say></Response>"#,
+    );
+    h.advance(SEC);
+    h.speak(70 * SEC);
+    let recs = h.recognitions();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].0, SEC + crate::gather::MAX_UTTERANCE);
+    let seq = recs[0].1;
+    h.msg(CallMsg::Recognized(Box::new(Recognized {
+        seq,
+        partial: None,
+        result: Err("recogniser exited with 1".into()),
+    })));
+    let actions = h.gather_actions();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(param(&actions[0].1, "Digits"), "", "actionOnEmptyResult");
+    // Stale: another answer for the same gathering changes nothing.
+    h.recognized("late", None);
+    assert_eq!(h.gather_actions().len(), 1);
+}
+
+/// A speech gather's call log replays: the voice changes and the
+/// recogniser's answers come from the log.
+#[test]
+fn a_speech_gather_call_log_replays_to_the_same_outputs() {
+    let mut h = Harness::start_full(
+        r#"<Response><Gather input="speech" action="/heard" speechTimeout="auto" partialResultCallback="/partial"/></Response>"#,
+        caller_invite(&[]),
+        FakeEnv::default(),
+        true,
+    );
+    h.advance(SEC);
+    h.speak(1500 * MS);
+    h.recognized("talk", None);
+    h.voice(false);
+    h.advance(2 * SEC);
+    h.recognized("talk to sales", Some("0.8"));
+    assert_eq!(h.gather_actions().len(), 1);
+    assert_eq!(h.partial_callbacks().len(), 1);
+    h.assert_replays();
 }

@@ -21,6 +21,7 @@ mod dtmf_in;
 mod play;
 mod prompt;
 mod say;
+mod speech;
 mod voice;
 
 pub use amd::{AmdReport, AmdTap, amd_tap};
@@ -29,6 +30,7 @@ pub use dtmf_in::{DtmfDigit, DtmfKind, DtmfTap, dtmf_tap, fan_out};
 pub use play::{MAX_PLAY_BYTES, PLAY_FETCH_TIMEOUT, PlayCache};
 pub use prompt::{MAX_LOOPS, PromptError, PromptSource, Prompts, PromptsConfig, loop_count};
 pub use say::{MAX_SAY_CHARS, SpeechVoice, espeak_voice};
+pub use speech::SpeechTap;
 pub use tandem_rtp::relay::{DigitsError, DigitsSource, MAX_DIGITS};
 pub use voice::{
     BEEP, BEEP_HZ, HANGOVER, KEEPALIVE, SPEECH_RMS, VOICED_TO_SPEAK, VoiceChange, VoiceTap, beep,

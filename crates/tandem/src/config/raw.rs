@@ -15,6 +15,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub recording: RawRecording,
     #[serde(default)]
+    pub speech: RawSpeech,
+    #[serde(default)]
     pub trunk: Vec<RawTrunk>,
     #[serde(default)]
     pub number: Vec<RawNumber>,
@@ -98,6 +100,13 @@ pub(crate) struct RawAccount {
 pub(crate) struct RawRecording {
     pub directory: Option<String>,
     pub transcribe_command: Option<Vec<String>>,
+}
+
+/// `[speech]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [speech] table")]
+pub(crate) struct RawSpeech {
+    pub command: Option<Vec<String>>,
 }
 
 /// One `[[trunk]]`.

@@ -499,6 +499,8 @@ rejects! {
         "[[trunk]]" => "[recording]\ndirectory = \"Cargo.toml\"\n\n[[trunk]]", "recording.directory", "not a folder";
     recording_transcribe_command_must_name_a_program:
         "[[trunk]]" => "[recording]\ntranscribe_command = []\n\n[[trunk]]", "recording.transcribe_command", "must name a program";
+    speech_command_must_name_a_program:
+        "[[trunk]]" => "[speech]\ncommand = [\" \"]\n\n[[trunk]]", "speech.command", "must name a program";
     debug_call_logs_must_not_be_a_file:
         "[[trunk]]" => "[debug]\ncall_logs = \"Cargo.toml\"\n\n[[trunk]]", "debug.call_logs", "not a folder";
     debug_call_logs_must_not_be_empty:

@@ -14,7 +14,7 @@ use super::raw::{
 use super::{
     AccountConfig, Cidr, ClientConfig, Config, ConfigSource, Credentials, DebugConfig, HttpConfig,
     Issue, LimitsConfig, Method, NumberConfig, NumberHandler, RecordingConfig, RtpConfig, Secret,
-    SipConfig, SipProxy, TrunkConfig, VoiceWebhook, normalize,
+    SipConfig, SipProxy, SpeechConfig, TrunkConfig, VoiceWebhook, normalize,
 };
 
 /// Collects issues while checking.
@@ -147,6 +147,16 @@ pub(crate) fn validate(
             "must name a program first, e.g. [\"/usr/local/bin/transcribe\", \"--lang\", \"en\"]",
         );
     }
+    let speech_command = raw.speech.command.clone();
+    if speech_command
+        .as_ref()
+        .is_some_and(|c| c.first().is_none_or(|p| p.trim().is_empty()))
+    {
+        c.fail(
+            "speech.command",
+            "must name a program first, e.g. [\"/usr/local/bin/recognise\", \"--model\", \"small\"]",
+        );
+    }
     let call_logs = raw
         .debug
         .call_logs
@@ -168,6 +178,9 @@ pub(crate) fn validate(
         recording: RecordingConfig {
             directory,
             transcribe_command,
+        },
+        speech: SpeechConfig {
+            command: speech_command,
         },
         trunks,
         numbers,
