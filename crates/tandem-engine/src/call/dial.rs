@@ -852,9 +852,7 @@ impl Call {
             .dial
             .as_ref()
             .is_some_and(|d| d.bridged.is_some() && !d.done);
-        let why = if from == "caller" {
-            "a transfer is taken from the called party only"
-        } else if !bridged {
+        let why = if !bridged {
             "no bridge to transfer"
         } else if refer_url.is_none() {
             "the <Dial> has no referUrl (error 13802)"
@@ -1096,7 +1094,7 @@ impl Call {
         } else if let Some(d) = &mut self.dial {
             d.branches[i].dialog = None;
         }
-        let recording_url = self.stop_recording();
+        let recording_url = self.stop_dial_recording();
         let now = self.now;
         let Some(d) = &mut self.dial else { return };
         d.done = true;
@@ -1124,7 +1122,7 @@ impl Call {
         d.done = true;
         let status = result.status.dial_call_status();
         let call_sid = d.branches.first().map(|b| b.sid.clone());
-        let recording_url = self.stop_recording();
+        let recording_url = self.stop_dial_recording();
         let outcome = DialOutcome {
             status,
             call_sid,
@@ -1183,7 +1181,7 @@ impl Call {
     }
 
     /// Stops the Dial's recording; its URL when it holds audio.
-    fn stop_recording(&mut self) -> Option<String> {
+    pub(super) fn stop_dial_recording(&mut self) -> Option<String> {
         if !self.dial.as_ref().is_some_and(|d| d.recording) {
             return None;
         }
@@ -1247,7 +1245,7 @@ impl Call {
     /// The Dial is over for the caller: the outcome goes to the document.
     /// The Dial is kept (as past) while a cancelled branch owes its final
     /// response.
-    fn finish_dial(&mut self, outcome: DialOutcome) {
+    pub(super) fn finish_dial(&mut self, outcome: DialOutcome) {
         let Some(d) = self.dial.take() else {
             return;
         };

@@ -384,6 +384,12 @@ pub(crate) struct Call {
     queue: Option<Box<queue::InQueue>>,
     /// The speech side of the running `<Gather>`.
     speech: Option<Box<speech::SpeechGather>>,
+    /// `Inbound`; `OutboundDial` once a callee took the call over (a
+    /// transfer by the caller), with the caller's CallSid as the parent.
+    direction: tandem_webhook::Direction,
+    parent_sid: Option<String>,
+    /// The callee that took the call over, for its `completed`.
+    handed: Option<Box<transfer::HandedOver>>,
 }
 
 impl std::fmt::Debug for Call {
@@ -506,6 +512,9 @@ impl Call {
             hold_wanted: None,
             queue: None,
             speech: None,
+            direction: tandem_webhook::Direction::Inbound,
+            parent_sid: None,
+            handed: None,
         })
     }
 
@@ -554,8 +563,8 @@ impl Call {
             from: self.from_user.clone(),
             to: self.to_user.clone(),
             status,
-            direction: tandem_webhook::Direction::Inbound,
-            parent_call_sid: None,
+            direction: self.direction,
+            parent_call_sid: self.parent_sid.clone(),
             forwarded_from: self.forwarded_from.clone(),
             caller_name: self.caller_name.clone(),
         }
@@ -696,6 +705,7 @@ impl Call {
         if let Some(leg) = self.media.take() {
             self.env.close_leg(leg);
         }
+        self.handed_over_completed();
     }
 
     fn fetch(&mut self, req: tandem_twiml::FetchRequest) {
@@ -1025,10 +1035,7 @@ impl Call {
                         self.on_caller_digit(d);
                     }
                 }
-                Method::Refer => {
-                    let response = self.refuse_refer(&request, "caller");
-                    self.out.push_back(Output::Respond { stx, response });
-                }
+                Method::Refer => self.on_caller_refer(stx, request),
                 Method::Update => self.answer_update(stx, &request, None),
                 Method::Subscribe => self.out.push_back(Output::Respond {
                     stx,

@@ -1519,8 +1519,8 @@ fn a_caller_whose_packets_stop_mid_speech_is_silent_within_a_keepalive() {
 
 /// Regression (issue "Every noun and attribute … acted on"): a REFER from
 /// either party was answered 200 and ignored, so the referrer believed the
-/// transfer happened. Until transfers are carried out it is declined (603),
-/// and the call goes on.
+/// transfer happened. Without `referUrl` it is declined (603, Twilio's
+/// error 13802), and the call goes on.
 #[test]
 fn a_refer_from_either_party_is_declined_not_silently_accepted() {
     let mut h = Harness::start(
@@ -1765,6 +1765,175 @@ fn a_failed_refer_url_leaves_the_bridge_up() {
     )))));
     let (_, action) = h.action().expect("the Dial ended by the callee's BYE");
     assert_eq!(action["DialCallStatus"], "completed");
+}
+
+impl Harness {
+    /// A REFER from the caller, in its dialog.
+    fn caller_refer(&mut self, cseq: u32, refer_to: &str) {
+        let local_tag = self.call.local_tag.clone();
+        let refer = RequestBuilder::new(
+            Method::Refer,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", CALLER, &format!("z9hG4bKcallerrefer{cseq}"))
+        .max_forwards(70)
+        .from("<sip:+15551112222@127.0.0.9>;tag=caller")
+        .to(format!("<sip:+15550001000@127.0.0.1:5080>;tag={local_tag}"))
+        .call_id("caller-call-id")
+        .cseq(cseq)
+        .header(Header::Other("Refer-To".into(), refer_to.into()))
+        .build();
+        self.request(refer);
+    }
+
+    /// The NOTIFYs sent in the caller's dialog: (sipfrag, Subscription-State).
+    fn caller_notifies(&self) -> Vec<(String, String)> {
+        self.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Request { request, .. }
+                    if request.method == Method::Notify
+                        && request.headers.call_id() == Some("caller-call-id") =>
+                {
+                    Some((
+                        String::from_utf8_lossy(&request.body).trim().to_owned(),
+                        other_header(&request.headers, "Subscription-State")
+                            .unwrap_or("")
+                            .to_owned(),
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The caller transfers the callee (issue 10: "a REFER from the called
+/// party (or the caller)"): 202, NOTIFY 100 to the caller, the referUrl
+/// asked with the parent's parameters; on its answer NOTIFY 200 and BYE to
+/// the caller, and the callee's call — its own CallSid, outbound-dial, the
+/// caller's as parent — runs the document: a Dial to the target, bridged
+/// with the callee's leg. The callee's BYE ends that Dial (its action has
+/// the child's parameters), and the child's `completed` reports the whole
+/// time it was answered.
+#[test]
+fn a_callers_refer_hands_the_callee_to_the_refer_urls_document() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action" referUrl="/refer"><Sip statusCallback="/child" statusCallbackEvent="completed">sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+    );
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    let parent = h.call.sid.clone();
+    let callee_cid = call_id(&h.invites()[0]);
+    let (caller_leg, callee_leg) = {
+        let st = h.env.st();
+        (st.open[0], st.open[1])
+    };
+    h.advance(5 * SEC);
+    h.caller_refer(41, "<sip:target@127.0.0.30>");
+    assert_eq!(h.answered_cseq(41), [202]);
+    assert_eq!(
+        h.caller_notifies(),
+        [(
+            "SIP/2.0 100 Trying".to_owned(),
+            "active;expires=60".to_owned()
+        )]
+    );
+    let fetches = h.refer_fetches();
+    assert_eq!(fetches.len(), 1);
+    assert_eq!(
+        param(&fetches[0], "ReferTransferTarget"),
+        "sip:target@127.0.0.30"
+    );
+    assert_eq!(param(&fetches[0], "CallSid"), parent);
+    h.advance(50 * MS);
+    h.msg(CallMsg::ReferFetched(Box::new(Ok((
+        r#"<Response><Dial action="/after"><Sip>sip:target@127.0.0.30:5060</Sip></Dial></Response>"#.into(),
+        Some(Url::parse("http://app.test/refer").unwrap()),
+    )))));
+    assert_eq!(
+        h.caller_notifies()[1],
+        (
+            "SIP/2.0 200 OK".to_owned(),
+            "terminated;reason=noresource".to_owned()
+        )
+    );
+    assert_eq!(h.byes_to_caller(), 1, "the referrer leaves");
+    assert_eq!(
+        h.sent(Method::Bye, &callee_cid).len(),
+        0,
+        "the callee stays"
+    );
+    assert!(
+        h.action().is_none(),
+        "the first Dial's action is not requested"
+    );
+    assert!(h.env.st().closed.iter().any(|(_, l)| *l == caller_leg));
+    assert!(h.statuses_of("a").is_empty(), "the child lives on");
+    let invites = h.invites();
+    assert_eq!(invites.len(), 2, "the callee is dialled to the target");
+    assert_eq!(invites[1].uri.to_string(), "sip:target@127.0.0.30:5060");
+    // The target answers: bridged with the callee's leg.
+    h.advance(100 * MS);
+    let mut r = response_to(&invites[1], 200, None, Some("target"));
+    r.headers
+        .push(Header::Contact("<sip:target@127.0.0.30:5060>".into()));
+    r.headers
+        .push(Header::ContentType("application/sdp".into()));
+    r.body = SDP.to_vec();
+    h.msg(CallMsg::Response {
+        response: Box::new(r),
+        source: None,
+    });
+    let target_leg = *h.env.st().open.last().unwrap();
+    assert_ne!(target_leg, callee_leg);
+    assert!(h.env.st().bridges.contains(&(callee_leg, target_leg)));
+    // The callee hangs up, in its own dialog.
+    h.advance(10 * SEC);
+    h.callee_bye_now();
+    assert_eq!(h.answered_cseq(90), [200]);
+    let (_, action) = h.action().expect("the second Dial's action");
+    assert_eq!(action["DialCallStatus"], "completed");
+    assert_eq!(action["DialCallDuration"], "10");
+    assert_ne!(action["CallSid"], parent);
+    assert_eq!(action["ParentCallSid"], parent);
+    assert_eq!(action["Direction"], "outbound-dial");
+    assert_eq!(
+        action["To"], "a",
+        "the child's To, as its status callbacks say"
+    );
+    h.msg(CallMsg::Fetched(Box::new(Ok(("<Response/>".into(), None)))));
+    let child = h.statuses_of("a");
+    assert_eq!(child.len(), 1, "{child:?}");
+    assert_eq!(child[0].1, CallStatus::Completed);
+    assert_eq!(child[0].2, Some(15), "answered from 10 ms to 15.16 s");
+    assert!(h.call.is_done());
+}
+
+/// A REFER from the caller before any bridge, or without referUrl, is
+/// declined; a failed referUrl keeps the bridge and says 503 to the caller.
+#[test]
+fn a_callers_refer_that_cannot_be_carried_out_changes_nothing() {
+    let mut h = Harness::start(REFER_DIAL);
+    h.advance(10 * MS);
+    h.msg(CallMsg::Ack);
+    h.caller_refer(40, "<sip:target@127.0.0.30>");
+    assert_eq!(h.answered_cseq(40), [603], "ringing: no bridge yet");
+    h.callee(0, 200, "calleetag");
+    h.caller_refer(41, "<sip:target@127.0.0.30>");
+    assert_eq!(h.answered_cseq(41), [202]);
+    h.msg(CallMsg::ReferFetched(Box::new(Err("HTTP 500".into()))));
+    assert_eq!(
+        h.caller_notifies().last().cloned(),
+        Some((
+            "SIP/2.0 503 Service Unavailable".to_owned(),
+            "terminated;reason=noresource".to_owned()
+        ))
+    );
+    assert_eq!(h.byes_to_caller(), 0);
+    assert_eq!(h.sent(Method::Bye, &call_id(&h.invites()[0])).len(), 0);
+    assert!(h.action().is_none(), "the bridge goes on");
 }
 
 /// A transfer's call log replays: the REFER, the referUrl's answer.

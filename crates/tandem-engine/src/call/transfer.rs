@@ -1,36 +1,62 @@
-//! Blind transfer by SIP REFER (RFC 3515) from a bridged callee, through
-//! `<Dial referUrl>`, as Twilio's "Inbound SIP REFER" does:
+//! Blind transfer by SIP REFER (RFC 3515) from either party of a bridge,
+//! through `<Dial referUrl>`, as Twilio's "Inbound SIP REFER" does:
 //!
-//! 1. The callee's REFER is accepted (202) and a NOTIFY with
-//!    `message/sipfrag` `SIP/2.0 100 Trying` tells it so.
+//! 1. The REFER is accepted (202) and a NOTIFY with `message/sipfrag`
+//!    `SIP/2.0 100 Trying` tells the referrer so.
 //! 2. `referUrl` (`referMethod`) is requested with the parent call's
 //!    standard parameters and `ReferTransferTarget`, the Refer-To URI.
 //! 3. A valid TwiML answer ends the transfer: NOTIFY `SIP/2.0 200 OK`
-//!    (subscription terminated), BYE to the callee, the `<Dial>` ends
-//!    without requesting its action, and the caller's call runs the
-//!    answer from its first verb (typically a `<Dial>` to the target).
+//!    (subscription terminated), BYE to the referrer, the `<Dial>` ends
+//!    without requesting its action, and the other party runs the answer
+//!    from its first verb (typically a `<Dial>` to the target):
+//!    - the callee referred: the caller's call runs it;
+//!    - the caller referred: the callee's call (the child, with its own
+//!      CallSid, `Direction=outbound-dial` and `ParentCallSid`) runs it —
+//!      the call hands its document over to the callee's leg ([`Call::hand_over`]),
+//!      and the child's `completed` goes out when that leg ends.
+//!
 //!    A failed fetch or an invalid document: NOTIFY `SIP/2.0 503 Service
 //!    Unavailable` (terminated), and the bridge goes on.
 //!
-//! A REFER Tandem cannot carry out is declined with 603: from the caller
-//! (the other party, a callee, runs no TwiML of its own), with no bridge,
+//! A REFER Tandem cannot carry out is declined with 603: with no bridge,
 //! with no `referUrl` (Twilio's error 13802), without a Refer-To, or while
 //! another transfer is under way.
 
 use super::*;
+use tandem_twiml::{CallProgressEvent, DialCallStatus, DialOutcome};
 
 /// A transfer waiting for its `referUrl` answer.
 #[derive(Debug)]
 pub(super) struct Transfer {
-    /// The bridged branch that sent the REFER.
+    /// The bridged branch.
     branch: usize,
     /// Its Call-ID (the branch must still be the bridged one).
     call_id: String,
+    /// The caller sent the REFER (else the branch did).
+    by_caller: bool,
+}
+
+/// The child call that took the call's document over from the caller
+/// (a transfer by the caller): what its `completed` needs.
+#[derive(Debug)]
+pub(super) struct HandedOver {
+    pub status_callback: Option<(Url, tandem_webhook::Method, Vec<CallProgressEvent>)>,
+    pub answered_at: Option<Instant>,
 }
 
 impl Call {
     /// A REFER from branch `i`.
     pub(super) fn on_branch_refer(&mut self, stx: ServerTx, request: Request, i: usize) {
+        self.on_refer(stx, request, Some(i));
+    }
+
+    /// A REFER from the caller.
+    pub(super) fn on_caller_refer(&mut self, stx: ServerTx, request: Request) {
+        self.on_refer(stx, request, None);
+    }
+
+    /// A REFER from branch `from` (or the caller: `None`).
+    fn on_refer(&mut self, stx: ServerTx, request: Request, from: Option<usize>) {
         let target = other_header(&request.headers, "Refer-To")
             .map(|v| {
                 v.trim()
@@ -42,20 +68,28 @@ impl Call {
         let bridged = self
             .dial
             .as_ref()
-            .is_some_and(|d| d.bridged == Some(i) && !d.done);
+            .filter(|d| !d.done)
+            .and_then(|d| d.bridged)
+            .filter(|b| from.is_none_or(|i| i == *b));
         let refer = self.dial.as_ref().and_then(|d| {
             let url = self.resolve_url(d.spec.refer_url.as_deref()?)?;
             Some((url, d.spec.refer_method))
         });
-        let (Some(target), true, Some((url, method)), None) =
+        let (Some(target), Some(i), Some((url, method)), None) =
             (target, bridged, refer, self.transfer.as_ref())
         else {
-            let response = self.refuse_refer(&request, "callee");
+            let who = if from.is_some() { "callee" } else { "caller" };
+            let response = self.refuse_refer(&request, who);
             self.out.push_back(Output::Respond { stx, response });
             return;
         };
-        let call_id = request.headers.call_id().unwrap_or("").to_owned();
-        tracing::info!(%target, %url, "REFER accepted: asking referUrl");
+        let by_caller = from.is_none();
+        let call_id = self
+            .dial
+            .as_ref()
+            .map(|d| d.branches[i].call_id.clone())
+            .unwrap_or_default();
+        tracing::info!(%target, %url, by_caller, "REFER accepted: asking referUrl");
         let mut accepted = response_to(&request, 202, None, None);
         accepted
             .headers
@@ -64,8 +98,13 @@ impl Call {
             stx,
             response: accepted,
         });
-        self.notify_refer(i, "SIP/2.0 100 Trying", false);
-        self.transfer = Some(Box::new(Transfer { branch: i, call_id }));
+        let referrer = from.map_or(Referrer::Caller, Referrer::Branch);
+        self.notify_refer(referrer, "SIP/2.0 100 Trying", false);
+        self.transfer = Some(Box::new(Transfer {
+            branch: i,
+            call_id,
+            by_caller,
+        }));
         let mut params = self.call_info(self.status()).voice_params();
         params.push("ReferTransferTarget", &target);
         self.out.push_back(Output::Fetch {
@@ -100,37 +139,137 @@ impl Call {
             },
             Err(e) => Err(e),
         };
+        let referrer = if t.by_caller {
+            Referrer::Caller
+        } else {
+            Referrer::Branch(t.branch)
+        };
         match document {
+            Ok((document, url)) if t.by_caller => {
+                tracing::info!("transfer by the caller: the callee runs the referUrl's document");
+                self.notify_refer(referrer, "SIP/2.0 200 OK", true);
+                self.hand_over(t.branch, document, url);
+            }
             Ok((document, url)) => {
                 tracing::info!("transfer: the caller moves to the referUrl's document");
-                self.notify_refer(t.branch, "SIP/2.0 200 OK", true);
+                self.notify_refer(referrer, "SIP/2.0 200 OK", true);
                 self.redirect = Some(Box::new((document, url)));
                 self.end_bridge(true);
             }
             Err(reason) => {
                 tracing::warn!(%reason, "referUrl failed: transfer refused, the bridge goes on");
-                self.notify_refer(t.branch, "SIP/2.0 503 Service Unavailable", true);
+                self.notify_refer(referrer, "SIP/2.0 503 Service Unavailable", true);
             }
         }
     }
 
-    /// The REFER's implicit subscription (RFC 3515 §2.4.4): a NOTIFY in
-    /// branch `i`'s dialog with the transfer's progress as a sipfrag.
-    fn notify_refer(&mut self, i: usize, status_line: &str, last: bool) {
-        let host = self.cfg.sip_host.clone();
-        let via = self.ids.branch();
-        let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else {
+    /// The caller transferred the callee: the caller's leg ends (BYE), the
+    /// Dial ends without its action, and the call goes on as the callee's
+    /// — its dialog, media leg, CallSid, From and To — running `document`.
+    fn hand_over(&mut self, i: usize, document: tandem_twiml::Document, url: Option<Url>) {
+        self.send_bye_caller();
+        let recording_url = self.stop_dial_recording();
+        if let Some(leg) = self.media.take() {
+            self.env.close_leg(leg);
+        }
+        let Some(d) = &mut self.dial else { return };
+        let duration = d.bridged_at.map_or(0, |a| secs_between(a, self.now));
+        let b = &mut d.branches[i];
+        // Its life goes on as the call's: no `completed` now, its Call-ID
+        // stays routed here, its leg and dialog are the call's.
+        b.ended = true;
+        b.routed = false;
+        let (Some(dialog), media) = (b.dialog.take(), b.media.take()) else {
+            tracing::warn!("transfer by the caller: the callee's dialog is gone");
             return;
         };
-        let Some(dialog) = &mut b.dialog else { return };
-        let mut notify =
-            match dialog.request(Method::Notify, b.peer.transport.as_str(), &host, &via) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot build the REFER's NOTIFY");
+        let mut invite = b.invite.clone();
+        // What the callee can receive: its SDP answer stands for the offer
+        // a caller's INVITE brings (a later <Dial> offers its codecs).
+        invite.body = b.answer_sdp.clone().unwrap_or_default();
+        if invite.body.is_empty() {
+            invite
+                .headers
+                .retain(|h| !matches!(h, Header::ContentType(_)));
+        }
+        self.handed = Some(Box::new(HandedOver {
+            status_callback: b.status_callback.take(),
+            answered_at: b.answered_at,
+        }));
+        self.parent_sid = Some(std::mem::replace(&mut self.sid, b.sid.clone()));
+        self.direction = tandem_webhook::Direction::OutboundDial;
+        self.call_id = b.call_id.clone();
+        self.source = b.peer;
+        self.local_tag = dialog.id.local_tag.clone();
+        self.dialog = dialog;
+        self.from_user = b.from.clone();
+        self.to_user = b.to.clone();
+        self.answer_sdp = Some(b.invite.body.clone()).filter(|s| !s.is_empty());
+        self.invite = invite;
+        self.media = media;
+        self.dtmf_on = false;
+        let sid = b.sid.clone();
+        d.done = true;
+        d.arbiter.on_bridge_ended(i);
+        self.apply_actions();
+        self.redirect = Some(Box::new((document, url)));
+        self.finish_dial(DialOutcome {
+            status: DialCallStatus::Completed,
+            call_sid: Some(sid),
+            duration: Some(duration as u32),
+            bridged: true,
+            recording_url,
+            extra: Vec::new(),
+        });
+    }
+
+    /// The `completed` of a child call that took the document over, when
+    /// its leg ends.
+    pub(super) fn handed_over_completed(&mut self) {
+        let Some(h) = self.handed.take() else { return };
+        let Some((url, method, events)) = h.status_callback else {
+            return;
+        };
+        if !events.contains(&CallProgressEvent::Completed) {
+            return;
+        }
+        let ev = tandem_webhook::StatusEvent {
+            call: self.call_info(tandem_webhook::CallStatus::Completed),
+            duration_secs: h.answered_at.map(|a| secs_between(a, self.now)),
+            recording: None,
+            sip_response_code: Some(200),
+            timestamp: std::time::UNIX_EPOCH,
+        };
+        self.out.push_back(Output::Status {
+            url,
+            method,
+            event: Box::new(ev),
+        });
+    }
+
+    /// The REFER's implicit subscription (RFC 3515 §2.4.4): a NOTIFY in
+    /// the referrer's dialog with the transfer's progress as a sipfrag.
+    fn notify_refer(&mut self, to: Referrer, status_line: &str, last: bool) {
+        let host = self.cfg.sip_host.clone();
+        let via = self.ids.branch();
+        let (dialog, peer) = match to {
+            Referrer::Caller => (&mut self.dialog, self.source),
+            Referrer::Branch(i) => {
+                let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else {
                     return;
-                }
-            };
+                };
+                let Some(dialog) = &mut b.dialog else { return };
+                (dialog, b.peer)
+            }
+        };
+        let mut notify = match dialog.request(Method::Notify, peer.transport.as_str(), &host, &via)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build the REFER's NOTIFY");
+                return;
+            }
+        };
         notify
             .headers
             .push(Header::Other("Event".into(), "refer".into()));
@@ -148,7 +287,14 @@ impl Call {
         notify.body = format!("{status_line}\r\n").into_bytes();
         self.out.push_back(Output::Request {
             request: notify,
-            peer: b.peer,
+            peer,
         });
     }
+}
+
+/// Who sent a REFER.
+#[derive(Debug, Clone, Copy)]
+enum Referrer {
+    Caller,
+    Branch(usize),
 }
