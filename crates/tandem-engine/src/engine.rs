@@ -412,6 +412,16 @@ impl Engine {
             }
             tracing::info!(%identity, source = %source.addr, "INVITE from a client");
         }
+        let replaces = request.headers.iter().find_map(|h| match h {
+            tandem_sip::message::Header::Other(n, v) if n.eq_ignore_ascii_case("Replaces") => {
+                Some(v.clone())
+            }
+            _ => None,
+        });
+        if let Some(value) = replaces {
+            self.replaces(stx, request, source, &value).await;
+            return;
+        }
         let admitted = match admission.admit_call(now) {
             Ok(a) => a,
             Err(why) => {
@@ -436,6 +446,36 @@ impl Engine {
             let _admitted = admitted;
             call::run(ctx, tx, rx, stx, request, source).await;
         });
+    }
+
+    /// An INVITE with `Replaces` (RFC 3891; call/replaces.rs): to the call
+    /// owning the named dialog's Call-ID, which matches its tags; 481 when
+    /// no call has it.
+    async fn replaces(&self, stx: ServerTx, request: Request, source: Peer, value: &str) {
+        let target = call::parse_replaces(value);
+        let actor = target
+            .as_ref()
+            .and_then(|t| self.ctx.calls.get(&t.call_id).map(|a| a.clone()));
+        let Some(actor) = actor else {
+            let code = if target.is_some() { 481 } else { 400 };
+            tracing::info!(
+                code,
+                replaces = value,
+                "INVITE with Replaces naming no call"
+            );
+            let resp = response_to(&request, code, None, Some("tandem"));
+            let _ = self.ctx.ep.respond(stx, resp).await;
+            return;
+        };
+        let msg = CallMsg::Request {
+            stx,
+            request: Box::new(request),
+            source,
+        };
+        if let Err((code, CallMsg::Request { stx, request, .. })) = actor.offer(msg) {
+            let resp = response_to(&request, code, None, Some("tandem"));
+            let _ = self.ctx.ep.respond(stx, resp).await;
+        }
     }
 
     /// Answers: once and forgotten for an untrusted source, in the

@@ -468,10 +468,14 @@ pub(crate) fn split_sip_uri(text: &str) -> Result<(String, Headers), &'static st
         }
         // As Twilio allows: custom `X-` headers and User-to-User, nothing
         // that could rewrite the INVITE (Via, Route, From, Authorization...).
+        // And Replaces (RFC 3891): a REFER's `Refer-To: <sip:c?Replaces=…>`
+        // (an attended transfer) reaches referUrl as ReferTransferTarget,
+        // and a <Sip> to it completes the transfer.
         if !(name.len() > 2 && name.as_bytes()[..2].eq_ignore_ascii_case(b"X-")
-            || name.eq_ignore_ascii_case("User-to-User"))
+            || name.eq_ignore_ascii_case("User-to-User")
+            || name.eq_ignore_ascii_case("Replaces"))
         {
-            return Err("only X- headers and User-to-User may be set in the URI");
+            return Err("only X- headers, User-to-User and Replaces may be set in the URI");
         }
         if !name.bytes().all(is_token_byte) {
             return Err("a header name that is not a token");
@@ -589,6 +593,23 @@ mod tests {
                 ("X-Name".to_owned(), "Agent,+A".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn a_refer_to_with_replaces_can_be_dialled() {
+        let (uri, headers) = split_sip_uri(
+            "sip:carol@10.0.0.3?Replaces=12345%4010.0.0.2%3Bto-tag%3D7743%3Bfrom-tag%3D6472",
+        )
+        .expect("valid");
+        assert_eq!(uri, "sip:carol@10.0.0.3");
+        assert_eq!(
+            headers,
+            vec![(
+                "Replaces".to_owned(),
+                "12345@10.0.0.2;to-tag=7743;from-tag=6472".to_owned()
+            )]
+        );
+        assert!(split_sip_uri("sip:carol@10.0.0.3?Via=x").is_err());
     }
 
     #[test]

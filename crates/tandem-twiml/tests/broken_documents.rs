@@ -617,11 +617,11 @@ fn twiml_cannot_inject_sip_headers() {
     for (uri, reason) in [
         (
             "sip:a@192.0.2.1?Via=SIP/2.0/UDP%20evil",
-            "only X- headers and User-to-User may be set in the URI",
+            "only X- headers, User-to-User and Replaces may be set in the URI",
         ),
         (
             "sip:a@192.0.2.1?Authorization=x",
-            "only X- headers and User-to-User may be set in the URI",
+            "only X- headers, User-to-User and Replaces may be set in the URI",
         ),
         (
             "sip:a@192.0.2.1?X-Ok=1%0D%0AVia:%20evil",

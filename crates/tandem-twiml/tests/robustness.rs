@@ -178,7 +178,7 @@ fn sip_uri_header_name_starting_with_multibyte_character_is_refused() {
     ] {
         match parse(xml) {
             Err(tandem_twiml::ParseError::InvalidSipUri { reason, .. }) => assert_eq!(
-                reason, "only X- headers and User-to-User may be set in the URI",
+                reason, "only X- headers, User-to-User and Replaces may be set in the URI",
                 "{xml}"
             ),
             other => panic!("{xml}: {other:?}"),

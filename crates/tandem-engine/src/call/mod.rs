@@ -42,6 +42,7 @@ mod prompts;
 mod queue;
 mod record;
 mod reinvite;
+mod replaces;
 pub mod replay;
 mod screen;
 mod shell;
@@ -51,6 +52,7 @@ mod tests;
 mod transfer;
 
 pub(crate) use env::{Env, RealEnv};
+pub(crate) use replaces::parse_replaces;
 pub(crate) use shell::{Mailbox, mailbox, run};
 
 use dial::DialState;
@@ -1048,7 +1050,13 @@ impl Call {
             }
             return;
         }
-        let _ = source;
+        if request.method == Method::Invite
+            && self.dial.as_ref().is_none_or(|d| d.index(&cid).is_none())
+            && other_header(&request.headers, "Replaces").is_some()
+        {
+            self.on_replaces(stx, request, source);
+            return;
+        }
         self.on_branch_request(stx, request, &cid);
     }
 

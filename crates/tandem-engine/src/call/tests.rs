@@ -3072,3 +3072,186 @@ fn a_speech_gather_call_log_replays_to_the_same_outputs() {
     assert_eq!(h.partial_callbacks().len(), 1);
     h.assert_replays();
 }
+
+// ----- INVITE with Replaces (RFC 3891) -----
+
+impl Harness {
+    /// A new party's INVITE (Call-ID `replacer`, its tag `rtag`) naming a
+    /// dialog by `replaces`; its CSeq is 70.
+    fn replacing_invite(&mut self, replaces: &str) {
+        let invite = RequestBuilder::new(
+            Method::Invite,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", "127.0.0.40:5060", "z9hG4bKreplacer")
+        .max_forwards(70)
+        .from("<sip:carol@127.0.0.40>;tag=rtag")
+        .to("<sip:tandem@127.0.0.1:5080>")
+        .call_id("replacer")
+        .cseq(70)
+        .contact("<sip:carol@127.0.0.40:5060>")
+        .header(Header::Other("Replaces".into(), replaces.into()))
+        .body("application/sdp", SDP.to_vec())
+        .build();
+        self.request_from(invite, peer("127.0.0.40:5060"));
+    }
+
+    /// Branch 0's dialog as a `Replaces` value (its Call-ID, our tag, the callee's).
+    fn callee_dialog(&self) -> String {
+        let invite = &self.invites()[0];
+        format!(
+            "{};to-tag={};from-tag=calleetag",
+            call_id(invite),
+            invite.headers.from_tag().unwrap()
+        )
+    }
+
+    fn routed(&self) -> Vec<(bool, String)> {
+        self.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Route { call_id } => Some((true, call_id.clone())),
+                Output::Unroute { call_id } => Some((false, call_id.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// An attended transfer completed toward Tandem: the bridged callee's
+/// transfer target INVITEs with Replaces naming the callee's dialog. It is
+/// answered 200 on a leg of its own and bridged with the caller; the
+/// callee gets BYE; the caller's hangup later BYEs the new party, and the
+/// Dial's action reports the bridge as one.
+#[test]
+fn an_invite_with_replaces_takes_the_bridged_callees_place() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+    );
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    let callee_cid = call_id(&h.invites()[0]);
+    let caller_leg = h.env.st().open[0];
+    h.advance(3 * SEC);
+    let replaces = h.callee_dialog();
+    h.replacing_invite(&replaces);
+    assert_eq!(h.answered_cseq(70), [200]);
+    assert_eq!(
+        h.sent(Method::Bye, &callee_cid).len(),
+        1,
+        "the replaced callee"
+    );
+    assert_eq!(
+        h.routed(),
+        [
+            (true, callee_cid.clone()),
+            (true, "replacer".into()),
+            (false, callee_cid)
+        ]
+    );
+    let new_leg = *h.env.st().open.last().unwrap();
+    assert!(h.env.st().bridges.contains(&(caller_leg, new_leg)));
+    assert!(h.action().is_none(), "the bridge goes on");
+    h.advance(2 * SEC);
+    h.caller_bye();
+    assert_eq!(h.sent(Method::Bye, "replacer").len(), 1, "the new party");
+    let (_, action) = h.action().expect("the Dial's action");
+    assert_eq!(action["DialCallStatus"], "completed");
+    assert_eq!(action["DialCallDuration"], "5");
+}
+
+/// Replaces naming the caller's dialog: the new party takes the caller's
+/// place in the bridge; its BYE later ends the call like the caller's.
+#[test]
+fn an_invite_with_replaces_takes_the_callers_place() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+    );
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    let callee_leg = h.env.st().open[1];
+    let replaces = format!("caller-call-id;to-tag={};from-tag=caller", h.call.local_tag);
+    h.replacing_invite(&replaces);
+    assert_eq!(h.answered_cseq(70), [200]);
+    assert_eq!(h.byes_to_caller(), 1, "the replaced caller");
+    let new_leg = *h.env.st().open.last().unwrap();
+    assert!(h.env.st().bridges.contains(&(new_leg, callee_leg)));
+    assert_eq!(h.sent(Method::Bye, &call_id(&h.invites()[0])).len(), 0);
+    // The new party hangs up in its dialog.
+    let bye = RequestBuilder::new(
+        Method::Bye,
+        rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+    )
+    .via("UDP", "127.0.0.40:5060", "z9hG4bKreplacerbye")
+    .max_forwards(70)
+    .from("<sip:carol@127.0.0.40>;tag=rtag")
+    .to(format!(
+        "<sip:tandem@127.0.0.1:5080>;tag={}",
+        h.call.local_tag
+    ))
+    .call_id("replacer")
+    .cseq(71)
+    .build();
+    h.request_from(bye, peer("127.0.0.40:5060"));
+    assert_eq!(h.answered_cseq(71), [200]);
+    assert_eq!(h.sent(Method::Bye, &call_id(&h.invites()[0])).len(), 1);
+    assert_eq!(
+        h.action().expect("the Dial's action").1["DialCallStatus"],
+        "completed"
+    );
+}
+
+/// What cannot be replaced is refused with the RFC's codes: an unknown
+/// dialog 481, early-only naming a confirmed one 486, a leg that is not
+/// bridged (still ringing) 603; nothing changes.
+#[test]
+fn an_invite_with_replaces_that_cannot_be_served_changes_nothing() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+    );
+    h.advance(10 * MS);
+    h.callee(0, 180, "calleetag");
+    let ringing = h.callee_dialog();
+    h.replacing_invite(&ringing);
+    assert_eq!(h.answered_cseq(70), [603], "not bridged yet");
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    let replaces = h.callee_dialog();
+    h.replacing_invite(&replaces.replace("calleetag", "other"));
+    h.replacing_invite(&format!("{replaces};early-only"));
+    h.replacing_invite("garbage");
+    assert_eq!(h.answered_cseq(70), [603, 481, 486, 400]);
+    assert!(h.routed().iter().all(|(_, c)| c != "replacer"));
+    assert_eq!(h.sent(Method::Bye, &call_id(&h.invites()[0])).len(), 0);
+    assert_eq!(h.byes_to_caller(), 0);
+}
+
+/// The other direction of an attended transfer: a REFER whose Refer-To
+/// carries `?Replaces=` reaches referUrl as ReferTransferTarget; a `<Sip>`
+/// to it sends the INVITE with that Replaces header.
+#[test]
+fn a_sip_noun_with_replaces_sends_it_on() {
+    let mut h = Harness::start(REFER_DIAL);
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    let target = "sip:carol@127.0.0.30:5060?Replaces=abc%40127.0.0.30%3Bto-tag%3D1%3Bfrom-tag%3D2";
+    h.callee_refer(20, Some(&format!("<{target}>")));
+    assert_eq!(param(&h.refer_fetches()[0], "ReferTransferTarget"), target);
+    h.msg(CallMsg::ReferFetched(Box::new(Ok((
+        format!(
+            "<Response><Dial><Sip>{}</Sip></Dial></Response>",
+            target.replace('&', "&amp;")
+        ),
+        None,
+    )))));
+    let invites = h.invites();
+    assert_eq!(invites.len(), 2);
+    assert_eq!(invites[1].uri.to_string(), "sip:carol@127.0.0.30:5060");
+    assert_eq!(
+        other_header(&invites[1].headers, "Replaces"),
+        Some("abc@127.0.0.30;to-tag=1;from-tag=2")
+    );
+}
