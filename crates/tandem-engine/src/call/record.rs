@@ -139,6 +139,7 @@ impl Call {
     /// The caller started or stopped speaking.
     pub(super) fn on_voice(&mut self, c: VoiceChange) {
         if Some(c.leg) != self.media {
+            self.screen_voice(c.leg, c.speaking);
             return;
         }
         let now = self.now;

@@ -5,7 +5,6 @@
 //! in-band, or SIP INFO.
 
 use super::*;
-use crate::gather::Step;
 
 /// A screening in progress on a callee's leg (design §4 step 5).
 #[derive(Debug)]
@@ -20,6 +19,8 @@ pub(crate) struct Screen {
     pub prompt_queue: VecDeque<tandem_twiml::Prompt>,
     pub pending_gather: Option<tandem_twiml::Gather>,
     pub gather: Option<Gathering>,
+    /// The speech side of `gather`.
+    pub speech: Option<Box<super::speech::SpeechGather>>,
     pub document_url: Option<Url>,
 }
 
@@ -48,6 +49,7 @@ impl Call {
             prompt_queue: VecDeque::new(),
             pending_gather: None,
             gather: None,
+            speech: None,
             document_url: None,
         }));
         if let Some(leg) = b.media {
@@ -141,7 +143,6 @@ impl Call {
 
     /// Plays the screening `<Gather>`'s next prompt, or starts collecting.
     pub(super) fn next_screen_prompt(&mut self, i: usize) {
-        let now = self.now;
         let Some(s) = self.screen_mut(i) else {
             return;
         };
@@ -150,12 +151,7 @@ impl Call {
             return;
         }
         if let Some(g) = s.pending_gather.take() {
-            if g.input == tandem_twiml::GatherInput::Speech {
-                tracing::warn!(
-                    "a screening <Gather> listens for keys only: input=\"speech\" is heard as no input"
-                );
-            }
-            s.gather = Some(Gathering::new(now, &g));
+            self.begin_screen_gathering(i, &g);
         }
     }
 
@@ -178,11 +174,14 @@ impl Call {
             }
             s.pause_until = None;
             s.seq = 0;
-            s.gather = Some(Gathering::new(now, &g));
+            self.begin_screen_gathering(i, &g);
         }
+        let Some(s) = self.screen_mut(i) else { return };
         if let Some(ev) = s.gather.as_mut().and_then(|g| g.on_digit(now, digit)) {
-            s.gather = None;
-            let _ = s.interp.handle(ev);
+            self.end_screen_gathering(i);
+            if let Some(s) = self.screen_mut(i) {
+                let _ = s.interp.handle(ev);
+            }
         }
     }
 
@@ -197,11 +196,7 @@ impl Call {
                 self.verb_done(Who::Branch(i));
                 continue;
             }
-            // No voice reaches a screening gathering: its only step is Done.
-            if let Some(Step::Done(ev)) = s.gather.as_mut().and_then(|g| g.on_timer(t)) {
-                s.gather = None;
-                let _ = s.interp.handle(ev);
-            }
+            self.screen_gather_timers(i, t);
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `<Gather input="speech">` on the caller's leg (docs/speech.md): the
+//! `<Gather input="speech">` on the caller's leg, or a screened callee's
+//! (docs/speech.md): the
 //! gathering (`crate::gather`) decides when an utterance starts and ends
 //! from the caller's voice activity; this side listens (voice activity and
 //! the audio, media_ops `SpeechTap`), asks the shell to recognise the audio
@@ -29,6 +30,45 @@ pub(super) struct SpeechGather {
 }
 
 impl Call {
+    /// Starts listening for speech on `leg` for `g`; `base` resolves a
+    /// relative `partialResultCallback`.
+    fn listen_for_speech(
+        &mut self,
+        g: &tandem_twiml::Gather,
+        leg: LegId,
+        base: Option<&Url>,
+    ) -> Box<SpeechGather> {
+        if self.cfg.speech_command.is_none() {
+            tracing::warn!(
+                "speech <Gather> but no [speech] command is configured: speech ends the gather with no result"
+            );
+        }
+        self.env.listen_voice(leg, true);
+        self.env.listen_speech(leg, true);
+        self.seq += 1;
+        let partial = g.partial_result_callback.as_deref().and_then(|u| {
+            let url = match base {
+                Some(b) => b.join(u).ok(),
+                None => self.resolve_url(u),
+            };
+            url.map(|u| (u, g.partial_result_callback_method))
+        });
+        Box::new(SpeechGather {
+            seq: self.seq,
+            opts: SpeechOptions {
+                language: g.language.clone(),
+                hints: g.hints.clone(),
+                model: g.speech_model.clone(),
+                enhanced: g.enhanced,
+            },
+            profanity_filter: g.profanity_filter,
+            partial,
+            partial_busy: false,
+            partials: 0,
+            last_words: Vec::new(),
+        })
+    }
+
     /// The caller's `<Gather>` starts listening (after its prompts, or at a
     /// key during them).
     pub(super) fn begin_gathering(&mut self, g: &tandem_twiml::Gather) {
@@ -42,33 +82,30 @@ impl Call {
             tracing::info!("speech <Gather> without media on the caller's leg: no speech is heard");
             return;
         };
-        if self.cfg.speech_command.is_none() {
-            tracing::warn!(
-                "speech <Gather> but no [speech] command is configured: speech ends the gather with no result"
-            );
+        self.speech = Some(self.listen_for_speech(g, leg, None));
+    }
+
+    /// A screening document's `<Gather>` starts listening on branch `i`.
+    pub(super) fn begin_screen_gathering(&mut self, i: usize, g: &tandem_twiml::Gather) {
+        let now = self.now;
+        let Some(d) = &mut self.dial else { return };
+        let b = &mut d.branches[i];
+        let (leg, base) = (
+            b.media,
+            b.screen.as_ref().and_then(|s| s.document_url.clone()),
+        );
+        let Some(s) = b.screen.as_deref_mut() else {
+            return;
+        };
+        let gathering = Gathering::new(now, g);
+        let speech = gathering.wants_speech();
+        s.gather = Some(gathering);
+        if let (true, Some(leg)) = (speech, leg) {
+            let sp = self.listen_for_speech(g, leg, base.as_ref());
+            if let Some(s) = self.screen_mut(i) {
+                s.speech = Some(sp);
+            }
         }
-        self.env.listen_voice(leg, true);
-        self.env.listen_speech(leg, true);
-        self.seq += 1;
-        let partial = g
-            .partial_result_callback
-            .as_deref()
-            .and_then(|u| self.resolve_url(u))
-            .map(|u| (u, g.partial_result_callback_method));
-        self.speech = Some(Box::new(SpeechGather {
-            seq: self.seq,
-            opts: SpeechOptions {
-                language: g.language.clone(),
-                hints: g.hints.clone(),
-                model: g.speech_model.clone(),
-                enhanced: g.enhanced,
-            },
-            profanity_filter: g.profanity_filter,
-            partial,
-            partial_busy: false,
-            partials: 0,
-            last_words: Vec::new(),
-        }));
     }
 
     /// The caller's gathering ended (its event is fed next): stop listening.
@@ -84,45 +121,102 @@ impl Call {
         }
     }
 
+    /// Branch `i`'s screening gathering ended: stop listening.
+    pub(super) fn end_screen_gathering(&mut self, i: usize) {
+        let Some(d) = &mut self.dial else { return };
+        let b = &mut d.branches[i];
+        let leg = b.media;
+        let Some(s) = b.screen.as_deref_mut() else {
+            return;
+        };
+        s.gather = None;
+        if s.speech.take().is_some()
+            && let Some(leg) = leg
+        {
+            self.env.listen_speech(leg, false);
+            self.env.listen_voice(leg, false);
+        }
+    }
+
+    /// Voice activity on branch `i`'s leg, for its screening gathering.
+    pub(super) fn screen_voice(&mut self, leg: LegId, speaking: bool) {
+        let now = self.now;
+        let Some(d) = &mut self.dial else { return };
+        if let Some(g) = d
+            .branches
+            .iter_mut()
+            .filter(|b| b.media == Some(leg))
+            .find_map(|b| b.screen.as_deref_mut().and_then(|s| s.gather.as_mut()))
+        {
+            g.on_voice(now, speaking);
+        }
+    }
+
     /// Timers of the caller's gathering.
     pub(super) fn gather_timers(&mut self, t: Instant) {
         while let Some(step) = self.gather.as_mut().and_then(|g| g.on_timer(t)) {
-            match step {
-                Step::Done(ev) => {
-                    self.end_gathering();
-                    self.feed(ev);
-                    return;
+            if let Step::Done(ev) = step {
+                self.end_gathering();
+                self.feed(ev);
+                return;
+            }
+            self.speech_step(Who::Caller, &step);
+        }
+    }
+
+    /// Timers of branch `i`'s screening gathering.
+    pub(super) fn screen_gather_timers(&mut self, i: usize, t: Instant) {
+        while let Some(step) = self
+            .screen_mut(i)
+            .and_then(|s| s.gather.as_mut())
+            .and_then(|g| g.on_timer(t))
+        {
+            if let Step::Done(ev) = step {
+                self.end_screen_gathering(i);
+                if let Some(s) = self.screen_mut(i) {
+                    let _ = s.interp.handle(ev);
                 }
-                Step::Recognize => self.recognize(None),
-                Step::Partial => {
-                    if let Some(sp) = self.speech.as_mut().filter(|s| !s.partial_busy) {
-                        sp.partials += 1;
-                        let n = sp.partials;
-                        self.recognize(Some(n));
-                    }
-                }
+                return;
+            }
+            self.speech_step(Who::Branch(i), &step);
+        }
+    }
+
+    /// The leg and speech side of `who`'s gathering.
+    fn speech_of(&mut self, who: Who) -> Option<(Option<LegId>, &mut SpeechGather)> {
+        match who {
+            Who::Caller | Who::Wait => Some((self.media, self.speech.as_deref_mut()?)),
+            Who::Branch(i) => {
+                let b = self.dial.as_mut()?.branches.get_mut(i)?;
+                Some((b.media, b.screen.as_deref_mut()?.speech.as_deref_mut()?))
             }
         }
     }
 
-    /// Asks for the audio heard so far to be recognised.
-    fn recognize(&mut self, partial: Option<u32>) {
-        let (Some(sp), Some(leg)) = (self.speech.as_mut(), self.media) else {
-            // No media: nothing was heard.
-            if partial.is_none()
-                && let Some(ev) = self
-                    .gather
-                    .as_mut()
-                    .and_then(|g| g.recognized(String::new(), None))
-            {
-                self.end_gathering();
-                self.feed(ev);
+    /// A Recognize or Partial step of `who`'s gathering.
+    fn speech_step(&mut self, who: Who, step: &Step) {
+        let partial = match step {
+            Step::Done(_) => return,
+            Step::Recognize => None,
+            Step::Partial => {
+                let Some((_, sp)) = self.speech_of(who).filter(|(_, s)| !s.partial_busy) else {
+                    return;
+                };
+                sp.partials += 1;
+                Some(sp.partials)
+            }
+        };
+        let Some((Some(leg), sp)) = self.speech_of(who) else {
+            // No leg or no speech side: nothing was heard.
+            if partial.is_none() {
+                self.deliver_speech(who, String::new(), None);
             }
             return;
         };
         if partial.is_some() {
             sp.partial_busy = true;
         }
+        let (seq, opts) = (sp.seq, sp.opts.clone());
         let samples = self.env.speech_audio(leg);
         tracing::debug!(
             partial,
@@ -130,66 +224,123 @@ impl Call {
             "speech <Gather>: recognising"
         );
         self.out.push_back(Output::Recognize(Box::new(Recognition {
-            seq: sp.seq,
+            seq,
             partial,
             samples,
-            opts: sp.opts.clone(),
+            opts,
         })));
     }
 
-    /// A recognition came back.
+    /// A recognition came back, for the caller's gathering or a screening's.
     pub(super) fn on_recognized(&mut self, r: Recognized) {
-        let Some(sp) = self.speech.as_mut().filter(|s| s.seq == r.seq) else {
-            tracing::debug!("recognition for a gather that ended: dropped");
+        let who = if self.speech.as_ref().is_some_and(|s| s.seq == r.seq) {
+            Who::Caller
+        } else {
+            let branch = self.dial.as_ref().and_then(|d| {
+                d.branches.iter().position(|b| {
+                    b.screen
+                        .as_ref()
+                        .and_then(|s| s.speech.as_ref())
+                        .is_some_and(|s| s.seq == r.seq)
+                })
+            });
+            let Some(i) = branch else {
+                tracing::debug!("recognition for a gather that ended: dropped");
+                return;
+            };
+            Who::Branch(i)
+        };
+        let Some((_, sp)) = self.speech_of(who) else {
             return;
         };
         let (text, confidence) = match r.result {
-            Ok((text, confidence)) => {
-                let text = if sp.profanity_filter {
-                    filter_profanity(&text)
-                } else {
-                    text
-                };
-                (text, confidence)
-            }
+            Ok((text, confidence)) if sp.profanity_filter => (filter_profanity(&text), confidence),
+            Ok(x) => x,
             Err(why) => {
                 tracing::warn!(%why, partial = r.partial, "speech recognition failed");
                 (String::new(), None)
             }
         };
-        if let Some(n) = r.partial {
-            sp.partial_busy = false;
-            let Some((url, method)) = sp.partial.clone() else {
-                return;
-            };
-            if text.is_empty() || self.gather.as_ref().is_none_or(Gathering::recognizing) {
-                return;
-            }
-            let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
-            let stability = stability(&sp.last_words, &words);
-            sp.last_words = words;
-            let mut params = self.call_info(self.status()).voice_params();
-            params.push("UnstableSpeechResult", text);
-            params.push("Stability", format!("{stability:.2}"));
-            params.push("SequenceNumber", n.to_string());
-            self.out.push_back(Output::Callback {
-                sid: self.sid.clone(),
-                url,
-                method,
-                params,
-            });
-            return;
-        }
-        let Some(ev) = self
-            .gather
-            .as_mut()
-            .and_then(|g| g.recognized(text, confidence))
-        else {
+        let Some(n) = r.partial else {
+            return self.deliver_speech(who, text, confidence);
+        };
+        sp.partial_busy = false;
+        let Some((url, method)) = sp.partial.clone() else {
             return;
         };
-        tracing::info!(event = ev.name(), "speech <Gather> ended");
-        self.end_gathering();
-        self.feed(ev);
+        if text.is_empty() {
+            return;
+        }
+        let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+        let stability = stability(&sp.last_words, &words);
+        sp.last_words = words;
+        let listening = match who {
+            Who::Branch(i) => self.screen_mut(i).and_then(|s| s.gather.as_ref()),
+            _ => self.gather.as_ref(),
+        }
+        .is_some_and(|g| !g.recognizing());
+        if !listening {
+            return;
+        }
+        let mut params = match who {
+            Who::Branch(i) => {
+                let Some(b) = self.dial.as_ref().map(|d| &d.branches[i]) else {
+                    return;
+                };
+                self.child_info(b, tandem_webhook::CallStatus::InProgress)
+                    .voice_params()
+            }
+            _ => self.call_info(self.status()).voice_params(),
+        };
+        params.push("UnstableSpeechResult", text);
+        params.push("Stability", format!("{stability:.2}"));
+        params.push("SequenceNumber", n.to_string());
+        let sid = params
+            .iter()
+            .find(|(k, _)| *k == "CallSid")
+            .map_or_else(|| self.sid.clone(), |(_, v)| v.to_owned());
+        self.out.push_back(Output::Callback {
+            sid,
+            url,
+            method,
+            params,
+        });
+    }
+
+    /// The utterance's text reaches `who`'s interpreter.
+    fn deliver_speech(&mut self, who: Who, text: String, confidence: Option<String>) {
+        match who {
+            Who::Branch(i) => {
+                let Some(ev) = self
+                    .screen_mut(i)
+                    .and_then(|s| s.gather.as_mut())
+                    .and_then(|g| g.recognized(text, confidence))
+                else {
+                    return;
+                };
+                tracing::info!(
+                    branch = i,
+                    event = ev.name(),
+                    "screening speech <Gather> ended"
+                );
+                self.end_screen_gathering(i);
+                if let Some(s) = self.screen_mut(i) {
+                    let _ = s.interp.handle(ev);
+                }
+            }
+            _ => {
+                let Some(ev) = self
+                    .gather
+                    .as_mut()
+                    .and_then(|g| g.recognized(text, confidence))
+                else {
+                    return;
+                };
+                tracing::info!(event = ev.name(), "speech <Gather> ended");
+                self.end_gathering();
+                self.feed(ev);
+            }
+        }
     }
 }
 

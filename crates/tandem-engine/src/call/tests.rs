@@ -3255,3 +3255,69 @@ fn a_sip_noun_with_replaces_sends_it_on() {
         Some("abc@127.0.0.30;to-tag=1;from-tag=2")
     );
 }
+
+/// A screening document's speech `<Gather>` listens to the callee: its
+/// utterance is recognised and goes to the screening's `action` (with the
+/// child's partial results), and the taps come off the callee's leg.
+#[test]
+fn a_screened_callee_answers_by_speech() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/a"><Sip url="/screen">sip:x@127.0.0.21</Sip></Dial></Response>"#,
+    );
+    h.advance(200 * MS);
+    h.callee(0, 200, "t");
+    let cid = call_id(&h.invites()[0]);
+    let branch_leg = h.env.st().open[1];
+    h.msg(CallMsg::ScreenFetched {
+        call_id: cid,
+        result: Box::new(Ok((
+            r#"<Response><Gather input="speech" speechTimeout="auto" hints="yes, no" partialResultCallback="/partial" action="/accept"/><Hangup/></Response>"#.into(),
+            Some(Url::parse("http://app.test/screen").unwrap()),
+        ))),
+    });
+    {
+        let st = h.env.st();
+        assert!(st.speech.contains(&branch_leg) && st.voice.contains(&branch_leg));
+    }
+    let voice = |h: &mut Harness, speaking: bool| {
+        h.msg(CallMsg::Voice(VoiceChange {
+            leg: branch_leg,
+            speaking,
+            at: tokio::time::Instant::from_std(h.now),
+        }));
+    };
+    h.advance(SEC);
+    voice(&mut h, true);
+    h.advance(SEC);
+    let partial = h.recognitions();
+    assert_eq!(partial.len(), 1);
+    assert_eq!(partial[0].2, Some(1));
+    assert_eq!(partial[0].3.hints.as_deref(), Some("yes, no"));
+    h.recognized("yes", None);
+    let cbs = h.partial_callbacks();
+    assert_eq!(cbs.len(), 1);
+    assert_eq!(cb_param(&cbs[0].1, "Direction"), "outbound-dial");
+    assert_eq!(cb_param(&cbs[0].1, "UnstableSpeechResult"), "yes");
+    voice(&mut h, false);
+    h.advance(2 * SEC);
+    let last = h.recognitions().pop().unwrap();
+    assert_eq!(last.2, None);
+    h.recognized("yes", Some("0.7"));
+    let accept = h.log.iter().find_map(|(_, o)| match o {
+        Output::Fetch {
+            screen: Some(_),
+            req,
+            ..
+        } if req.url.path() == "/accept" => Some(req.params.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        accept,
+        Some(vec![
+            ("SpeechResult".to_owned(), "yes".to_owned()),
+            ("Confidence".to_owned(), "0.7".to_owned())
+        ])
+    );
+    let st = h.env.st();
+    assert!(!st.speech.contains(&branch_leg) && !st.voice.contains(&branch_leg));
+}
