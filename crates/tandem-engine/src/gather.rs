@@ -46,7 +46,6 @@ struct Speech {
     silence: Duration,
     /// When the caller first spoke.
     heard: Option<Instant>,
-    speaking: bool,
     /// When the current silence (or a stale report while speaking) ends the utterance.
     silence_until: Option<Instant>,
     /// Interim recognitions are wanted, and when the next one is due.
@@ -80,7 +79,6 @@ impl Gathering {
                 None => timeout,
             },
             heard: None,
-            speaking: false,
             silence_until: None,
             partial: g.partial_result_callback.is_some(),
             next_partial: None,
@@ -132,7 +130,6 @@ impl Gathering {
                 sp.heard = Some(now);
                 self.dtmf = false;
             }
-            sp.speaking = true;
             // A caller whose packets stop mid-word is silent from its last
             // report on: this deadline holds unless the next report comes.
             sp.silence_until = Some(now + sp.silence + KEEPALIVE);
@@ -140,7 +137,6 @@ impl Gathering {
                 sp.next_partial = Some(now + PARTIAL_EVERY);
             }
         } else if sp.heard.is_some() {
-            sp.speaking = false;
             sp.silence_until = Some(now + sp.silence.saturating_sub(HANGOVER));
             sp.next_partial = None;
         }

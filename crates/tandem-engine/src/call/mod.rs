@@ -263,6 +263,23 @@ pub(crate) struct Start {
     pub fallback: Option<tandem_webhook::Target>,
 }
 
+/// A media leg of our own answering `offer` from a party signalling from
+/// `signal` (the leg is closed again when the offer cannot be answered).
+fn answer_on_new_leg(
+    env: &mut dyn Env,
+    signal: std::net::IpAddr,
+    offer: &[u8],
+) -> Result<(LegId, Vec<u8>), crate::media::LegError> {
+    let leg = env.open_leg(signal)?;
+    match env.answer(leg, offer) {
+        Ok(sdp) => Ok((leg, sdp)),
+        Err(e) => {
+            env.close_leg(leg);
+            Err(e)
+        }
+    }
+}
+
 /// Generates a `CA` + 32 hex SID.
 fn call_sid(ids: &mut IdGen) -> String {
     format!(
@@ -447,16 +464,7 @@ impl Call {
         let mut media = None;
         let mut answer_sdp = None;
         if env.has_media() && has_sdp(&invite.headers, &invite.body) {
-            let leg = env.open_leg(source.addr.ip()).and_then(|leg| {
-                match env.answer(leg, &invite.body) {
-                    Ok(sdp) => Ok((leg, sdp)),
-                    Err(e) => {
-                        env.close_leg(leg);
-                        Err(e)
-                    }
-                }
-            });
-            match leg {
+            match answer_on_new_leg(&mut *env, source.addr.ip(), &invite.body) {
                 Ok((leg, sdp)) => {
                     media = Some(leg);
                     answer_sdp = Some(sdp);

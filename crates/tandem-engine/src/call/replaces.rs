@@ -123,19 +123,12 @@ impl Call {
         let mut media = None;
         let mut sdp = None;
         if self.env.has_media() && has_sdp(&request.headers, &request.body) {
-            let leg = match self.env.open_leg(source.addr.ip()) {
-                Ok(l) => l,
-                Err(e) => return refuse(self, e.status(), &e.to_string()),
-            };
-            match self.env.answer(leg, &request.body) {
-                Ok(answer) => {
+            match answer_on_new_leg(&mut *self.env, source.addr.ip(), &request.body) {
+                Ok((leg, answer)) => {
                     media = Some(leg);
                     sdp = Some(answer);
                 }
-                Err(e) => {
-                    self.env.close_leg(leg);
-                    return refuse(self, e.status(), &e.to_string());
-                }
+                Err(e) => return refuse(self, e.status(), &e.to_string()),
             }
         }
         let cid = request.headers.call_id().unwrap_or("").to_owned();
