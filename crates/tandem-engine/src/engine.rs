@@ -266,21 +266,7 @@ impl Engine {
                     self.unmatched(stx, request, source).await;
                     return;
                 };
-                let msg = CallMsg::Request {
-                    stx,
-                    request: Box::new(request),
-                    source,
-                };
-                if let Err((code, CallMsg::Request { stx, request, .. })) = actor.offer(msg) {
-                    if code == 503 {
-                        tracing::warn!(
-                            call_id = cid,
-                            "call far behind: in-dialog request refused with 503"
-                        );
-                    }
-                    let resp = response_to(&request, code, None, None);
-                    let _ = self.ctx.ep.respond(stx, resp).await;
-                }
+                self.offer(&actor, stx, request, source).await;
                 return;
             }
             TuEvent::Ack {
@@ -467,13 +453,27 @@ impl Engine {
             let _ = self.ctx.ep.respond(stx, resp).await;
             return;
         };
+        self.offer(&actor, stx, request, source).await;
+    }
+
+    /// Hands a request to its call; a call whose queue is full (503) or
+    /// that is gone answers through the endpoint here.
+    async fn offer(&self, actor: &call::Mailbox, stx: ServerTx, request: Request, source: Peer) {
         let msg = CallMsg::Request {
             stx,
             request: Box::new(request),
             source,
         };
         if let Err((code, CallMsg::Request { stx, request, .. })) = actor.offer(msg) {
-            let resp = response_to(&request, code, None, Some("tandem"));
+            if code == 503 {
+                tracing::warn!(
+                    call_id = request.headers.call_id().unwrap_or(""),
+                    "call far behind: request refused with 503"
+                );
+            }
+            // A new dialog's INVITE (Replaces) gets a To tag of ours.
+            let tag = request.headers.to_tag().is_none().then_some("tandem");
+            let resp = response_to(&request, code, None, tag);
             let _ = self.ctx.ep.respond(stx, resp).await;
         }
     }

@@ -1102,15 +1102,7 @@ impl Call {
         d.arbiter.on_bridge_ended(i);
         let sid = d.branches[i].sid.clone();
         self.apply_actions();
-        let outcome = DialOutcome {
-            status: DialCallStatus::Completed,
-            call_sid: Some(sid),
-            duration: Some(duration as u32),
-            bridged: true,
-            recording_url,
-            extra: Vec::new(),
-        };
-        self.finish_dial(outcome);
+        self.finish_dial(bridged_outcome(sid, duration, recording_url));
     }
 
     fn dial_finished(&mut self, result: DialResult) {
@@ -1287,6 +1279,23 @@ impl Call {
                 self.env.close_leg(leg);
             }
         }
+    }
+}
+
+/// A Dial whose bridge with the child `sid` lasted `secs` (its recording's
+/// URL, when one was made).
+pub(super) fn bridged_outcome(
+    sid: String,
+    secs: u64,
+    recording_url: Option<String>,
+) -> DialOutcome {
+    DialOutcome {
+        status: DialCallStatus::Completed,
+        call_sid: Some(sid),
+        duration: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
+        bridged: true,
+        recording_url,
+        extra: Vec::new(),
     }
 }
 

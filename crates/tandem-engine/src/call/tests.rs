@@ -1241,12 +1241,18 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
 impl Harness {
     /// The `<Record action>` fetches: (time, parameters).
     fn record_actions(&self) -> Vec<(Duration, Vec<(String, String)>)> {
+        self.fetches_for(tandem_twiml::FetchReason::RecordAction)
+    }
+
+    /// The fetches made for `reason`: (time, the verb's parameters).
+    fn fetches_for(
+        &self,
+        reason: tandem_twiml::FetchReason,
+    ) -> Vec<(Duration, Vec<(String, String)>)> {
         self.log
             .iter()
             .filter_map(|(at, o)| match o {
-                Output::Fetch { req, .. }
-                    if req.reason == tandem_twiml::FetchReason::RecordAction =>
-                {
+                Output::Fetch { req, .. } if req.reason == reason => {
                     Some((*at, req.params.clone()))
                 }
                 _ => None,
@@ -2823,17 +2829,7 @@ impl Harness {
     }
 
     fn gather_actions(&self) -> Vec<(Duration, Vec<(String, String)>)> {
-        self.log
-            .iter()
-            .filter_map(|(at, o)| match o {
-                Output::Fetch { req, .. }
-                    if req.reason == tandem_twiml::FetchReason::GatherAction =>
-                {
-                    Some((*at, req.params.clone()))
-                }
-                _ => None,
-            })
-            .collect()
+        self.fetches_for(tandem_twiml::FetchReason::GatherAction)
     }
 
     fn partial_callbacks(&self) -> Vec<(Duration, tandem_webhook::Params)> {

@@ -23,7 +23,7 @@
 //! another transfer is under way.
 
 use super::*;
-use tandem_twiml::{CallProgressEvent, DialCallStatus, DialOutcome};
+use tandem_twiml::CallProgressEvent;
 
 /// A transfer waiting for its `referUrl` answer.
 #[derive(Debug)]
@@ -213,14 +213,7 @@ impl Call {
         d.arbiter.on_bridge_ended(i);
         self.apply_actions();
         self.redirect = Some(Box::new((document, url)));
-        self.finish_dial(DialOutcome {
-            status: DialCallStatus::Completed,
-            call_sid: Some(sid),
-            duration: Some(duration as u32),
-            bridged: true,
-            recording_url,
-            extra: Vec::new(),
-        });
+        self.finish_dial(super::dial::bridged_outcome(sid, duration, recording_url));
     }
 
     /// The `completed` of a child call that took the document over, when
