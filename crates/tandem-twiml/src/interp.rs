@@ -454,18 +454,32 @@ impl Interpreter {
         digits: String,
         finished_on_key: Option<char>,
     ) {
-        if digits.is_empty() && !on_empty {
-            tracing::debug!("<Gather> got no input; next verb");
-            return self.next();
-        }
-        let Some(url) = action else {
-            tracing::warn!("<Gather> has no action and the document no URL; digits dropped");
-            return self.next();
-        };
+        let empty = digits.is_empty();
         let mut params = vec![("Digits".to_owned(), digits)];
         if let Some(key) = finished_on_key {
             params.push(("FinishedOnKey".to_owned(), key.to_string()));
         }
+        self.gather_action(action, method, on_empty || !empty, params);
+    }
+
+    /// A `<Gather>`'s input goes to `action` (`post`), or the document goes
+    /// on with the next verb: no input without `actionOnEmptyResult`, or no
+    /// URL to post to.
+    fn gather_action(
+        &mut self,
+        action: Option<Url>,
+        method: Method,
+        post: bool,
+        params: Vec<(String, String)>,
+    ) {
+        if !post {
+            tracing::debug!("<Gather> got no input; next verb");
+            return self.next();
+        }
+        let Some(url) = action else {
+            tracing::warn!("<Gather> has no action and the document no URL; input dropped");
+            return self.next();
+        };
         self.fetch(url, method, params, FetchReason::GatherAction);
     }
 
@@ -480,19 +494,12 @@ impl Interpreter {
         result: String,
         confidence: Option<String>,
     ) {
-        if result.is_empty() && !on_empty {
-            tracing::debug!("<Gather> recognised no speech; next verb");
-            return self.next();
-        }
-        let Some(url) = action else {
-            tracing::warn!("<Gather> has no action and the document no URL; speech dropped");
-            return self.next();
-        };
+        let post = on_empty || !result.is_empty();
         let mut params = vec![("SpeechResult".to_owned(), result)];
         if let Some(c) = confidence {
             params.push(("Confidence".to_owned(), c));
         }
-        self.fetch(url, method, params, FetchReason::GatherAction);
+        self.gather_action(action, method, post, params);
     }
 
     fn record(&mut self, mut record: Record) {

@@ -1626,13 +1626,17 @@ impl Harness {
 
     /// The NOTIFYs sent in branch 0's dialog: (sipfrag, Subscription-State).
     fn notifies(&self) -> Vec<(String, String)> {
-        let cid = call_id(&self.invites()[0]);
+        self.notifies_in(&call_id(&self.invites()[0]))
+    }
+
+    /// The NOTIFYs sent in the dialog with Call-ID `cid`: (sipfrag, Subscription-State).
+    fn notifies_in(&self, cid: &str) -> Vec<(String, String)> {
         self.log
             .iter()
             .filter_map(|(_, o)| match o {
                 Output::Request { request, .. }
                     if request.method == Method::Notify
-                        && request.headers.call_id() == Some(cid.as_str()) =>
+                        && request.headers.call_id() == Some(cid) =>
                 {
                     Some((
                         String::from_utf8_lossy(&request.body).trim().to_owned(),
@@ -1794,23 +1798,7 @@ impl Harness {
 
     /// The NOTIFYs sent in the caller's dialog: (sipfrag, Subscription-State).
     fn caller_notifies(&self) -> Vec<(String, String)> {
-        self.log
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Output::Request { request, .. }
-                    if request.method == Method::Notify
-                        && request.headers.call_id() == Some("caller-call-id") =>
-                {
-                    Some((
-                        String::from_utf8_lossy(&request.body).trim().to_owned(),
-                        other_header(&request.headers, "Subscription-State")
-                            .unwrap_or("")
-                            .to_owned(),
-                    ))
-                }
-                _ => None,
-            })
-            .collect()
+        self.notifies_in("caller-call-id")
     }
 }
 
