@@ -44,6 +44,11 @@ pub struct EngineConfig {
     /// `[debug] call_logs`: each call's event log is written here when it
     /// ends (`tandem_engine::replay` replays it).
     pub call_log_dir: Option<PathBuf>,
+    /// `[database] path`: the call history (SQLite); `None` keeps none.
+    pub database: Option<PathBuf>,
+    /// `[database] retention_days`: history older than this is deleted
+    /// (`None`: kept for ever).
+    pub retention: Option<Duration>,
 }
 
 /// A `<Client>` identity that may REGISTER and call in.
@@ -226,6 +231,8 @@ mod tests {
             transcribe_command: None,
             speech_command: None,
             call_log_dir: None,
+            database: None,
+            retention: None,
             webhook_timeout: Duration::from_secs(5),
             media_auth: false,
             media: None,

@@ -31,6 +31,9 @@ pub enum EngineError {
     /// The RTP port pool could not be bound.
     #[error("RTP port pool: {0}")]
     Rtp(#[from] tandem_rtp::PoolError),
+    /// The call history could not be opened.
+    #[error("call history: {0}")]
+    History(#[from] crate::history::HistoryError),
 }
 
 /// State shared by the dispatcher and every call.
@@ -58,6 +61,11 @@ pub(crate) struct Ctx {
     pub rooms: Arc<crate::conference::Rooms>,
     /// `<Enqueue>` queues.
     pub queues: crate::queue::Queues,
+    /// Call history (SQLite), when configured.
+    pub history: Option<crate::history::History>,
+    /// CallSid (a parent's or a child's, not yet over) -> the actor owning
+    /// it: how the REST API reaches a live call.
+    pub live: DashMap<String, Mailbox>,
 }
 
 /// A local TwiML file as last read.
@@ -171,6 +179,10 @@ impl Engine {
             Ok(report) => tracing::debug!(?report, "recordings checked"),
             Err(e) => tracing::warn!(error = %e, "recordings folder not checked"),
         }
+        let history = match &cfg.database {
+            Some(path) => Some(crate::history::History::open(path, cfg.retention)?),
+            None => None,
+        };
         let prompts = Arc::new(Prompts::new(
             PromptsConfig::new(cfg.recording_dir.join("tts-cache")),
             Some(webhook.clone()),
@@ -193,6 +205,8 @@ impl Engine {
                 webhook,
                 callbacks,
                 calls: DashMap::new(),
+                history,
+                live: DashMap::new(),
                 media,
                 registrar: Mutex::new(registrar),
             }),
@@ -207,6 +221,7 @@ impl Engine {
             self.ctx.metrics.clone(),
         );
         state.media_auth = self.ctx.cfg.media_auth;
+        state.api = Some(self.ctx.clone());
         let ep = self.ctx.ep.clone();
         state.health = Some(Arc::new(move || {
             ep.health(HEALTH_STALL).map_err(|e| e.to_string())

@@ -210,6 +210,8 @@ pub struct ForkArbiter {
     first_busy: Option<Option<u16>>,
     first_no_answer: Option<Option<u16>>,
     first_failure: Option<Option<u16>>,
+    /// A branch was cancelled through the REST API.
+    cancelled: bool,
     result: Option<DialResult>,
     actions: VecDeque<Action>,
 }
@@ -244,6 +246,7 @@ impl ForkArbiter {
             first_busy: None,
             first_no_answer: None,
             first_failure: None,
+            cancelled: false,
             result: None,
             actions: VecDeque::new(),
         };
@@ -444,6 +447,38 @@ impl ForkArbiter {
             .is_some_and(|(s, _)| matches!(s, State::Pending | State::Cancelling))
     }
 
+    /// The REST API cancelled `branch` (`Status=canceled`, or `completed`
+    /// before a bridge): a ringing branch is cancelled (`canceled`), a
+    /// screening one hung up (`completed`). When it was the last branch
+    /// left, the Dial ends `canceled`. Returns whether anything changed.
+    pub fn on_branch_cancelled(&mut self, now: Instant, branch: usize) -> bool {
+        if !self.known(branch) {
+            return false;
+        }
+        self.expire(now);
+        if self.result.is_some() {
+            return false;
+        }
+        let state = &mut self.branches[branch].0;
+        match *state {
+            State::Pending => {
+                *state = State::Cancelling;
+                self.actions.push_back(Action::Cancel(branch));
+                self.ended(branch, CallStatus::Canceled);
+            }
+            State::Screening => {
+                *state = State::Ended;
+                self.actions.push_back(Action::Bye(branch));
+                self.ended(branch, CallStatus::Completed);
+            }
+            _ => return false,
+        }
+        tracing::debug!(branch, "fork: branch cancelled by the REST API");
+        self.cancelled = true;
+        self.branch_left(branch);
+        true
+    }
+
     /// The caller hung up before a bridge: every pending branch is
     /// cancelled, every screening branch hung up, and the Dial is `canceled`.
     pub fn on_caller_hangup(&mut self, now: Instant) {
@@ -587,6 +622,8 @@ impl ForkArbiter {
         }
         let (status, code) = if self.timed_out {
             (ForkStatus::NoAnswer, None)
+        } else if self.cancelled {
+            (ForkStatus::Canceled, None)
         } else if let Some(code) = self.first_busy {
             (ForkStatus::Busy, code)
         } else if let Some(code) = self.first_no_answer {

@@ -189,6 +189,8 @@ pub struct HttpState {
     pub extra_metrics: Option<ExtraMetrics>,
     /// `/healthz` answers 503 when this fails; without one it answers `ok`.
     pub health: Option<HealthCheck>,
+    /// The engine, for the REST API's Calls resource (`None`: not served).
+    pub(crate) api: Option<Arc<crate::engine::Ctx>>,
 }
 
 impl HttpState {
@@ -205,6 +207,7 @@ impl HttpState {
             metrics,
             extra_metrics: None,
             health: None,
+            api: None,
         }
     }
 }
@@ -324,9 +327,24 @@ pub async fn serve(listener: TcpListener, state: HttpState, shutdown: impl Futur
 }
 
 /// Answers one request.
-pub async fn handle<B>(state: &HttpState, req: Request<B>) -> Response<HttpBody> {
+pub async fn handle<B>(state: &HttpState, req: Request<B>) -> Response<HttpBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     state.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-    let head = req.method() == Method::HEAD;
+    let (parts, body) = req.into_parts();
+    let head = parts.method == Method::HEAD;
+    if let Some(resp) = crate::api::route(state, &parts, body).await {
+        tracing::debug!(method = %parts.method, path = parts.uri.path(), status = resp.status().as_u16(),
+            "http request");
+        if head {
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, empty());
+        }
+        return resp;
+    }
+    let req = Request::from_parts(parts, ());
     if req.method() != Method::GET && !head {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         r.headers_mut()
@@ -454,11 +472,13 @@ async fn meta(path: &std::path::Path) -> Response<HttpBody> {
 /// Whether the request carries `Authorization: Basic` with AccountSid and
 /// the auth token (compared in constant time).
 fn authorized<B>(state: &HttpState, req: &Request<B>) -> bool {
-    let Some(v) = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
+    authorized_headers(state, req.headers())
+}
+
+/// Whether the headers carry HTTP Basic auth with the AccountSid and the
+/// auth token.
+pub(crate) fn authorized_headers(state: &HttpState, headers: &http::HeaderMap) -> bool {
+    let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let Some((scheme, cred)) = v.trim().split_once(' ') else {
@@ -500,6 +520,14 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    r
+}
+
+/// A JSON body.
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<HttpBody> {
+    let mut r = full(status, body.to_string());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 

@@ -2,12 +2,14 @@
 //! child legs, bridges the first to answer and cancels the rest (design §3–§7).
 
 mod admission;
+mod api;
 mod call;
 mod conference;
 pub mod config;
 mod engine;
 pub mod fork;
 mod gather;
+pub mod history;
 pub mod http;
 mod media;
 pub mod media_ops;

@@ -355,6 +355,44 @@ fn caller_hangup_cancels_pending_byes_screening_and_gives_canceled() {
     assert_eq!(a.poll_timeout(), None);
 }
 
+/// The REST API cancels one ringing branch of three: it alone is
+/// cancelled and the others ring on; once the last one left is cancelled
+/// too (the first was busy), the Dial ends `canceled`. A bridged branch is
+/// not the arbiter's to cancel.
+#[test]
+fn branches_cancelled_by_the_api_end_the_dial_canceled_when_none_is_left() {
+    let t0 = Instant::now();
+    let mut a = fork(t0, 3);
+    assert!(a.on_branch_cancelled(t0 + MS, 1));
+    assert_eq!(
+        drain_all(&mut a),
+        [
+            Action::Cancel(1),
+            Action::Ended {
+                branch: 1,
+                status: tandem_types::CallStatus::Canceled
+            }
+        ]
+    );
+    assert!(!a.on_branch_cancelled(t0 + MS, 1), "already cancelled");
+    a.on_failed(t0 + 2 * MS, 0, 486);
+    assert!(drain(&mut a).is_empty(), "branch 2 still rings");
+    assert!(a.on_branch_cancelled(t0 + 3 * MS, 2));
+    assert_eq!(
+        drain(&mut a),
+        [Action::Cancel(2), finished(ForkStatus::Canceled, None)]
+    );
+
+    let mut b = fork(t0, 1);
+    b.on_answered(t0 + MS, 0);
+    drain(&mut b);
+    assert!(
+        !b.on_branch_cancelled(t0 + 2 * MS, 0),
+        "bridged: a BYE ends it"
+    );
+    assert!(drain(&mut b).is_empty());
+}
+
 #[test]
 fn caller_cancel_while_ringing_cancels_every_branch() {
     let t0 = Instant::now();

@@ -136,6 +136,8 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
         transcribe_command: None,
         speech_command: None,
         call_log_dir: None,
+        database: None,
+        retention: None,
         webhook_timeout: Duration::from_secs(2),
         media_auth: false,
         media: Some(MediaConfig {

@@ -123,6 +123,9 @@ pub enum FetchReason {
     /// `<Queue url>`: the document the dequeued caller hears before the
     /// bridge. The engine's own fetch.
     Dequeued,
+    /// The REST API moved the call to a new `Url`. The engine's own fetch;
+    /// its answer is fed back as [`Event::Redirected`].
+    Modify,
 }
 
 /// A document request for the webhook client. The interpreter adds only the

@@ -51,6 +51,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// `[speech]`: the recogniser for `<Gather input="speech">`.
     pub speech: SpeechConfig,
+    /// `[database]`: the call history.
+    pub database: DatabaseConfig,
     /// `[[trunk]]`s, in file order.
     pub trunks: Vec<TrunkConfig>,
     /// `[[number]]`s (inbound DIDs), in file order.
@@ -164,6 +166,16 @@ pub struct RecordingConfig {
     /// `<Record transcribe>`: the program (and arguments) that prints a
     /// recording's text; the WAV's path is appended.
     pub transcribe_command: Option<Vec<String>>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// The SQLite file (absolute); default `tandem.db` beside the config.
+    pub path: PathBuf,
+    /// History older than this is deleted; `None` (`retention_days = 0`)
+    /// keeps it for ever. Default 30 days.
+    pub retention: Option<std::time::Duration>,
 }
 
 /// `[speech]`.

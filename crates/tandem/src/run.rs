@@ -169,6 +169,8 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
         transcribe_command: config.recording.transcribe_command.clone(),
         speech_command: config.speech.command.clone(),
         call_log_dir: config.debug.call_logs.clone(),
+        database: Some(config.database.path.clone()),
+        retention: config.database.retention,
         webhook_timeout: config.http.webhook_timeout,
         media_auth: config.http.media_auth,
         media: Some(MediaConfig {

@@ -544,6 +544,10 @@ impl Call {
     ) {
         let Some(d) = &self.dial else { return };
         let b = &d.branches[i];
+        let info = self.child_info(b, status);
+        self.record_history(info, duration);
+        let Some(d) = &self.dial else { return };
+        let b = &d.branches[i];
         let Some((url, method, events)) = &b.status_callback else {
             return;
         };

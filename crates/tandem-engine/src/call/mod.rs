@@ -34,6 +34,7 @@ use crate::gather::Gathering;
 use crate::media_ops::{DigitsSource, DtmfDigit, PromptSource, VoiceChange};
 
 mod amd;
+mod api;
 mod conference;
 mod dial;
 mod env;
@@ -51,6 +52,7 @@ mod speech;
 mod tests;
 mod transfer;
 
+pub(crate) use api::{ApiAction, ApiCommand, ApiRefusal};
 pub(crate) use env::{Env, RealEnv};
 pub(crate) use replaces::parse_replaces;
 pub(crate) use shell::{Mailbox, mailbox, run};
@@ -118,6 +120,10 @@ pub(crate) enum CallMsg {
     Resolved(Vec<(String, u16, Option<SocketAddr>)>),
     /// A speech `<Gather>`'s audio recognised (or not).
     Recognized(Box<Recognized>),
+    /// The REST API modifies the call or one of its children.
+    Api(Box<api::ApiCommand>),
+    /// The `Url` of a REST API modification answered (or not).
+    ApiFetched(Box<Fetched>),
 }
 
 /// What the recogniser made of a speech `<Gather>`'s audio.
@@ -204,6 +210,10 @@ pub(crate) enum Output {
     /// Recognise a speech `<Gather>`'s audio; the answer comes back as
     /// `CallMsg::Recognized`.
     Recognize(Box<Recognition>),
+    /// A call's (or child call's) new state for the history; the shell
+    /// stamps the wall clock (`at`) and keeps the CallSid reachable for the
+    /// REST API until a final status.
+    History(Box<crate::history::CallRecord>),
     /// Another callback (`amdStatusCallback`), queued in order per `sid`.
     Callback {
         sid: String,
@@ -357,6 +367,10 @@ pub(crate) struct Call {
     caller_name: Option<String>,
     forwarded_from: Option<String>,
     answered: bool,
+    /// When the caller was answered (`duration` in the history).
+    answered_at: Option<Instant>,
+    /// How the call ends when it ends unanswered (the history's status).
+    unanswered: tandem_webhook::CallStatus,
     early_sent: bool,
     caller_gone: bool,
     finished: bool,
@@ -494,6 +508,8 @@ impl Call {
             from_user,
             to_user,
             answered: false,
+            answered_at: None,
+            unanswered: tandem_webhook::CallStatus::NoAnswer,
             early_sent: false,
             caller_gone: false,
             finished: false,
@@ -536,6 +552,7 @@ impl Call {
     /// Runs the document's first verbs (call once, after `new`).
     pub(crate) fn begin(&mut self, now: Instant) {
         self.now = now;
+        self.record_history(self.call_info(tandem_webhook::CallStatus::Ringing), None);
         self.drive();
     }
 
@@ -578,6 +595,13 @@ impl Call {
             forwarded_from: self.forwarded_from.clone(),
             caller_name: self.caller_name.clone(),
         }
+    }
+
+    /// Queues a call's (or child's) new state for the history.
+    fn record_history(&mut self, info: tandem_webhook::CallInfo, duration: Option<u64>) {
+        let mut record = crate::history::CallRecord::of(&info);
+        record.duration = duration;
+        self.out.push_back(Output::History(Box::new(record)));
     }
 
     fn status(&self) -> tandem_webhook::CallStatus {
@@ -703,6 +727,14 @@ impl Call {
             return;
         }
         self.finished = true;
+        let (status, duration) = match self.answered_at {
+            Some(at) => (
+                tandem_webhook::CallStatus::Completed,
+                Some(secs_between(at, self.now)),
+            ),
+            None => (self.unanswered, None),
+        };
+        self.record_history(self.call_info(status), duration);
         if self.record.is_some() {
             // The caller is gone (our BYE, a media timeout): Twilio still
             // posts what was recorded, with Digits=hangup.
@@ -779,6 +811,8 @@ impl Call {
         let sdp = self.answer_sdp.clone();
         let r = self.response(200, sdp.as_deref());
         self.answered = true;
+        self.answered_at = Some(self.now);
+        self.record_history(self.call_info(tandem_webhook::CallStatus::InProgress), None);
         self.dialog.confirm();
         self.respond_caller(r);
         if let Some(leg) = self.media {
@@ -795,6 +829,12 @@ impl Call {
             if self.answered {
                 self.send_bye_caller();
             } else {
+                self.unanswered = match code {
+                    486 | 600 => tandem_webhook::CallStatus::Busy,
+                    487 => tandem_webhook::CallStatus::Canceled,
+                    408 | 480 | 603 => tandem_webhook::CallStatus::NoAnswer,
+                    _ => tandem_webhook::CallStatus::Failed,
+                };
                 let r = self.response(code, None);
                 self.respond_caller(r);
             }
@@ -836,6 +876,7 @@ impl Call {
             CallMsg::Ack => {}
             CallMsg::Cancelled => {
                 tracing::info!("caller cancelled");
+                self.unanswered = tandem_webhook::CallStatus::Canceled;
                 self.caller_gone = true;
                 self.caller_left();
                 self.feed(Event::CallerHangup);
@@ -873,6 +914,8 @@ impl Call {
             CallMsg::Digit(d) => self.on_leg_digit(d.leg, d.digit),
             CallMsg::Voice(c) => self.on_voice(c),
             CallMsg::Recognized(r) => self.on_recognized(*r),
+            CallMsg::Api(cmd) => self.on_api(*cmd),
+            CallMsg::ApiFetched(result) => self.on_api_fetched(*result),
             CallMsg::ReferFetched(result) => self.on_refer_fetched(*result),
             CallMsg::WaitFetched { result, dequeue } => self.on_wait_fetched(*result, dequeue),
             CallMsg::Room(msg) => self.on_room(msg),

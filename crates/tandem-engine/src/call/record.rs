@@ -249,3 +249,42 @@ impl Call {
         self.feed(Event::Recorded(outcome));
     }
 }
+
+impl Call {
+    /// The `<Record>` stops without its `action` (the call is moved to
+    /// other TwiML): the recording is finished and kept, its callback sent.
+    pub(super) fn drop_record(&mut self) {
+        let Some(r) = self.record.take() else { return };
+        if let Some(id) = r.beep {
+            self.env.stop_play(id);
+        }
+        if !r.recording {
+            return;
+        }
+        if let Some(leg) = self.media {
+            self.env.listen_voice(leg, false);
+        }
+        match self.env.stop_recording() {
+            Some(Ok(info)) => {
+                tracing::info!(recording = %info.sid, "<Record> stopped: the call moved on");
+                let done = info.status == tandem_webhook::RecordingStatus::Completed;
+                let wanted = if done {
+                    RecordingStatus::Completed
+                } else {
+                    RecordingStatus::Absent
+                };
+                if let Some((url, method, events)) = &r.callback
+                    && events.contains(&wanted)
+                {
+                    self.out.push_back(Output::Recording {
+                        url: url.clone(),
+                        method: *method,
+                        event: Box::new(info.event()),
+                    });
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "<Record>: recording not finished"),
+            None => {}
+        }
+    }
+}

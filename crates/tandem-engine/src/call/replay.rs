@@ -179,6 +179,21 @@ impl CallLog {
             CallMsg::AckTimeout { was_2xx } => write!(l, "acktimeout {}", u8::from(*was_2xx)),
             CallMsg::Fetched(r) => write!(l, "fetched {}", fetched_text(r)),
             CallMsg::ReferFetched(r) => write!(l, "referfetched {}", fetched_text(r)),
+            CallMsg::ApiFetched(r) => write!(l, "apifetched {}", fetched_text(r)),
+            CallMsg::Api(cmd) => match &cmd.action {
+                super::ApiAction::Twiml(body) => {
+                    write!(l, "api {} twiml {}", esc(&cmd.sid), esc(body))
+                }
+                super::ApiAction::Url(url, method) => write!(
+                    l,
+                    "api {} url {} {}",
+                    esc(&cmd.sid),
+                    esc(url.as_str()),
+                    method_text(*method)
+                ),
+                super::ApiAction::Cancel => write!(l, "api {} cancel", esc(&cmd.sid)),
+                super::ApiAction::Complete => write!(l, "api {} complete", esc(&cmd.sid)),
+            },
             CallMsg::WaitFetched { result, dequeue } => write!(
                 l,
                 "waitfetched {} {}",
@@ -796,6 +811,30 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
         ["referfetched", rest @ ..] => {
             Input::Msg(CallMsg::ReferFetched(Box::new(parse_fetched(rest)?)))
         }
+        ["apifetched", rest @ ..] => {
+            Input::Msg(CallMsg::ApiFetched(Box::new(parse_fetched(rest)?)))
+        }
+        ["api", sid, rest @ ..] => {
+            let action = match rest {
+                ["twiml", body] => super::ApiAction::Twiml(unesc(body)),
+                ["url", url, method] => super::ApiAction::Url(
+                    Url::parse(&unesc(url)).map_err(|e| format!("api url: {e}"))?,
+                    if *method == "GET" {
+                        tandem_twiml::Method::Get
+                    } else {
+                        tandem_twiml::Method::Post
+                    },
+                ),
+                ["cancel"] => super::ApiAction::Cancel,
+                ["complete"] => super::ApiAction::Complete,
+                _ => return Err("api action".to_owned()),
+            };
+            Input::Msg(CallMsg::Api(Box::new(super::ApiCommand {
+                sid: unesc(sid),
+                action,
+                reply: None,
+            })))
+        }
         ["waitfetched", rest @ ..] => {
             let (dequeue, rest) = rest.split_first().ok_or("waitfetched")?;
             Input::Msg(CallMsg::WaitFetched {
@@ -1180,6 +1219,7 @@ pub(crate) fn describe(o: &Output) -> String {
                 .map_or("final".to_owned(), |n| format!("partial {n}")),
             r.opts.language
         ),
+        Output::History(r) => format!("history {} {}", r.sid, r.status),
         Output::Callback {
             sid, url, params, ..
         } => {

@@ -362,6 +362,8 @@ struct Shell {
     routed: Vec<String>,
     /// Callback queues, per call SID (the parent's and each child's).
     queues: HashMap<String, tandem_webhook::CallbackQueue>,
+    /// CallSids of this task's calls not yet over, reachable by the REST API.
+    live: Vec<String>,
 }
 
 impl Shell {
@@ -372,6 +374,7 @@ impl Shell {
             sid,
             routed: Vec::new(),
             queues: HashMap::new(),
+            live: Vec::new(),
         }
     }
 
@@ -405,6 +408,19 @@ impl Shell {
                 self.ctx.calls.remove(&call_id);
                 self.routed.retain(|c| *c != call_id);
             }
+            Output::History(mut record) => {
+                if crate::history::is_final(record.status) {
+                    self.ctx.live.remove(&record.sid);
+                    self.live.retain(|s| *s != record.sid);
+                } else if !self.live.contains(&record.sid) {
+                    self.ctx.live.insert(record.sid.clone(), self.me.clone());
+                    self.live.push(record.sid.clone());
+                }
+                if let Some(h) = &self.ctx.history {
+                    record.at = SystemTime::now();
+                    h.record(*record);
+                }
+            }
             Output::Fetch {
                 screen,
                 req,
@@ -422,6 +438,9 @@ impl Shell {
                         Some(call_id) => CallMsg::ScreenFetched { call_id, result },
                         None if reason == tandem_twiml::FetchReason::Refer => {
                             CallMsg::ReferFetched(result)
+                        }
+                        None if reason == tandem_twiml::FetchReason::Modify => {
+                            CallMsg::ApiFetched(result)
                         }
                         None if matches!(
                             reason,
@@ -565,6 +584,9 @@ async fn call_loop(
     }
     for c in shell.routed.drain(..) {
         ctx.calls.remove(&c);
+    }
+    for sid in shell.live.drain(..) {
+        ctx.live.remove(&sid);
     }
     ctx.calls.remove(&call_id);
     drop(call);

@@ -330,6 +330,8 @@ fn config() -> Arc<EngineConfig> {
         transcribe_command: None,
         speech_command: None,
         call_log_dir: None,
+        database: None,
+        retention: None,
         webhook_timeout: Duration::from_secs(5),
         media_auth: false,
         media: None,
@@ -652,11 +654,85 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// The history records the call gave, in order: (at, sid, status, duration).
+    fn history(&self) -> Vec<(Duration, String, CallStatus, Option<u64>)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::History(r) => Some((*at, r.sid.clone(), r.status, r.duration)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 fn call_id(r: &Request) -> String {
     r.headers.call_id().unwrap().to_owned()
 }
 
 const EVENTS: &str = r#"statusCallbackEvent="initiated ringing answered completed""#;
+
+/// The history (issue 11) sees the parent and each child as their states
+/// change: the parent ringing, answered, completed with its talk time
+/// (rounded to the nearest second, as `CallDuration`); the
+/// winner initiated, ringing, answered, completed; the loser cancelled.
+#[test]
+fn the_history_follows_the_parent_and_every_child() {
+    let mut h = Harness::start(
+        r#"<Response><Dial><Sip>sip:a@127.0.0.21:5060</Sip><Sip>sip:b@127.0.0.22:5060</Sip></Dial></Response>"#,
+    );
+    h.advance(100 * MS);
+    h.callee(0, 180, "ta");
+    h.advance(400 * MS);
+    h.callee(1, 200, "tb");
+    h.advance(20 * SEC);
+    h.caller_bye();
+    let rows = h.history();
+    let parent = rows[0].1.clone();
+    let of = |sid: &str| -> Vec<(Duration, CallStatus, Option<u64>)> {
+        rows.iter()
+            .filter(|r| r.1 == sid)
+            .map(|r| (r.0, r.2, r.3))
+            .collect()
+    };
+    assert_eq!(
+        of(&parent),
+        [
+            (Duration::ZERO, CallStatus::Ringing, None),
+            // A <Dial> without answerOnBridge answers the caller at once.
+            (Duration::ZERO, CallStatus::InProgress, None),
+            (20_500 * MS, CallStatus::Completed, Some(21)),
+        ]
+    );
+    let children: Vec<String> = rows
+        .iter()
+        .filter(|r| r.1 != parent)
+        .map(|r| r.1.clone())
+        .fold(Vec::new(), |mut v, s| {
+            if !v.contains(&s) {
+                v.push(s);
+            }
+            v
+        });
+    assert_eq!(children.len(), 2);
+    assert_eq!(
+        of(&children[0]),
+        [
+            (Duration::ZERO, CallStatus::Initiated, None),
+            (100 * MS, CallStatus::Ringing, None),
+            (500 * MS, CallStatus::Canceled, None),
+        ]
+    );
+    assert_eq!(
+        of(&children[1]),
+        [
+            (Duration::ZERO, CallStatus::Initiated, None),
+            (500 * MS, CallStatus::InProgress, None),
+            (20_500 * MS, CallStatus::Completed, Some(20)),
+        ]
+    );
+}
 
 /// Regression (issue "Calls that last"): a simultaneous ring answered by one
 /// callee was hung up by the cancelled branch's silent leg hitting the media
@@ -3304,4 +3380,239 @@ fn a_screened_callee_answers_by_speech() {
     );
     let st = h.env.st();
     assert!(!st.speech.contains(&branch_leg) && !st.voice.contains(&branch_leg));
+}
+
+// ----- the REST API modifies live calls (issue 11, call/api.rs) -----
+
+impl Harness {
+    /// A REST API modification of `sid`; its answer.
+    fn api(&mut self, sid: &str, action: super::ApiAction) -> Result<(), super::ApiRefusal> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.msg(CallMsg::Api(Box::new(super::ApiCommand {
+            sid: sid.to_owned(),
+            action,
+            reply: Some(tx),
+        })));
+        rx.try_recv().expect("the call answers at once")
+    }
+
+    /// The child CallSids of the history, in the order they first appear.
+    fn child_sids(&self) -> Vec<String> {
+        let parent = self.call.sid().to_owned();
+        let mut v: Vec<String> = Vec::new();
+        for (_, sid, _, _) in self.history() {
+            if sid != parent && !v.contains(&sid) {
+                v.push(sid);
+            }
+        }
+        v
+    }
+
+    /// The documents fetched for the caller, by path.
+    fn fetched_paths(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Fetch {
+                    screen: None, req, ..
+                } => Some(req.url.path().to_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// `Twiml` on a parent in a bridged `<Dial>`: the callee is hung up, the
+/// Dial's action is not requested, and the new document runs at once.
+#[test]
+fn the_api_moves_a_bridged_parent_to_new_twiml_without_the_dial_action() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+    );
+    h.callee(0, 200, "ta");
+    h.advance(30 * SEC);
+    let sid = h.call.sid().to_owned();
+    let b = call_id(&h.invites()[0]);
+    let r = h.api(
+        &sid,
+        super::ApiAction::Twiml(r#"<Response><Redirect>/next</Redirect></Response>"#.into()),
+    );
+    assert_eq!(r, Ok(()));
+    assert_eq!(h.sent(Method::Bye, &b), [30 * SEC]);
+    assert_eq!(
+        h.fetched_paths(),
+        ["/next"],
+        "no Dial action, the new document's verb"
+    );
+    assert!(h.action().is_none());
+    assert_eq!(h.byes_to_caller(), 0, "the caller stays");
+}
+
+/// `Url` on a parent pausing: fetched with the call's parameters, then the
+/// pause stops and the fetched document runs; a failed fetch changes nothing.
+#[test]
+fn the_api_url_is_fetched_then_replaces_what_the_caller_was_doing() {
+    let mut h = Harness::start(r#"<Response><Pause length="60"/><Hangup/></Response>"#);
+    h.advance(5 * SEC);
+    let sid = h.call.sid().to_owned();
+    let url = Url::parse("http://app.test/moved").unwrap();
+    assert_eq!(
+        h.api(&sid, super::ApiAction::Url(url, tandem_twiml::Method::Post)),
+        Ok(())
+    );
+    let (req, params) = h
+        .log
+        .iter()
+        .find_map(|(_, o)| match o {
+            Output::Fetch { req, params, .. } if req.url.path() == "/moved" => {
+                Some((req.clone(), params.clone()))
+            }
+            _ => None,
+        })
+        .expect("the Url is fetched");
+    assert_eq!(req.reason, tandem_twiml::FetchReason::Modify);
+    assert!(params.iter().any(|(k, v)| k == "CallSid" && v == sid));
+    h.msg(CallMsg::ApiFetched(Box::new(Err("timeout".into()))));
+    h.advance(SEC);
+    assert_eq!(
+        h.byes_to_caller(),
+        0,
+        "a failed Url leaves the call as it was"
+    );
+    h.msg(CallMsg::ApiFetched(Box::new(Ok((
+        "<Response><Hangup/></Response>".into(),
+        Some(Url::parse("http://app.test/moved").unwrap()),
+    )))));
+    assert_eq!(
+        h.byes_to_caller(),
+        1,
+        "the pause stopped; <Hangup/> ran at 6 s"
+    );
+    assert_eq!(
+        h.history().last().map(|r| (r.0, r.2, r.3)),
+        Some((6 * SEC, CallStatus::Completed, Some(6)))
+    );
+}
+
+/// `Status=canceled` on one ringing child of two cancels it alone; on the
+/// last one left the Dial ends `canceled` and its action says so.
+#[test]
+fn the_api_cancels_ringing_children_one_by_one() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip><Sip>sip:b@127.0.0.22:5060</Sip></Dial></Response>"#,
+    );
+    h.callee(0, 180, "ta");
+    h.callee(1, 180, "tb");
+    h.advance(2 * SEC);
+    let kids = h.child_sids();
+    let (a, b) = (call_id(&h.invites()[0]), call_id(&h.invites()[1]));
+    assert_eq!(h.api(&kids[0], super::ApiAction::Cancel), Ok(()));
+    assert_eq!(h.cancels(), [(2 * SEC, a.clone())]);
+    assert!(h.action().is_none(), "b still rings");
+    assert_eq!(
+        h.api(&kids[0], super::ApiAction::Cancel),
+        Err(super::ApiRefusal::NotInProgress),
+        "a cancelled child is over"
+    );
+    h.advance(SEC);
+    assert_eq!(h.api(&kids[1], super::ApiAction::Complete), Ok(()));
+    assert_eq!(h.cancels(), [(2 * SEC, a), (3 * SEC, b)]);
+    let (at, p) = h.action().expect("the Dial ended");
+    assert_eq!(at, 3 * SEC);
+    assert_eq!(p["DialCallStatus"], "canceled");
+    let ends: Vec<CallStatus> = h
+        .history()
+        .iter()
+        .filter(|r| r.1 != h.call.sid())
+        .filter(|r| crate::history::is_final(r.2))
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(ends, [CallStatus::Canceled, CallStatus::Canceled]);
+}
+
+/// `Status=completed` on the bridged child hangs it up: the Dial ends
+/// `completed` with its duration and runs its action; `canceled` on it
+/// changes nothing (it is in progress); moving a child is refused.
+#[test]
+fn the_api_completes_a_bridged_child_and_the_parent_runs_the_action() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+    );
+    h.callee(0, 200, "ta");
+    h.advance(12 * SEC);
+    let kid = h.child_sids()[0].clone();
+    let b = call_id(&h.invites()[0]);
+    assert_eq!(h.api(&kid, super::ApiAction::Cancel), Ok(()));
+    assert!(h.sent(Method::Bye, &b).is_empty());
+    assert!(matches!(
+        h.api(&kid, super::ApiAction::Twiml("<Response/>".into())),
+        Err(super::ApiRefusal::Unsupported(_))
+    ));
+    assert_eq!(h.api(&kid, super::ApiAction::Complete), Ok(()));
+    assert_eq!(h.sent(Method::Bye, &b), [12 * SEC]);
+    let (at, p) = h.action().expect("action requested");
+    assert_eq!(at, 12 * SEC);
+    assert_eq!(p["DialCallStatus"], "completed");
+    assert_eq!(p["DialCallDuration"], "12");
+    assert_eq!(h.byes_to_caller(), 0);
+}
+
+/// `Status=canceled` on a parent still ringing (`answerOnBridge`) answers
+/// it 487 and cancels its branch; `completed` on an answered one sends BYE;
+/// a call that is over refuses every modification.
+#[test]
+fn the_api_hangs_up_a_parent_and_refuses_a_finished_call() {
+    let mut h = Harness::start(
+        r#"<Response><Dial answerOnBridge="true"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+    );
+    h.callee(0, 180, "ta");
+    h.advance(SEC);
+    let sid = h.call.sid().to_owned();
+    assert_eq!(h.api(&sid, super::ApiAction::Cancel), Ok(()));
+    assert_eq!(h.cancels().len(), 1, "its ringing branch is cancelled");
+    let refused = h.log.iter().any(|(_, o)| {
+        matches!(o, Output::Respond { response, .. } if u16::from(response.status_code.clone()) == 487)
+    });
+    assert!(refused, "a ringing caller gets 487");
+    assert_eq!(h.history().last().map(|r| r.2), Some(CallStatus::Canceled));
+    assert_eq!(
+        h.api(&sid, super::ApiAction::Complete),
+        Err(super::ApiRefusal::NotInProgress)
+    );
+
+    let mut h = Harness::start(r#"<Response><Say>hi</Say><Pause length="60"/></Response>"#);
+    h.advance(3 * SEC);
+    let sid = h.call.sid().to_owned();
+    assert_eq!(h.api(&sid, super::ApiAction::Complete), Ok(()));
+    assert_eq!(h.byes_to_caller(), 1);
+    assert_eq!(h.history().last().map(|r| r.2), Some(CallStatus::Completed));
+}
+
+/// A call modified through the API replays from its log.
+#[test]
+fn api_modifications_replay() {
+    let mut h = Harness::start_full(
+        r#"<Response><Dial><Sip>sip:a@127.0.0.21:5060</Sip><Sip>sip:b@127.0.0.22:5060</Sip></Dial><Pause length="9"/></Response>"#,
+        caller_invite(&[]),
+        FakeEnv::default(),
+        true,
+    );
+    h.callee(0, 180, "ta");
+    h.advance(SEC);
+    let kids = h.child_sids();
+    h.api(&kids[0], super::ApiAction::Cancel).unwrap();
+    let sid = h.call.sid().to_owned();
+    h.api(
+        &sid,
+        super::ApiAction::Url(
+            Url::parse("http://app.test/x").unwrap(),
+            tandem_twiml::Method::Get,
+        ),
+    )
+    .unwrap();
+    h.msg(CallMsg::ApiFetched(Box::new(Ok((
+        "<Response><Hangup/></Response>".into(),
+        None,
+    )))));
+    assert!(h.assert_replays() > 10);
 }

@@ -168,6 +168,12 @@ impl Call {
     /// — its dialog, media leg, CallSid, From and To — running `document`.
     fn hand_over(&mut self, i: usize, document: tandem_twiml::Document, url: Option<Url>) {
         self.send_bye_caller();
+        // The caller's call ends here; the call goes on as the callee's.
+        let talked = self.answered_at.map(|a| secs_between(a, self.now));
+        self.record_history(
+            self.call_info(tandem_webhook::CallStatus::Completed),
+            talked,
+        );
         let recording_url = self.stop_dial_recording();
         if let Some(leg) = self.media.take() {
             self.env.close_leg(leg);
@@ -192,6 +198,7 @@ impl Call {
                 .headers
                 .retain(|h| !matches!(h, Header::ContentType(_)));
         }
+        self.answered_at = b.answered_at;
         self.handed = Some(Box::new(HandedOver {
             status_callback: b.status_callback.take(),
             answered_at: b.answered_at,

@@ -17,6 +17,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub speech: RawSpeech,
     #[serde(default)]
+    pub database: RawDatabase,
+    #[serde(default)]
     pub trunk: Vec<RawTrunk>,
     #[serde(default)]
     pub number: Vec<RawNumber>,
@@ -107,6 +109,14 @@ pub(crate) struct RawRecording {
 #[serde(deny_unknown_fields, expecting = "a [speech] table")]
 pub(crate) struct RawSpeech {
     pub command: Option<Vec<String>>,
+}
+
+/// `[database]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [database] table")]
+pub(crate) struct RawDatabase {
+    pub path: Option<String>,
+    pub retention_days: Option<u32>,
 }
 
 /// One `[[trunk]]`.

@@ -9,12 +9,14 @@ use std::time::Duration;
 use url::Url;
 
 use super::raw::{
-    RawAccount, RawClient, RawConfig, RawHttp, RawLimits, RawNumber, RawRtp, RawSip, RawTrunk,
+    RawAccount, RawClient, RawConfig, RawDatabase, RawHttp, RawLimits, RawNumber, RawRtp, RawSip,
+    RawTrunk,
 };
 use super::{
-    AccountConfig, Cidr, ClientConfig, Config, ConfigSource, Credentials, DebugConfig, HttpConfig,
-    Issue, LimitsConfig, Method, NumberConfig, NumberHandler, RecordingConfig, RtpConfig, Secret,
-    SipConfig, SipProxy, SpeechConfig, TrunkConfig, VoiceWebhook, normalize,
+    AccountConfig, Cidr, ClientConfig, Config, ConfigSource, Credentials, DatabaseConfig,
+    DebugConfig, HttpConfig, Issue, LimitsConfig, Method, NumberConfig, NumberHandler,
+    RecordingConfig, RtpConfig, Secret, SipConfig, SipProxy, SpeechConfig, TrunkConfig,
+    VoiceWebhook, normalize,
 };
 
 /// Collects issues while checking.
@@ -157,6 +159,7 @@ pub(crate) fn validate(
             "must name a program first, e.g. [\"/usr/local/bin/recognise\", \"--model\", \"small\"]",
         );
     }
+    let database = database(&mut c, &raw.database);
     let call_logs = raw
         .debug
         .call_logs
@@ -182,12 +185,39 @@ pub(crate) fn validate(
         speech: SpeechConfig {
             command: speech_command,
         },
+        database,
         trunks,
         numbers,
         clients,
         debug: DebugConfig { call_logs },
         limits,
     })
+}
+
+fn database(c: &mut Checker<'_>, d: &RawDatabase) -> DatabaseConfig {
+    const MAX_DAYS: u32 = 36_500;
+    let path = d.path.as_deref().unwrap_or("tandem.db");
+    if path.trim().is_empty() || path.ends_with('/') {
+        c.fail("database.path", "must name a file, e.g. \"tandem.db\"");
+    }
+    let path = c.dir(path);
+    if path.is_dir() {
+        c.fail(
+            "database.path",
+            format!("{} is a folder; name a file in it", path.display()),
+        );
+    }
+    let days = d.retention_days.unwrap_or(30);
+    if days > MAX_DAYS {
+        c.fail(
+            "database.retention_days",
+            format!("{days} is more than {MAX_DAYS}; 0 keeps the history for ever"),
+        );
+    }
+    DatabaseConfig {
+        path,
+        retention: (days > 0).then(|| std::time::Duration::from_secs(u64::from(days) * 86_400)),
+    }
 }
 
 fn limits(c: &mut Checker<'_>, l: &RawLimits) -> LimitsConfig {

@@ -1,0 +1,567 @@
+//! The REST API's Calls resource in Twilio's 2010-04-01 shapes (issue 11,
+//! docs/api.md), served by Tandem's HTTP listener:
+//!
+//! - `GET /2010-04-01/Accounts/{AccountSid}/Calls.json`: the history, newest
+//!   first, with Twilio's filters (`To`, `From`, `Status`, `ParentCallSid`,
+//!   `StartTime`/`EndTime` and their `<=`/`>=` forms) and paging
+//!   (`PageSize`, `Page`, `PageToken`; `next_page_uri` to follow).
+//! - `GET …/Calls/{CallSid}.json`: one call.
+//! - `POST …/Calls/{CallSid}.json`: modify a live call — `Twiml`, or `Url`
+//!   and `Method`, moves it to new TwiML; `Status=canceled|completed` ends
+//!   it (call/api.rs has the rules).
+//!
+//! Every request needs HTTP Basic auth with the AccountSid and auth token
+//! (401 otherwise); another account's path is 404. Errors have Twilio's
+//! body: `code`, `message`, `more_info`, `status`.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Body;
+use serde_json::{Value, json};
+
+use crate::call::{ApiAction, ApiCommand, ApiRefusal, CallMsg};
+use crate::engine::Ctx;
+use crate::history::{CallFilter, CallRow, History};
+use crate::http::{HttpBody, HttpState, json_response};
+use crate::recording::API_PREFIX;
+
+/// Largest form body read.
+const MAX_BODY: usize = 64 * 1024;
+/// Calls per page unless `PageSize` says otherwise, and at most.
+const PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 1000;
+/// How long a live call has to take a modification.
+const CALL_ANSWER: Duration = Duration::from_secs(5);
+
+/// A Twilio-shaped error.
+struct ApiError {
+    status: StatusCode,
+    code: u32,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 20001, message)
+    }
+
+    fn not_found(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            20404,
+            format!("The requested resource {path} was not found"),
+        )
+    }
+
+    fn response(&self) -> http::Response<HttpBody> {
+        let body = json!({
+            "code": self.code,
+            "message": self.message,
+            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
+            "status": self.status.as_u16(),
+        });
+        let mut r = json_response(self.status, &body);
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic realm=\"Tandem\""),
+            );
+        }
+        r
+    }
+}
+
+/// The resource a path names.
+enum Resource<'a> {
+    List,
+    Call(&'a str),
+}
+
+/// Answers a request for the Calls resource; `None` when the path is not
+/// one (the listener's other routes take it).
+pub(crate) async fn route<B>(
+    state: &HttpState,
+    parts: &Parts,
+    body: B,
+) -> Option<http::Response<HttpBody>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = parts.uri.path();
+    let rest = path.strip_prefix(API_PREFIX)?.strip_prefix('/')?;
+    let mut segs = rest.split('/');
+    let account = segs.next()?;
+    let resource = match (segs.next()?, segs.next(), segs.next()) {
+        ("Calls.json", None, None) => Resource::List,
+        ("Calls", Some(file), None) => Resource::Call(file.strip_suffix(".json")?),
+        _ => return None,
+    };
+    let result = serve(state, parts, account, resource, body).await;
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::error!(path, message = %e.message, "REST API request failed");
+            } else {
+                tracing::debug!(path, status = e.status.as_u16(), message = %e.message, "REST API request refused");
+            }
+            e.response()
+        }
+    };
+    Some(response)
+}
+
+async fn serve<B>(
+    state: &HttpState,
+    parts: &Parts,
+    account: &str,
+    resource: Resource<'_>,
+    body: B,
+) -> Result<http::Response<HttpBody>, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = parts.uri.path();
+    if !crate::http::authorized_headers(state, &parts.headers) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            20003,
+            "Authentication Error - invalid username or password",
+        ));
+    }
+    let Some(ctx) = state.api.as_ref() else {
+        return Err(ApiError::not_found(path));
+    };
+    if account != ctx.cfg.account_sid {
+        return Err(ApiError::not_found(path));
+    }
+    let history = ctx.history.clone();
+    match (&parts.method, resource) {
+        (&Method::GET | &Method::HEAD, Resource::List) => {
+            let Some(history) = history else {
+                return Err(ApiError::not_found(path));
+            };
+            list(&history, account, parts.uri.query().unwrap_or("")).await
+        }
+        (&Method::GET | &Method::HEAD, Resource::Call(sid)) => {
+            let Some(history) = history else {
+                return Err(ApiError::not_found(path));
+            };
+            match fetch(&history, sid).await? {
+                Some(row) => Ok(json_response(StatusCode::OK, &call_json(account, &row))),
+                None => Err(ApiError::not_found(path)),
+            }
+        }
+        (&Method::POST, Resource::Call(sid)) => {
+            let form = read_form(body).await?;
+            modify(ctx, sid, path, &form).await
+        }
+        (&Method::POST, Resource::List) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            20004,
+            "Placing calls through the API is not supported yet",
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            20004,
+            format!("Method not allowed: {}", parts.method),
+        )),
+    }
+}
+
+async fn read_form<B>(body: B) -> Result<Vec<(String, String)>, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let bytes = http_body_util::Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::invalid(format!("request body unreadable or over 64 KiB: {e}")))?
+        .to_bytes();
+    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+fn param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::history::HistoryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            20500,
+            format!("history: {e}"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            20500,
+            format!("history: {e}"),
+        )),
+    }
+}
+
+async fn fetch(history: &History, sid: &str) -> Result<Option<CallRow>, ApiError> {
+    let h = history.clone();
+    let sid = sid.to_owned();
+    blocking(move || h.call(&sid)).await
+}
+
+/// `GET …/Calls.json`.
+async fn list(
+    history: &History,
+    account: &str,
+    query: &str,
+) -> Result<http::Response<HttpBody>, ApiError> {
+    let q: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let mut filter = CallFilter::default();
+    let mut page_size = PAGE_SIZE;
+    let mut page = 0usize;
+    let mut token = None;
+    // What the next page's URI repeats.
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (k, v) in &q {
+        match k.as_str() {
+            "To" => filter.to = Some(v.clone()),
+            "From" => filter.from = Some(v.clone()),
+            "ParentCallSid" => filter.parent_sid = Some(v.clone()),
+            "Status" => {
+                if v.parse::<tandem_webhook::CallStatus>().is_err() {
+                    return Err(ApiError::invalid(format!(
+                        "Status {v:?} is not a call status"
+                    )));
+                }
+                filter.status = Some(v.to_ascii_lowercase());
+            }
+            "StartTime" | "StartTime<" | "StartTime>" | "EndTime" | "EndTime<" | "EndTime>" => {
+                let (from, to) = time_range(v).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "{k} {v:?} is not a date (YYYY-MM-DD) or a time (YYYY-MM-DDTHH:MM:SSZ)"
+                    ))
+                })?;
+                let (after, before) = if k.starts_with("Start") {
+                    (&mut filter.start_after_ms, &mut filter.start_before_ms)
+                } else {
+                    (&mut filter.end_after_ms, &mut filter.end_before_ms)
+                };
+                if !k.ends_with('<') {
+                    *after = Some(from);
+                }
+                if !k.ends_with('>') {
+                    *before = Some(to);
+                }
+            }
+            "PageSize" => {
+                page_size = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("PageSize {v:?} must be 1 to {MAX_PAGE_SIZE}"))
+                    })?;
+                continue;
+            }
+            "Page" => {
+                page = v
+                    .parse()
+                    .map_err(|_| ApiError::invalid(format!("Page {v:?} is not a number")))?;
+                continue;
+            }
+            "PageToken" => {
+                let sid = v
+                    .strip_prefix("PA")
+                    .filter(|s| s.starts_with("CA"))
+                    .ok_or_else(|| ApiError::invalid(format!("PageToken {v:?} is not valid")))?;
+                token = Some(sid.to_owned());
+                continue;
+            }
+            _ => continue,
+        }
+        kept.push((k.clone(), v.clone()));
+    }
+    let h = history.clone();
+    let f = filter.clone();
+    let offset = if token.is_some() { 0 } else { page * page_size };
+    let after = token.clone();
+    let mut rows = blocking(move || {
+        // One more than a page: whether there is a next one.
+        h.calls(&f, after.as_deref(), offset, page_size + 1)
+    })
+    .await?;
+    let more = rows.len() > page_size;
+    rows.truncate(page_size);
+    let base = format!("{API_PREFIX}/{account}/Calls.json");
+    let uri_with = |extra: &[(&str, String)]| -> String {
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &kept {
+            s.append_pair(k, v);
+        }
+        for (k, v) in extra {
+            s.append_pair(k, v);
+        }
+        format!("{base}?{}", s.finish())
+    };
+    let size = page_size.to_string();
+    let this = {
+        let mut extra = vec![("PageSize", size.clone()), ("Page", page.to_string())];
+        if let Some(t) = &token {
+            extra.push(("PageToken", format!("PA{t}")));
+        }
+        uri_with(&extra)
+    };
+    let next = match (more, rows.last()) {
+        (true, Some(last)) => Value::String(uri_with(&[
+            ("PageSize", size.clone()),
+            ("Page", (page + 1).to_string()),
+            ("PageToken", format!("PA{}", last.sid)),
+        ])),
+        _ => Value::Null,
+    };
+    let start = page * page_size;
+    let body = json!({
+        "calls": rows.iter().map(|r| call_json(account, r)).collect::<Vec<_>>(),
+        "end": (start + rows.len()).saturating_sub(1),
+        "first_page_uri": uri_with(&[("PageSize", size.clone()), ("Page", "0".into())]),
+        "next_page_uri": next,
+        "page": page,
+        "page_size": page_size,
+        "previous_page_uri": Value::Null,
+        "start": start,
+        "uri": this,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `POST …/Calls/{CallSid}.json`.
+async fn modify(
+    ctx: &Arc<Ctx>,
+    sid: &str,
+    path: &str,
+    form: &[(String, String)],
+) -> Result<http::Response<HttpBody>, ApiError> {
+    let action = if let Some(status) = param(form, "Status") {
+        match status {
+            "canceled" => ApiAction::Cancel,
+            "completed" => ApiAction::Complete,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "Status {other:?}: only canceled or completed can be set"
+                )));
+            }
+        }
+    } else if let Some(twiml) = param(form, "Twiml") {
+        if let Err(e) = tandem_twiml::parse(twiml) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                12100,
+                format!("Twiml is not valid TwiML: {e}"),
+            ));
+        }
+        ApiAction::Twiml(twiml.to_owned())
+    } else if let Some(url) = param(form, "Url") {
+        let parsed = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    21205,
+                    format!("Url {url:?} is not a valid http(s) URL"),
+                )
+            })?;
+        let method = match param(form, "Method") {
+            None => tandem_twiml::Method::Post,
+            Some(m) => m
+                .parse()
+                .map_err(|_| ApiError::invalid(format!("Method {m:?} must be GET or POST")))?,
+        };
+        ApiAction::Url(parsed, method)
+    } else {
+        return Err(ApiError::invalid("One of Url, Twiml or Status is required"));
+    };
+    let live = ctx.live.get(sid).map(|m| m.clone());
+    let Some(mailbox) = live else {
+        let known = match &ctx.history {
+            Some(h) => fetch(h, sid).await?.is_some(),
+            None => false,
+        };
+        return Err(if known {
+            not_in_progress()
+        } else {
+            ApiError::not_found(path)
+        });
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sent = mailbox.send(CallMsg::Api(Box::new(ApiCommand {
+        sid: sid.to_owned(),
+        action,
+        reply: Some(tx),
+    })));
+    if !sent {
+        return Err(not_in_progress());
+    }
+    match tokio::time::timeout(CALL_ANSWER, rx).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(ApiRefusal::NotInProgress))) | Ok(Err(_)) => return Err(not_in_progress()),
+        Ok(Ok(Err(ApiRefusal::Unsupported(why)))) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, 21220, why));
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                20503,
+                "The call did not take the modification in time",
+            ));
+        }
+    }
+    let Some(history) = ctx.history.clone() else {
+        return Ok(json_response(StatusCode::OK, &json!({ "sid": sid })));
+    };
+    // What the call did is written before the resource is read back.
+    let h = history.clone();
+    blocking(move || {
+        h.flush();
+        Ok(())
+    })
+    .await?;
+    match fetch(&history, sid).await? {
+        Some(row) => Ok(json_response(
+            StatusCode::OK,
+            &call_json(&ctx.cfg.account_sid, &row),
+        )),
+        None => Err(ApiError::not_found(path)),
+    }
+}
+
+fn not_in_progress() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        21220,
+        "Call is not in-progress. Cannot redirect.",
+    )
+}
+
+fn rfc2822_ms(ms: i64) -> String {
+    tandem_webhook::rfc2822(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+/// A call in Twilio's Call resource shape.
+pub(crate) fn call_json(account: &str, r: &CallRow) -> Value {
+    let uri = format!("{API_PREFIX}/{account}/Calls/{}.json", r.sid);
+    json!({
+        "account_sid": account,
+        "annotation": Value::Null,
+        "answered_by": r.answered_by,
+        "api_version": "2010-04-01",
+        "caller_name": r.caller_name,
+        "date_created": rfc2822_ms(r.created_ms),
+        "date_updated": rfc2822_ms(r.updated_ms),
+        "direction": r.direction,
+        "duration": r.duration.map(|d| d.to_string()),
+        "end_time": r.end_ms.map(rfc2822_ms),
+        "forwarded_from": r.forwarded_from,
+        "from": r.from,
+        "from_formatted": r.from,
+        "group_sid": Value::Null,
+        "parent_call_sid": r.parent_sid,
+        "phone_number_sid": Value::Null,
+        "price": Value::Null,
+        "price_unit": "USD",
+        "queue_time": "0",
+        "sid": r.sid,
+        "start_time": r.start_ms.map(rfc2822_ms),
+        "status": r.status,
+        "subresource_uris": {},
+        "to": r.to,
+        "to_formatted": r.to,
+        "trunk_sid": Value::Null,
+        "uri": uri,
+    })
+}
+
+/// A date (`2026-12-04`: that whole day) or a UTC time
+/// (`2026-12-04T10:00:00Z`: that second) as an inclusive range of Unix ms.
+fn time_range(v: &str) -> Option<(i64, i64)> {
+    let (date, time) = match v.split_once('T') {
+        Some((d, t)) => (d, Some(t.strip_suffix('Z').unwrap_or(t))),
+        None => (v, None),
+    };
+    let mut d = date.split('-');
+    let (y, m, day) = (
+        d.next()?.parse::<i64>().ok()?,
+        d.next()?.parse::<i64>().ok()?,
+        d.next()?.parse::<i64>().ok()?,
+    );
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let day_ms = days_from_civil(y, m, day) * 86_400_000;
+    match time {
+        None => Some((day_ms, day_ms + 86_400_000 - 1)),
+        Some(t) => {
+            let mut p = t.split(':');
+            let (h, min, s) = (
+                p.next()?.parse::<i64>().ok()?,
+                p.next()?.parse::<i64>().ok()?,
+                p.next().unwrap_or("0").parse::<i64>().ok()?,
+            );
+            if p.next().is_some() || h > 23 || min > 59 || s > 60 {
+                return None;
+            }
+            let at = day_ms + ((h * 60 + min) * 60 + s) * 1000;
+            Some((at, at + 999))
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_times_are_inclusive_ranges() {
+        assert_eq!(time_range("1970-01-01"), Some((0, 86_399_999)));
+        assert_eq!(
+            time_range("2010-08-16T03:25:01Z"),
+            Some((1_281_929_101_000, 1_281_929_101_999))
+        );
+        assert_eq!(time_range("2000-02-29").map(|r| r.0), Some(951_782_400_000));
+        for bad in ["", "2010", "2010-13-01", "2010-01-01T25:00:00Z", "x-y-z"] {
+            assert_eq!(time_range(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! A live call modified through the REST API (`POST …/Calls/{CallSid}.json`,
+//! docs/api.md "Modify a call"): the call's own event, handled like any
+//! other.
+//!
+//! - `Twiml` or `Url`/`Method` on the parent: whatever it is doing stops
+//!   (a prompt, a pause, a `<Gather>`, a `<Record>` — whose recording is
+//!   kept, without its `action`), and the new document runs from its first
+//!   verb. In a `<Dial>` the branches are cancelled or the bridged callee
+//!   hung up, and the `<Dial>` ends without requesting its `action`, as on
+//!   Twilio. A `Url` is fetched first with the call's parameters; if that
+//!   fails, the call goes on as it was (logged).
+//! - `Status=completed`: the call is hung up (BYE once answered; 487 to a
+//!   caller still ringing). `Status=canceled` does the same to a call not
+//!   yet answered and nothing to one in progress (Twilio's rule).
+//! - On a child call (a `<Dial>` branch): `canceled` (or `completed`) on a
+//!   ringing branch cancels that branch alone; when no branch is left the
+//!   `<Dial>` ends with `DialCallStatus=canceled`. `completed` on the
+//!   bridged child hangs it up: the `<Dial>` ends `completed` and its
+//!   `action` runs. Moving a child to new TwiML is refused (see
+//!   docs/api.md).
+
+use super::*;
+
+/// What the REST API asks of a live call.
+#[derive(Debug)]
+pub(crate) enum ApiAction {
+    /// Run this document (`Twiml`, checked by the API) now.
+    Twiml(String),
+    /// Fetch this URL and run what it returns.
+    Url(Url, tandem_twiml::Method),
+    /// `Status=canceled`.
+    Cancel,
+    /// `Status=completed`.
+    Complete,
+}
+
+/// Why a live call refused a modification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ApiRefusal {
+    /// The call (or child) is over, or it is not this call's.
+    #[error("Call is not in-progress. Cannot redirect.")]
+    NotInProgress,
+    /// Tandem cannot do this (yet).
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+/// A modification and where its result goes.
+#[derive(Debug)]
+pub(crate) struct ApiCommand {
+    /// The parent's or a child's CallSid.
+    pub sid: String,
+    pub action: ApiAction,
+    pub reply: Option<tokio::sync::oneshot::Sender<Result<(), ApiRefusal>>>,
+}
+
+impl Call {
+    /// A modification from the REST API.
+    pub(super) fn on_api(&mut self, mut cmd: ApiCommand) {
+        let result = if cmd.sid == self.sid {
+            self.api_parent(cmd.action)
+        } else {
+            self.api_child(&cmd.sid, cmd.action)
+        };
+        match &result {
+            Ok(()) => tracing::info!(sid = %cmd.sid, "call modified through the REST API"),
+            Err(e) => tracing::info!(sid = %cmd.sid, reason = %e, "REST API modification refused"),
+        }
+        if let Some(reply) = cmd.reply.take() {
+            let _ = reply.send(result);
+        }
+    }
+
+    fn api_parent(&mut self, action: ApiAction) -> Result<(), ApiRefusal> {
+        if self.finished || self.caller_gone {
+            return Err(ApiRefusal::NotInProgress);
+        }
+        match action {
+            ApiAction::Cancel if self.answered => Ok(()),
+            ApiAction::Cancel | ApiAction::Complete => {
+                self.hangup(487);
+                Ok(())
+            }
+            ApiAction::Twiml(body) => match tandem_twiml::parse(&body) {
+                Ok(document) => self.move_to(document, None),
+                Err(_) => Err(ApiRefusal::Unsupported("the Twiml is not valid TwiML")),
+            },
+            ApiAction::Url(url, method) => {
+                self.movable()?;
+                let params = self.call_info(self.status()).voice_params();
+                self.out.push_back(Output::Fetch {
+                    screen: None,
+                    req: tandem_twiml::FetchRequest {
+                        url,
+                        method,
+                        params: Vec::new(),
+                        reason: tandem_twiml::FetchReason::Modify,
+                    },
+                    params,
+                    fallback: None,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn api_child(&mut self, sid: &str, action: ApiAction) -> Result<(), ApiRefusal> {
+        let now = self.now;
+        let Some(d) = self.dial.as_mut().filter(|d| !d.done) else {
+            return Err(ApiRefusal::NotInProgress);
+        };
+        let Some(i) = d.branches.iter().position(|b| b.sid == sid && !b.ended) else {
+            return Err(ApiRefusal::NotInProgress);
+        };
+        match action {
+            ApiAction::Twiml(_) | ApiAction::Url(..) => Err(ApiRefusal::Unsupported(
+                "moving a child call to new TwiML is not supported: modify the parent, or complete the child",
+            )),
+            ApiAction::Cancel | ApiAction::Complete if d.bridged == Some(i) => {
+                if matches!(action, ApiAction::Cancel) {
+                    // Twilio: canceled leaves a call in progress alone.
+                    return Ok(());
+                }
+                self.end_bridge(true);
+                Ok(())
+            }
+            ApiAction::Cancel | ApiAction::Complete => {
+                if d.arbiter.on_branch_cancelled(now, i) {
+                    self.apply_actions();
+                    Ok(())
+                } else {
+                    Err(ApiRefusal::NotInProgress)
+                }
+            }
+        }
+    }
+
+    /// A redirect can be carried out now.
+    fn movable(&self) -> Result<(), ApiRefusal> {
+        if self.in_conference() || self.queue.is_some() {
+            return Err(ApiRefusal::Unsupported(
+                "a call in a <Conference> or a queue cannot be redirected yet",
+            ));
+        }
+        if self.transfer.is_some() {
+            return Err(ApiRefusal::Unsupported(
+                "the call is being transferred (REFER)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `Url` of a modification answered (or not).
+    pub(super) fn on_api_fetched(&mut self, result: Fetched) {
+        if self.finished || self.caller_gone {
+            return;
+        }
+        let document = match result {
+            Ok((body, url)) => match tandem_twiml::parse(&body) {
+                Ok(doc) => Ok((doc, url)),
+                Err(e) => Err(format!("invalid TwiML: {e}")),
+            },
+            Err(e) => Err(e),
+        };
+        match document {
+            Ok((document, url)) => {
+                if let Err(e) = self.move_to(document, url) {
+                    tracing::warn!(reason = %e, "REST API redirect not carried out");
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "REST API redirect: the Url failed; the call goes on as it was");
+            }
+        }
+    }
+
+    /// Stops what the caller is doing and runs `document`.
+    fn move_to(
+        &mut self,
+        document: tandem_twiml::Document,
+        url: Option<Url>,
+    ) -> Result<(), ApiRefusal> {
+        self.movable()?;
+        self.pending_dial = None;
+        if let Some(d) = self.dial.as_mut().filter(|d| !d.done) {
+            // The Dial ends without its action; the new document follows.
+            self.redirect = Some(Box::new((document, url)));
+            if d.bridged.is_some() {
+                self.end_bridge(true);
+            } else {
+                d.arbiter.on_caller_hangup(self.now);
+                self.apply_actions();
+            }
+            return Ok(());
+        }
+        self.stop_caller_verb();
+        if let Some(u) = &url {
+            self.document_url = Some(u.clone());
+        }
+        self.feed(Event::Redirected { document, url });
+        Ok(())
+    }
+
+    /// The caller's current verb stops where it is: its audio, its pause,
+    /// its gathering, its recording (the file is kept; no `action`).
+    fn stop_caller_verb(&mut self) {
+        if let Some(p) = self.playing.take() {
+            self.env.stop_play(p);
+        }
+        self.caller_seq = 0;
+        self.pause_until = None;
+        self.prompt_queue.clear();
+        self.pending_gather = None;
+        self.end_gathering();
+        self.drop_record();
+    }
+}

@@ -1,0 +1,704 @@
+//! Call history in SQLite (issue 11, docs/api.md "History"): every call and
+//! child call, written as it progresses, so a restart keeps the history and
+//! a crash loses no finished call.
+//!
+//! Calls never wait for the disk: [`History::record`] queues a row for one
+//! writer thread, which applies whatever has queued up in one transaction
+//! and commits at once (WAL, `synchronous=NORMAL`: a committed call
+//! survives `kill -9`; a power cut may lose the last few). Readers (the REST
+//! API) use their own connection, which WAL lets read while the writer
+//! writes.
+//!
+//! The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] are
+//! applied in order at open. Rows older than the retention are deleted at
+//! open and hourly. Calls a previous process left unfinished (it stopped or
+//! crashed during them) are closed at open: `completed` if they were
+//! answered, else `failed`, with an event saying why.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+/// Rows queued for the writer beyond which new ones are dropped (and
+/// counted) rather than letting memory grow without bound.
+const QUEUE: usize = 65_536;
+/// Rows applied in one transaction at most.
+const BATCH: usize = 4_096;
+/// How often rows past the retention are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Schema versions, in order; `user_version` counts those applied.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE calls (
+        sid TEXT PRIMARY KEY NOT NULL,
+        parent_sid TEXT,
+        from_ TEXT NOT NULL,
+        to_ TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        status TEXT NOT NULL,
+        caller_name TEXT,
+        forwarded_from TEXT,
+        answered_by TEXT,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        start_ms INTEGER,
+        end_ms INTEGER,
+        duration INTEGER
+    );
+    CREATE INDEX calls_by_created ON calls (created_ms DESC, sid DESC);
+    CREATE INDEX calls_by_parent ON calls (parent_sid);
+    CREATE TABLE call_events (
+        id INTEGER PRIMARY KEY,
+        call_sid TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX call_events_by_call ON call_events (call_sid, id);
+"];
+
+/// Errors opening or reading the history.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// SQLite refused (cannot open, corrupt file, disk full...).
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer Tandem.
+    #[error("{path}: schema version {found} is newer than this Tandem's ({known})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    /// The writer thread could not be started.
+    #[error("history writer: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// A call's state at one moment: what the writer stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub sid: String,
+    pub parent_sid: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub direction: tandem_webhook::Direction,
+    pub status: tandem_webhook::CallStatus,
+    pub caller_name: Option<String>,
+    pub forwarded_from: Option<String>,
+    pub answered_by: Option<String>,
+    /// Seconds answered, once the call has ended.
+    pub duration: Option<u64>,
+    /// When this state was reached.
+    pub at: SystemTime,
+}
+
+impl CallRecord {
+    /// A record of `info` with no duration, not yet stamped (`at` is the
+    /// epoch until the writer's caller sets it).
+    pub fn of(info: &tandem_webhook::CallInfo) -> Self {
+        CallRecord {
+            sid: info.call_sid.clone(),
+            parent_sid: info.parent_call_sid.clone(),
+            from: info.from.clone(),
+            to: info.to.clone(),
+            direction: info.direction,
+            status: info.status,
+            caller_name: info.caller_name.clone(),
+            forwarded_from: info.forwarded_from.clone(),
+            answered_by: None,
+            duration: None,
+            at: UNIX_EPOCH,
+        }
+    }
+}
+
+/// Whether a call in this status is over.
+pub fn is_final(status: tandem_webhook::CallStatus) -> bool {
+    use tandem_webhook::CallStatus as S;
+    matches!(
+        status,
+        S::Completed | S::Busy | S::Failed | S::NoAnswer | S::Canceled
+    )
+}
+
+/// A stored call, as the REST API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRow {
+    pub sid: String,
+    pub parent_sid: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub direction: String,
+    pub status: String,
+    pub caller_name: Option<String>,
+    pub forwarded_from: Option<String>,
+    pub answered_by: Option<String>,
+    /// Unix milliseconds.
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub duration: Option<i64>,
+}
+
+/// One event in a call's life (status changes today).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEvent {
+    pub at_ms: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Filters of `GET …/Calls.json` (all optional; Twilio's names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    pub to: Option<String>,
+    pub from: Option<String>,
+    pub status: Option<String>,
+    pub parent_sid: Option<String>,
+    /// `StartTime>=`, `StartTime<=` (inclusive, Unix ms); an exact
+    /// `StartTime` day is both.
+    pub start_after_ms: Option<i64>,
+    pub start_before_ms: Option<i64>,
+    pub end_after_ms: Option<i64>,
+    pub end_before_ms: Option<i64>,
+}
+
+enum Op {
+    Call(Box<CallRecord>),
+    /// Answered once everything queued before it is committed.
+    Barrier(std::sync::mpsc::Sender<()>),
+}
+
+struct Shared {
+    path: PathBuf,
+    reader: Mutex<Connection>,
+    dropped: AtomicU64,
+    written: AtomicU64,
+}
+
+/// The history: a queue to its writer thread and a read connection.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct History {
+    tx: SyncSender<Op>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl History {
+    /// Opens (creating) the database at `path`, brings its schema up to
+    /// date, closes the calls a previous process left open, deletes rows
+    /// older than `retention` (`None`: keep everything), and starts the
+    /// writer.
+    pub fn open(path: &Path, retention: Option<Duration>) -> Result<Self, HistoryError> {
+        let err = |source| HistoryError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let mut writer = Connection::open(path).map_err(err)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+            )
+            .map_err(err)?;
+        migrate(&mut writer, path)?;
+        let now = ms(SystemTime::now());
+        let closed = close_interrupted(&mut writer, now).map_err(err)?;
+        if closed > 0 {
+            tracing::warn!(
+                calls = closed,
+                "history: calls left open by the previous run closed (it stopped during them)"
+            );
+        }
+        purge(&writer, retention, now).map_err(err)?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        reader
+            .execute_batch("PRAGMA busy_timeout=5000;")
+            .map_err(err)?;
+        let shared = Arc::new(Shared {
+            path: path.to_owned(),
+            reader: Mutex::new(reader),
+            dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        });
+        let (tx, rx) = sync_channel(QUEUE);
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("tandem-history".into())
+            .spawn(move || write_loop(writer, &rx, retention, &thread_shared))?;
+        tracing::info!(path = %path.display(), "call history open");
+        Ok(History { tx, shared })
+    }
+
+    /// Queues a call's new state; never blocks. When the writer is that
+    /// far behind, the row is dropped and counted (`/metrics`).
+    pub fn record(&self, record: CallRecord) {
+        match self.tx.try_send(Op::Call(Box::new(record))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    tracing::error!(dropped = n + 1, "history writer behind: call rows dropped");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits (blocking) until everything queued before now is committed.
+    pub fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.tx.send(Op::Barrier(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+
+    /// Rows dropped because the writer was behind, and rows written.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.shared.dropped.load(Ordering::Relaxed),
+            self.shared.written.load(Ordering::Relaxed),
+        )
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, HistoryError> {
+        let conn = self
+            .shared
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(&conn).map_err(|source| HistoryError::Sqlite {
+            path: self.shared.path.clone(),
+            source,
+        })
+    }
+
+    /// One call by its SID.
+    pub fn call(&self, sid: &str) -> Result<Option<CallRow>, HistoryError> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM calls WHERE sid = ?1"),
+                [sid],
+                row,
+            )
+            .optional()
+        })
+    }
+
+    /// Up to `limit` calls matching `filter`, newest first, after the call
+    /// `after` (the last of the previous page) when given, skipping `offset`.
+    pub fn calls(
+        &self,
+        filter: &CallFilter,
+        after: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<CallRow>, HistoryError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM calls WHERE 1=1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut text = |sql: &mut String, col: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                args.push(v.clone().into());
+                sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+            }
+        };
+        text(&mut sql, "to_", &filter.to);
+        text(&mut sql, "from_", &filter.from);
+        text(&mut sql, "status", &filter.status);
+        text(&mut sql, "parent_sid", &filter.parent_sid);
+        for (col, op, v) in [
+            ("start_ms", ">=", filter.start_after_ms),
+            ("start_ms", "<=", filter.start_before_ms),
+            ("end_ms", ">=", filter.end_after_ms),
+            ("end_ms", "<=", filter.end_before_ms),
+        ] {
+            if let Some(v) = v {
+                args.push(v.into());
+                sql.push_str(&format!(" AND {col} {op} ?{}", args.len()));
+            }
+        }
+        if let Some(after) = after {
+            args.push(after.to_owned().into());
+            let n = args.len();
+            sql.push_str(&format!(
+                " AND (created_ms, sid) < (SELECT created_ms, sid FROM calls WHERE sid = ?{n})"
+            ));
+        }
+        args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+        args.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
+        sql.push_str(&format!(
+            " ORDER BY created_ms DESC, sid DESC LIMIT ?{} OFFSET ?{}",
+            args.len() - 1,
+            args.len()
+        ));
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row)?;
+            rows.collect()
+        })
+    }
+
+    /// A call's events, oldest first.
+    pub fn events(&self, sid: &str) -> Result<Vec<CallEvent>, HistoryError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at_ms, kind, detail FROM call_events WHERE call_sid = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([sid], |r| {
+                Ok(CallEvent {
+                    at_ms: r.get(0)?,
+                    kind: r.get(1)?,
+                    detail: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+const COLUMNS: &str = "sid, parent_sid, from_, to_, direction, status, caller_name, \
+    forwarded_from, answered_by, created_ms, updated_ms, start_ms, end_ms, duration";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+    Ok(CallRow {
+        sid: r.get(0)?,
+        parent_sid: r.get(1)?,
+        from: r.get(2)?,
+        to: r.get(3)?,
+        direction: r.get(4)?,
+        status: r.get(5)?,
+        caller_name: r.get(6)?,
+        forwarded_from: r.get(7)?,
+        answered_by: r.get(8)?,
+        created_ms: r.get(9)?,
+        updated_ms: r.get(10)?,
+        start_ms: r.get(11)?,
+        end_ms: r.get(12)?,
+        duration: r.get(13)?,
+    })
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), HistoryError> {
+    let err = |source| HistoryError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    let applied = usize::try_from(version).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(HistoryError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        tracing::info!(path = %path.display(), version = i + 1, "history schema migrated");
+    }
+    Ok(())
+}
+
+/// Calls still open in the file (a previous process ended during them).
+fn close_interrupted(conn: &mut Connection, now: i64) -> rusqlite::Result<usize> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO call_events (call_sid, at_ms, kind, detail)
+         SELECT sid, ?1, 'interrupted', 'Tandem stopped during the call'
+         FROM calls WHERE status IN ('queued', 'initiated', 'ringing', 'in-progress')",
+        [now],
+    )?;
+    let n = tx.execute(
+        "UPDATE calls SET
+           status = CASE status WHEN 'in-progress' THEN 'completed' ELSE 'failed' END,
+           end_ms = ?1, updated_ms = ?1
+         WHERE status IN ('queued', 'initiated', 'ringing', 'in-progress')",
+        [now],
+    )?;
+    tx.commit()?;
+    Ok(n)
+}
+
+fn purge(conn: &Connection, retention: Option<Duration>, now: i64) -> rusqlite::Result<()> {
+    let Some(keep) = retention else {
+        return Ok(());
+    };
+    let cutoff = now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+    let events = conn.execute(
+        "DELETE FROM call_events WHERE call_sid IN (SELECT sid FROM calls WHERE created_ms < ?1)",
+        [cutoff],
+    )?;
+    let calls = conn.execute("DELETE FROM calls WHERE created_ms < ?1", [cutoff])?;
+    if calls > 0 {
+        tracing::info!(calls, events, "history: calls past the retention deleted");
+    }
+    Ok(())
+}
+
+fn write_loop(
+    mut conn: Connection,
+    rx: &Receiver<Op>,
+    retention: Option<Duration>,
+    shared: &Shared,
+) {
+    let mut last_purge = Instant::now();
+    let mut barriers = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        ops.extend(rx.try_iter().take(BATCH - 1));
+        let n = ops.len();
+        let result = (|| -> rusqlite::Result<u64> {
+            let tx = conn.transaction()?;
+            let mut rows = 0;
+            for op in ops {
+                match op {
+                    Op::Call(rec) => {
+                        apply(&tx, &rec)?;
+                        rows += 1;
+                    }
+                    Op::Barrier(b) => barriers.push(b),
+                }
+            }
+            tx.commit()?;
+            Ok(rows)
+        })();
+        match result {
+            Ok(rows) => {
+                shared.written.fetch_add(rows, Ordering::Relaxed);
+            }
+            Err(e) => {
+                shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(error = %e, rows = n, "history: a batch of call rows could not be written");
+            }
+        }
+        for b in barriers.drain(..) {
+            let _ = b.send(());
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = Instant::now();
+            if let Err(e) = purge(&conn, retention, ms(SystemTime::now())) {
+                tracing::warn!(error = %e, "history: purge failed");
+            }
+        }
+    }
+    tracing::debug!("history writer stopped");
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, r: &CallRecord) -> rusqlite::Result<()> {
+    let at = ms(r.at);
+    let end = is_final(r.status).then_some(at);
+    let duration = r.duration.map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+    tx.prepare_cached(
+        "INSERT INTO calls (sid, parent_sid, from_, to_, direction, status, caller_name,
+                forwarded_from, answered_by, created_ms, updated_ms, start_ms, end_ms, duration)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10, ?11, ?12)
+         ON CONFLICT (sid) DO UPDATE SET
+           parent_sid = excluded.parent_sid, from_ = excluded.from_, to_ = excluded.to_,
+           direction = excluded.direction, status = excluded.status,
+           caller_name = excluded.caller_name, forwarded_from = excluded.forwarded_from,
+           answered_by = coalesce(excluded.answered_by, answered_by),
+           updated_ms = excluded.updated_ms,
+           end_ms = coalesce(excluded.end_ms, end_ms),
+           duration = coalesce(excluded.duration, duration)",
+    )?
+    .execute(params![
+        r.sid,
+        r.parent_sid,
+        r.from,
+        r.to,
+        r.direction.as_str(),
+        r.status.as_str(),
+        r.caller_name,
+        r.forwarded_from,
+        r.answered_by,
+        at,
+        end,
+        duration,
+    ])?;
+    tx.prepare_cached(
+        "INSERT INTO call_events (call_sid, at_ms, kind, detail) VALUES (?1, ?2, 'status', ?3)",
+    )?
+    .execute(params![r.sid, at, r.status.as_str()])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_webhook::{CallStatus, Direction};
+
+    fn record(sid: &str, status: CallStatus, at_s: u64) -> CallRecord {
+        CallRecord {
+            sid: sid.into(),
+            parent_sid: None,
+            from: "+15550001".into(),
+            to: "+15550002".into(),
+            direction: Direction::Inbound,
+            status,
+            caller_name: None,
+            forwarded_from: None,
+            answered_by: None,
+            duration: None,
+            at: UNIX_EPOCH + Duration::from_secs(at_s),
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tandem-history-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("tandem.db")
+    }
+
+    #[test]
+    fn a_call_keeps_its_start_and_gets_its_end_and_duration() {
+        let path = temp("life");
+        let h = History::open(&path, None).unwrap();
+        h.record(record("CA1", CallStatus::Ringing, 100));
+        h.record(record("CA1", CallStatus::InProgress, 101));
+        let mut end = record("CA1", CallStatus::Completed, 131);
+        end.duration = Some(30);
+        h.record(end);
+        h.flush();
+        let row = h.call("CA1").unwrap().unwrap();
+        assert_eq!(row.status, "completed");
+        assert_eq!(row.created_ms, 100_000);
+        assert_eq!(row.start_ms, Some(100_000));
+        assert_eq!(row.end_ms, Some(131_000));
+        assert_eq!(row.duration, Some(30));
+        let events: Vec<_> = h
+            .events("CA1")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.detail)
+            .collect();
+        assert_eq!(events, ["ringing", "in-progress", "completed"]);
+        assert_eq!(h.counts(), (0, 3));
+    }
+
+    #[test]
+    fn a_reopened_file_keeps_finished_calls_and_closes_open_ones() {
+        let path = temp("reopen");
+        {
+            let h = History::open(&path, None).unwrap();
+            h.record(record("CA1", CallStatus::Completed, 100));
+            h.record(record("CA2", CallStatus::InProgress, 100));
+            h.record(record("CA3", CallStatus::Ringing, 100));
+            h.flush();
+        }
+        let h = History::open(&path, None).unwrap();
+        let status = |sid| h.call(sid).unwrap().unwrap().status;
+        assert_eq!(status("CA1"), "completed");
+        assert_eq!(status("CA2"), "completed");
+        assert_eq!(status("CA3"), "failed");
+        let kinds: Vec<_> = h
+            .events("CA2")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["status", "interrupted"]);
+    }
+
+    #[test]
+    fn pages_run_newest_first_and_filters_combine() {
+        let path = temp("pages");
+        let h = History::open(&path, None).unwrap();
+        for i in 0..7u64 {
+            let mut r = record(&format!("CA{i}"), CallStatus::Completed, 1_000 + i);
+            if i % 2 == 0 {
+                r.to = "+1999".into();
+            }
+            h.record(r);
+        }
+        h.flush();
+        let all = CallFilter::default();
+        let first = h.calls(&all, None, 0, 3).unwrap();
+        let sids: Vec<_> = first.iter().map(|r| r.sid.as_str()).collect();
+        assert_eq!(sids, ["CA6", "CA5", "CA4"]);
+        let next = h.calls(&all, Some("CA4"), 0, 3).unwrap();
+        let by_offset = h.calls(&all, None, 3, 3).unwrap();
+        assert_eq!(by_offset, next);
+        let sids: Vec<_> = next.iter().map(|r| r.sid.as_str()).collect();
+        assert_eq!(sids, ["CA3", "CA2", "CA1"]);
+        let to = CallFilter {
+            to: Some("+1999".into()),
+            start_before_ms: Some(1_004_000),
+            ..CallFilter::default()
+        };
+        let sids: Vec<_> = h
+            .calls(&to, None, 0, 50)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.sid)
+            .collect();
+        assert_eq!(sids, ["CA4", "CA2", "CA0"]);
+    }
+
+    #[test]
+    fn retention_deletes_old_calls_at_open() {
+        let path = temp("retention");
+        {
+            let h = History::open(&path, None).unwrap();
+            h.record(record("CAold", CallStatus::Completed, 100));
+            let mut new = record("CAnew", CallStatus::Completed, 0);
+            new.at = SystemTime::now();
+            h.record(new);
+            h.flush();
+        }
+        let h = History::open(&path, Some(Duration::from_secs(86_400))).unwrap();
+        assert!(h.call("CAold").unwrap().is_none());
+        assert!(h.events("CAold").unwrap().is_empty());
+        assert!(h.call("CAnew").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let path = temp("newer");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("PRAGMA user_version = 99").unwrap();
+        }
+        let e = History::open(&path, None).unwrap_err();
+        assert!(e.to_string().contains("schema version 99"), "{e}");
+    }
+}

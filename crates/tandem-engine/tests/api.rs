@@ -1,0 +1,484 @@
+//! The REST API as a client uses it (issue 11, docs/api.md), over real
+//! loopback sockets: a caller rings a number whose `<Dial>` forks to two
+//! callees; the API lists the three calls, cancels one ringing child (it
+//! gets a CANCEL), sees the other answer, moves the parent to new TwiML
+//! (the bridged callee and then the caller get BYE), and finds every call
+//! with its final status — again after the engine restarts on the same
+//! database. Wrong credentials get 401, another account 404.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+use tandem_engine::http::HttpServer;
+use tandem_engine::{Engine, EngineConfig, NumberRoute, Trunk, TwimlSource};
+use tandem_transport::{Endpoint, EndpointConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(5);
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "api-test-token";
+
+/// A SIP peer on a UDP socket that reads messages and answers requests.
+struct Peer {
+    sock: UdpSocket,
+    tag: &'static str,
+}
+
+impl Peer {
+    async fn new(tag: &'static str) -> Peer {
+        Peer {
+            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            tag,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+
+    /// The next message whose first line starts with `prefix` (others are skipped).
+    async fn expect(&self, prefix: &str) -> (String, SocketAddr) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, from) = timeout(WAIT, self.sock.recv_from(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{prefix} within 5 s"))
+                .unwrap();
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with(prefix) {
+                return (text, from);
+            }
+        }
+    }
+
+    /// Answers `req` with `status` (a To tag added).
+    async fn reply(&self, req: &str, status: &str, to: SocketAddr) {
+        let mut m = format!("SIP/2.0 {status}\r\n");
+        for l in req.lines().skip(1) {
+            let name = l
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if ["via", "from", "call-id", "cseq"].contains(&name.as_str()) {
+                m.push_str(l);
+                m.push_str("\r\n");
+            } else if name == "to" {
+                if l.contains("tag=") {
+                    m.push_str(l);
+                } else {
+                    m.push_str(&format!("{l};tag={}", self.tag));
+                }
+                m.push_str("\r\n");
+            }
+        }
+        m.push_str(&format!(
+            "Contact: <sip:{}@127.0.0.1:{}>\r\nContent-Length: 0\r\n\r\n",
+            self.tag,
+            self.port()
+        ));
+        self.sock.send_to(m.as_bytes(), to).await.unwrap();
+    }
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or_else(|| panic!("{name} missing in:\n{msg}"))
+}
+
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: not JSON: {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request with Basic auth (`None`: none) and a form body.
+async fn http(
+    server: &HttpServer,
+    method: &str,
+    target: &str,
+    auth: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> Reply {
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    let body = {
+        let mut f = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form {
+            f.append_pair(k, v);
+        }
+        f.finish()
+    };
+    let auth = auth.map_or(String::new(), |(u, p)| {
+        format!(
+            "Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    });
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: tandem\r\nConnection: close\r\n{auth}\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    Reply {
+        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body: body.to_owned(),
+    }
+}
+
+const OK: Option<(&str, &str)> = Some((ACCOUNT, TOKEN));
+
+fn calls_uri(rest: &str) -> String {
+    format!("/2010-04-01/Accounts/{ACCOUNT}/Calls{rest}")
+}
+
+fn config(dir: &Path, tandem: SocketAddr, doc: PathBuf) -> EngineConfig {
+    EngineConfig {
+        account_sid: ACCOUNT.into(),
+        auth_token: TOKEN.into(),
+        sip_host: tandem.to_string(),
+        public_url: "http://127.0.0.1:1".into(),
+        trunks: vec![Trunk {
+            name: "local".into(),
+            proxy: "sip:127.0.0.1:5".into(),
+            username: None,
+            password: None,
+            prefixes: vec![String::new()],
+            sources: vec![("127.0.0.1".parse().unwrap(), 32)],
+            register: None,
+        }],
+        numbers: vec![NumberRoute {
+            number: "+15550001000".into(),
+            source: TwimlSource::File(doc),
+        }],
+        clients: Vec::new(),
+        limits: Default::default(),
+        recording_dir: dir.join("rec"),
+        transcribe_command: None,
+        speech_command: None,
+        call_log_dir: None,
+        database: Some(dir.join("tandem.db")),
+        retention: None,
+        webhook_timeout: Duration::from_secs(2),
+        media_auth: false,
+        media: None,
+    }
+}
+
+/// An engine with its HTTP listener; stopped when dropped.
+struct Running {
+    http: Option<HttpServer>,
+    runner: tokio::task::JoinHandle<()>,
+    tandem: SocketAddr,
+}
+
+impl Running {
+    async fn start(dir: &Path, doc: &Path) -> Running {
+        let mut ep = Endpoint::start(EndpointConfig {
+            udp: vec!["127.0.0.1:0".parse().unwrap()],
+            ..EndpointConfig::default()
+        })
+        .await
+        .unwrap();
+        let tandem = ep.handle.locals().udp[0];
+        let engine = Engine::new(config(dir, tandem, doc.to_owned()), ep.handle.clone()).unwrap();
+        let http = engine
+            .serve_http("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let runner = tokio::spawn(async move {
+            engine.run(&mut ep.events).await;
+            ep.shutdown();
+        });
+        Running {
+            http: Some(http),
+            runner,
+            tandem,
+        }
+    }
+
+    fn http(&self) -> &HttpServer {
+        self.http.as_ref().unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(h) = self.http.take() {
+            h.shutdown().await;
+        }
+        self.runner.abort();
+        let _ = (&mut self.runner).await;
+    }
+}
+
+async fn call(r: &Running, sid: &str) -> Value {
+    let got = http(
+        r.http(),
+        "GET",
+        &calls_uri(&format!("/{sid}.json")),
+        OK,
+        &[],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    got.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_lists_cancels_redirects_and_finds_the_calls_after_a_restart() {
+    let dir = std::env::temp_dir().join(format!("tandem-api-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (caller, a, b) = (
+        Peer::new("c1").await,
+        Peer::new("ta").await,
+        Peer::new("tb").await,
+    );
+    let doc = dir.join("fork.xml");
+    std::fs::write(
+        &doc,
+        format!(
+            "<Response><Dial><Sip>sip:a@127.0.0.1:{}</Sip><Sip>sip:b@127.0.0.1:{}</Sip></Dial>\
+             <Pause length=\"30\"/></Response>",
+            a.port(),
+            b.port()
+        ),
+    )
+    .unwrap();
+    let r = Running::start(&dir, &doc).await;
+    let tandem = r.tandem;
+
+    // The caller's INVITE is answered at once (a <Dial> without answerOnBridge).
+    let cport = caller.port();
+    let invite = format!(
+        "INVITE sip:+15550001000@{tandem} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bKapi1;rport\r\n\
+         From: <sip:+15551112222@127.0.0.1>;tag=c1\r\nTo: <sip:+15550001000@{tandem}>\r\nCall-ID: api-call\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{cport}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller
+        .sock
+        .send_to(invite.as_bytes(), tandem)
+        .await
+        .unwrap();
+    let (ok, _) = caller.expect("SIP/2.0 200").await;
+    let to = header(&ok, "To").to_owned();
+    caller
+        .sock
+        .send_to(
+            format!(
+                "ACK sip:tandem@{tandem} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bKapi2\r\n\
+                 From: <sip:+15551112222@127.0.0.1>;tag=c1\r\nTo: {to}\r\nCall-ID: api-call\r\nCSeq: 1 ACK\r\n\
+                 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+            tandem,
+        )
+        .await
+        .unwrap();
+    let (inv_a, from_a) = a.expect("INVITE ").await;
+    let (inv_b, from_b) = b.expect("INVITE ").await;
+    a.reply(&inv_a, "180 Ringing", from_a).await;
+    b.reply(&inv_b, "180 Ringing", from_b).await;
+
+    // Wrong or missing credentials: 401 in Twilio's shape; another account: 404.
+    for auth in [
+        None,
+        Some((ACCOUNT, "wrong")),
+        Some(("ACffffffffffffffffffffffffffffffff", TOKEN)),
+    ] {
+        let got = http(r.http(), "GET", &calls_uri(".json"), auth, &[]).await;
+        assert_eq!(got.status, 401);
+        assert_eq!(got.json()["code"], 20003);
+        assert_eq!(got.json()["status"], 401);
+    }
+    let other = "/2010-04-01/Accounts/ACffffffffffffffffffffffffffffffff/Calls.json";
+    assert_eq!(http(r.http(), "GET", other, OK, &[]).await.status, 404);
+
+    // Three calls: the parent in progress, two children ringing.
+    let mut children = Vec::new();
+    let parent = loop {
+        let list = http(r.http(), "GET", &calls_uri(".json"), OK, &[])
+            .await
+            .json();
+        let calls = list["calls"].as_array().unwrap().clone();
+        let ringing = calls.iter().filter(|c| c["status"] == "ringing").count();
+        if calls.len() == 3 && ringing == 2 {
+            let parent = calls
+                .iter()
+                .find(|c| c["direction"] == "inbound")
+                .expect("the parent")
+                .clone();
+            for c in &calls {
+                if c["direction"] == "outbound-dial" {
+                    assert_eq!(c["parent_call_sid"], parent["sid"]);
+                    children.push(c.clone());
+                }
+            }
+            break parent;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(parent["status"], "in-progress");
+    assert_eq!(parent["from"], "+15551112222");
+    assert_eq!(parent["to"], "+15550001000");
+    assert_eq!(
+        list_len(
+            &r,
+            &format!("?ParentCallSid={}", parent["sid"].as_str().unwrap())
+        )
+        .await,
+        2
+    );
+    assert_eq!(list_len(&r, "?Status=ringing").await, 2);
+    let page = http(r.http(), "GET", &calls_uri(".json?PageSize=2"), OK, &[])
+        .await
+        .json();
+    assert_eq!(page["calls"].as_array().unwrap().len(), 2);
+    let next = page["next_page_uri"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let rest = http(r.http(), "GET", &next, OK, &[]).await.json();
+    assert_eq!(rest["calls"].as_array().unwrap().len(), 1);
+    assert!(rest["next_page_uri"].is_null());
+
+    // Cancel the child ringing at a: a gets the CANCEL, b rings on.
+    let child_a = children.iter().find(|c| c["to"] == "a").expect("child a")["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let child_b = children.iter().find(|c| c["to"] == "b").expect("child b")["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = http(
+        r.http(),
+        "POST",
+        &calls_uri(&format!("/{child_a}.json")),
+        OK,
+        &[("Status", "canceled")],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let (cancel, from) = a.expect("CANCEL ").await;
+    a.reply(&cancel, "200 OK", from).await;
+    a.reply(&inv_a, "487 Request Terminated", from_a).await;
+    a.expect("ACK ").await;
+
+    // b answers: bridged. Then the parent is moved to new TwiML.
+    b.reply(&inv_b, "200 OK", from_b).await;
+    b.expect("ACK ").await;
+    let bad = http(
+        r.http(),
+        "POST",
+        &calls_uri(&format!("/{}.json", parent["sid"].as_str().unwrap())),
+        OK,
+        &[("Twiml", "<Response><Nope/></Response>")],
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["code"], 12100);
+    let psid = parent["sid"].as_str().unwrap().to_owned();
+    let got = http(
+        r.http(),
+        "POST",
+        &calls_uri(&format!("/{psid}.json")),
+        OK,
+        &[("Twiml", "<Response><Hangup/></Response>")],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let (bye, from) = b.expect("BYE ").await;
+    b.reply(&bye, "200 OK", from).await;
+    let (bye, from) = caller.expect("BYE ").await;
+    caller.reply(&bye, "200 OK", from).await;
+
+    // Every call has its final status; the parent cannot be modified again.
+    let wait_final = |sid: String| {
+        let r = &r;
+        async move {
+            loop {
+                let c = call(r, &sid).await;
+                if c["end_time"].is_string() {
+                    return c;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let p = wait_final(psid.clone()).await;
+    assert_eq!(p["status"], "completed");
+    assert!(p["duration"].is_string());
+    assert_eq!(wait_final(child_a.clone()).await["status"], "canceled");
+    assert_eq!(wait_final(child_b.clone()).await["status"], "completed");
+    let again = http(
+        r.http(),
+        "POST",
+        &calls_uri(&format!("/{psid}.json")),
+        OK,
+        &[("Status", "completed")],
+    )
+    .await;
+    assert_eq!(again.status, 400);
+    assert_eq!(again.json()["code"], 21220);
+    let unknown = http(
+        r.http(),
+        "GET",
+        &calls_uri("/CAffffffffffffffffffffffffffffffff.json"),
+        OK,
+        &[],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["code"], 20404);
+    let before: Vec<Value> = {
+        let l = http(r.http(), "GET", &calls_uri(".json"), OK, &[])
+            .await
+            .json();
+        l["calls"].as_array().unwrap().clone()
+    };
+    r.stop().await;
+
+    // A new engine on the same database finds the same calls.
+    let r = Running::start(&dir, &doc).await;
+    let after = http(r.http(), "GET", &calls_uri(".json"), OK, &[])
+        .await
+        .json();
+    assert_eq!(after["calls"].as_array().unwrap(), &before);
+    r.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn list_len(r: &Running, query: &str) -> usize {
+    let got = http(
+        r.http(),
+        "GET",
+        &calls_uri(&format!(".json{query}")),
+        OK,
+        &[],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    got.json()["calls"].as_array().unwrap().len()
+}
