@@ -501,6 +501,14 @@ rejects! {
         "[[trunk]]" => "[recording]\ntranscribe_command = []\n\n[[trunk]]", "recording.transcribe_command", "must name a program";
     speech_command_must_name_a_program:
         "[[trunk]]" => "[speech]\ncommand = [\" \"]\n\n[[trunk]]", "speech.command", "must name a program";
+    database_path_must_not_be_a_folder:
+        "[[trunk]]" => "[database]\npath = \"crates\"\n\n[[trunk]]", "database.path", "is a folder";
+    database_path_must_name_a_file:
+        "[[trunk]]" => "[database]\npath = \"\"\n\n[[trunk]]", "database.path", "must name a file";
+    database_retention_is_bounded:
+        "[[trunk]]" => "[database]\nretention_days = 99999\n\n[[trunk]]", "database.retention_days", "0 keeps the history";
+    database_rejects_unknown_keys:
+        "[[trunk]]" => "[database]\nfile = \"x.db\"\n\n[[trunk]]", "database.file", "unknown";
     debug_call_logs_must_not_be_a_file:
         "[[trunk]]" => "[debug]\ncall_logs = \"Cargo.toml\"\n\n[[trunk]]", "debug.call_logs", "not a folder";
     debug_call_logs_must_not_be_empty:
