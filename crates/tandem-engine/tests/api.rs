@@ -470,6 +470,86 @@ async fn a_client_lists_cancels_redirects_and_finds_the_calls_after_a_restart() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `POST Calls.json` places a call at once: the callee gets the INVITE
+/// from `From`; once it answers, the `Twiml` runs on its leg (a 1 s pause,
+/// then BYE), and the call's resource ends `completed`, `outbound-api`.
+/// Missing `To`: 400 with Twilio's code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_places_a_call_and_its_twiml_runs_on_answer() {
+    let dir = std::env::temp_dir().join(format!("tandem-api-create-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = dir.join("unused.xml");
+    std::fs::write(&doc, "<Response/>").unwrap();
+    let callee = Peer::new("tc").await;
+    let r = Running::start(&dir, &doc).await;
+
+    let missing = http(
+        r.http(),
+        "POST",
+        &calls_uri(".json"),
+        OK,
+        &[("From", "+15550009999")],
+    )
+    .await;
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.json()["code"], 21201);
+    let to = format!("sip:carol@127.0.0.1:{}", callee.port());
+    let created = http(
+        r.http(),
+        "POST",
+        &calls_uri(".json"),
+        OK,
+        &[
+            ("To", to.as_str()),
+            ("From", "+15550009999"),
+            (
+                "Twiml",
+                "<Response><Pause length=\"1\"/><Hangup/></Response>",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let c = created.json();
+    assert_eq!(c["status"], "queued");
+    assert_eq!(c["direction"], "outbound-api");
+    let sid = c["sid"].as_str().unwrap().to_owned();
+
+    let (inv, from) = callee.expect("INVITE ").await;
+    assert!(header(&inv, "From").contains("+15550009999"));
+    callee.reply(&inv, "180 Ringing", from).await;
+    loop {
+        if call(&r, &sid).await["status"] == "ringing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    callee.reply(&inv, "200 OK", from).await;
+    callee.expect("ACK ").await;
+    let t = std::time::Instant::now();
+    let (bye, from) = callee.expect("BYE ").await;
+    let talked = t.elapsed();
+    assert!(
+        talked >= Duration::from_millis(900),
+        "the 1 s pause ran first ({talked:?})"
+    );
+    callee.reply(&bye, "200 OK", from).await;
+    let done = loop {
+        let c = call(&r, &sid).await;
+        if c["end_time"].is_string() {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["duration"], "1");
+    assert_eq!(done["to"], to.as_str(), "To as the client gave it");
+    assert!(done["parent_call_sid"].is_null());
+    r.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 async fn list_len(r: &Running, query: &str) -> usize {
     let got = http(
         r.http(),

@@ -214,4 +214,28 @@ impl Call {
         self.end_gathering();
         self.drop_record();
     }
+
+    /// A REST API call's callee answered: the call becomes that leg and
+    /// runs its document (`Twiml`, or its `Url` fetched now).
+    pub(super) fn api_answered(&mut self, i: usize) {
+        let Some(doc) = self.api_doc.take() else {
+            tracing::warn!("REST API call answered twice");
+            return;
+        };
+        let send_digits = self
+            .dial
+            .as_mut()
+            .and_then(|d| d.branches[i].send_digits.take());
+        let (document, url) = *doc;
+        tracing::info!("REST API call answered: its document runs");
+        self.hand_over(i, document, url);
+        if let Some(leg) = self.media {
+            self.env.expect_media(leg, true);
+            if let Some(digits) = send_digits
+                && let Err(e) = self.env.send_digits(leg, &digits)
+            {
+                tracing::warn!(error = %e, "SendDigits not played");
+            }
+        }
+    }
 }

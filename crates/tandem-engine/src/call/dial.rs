@@ -246,6 +246,12 @@ impl Call {
         }
         // A Vec's first push reserves four ~1 KB branches: keep only what is used.
         branches.shrink_to_fit();
+        if self.phantom
+            && let Some(b) = branches.first_mut()
+        {
+            // A REST API call's (first) branch is the call itself.
+            b.sid = self.sid.clone();
+        }
         // A synchronous detection holds the callee like a screening does.
         let screening: Vec<bool> = branches
             .iter()
@@ -521,6 +527,10 @@ impl Call {
 
     /// A child leg's call parameters (Direction outbound-dial, ParentCallSid).
     pub(super) fn child_info(&self, b: &Branch, status: CallStatus) -> tandem_webhook::CallInfo {
+        if self.phantom && b.sid == self.sid {
+            // A REST API call's own leg.
+            return self.call_info(status);
+        }
         tandem_webhook::CallInfo {
             call_sid: b.sid.clone(),
             account_sid: self.cfg.account_sid.clone(),
@@ -545,6 +555,9 @@ impl Call {
         let Some(d) = &self.dial else { return };
         let b = &d.branches[i];
         let info = self.child_info(b, status);
+        if self.phantom && info.call_sid == self.sid && crate::history::is_final(status) {
+            self.api_ended = true;
+        }
         self.record_history(info, duration);
         let Some(d) = &self.dial else { return };
         let b = &d.branches[i];
@@ -1041,6 +1054,9 @@ impl Call {
     }
 
     pub(super) fn bridge(&mut self, i: usize) {
+        if self.phantom {
+            return self.api_answered(i);
+        }
         self.start_async_amd(i);
         if self.dial.as_ref().is_some_and(|d| d.spec.hangup_on_star) {
             self.ensure_dtmf();

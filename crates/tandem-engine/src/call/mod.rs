@@ -55,7 +55,7 @@ mod transfer;
 pub(crate) use api::{ApiAction, ApiCommand, ApiRefusal};
 pub(crate) use env::{Env, RealEnv};
 pub(crate) use replaces::parse_replaces;
-pub(crate) use shell::{Mailbox, mailbox, run};
+pub(crate) use shell::{ApiCall, Mailbox, mailbox, run, spawn_api};
 
 use dial::DialState;
 
@@ -291,7 +291,7 @@ fn answer_on_new_leg(
 }
 
 /// Generates a `CA` + 32 hex SID.
-fn call_sid(ids: &mut IdGen) -> String {
+pub(crate) fn call_sid(ids: &mut IdGen) -> String {
     format!(
         "CA{:08x}{:08x}{:08x}{:08x}",
         ids.u32(),
@@ -423,6 +423,15 @@ pub(crate) struct Call {
     parent_sid: Option<String>,
     /// The callee that took the call over, for its `completed`.
     handed: Option<Box<transfer::HandedOver>>,
+    /// A call placed through the REST API, before its callee answers: there
+    /// is no caller — the call is its one `<Dial>` branch (which has the
+    /// call's CallSid) until that answers and takes the call over.
+    phantom: bool,
+    /// The phantom's branch reported a final status.
+    api_ended: bool,
+    /// What a REST API call runs once answered (`Twiml`, or a `<Redirect>`
+    /// to its `Url`).
+    api_doc: Option<Box<(tandem_twiml::Document, Option<Url>)>>,
 }
 
 impl std::fmt::Debug for Call {
@@ -541,7 +550,59 @@ impl Call {
             direction: tandem_webhook::Direction::Inbound,
             parent_sid: None,
             handed: None,
+            phantom: false,
+            api_ended: false,
+            api_doc: None,
         })
+    }
+
+    /// A call placed through the REST API (call/api.rs): `start` dials its
+    /// callee; `sid` is its CallSid from the start.
+    #[allow(clippy::too_many_arguments)] // one per part of a new call
+    pub(crate) fn new_api(
+        now: Instant,
+        cfg: Arc<EngineConfig>,
+        env: Box<dyn Env>,
+        ids: IdGen,
+        sid: String,
+        from: &str,
+        to: &str,
+        start: Start,
+        answered: (tandem_twiml::Document, Option<Url>),
+    ) -> Option<Self> {
+        // A stand-in for the INVITE a caller would have sent: the dialog
+        // and the branch's INVITE are built from it; nothing is ever sent
+        // in it (`phantom`).
+        let host = cfg.sip_host.clone();
+        let invite = tandem_sip::builder::RequestBuilder::new(
+            Method::Invite,
+            rsip::Uri::try_from(format!("sip:api@{host}").as_str()).ok()?,
+        )
+        .via("UDP", &host, "z9hG4bKapi")
+        .max_forwards(70)
+        .from(format!("<sip:api@{host}>;tag=api"))
+        .to(format!("<sip:api@{host}>"))
+        .call_id(format!("api-{sid}"))
+        .cseq(1)
+        .contact(format!("<sip:api@{host}>"))
+        .build();
+        let stx = ServerTx {
+            shard: 0,
+            tx: tandem_transport::TxId::from_raw(0),
+        };
+        let source = Peer {
+            transport: tandem_transport::Transport::Udp,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let mut refused = VecDeque::new();
+        let mut call = Self::new(now, cfg, env, ids, stx, invite, source, start, &mut refused)?;
+        call.sid = sid;
+        call.from_user = from.to_owned();
+        call.to_user = to.to_owned();
+        call.direction = tandem_webhook::Direction::OutboundApi;
+        call.phantom = true;
+        call.api_doc = Some(Box::new(answered));
+        Some(call)
     }
 
     /// The parent call's SID.
@@ -552,7 +613,10 @@ impl Call {
     /// Runs the document's first verbs (call once, after `new`).
     pub(crate) fn begin(&mut self, now: Instant) {
         self.now = now;
-        self.record_history(self.call_info(tandem_webhook::CallStatus::Ringing), None);
+        if !self.phantom {
+            // (A REST API call's `queued` row was written by the API.)
+            self.record_history(self.call_info(tandem_webhook::CallStatus::Ringing), None);
+        }
         self.drive();
     }
 
@@ -732,9 +796,14 @@ impl Call {
                 tandem_webhook::CallStatus::Completed,
                 Some(secs_between(at, self.now)),
             ),
+            // A REST API call that never got as far as a final status of its
+            // branch (nothing could be dialled).
+            None if self.phantom => (tandem_webhook::CallStatus::Failed, None),
             None => (self.unanswered, None),
         };
-        self.record_history(self.call_info(status), duration);
+        if !(self.phantom && self.api_ended) {
+            self.record_history(self.call_info(status), duration);
+        }
         if self.record.is_some() {
             // The caller is gone (our BYE, a media timeout): Twilio still
             // posts what was recorded, with Digits=hangup.
@@ -795,6 +864,9 @@ impl Call {
     }
 
     fn respond_caller(&mut self, response: Response) {
+        if self.phantom {
+            return;
+        }
         self.out.push_back(Output::Respond {
             stx: self.invite_tx,
             response,
@@ -805,7 +877,7 @@ impl Call {
     /// callee's SDP when media is not anchored). From now on the caller's
     /// media is expected: its media timeout runs.
     fn answer(&mut self) {
-        if self.answered || self.caller_gone {
+        if self.answered || self.caller_gone || self.phantom {
             return;
         }
         let sdp = self.answer_sdp.clone();
@@ -848,6 +920,9 @@ impl Call {
     }
 
     fn send_bye_caller(&mut self) {
+        if self.phantom {
+            return;
+        }
         let branch = self.ids.branch();
         let transport = self.source.transport.as_str();
         match self

@@ -280,6 +280,55 @@ pub(crate) async fn run(
     }
 }
 
+/// What a call placed through the REST API needs (api.rs builds it).
+pub(crate) struct ApiCall {
+    pub sid: String,
+    pub from: String,
+    pub to: String,
+    /// The `<Dial>` that rings the callee.
+    pub dial: tandem_twiml::Document,
+    /// What runs once the callee answers.
+    pub answered: (tandem_twiml::Document, Option<Url>),
+    /// `FallbackUrl` for the first document.
+    pub fallback: Option<tandem_webhook::Target>,
+}
+
+/// Starts a call placed through the REST API; `admitted` is its place
+/// under `max_calls`, held for its life. False if it could not be built.
+pub(crate) fn spawn_api<A: Send + 'static>(ctx: &Arc<Ctx>, api: ApiCall, admitted: A) -> bool {
+    let (me, inbox) = mailbox();
+    let (media_tx, media_rx) = mpsc::channel(64);
+    let env: Box<dyn super::Env> = Box::new(RealEnv::new(ctx.clone(), me.clone(), media_tx));
+    let start = Start {
+        interp: Interpreter::new(api.dial, None),
+        document_url: None,
+        fallback: api.fallback,
+    };
+    let Some(call) = Call::new_api(
+        now(),
+        ctx.cfg.clone(),
+        env,
+        IdGen::from_entropy(),
+        api.sid.clone(),
+        &api.from,
+        &api.to,
+        start,
+        api.answered,
+    ) else {
+        return false;
+    };
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let _admitted = admitted;
+        let span = tracing::info_span!("call", sid = %api.sid);
+        let shell = Shell::new(ctx, me, api.sid.clone());
+        let key = format!("api-{}", api.sid);
+        Box::pin(call_loop(shell, Box::new(call), key, inbox, media_rx, None).instrument(span))
+            .await;
+    });
+    true
+}
+
 /// A new call, or the answer refusing it.
 enum Prepared {
     Refused {

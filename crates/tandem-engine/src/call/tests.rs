@@ -3616,3 +3616,148 @@ fn api_modifications_replay() {
     )))));
     assert!(h.assert_replays() > 10);
 }
+
+// ----- calls placed through the REST API (POST Calls.json) -----
+
+const API_SID: &str = "CA0123456789abcdef0123456789abcdef";
+
+impl Harness {
+    /// A call placed through the REST API: `dial` rings its callee,
+    /// `answered` runs once it answers.
+    fn start_api(dial: &str, answered: &str) -> Self {
+        let t0 = Instant::now();
+        let env = FakeEnv::default();
+        env.st().now = Some(t0);
+        let start = Start {
+            interp: Interpreter::new(tandem_twiml::parse(dial).unwrap(), None),
+            document_url: None,
+            fallback: None,
+        };
+        let call = Call::new_api(
+            t0,
+            config(),
+            Box::new(env.clone()),
+            IdGen::seeded(9),
+            API_SID.into(),
+            "+15550009999",
+            "+15550001111",
+            start,
+            (tandem_twiml::parse(answered).unwrap(), None),
+        )
+        .expect("call starts");
+        let mut h = Self {
+            call,
+            env,
+            t0,
+            now: t0,
+            log: Vec::new(),
+            tx: 10,
+            events: None,
+        };
+        h.call.begin(t0);
+        h.drain();
+        h
+    }
+
+    /// Whether anything was answered or sent in the stand-in caller's dialog.
+    fn touched_the_phantom(&self) -> bool {
+        self.log.iter().any(|(_, o)| match o {
+            Output::Respond { .. } => true,
+            Output::Request { request, .. } => request
+                .headers
+                .call_id()
+                .is_some_and(|c| c.starts_with("api-")),
+            _ => false,
+        })
+    }
+}
+
+/// A REST API call is its callee's leg: one INVITE from the `From`, the
+/// CallSid the API gave from `initiated` on (direction `outbound-api`, no
+/// parent); once answered its document runs on that leg (here: 5 s, then
+/// BYE to the callee) and it ends `completed` with its duration. Nothing
+/// is ever sent to a caller: there is none.
+#[test]
+fn a_call_placed_through_the_api_becomes_its_callee_leg_once_answered() {
+    let mut h = Harness::start_api(
+        r#"<Response><Dial timeout="60" callerId="+15550009999"><Sip statusCallback="http://app.test/s" statusCallbackEvent="initiated ringing answered completed">sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+        r#"<Response><Pause length="5"/><Hangup/></Response>"#,
+    );
+    let invites = h.invites();
+    assert_eq!(invites.len(), 1);
+    assert!(
+        h.invites()[0]
+            .headers
+            .value_of(|x| matches!(x, Header::From(_)))
+            .unwrap()
+            .contains("+15550009999")
+    );
+    h.advance(300 * MS);
+    h.callee(0, 180, "ta");
+    h.advance(2 * SEC);
+    h.callee(0, 200, "ta");
+    let b = call_id(&invites[0]);
+    assert_eq!(h.sent(Method::Ack, &b).len(), 1);
+    h.advance(10 * SEC);
+    assert_eq!(
+        h.sent(Method::Bye, &b),
+        [7_300 * MS],
+        "the document ran on the callee's leg"
+    );
+    assert!(!h.touched_the_phantom());
+    assert_eq!(
+        h.history()
+            .iter()
+            .map(|r| (r.0, r.1.as_str(), r.2, r.3))
+            .collect::<Vec<_>>(),
+        [
+            (Duration::ZERO, API_SID, CallStatus::Initiated, None),
+            (300 * MS, API_SID, CallStatus::Ringing, None),
+            (2_300 * MS, API_SID, CallStatus::InProgress, None),
+            (7_300 * MS, API_SID, CallStatus::Completed, Some(5)),
+        ]
+    );
+    let statuses: Vec<(CallStatus, String, String)> = h
+        .log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Status { event, .. } => Some((
+                event.call.status,
+                event.call.call_sid.clone(),
+                event.call.direction.as_str().to_owned(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<(CallStatus, String, String)> = [
+        CallStatus::Initiated,
+        CallStatus::Ringing,
+        CallStatus::InProgress,
+        CallStatus::Completed,
+    ]
+    .into_iter()
+    .map(|s| (s, API_SID.to_owned(), "outbound-api".to_owned()))
+    .collect();
+    assert_eq!(statuses, want);
+    assert!(h.call.is_done());
+}
+
+/// A busy callee ends a REST API call `busy`, once, with nothing run.
+#[test]
+fn a_busy_callee_ends_an_api_call_busy() {
+    let mut h = Harness::start_api(
+        r#"<Response><Dial callerId="+15550009999"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+        r#"<Response><Say>never</Say></Response>"#,
+    );
+    h.advance(SEC);
+    h.callee(0, 486, "ta");
+    let finals: Vec<CallStatus> = h
+        .history()
+        .into_iter()
+        .filter(|r| crate::history::is_final(r.2))
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(finals, [CallStatus::Busy]);
+    assert!(!h.touched_the_phantom());
+    assert!(h.call.is_done());
+}

@@ -166,14 +166,22 @@ impl Call {
     /// The caller transferred the callee: the caller's leg ends (BYE), the
     /// Dial ends without its action, and the call goes on as the callee's
     /// — its dialog, media leg, CallSid, From and To — running `document`.
-    fn hand_over(&mut self, i: usize, document: tandem_twiml::Document, url: Option<Url>) {
-        self.send_bye_caller();
-        // The caller's call ends here; the call goes on as the callee's.
-        let talked = self.answered_at.map(|a| secs_between(a, self.now));
-        self.record_history(
-            self.call_info(tandem_webhook::CallStatus::Completed),
-            talked,
-        );
+    pub(super) fn hand_over(
+        &mut self,
+        i: usize,
+        document: tandem_twiml::Document,
+        url: Option<Url>,
+    ) {
+        let phantom = self.phantom;
+        if !phantom {
+            self.send_bye_caller();
+            // The caller's call ends here; the call goes on as the callee's.
+            let talked = self.answered_at.map(|a| secs_between(a, self.now));
+            self.record_history(
+                self.call_info(tandem_webhook::CallStatus::Completed),
+                talked,
+            );
+        }
         let recording_url = self.stop_dial_recording();
         if let Some(leg) = self.media.take() {
             self.env.close_leg(leg);
@@ -203,14 +211,23 @@ impl Call {
             status_callback: b.status_callback.take(),
             answered_at: b.answered_at,
         }));
-        self.parent_sid = Some(std::mem::replace(&mut self.sid, b.sid.clone()));
-        self.direction = tandem_webhook::Direction::OutboundDial;
+        if phantom {
+            // A REST API call: its branch had its CallSid all along.
+            self.phantom = false;
+            self.answered = true;
+        } else {
+            self.parent_sid = Some(std::mem::replace(&mut self.sid, b.sid.clone()));
+            self.direction = tandem_webhook::Direction::OutboundDial;
+        }
         self.call_id = b.call_id.clone();
         self.source = b.peer;
         self.local_tag = dialog.id.local_tag.clone();
         self.dialog = dialog;
-        self.from_user = b.from.clone();
-        self.to_user = b.to.clone();
+        if !phantom {
+            // (A REST API call keeps its To and From as the API gave them.)
+            self.from_user = b.from.clone();
+            self.to_user = b.to.clone();
+        }
         self.answer_sdp = Some(b.invite.body.clone()).filter(|s| !s.is_empty());
         self.invite = invite;
         self.media = media;
