@@ -25,8 +25,8 @@ fn main() -> ExitCode {
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_thp_disable(true);
     let (config_path, check_only, replay) = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Help) => {
-            print_out(cli::USAGE.trim_end());
+        Ok(Command::Help(text)) => {
+            print_out(text.trim_end());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             replay,
         }) => (config, check_only, replay),
         Err(e) => {
-            eprintln!("tandem: {e}\n\n{}", cli::USAGE.trim_end());
+            eprintln!("tandem: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };

@@ -192,10 +192,24 @@ fn unknown_argument_exits_2_with_usage() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("unknown argument \"--frobnicate\""),
+        stderr.contains("unexpected argument '--frobnicate'"),
         "{stderr}"
     );
     assert!(stderr.contains("Usage: tandem"), "{stderr}");
+}
+
+/// `tandem --check-config FILE`, as the README says: the file is checked.
+#[test]
+fn check_config_takes_the_file_to_check() {
+    let dir = TempDir::new();
+    let good = dir.write("good.toml", EPHEMERAL);
+    let out = tandem(&dir.0, &["--check-config", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("OK"), "{}", text(&out.stdout));
+    let bad = dir.write("bad.toml", &EPHEMERAL.replace("[sip]", "[sip]\nt1_ms = 0"));
+    let out = tandem(&dir.0, &["--check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("sip.t1_ms"), "{}", text(&out.stderr));
 }
 
 /// Also pins a race: a SIGTERM sent right after "SIP endpoint listening" once
