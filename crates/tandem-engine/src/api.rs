@@ -88,6 +88,10 @@ impl ApiError {
 enum Resource<'a> {
     List,
     Call(&'a str),
+    /// `Recordings.json`, or a call's (`Calls/{sid}/Recordings.json`).
+    Recordings(Option<&'a str>),
+    /// `Recordings/{sid}` with `DELETE` (GET is the listener's own route).
+    Recording(&'a str),
 }
 
 /// Answers a request for the Calls resource; `None` when the path is not
@@ -105,9 +109,14 @@ where
     let rest = path.strip_prefix(API_PREFIX)?.strip_prefix('/')?;
     let mut segs = rest.split('/');
     let account = segs.next()?;
-    let resource = match (segs.next()?, segs.next(), segs.next()) {
-        ("Calls.json", None, None) => Resource::List,
-        ("Calls", Some(file), None) => Resource::Call(file.strip_suffix(".json")?),
+    let resource = match (segs.next()?, segs.next(), segs.next(), segs.next()) {
+        ("Calls.json", None, None, None) => Resource::List,
+        ("Calls", Some(file), None, None) => Resource::Call(file.strip_suffix(".json")?),
+        ("Calls", Some(sid), Some("Recordings.json"), None) => Resource::Recordings(Some(sid)),
+        ("Recordings.json", None, None, None) => Resource::Recordings(None),
+        ("Recordings", Some(file), None, None) if parts.method == Method::DELETE => {
+            Resource::Recording(file.strip_suffix(".json").unwrap_or(file))
+        }
         _ => return None,
     };
     let result = serve(state, parts, account, resource, body).await;
@@ -144,12 +153,22 @@ where
             "Authentication Error - invalid username or password",
         ));
     }
+    if account != state.recordings.account_sid() {
+        return Err(ApiError::not_found(path));
+    }
+    let store = &state.recordings;
+    match (&parts.method, &resource) {
+        (&Method::GET | &Method::HEAD, Resource::Recordings(call)) => {
+            return recordings(store, account, *call, parts.uri.query().unwrap_or("")).await;
+        }
+        (&Method::DELETE, Resource::Recording(sid)) => {
+            return delete_recording(store, sid, path).await;
+        }
+        _ => {}
+    }
     let Some(ctx) = state.api.as_ref() else {
         return Err(ApiError::not_found(path));
     };
-    if account != ctx.cfg.account_sid {
-        return Err(ApiError::not_found(path));
-    }
     let history = ctx.history.clone();
     match (&parts.method, resource) {
         (&Method::GET | &Method::HEAD, Resource::List) => {
@@ -175,6 +194,7 @@ where
             let form = read_form(body).await?;
             create(ctx, &form).await
         }
+
         _ => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             20004,
@@ -718,6 +738,191 @@ fn not_in_progress() -> ApiError {
     )
 }
 
+/// `GET …/Recordings.json` and `GET …/Calls/{CallSid}/Recordings.json`:
+/// the recordings' resources (their sidecars), newest first; filters
+/// `CallSid`, `DateCreated` (and `<`/`>` forms); paging by `PageSize`/`Page`.
+async fn recordings(
+    store: &crate::recording::RecordingStore,
+    account: &str,
+    call: Option<&str>,
+    query: &str,
+) -> Result<http::Response<HttpBody>, ApiError> {
+    let q: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let mut call_sid = call.map(str::to_owned);
+    let (mut after, mut before) = (None, None);
+    let mut page_size = PAGE_SIZE;
+    let mut page = 0usize;
+    for (k, v) in &q {
+        match k.as_str() {
+            "CallSid" if call_sid.is_none() => call_sid = Some(v.clone()),
+            "DateCreated" | "DateCreated<" | "DateCreated>" => {
+                let (from, to) = time_range(v)
+                    .ok_or_else(|| ApiError::invalid(format!("{k} {v:?} is not a date")))?;
+                if !k.ends_with('<') {
+                    after = Some(from);
+                }
+                if !k.ends_with('>') {
+                    before = Some(to);
+                }
+            }
+            "PageSize" => {
+                page_size = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("PageSize {v:?} must be 1 to {MAX_PAGE_SIZE}"))
+                    })?;
+            }
+            "Page" => {
+                page = v
+                    .parse()
+                    .map_err(|_| ApiError::invalid(format!("Page {v:?} is not a number")))?;
+            }
+            _ => {}
+        }
+    }
+    let dir = store.dir().to_owned();
+    let mut all: Vec<(i64, Value)> = tokio::task::spawn_blocking(move || read_sidecars(&dir))
+        .await
+        .unwrap_or_default();
+    all.retain(|(created, r)| {
+        call_sid.as_deref().is_none_or(|c| r["call_sid"] == c)
+            && after.is_none_or(|a| *created >= a)
+            && before.is_none_or(|b| *created <= b)
+    });
+    all.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| b.1["sid"].as_str().cmp(&a.1["sid"].as_str()))
+    });
+    let start = page * page_size;
+    let more = all.len() > start + page_size;
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip(start)
+        .take(page_size)
+        .map(|x| x.1)
+        .collect();
+    let base = match call {
+        Some(c) => format!("{API_PREFIX}/{account}/Calls/{c}/Recordings.json"),
+        None => format!("{API_PREFIX}/{account}/Recordings.json"),
+    };
+    let at = |p: usize| format!("{base}?PageSize={page_size}&Page={p}");
+    let body = json!({
+        "recordings": items,
+        "end": (start + items.len()).saturating_sub(1),
+        "first_page_uri": at(0),
+        "next_page_uri": if more { Value::String(at(page + 1)) } else { Value::Null },
+        "page": page,
+        "page_size": page_size,
+        "previous_page_uri": if page > 0 { Value::String(at(page - 1)) } else { Value::Null },
+        "start": start,
+        "uri": at(page),
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Every recording sidecar in `dir` with its creation time (Unix ms).
+fn read_sidecars(dir: &std::path::Path) -> Vec<(i64, Value)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(sid) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            continue;
+        };
+        if !crate::recording::is_recording_sid(sid) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            tracing::warn!(path = %e.path().display(), "recording sidecar is not JSON: skipped");
+            continue;
+        };
+        let created = v["date_created"]
+            .as_str()
+            .and_then(parse_rfc2822)
+            .unwrap_or(0);
+        out.push((created, v));
+    }
+    out
+}
+
+/// `DELETE …/Recordings/{sid}(.json)`: the WAV and its resource, 204; a
+/// recording still being written cannot be deleted (400).
+async fn delete_recording(
+    store: &crate::recording::RecordingStore,
+    sid: &str,
+    path: &str,
+) -> Result<http::Response<HttpBody>, ApiError> {
+    if !crate::recording::is_recording_sid(sid) {
+        return Err(ApiError::not_found(path));
+    }
+    let meta = store.meta_path(sid);
+    let wav = store.wav_path(sid);
+    let text = match tokio::fs::read_to_string(&meta).await {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(path));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                20500,
+                format!("{e}"),
+            ));
+        }
+    };
+    let status = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["status"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    if status == "in-progress" || status == "processing" {
+        return Err(ApiError::invalid("The recording is still in progress"));
+    }
+    // The WAV first: a crash between the two leaves a resource without
+    // media (reported absent by the start-up repair), never media without
+    // a resource.
+    for p in [&wav, &meta] {
+        if let Err(e) = tokio::fs::remove_file(p).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                20500,
+                format!("{e}"),
+            ));
+        }
+    }
+    tracing::info!(%sid, "recording deleted through the REST API");
+    let mut r = crate::http::json_response(StatusCode::NO_CONTENT, &Value::Null);
+    *r.body_mut() = crate::http::empty_body();
+    r.headers_mut().remove(http::header::CONTENT_TYPE);
+    Ok(r)
+}
+
+/// `Mon, 16 Aug 2010 03:25:01 +0000` (what [`tandem_webhook::rfc2822`]
+/// writes) to Unix ms.
+fn parse_rfc2822(s: &str) -> Option<i64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut w = s.split_whitespace().skip(1);
+    let day: i64 = w.next()?.parse().ok()?;
+    let month_name = w.next()?;
+    let month = MONTHS.iter().position(|m| *m == month_name)? as i64 + 1;
+    let year: i64 = w.next()?.parse().ok()?;
+    let mut t = w.next()?.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
+    Some((days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec) * 1000)
+}
+
 fn rfc2822_ms(ms: i64) -> String {
     tandem_webhook::rfc2822(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
@@ -818,5 +1023,13 @@ mod tests {
         for bad in ["", "2010", "2010-13-01", "2010-01-01T25:00:00Z", "x-y-z"] {
             assert_eq!(time_range(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn rfc2822_round_trips() {
+        for ms in [0, 951_782_400_000, 1_281_929_101_000, 4_102_444_799_000] {
+            assert_eq!(parse_rfc2822(&rfc2822_ms(ms)), Some(ms));
+        }
+        assert_eq!(parse_rfc2822("yesterday"), None);
     }
 }

@@ -498,6 +498,11 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// An empty body.
+pub(crate) fn empty_body() -> HttpBody {
+    empty()
+}
+
 fn empty() -> HttpBody {
     Empty::new()
         .map_err(|never: Infallible| match never {})

@@ -295,7 +295,7 @@ async fn other_methods_are_405() {
     let (server, _) = start(&dir.0, false).await;
     for (method, target) in [
         ("POST", media(SID)),
-        ("DELETE", media(SID)),
+        ("PUT", media(SID)),
         ("PUT", "/healthz".to_owned()),
         ("POST", "/metrics".to_owned()),
     ] {
@@ -412,4 +412,108 @@ async fn a_finished_recording_is_served_at_its_recording_url() {
         assert!(json.contains(&want), "{want} not in {json}");
     }
     server.shutdown().await;
+}
+
+/// A sidecar with the fields the list filters and sorts on.
+fn sidecar(dir: &Path, sid: &str, call: &str, created: &str, status: &str) {
+    std::fs::write(dir.join("rec").join(format!("{sid}.wav")), b"RIFF").unwrap();
+    std::fs::write(
+        dir.join("rec").join(format!("{sid}.json")),
+        format!(
+            "{{\"sid\": \"{sid}\", \"call_sid\": \"{call}\", \"date_created\": \"{created}\", \"status\": \"{status}\"}}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn sids(r: &Reply) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["sid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The Recordings list (all, by call, by date, paged) and DELETE: the
+/// WAV and its resource go (204), a second DELETE is 404, a recording in
+/// progress is refused (400), and every request needs Basic auth.
+#[tokio::test]
+async fn recordings_are_listed_filtered_and_deleted() {
+    let dir = TempDir::new("http-list");
+    let (a, b, c) = (
+        "RE00000000000000000000000000000001",
+        "RE00000000000000000000000000000002",
+        "RE00000000000000000000000000000003",
+    );
+    let ca = "CA0123456789abcdef0123456789abcdef";
+    sidecar(
+        &dir.0,
+        a,
+        ca,
+        "Mon, 16 Aug 2010 03:25:01 +0000",
+        "completed",
+    );
+    sidecar(
+        &dir.0,
+        b,
+        "CAffffffffffffffffffffffffffffffff",
+        "Tue, 17 Aug 2010 03:25:01 +0000",
+        "completed",
+    );
+    sidecar(
+        &dir.0,
+        c,
+        ca,
+        "Wed, 18 Aug 2010 03:25:01 +0000",
+        "in-progress",
+    );
+    let (server, _) = start(&dir.0, false).await;
+    let auth = basic(ACCOUNT, TOKEN);
+    let list = format!("/2010-04-01/Accounts/{ACCOUNT}/Recordings.json");
+    assert_eq!(request(&server, "GET", &list, "").await.status, 401);
+    let r = request(&server, "GET", &list, &auth).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(sids(&r), [c, b, a], "newest first");
+    let r = request(&server, "GET", &format!("{list}?CallSid={ca}"), &auth).await;
+    assert_eq!(sids(&r), [c, a]);
+    let of_call = format!("/2010-04-01/Accounts/{ACCOUNT}/Calls/{ca}/Recordings.json");
+    assert_eq!(
+        sids(&request(&server, "GET", &of_call, &auth).await),
+        [c, a]
+    );
+    let r = request(
+        &server,
+        "GET",
+        &format!("{list}?DateCreated%3E=2010-08-17"),
+        &auth,
+    )
+    .await;
+    assert_eq!(sids(&r), [c, b]);
+    let r = request(&server, "GET", &format!("{list}?PageSize=2&Page=1"), &auth).await;
+    assert_eq!(sids(&r), [a]);
+
+    let del = |sid: &str| format!("/2010-04-01/Accounts/{ACCOUNT}/Recordings/{sid}.json");
+    let extra = format!("{auth}Content-Length: 0\r\n");
+    assert_eq!(
+        request(&server, "DELETE", &del(a), "Content-Length: 0\r\n")
+            .await
+            .status,
+        401
+    );
+    let r = request(&server, "DELETE", &del(a), &extra).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(r.body.is_empty());
+    assert!(!dir.0.join("rec").join(format!("{a}.wav")).exists());
+    assert!(!dir.0.join("rec").join(format!("{a}.json")).exists());
+    assert_eq!(
+        request(&server, "DELETE", &del(a), &extra).await.status,
+        404
+    );
+    assert_eq!(request(&server, "GET", &media(a), "").await.status, 404);
+    let r = request(&server, "DELETE", &del(c), &extra).await;
+    assert_eq!(r.status, 400, "in progress: {}", r.text());
+    assert!(dir.0.join("rec").join(format!("{c}.wav")).exists());
+    assert_eq!(sids(&request(&server, "GET", &list, &auth).await), [c, b]);
 }

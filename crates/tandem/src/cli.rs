@@ -117,7 +117,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, CliErr
     let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
     let replay = m.get_one::<PathBuf>("replay").cloned();
     if empty(&config) || empty(&check_file) || empty(&replay) {
-        return Err(CliError("error: --config, --check-config and --replay need a FILE that is not empty".into()));
+        return Err(CliError(
+            "error: --config, --check-config and --replay need a FILE that is not empty".into(),
+        ));
     }
     Ok(Command::Run {
         config: config.or(check_file),

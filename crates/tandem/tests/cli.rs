@@ -209,7 +209,11 @@ fn check_config_takes_the_file_to_check() {
     let bad = dir.write("bad.toml", &EPHEMERAL.replace("[sip]", "[sip]\nt1_ms = 0"));
     let out = tandem(&dir.0, &["--check-config", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("sip.t1_ms"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("sip.t1_ms"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// Also pins a race: a SIGTERM sent right after "SIP endpoint listening" once
