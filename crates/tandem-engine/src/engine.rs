@@ -242,6 +242,18 @@ impl Engine {
                 ctx.rooms.len(),
                 ctx.queues.waiting()
             );
+            if let Some(h) = &ctx.history {
+                let (dropped, written) = h.counts();
+                let _ = write!(
+                    out,
+                    "# HELP tandem_history_rows_written_total Call states written to the history.\n\
+                     # TYPE tandem_history_rows_written_total counter\n\
+                     tandem_history_rows_written_total {written}\n\
+                     # HELP tandem_history_rows_dropped_total Call states dropped: the history writer was behind or failed.\n\
+                     # TYPE tandem_history_rows_dropped_total counter\n\
+                     tandem_history_rows_dropped_total {dropped}\n"
+                );
+            }
         }));
         crate::http::spawn(addr, state).await
     }

@@ -335,7 +335,12 @@ where
     state.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
     let head = parts.method == Method::HEAD;
-    if let Some(resp) = crate::api::route(state, &parts, body).await {
+    let routed = if parts.uri.path().starts_with("/demo/") {
+        crate::demo::route(&parts, body).await
+    } else {
+        crate::api::route(state, &parts, body).await
+    };
+    if let Some(resp) = routed {
         tracing::debug!(method = %parts.method, path = parts.uri.path(), status = resp.status().as_u16(),
             "http request");
         if head {
@@ -507,6 +512,11 @@ fn empty() -> HttpBody {
     Empty::new()
         .map_err(|never: Infallible| match never {})
         .boxed()
+}
+
+/// A response with a small body.
+pub(crate) fn full_response(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {
+    full(status, body)
 }
 
 fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {

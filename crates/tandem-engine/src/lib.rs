@@ -6,6 +6,7 @@ mod api;
 mod call;
 mod conference;
 pub mod config;
+mod demo;
 mod engine;
 pub mod fork;
 mod gather;

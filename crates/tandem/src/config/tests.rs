@@ -164,8 +164,14 @@ fn embedded_default_parses_and_validates() {
     assert_eq!(c.trunks.len(), 1);
     assert_eq!(c.trunks[0].name, "loopback");
     assert_eq!(c.trunks[0].prefixes, vec![String::new()]);
-    assert_eq!(c.numbers.len(), 3);
-    for n in &c.numbers {
+    assert_eq!(c.numbers.len(), 4);
+    // The first: the README's first call, the demo application on Tandem's
+    // own HTTP listener.
+    let NumberHandler::Webhook(demo) = &c.numbers[0].handler else {
+        panic!("+15550000000 is not the demo webhook");
+    };
+    assert_eq!(demo.voice_url.as_str(), "http://127.0.0.1:8089/demo/voice");
+    for n in &c.numbers[1..] {
         let NumberHandler::Twiml(path) = &n.handler else {
             panic!("{} is not a twiml number", n.number);
         };
