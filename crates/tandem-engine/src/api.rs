@@ -181,7 +181,19 @@ where
             let Some(history) = history else {
                 return Err(ApiError::not_found(path));
             };
-            match fetch(&history, sid).await? {
+            let mut row = fetch(&history, sid).await?;
+            if row.is_none() && ctx.live.contains_key(sid) {
+                // A call just placed or just arrived: its first row may
+                // still be in the writer's window.
+                let h = history.clone();
+                blocking(move || {
+                    h.flush();
+                    Ok(())
+                })
+                .await?;
+                row = fetch(&history, sid).await?;
+            }
+            match row {
                 Some(row) => Ok(json_response(StatusCode::OK, &call_json(account, &row))),
                 None => Err(ApiError::not_found(path)),
             }
@@ -661,6 +673,13 @@ async fn create(
             duration: None,
             at: std::time::SystemTime::now(),
         });
+        // On disk before the client can ask for it.
+        let h = h.clone();
+        blocking(move || {
+            h.flush();
+            Ok(())
+        })
+        .await?;
     }
     let api = crate::call::ApiCall {
         sid: sid.clone(),
@@ -825,7 +844,7 @@ async fn recordings(
 }
 
 /// Every recording sidecar in `dir` with its creation time (Unix ms).
-fn read_sidecars(dir: &std::path::Path) -> Vec<(i64, Value)> {
+pub(crate) fn read_sidecars(dir: &std::path::Path) -> Vec<(i64, Value)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };

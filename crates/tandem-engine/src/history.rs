@@ -28,11 +28,17 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 const QUEUE: usize = 65_536;
 /// Rows applied in one transaction at most.
 const BATCH: usize = 4_096;
+/// How long the writer gathers rows after the first before it commits:
+/// one transaction (one WAL append) per window instead of one per row,
+/// and no wake-up of the writer per row while it gathers. A finished call
+/// is on disk at most this long after it ended.
+const WINDOW: Duration = Duration::from_millis(20);
 /// How often rows past the retention are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 
 /// Schema versions, in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE calls (
         sid TEXT PRIMARY KEY NOT NULL,
         parent_sid TEXT,
@@ -59,7 +65,22 @@ const MIGRATIONS: &[&str] = &["
         detail TEXT NOT NULL
     );
     CREATE INDEX call_events_by_call ON call_events (call_sid, id);
-"];
+",
+    "
+    CREATE TABLE call_traces (
+        call_sid TEXT PRIMARY KEY NOT NULL,
+        created_ms INTEGER NOT NULL,
+        trace TEXT NOT NULL
+    );
+    CREATE INDEX call_traces_by_created ON call_traces (created_ms);
+    -- Status changes as 'status@unix_ms' words, appended by each write:
+    -- one statement per change instead of a row in call_events.
+    ALTER TABLE calls ADD COLUMN timeline TEXT NOT NULL DEFAULT '';
+    -- Only child calls have a parent: parents add nothing to this index.
+    DROP INDEX calls_by_parent;
+    CREATE INDEX calls_by_parent ON calls (parent_sid) WHERE parent_sid IS NOT NULL;
+",
+];
 
 /// Errors opening or reading the history.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +197,12 @@ pub struct CallFilter {
 
 enum Op {
     Call(Box<CallRecord>),
+    /// A call task's SIP ladder and webhooks (JSON), written when it ends.
+    Trace {
+        sid: String,
+        at: SystemTime,
+        json: String,
+    },
     /// Answered once everything queued before it is committed.
     Barrier(std::sync::mpsc::Sender<()>),
 }
@@ -274,6 +301,31 @@ impl History {
         }
     }
 
+    /// Queues a finished call's trace (the inspector's ladder and
+    /// webhooks, JSON); never blocks, dropped and counted when behind.
+    pub fn record_trace(&self, sid: String, json: String) {
+        let op = Op::Trace {
+            sid,
+            at: SystemTime::now(),
+            json,
+        };
+        if self.tx.try_send(op).is_err() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A call task's trace, if written.
+    pub fn trace(&self, sid: &str) -> Result<Option<String>, HistoryError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT trace FROM call_traces WHERE call_sid = ?1",
+                [sid],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// Waits (blocking) until everything queued before now is committed.
     pub fn flush(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -370,9 +422,27 @@ impl History {
         })
     }
 
-    /// A call's events, oldest first.
+    /// A call's events, oldest first: its status changes, then anything
+    /// else recorded about it (an interruption).
     pub fn events(&self, sid: &str) -> Result<Vec<CallEvent>, HistoryError> {
         self.read(|c| {
+            let timeline: Option<String> = c
+                .query_row("SELECT timeline FROM calls WHERE sid = ?1", [sid], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let mut out: Vec<CallEvent> = timeline
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|w| {
+                    let (status, at) = w.split_once('@')?;
+                    Some(CallEvent {
+                        at_ms: at.parse().ok()?,
+                        kind: "status".into(),
+                        detail: status.into(),
+                    })
+                })
+                .collect();
             let mut stmt = c.prepare_cached(
                 "SELECT at_ms, kind, detail FROM call_events WHERE call_sid = ?1 ORDER BY id",
             )?;
@@ -383,7 +453,10 @@ impl History {
                     detail: r.get(2)?,
                 })
             })?;
-            rows.collect()
+            for r in rows {
+                out.push(r?);
+            }
+            Ok(out)
         })
     }
 }
@@ -467,6 +540,7 @@ fn purge(conn: &Connection, retention: Option<Duration>, now: i64) -> rusqlite::
         [cutoff],
     )?;
     let calls = conn.execute("DELETE FROM calls WHERE created_ms < ?1", [cutoff])?;
+    conn.execute("DELETE FROM call_traces WHERE created_ms < ?1", [cutoff])?;
     if calls > 0 {
         tracing::info!(calls, events, "history: calls past the retention deleted");
     }
@@ -483,22 +557,43 @@ fn write_loop(
     let mut barriers = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut ops = vec![first];
+        if !matches!(ops[0], Op::Barrier(_)) {
+            // Senders do not wake a sleeping thread: rows queue up meanwhile.
+            std::thread::sleep(WINDOW);
+        }
         ops.extend(rx.try_iter().take(BATCH - 1));
         let n = ops.len();
+        // The states of one call within the window become one write: a
+        // short call is written once, not once per status.
+        let mut merged: Vec<Merged> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut traces = Vec::new();
+        for op in ops {
+            match op {
+                Op::Call(rec) => match index.get(&rec.sid) {
+                    Some(&i) => merged[i].add(*rec),
+                    None => {
+                        index.insert(rec.sid.clone(), merged.len());
+                        merged.push(Merged::new(*rec));
+                    }
+                },
+                Op::Trace { sid, at, json } => traces.push((sid, at, json)),
+                Op::Barrier(b) => barriers.push(b),
+            }
+        }
         let result = (|| -> rusqlite::Result<u64> {
             let tx = conn.transaction()?;
-            let mut rows = 0;
-            for op in ops {
-                match op {
-                    Op::Call(rec) => {
-                        apply(&tx, &rec)?;
-                        rows += 1;
-                    }
-                    Op::Barrier(b) => barriers.push(b),
-                }
+            for m in &merged {
+                apply(&tx, m)?;
+            }
+            for (sid, at, json) in &traces {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO call_traces (call_sid, created_ms, trace) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![sid, ms(*at), json])?;
             }
             tx.commit()?;
-            Ok(rows)
+            Ok((merged.len() + traces.len()) as u64)
         })();
         match result {
             Ok(rows) => {
@@ -522,15 +617,60 @@ fn write_loop(
     tracing::debug!("history writer stopped");
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, r: &CallRecord) -> rusqlite::Result<()> {
+/// The states of one call gathered in one window.
+struct Merged {
+    /// When the first of them was reached (the call's creation, if new).
+    first_at: SystemTime,
+    /// The latest state, with the duration and AMD result of any.
+    last: CallRecord,
+    /// Every status, `status@ms `.
+    timeline: String,
+}
+
+impl Merged {
+    fn new(r: CallRecord) -> Self {
+        let mut m = Merged {
+            first_at: r.at,
+            timeline: String::new(),
+            last: r,
+        };
+        m.word();
+        m
+    }
+
+    fn word(&mut self) {
+        use std::fmt::Write as _;
+        let _ = write!(
+            self.timeline,
+            "{}@{} ",
+            self.last.status.as_str(),
+            ms(self.last.at)
+        );
+    }
+
+    fn add(&mut self, r: CallRecord) {
+        let duration = r.duration.or(self.last.duration);
+        let answered_by = r.answered_by.clone().or(self.last.answered_by.take());
+        self.last = r;
+        self.last.duration = duration;
+        self.last.answered_by = answered_by;
+        self.word();
+    }
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, m: &Merged) -> rusqlite::Result<()> {
+    let r = &m.last;
     let at = ms(r.at);
+    let first = ms(m.first_at);
     let end = is_final(r.status).then_some(at);
     let duration = r.duration.map(|d| i64::try_from(d).unwrap_or(i64::MAX));
     tx.prepare_cached(
         "INSERT INTO calls (sid, parent_sid, from_, to_, direction, status, caller_name,
-                forwarded_from, answered_by, created_ms, updated_ms, start_ms, end_ms, duration)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10, ?11, ?12)
+                forwarded_from, answered_by, created_ms, updated_ms, start_ms, end_ms, duration,
+                timeline)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?14, ?10, ?14, ?11, ?12, ?13)
          ON CONFLICT (sid) DO UPDATE SET
+           timeline = timeline || excluded.timeline,
            parent_sid = excluded.parent_sid, from_ = excluded.from_, to_ = excluded.to_,
            direction = excluded.direction, status = excluded.status,
            caller_name = excluded.caller_name, forwarded_from = excluded.forwarded_from,
@@ -552,11 +692,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &CallRecord) -> rusqlite::Result<()>
         at,
         end,
         duration,
+        m.timeline,
+        first,
     ])?;
-    tx.prepare_cached(
-        "INSERT INTO call_events (call_sid, at_ms, kind, detail) VALUES (?1, ?2, 'status', ?3)",
-    )?
-    .execute(params![r.sid, at, r.status.as_str()])?;
     Ok(())
 }
 
@@ -612,6 +750,39 @@ mod tests {
             .map(|e| e.detail)
             .collect();
         assert_eq!(events, ["ringing", "in-progress", "completed"]);
+        assert_eq!(h.counts(), (0, 1), "three states in one window: one write");
+    }
+
+    #[test]
+    fn states_in_separate_windows_extend_the_same_row() {
+        let path = temp("windows");
+        let h = History::open(&path, None).unwrap();
+        h.record(record("CA1", CallStatus::Ringing, 100));
+        h.flush();
+        h.record(record("CA1", CallStatus::InProgress, 101));
+        h.flush();
+        let mut end = record("CA1", CallStatus::Completed, 131);
+        end.duration = Some(30);
+        h.record(end);
+        h.flush();
+        let row = h.call("CA1").unwrap().unwrap();
+        assert_eq!((row.created_ms, row.start_ms), (100_000, Some(100_000)));
+        assert_eq!((row.updated_ms, row.end_ms), (131_000, Some(131_000)));
+        assert_eq!((row.status.as_str(), row.duration), ("completed", Some(30)));
+        let events: Vec<_> = h
+            .events("CA1")
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.at_ms, e.detail))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (100_000, "ringing".to_owned()),
+                (101_000, "in-progress".to_owned()),
+                (131_000, "completed".to_owned())
+            ]
+        );
         assert_eq!(h.counts(), (0, 3));
     }
 
@@ -689,6 +860,40 @@ mod tests {
         assert!(h.call("CAold").unwrap().is_none());
         assert!(h.events("CAold").unwrap().is_empty());
         assert!(h.call("CAnew").unwrap().is_some());
+    }
+
+    #[test]
+    fn traces_are_kept_by_call_and_replaced() {
+        let path = temp("traces");
+        let h = History::open(&path, None).unwrap();
+        h.record_trace("CA1".into(), "{\"a\":1}".into());
+        h.record_trace("CA1".into(), "{\"a\":2}".into());
+        h.flush();
+        assert_eq!(h.trace("CA1").unwrap().as_deref(), Some("{\"a\":2}"));
+        assert_eq!(h.trace("CA2").unwrap(), None);
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_in_place() {
+        let path = temp("v1");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            let tx = c.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.execute_batch("PRAGMA user_version = 1").unwrap();
+            tx.execute(
+                "INSERT INTO calls (sid, from_, to_, direction, status, created_ms, updated_ms)
+                 VALUES ('CAold', 'a', 'b', 'inbound', 'completed', 1, 1)",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let h = History::open(&path, None).unwrap();
+        assert_eq!(h.call("CAold").unwrap().unwrap().status, "completed");
+        h.record_trace("CAold".into(), "{}".into());
+        h.flush();
+        assert!(h.trace("CAold").unwrap().is_some());
     }
 
     #[test]

@@ -337,6 +337,8 @@ where
     let head = parts.method == Method::HEAD;
     let routed = if parts.uri.path().starts_with("/demo/") {
         crate::demo::route(&parts, body).await
+    } else if parts.uri.path().starts_with("/inspector") {
+        crate::inspector::route(state, &parts).await
     } else {
         crate::api::route(state, &parts, body).await
     };

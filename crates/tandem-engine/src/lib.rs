@@ -12,6 +12,7 @@ pub mod fork;
 mod gather;
 pub mod history;
 pub mod http;
+mod inspector;
 mod media;
 pub mod media_ops;
 mod queue;

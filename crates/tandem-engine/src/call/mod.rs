@@ -50,6 +50,7 @@ mod shell;
 mod speech;
 #[cfg(test)]
 mod tests;
+mod trace;
 mod transfer;
 
 pub(crate) use api::{ApiAction, ApiCommand, ApiRefusal};
@@ -292,13 +293,7 @@ fn answer_on_new_leg(
 
 /// Generates a `CA` + 32 hex SID.
 pub(crate) fn call_sid(ids: &mut IdGen) -> String {
-    format!(
-        "CA{:08x}{:08x}{:08x}{:08x}",
-        ids.u32(),
-        ids.u32(),
-        ids.u32(),
-        ids.u32()
-    )
+    ids.sid("CA")
 }
 
 fn user_of(uri: &str) -> String {

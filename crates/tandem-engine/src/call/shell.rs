@@ -17,6 +17,7 @@ use tracing::Instrument as _;
 use url::Url;
 
 use super::replay::{CallLog, LoggedStart, LoggingEnv, document_start};
+use super::trace::Trace;
 use super::{Audio, Call, CallMsg, Fetched, Output, RealEnv, Start, Who, user_of};
 use crate::config::TwimlSource;
 use crate::engine::Ctx;
@@ -272,9 +273,11 @@ pub(crate) async fn run(
             call_id,
             media_rx,
             log,
+            trace,
         } => {
             let span = tracing::info_span!("call", sid = %call.sid());
-            let shell = Shell::new(ctx, me, call.sid().to_owned());
+            let mut shell = Shell::new(ctx, me, call.sid().to_owned());
+            shell.trace = Some(trace);
             Box::pin(call_loop(shell, call, call_id, inbox, media_rx, log).instrument(span)).await;
         }
     }
@@ -321,7 +324,8 @@ pub(crate) fn spawn_api<A: Send + 'static>(ctx: &Arc<Ctx>, api: ApiCall, admitte
     tokio::spawn(async move {
         let _admitted = admitted;
         let span = tracing::info_span!("call", sid = %api.sid);
-        let shell = Shell::new(ctx, me, api.sid.clone());
+        let mut shell = Shell::new(ctx, me, api.sid.clone());
+        shell.trace = Some(Box::new(Trace::new(now())));
         let key = format!("api-{}", api.sid);
         Box::pin(call_loop(shell, Box::new(call), key, inbox, media_rx, None).instrument(span))
             .await;
@@ -340,6 +344,7 @@ enum Prepared {
         call_id: String,
         media_rx: mpsc::Receiver<MediaEvent>,
         log: Option<CallLog>,
+        trace: Box<Trace>,
     },
 }
 
@@ -366,6 +371,15 @@ fn prepare(
     };
     let (media_tx, media_rx) = mpsc::channel(64);
     let t0 = now();
+    let mut trace = Box::new(Trace::new(t0));
+    trace.sip(
+        t0,
+        &call_id,
+        Some("caller"),
+        Some(source.addr),
+        false,
+        "INVITE".to_owned(),
+    );
     let mut env: Box<dyn super::Env> = Box::new(RealEnv::new(ctx.clone(), me.clone(), media_tx));
     let mut ids = IdGen::from_entropy();
     let mut log = None;
@@ -397,6 +411,7 @@ fn prepare(
             call_id,
             media_rx,
             log,
+            trace,
         },
         None => Prepared::Refused { call_id, outputs },
     }
@@ -413,6 +428,8 @@ struct Shell {
     queues: HashMap<String, tandem_webhook::CallbackQueue>,
     /// CallSids of this task's calls not yet over, reachable by the REST API.
     live: Vec<String>,
+    /// The inspector's ladder and webhooks (written when the call ends).
+    trace: Option<Box<Trace>>,
 }
 
 impl Shell {
@@ -424,6 +441,7 @@ impl Shell {
             routed: Vec::new(),
             queues: HashMap::new(),
             live: Vec::new(),
+            trace: None,
         }
     }
 
@@ -435,6 +453,9 @@ impl Shell {
     }
 
     async fn execute(&mut self, o: Output) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            trace_output(t, now(), &o);
+        }
         let ep = &self.ctx.ep;
         match o {
             Output::Respond { stx, response } => {
@@ -601,6 +622,9 @@ async fn call_loop(
                     if let Some(l) = &log {
                         l.msg(t, &m);
                     }
+                    if let Some(tr) = shell.trace.as_deref_mut() {
+                        trace_msg(tr, t, &call_id, &m);
+                    }
                     call.handle_msg(t, m);
                 }
                 None => break,
@@ -637,10 +661,150 @@ async fn call_loop(
     for sid in shell.live.drain(..) {
         ctx.live.remove(&sid);
     }
+    if let (Some(t), Some(h)) = (shell.trace.take(), &ctx.history) {
+        h.record_trace(shell.sid.clone(), t.to_json());
+    }
     ctx.calls.remove(&call_id);
     drop(call);
     ctx.metrics.call_ended();
     tracing::info!("call ended");
+}
+
+/// What the inspector keeps of an output: the SIP it sends, the requests
+/// it makes of the application.
+fn trace_output(t: &mut Trace, at: Instant, o: &Output) {
+    match o {
+        Output::Respond { response, .. } => {
+            let cid = response.headers.call_id().unwrap_or("");
+            t.sip(
+                at,
+                cid,
+                None,
+                None,
+                true,
+                super::trace::response_line(response),
+            );
+        }
+        Output::Request { request, peer } => {
+            let cid = request.headers.call_id().unwrap_or("");
+            let who = format!("{}", request.uri);
+            let who = who.trim_start_matches("sip:");
+            t.sip(
+                at,
+                cid,
+                Some(who),
+                Some(peer.addr),
+                true,
+                request.method.to_string(),
+            );
+        }
+        Output::Ack { request, .. } => {
+            let cid = request.headers.call_id().unwrap_or("");
+            t.sip(at, cid, None, None, true, "ACK".to_owned());
+        }
+        Output::Cancel { call_id, .. } => t.sip(at, call_id, None, None, true, "CANCEL".to_owned()),
+        Output::Fetch { req, params, .. } => {
+            let method = if req.method == tandem_twiml::Method::Get {
+                "GET"
+            } else {
+                "POST"
+            };
+            let p = params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            t.request(at, "request", req.url.as_str(), method, p);
+        }
+        Output::Status { url, method, event } => {
+            let p = event
+                .params(0)
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            t.request(at, "status", url.as_str(), method_name(*method), p);
+        }
+        Output::Recording { url, method, event } => {
+            let p = event
+                .params()
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            t.request(at, "callback", url.as_str(), method_name(*method), p);
+        }
+        Output::Callback {
+            url,
+            method,
+            params,
+            ..
+        } => {
+            let p = params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            t.request(at, "callback", url.as_str(), method_name(*method), p);
+        }
+        _ => {}
+    }
+}
+
+fn method_name(m: tandem_webhook::Method) -> &'static str {
+    if m == tandem_webhook::Method::Get {
+        "GET"
+    } else {
+        "POST"
+    }
+}
+
+/// What the inspector keeps of a message to the call.
+fn trace_msg(t: &mut Trace, at: Instant, caller_call_id: &str, m: &CallMsg) {
+    match m {
+        CallMsg::Request {
+            request, source, ..
+        } => {
+            let cid = request.headers.call_id().unwrap_or("");
+            t.sip(
+                at,
+                cid,
+                None,
+                Some(source.addr),
+                false,
+                request.method.to_string(),
+            );
+        }
+        CallMsg::Ack => t.sip(at, caller_call_id, None, None, false, "ACK".to_owned()),
+        CallMsg::Cancelled => t.sip(at, caller_call_id, None, None, false, "CANCEL".to_owned()),
+        CallMsg::Response { response, .. } => {
+            let cid = response.headers.call_id().unwrap_or("");
+            t.sip(
+                at,
+                cid,
+                None,
+                None,
+                false,
+                super::trace::response_line(response),
+            );
+        }
+        CallMsg::Timeout {
+            call_id, method, ..
+        } => {
+            t.sip(
+                at,
+                call_id,
+                None,
+                None,
+                false,
+                format!("({method} timed out)"),
+            );
+        }
+        CallMsg::AckTimeout { .. } => {
+            t.sip(at, caller_call_id, None, None, false, "(no ACK)".to_owned());
+        }
+        CallMsg::Fetched(r) | CallMsg::ReferFetched(r) | CallMsg::ApiFetched(r) => t.answer(at, r),
+        CallMsg::ScreenFetched { result, .. } | CallMsg::WaitFetched { result, .. } => {
+            t.answer(at, result)
+        }
+        _ => {}
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
