@@ -41,7 +41,9 @@ canvas.waveform { display: block; border: 1px solid #ddd; margin: 4px 0; }
 /// with the channel count it found.
 const SCRIPT: &str = r#"
 async function drawWave(canvas) {
-  const r = await fetch(canvas.dataset.src, { credentials: 'same-origin' });
+  // From the origin: a page opened as http://user:pass@host/ would give
+  // relative URLs its credentials, which fetch refuses.
+  const r = await fetch(location.origin + canvas.dataset.src, { credentials: 'same-origin' });
   if (!r.ok) { canvas.dataset.error = 'HTTP ' + r.status; return; }
   const buf = new DataView(await r.arrayBuffer());
   let off = 12, channels = 0, bits = 0, data = null, len = 0;

@@ -208,16 +208,23 @@ impl Trace {
     }
 }
 
-/// The first line of a response as the ladder shows it: `180 Ringing`.
+/// The first line of a response as the ladder shows it: `180 Ringing`,
+/// `487 Request Terminated` (rsip names codes in CamelCase: spaced here).
 pub(crate) fn response_line(r: &tandem_sip::message::Response) -> String {
     let code = u16::from(r.status_code.clone());
-    let text = r.status_code.to_string();
-    // rsip writes "180 Ringing"; keep it when it starts with the code.
-    if text.starts_with(&code.to_string()) {
-        text
-    } else {
-        code.to_string()
+    let name = r.status_code.to_string();
+    let name = name.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
+    let mut out = code.to_string();
+    let mut prev_lower = false;
+    for (i, c) in name.char_indices() {
+        // A word starts where a capital follows a small letter: "OK" stays.
+        if i == 0 || (c.is_ascii_uppercase() && prev_lower) {
+            out.push(' ');
+        }
+        prev_lower = c.is_ascii_lowercase();
+        out.push(c);
     }
+    out
 }
 
 #[cfg(test)]
@@ -257,6 +264,24 @@ mod tests {
         assert_eq!(v["sip"][2]["dir"], "out");
         assert_eq!(v["sip"].as_array().unwrap().len(), MAX_SIP);
         assert_eq!(v["sip_dropped"], 3);
+    }
+
+    #[test]
+    fn responses_read_as_on_the_wire() {
+        let invite = tandem_sip::builder::RequestBuilder::new(
+            tandem_sip::message::Method::Invite,
+            rsip::Uri::try_from("sip:a@127.0.0.1").unwrap(),
+        )
+        .via("UDP", "127.0.0.1:5060", "z9hG4bK1")
+        .from("<sip:b@127.0.0.1>;tag=1")
+        .to("<sip:a@127.0.0.1>")
+        .call_id("c")
+        .cseq(1)
+        .build();
+        let line = |code| response_line(&tandem_sip::builder::response_to(&invite, code, None, None));
+        assert_eq!(line(180), "180 Ringing");
+        assert_eq!(line(487), "487 Request Terminated");
+        assert_eq!(line(200), "200 OK");
     }
 
     #[test]
