@@ -278,7 +278,8 @@ mod tests {
         .call_id("c")
         .cseq(1)
         .build();
-        let line = |code| response_line(&tandem_sip::builder::response_to(&invite, code, None, None));
+        let line =
+            |code| response_line(&tandem_sip::builder::response_to(&invite, code, None, None));
         assert_eq!(line(180), "180 Ringing");
         assert_eq!(line(487), "487 Request Terminated");
         assert_eq!(line(200), "200 OK");
