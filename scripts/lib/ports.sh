@@ -10,10 +10,13 @@ port_free() { # port: not handed out, not bound, not in Tandem's RTP range
   [ -n "${RTP_MIN:-}" ] && [ "$q" -ge "$RTP_MIN" ] && [ "$q" -le $((RTP_MIN + 199)) ] && return 1
   ! ss -Hln "sport = :$q" 2>/dev/null | grep -q .
 }
+# Picks stay in 20000-32499, below Linux's ephemeral range (32768-60999):
+# an outgoing connection (curl, a browser, a webhook client) may take any
+# ephemeral port between the check and the bind, and did (EADDRINUSE).
 freeport() {
   local p
   while :; do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    p=$((20000 + (RANDOM * 32768 + RANDOM) % 12500))
     if port_free "$p"; then
       echo "$p" >>"$USED_PORTS_FILE"
       echo "$p"
@@ -26,7 +29,7 @@ freeport() {
 freemedia() {
   local p
   while :; do
-    p=$(((20000 + (RANDOM * 32768 + RANDOM) % 40000) / 2 * 2))
+    p=$(((20000 + (RANDOM * 32768 + RANDOM) % 12500) / 2 * 2))
     if port_free "$p" && port_free $((p + 1)) && port_free $((p + 2)) && port_free $((p + 3)); then
       printf '%s\n' "$p" $((p + 1)) $((p + 2)) $((p + 3)) >>"$USED_PORTS_FILE"
       echo "$p"

@@ -185,12 +185,7 @@ where
             if row.is_none() && ctx.live.contains_key(sid) {
                 // A call just placed or just arrived: its first row may
                 // still be in the writer's window.
-                let h = history.clone();
-                blocking(move || {
-                    h.flush();
-                    Ok(())
-                })
-                .await?;
+                flush(&history).await?;
                 row = fetch(&history, sid).await?;
             }
             match row {
@@ -252,6 +247,30 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// `PageSize`: 1 to [`MAX_PAGE_SIZE`].
+fn parse_page_size(v: &str) -> Result<usize, ApiError> {
+    v.parse()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+        .ok_or_else(|| ApiError::invalid(format!("PageSize {v:?} must be 1 to {MAX_PAGE_SIZE}")))
+}
+
+/// `Page`: a page number from 0.
+fn parse_page(v: &str) -> Result<usize, ApiError> {
+    v.parse()
+        .map_err(|_| ApiError::invalid(format!("Page {v:?} is not a number")))
+}
+
+/// Waits until everything queued for the history is on disk.
+async fn flush(history: &History) -> Result<(), ApiError> {
+    let h = history.clone();
+    blocking(move || {
+        h.flush();
+        Ok(())
+    })
+    .await
+}
+
 async fn fetch(history: &History, sid: &str) -> Result<Option<CallRow>, ApiError> {
     let h = history.clone();
     let sid = sid.to_owned();
@@ -305,19 +324,11 @@ async fn list(
                 }
             }
             "PageSize" => {
-                page_size = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid(format!("PageSize {v:?} must be 1 to {MAX_PAGE_SIZE}"))
-                    })?;
+                page_size = parse_page_size(v)?;
                 continue;
             }
             "Page" => {
-                page = v
-                    .parse()
-                    .map_err(|_| ApiError::invalid(format!("Page {v:?} is not a number")))?;
+                page = parse_page(v)?;
                 continue;
             }
             "PageToken" => {
@@ -471,12 +482,7 @@ async fn modify(
         return Ok(json_response(StatusCode::OK, &json!({ "sid": sid })));
     };
     // What the call did is written before the resource is read back.
-    let h = history.clone();
-    blocking(move || {
-        h.flush();
-        Ok(())
-    })
-    .await?;
+    flush(&history).await?;
     match fetch(&history, sid).await? {
         Some(row) => Ok(json_response(
             StatusCode::OK,
@@ -658,28 +664,26 @@ async fn create(
         let mut ids = tandem_sip::builder::IdGen::from_entropy();
         crate::call::call_sid(&mut ids)
     };
-    // Its `queued` row goes in before the call can write anything else.
+    // A placed call's state before its task runs (queued), or if it
+    // cannot run (failed).
+    let placed = |status| crate::history::CallRecord {
+        sid: sid.clone(),
+        parent_sid: None,
+        from: from.to_owned(),
+        to: to.to_owned(),
+        direction: tandem_webhook::Direction::OutboundApi,
+        status,
+        caller_name: None,
+        forwarded_from: None,
+        answered_by: None,
+        duration: None,
+        at: std::time::SystemTime::now(),
+    };
+    // Its `queued` row goes in before the call can write anything else,
+    // and is on disk before the client can ask for it.
     if let Some(h) = &ctx.history {
-        h.record(crate::history::CallRecord {
-            sid: sid.clone(),
-            parent_sid: None,
-            from: from.to_owned(),
-            to: to.to_owned(),
-            direction: tandem_webhook::Direction::OutboundApi,
-            status: tandem_webhook::CallStatus::Queued,
-            caller_name: None,
-            forwarded_from: None,
-            answered_by: None,
-            duration: None,
-            at: std::time::SystemTime::now(),
-        });
-        // On disk before the client can ask for it.
-        let h = h.clone();
-        blocking(move || {
-            h.flush();
-            Ok(())
-        })
-        .await?;
+        h.record(placed(tandem_webhook::CallStatus::Queued));
+        flush(h).await?;
     }
     let api = crate::call::ApiCall {
         sid: sid.clone(),
@@ -691,19 +695,7 @@ async fn create(
     };
     if !crate::call::spawn_api(ctx, api, admitted) {
         if let Some(h) = &ctx.history {
-            h.record(crate::history::CallRecord {
-                sid: sid.clone(),
-                parent_sid: None,
-                from: from.to_owned(),
-                to: to.to_owned(),
-                direction: tandem_webhook::Direction::OutboundApi,
-                status: tandem_webhook::CallStatus::Failed,
-                caller_name: None,
-                forwarded_from: None,
-                answered_by: None,
-                duration: None,
-                at: std::time::SystemTime::now(),
-            });
+            h.record(placed(tandem_webhook::CallStatus::Failed));
         }
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -787,18 +779,10 @@ async fn recordings(
                 }
             }
             "PageSize" => {
-                page_size = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid(format!("PageSize {v:?} must be 1 to {MAX_PAGE_SIZE}"))
-                    })?;
+                page_size = parse_page_size(v)?;
             }
             "Page" => {
-                page = v
-                    .parse()
-                    .map_err(|_| ApiError::invalid(format!("Page {v:?} is not a number")))?;
+                page = parse_page(v)?;
             }
             _ => {}
         }
@@ -920,9 +904,8 @@ async fn delete_recording(
         }
     }
     tracing::info!(%sid, "recording deleted through the REST API");
-    let mut r = crate::http::json_response(StatusCode::NO_CONTENT, &Value::Null);
-    *r.body_mut() = crate::http::empty_body();
-    r.headers_mut().remove(http::header::CONTENT_TYPE);
+    let mut r = http::Response::new(crate::http::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
     Ok(r)
 }
 

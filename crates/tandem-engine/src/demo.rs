@@ -60,7 +60,7 @@ where
         }
         _ => return None,
     };
-    let mut r = crate::http::full_response(StatusCode::OK, twiml);
+    let mut r = crate::http::full(StatusCode::OK, twiml);
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/xml; charset=utf-8"),

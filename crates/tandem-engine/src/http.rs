@@ -506,22 +506,14 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// An empty body.
-pub(crate) fn empty_body() -> HttpBody {
-    empty()
-}
-
-fn empty() -> HttpBody {
+pub(crate) fn empty() -> HttpBody {
     Empty::new()
         .map_err(|never: Infallible| match never {})
         .boxed()
 }
 
 /// A response with a small body.
-pub(crate) fn full_response(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {
-    full(status, body)
-}
-
-fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {
+pub(crate) fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {
     let mut r = Response::new(
         Full::new(body.into())
             .map_err(|never: Infallible| match never {})

@@ -140,7 +140,7 @@ fn html(status: StatusCode, body: String) -> http::Response<HttpBody> {
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Tandem call inspector</title>\
          <style>{STYLE}</style></head><body>{body}<script>{SCRIPT}</script></body></html>\n"
     );
-    let mut r = crate::http::full_response(status, doc);
+    let mut r = crate::http::full(status, doc);
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/html; charset=utf-8"),
@@ -363,8 +363,10 @@ fn ladder(v: &Value) -> String {
         let leg = m["leg"].as_u64().unwrap_or(0) as usize;
         let what = m["what"].as_str().unwrap_or("");
         let out = m["dir"] == "out";
-        // Towards the peer on the caller's leg is left, on a branch right.
-        let arrow = match (leg == 0, out) {
+        // Towards the peer on the caller's leg is left, on a callee's right
+        // (a call placed through the API has no caller leg).
+        let callers = legs.get(leg).is_some_and(|l| l["who"] == "caller");
+        let arrow = match (callers, out) {
             (true, true) => format!("◀── {}", esc(what)),
             (true, false) => format!("{} ──▶", esc(what)),
             (false, true) => format!("{} ──▶", esc(what)),
@@ -484,4 +486,52 @@ fn recordings(
         ));
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Arrows point at whoever the message went to: left to the caller,
+    /// right to a callee — also for a call placed through the API, whose
+    /// first leg is a callee's.
+    #[test]
+    fn ladder_arrows_follow_the_leg_not_its_column() {
+        let forked: Value = serde_json::json!({
+            "legs": [{"call_id": "c", "who": "caller"}, {"call_id": "b", "who": "alice@h"}],
+            "sip": [
+                {"t": 0, "leg": 0, "dir": "in", "what": "INVITE"},
+                {"t": 1, "leg": 1, "dir": "out", "what": "INVITE"},
+                {"t": 2, "leg": 1, "dir": "out", "what": "CANCEL"},
+                {"t": 3, "leg": 0, "dir": "out", "what": "200 OK"},
+            ],
+        });
+        let html = ladder(&forked);
+        assert!(
+            html.contains("INVITE ──▶</td><td class=\"leg\">│"),
+            "{html}"
+        );
+        assert!(
+            html.contains("class=\"leg msg cancel\">CANCEL ──▶"),
+            "{html}"
+        );
+        assert!(html.contains("◀── 200 OK"), "{html}");
+        let placed: Value = serde_json::json!({
+            "legs": [{"call_id": "b", "who": "carol@h"}],
+            "sip": [{"t": 0, "leg": 0, "dir": "out", "what": "INVITE"},
+                    {"t": 5, "leg": 0, "dir": "in", "what": "180 Ringing"}],
+        });
+        let html = ladder(&placed);
+        assert!(html.contains("INVITE ──▶"), "{html}");
+        assert!(html.contains("◀── 180 Ringing"), "{html}");
+        assert!(html.contains("Tandem ⇄ carol@h"), "{html}");
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
 }
