@@ -223,6 +223,24 @@ where
     Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
+/// An `http(s)` URL parameter, when given (21205 if it is not one).
+fn http_url_param(form: &[(String, String)], key: &str) -> Result<Option<url::Url>, ApiError> {
+    param(form, key)
+        .map(|u| {
+            url::Url::parse(u)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        21205,
+                        format!("{key} {u:?} is not a valid http(s) URL"),
+                    )
+                })
+        })
+        .transpose()
+}
+
 fn param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter()
         .find(|(k, _)| k == name)
@@ -422,17 +440,7 @@ async fn modify(
             ));
         }
         ApiAction::Twiml(twiml.to_owned())
-    } else if let Some(url) = param(form, "Url") {
-        let parsed = url::Url::parse(url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    21205,
-                    format!("Url {url:?} is not a valid http(s) URL"),
-                )
-            })?;
+    } else if let Some(parsed) = http_url_param(form, "Url")? {
         let method = match param(form, "Method") {
             None => tandem_twiml::Method::Post,
             Some(m) => m
@@ -546,22 +554,7 @@ async fn create(
             ))),
         }
     };
-    let http_url = |key: &str| -> Result<Option<url::Url>, ApiError> {
-        param(form, key)
-            .map(|u| {
-                url::Url::parse(u)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            21205,
-                            format!("{key} {u:?} is not a valid http(s) URL"),
-                        )
-                    })
-            })
-            .transpose()
-    };
+    let http_url = |key: &str| http_url_param(form, key);
     // What runs once the callee answers.
     let answered = if let Some(twiml) = param(form, "Twiml") {
         tandem_twiml::parse(twiml).map_err(|e| {

@@ -155,14 +155,7 @@ impl Call {
         if self.finished || self.caller_gone {
             return;
         }
-        let document = match result {
-            Ok((body, url)) => match tandem_twiml::parse(&body) {
-                Ok(doc) => Ok((doc, url)),
-                Err(e) => Err(format!("invalid TwiML: {e}")),
-            },
-            Err(e) => Err(e),
-        };
-        match document {
+        match fetched_document(result) {
             Ok((document, url)) => {
                 if let Err(e) = self.move_to(document, url) {
                     tracing::warn!(reason = %e, "REST API redirect not carried out");

@@ -113,14 +113,8 @@ impl Call {
             HoldFor::Queue => "queue waitUrl",
             HoldFor::Dequeue => "<Queue url>",
         };
-        let parsed = match result {
-            Ok((body, final_url)) => match tandem_twiml::parse(&body) {
-                Ok(d) => Some((d, final_url)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "{what} answered invalid TwiML");
-                    None
-                }
-            },
+        let parsed = match fetched_document(result) {
+            Ok(d) => Some(d),
             Err(reason) => {
                 tracing::warn!(%reason, "{what} failed");
                 None

@@ -162,6 +162,14 @@ pub(crate) struct SpeechOptions {
 /// A fetched document (body and final URL) or why it failed.
 pub(crate) type Fetched = Result<(String, Option<Url>), String>;
 
+/// A fetched answer as a document (with the URL it came from), or why not.
+fn fetched_document(result: Fetched) -> Result<(tandem_twiml::Document, Option<Url>), String> {
+    let (body, url) = result?;
+    tandem_twiml::parse(&body)
+        .map(|doc| (doc, url))
+        .map_err(|e| format!("invalid TwiML: {e}"))
+}
+
 /// What the call asks the shell to do, in order.
 #[derive(Debug)]
 pub(crate) enum Output {

@@ -203,21 +203,7 @@ impl Call {
             }
             match self.env.stop_recording() {
                 Some(Ok(info)) => {
-                    let done = info.status == tandem_webhook::RecordingStatus::Completed;
-                    let wanted = if done {
-                        RecordingStatus::Completed
-                    } else {
-                        RecordingStatus::Absent
-                    };
-                    if let Some((url, method, events)) = &r.callback
-                        && events.contains(&wanted)
-                    {
-                        self.out.push_back(Output::Recording {
-                            url: url.clone(),
-                            method: *method,
-                            event: Box::new(info.event()),
-                        });
-                    }
+                    let done = self.record_callback(&r, &info);
                     tracing::info!(recording = %info.sid, status = info.status.as_str(),
                         secs = info.duration_secs, digits, "<Record> finished");
                     if done && (r.spec.transcribe || r.spec.transcribe_callback.is_some()) {
@@ -251,6 +237,27 @@ impl Call {
 }
 
 impl Call {
+    /// The `recordingStatusCallback` of a finished `<Record>`, when it
+    /// asked for this outcome; whether the recording completed.
+    fn record_callback(&mut self, r: &RecordVerb, info: &crate::recording::RecordingInfo) -> bool {
+        let done = info.status == tandem_webhook::RecordingStatus::Completed;
+        let wanted = if done {
+            RecordingStatus::Completed
+        } else {
+            RecordingStatus::Absent
+        };
+        if let Some((url, method, events)) = &r.callback
+            && events.contains(&wanted)
+        {
+            self.out.push_back(Output::Recording {
+                url: url.clone(),
+                method: *method,
+                event: Box::new(info.event()),
+            });
+        }
+        done
+    }
+
     /// The `<Record>` stops without its `action` (the call is moved to
     /// other TwiML): the recording is finished and kept, its callback sent.
     pub(super) fn drop_record(&mut self) {
@@ -267,21 +274,7 @@ impl Call {
         match self.env.stop_recording() {
             Some(Ok(info)) => {
                 tracing::info!(recording = %info.sid, "<Record> stopped: the call moved on");
-                let done = info.status == tandem_webhook::RecordingStatus::Completed;
-                let wanted = if done {
-                    RecordingStatus::Completed
-                } else {
-                    RecordingStatus::Absent
-                };
-                if let Some((url, method, events)) = &r.callback
-                    && events.contains(&wanted)
-                {
-                    self.out.push_back(Output::Recording {
-                        url: url.clone(),
-                        method: *method,
-                        event: Box::new(info.event()),
-                    });
-                }
+                self.record_callback(&r, &info);
             }
             Some(Err(e)) => tracing::warn!(error = %e, "<Record>: recording not finished"),
             None => {}

@@ -132,13 +132,7 @@ impl Call {
             tracing::info!("referUrl answered after the bridge ended: transfer dropped");
             return;
         }
-        let document = match result {
-            Ok((body, url)) => match tandem_twiml::parse(&body) {
-                Ok(doc) => Ok((doc, url)),
-                Err(e) => Err(format!("invalid TwiML: {e}")),
-            },
-            Err(e) => Err(e),
-        };
+        let document = fetched_document(result);
         let referrer = if t.by_caller {
             Referrer::Caller
         } else {
