@@ -37,3 +37,18 @@ freemedia() {
     fi
   done
 }
+# A range of N ports (even start) none of which was handed out or is bound:
+# Tandem's RTP pool. Ports picked before it (the SIP port...) are outside.
+freerange() { # n
+  local n=$1 p
+  while :; do
+    p=$(((20000 + (RANDOM * 32768 + RANDOM) % (12500 - n)) / 2 * 2))
+    if awk -v lo="$p" -v hi="$((p + n - 1))" '$1 >= lo && $1 <= hi {f = 1} END {exit f}' "$USED_PORTS_FILE" &&
+      ! ss -Hln 2>/dev/null | awk -v lo="$p" -v hi="$((p + n - 1))" \
+        '{k = split($4, a, ":"); q = a[k] + 0; if (q >= lo && q <= hi) f = 1} END {exit !f}'; then
+      seq "$p" $((p + n - 1)) >>"$USED_PORTS_FILE"
+      echo "$p"
+      return
+    fi
+  done
+}
