@@ -380,6 +380,13 @@ fn prepare(
         false,
         "INVITE".to_owned(),
     );
+    // A local file's TwiML is never fetched: the inspector shows it as the
+    // call's first document all the same.
+    if let Some(TwimlSource::File(path)) = ctx.cfg.number(&to_user).map(|r| &r.source)
+        && let Ok(doc) = ctx.twiml_file(path)
+    {
+        trace.answer(t0, &Ok((doc.body.to_string(), doc.url)));
+    }
     let mut env: Box<dyn super::Env> = Box::new(RealEnv::new(ctx.clone(), me.clone(), media_tx));
     let mut ids = IdGen::from_entropy();
     let mut log = None;
