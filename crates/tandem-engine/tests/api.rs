@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::Value;
 use tandem_engine::http::HttpServer;
-use tandem_engine::{Engine, EngineConfig, NumberRoute, Trunk, TwimlSource};
+use tandem_engine::{Engine, EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
 use tandem_transport::{Endpoint, EndpointConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -58,6 +58,11 @@ impl Peer {
 
     /// Answers `req` with `status` (a To tag added).
     async fn reply(&self, req: &str, status: &str, to: SocketAddr) {
+        self.reply_with(req, status, to, "").await;
+    }
+
+    /// Answers `req` with `status` and an SDP body (when not empty).
+    async fn reply_with(&self, req: &str, status: &str, to: SocketAddr, sdp: &str) {
         let mut m = format!("SIP/2.0 {status}\r\n");
         for l in req.lines().skip(1) {
             let name = l
@@ -78,13 +83,63 @@ impl Peer {
                 m.push_str("\r\n");
             }
         }
+        let ct = if sdp.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         m.push_str(&format!(
-            "Contact: <sip:{}@127.0.0.1:{}>\r\nContent-Length: 0\r\n\r\n",
+            "Contact: <sip:{}@127.0.0.1:{}>\r\n{ct}Content-Length: {}\r\n\r\n{sdp}",
             self.tag,
-            self.port()
+            self.port(),
+            sdp.len()
         ));
         self.sock.send_to(m.as_bytes(), to).await.unwrap();
     }
+}
+
+impl Peer {
+    /// Calls +15550001000 at `tandem` (with `sdp` when not empty) and ACKs
+    /// its 200, which it returns.
+    async fn call_in(&self, tandem: SocketAddr, call_id: &str, sdp: &str) -> String {
+        let cport = self.port();
+        let tag = self.tag;
+        let invite = format!(
+            "INVITE sip:+15550001000@{tandem} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bK{call_id}1;rport\r\n\
+             From: <sip:+15551112222@127.0.0.1>;tag={tag}\r\nTo: <sip:+15550001000@{tandem}>\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{cport}>\r\nMax-Forwards: 70\r\n{}Content-Length: {}\r\n\r\n{sdp}",
+            if sdp.is_empty() {
+                ""
+            } else {
+                "Content-Type: application/sdp\r\n"
+            },
+            sdp.len()
+        );
+        self.sock.send_to(invite.as_bytes(), tandem).await.unwrap();
+        let (ok, _) = self.expect("SIP/2.0 200").await;
+        let to = header(&ok, "To").to_owned();
+        let ack = format!(
+            "ACK sip:tandem@{tandem} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bK{call_id}2\r\n\
+             From: <sip:+15551112222@127.0.0.1>;tag={tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        self.sock.send_to(ack.as_bytes(), tandem).await.unwrap();
+        ok
+    }
+}
+
+fn sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+}
+
+fn sdp_port(msg: &str) -> u16 {
+    msg.lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no m=audio in:\n{msg}"))
 }
 
 fn header<'a>(msg: &'a str, name: &str) -> &'a str {
@@ -154,7 +209,10 @@ fn calls_uri(rest: &str) -> String {
     format!("/2010-04-01/Accounts/{ACCOUNT}/Calls{rest}")
 }
 
-fn config(dir: &Path, tandem: SocketAddr, doc: PathBuf) -> EngineConfig {
+fn config(dir: &Path, tandem: SocketAddr, doc: PathBuf, media: bool) -> EngineConfig {
+    // An RTP range of its own per test process (the other engine tests
+    // use 40000 and up).
+    let base = 33_000 + (std::process::id() % 100) as u16 * 40;
     EngineConfig {
         account_sid: ACCOUNT.into(),
         auth_token: TOKEN.into(),
@@ -183,7 +241,14 @@ fn config(dir: &Path, tandem: SocketAddr, doc: PathBuf) -> EngineConfig {
         retention: None,
         webhook_timeout: Duration::from_secs(2),
         media_auth: false,
-        media: None,
+        media: media.then(|| MediaConfig {
+            address: "127.0.0.1".parse().unwrap(),
+            sdp_address: "127.0.0.1".parse().unwrap(),
+            port_min: base,
+            port_max: base + 39,
+            latching: false,
+            media_timeout: None,
+        }),
     }
 }
 
@@ -196,6 +261,11 @@ struct Running {
 
 impl Running {
     async fn start(dir: &Path, doc: &Path) -> Running {
+        Self::start_with(dir, doc, false).await
+    }
+
+    /// With anchored media when `media`.
+    async fn start_with(dir: &Path, doc: &Path, media: bool) -> Running {
         let mut ep = Endpoint::start(EndpointConfig {
             udp: vec!["127.0.0.1:0".parse().unwrap()],
             ..EndpointConfig::default()
@@ -203,7 +273,11 @@ impl Running {
         .await
         .unwrap();
         let tandem = ep.handle.locals().udp[0];
-        let engine = Engine::new(config(dir, tandem, doc.to_owned()), ep.handle.clone()).unwrap();
+        let engine = Engine::new(
+            config(dir, tandem, doc.to_owned(), media),
+            ep.handle.clone(),
+        )
+        .unwrap();
         let http = engine
             .serve_http("127.0.0.1:0".parse().unwrap())
             .await
@@ -270,32 +344,7 @@ async fn a_client_lists_cancels_redirects_and_finds_the_calls_after_a_restart() 
     let tandem = r.tandem;
 
     // The caller's INVITE is answered at once (a <Dial> without answerOnBridge).
-    let cport = caller.port();
-    let invite = format!(
-        "INVITE sip:+15550001000@{tandem} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bKapi1;rport\r\n\
-         From: <sip:+15551112222@127.0.0.1>;tag=c1\r\nTo: <sip:+15550001000@{tandem}>\r\nCall-ID: api-call\r\n\
-         CSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{cport}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
-    caller
-        .sock
-        .send_to(invite.as_bytes(), tandem)
-        .await
-        .unwrap();
-    let (ok, _) = caller.expect("SIP/2.0 200").await;
-    let to = header(&ok, "To").to_owned();
-    caller
-        .sock
-        .send_to(
-            format!(
-                "ACK sip:tandem@{tandem} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bKapi2\r\n\
-                 From: <sip:+15551112222@127.0.0.1>;tag=c1\r\nTo: {to}\r\nCall-ID: api-call\r\nCSeq: 1 ACK\r\n\
-                 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-            )
-            .as_bytes(),
-            tandem,
-        )
-        .await
-        .unwrap();
+    caller.call_in(tandem, "api-call", "").await;
     let (inv_a, from_a) = a.expect("INVITE ").await;
     let (inv_b, from_b) = b.expect("INVITE ").await;
     a.reply(&inv_a, "180 Ringing", from_a).await;
@@ -546,6 +595,137 @@ async fn a_client_places_a_call_and_its_twiml_runs_on_answer() {
     assert_eq!(done["duration"], "1");
     assert_eq!(done["to"], to.as_str(), "To as the client gave it");
     assert!(done["parent_call_sid"].is_null());
+    r.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Redirecting a bridged child (docs/api.md, "Modify a call"), media
+/// anchored: the caller rings a number whose `<Dial action>` reaches b; b
+/// answers; the client moves the child to new TwiML. b is not hung up: it
+/// runs that document as a call of its own on its own media leg (DTMF
+/// tones from the port it was bridged on, then BYE once they have played:
+/// the leg's events follow it to the new call). The parent's `<Dial>` ends
+/// `completed`, its `action` gets the child's CallSid, and the parent runs
+/// the action's answer (a `<Hangup/>`: BYE to the caller). A child still
+/// ringing cannot be redirected (21220). Both calls end `completed`, the
+/// child with its parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_redirects_a_bridged_child_and_the_parent_runs_its_action() {
+    let dir = std::env::temp_dir().join(format!("tandem-api-child-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = tandem_test_support::WebhookRecorder::start().await.unwrap();
+    app.respond(
+        "/action",
+        tandem_test_support::ScriptedResponse::twiml("<Response><Hangup/></Response>"),
+    );
+    let (caller, b) = (Peer::new("c2").await, Peer::new("tb").await);
+    let (caller_rtp, b_rtp) = (
+        UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let doc = dir.join("dial.xml");
+    std::fs::write(
+        &doc,
+        format!(
+            "<Response><Dial action=\"{}\"><Sip>sip:b@127.0.0.1:{}</Sip></Dial></Response>",
+            app.url("/action"),
+            b.port()
+        ),
+    )
+    .unwrap();
+    let r = Running::start_with(&dir, &doc, true).await;
+    let caller_sdp = sdp(caller_rtp.local_addr().unwrap().port());
+    caller.call_in(r.tandem, "child-call", &caller_sdp).await;
+    let (inv, from_b) = b.expect("INVITE ").await;
+    let tandem_b = SocketAddr::from(([127, 0, 0, 1], sdp_port(&inv)));
+    b.reply(&inv, "180 Ringing", from_b).await;
+    let child = loop {
+        let l = http(r.http(), "GET", &calls_uri(".json?Status=ringing"), OK, &[])
+            .await
+            .json();
+        if let Some(c) = l["calls"].as_array().unwrap().first() {
+            break c.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let csid = child["sid"].as_str().unwrap().to_owned();
+    let psid = child["parent_call_sid"].as_str().unwrap().to_owned();
+    let moved = "<Response><Play digits=\"1234\"/><Hangup/></Response>";
+    let early = http(
+        r.http(),
+        "POST",
+        &calls_uri(&format!("/{csid}.json")),
+        OK,
+        &[("Twiml", moved)],
+    )
+    .await;
+    assert_eq!(early.status, 400, "{}", early.body);
+    assert_eq!(early.json()["code"], 21220);
+
+    let b_sdp = sdp(b_rtp.local_addr().unwrap().port());
+    b.reply_with(&inv, "200 OK", from_b, &b_sdp).await;
+    b.expect("ACK ").await;
+    loop {
+        if call(&r, &csid).await["status"] == "in-progress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = http(
+        r.http(),
+        "POST",
+        &calls_uri(&format!("/{csid}.json")),
+        OK,
+        &[("Twiml", moved)],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.json()["sid"], csid.as_str());
+
+    // The parent's action, with the child's CallSid; its <Hangup/> ends the caller.
+    let action = app
+        .wait_for_path("/action", 1, WAIT)
+        .await
+        .expect("the Dial action is requested");
+    assert_eq!(action[0].param("DialCallStatus"), Some("completed"));
+    assert_eq!(action[0].param("DialCallSid"), Some(csid.as_str()));
+    assert_eq!(action[0].param("CallSid"), Some(psid.as_str()));
+    let (bye, from) = caller.expect("BYE ").await;
+    caller.reply(&bye, "200 OK", from).await;
+
+    // b hears its own document on the leg it was bridged on, then BYE.
+    let mut buf = vec![0u8; 2048];
+    let mut tones = 0;
+    let bye = loop {
+        tokio::select! {
+            got = b_rtp.recv_from(&mut buf) => {
+                let (_, src) = got.unwrap();
+                assert_eq!(src, tandem_b, "b's audio comes from its own Tandem leg");
+                tones += 1;
+            }
+            m = b.expect("BYE ") => break m,
+        }
+    };
+    assert!(tones >= 20, "the digits played to b ({tones} packets)");
+    b.reply(&bye.0, "200 OK", bye.1).await;
+    let wait_final = |sid: String| {
+        let r = &r;
+        async move {
+            loop {
+                let c = call(r, &sid).await;
+                if c["end_time"].is_string() {
+                    return c;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let c = wait_final(csid.clone()).await;
+    assert_eq!(c["status"], "completed");
+    assert_eq!(c["parent_call_sid"], psid.as_str());
+    assert_eq!(c["direction"], "outbound-dial");
+    assert_eq!(wait_final(psid.clone()).await["status"], "completed");
     r.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,8 +16,11 @@
 //!   ringing branch cancels that branch alone; when no branch is left the
 //!   `<Dial>` ends with `DialCallStatus=canceled`. `completed` on the
 //!   bridged child hangs it up: the `<Dial>` ends `completed` and its
-//!   `action` runs. Moving a child to new TwiML is refused (see
-//!   docs/api.md).
+//!   `action` runs. `Twiml` or `Url` on the bridged child moves it out
+//!   of the bridge to run the new document as a call of its own (its own
+//!   task, [`Output::Spawn`]); the `<Dial>` ends `completed` and its
+//!   `action` runs, as on Twilio. A child not yet answered cannot be
+//!   redirected (Twilio's 21220).
 
 use super::*;
 
@@ -113,9 +116,33 @@ impl Call {
             return Err(ApiRefusal::NotInProgress);
         };
         match action {
-            ApiAction::Twiml(_) | ApiAction::Url(..) => Err(ApiRefusal::Unsupported(
-                "moving a child call to new TwiML is not supported: modify the parent, or complete the child",
-            )),
+            ApiAction::Twiml(body) if d.bridged == Some(i) => match tandem_twiml::parse(&body) {
+                Ok(document) => {
+                    self.move_child(
+                        i,
+                        Start {
+                            interp: tandem_twiml::Interpreter::new(document, None),
+                            document_url: None,
+                            fallback: None,
+                        },
+                    );
+                    Ok(())
+                }
+                Err(_) => Err(ApiRefusal::Unsupported("the Twiml is not valid TwiML")),
+            },
+            ApiAction::Url(url, method) if d.bridged == Some(i) => {
+                self.move_child(
+                    i,
+                    Start {
+                        interp: tandem_twiml::Interpreter::fetching(url.clone(), method),
+                        document_url: Some(url),
+                        fallback: None,
+                    },
+                );
+                Ok(())
+            }
+            // Twilio redirects only a call in progress.
+            ApiAction::Twiml(_) | ApiAction::Url(..) => Err(ApiRefusal::NotInProgress),
             ApiAction::Cancel | ApiAction::Complete if d.bridged == Some(i) => {
                 if matches!(action, ApiAction::Cancel) {
                     // Twilio: canceled leaves a call in progress alone.
@@ -133,6 +160,39 @@ impl Call {
                 }
             }
         }
+    }
+
+    /// The bridged child `i` leaves the bridge to run `start` as a call of
+    /// its own (its own task, its leg, dialog and CallSid, its parent's
+    /// CallSid as `ParentCallSid`); the `<Dial>` ends `completed` and its
+    /// `action` runs, as when a callee hangs up.
+    fn move_child(&mut self, i: usize, start: Start) {
+        let recording_url = self.stop_dial_recording();
+        if let Some(parent) = self.media {
+            self.env.relay(parent, None);
+        }
+        let now = self.now;
+        let Some(d) = self.dial.as_mut() else { return };
+        let duration = d.bridged_at.map_or(0, |a| secs_between(a, now));
+        let Some(callee) = transfer::CalleeLeg::take(&mut d.branches[i]) else {
+            // No dialog left: nothing to move; the bridge ends as it is.
+            tracing::warn!("REST API: the child's dialog is gone");
+            self.end_bridge(false);
+            return;
+        };
+        let sid = callee.sid.clone();
+        let leg = callee.media.map(|m| self.env.detach_leg(m));
+        d.done = true;
+        d.arbiter.on_bridge_ended(i);
+        tracing::info!(child = %sid, "REST API: the child call leaves the bridge for its own TwiML");
+        self.out.push_back(Output::Spawn(Box::new(Spawn {
+            callee,
+            leg,
+            start,
+            parent_sid: self.sid.clone(),
+        })));
+        self.apply_actions();
+        self.finish_dial(dial::bridged_outcome(sid, duration, recording_url));
     }
 
     /// A redirect can be carried out now.

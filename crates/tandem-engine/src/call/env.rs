@@ -87,6 +87,18 @@ pub(crate) trait Env: Send {
     /// Closes `leg`: it stops relaying at once; its ports go back to the
     /// pool by the time [`Env::release`] returns.
     fn close_leg(&mut self, leg: LegId);
+    /// Takes `leg` out of this call for another to adopt
+    /// ([`Env::adopt_leg`]): it stops relaying and its taps come off; its
+    /// ports stay open.
+    fn detach_leg(&mut self, leg: LegId) -> DetachedLeg {
+        DetachedLeg {
+            id: leg,
+            slot: None,
+        }
+    }
+    /// Takes over a leg another call detached: its media events come to
+    /// this call from now on.
+    fn adopt_leg(&mut self, _leg: DetachedLeg) {}
     /// Frees what closing left for later. The shell calls it once the
     /// outputs of an input are sent, so that a CANCEL never waits for a
     /// leg's teardown.
@@ -125,6 +137,28 @@ pub(crate) trait Env: Send {
     /// Channel 2 of the running recording is what the room sends the
     /// caller from now on.
     fn record_conference(&mut self);
+}
+
+/// A media leg on its way from one call to another (a child call moved to
+/// TwiML of its own through the REST API).
+pub(crate) struct DetachedLeg {
+    pub id: LegId,
+    /// `None` in the test and replay environments.
+    slot: Option<Box<LegSlot>>,
+}
+
+impl DetachedLeg {
+    /// A leg with no media plane behind it (test and replay environments).
+    #[cfg(test)]
+    pub(crate) fn bare(id: LegId) -> Self {
+        Self { id, slot: None }
+    }
+}
+
+impl std::fmt::Debug for DetachedLeg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetachedLeg").field("id", &self.id).finish()
+    }
 }
 
 /// A participant in a room.
@@ -453,6 +487,30 @@ impl Env for RealEnv {
             }
             self.ctx.metrics.rtp_foreign(foreign);
             self.closing.push(s);
+        }
+    }
+
+    fn detach_leg(&mut self, leg: LegId) -> DetachedLeg {
+        let slot = self.legs.remove(&leg).map(|mut s| {
+            s.media.stop_ringback();
+            s.media.leg.relay_to(None);
+            s.dtmf = None;
+            s.rec = None;
+            s.voice = None;
+            s.speech = None;
+            s.room = None;
+            s.amd = None;
+            s.retap();
+            s.media.leg.set_events(None);
+            s
+        });
+        DetachedLeg { id: leg, slot }
+    }
+
+    fn adopt_leg(&mut self, leg: DetachedLeg) {
+        if let Some(s) = leg.slot {
+            s.media.leg.set_events(Some(self.media_tx.clone()));
+            self.legs.insert(leg.id, s);
         }
     }
 

@@ -223,6 +223,10 @@ pub(crate) enum Output {
     /// stamps the wall clock (`at`) and keeps the CallSid reachable for the
     /// REST API until a final status.
     History(Box<crate::history::CallRecord>),
+    /// A child call leaves this call to run TwiML of its own (REST API):
+    /// the shell starts it as a call with its own task, its Call-ID and
+    /// CallSid routed there.
+    Spawn(Box<Spawn>),
     /// Another callback (`amdStatusCallback`), queued in order per `sid`.
     Callback {
         sid: String,
@@ -230,6 +234,17 @@ pub(crate) enum Output {
         method: tandem_webhook::Method,
         params: tandem_webhook::Params,
     },
+}
+
+/// A child call moved out of its `<Dial>` to run TwiML of its own.
+#[derive(Debug)]
+pub(crate) struct Spawn {
+    pub callee: transfer::CalleeLeg,
+    /// Its media leg, out of the parent's media plane.
+    pub leg: Option<env::DetachedLeg>,
+    /// What it runs.
+    pub start: Start,
+    pub parent_sid: String,
 }
 
 /// A `<Record transcribe>` to carry out (docs/recording.md, "Transcription").
@@ -573,9 +588,49 @@ impl Call {
         start: Start,
         answered: (tandem_twiml::Document, Option<Url>),
     ) -> Option<Self> {
-        // A stand-in for the INVITE a caller would have sent: the dialog
-        // and the branch's INVITE are built from it; nothing is ever sent
-        // in it (`phantom`).
+        let mut call = Self::stand_in(now, cfg, env, ids, sid, start)?;
+        call.from_user = from.to_owned();
+        call.to_user = to.to_owned();
+        call.direction = tandem_webhook::Direction::OutboundApi;
+        call.phantom = true;
+        call.api_doc = Some(Box::new(answered));
+        Some(call)
+    }
+
+    /// A child call moved to TwiML of its own through the REST API: it
+    /// goes on as the callee's leg, answered, running `spawn.start`.
+    pub(crate) fn adopted(
+        now: Instant,
+        cfg: Arc<EngineConfig>,
+        env: Box<dyn Env>,
+        ids: IdGen,
+        spawn: Spawn,
+    ) -> Option<Self> {
+        let Spawn {
+            callee,
+            start,
+            parent_sid,
+            ..
+        } = spawn;
+        let mut call = Self::stand_in(now, cfg, env, ids, callee.sid.clone(), start)?;
+        call.direction = tandem_webhook::Direction::OutboundDial;
+        call.parent_sid = Some(parent_sid);
+        call.answered = true;
+        call.become_callee(callee, true);
+        Some(call)
+    }
+
+    /// A call with no caller's INVITE: a stand-in for the INVITE a caller
+    /// would have sent, from which its dialog (and a branch's INVITE) are
+    /// built; nothing is ever sent in that dialog.
+    fn stand_in(
+        now: Instant,
+        cfg: Arc<EngineConfig>,
+        env: Box<dyn Env>,
+        ids: IdGen,
+        sid: String,
+        start: Start,
+    ) -> Option<Self> {
         let host = cfg.sip_host.clone();
         let invite = tandem_sip::builder::RequestBuilder::new(
             Method::Invite,
@@ -600,11 +655,6 @@ impl Call {
         let mut refused = VecDeque::new();
         let mut call = Self::new(now, cfg, env, ids, stx, invite, source, start, &mut refused)?;
         call.sid = sid;
-        call.from_user = from.to_owned();
-        call.to_user = to.to_owned();
-        call.direction = tandem_webhook::Direction::OutboundApi;
-        call.phantom = true;
-        call.api_doc = Some(Box::new(answered));
         Some(call)
     }
 
@@ -616,8 +666,9 @@ impl Call {
     /// Runs the document's first verbs (call once, after `new`).
     pub(crate) fn begin(&mut self, now: Instant) {
         self.now = now;
-        if !self.phantom {
-            // (A REST API call's `queued` row was written by the API.)
+        if !self.phantom && !self.answered {
+            // (A REST API call's `queued` row was written by the API; a
+            // child call moved to TwiML of its own is in progress already.)
             self.record_history(self.call_info(tandem_webhook::CallStatus::Ringing), None);
         }
         self.drive();

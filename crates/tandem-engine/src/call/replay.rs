@@ -458,6 +458,12 @@ impl Env for LoggingEnv {
     fn close_leg(&mut self, leg: LegId) {
         self.inner.close_leg(leg);
     }
+    fn detach_leg(&mut self, leg: LegId) -> env::DetachedLeg {
+        self.inner.detach_leg(leg)
+    }
+    fn adopt_leg(&mut self, leg: env::DetachedLeg) {
+        self.inner.adopt_leg(leg);
+    }
     fn release(&mut self) {
         self.inner.release();
     }
@@ -1220,6 +1226,8 @@ pub(crate) fn describe(o: &Output) -> String {
             r.opts.language
         ),
         Output::History(r) => format!("history {} {}", r.sid, r.status),
+        // The child's own call is not in this log.
+        Output::Spawn(s) => format!("spawn {}", s.callee.sid),
         Output::Callback {
             sid, url, params, ..
         } => {

@@ -333,6 +333,50 @@ pub(crate) fn spawn_api<A: Send + 'static>(ctx: &Arc<Ctx>, api: ApiCall, admitte
     true
 }
 
+/// Starts a child call moved out of its `<Dial>` as a call of its own
+/// (`POST …/Calls/{child}.json` with `Url` or `Twiml`): its media leg, its
+/// Call-ID and its CallSid are routed to its own task from now on.
+fn spawn_child(
+    ctx: &Arc<Ctx>,
+    mut spawn: super::Spawn,
+    queue: Option<tandem_webhook::CallbackQueue>,
+) {
+    let (me, inbox) = mailbox();
+    let (media_tx, media_rx) = mpsc::channel(64);
+    let mut env = RealEnv::new(ctx.clone(), me.clone(), media_tx);
+    if let Some(leg) = spawn.leg.take() {
+        super::Env::adopt_leg(&mut env, leg);
+    }
+    let sid = spawn.callee.sid.clone();
+    let call_id = spawn.callee.call_id.clone();
+    ctx.calls.insert(call_id.clone(), me.clone());
+    ctx.live.insert(sid.clone(), me.clone());
+    let Some(call) = Call::adopted(
+        now(),
+        ctx.cfg.clone(),
+        Box::new(env),
+        IdGen::from_entropy(),
+        spawn,
+    ) else {
+        tracing::warn!(%sid, "the child call could not be started");
+        ctx.calls.remove(&call_id);
+        ctx.live.remove(&sid);
+        return;
+    };
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let span = tracing::info_span!("call", sid = %sid);
+        let mut shell = Shell::new(ctx, me, sid.clone());
+        shell.trace = Some(Box::new(Trace::new(now())));
+        shell.live.push(sid.clone());
+        if let Some(q) = queue {
+            shell.queues.insert(sid, q);
+        }
+        Box::pin(call_loop(shell, Box::new(call), call_id, inbox, media_rx, None).instrument(span))
+            .await;
+    });
+}
+
 /// A new call, or the answer refusing it.
 enum Prepared {
     Refused {
@@ -569,6 +613,15 @@ impl Shell {
                 if let Err(e) = self.queue(&sid).enqueue_recording(url, method, &event) {
                     tracing::warn!(error = %e, "recording callback dropped");
                 }
+            }
+            Output::Spawn(s) => {
+                // The child's Call-ID, CallSid and callbacks are its own
+                // call's from now on (its queue moves with it: its
+                // `completed` follows what this call queued for it).
+                self.routed.retain(|c| *c != s.callee.call_id);
+                self.live.retain(|x| *x != s.callee.sid);
+                let queue = self.queues.remove(&s.callee.sid);
+                spawn_child(&self.ctx, *s, queue);
             }
             Output::Transcribe(t) => {
                 let ctx = self.ctx.clone();

@@ -27,6 +27,8 @@ struct EnvState {
     open: Vec<LegId>,
     expected: Vec<LegId>,
     closed: Vec<(Instant, LegId)>,
+    /// Legs handed to another call.
+    detached: Vec<LegId>,
     listening: Vec<LegId>,
     bridges: Vec<(LegId, LegId)>,
     plays: Vec<(LegId, u64)>,
@@ -187,6 +189,13 @@ impl Env for FakeEnv {
             secs,
             "",
         )))
+    }
+    fn detach_leg(&mut self, leg: LegId) -> env::DetachedLeg {
+        let mut s = self.st();
+        s.open.retain(|l| *l != leg);
+        s.expected.retain(|l| *l != leg);
+        s.detached.push(leg);
+        env::DetachedLeg::bare(leg)
     }
     fn close_leg(&mut self, leg: LegId) {
         let mut s = self.st();
@@ -3532,7 +3541,7 @@ fn the_api_cancels_ringing_children_one_by_one() {
 
 /// `Status=completed` on the bridged child hangs it up: the Dial ends
 /// `completed` with its duration and runs its action; `canceled` on it
-/// changes nothing (it is in progress); moving a child is refused.
+/// changes nothing (it is in progress).
 #[test]
 fn the_api_completes_a_bridged_child_and_the_parent_runs_the_action() {
     let mut h = Harness::start(
@@ -3544,10 +3553,6 @@ fn the_api_completes_a_bridged_child_and_the_parent_runs_the_action() {
     let b = call_id(&h.invites()[0]);
     assert_eq!(h.api(&kid, super::ApiAction::Cancel), Ok(()));
     assert!(h.sent(Method::Bye, &b).is_empty());
-    assert!(matches!(
-        h.api(&kid, super::ApiAction::Twiml("<Response/>".into())),
-        Err(super::ApiRefusal::Unsupported(_))
-    ));
     assert_eq!(h.api(&kid, super::ApiAction::Complete), Ok(()));
     assert_eq!(h.sent(Method::Bye, &b), [12 * SEC]);
     let (at, p) = h.action().expect("action requested");
@@ -3555,6 +3560,126 @@ fn the_api_completes_a_bridged_child_and_the_parent_runs_the_action() {
     assert_eq!(p["DialCallStatus"], "completed");
     assert_eq!(p["DialCallDuration"], "12");
     assert_eq!(h.byes_to_caller(), 0);
+}
+
+/// `Twiml` on the bridged child: it leaves the bridge with its dialog, its
+/// media leg (handed over, not closed) and its CallSid to run the new
+/// document as a call of its own; the parent's Dial ends `completed` and
+/// its action runs. The child's call (`Call::adopted`) runs the document
+/// on the callee's leg — no new INVITE, a BYE when it hangs up — and its
+/// `completed` goes out with its ParentCallSid and its whole duration. A
+/// child still ringing cannot be redirected.
+#[test]
+fn the_api_moves_a_bridged_child_to_its_own_twiml_and_the_parent_runs_the_action() {
+    let mut h = Harness::start(
+        r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip><Sip statusCallback="http://app.test/kid" statusCallbackEvent="completed">sip:b@127.0.0.22:5060</Sip></Dial></Response>"#,
+    );
+    h.callee(0, 180, "ta");
+    let kids = h.child_sids();
+    assert_eq!(
+        h.api(&kids[0], super::ApiAction::Twiml("<Response/>".into())),
+        Err(super::ApiRefusal::NotInProgress),
+        "a ringing child is not redirected"
+    );
+    h.advance(SEC);
+    h.callee(1, 200, "tb");
+    h.advance(12 * SEC);
+    let kid = h.child_sids()[1].clone();
+    let parent = h.call.sid().to_owned();
+    let b = call_id(&h.invites()[1]);
+    let child_leg = h.env.st().bridges.last().expect("bridged").1;
+    let r = h.api(
+        &kid,
+        super::ApiAction::Twiml(r#"<Response><Pause length="3"/><Hangup/></Response>"#.into()),
+    );
+    assert_eq!(r, Ok(()));
+    assert!(
+        h.sent(Method::Bye, &b).is_empty(),
+        "the child is not hung up"
+    );
+    assert_eq!(h.env.st().detached, [child_leg], "its leg is handed over");
+    assert!(!h.env.st().closed.iter().any(|(_, l)| *l == child_leg));
+    let (at, p) = h.action().expect("the parent's Dial action runs");
+    assert_eq!(at, 13 * SEC);
+    assert_eq!(p["DialCallStatus"], "completed");
+    assert_eq!(p["DialCallSid"], kid);
+    assert_eq!(p["DialCallDuration"], "12");
+    assert_eq!(h.byes_to_caller(), 0, "the caller stays");
+    assert!(
+        !h.statuses()
+            .iter()
+            .any(|s| param(&s.params, "CallSid") == kid),
+        "the child's completed is not the parent's to send"
+    );
+    assert!(
+        !h.log
+            .iter()
+            .any(|(_, o)| matches!(o, Output::Unroute { call_id } if *call_id == b)),
+        "the child's Call-ID stays routed (to its own call now)"
+    );
+    let at = h
+        .log
+        .iter()
+        .position(|(_, o)| matches!(o, Output::Spawn(_)))
+        .expect("the child is spawned");
+    let Output::Spawn(spawn) = h.log.remove(at).1 else {
+        unreachable!()
+    };
+    assert_eq!(spawn.callee.sid, kid);
+    assert_eq!(spawn.parent_sid, parent);
+    assert_eq!(spawn.callee.call_id, b);
+    assert_eq!(spawn.leg.as_ref().map(|l| l.id), Some(child_leg));
+
+    // The child's own call.
+    let env = FakeEnv::default();
+    env.st().now = Some(h.now);
+    let mut spawn = *spawn;
+    let leg = spawn.leg.take().expect("a leg");
+    let mut fresh = env.clone();
+    Env::adopt_leg(&mut fresh, leg);
+    let call = Call::adopted(h.now, config(), Box::new(fresh), IdGen::seeded(3), spawn)
+        .expect("the child's call starts");
+    let mut c = Harness {
+        call,
+        env,
+        t0: h.t0,
+        now: h.now,
+        log: Vec::new(),
+        tx: 10,
+        events: None,
+    };
+    c.call.begin(c.now);
+    c.drain();
+    assert!(
+        c.invites().is_empty(),
+        "no new INVITE: the callee is answered"
+    );
+    assert!(
+        !c.log
+            .iter()
+            .any(|(_, o)| matches!(o, Output::Respond { .. }))
+    );
+    c.advance(10 * SEC);
+    assert_eq!(
+        c.sent(Method::Bye, &b),
+        [16 * SEC],
+        "<Pause length=3/><Hangup/> on the callee's leg"
+    );
+    let done = c.statuses();
+    let last = done.last().expect("the child's completed");
+    assert_eq!(
+        (last.status, last.duration),
+        (CallStatus::Completed, Some(15))
+    );
+    assert_eq!(param(&last.params, "CallSid"), kid);
+    assert_eq!(param(&last.params, "ParentCallSid"), parent);
+    assert_eq!(param(&last.params, "Direction"), "outbound-dial");
+    let hist = c.history();
+    let end = hist.last().expect("history");
+    assert_eq!(
+        (end.1.as_str(), end.2),
+        (kid.as_str(), CallStatus::Completed)
+    );
 }
 
 /// `Status=canceled` on a parent still ringing (`answerOnBridge`) answers

@@ -44,7 +44,83 @@ pub(super) struct HandedOver {
     pub answered_at: Option<Instant>,
 }
 
+/// A callee's leg taken from its `<Dial>` branch to go on as a call of
+/// its own: a transfer by the caller, a REST API call answered, a child
+/// call moved to new TwiML through the REST API.
+#[derive(Debug)]
+pub(crate) struct CalleeLeg {
+    pub sid: String,
+    pub call_id: String,
+    peer: Peer,
+    from: String,
+    to: String,
+    dialog: Dialog,
+    pub media: Option<LegId>,
+    /// The branch's INVITE with the callee's SDP answer as its body: what
+    /// the callee can receive, standing for the offer a caller's INVITE
+    /// brings (a later `<Dial>` offers its codecs).
+    invite: Request,
+    /// Our offer in that INVITE.
+    offer: Option<Vec<u8>>,
+    status_callback: Option<(Url, tandem_webhook::Method, Vec<CallProgressEvent>)>,
+    answered_at: Option<Instant>,
+}
+
+impl CalleeLeg {
+    /// Takes the leg out of branch `b` (whose life ends here without its
+    /// `completed`, and whose Call-ID is no longer the Dial's to unroute);
+    /// `None` without a dialog.
+    pub(super) fn take(b: &mut super::dial::Branch) -> Option<Self> {
+        b.ended = true;
+        b.routed = false;
+        let dialog = b.dialog.take()?;
+        let mut invite = b.invite.clone();
+        invite.body = b.answer_sdp.clone().unwrap_or_default();
+        if invite.body.is_empty() {
+            invite
+                .headers
+                .retain(|h| !matches!(h, Header::ContentType(_)));
+        }
+        Some(Self {
+            sid: b.sid.clone(),
+            call_id: b.call_id.clone(),
+            peer: b.peer,
+            from: b.from.clone(),
+            to: b.to.clone(),
+            dialog,
+            media: b.media.take(),
+            invite,
+            offer: Some(b.invite.body.clone()).filter(|s| !s.is_empty()),
+            status_callback: b.status_callback.take(),
+            answered_at: b.answered_at,
+        })
+    }
+}
+
 impl Call {
+    /// The call goes on as `callee`'s leg: its dialog, media leg and
+    /// Call-ID (its From and To too with `addresses`); the callee's
+    /// `completed` goes out when that leg ends.
+    pub(super) fn become_callee(&mut self, callee: CalleeLeg, addresses: bool) {
+        self.answered_at = callee.answered_at;
+        self.handed = Some(Box::new(HandedOver {
+            status_callback: callee.status_callback,
+            answered_at: callee.answered_at,
+        }));
+        self.call_id = callee.call_id;
+        self.source = callee.peer;
+        self.local_tag = callee.dialog.id.local_tag.clone();
+        self.dialog = callee.dialog;
+        if addresses {
+            self.from_user = callee.from;
+            self.to_user = callee.to;
+        }
+        self.answer_sdp = callee.offer;
+        self.invite = callee.invite;
+        self.media = callee.media;
+        self.dtmf_on = false;
+    }
+
     /// A REFER from branch `i`.
     pub(super) fn on_branch_refer(&mut self, stx: ServerTx, request: Request, i: usize) {
         self.on_refer(stx, request, Some(i));
@@ -182,51 +258,24 @@ impl Call {
         }
         let Some(d) = &mut self.dial else { return };
         let duration = d.bridged_at.map_or(0, |a| secs_between(a, self.now));
-        let b = &mut d.branches[i];
         // Its life goes on as the call's: no `completed` now, its Call-ID
         // stays routed here, its leg and dialog are the call's.
-        b.ended = true;
-        b.routed = false;
-        let (Some(dialog), media) = (b.dialog.take(), b.media.take()) else {
+        let Some(callee) = CalleeLeg::take(&mut d.branches[i]) else {
             tracing::warn!("transfer by the caller: the callee's dialog is gone");
             return;
         };
-        let mut invite = b.invite.clone();
-        // What the callee can receive: its SDP answer stands for the offer
-        // a caller's INVITE brings (a later <Dial> offers its codecs).
-        invite.body = b.answer_sdp.clone().unwrap_or_default();
-        if invite.body.is_empty() {
-            invite
-                .headers
-                .retain(|h| !matches!(h, Header::ContentType(_)));
-        }
-        self.answered_at = b.answered_at;
-        self.handed = Some(Box::new(HandedOver {
-            status_callback: b.status_callback.take(),
-            answered_at: b.answered_at,
-        }));
+        let sid = callee.sid.clone();
         if phantom {
             // A REST API call: its branch had its CallSid all along.
             self.phantom = false;
             self.answered = true;
         } else {
-            self.parent_sid = Some(std::mem::replace(&mut self.sid, b.sid.clone()));
+            self.parent_sid = Some(std::mem::replace(&mut self.sid, callee.sid.clone()));
             self.direction = tandem_webhook::Direction::OutboundDial;
         }
-        self.call_id = b.call_id.clone();
-        self.source = b.peer;
-        self.local_tag = dialog.id.local_tag.clone();
-        self.dialog = dialog;
-        if !phantom {
-            // (A REST API call keeps its To and From as the API gave them.)
-            self.from_user = b.from.clone();
-            self.to_user = b.to.clone();
-        }
-        self.answer_sdp = Some(b.invite.body.clone()).filter(|s| !s.is_empty());
-        self.invite = invite;
-        self.media = media;
-        self.dtmf_on = false;
-        let sid = b.sid.clone();
+        // (A REST API call keeps its To and From as the API gave them.)
+        self.become_callee(callee, !phantom);
+        let Some(d) = &mut self.dial else { return };
         d.done = true;
         d.arbiter.on_bridge_ended(i);
         self.apply_actions();

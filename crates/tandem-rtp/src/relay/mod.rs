@@ -197,7 +197,9 @@ pub(crate) struct LegShared {
     tx: Mutex<TxState>,
     ctl: Mutex<Control>,
     notify: Notify,
-    events: Option<mpsc::Sender<MediaEvent>>,
+    /// Where events go; another call's queue once the leg changes hands
+    /// ([`Leg::set_events`]). Events are rare: a lock costs nothing here.
+    events: Mutex<Option<mpsc::Sender<MediaEvent>>>,
     counters: Counters,
     next_injection: AtomicU64,
     /// The runtime the leg was started on; injections run there too.
@@ -223,7 +225,7 @@ impl LegShared {
     }
 
     fn emit(&self, ev: MediaEvent) {
-        if let Some(tx) = &self.events {
+        if let Some(tx) = lock(&self.events).as_ref() {
             // Events are rare; a full channel means the engine is stuck, and
             // blocking the media path would not help it.
             if tx.try_send(ev).is_err() {
@@ -337,7 +339,7 @@ impl Leg {
                 recv_enabled: true,
             }),
             notify: Notify::new(),
-            events,
+            events: Mutex::new(events),
             counters: Counters::default(),
             next_injection: AtomicU64::new(1),
             runtime: tokio::runtime::Handle::current(),
@@ -411,6 +413,12 @@ impl Leg {
     pub fn relay_to(&self, peer: Option<&Leg>) {
         let w = peer.map(|p| Arc::downgrade(&p.shared));
         self.shared.control(|c| c.peer = w);
+    }
+
+    /// Where the leg's [`MediaEvent`]s go from now on (a leg handed from
+    /// one call to another).
+    pub fn set_events(&self, events: Option<mpsc::Sender<MediaEvent>>) {
+        *lock(&self.shared.events) = events;
     }
 
     /// Install or remove the tap on what this leg receives.
