@@ -146,11 +146,13 @@ pub struct Engine {
 impl Engine {
     /// Builds the engine's shared state (webhook client, RTP pool).
     pub fn new(cfg: EngineConfig, ep: EndpointHandle) -> Result<Self, EngineError> {
+        let metrics = Arc::new(Metrics::default());
         let webhook = tandem_webhook::WebhookClient::new(tandem_webhook::ClientConfig {
             auth_token: cfg.auth_token.clone(),
             twiml_timeout: cfg.webhook_timeout,
             ..tandem_webhook::ClientConfig::default()
-        })?;
+        })?
+        .observed(Arc::new(WebhookTimes(metrics.clone())));
         let callbacks = tandem_webhook::CallbackDispatcher::new(
             webhook.clone(),
             tandem_webhook::CallbackConfig::default(),
@@ -191,7 +193,7 @@ impl Engine {
             ctx: Arc::new(Ctx {
                 prompts,
                 recordings: recordings.clone(),
-                metrics: Arc::new(Metrics::default()),
+                metrics,
                 docs: DashMap::new(),
                 admission: Admission::new(cfg.limits, std::time::Instant::now()),
                 queues: crate::queue::Queues::default(),
@@ -226,35 +228,9 @@ impl Engine {
         state.health = Some(Arc::new(move || {
             ep.health(HEALTH_STALL).map_err(|e| e.to_string())
         }));
-        let ctx = self.ctx.clone();
-        state.extra_metrics = Some(Arc::new(move |out: &mut String| {
-            endpoint_metrics(&ctx.ep.stats(), out);
-            admission_metrics(&ctx.admission, out);
-            use std::fmt::Write as _;
-            let _ = write!(
-                out,
-                "# HELP tandem_conferences Conference rooms open.\n\
-                 # TYPE tandem_conferences gauge\n\
-                 tandem_conferences {}\n\
-                 # HELP tandem_queued_calls Callers waiting in <Enqueue> queues.\n\
-                 # TYPE tandem_queued_calls gauge\n\
-                 tandem_queued_calls {}\n",
-                ctx.rooms.len(),
-                ctx.queues.waiting()
-            );
-            if let Some(h) = &ctx.history {
-                let (dropped, written) = h.counts();
-                let _ = write!(
-                    out,
-                    "# HELP tandem_history_rows_written_total Call states written to the history.\n\
-                     # TYPE tandem_history_rows_written_total counter\n\
-                     tandem_history_rows_written_total {written}\n\
-                     # HELP tandem_history_rows_dropped_total Call states dropped: the history writer was behind or failed.\n\
-                     # TYPE tandem_history_rows_dropped_total counter\n\
-                     tandem_history_rows_dropped_total {dropped}\n"
-                );
-            }
-        }));
+        let mut registry = self.ctx.metrics.registry();
+        registry.register_collector(Box::new(EngineCollector(self.ctx.clone())));
+        state.registry = Arc::new(registry);
         crate::http::spawn(addr, state).await
     }
 
@@ -626,62 +602,170 @@ fn from_user(request: &Request) -> Option<String> {
 /// `/healthz` fail.
 const HEALTH_STALL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// What admission control refused, in the Prometheus text format.
-fn admission_metrics(a: &Admission, out: &mut String) {
-    use std::fmt::Write as _;
-    use std::sync::atomic::Ordering::Relaxed;
-    let c = &a.counters;
-    let _ = write!(
-        out,
-        "# HELP tandem_calls_refused_total New calls answered 503 by admission control, by limit.\n\
-         # TYPE tandem_calls_refused_total counter\n\
-         tandem_calls_refused_total{{limit=\"max_calls\"}} {}\n\
-         tandem_calls_refused_total{{limit=\"max_cps\"}} {}\n\
-         # HELP tandem_sip_requests_throttled_total Out-of-dialog requests dropped: their source was over its rate.\n\
-         # TYPE tandem_sip_requests_throttled_total counter\n\
-         tandem_sip_requests_throttled_total {}\n\
-         # HELP tandem_auth_failures_total Failed digest attempts (wrong password or unknown identity).\n\
-         # TYPE tandem_auth_failures_total counter\n\
-         tandem_auth_failures_total {}\n\
-         # HELP tandem_auth_throttled_total Digest attempts refused unchecked: too many failures from their source or for their identity.\n\
-         # TYPE tandem_auth_throttled_total counter\n\
-         tandem_auth_throttled_total {}\n",
-        c.calls_refused_max_calls.load(Relaxed),
-        c.calls_refused_max_cps.load(Relaxed),
-        c.requests_throttled.load(Relaxed),
-        c.auth_failures.load(Relaxed),
-        c.auth_throttled.load(Relaxed),
-    );
+/// Every webhook exchange, timed into [`Metrics`].
+struct WebhookTimes(Arc<Metrics>);
+
+impl tandem_webhook::ExchangeObserver for WebhookTimes {
+    fn exchanged(
+        &self,
+        elapsed: std::time::Duration,
+        outcome: Result<u16, &tandem_webhook::WebhookError>,
+    ) {
+        let outcome =
+            outcome.map_err(|e| matches!(e, tandem_webhook::WebhookError::Timeout { .. }));
+        self.0.webhook(elapsed, outcome);
+    }
 }
 
-/// What the SIP endpoint shed, in the Prometheus text format.
-fn endpoint_metrics(s: &tandem_transport::EndpointStats, out: &mut String) {
-    use std::fmt::Write as _;
-    let _ = write!(
-        out,
-        "# HELP tandem_sip_datagrams_dropped_total UDP datagrams dropped: a SIP shard's inbox was full.\n\
-         # TYPE tandem_sip_datagrams_dropped_total counter\n\
-         tandem_sip_datagrams_dropped_total {}\n\
-         # HELP tandem_sip_requests_shed_total New requests answered 503: the event queue was full.\n\
-         # TYPE tandem_sip_requests_shed_total counter\n\
-         tandem_sip_requests_shed_total {}\n\
-         # HELP tandem_sip_events_deferred_total Events a SIP shard held back until the event queue had room.\n\
-         # TYPE tandem_sip_events_deferred_total counter\n\
-         tandem_sip_events_deferred_total {}\n\
-         # HELP tandem_sip_events_dropped_total Events dropped: the event queue and a shard's overflow were full.\n\
-         # TYPE tandem_sip_events_dropped_total counter\n\
-         tandem_sip_events_dropped_total {}\n\
-         # HELP tandem_sip_tcp_refused_total TCP connections closed on accept: over tcp_max_connections or tcp_max_per_source.\n\
-         # TYPE tandem_sip_tcp_refused_total counter\n\
-         tandem_sip_tcp_refused_total {}\n\
-         # HELP tandem_sip_malformed_total Messages that did not parse (requests answered 400, at most 50 a second per shard).\n\
-         # TYPE tandem_sip_malformed_total counter\n\
-         tandem_sip_malformed_total {}\n",
-        s.datagrams_dropped,
-        s.requests_shed,
-        s.events_deferred,
-        s.events_dropped,
-        s.tcp_refused,
-        s.malformed
-    );
+/// What `/metrics` reads of the engine at scrape time: the SIP endpoint's
+/// counters, admission control, rooms and queues, the history writer, the
+/// RTP port pool.
+struct EngineCollector(Arc<Ctx>);
+
+impl std::fmt::Debug for EngineCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for EngineCollector {
+    fn encode(
+        &self,
+        mut enc: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> std::fmt::Result {
+        use crate::metrics::{counter, counters, gauge};
+        use std::sync::atomic::Ordering::Relaxed;
+        let ctx = &self.0;
+        let s = ctx.ep.stats();
+        let e = &mut enc;
+        counters(
+            e,
+            "tandem_sip_transactions",
+            "SIP transactions created, by side (client: Tandem sent the request).",
+            "side",
+            &[
+                ("client", s.client_transactions),
+                ("server", s.server_transactions),
+            ],
+        )?;
+        counter(
+            e,
+            "tandem_sip_transaction_timeouts",
+            "Client transactions that got no final response (Timer B or F).",
+            s.transaction_timeouts,
+        )?;
+        counter(
+            e,
+            "tandem_sip_retransmissions",
+            "Requests and responses Tandem retransmitted over UDP (timers A, E, G).",
+            s.retransmissions,
+        )?;
+        counter(
+            e,
+            "tandem_sip_retransmissions_absorbed",
+            "Retransmissions from peers absorbed by their transactions.",
+            s.retransmissions_absorbed,
+        )?;
+        counter(
+            e,
+            "tandem_sip_datagrams_dropped",
+            "UDP datagrams dropped: a SIP shard's inbox was full.",
+            s.datagrams_dropped,
+        )?;
+        counter(
+            e,
+            "tandem_sip_requests_shed",
+            "New requests answered 503: the event queue was full.",
+            s.requests_shed,
+        )?;
+        counter(
+            e,
+            "tandem_sip_events_deferred",
+            "Events a SIP shard held back until the event queue had room.",
+            s.events_deferred,
+        )?;
+        counter(
+            e,
+            "tandem_sip_events_dropped",
+            "Events dropped: the event queue and a shard's overflow were full.",
+            s.events_dropped,
+        )?;
+        counter(
+            e,
+            "tandem_sip_tcp_refused",
+            "TCP connections closed on accept: over tcp_max_connections or tcp_max_per_source.",
+            s.tcp_refused,
+        )?;
+        counter(
+            e,
+            "tandem_sip_malformed",
+            "Messages that did not parse (requests answered 400, at most 50 a second per shard).",
+            s.malformed,
+        )?;
+        let c = &ctx.admission.counters;
+        counters(
+            e,
+            "tandem_calls_refused",
+            "New calls answered 503 by admission control, by limit.",
+            "limit",
+            &[
+                ("max_calls", c.calls_refused_max_calls.load(Relaxed)),
+                ("max_cps", c.calls_refused_max_cps.load(Relaxed)),
+            ],
+        )?;
+        counter(
+            e,
+            "tandem_sip_requests_throttled",
+            "Out-of-dialog requests dropped: their source was over its rate.",
+            c.requests_throttled.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "tandem_auth_failures",
+            "Failed digest attempts (wrong password or unknown identity).",
+            c.auth_failures.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "tandem_auth_throttled",
+            "Digest attempts refused unchecked: too many failures from their source or for their identity.",
+            c.auth_throttled.load(Relaxed),
+        )?;
+        gauge(
+            e,
+            "tandem_conferences",
+            "Conference rooms open.",
+            ctx.rooms.len() as u64,
+        )?;
+        gauge(
+            e,
+            "tandem_queued_calls",
+            "Callers waiting in <Enqueue> queues.",
+            ctx.queues.waiting() as u64,
+        )?;
+        if let Some(m) = &ctx.media {
+            gauge(
+                e,
+                "tandem_rtp_ports_free",
+                "RTP port pairs free in the pool.",
+                m.ports_free() as u64,
+            )?;
+        }
+        if let Some(h) = &ctx.history {
+            let (dropped, written) = h.counts();
+            counter(
+                e,
+                "tandem_history_rows_written",
+                "Call states written to the history.",
+                written,
+            )?;
+            counter(
+                e,
+                "tandem_history_rows_dropped",
+                "Call states dropped: the history writer was behind or failed.",
+                dropped,
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -5,7 +5,8 @@
 //! Routes (see `docs/recording.md`):
 //! - `GET /healthz` → `200 ok`, or `503 stalled: …` when a SIP shard has
 //!   work waiting and has not moved for 5 s ([`HttpState::health`]).
-//! - `GET /metrics` → [`Metrics`] in the Prometheus text format.
+//! - `GET /metrics` → [`Metrics`] and the engine's collectors, in the
+//!   OpenMetrics text format (prometheus-client).
 //! - `GET /2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}` and
 //!   `….wav` → the WAV file, streamed; `….mp3` → 415 (not supported).
 //!   Public like Twilio's default (the SID is the secret) unless
@@ -24,7 +25,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -38,7 +38,6 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tandem_webhook::{DialCallStatus, RecordingStatus};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -58,115 +57,7 @@ const MAX_META: u64 = 64 * 1024;
 /// Response body: a small buffer or a streamed file.
 pub type HttpBody = BoxBody<Bytes, io::Error>;
 
-/// Counters shown at `/metrics`. The engine updates them; all methods are
-/// lock-free and never fail.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    calls_active: AtomicU64,
-    calls_total: AtomicU64,
-    /// completed, answered, busy, no-answer, failed, canceled, other.
-    dials: [AtomicU64; 7],
-    /// completed, absent.
-    recordings: [AtomicU64; 2],
-    http_requests: AtomicU64,
-    /// RTP and RTCP packets dropped as foreign (legs already closed).
-    rtp_foreign: AtomicU64,
-}
-
-const DIAL_STATUSES: [&str; 7] = [
-    "completed",
-    "answered",
-    "busy",
-    "no-answer",
-    "failed",
-    "canceled",
-    "other",
-];
-
-impl Metrics {
-    /// A call was created (inbound INVITE accepted).
-    pub fn call_started(&self) {
-        self.calls_total.fetch_add(1, Ordering::Relaxed);
-        self.calls_active.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A call ended (never goes below zero).
-    pub fn call_ended(&self) {
-        let _ = self
-            .calls_active
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-    }
-
-    /// A `<Dial>` ended with `status` (its `DialCallStatus`).
-    pub fn dial_ended(&self, status: DialCallStatus) {
-        let i = DIAL_STATUSES
-            .iter()
-            .position(|s| *s == status.as_str())
-            .unwrap_or(DIAL_STATUSES.len() - 1);
-        self.dials[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A recording stopped with `status` (`completed` or `absent`).
-    pub fn recording_finished(&self, status: RecordingStatus) {
-        let i = usize::from(status != RecordingStatus::Completed);
-        self.recordings[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A media leg closed having dropped `n` foreign packets.
-    pub fn rtp_foreign(&self, n: u64) {
-        if n > 0 {
-            self.rtp_foreign.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-
-    /// Calls up now.
-    pub fn calls_active(&self) -> u64 {
-        self.calls_active.load(Ordering::Relaxed)
-    }
-
-    /// Appends the Prometheus text exposition (format 0.0.4) to `out`.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let _ = write!(
-            out,
-            "# HELP tandem_calls_active Calls in progress.\n\
-             # TYPE tandem_calls_active gauge\n\
-             tandem_calls_active {}\n\
-             # HELP tandem_calls_total Calls created since start.\n\
-             # TYPE tandem_calls_total counter\n\
-             tandem_calls_total {}\n\
-             # HELP tandem_dials_total Dial verbs ended, by DialCallStatus.\n\
-             # TYPE tandem_dials_total counter\n",
-            get(&self.calls_active),
-            get(&self.calls_total)
-        );
-        for (name, n) in DIAL_STATUSES.iter().zip(&self.dials) {
-            let _ = writeln!(out, "tandem_dials_total{{status=\"{name}\"}} {}", get(n));
-        }
-        let _ = write!(
-            out,
-            "# HELP tandem_recordings_total Dial recordings finished, by RecordingStatus.\n\
-             # TYPE tandem_recordings_total counter\n\
-             tandem_recordings_total{{status=\"completed\"}} {}\n\
-             tandem_recordings_total{{status=\"absent\"}} {}\n\
-             # HELP tandem_http_requests_total Requests served by the HTTP listener.\n\
-             # TYPE tandem_http_requests_total counter\n\
-             tandem_http_requests_total {}\n\
-             # HELP tandem_rtp_foreign_packets_total RTP/RTCP packets dropped: from an address a leg may not latch to, not its latched source, or another SSRC (counted when the leg closes).\n\
-             # TYPE tandem_rtp_foreign_packets_total counter\n\
-             tandem_rtp_foreign_packets_total {}\n",
-            get(&self.recordings[0]),
-            get(&self.recordings[1]),
-            get(&self.http_requests),
-            get(&self.rtp_foreign)
-        );
-    }
-}
-
-/// Extra Prometheus text appended after [`Metrics`] (the engine's own
-/// gauges, pool usage...). Must write complete `# TYPE`d families.
-pub type ExtraMetrics = Arc<dyn Fn(&mut String) + Send + Sync>;
+pub use crate::metrics::Metrics;
 
 /// What `/healthz` asks: `Err(why)` when Tandem is not doing its work
 /// (a stalled SIP shard), answered 503 with the reason.
@@ -185,8 +76,9 @@ pub struct HttpState {
     pub media_auth: bool,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// More `/metrics` text, if any.
-    pub extra_metrics: Option<ExtraMetrics>,
+    /// What `/metrics` shows: [`Metrics`] and whatever collectors were
+    /// added to it (the engine's).
+    pub registry: Arc<prometheus_client::registry::Registry>,
     /// `/healthz` answers 503 when this fails; without one it answers `ok`.
     pub health: Option<HealthCheck>,
     /// The engine, for the REST API's Calls resource (`None`: not served).
@@ -194,7 +86,7 @@ pub struct HttpState {
 }
 
 impl HttpState {
-    /// State with media public and no extra metrics.
+    /// State with media public; `/metrics` shows `metrics` alone.
     pub fn new(
         recordings: RecordingStore,
         auth_token: impl Into<String>,
@@ -204,8 +96,8 @@ impl HttpState {
             recordings,
             auth_token: auth_token.into(),
             media_auth: false,
+            registry: Arc::new(metrics.registry()),
             metrics,
-            extra_metrics: None,
             health: None,
             api: None,
         }
@@ -332,7 +224,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    state.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    state.metrics.http_request();
     let (parts, body) = req.into_parts();
     let head = parts.method == Method::HEAD;
     let routed = if parts.uri.path().starts_with("/demo/") {
@@ -378,15 +270,10 @@ async fn route<B>(state: &HttpState, req: &Request<B>) -> Response<HttpBody> {
             };
         }
         "/metrics" => {
-            let mut out = String::with_capacity(2048);
-            state.metrics.render(&mut out);
-            if let Some(extra) = &state.extra_metrics {
-                extra(&mut out);
-            }
-            let mut r = text(StatusCode::OK, out);
+            let mut r = text(StatusCode::OK, crate::metrics::render(&state.registry));
             r.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             return r;
         }

@@ -15,6 +15,7 @@ pub mod http;
 mod inspector;
 mod media;
 pub mod media_ops;
+pub mod metrics;
 mod queue;
 pub mod recording;
 mod registration;

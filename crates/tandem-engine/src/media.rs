@@ -95,6 +95,11 @@ impl Media {
         })
     }
 
+    /// RTP port pairs free now.
+    pub(crate) fn ports_free(&self) -> usize {
+        self.pool.available()
+    }
+
     pub(crate) fn caps(&self) -> &MediaCapabilities {
         &self.caps
     }

@@ -78,6 +78,8 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
         }
         let state = format!("{:?}", reg.state());
         if state != last {
+            ctx.metrics
+                .trunk_registered(&trunk.name, matches!(reg.state(), State::Registered { .. }));
             match reg.state() {
                 State::Registered { .. } => tracing::info!(trunk = %trunk.name, "registered"),
                 State::Failed { error, .. } => {

@@ -726,6 +726,33 @@ async fn a_client_redirects_a_bridged_child_and_the_parent_runs_its_action() {
     assert_eq!(c["parent_call_sid"], psid.as_str());
     assert_eq!(c["direction"], "outbound-dial");
     assert_eq!(wait_final(psid.clone()).await["status"], "completed");
+
+    // What /metrics counted of it (the legs' RTP once they have closed).
+    let sample = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let metrics = loop {
+        let m = http(r.http(), "GET", "/metrics", None, &[]).await.body;
+        if sample(&m, "tandem_rtp_packets_total{direction=\"sent\"}") >= f64::from(tones) {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for (name, least) in [
+        ("tandem_sip_transactions_total{side=\"client\"}", 3.0),
+        ("tandem_sip_transactions_total{side=\"server\"}", 1.0),
+        ("tandem_webhooks_total{outcome=\"ok\"}", 1.0),
+        ("tandem_webhook_duration_seconds_count", 1.0),
+        ("tandem_dials_total{status=\"completed\"}", 1.0),
+        ("tandem_calls_total", 2.0),
+    ] {
+        assert!(
+            sample(&metrics, name) >= least,
+            "{name} < {least} in\n{metrics}"
+        );
+    }
     r.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

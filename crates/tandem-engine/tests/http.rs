@@ -111,9 +111,6 @@ async fn start(dir: &Path, media_auth: bool) -> (HttpServer, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
     let mut state = HttpState::new(store(dir), TOKEN, Arc::clone(&metrics));
     state.media_auth = media_auth;
-    state.extra_metrics = Some(Arc::new(|out: &mut String| {
-        out.push_str("# TYPE tandem_rtp_ports_free gauge\ntandem_rtp_ports_free 42\n");
-    }));
     let server = http::spawn("127.0.0.1:0".parse().unwrap(), state)
         .await
         .unwrap();
@@ -177,26 +174,42 @@ async fn healthz_and_metrics() {
     metrics.dial_ended(DialCallStatus::NoAnswer);
     metrics.recording_finished(RecordingStatus::Completed);
     metrics.recording_finished(RecordingStatus::Absent);
+    metrics.webhook(Duration::from_millis(30), Ok(200));
+    metrics.webhook(Duration::from_millis(3), Ok(500));
+    metrics.webhook(Duration::from_secs(15), Err(true));
+    metrics.trunk_registered("carrier", true);
+    metrics.trunk_registered("backup", false);
+    metrics.rtp_leg_closed(100, 90, 3);
     let r = request(&server, "GET", "/metrics", "").await;
     assert_eq!(r.status, 200);
     assert!(
         r.header("content-type")
             .unwrap()
-            .starts_with("text/plain; version=0.0.4")
+            .starts_with("application/openmetrics-text; version=1.0.0")
     );
     let text = r.text();
     for line in [
         "# TYPE tandem_calls_active gauge",
         "tandem_calls_active 1",
-        "# TYPE tandem_calls_total counter",
+        "# TYPE tandem_calls counter",
         "tandem_calls_total 2",
+        "tandem_webhooks_total{outcome=\"ok\"} 1",
+        "tandem_webhooks_total{outcome=\"http_error\"} 1",
+        "tandem_webhooks_total{outcome=\"timeout\"} 1",
+        "tandem_webhook_duration_seconds_count 3",
+        "tandem_webhook_duration_seconds_bucket{le=\"0.04\"} 2",
+        "tandem_trunk_registered{trunk=\"backup\"} 0",
+        "tandem_trunk_registered{trunk=\"carrier\"} 1",
+        "tandem_rtp_packets_total{direction=\"received\"} 100",
+        "tandem_rtp_packets_total{direction=\"sent\"} 90",
+        "tandem_rtp_packets_lost_total 3",
         "tandem_dials_total{status=\"busy\"} 1",
         "tandem_dials_total{status=\"no-answer\"} 2",
         "tandem_dials_total{status=\"completed\"} 0",
         "tandem_recordings_total{status=\"completed\"} 1",
         "tandem_recordings_total{status=\"absent\"} 1",
         "tandem_http_requests_total 2",
-        "tandem_rtp_ports_free 42",
+        "# EOF",
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -206,8 +219,13 @@ async fn healthz_and_metrics() {
     // Every sample line is `name{labels} value`, every family typed once.
     for l in text.lines().filter(|l| !l.starts_with('#')) {
         let (name, value) = l.rsplit_once(' ').unwrap();
-        assert!(value.parse::<u64>().is_ok(), "{l}");
-        let family = name.split('{').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{l}");
+        let sample = name.split('{').next().unwrap();
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| sample.strip_suffix(s))
+            .filter(|f| text.contains(&format!("# TYPE {f} ")))
+            .unwrap_or(sample);
         assert!(text.contains(&format!("# TYPE {family} ")), "{l}");
     }
     metrics.call_ended();

@@ -166,6 +166,9 @@ pub(crate) struct Stats {
     pub malformed: AtomicU64,
     /// Per shard: milliseconds since `start` when it last finished a turn.
     pub pulse: Vec<AtomicU64>,
+    /// Per shard: its transaction layer's counters as of its last turn
+    /// (client, server, timeouts, retransmissions, absorbed).
+    pub transactions: Vec<[AtomicU64; 5]>,
     /// Per shard: the network and command inboxes, to read their depth.
     /// Weak: the shards hold these stats, and a strong sender here would
     /// keep their inboxes open after every handle is gone.
@@ -173,9 +176,27 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn beat(&self, shard: usize) {
+    fn tx_sum(&self, i: usize) -> u64 {
+        self.transactions
+            .iter()
+            .map(|t| t[i].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Shard `shard` finished a turn; its layer counts `tx` so far.
+    pub(crate) fn beat(&self, shard: usize, tx: tandem_sip::transaction::Stats) {
         let ms = self.start.elapsed().as_millis() as u64;
         self.pulse[shard].store(ms, Ordering::Relaxed);
+        let values = [
+            tx.client,
+            tx.server,
+            tx.timeouts,
+            tx.retransmissions,
+            tx.absorbed,
+        ];
+        for (a, v) in self.transactions[shard].iter().zip(values) {
+            a.store(v, Ordering::Relaxed);
+        }
     }
 }
 
@@ -208,6 +229,16 @@ pub struct EndpointStats {
     /// Messages that did not parse (answered 400 when they were requests,
     /// at most [`MALFORMED_ANSWERS_PER_SEC`] a second per shard).
     pub malformed: u64,
+    /// Client transactions created.
+    pub client_transactions: u64,
+    /// Server transactions created.
+    pub server_transactions: u64,
+    /// Client transactions that timed out (Timer B or F: no final response).
+    pub transaction_timeouts: u64,
+    /// Requests and responses retransmitted over UDP (timers A, E, G).
+    pub retransmissions: u64,
+    /// Retransmissions from peers absorbed by their transactions.
+    pub retransmissions_absorbed: u64,
 }
 
 /// Most 400s a shard sends a second to messages that did not parse: a
@@ -244,6 +275,11 @@ impl EndpointHandle {
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
             tcp_refused: s.tcp_refused.load(Ordering::Relaxed),
             malformed: s.malformed.load(Ordering::Relaxed),
+            client_transactions: s.tx_sum(0),
+            server_transactions: s.tx_sum(1),
+            transaction_timeouts: s.tx_sum(2),
+            retransmissions: s.tx_sum(3),
+            retransmissions_absorbed: s.tx_sum(4),
         }
     }
 
@@ -411,6 +447,7 @@ impl Endpoint {
             tcp_refused: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             pulse: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            transactions: (0..n).map(|_| Default::default()).collect(),
             inboxes: net_senders
                 .iter()
                 .map(mpsc::Sender::downgrade)

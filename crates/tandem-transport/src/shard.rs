@@ -183,7 +183,7 @@ impl Shard {
                 Turn::Timer => self.layer.handle_timeout(now()),
             }
             self.flush().await;
-            self.stats.beat(self.index);
+            self.stats.beat(self.index, self.layer.stats());
         }
     }
 

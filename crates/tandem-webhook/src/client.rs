@@ -139,6 +139,14 @@ pub struct WebhookClient {
 struct Inner {
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     config: ClientConfig,
+    observer: Option<Arc<dyn ExchangeObserver>>,
+}
+
+/// Told of every exchange a [`WebhookClient`] makes (TwiML fetches and
+/// callbacks alike): for metrics.
+pub trait ExchangeObserver: Send + Sync {
+    /// An exchange ended after `elapsed` with this HTTP status, or failed.
+    fn exchanged(&self, elapsed: Duration, outcome: Result<u16, &WebhookError>);
 }
 
 impl fmt::Debug for WebhookClient {
@@ -171,8 +179,24 @@ impl WebhookClient {
             .pool_max_idle_per_host(16)
             .build(connector);
         Ok(Self {
-            inner: Arc::new(Inner { http, config }),
+            inner: Arc::new(Inner {
+                http,
+                config,
+                observer: None,
+            }),
         })
+    }
+
+    /// The same client (its pool shared) telling `observer` of every
+    /// exchange from now on.
+    pub fn observed(&self, observer: Arc<dyn ExchangeObserver>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                http: self.inner.http.clone(),
+                config: self.inner.config.clone(),
+                observer: Some(observer),
+            }),
+        }
     }
 
     /// The settings this client was built with.
@@ -192,14 +216,19 @@ impl WebhookClient {
         timeout: Duration,
         max_body: usize,
     ) -> Result<Response, WebhookError> {
+        let started = tokio::time::Instant::now();
         let run = self.exchange_inner(method, url, params, extra_headers, max_body);
-        match tokio::time::timeout(timeout, run).await {
+        let result = match tokio::time::timeout(timeout, run).await {
             Ok(result) => result,
             Err(_) => Err(WebhookError::Timeout {
                 url: redact(url),
                 after: timeout,
             }),
+        };
+        if let Some(o) = &self.inner.observer {
+            o.exchanged(started.elapsed(), result.as_ref().map(|r| r.status));
         }
+        result
     }
 
     async fn exchange_inner(

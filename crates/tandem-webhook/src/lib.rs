@@ -20,7 +20,9 @@ pub use callbacks::{
     Callback, CallbackConfig, CallbackDispatcher, CallbackKind, CallbackQueue, CallbackStats,
     EnqueueError,
 };
-pub use client::{ClientConfig, Response, Target, TwimlDocument, TwimlRequest, WebhookClient};
+pub use client::{
+    ClientConfig, ExchangeObserver, Response, Target, TwimlDocument, TwimlRequest, WebhookClient,
+};
 pub use error::WebhookError;
 pub use params::{
     API_VERSION, CallInfo, CallStatus, DialCallStatus, DialOutcome, Direction, Params,

@@ -481,11 +481,18 @@ impl Env for RealEnv {
         if let Some(mut s) = self.legs.remove(&leg) {
             s.media.stop_ringback();
             s.media.leg.relay_to(None);
-            let foreign = s.media.leg.stats().foreign;
-            if foreign > 0 {
-                tracing::info!(leg = leg.0, foreign, "media leg dropped foreign RTP");
+            let stats = s.media.leg.stats();
+            if stats.foreign > 0 {
+                tracing::info!(
+                    leg = leg.0,
+                    foreign = stats.foreign,
+                    "media leg dropped foreign RTP"
+                );
             }
-            self.ctx.metrics.rtp_foreign(foreign);
+            self.ctx.metrics.rtp_foreign(stats.foreign);
+            self.ctx
+                .metrics
+                .rtp_leg_closed(stats.rx_packets, stats.tx_packets, stats.lost);
             self.closing.push(s);
         }
     }

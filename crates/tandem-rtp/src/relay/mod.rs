@@ -144,6 +144,10 @@ pub struct LegStats {
     /// Received packets dropped because they did not transcode (a bad Opus
     /// packet, or no Opus support compiled in).
     pub transcode_errors: u64,
+    /// RTP packets that never arrived: gaps in the received stream's
+    /// sequence numbers, less those that came late (telephone-events
+    /// aside).
+    pub lost: u64,
 }
 
 #[derive(Default)]
@@ -157,6 +161,8 @@ struct Counters {
     tx_packets: AtomicU64,
     tx_errors: AtomicU64,
     transcode_errors: AtomicU64,
+    /// Signed: a late packet takes back what its gap counted.
+    lost: std::sync::atomic::AtomicI64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -476,6 +482,7 @@ impl Leg {
             tx_packets: l(&c.tx_packets),
             tx_errors: l(&c.tx_errors),
             transcode_errors: l(&c.transcode_errors),
+            lost: c.lost.load(Ordering::Relaxed).max(0) as u64,
         }
     }
 

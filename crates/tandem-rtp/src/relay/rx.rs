@@ -47,6 +47,45 @@ struct Local {
     xcode: Option<Box<Stream>>,
     /// `SourceKey::origin` of the next transcoded stream.
     xcode_origin: u64,
+    /// Sequence gaps in what the leg receives.
+    seq: SeqTrack,
+}
+
+/// Packets lost on the way to a leg, from the gaps in the sequence numbers
+/// of the stream it receives (RFC 3550 A.3 in spirit: a packet arriving
+/// late takes back the loss its gap counted). A new SSRC, or a jump of
+/// more than 3,000, starts over without counting: a new stream, not loss.
+#[derive(Debug, Default)]
+pub(super) struct SeqTrack {
+    ssrc: u32,
+    max: u16,
+    started: bool,
+}
+
+impl SeqTrack {
+    /// Packets newly found missing (positive) or found late (negative).
+    pub(super) fn on(&mut self, ssrc: u32, seq: u16) -> i64 {
+        if !self.started || ssrc != self.ssrc {
+            *self = Self {
+                ssrc,
+                max: seq,
+                started: true,
+            };
+            return 0;
+        }
+        match seq.wrapping_sub(self.max) as i16 {
+            0 => 0,
+            d @ 1..=3000 => {
+                self.max = seq;
+                i64::from(d) - 1
+            }
+            -3000..=-1 => -1,
+            _ => {
+                self.max = seq;
+                0
+            }
+        }
+    }
 }
 
 enum Wake {
@@ -73,6 +112,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
         last_rx: Instant::now(),
         timed_out: false,
         xcode: None,
+        seq: SeqTrack::default(),
         xcode_origin: (1 << 63) | u64::from(shared.id.0),
     };
     let mut buf = [0u8; BUF];
@@ -302,6 +342,12 @@ fn on_rtp(
         return false;
     }
     bump(&c.rx_packets);
+    if kind != K_TE {
+        let gap = local.seq.on(h.ssrc, h.seq);
+        if gap != 0 {
+            c.lost.fetch_add(gap, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     c.rx_bytes
         .fetch_add(h.payload_len as u64, std::sync::atomic::Ordering::Relaxed);
 
@@ -501,4 +547,33 @@ fn on_rtcp(shared: &LegShared, local: &mut Local, pkt: &mut [u8], src: SocketAdd
     // The far end knows the stream by the SSRC Tandem gave it.
     rtp::rewrite_rtcp_sender(pkt, ssrc);
     let _ = super::send_now(&peer.sockets().rtcp, pkt, dst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeqTrack;
+
+    fn run(seqs: &[(u32, u16)]) -> i64 {
+        let mut t = SeqTrack::default();
+        seqs.iter().map(|&(ssrc, seq)| t.on(ssrc, seq)).sum()
+    }
+
+    #[test]
+    fn gaps_count_as_loss_and_late_packets_take_it_back() {
+        assert_eq!(run(&[(1, 10), (1, 11), (1, 12)]), 0);
+        assert_eq!(run(&[(1, 10), (1, 13), (1, 14)]), 2, "11 and 12 lost");
+        assert_eq!(run(&[(1, 10), (1, 13), (1, 11), (1, 14)]), 1, "11 late");
+        assert_eq!(run(&[(1, 10), (1, 10), (1, 11)]), 0, "a duplicate");
+        assert_eq!(
+            run(&[(1, 65534), (1, 65535), (1, 1)]),
+            1,
+            "0 lost at the wrap"
+        );
+    }
+
+    #[test]
+    fn a_new_stream_is_not_loss() {
+        assert_eq!(run(&[(1, 10), (2, 5000), (2, 5001)]), 0, "new SSRC");
+        assert_eq!(run(&[(1, 10), (1, 20_000), (1, 20_001)]), 0, "a jump");
+    }
 }

@@ -320,6 +320,12 @@ impl Tx {
 /// Counters for observability and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
+    /// Client transactions created.
+    pub client: u64,
+    /// Server transactions created.
+    pub server: u64,
+    /// Client transactions that timed out (Timer B or F).
+    pub timeouts: u64,
     /// Retransmissions sent by timers A, E and G.
     pub retransmissions: u64,
     /// Retransmitted requests or responses absorbed.
@@ -414,6 +420,10 @@ impl TransactionLayer {
     fn alloc(&mut self, mut tx: Tx) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        match tx.kind {
+            Kind::ClientInvite | Kind::ClientNonInvite => self.stats.client += 1,
+            _ => self.stats.server += 1,
+        }
         tx.call_id = tx.request.headers.call_id().unwrap_or("").to_owned();
         self.txs.insert(id, Box::new(tx));
         id
@@ -1123,6 +1133,7 @@ impl TransactionLayer {
                     .map(|k| k.branch.clone())
                     .unwrap_or_default();
                 self.terminate(id);
+                self.stats.timeouts += 1;
                 self.events.push_back(TuEvent::Timeout {
                     tx: TxId(id),
                     call_id,
