@@ -14,6 +14,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use tandem_engine::http::HttpServer;
 use tandem_engine::{Engine, EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
+use tandem_test_support::sdp::{sdp, sdp_port};
 use tandem_transport::{Endpoint, EndpointConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -126,20 +127,6 @@ impl Peer {
         self.sock.send_to(ack.as_bytes(), tandem).await.unwrap();
         ok
     }
-}
-
-fn sdp(port: u16) -> String {
-    format!(
-        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-    )
-}
-
-fn sdp_port(msg: &str) -> u16 {
-    msg.lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|r| r.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no m=audio in:\n{msg}"))
 }
 
 fn header<'a>(msg: &'a str, name: &str) -> &'a str {
@@ -464,23 +451,11 @@ async fn a_client_lists_cancels_redirects_and_finds_the_calls_after_a_restart() 
     caller.reply(&bye, "200 OK", from).await;
 
     // Every call has its final status; the parent cannot be modified again.
-    let wait_final = |sid: String| {
-        let r = &r;
-        async move {
-            loop {
-                let c = call(r, &sid).await;
-                if c["end_time"].is_string() {
-                    return c;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    let p = wait_final(psid.clone()).await;
+    let p = wait_final(&r, &psid).await;
     assert_eq!(p["status"], "completed");
     assert!(p["duration"].is_string());
-    assert_eq!(wait_final(child_a.clone()).await["status"], "canceled");
-    assert_eq!(wait_final(child_b.clone()).await["status"], "completed");
+    assert_eq!(wait_final(&r, &child_a).await["status"], "canceled");
+    assert_eq!(wait_final(&r, &child_b).await["status"], "completed");
     let again = http(
         r.http(),
         "POST",
@@ -709,23 +684,11 @@ async fn a_client_redirects_a_bridged_child_and_the_parent_runs_its_action() {
     };
     assert!(tones >= 20, "the digits played to b ({tones} packets)");
     b.reply(&bye.0, "200 OK", bye.1).await;
-    let wait_final = |sid: String| {
-        let r = &r;
-        async move {
-            loop {
-                let c = call(r, &sid).await;
-                if c["end_time"].is_string() {
-                    return c;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    let c = wait_final(csid.clone()).await;
+    let c = wait_final(&r, &csid).await;
     assert_eq!(c["status"], "completed");
     assert_eq!(c["parent_call_sid"], psid.as_str());
     assert_eq!(c["direction"], "outbound-dial");
-    assert_eq!(wait_final(psid.clone()).await["status"], "completed");
+    assert_eq!(wait_final(&r, &psid).await["status"], "completed");
 
     // What /metrics counted of it (the legs' RTP once they have closed).
     let sample = |text: &str, name: &str| -> f64 {
@@ -755,6 +718,17 @@ async fn a_client_redirects_a_bridged_child_and_the_parent_runs_its_action() {
     }
     r.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The call's resource once it has ended.
+async fn wait_final(r: &Running, sid: &str) -> Value {
+    loop {
+        let c = call(r, sid).await;
+        if c["end_time"].is_string() {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn list_len(r: &Running, query: &str) -> usize {

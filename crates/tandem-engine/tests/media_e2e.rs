@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tandem_engine::{Engine, EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
+use tandem_test_support::sdp::{sdp, sdp_port};
 use tandem_transport::{Endpoint, EndpointConfig};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -45,20 +46,6 @@ fn header<'a>(msg: &'a str, name: &str) -> &'a str {
             n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
         })
         .unwrap_or_else(|| panic!("{name} missing in:\n{msg}"))
-}
-
-fn sdp_port(msg: &str) -> u16 {
-    msg.lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|r| r.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no m=audio in:\n{msg}"))
-}
-
-fn sdp(port: u16) -> String {
-    format!(
-        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-    )
 }
 
 fn rtp(seq: u16, marker: u8) -> Vec<u8> {
