@@ -1,4 +1,4 @@
-//! The REST API's Calls resource in Twilio's 2010-04-01 shapes (issue 11,
+//! The REST API in Twilio's 2010-04-01 shapes (issue 11,
 //! docs/api.md), served by Tandem's HTTP listener:
 //!
 //! - `GET /2010-04-01/Accounts/{AccountSid}/Calls.json`: the history, newest
@@ -9,6 +9,10 @@
 //! - `POST …/Calls/{CallSid}.json`: modify a live call — `Twiml`, or `Url`
 //!   and `Method`, moves it to new TwiML; `Status=canceled|completed` ends
 //!   it (call/api.rs has the rules).
+//! - `POST …/Calls.json`: place a call.
+//! - Recordings: list, a call's list, delete.
+//! - Conferences, Participants, Queues, Members: what is live now
+//!   (`api/rooms.rs`).
 //!
 //! Every request needs HTTP Basic auth with the AccountSid and auth token
 //! (401 otherwise); another account's path is 404. Errors have Twilio's
@@ -23,6 +27,8 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Body;
 use serde_json::{Value, json};
+
+mod rooms;
 
 use crate::call::{ApiAction, ApiCommand, ApiRefusal, CallMsg};
 use crate::engine::Ctx;
@@ -92,6 +98,8 @@ enum Resource<'a> {
     Recordings(Option<&'a str>),
     /// `Recordings/{sid}` with `DELETE` (GET is the listener's own route).
     Recording(&'a str),
+    /// Conferences, Participants, Queues, Members.
+    Live(rooms::Live<'a>),
 }
 
 /// Answers a request for the Calls resource; `None` when the path is not
@@ -109,6 +117,7 @@ where
     let rest = path.strip_prefix(API_PREFIX)?.strip_prefix('/')?;
     let mut segs = rest.split('/');
     let account = segs.next()?;
+    let tail: Vec<&str> = segs.clone().collect();
     let resource = match (segs.next()?, segs.next(), segs.next(), segs.next()) {
         ("Calls.json", None, None, None) => Resource::List,
         ("Calls", Some(file), None, None) => Resource::Call(file.strip_suffix(".json")?),
@@ -117,7 +126,7 @@ where
         ("Recordings", Some(file), None, None) if parts.method == Method::DELETE => {
             Resource::Recording(file.strip_suffix(".json").unwrap_or(file))
         }
-        _ => return None,
+        _ => Resource::Live(rooms::Live::parse(&tail)?),
     };
     let result = serve(state, parts, account, resource, body).await;
     let response = match result {
@@ -169,12 +178,23 @@ where
     let Some(ctx) = state.api.as_ref() else {
         return Err(ApiError::not_found(path));
     };
+    if let Resource::Live(live) = resource {
+        let form = if parts.method == Method::POST {
+            read_form(body).await?
+        } else {
+            Vec::new()
+        };
+        let query = parts.uri.query().unwrap_or("");
+        return rooms::serve(ctx, &parts.method, path, query, &form, live).await;
+    }
     let history = ctx.history.clone();
     match (&parts.method, resource) {
         (&Method::GET | &Method::HEAD, Resource::List) => {
             let Some(history) = history else {
                 return Err(ApiError::not_found(path));
             };
+            // What has happened is listed: the writer's queue first.
+            flush(&history).await?;
             list(&history, account, parts.uri.query().unwrap_or("")).await
         }
         (&Method::GET | &Method::HEAD, Resource::Call(sid)) => {
@@ -182,9 +202,9 @@ where
                 return Err(ApiError::not_found(path));
             };
             let mut row = fetch(&history, sid).await?;
-            if row.is_none() && ctx.live.contains_key(sid) {
-                // A call just placed or just arrived: its first row may
-                // still be in the writer's window.
+            if row.is_none() {
+                // A call just placed, just arrived or just ended: its rows
+                // may still be in the writer's queue.
                 flush(&history).await?;
                 row = fetch(&history, sid).await?;
             }
@@ -421,7 +441,24 @@ async fn modify(
     path: &str,
     form: &[(String, String)],
 ) -> Result<http::Response<HttpBody>, ApiError> {
-    let action = if let Some(status) = param(form, "Status") {
+    deliver(ctx, sid, path, modification(form)?).await?;
+    let Some(history) = ctx.history.clone() else {
+        return Ok(json_response(StatusCode::OK, &json!({ "sid": sid })));
+    };
+    // What the call did is written before the resource is read back.
+    flush(&history).await?;
+    match fetch(&history, sid).await? {
+        Some(row) => Ok(json_response(
+            StatusCode::OK,
+            &call_json(&ctx.cfg.account_sid, &row),
+        )),
+        None => Err(ApiError::not_found(path)),
+    }
+}
+
+/// What a modification's form asks: `Status`, `Twiml`, or `Url`/`Method`.
+fn modification(form: &[(String, String)]) -> Result<ApiAction, ApiError> {
+    Ok(if let Some(status) = param(form, "Status") {
         match status {
             "canceled" => ApiAction::Cancel,
             "completed" => ApiAction::Complete,
@@ -450,7 +487,11 @@ async fn modify(
         ApiAction::Url(parsed, method)
     } else {
         return Err(ApiError::invalid("One of Url, Twiml or Status is required"));
-    };
+    })
+}
+
+/// Hands `action` to the live call `sid` and waits for its answer.
+async fn deliver(ctx: &Arc<Ctx>, sid: &str, path: &str, action: ApiAction) -> Result<(), ApiError> {
     let live = ctx.live.get(sid).map(|m| m.clone());
     let Some(mailbox) = live else {
         let known = match &ctx.history {
@@ -473,30 +514,16 @@ async fn modify(
         return Err(not_in_progress());
     }
     match tokio::time::timeout(CALL_ANSWER, rx).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(ApiRefusal::NotInProgress))) | Ok(Err(_)) => return Err(not_in_progress()),
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(ApiRefusal::NotInProgress))) | Ok(Err(_)) => Err(not_in_progress()),
         Ok(Ok(Err(ApiRefusal::Unsupported(why)))) => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, 21220, why));
+            Err(ApiError::new(StatusCode::BAD_REQUEST, 21220, why))
         }
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                20503,
-                "The call did not take the modification in time",
-            ));
-        }
-    }
-    let Some(history) = ctx.history.clone() else {
-        return Ok(json_response(StatusCode::OK, &json!({ "sid": sid })));
-    };
-    // What the call did is written before the resource is read back.
-    flush(&history).await?;
-    match fetch(&history, sid).await? {
-        Some(row) => Ok(json_response(
-            StatusCode::OK,
-            &call_json(&ctx.cfg.account_sid, &row),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            20503,
+            "The call did not take the modification in time",
         )),
-        None => Err(ApiError::not_found(path)),
     }
 }
 
@@ -504,16 +531,31 @@ async fn modify(
 /// rather than ignored (docs/api.md).
 const NOT_YET: &[&str] = &[
     "Record",
-    "MachineDetection",
-    "AsyncAmd",
-    "TimeLimit",
+    "AsyncAmdStatusCallback",
     "Trim",
-    "CallerId",
-    "SipAuthUsername",
-    "SipAuthPassword",
     "RecordingChannels",
     "RecordingStatusCallback",
+    "RecordingStatusCallbackEvent",
+    "RecordingTrack",
     "ApplicationSid",
+];
+
+/// `MachineDetection…` parameters and the `<Number>` attributes they become.
+const AMD_PARAMS: [(&str, &str); 5] = [
+    ("MachineDetection", "machineDetection"),
+    ("MachineDetectionTimeout", "machineDetectionTimeout"),
+    (
+        "MachineDetectionSpeechThreshold",
+        "machineDetectionSpeechThreshold",
+    ),
+    (
+        "MachineDetectionSpeechEndThreshold",
+        "machineDetectionSpeechEndThreshold",
+    ),
+    (
+        "MachineDetectionSilenceTimeout",
+        "machineDetectionSilenceTimeout",
+    ),
 ];
 
 /// `POST …/Calls.json`: places a call at once; its TwiML runs on answer.
@@ -525,6 +567,11 @@ async fn create(
         return Err(ApiError::invalid(format!(
             "{k} is not supported by Tandem's API yet (docs/api.md)"
         )));
+    }
+    if param(form, "AsyncAmd").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Err(ApiError::invalid(
+            "AsyncAmd=true is not supported by Tandem's API yet: detection is synchronous (docs/api.md)",
+        ));
     }
     let to = param(form, "To")
         .filter(|t| !t.trim().is_empty())
@@ -626,14 +673,54 @@ async fn create(
     } else {
         ("Number", to)
     };
-    if tag != "Number" && param(form, "SendDigits").is_some() {
-        return Err(ApiError::invalid(
-            "SendDigits applies to phone numbers only",
-        ));
+    let only = |keys: &[&str], noun: &str, what: &str| -> Result<(), ApiError> {
+        match keys.iter().find(|k| param(form, k).is_some()) {
+            Some(k) if tag != noun => Err(ApiError::invalid(format!("{k} applies to {what} only"))),
+            _ => Ok(()),
+        }
+    };
+    only(&["SendDigits"], "Number", "phone numbers")?;
+    only(
+        &AMD_PARAMS.map(|(k, _)| k),
+        "Number",
+        "phone numbers in Tandem",
+    )?;
+    only(
+        &["SipAuthUsername", "SipAuthPassword"],
+        "Sip",
+        "sip: destinations",
+    )?;
+    for (key, attr) in AMD_PARAMS {
+        if let Some(v) = param(form, key) {
+            attrs.push_str(&format!(" {attr}=\"{}\"", xml_escape(v)));
+        }
     }
+    if let Some(u) = param(form, "SipAuthUsername") {
+        attrs.push_str(&format!(" username=\"{}\"", xml_escape(u)));
+    }
+    if let Some(p) = param(form, "SipAuthPassword") {
+        attrs.push_str(&format!(" password=\"{}\"", xml_escape(p)));
+    }
+    let time_limit = match param(form, "TimeLimit") {
+        None => None,
+        Some(t) => Some(
+            t.parse::<u64>()
+                .ok()
+                .filter(|t| (1..=86_400).contains(t))
+                .map(std::time::Duration::from_secs)
+                .ok_or_else(|| {
+                    ApiError::invalid(format!("TimeLimit {t:?} must be 1 to 86400 seconds"))
+                })?,
+        ),
+    };
+    // `CallerId`: what the callee sees (a SIP or client call's From);
+    // the call's `from` stays `From`.
+    let caller_id = param(form, "CallerId")
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or(from);
     let dial_doc = format!(
         "<Response><Dial timeout=\"{timeout}\" callerId=\"{}\"><{tag}{attrs}>{}</{tag}></Dial></Response>",
-        xml_escape(from),
+        xml_escape(caller_id),
         xml_escape(value)
     );
     let dial = tandem_twiml::parse(&dial_doc).map_err(|e| {
@@ -685,6 +772,7 @@ async fn create(
         dial,
         answered: (answered, None),
         fallback,
+        time_limit,
     };
     if !crate::call::spawn_api(ctx, api, admitted) {
         if let Some(h) = &ctx.history {
@@ -751,14 +839,10 @@ async fn recordings(
     call: Option<&str>,
     query: &str,
 ) -> Result<http::Response<HttpBody>, ApiError> {
-    let q: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
+    let q = PageQuery::parse(query)?;
     let mut call_sid = call.map(str::to_owned);
     let (mut after, mut before) = (None, None);
-    let mut page_size = PAGE_SIZE;
-    let mut page = 0usize;
-    for (k, v) in &q {
+    for (k, v) in &q.pairs {
         match k.as_str() {
             "CallSid" if call_sid.is_none() => call_sid = Some(v.clone()),
             "DateCreated" | "DateCreated<" | "DateCreated>" => {
@@ -770,12 +854,6 @@ async fn recordings(
                 if !k.ends_with('>') {
                     before = Some(to);
                 }
-            }
-            "PageSize" => {
-                page_size = parse_page_size(v)?;
-            }
-            "Page" => {
-                page = parse_page(v)?;
             }
             _ => {}
         }
@@ -793,21 +871,55 @@ async fn recordings(
         b.0.cmp(&a.0)
             .then_with(|| b.1["sid"].as_str().cmp(&a.1["sid"].as_str()))
     });
-    let start = page * page_size;
-    let more = all.len() > start + page_size;
-    let items: Vec<Value> = all
-        .into_iter()
-        .skip(start)
-        .take(page_size)
-        .map(|x| x.1)
-        .collect();
     let base = match call {
         Some(c) => format!("{API_PREFIX}/{account}/Calls/{c}/Recordings.json"),
         None => format!("{API_PREFIX}/{account}/Recordings.json"),
     };
+    let items = all.into_iter().map(|x| x.1).collect();
+    Ok(paged("recordings", &base, items, &q))
+}
+
+/// A list request's query: its pairs, `Page` and `PageSize`.
+pub(super) struct PageQuery {
+    pairs: Vec<(String, String)>,
+    page: usize,
+    page_size: usize,
+}
+
+impl PageQuery {
+    fn parse(query: &str) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let mut q = PageQuery {
+            pairs: Vec::new(),
+            page: 0,
+            page_size: PAGE_SIZE,
+        };
+        for (k, v) in pairs {
+            match k.as_str() {
+                "PageSize" => q.page_size = parse_page_size(&v)?,
+                "Page" => q.page = parse_page(&v)?,
+                _ => q.pairs.push((k, v)),
+            }
+        }
+        Ok(q)
+    }
+
+    /// A filter's value.
+    fn get(&self, key: &str) -> Option<&str> {
+        param(&self.pairs, key)
+    }
+}
+
+/// One page of an in-memory list, in Twilio's list shape under `key`.
+fn paged(key: &str, base: &str, all: Vec<Value>, q: &PageQuery) -> http::Response<HttpBody> {
+    let (page, page_size) = (q.page, q.page_size);
+    let start = page * page_size;
+    let more = all.len() > start + page_size;
+    let items: Vec<Value> = all.into_iter().skip(start).take(page_size).collect();
     let at = |p: usize| format!("{base}?PageSize={page_size}&Page={p}");
-    let body = json!({
-        "recordings": items,
+    let mut body = json!({
         "end": (start + items.len()).saturating_sub(1),
         "first_page_uri": at(0),
         "next_page_uri": if more { Value::String(at(page + 1)) } else { Value::Null },
@@ -817,7 +929,8 @@ async fn recordings(
         "start": start,
         "uri": at(page),
     });
-    Ok(json_response(StatusCode::OK, &body))
+    body[key] = Value::Array(items);
+    json_response(StatusCode::OK, &body)
 }
 
 /// Every recording sidecar in `dir` with its creation time (Unix ms).

@@ -156,6 +156,7 @@ struct Room {
     name: String,
     sid: String,
     account_sid: String,
+    created: SystemTime,
     state: Mutex<RoomState>,
 }
 
@@ -172,6 +173,8 @@ struct RoomState {
     task: Option<JoinHandle<()>>,
     /// `record="record-from-start"`: the room's whole mix.
     recording: Option<Box<RoomRecording>>,
+    /// Last change: a participant in or out, the start, a mute.
+    updated: SystemTime,
 }
 
 /// The room's own recording: the mix of everyone (a silent party of the
@@ -205,6 +208,7 @@ struct Party {
     run: u32,
     /// Where what the party hears is copied (a recording's channel).
     hears: Option<Box<HearTap>>,
+    joined: SystemTime,
 }
 
 /// A tap fed with each tick's mix for one party, as the packets a leg
@@ -280,6 +284,7 @@ impl Rooms {
                         name: name.clone(),
                         sid: conference_sid(),
                         account_sid: self.account_sid.clone(),
+                        created: SystemTime::now(),
                         state: Mutex::new(RoomState {
                             mixer: Mixer::new(),
                             parties: Vec::new(),
@@ -290,6 +295,7 @@ impl Rooms {
                             beep: None,
                             task: None,
                             recording: None,
+                            updated: SystemTime::now(),
                         }),
                     })
                 })
@@ -359,7 +365,9 @@ impl Rooms {
             speaking: false,
             run: 0,
             hears: None,
+            joined: SystemTime::now(),
         });
+        st.updated = SystemTime::now();
         tracing::info!(room = %room.name, conference = %room.sid, call = %spec.call_sid, parties = st.parties.len(), "participant joined");
         if starts && !st.started {
             st.started = true;
@@ -396,6 +404,7 @@ impl Rooms {
         event(room, &mut st, "participant-leave", Some(id), &[]);
         let party = st.parties.remove(i);
         let _ = st.mixer.remove_party(id);
+        st.updated = SystemTime::now();
         tracing::info!(room = %room.name, call = %party.call_sid, parties = st.parties.len(), "participant left");
         if party.spec.beep.on_exit() && st.started && !st.parties.is_empty() {
             st.beep = Some((false, 0));
@@ -433,7 +442,123 @@ impl Rooms {
     }
 }
 
+/// A conference as the REST API shows it (docs/api.md, "Conferences").
+#[derive(Debug, Clone)]
+pub(crate) struct RoomView {
+    pub sid: String,
+    pub name: String,
+    pub started: bool,
+    pub created: SystemTime,
+    pub updated: SystemTime,
+    pub parties: Vec<PartyView>,
+}
+
+/// A participant as the REST API shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct PartyView {
+    pub call_sid: String,
+    pub label: Option<String>,
+    pub muted: bool,
+    pub coaching: Option<String>,
+    pub start_on_enter: bool,
+    pub end_on_exit: bool,
+    pub joined: SystemTime,
+}
+
+fn party_view(p: &Party) -> PartyView {
+    PartyView {
+        call_sid: p.call_sid.clone(),
+        label: p.spec.participant_label.clone(),
+        muted: p.spec.muted,
+        coaching: p.spec.coach.clone(),
+        start_on_enter: p.spec.start_conference_on_enter,
+        end_on_exit: p.spec.end_conference_on_exit,
+        joined: p.joined,
+    }
+}
+
 impl Rooms {
+    fn room_by_sid(&self, sid: &str) -> Option<Arc<Room>> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|r| r.sid == sid)
+            .cloned()
+    }
+
+    /// The conferences open now, oldest first (the private rooms of queue
+    /// bridges aside).
+    pub(crate) fn views(&self) -> Vec<RoomView> {
+        let rooms: Vec<Arc<Room>> = self
+            .rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|r| !r.name.starts_with('\u{1}'))
+            .cloned()
+            .collect();
+        let mut v: Vec<RoomView> = rooms
+            .iter()
+            .filter_map(|r| {
+                let st = r.lock();
+                (!st.ended).then(|| RoomView {
+                    sid: r.sid.clone(),
+                    name: r.name.clone(),
+                    started: st.started,
+                    created: r.created,
+                    updated: st.updated,
+                    parties: st.parties.iter().map(party_view).collect(),
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.created.cmp(&b.created).then(a.sid.cmp(&b.sid)));
+        v
+    }
+
+    /// Mutes or unmutes `call_sid` in the room `sid` (`participant-mute` or
+    /// `-unmute` to the room's status callback); the participant as it is
+    /// now, `None` when it is not there.
+    pub(crate) fn set_muted(&self, sid: &str, call_sid: &str, muted: bool) -> Option<PartyView> {
+        let room = self.room_by_sid(sid)?;
+        let mut st = room.lock();
+        let i = st.parties.iter().position(|p| p.call_sid == call_sid)?;
+        let id = st.parties[i].id;
+        if st.parties[i].spec.muted != muted {
+            let _ = st.mixer.set_muted(id, muted);
+            st.parties[i].spec.muted = muted;
+            st.updated = SystemTime::now();
+            let name = if muted {
+                "participant-mute"
+            } else {
+                "participant-unmute"
+            };
+            event(&room, &mut st, name, Some(id), &[]);
+            tracing::info!(room = %room.name, call = call_sid, muted, "participant muted through the REST API");
+        }
+        Some(party_view(&st.parties[i]))
+    }
+
+    /// Takes `call_sid` out of the room `sid` (all of them with `None`):
+    /// its call leaves as when the conference ends for it, and its `<Dial>`
+    /// action runs. Whether anyone was there.
+    pub(crate) fn remove(&self, sid: &str, call_sid: Option<&str>) -> bool {
+        let Some(room) = self.room_by_sid(sid) else {
+            return false;
+        };
+        let st = room.lock();
+        let mut any = false;
+        for p in st
+            .parties
+            .iter()
+            .filter(|p| call_sid.is_none_or(|c| p.call_sid == c))
+        {
+            tracing::info!(room = %room.name, call = %p.call_sid, "participant removed through the REST API");
+            any |= p.me.send(CallMsg::Room(RoomMsg::Ended));
+        }
+        any
+    }
+
     /// Starts the room's recording when a participant asks for one.
     fn start_recording(&self, room: &Room, st: &mut RoomState) {
         let Some(spec) = st
@@ -557,6 +682,7 @@ fn event(
         "conference-end" => ConferenceEvent::End,
         "participant-join" => ConferenceEvent::Join,
         "participant-leave" => ConferenceEvent::Leave,
+        "participant-mute" | "participant-unmute" => ConferenceEvent::Mute,
         _ => ConferenceEvent::Speaker,
     };
     let p = party.and_then(|id| st.parties.iter().find(|p| p.id == id));

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::call::{CallMsg, Mailbox};
 
@@ -71,6 +71,9 @@ pub(crate) enum Taken {
 #[derive(Default)]
 struct Queue {
     sid: String,
+    /// When `<Enqueue>` or `<Dial><Queue>` first named it (since it was
+    /// last empty).
+    created: Option<SystemTime>,
     callers: VecDeque<Waiter>,
     agents: VecDeque<Agent>,
     /// Seconds waited by dequeued callers, and how many.
@@ -121,10 +124,7 @@ impl Queues {
         me: Mailbox,
     ) -> Result<Position, Position> {
         let mut all = self.lock();
-        let q = all.entry(name.to_owned()).or_insert_with(|| Queue {
-            sid: queue_sid(),
-            ..Queue::default()
-        });
+        let q = all.entry(name.to_owned()).or_insert_with(new_queue);
         if q.callers.len() as u32 >= MAX_QUEUE_SIZE {
             return Err(position(q, None));
         }
@@ -185,10 +185,7 @@ impl Queues {
         url: Option<(String, tandem_twiml::Method)>,
     ) -> Taken {
         let mut all = self.lock();
-        let q = all.entry(name.to_owned()).or_insert_with(|| Queue {
-            sid: queue_sid(),
-            ..Queue::default()
-        });
+        let q = all.entry(name.to_owned()).or_insert_with(new_queue);
         match pair(q, agent_sid, &agent, &url) {
             Some(p) => Taken::Caller(Box::new(p)),
             None => {
@@ -272,6 +269,58 @@ fn gc(all: &mut HashMap<String, Queue>, name: &str) {
         .is_some_and(|q| q.callers.is_empty() && q.agents.is_empty())
     {
         all.remove(name);
+    }
+}
+
+fn new_queue() -> Queue {
+    Queue {
+        sid: queue_sid(),
+        created: Some(SystemTime::now()),
+        ..Queue::default()
+    }
+}
+
+/// A queue as the REST API shows it (docs/api.md, "Queues").
+#[derive(Debug, Clone)]
+pub(crate) struct QueueView {
+    pub sid: String,
+    pub name: String,
+    pub created: SystemTime,
+    pub max: u32,
+    /// Average seconds waited by the callers dequeued so far.
+    pub avg_secs: u64,
+    /// Who waits, front first: CallSid and seconds waited.
+    pub members: Vec<(String, u64)>,
+}
+
+impl Queues {
+    /// The queues in use now (an empty queue nobody waits on is forgotten),
+    /// oldest first.
+    pub(crate) fn views(&self) -> Vec<QueueView> {
+        let now = Instant::now();
+        let mut v: Vec<QueueView> = self
+            .lock()
+            .iter()
+            .map(|(name, q)| QueueView {
+                sid: q.sid.clone(),
+                name: name.clone(),
+                created: q.created.unwrap_or(SystemTime::UNIX_EPOCH),
+                max: MAX_QUEUE_SIZE,
+                avg_secs: q.waited.0.checked_div(q.waited.1).unwrap_or(0),
+                members: q
+                    .callers
+                    .iter()
+                    .map(|w| {
+                        (
+                            w.call_sid.clone(),
+                            now.saturating_duration_since(w.since).as_secs(),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.created.cmp(&b.created).then(a.sid.cmp(&b.sid)));
+        v
     }
 }
 

@@ -197,9 +197,16 @@ fn calls_uri(rest: &str) -> String {
 }
 
 fn config(dir: &Path, tandem: SocketAddr, doc: PathBuf, media: bool) -> EngineConfig {
-    // An RTP range of its own per test process (the other engine tests
-    // use 40000 and up).
-    let base = 33_000 + (std::process::id() % 100) as u16 * 40;
+    // An RTP range of its own per media engine of this test process, below
+    // the kernel's ephemeral ports (32768 up), where the tests' own sockets
+    // bound to port 0 land.
+    static MEDIA_ENGINES: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let n = if media {
+        MEDIA_ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4
+    } else {
+        0
+    };
+    let base = 24_000 + (std::process::id() % 50) as u16 * 160 + n * 40;
     EngineConfig {
         account_sid: ACCOUNT.into(),
         auth_token: TOKEN.into(),
@@ -716,6 +723,291 @@ async fn a_client_redirects_a_bridged_child_and_the_parent_runs_its_action() {
             "{name} < {least} in\n{metrics}"
         );
     }
+    r.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A placed call's `TimeLimit` and `CallerId`: the callee sees the
+/// CallerId in From, the call is hung up a second after its answer though
+/// its TwiML pauses 30 s, and the resource keeps `From`. Parameters
+/// Tandem does not serve, or that do not fit the destination, get 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_call_ends_at_its_time_limit_and_shows_its_caller_id() {
+    let dir = std::env::temp_dir().join(format!("tandem-api-limit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = dir.join("unused.xml");
+    std::fs::write(&doc, "<Response/>").unwrap();
+    let callee = Peer::new("tl").await;
+    let r = Running::start(&dir, &doc).await;
+    let to = format!("sip:dave@127.0.0.1:{}", callee.port());
+    let twiml = "<Response><Pause length=\"30\"/></Response>";
+    for (extra, code) in [
+        (
+            ("MachineDetection", "Enable"),
+            "MachineDetection applies to phone numbers",
+        ),
+        (("AsyncAmd", "true"), "AsyncAmd=true is not supported"),
+        (("Record", "true"), "Record is not supported"),
+        (
+            ("TimeLimit", "0"),
+            "TimeLimit \"0\" must be 1 to 86400 seconds",
+        ),
+    ] {
+        let got = http(
+            r.http(),
+            "POST",
+            &calls_uri(".json"),
+            OK,
+            &[
+                ("To", to.as_str()),
+                ("From", "+15550009999"),
+                ("Twiml", twiml),
+                extra,
+            ],
+        )
+        .await;
+        assert_eq!(got.status, 400, "{extra:?}: {}", got.body);
+        let msg = got.json()["message"].as_str().unwrap().to_owned();
+        assert!(msg.contains(code), "{extra:?}: {msg}");
+    }
+    let created = http(
+        r.http(),
+        "POST",
+        &calls_uri(".json"),
+        OK,
+        &[
+            ("To", to.as_str()),
+            ("From", "+15550009999"),
+            ("CallerId", "+15550007777"),
+            ("TimeLimit", "1"),
+            ("Twiml", twiml),
+        ],
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let sid = created.json()["sid"].as_str().unwrap().to_owned();
+    let (inv, from) = callee.expect("INVITE ").await;
+    assert!(header(&inv, "From").contains("+15550007777"), "{inv}");
+    callee.reply(&inv, "200 OK", from).await;
+    callee.expect("ACK ").await;
+    let t = std::time::Instant::now();
+    let (bye, from) = callee.expect("BYE ").await;
+    let talked = t.elapsed();
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(5)).contains(&talked),
+        "hung up at the 1 s TimeLimit, not after the 30 s pause ({talked:?})"
+    );
+    callee.reply(&bye, "200 OK", from).await;
+    let done = wait_final(&r, &sid).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["from"], "+15550009999");
+    r.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A GET of `target` answered 200, as JSON.
+async fn get_json(r: &Running, target: &str) -> Value {
+    let got = http(r.http(), "GET", target, OK, &[]).await;
+    assert_eq!(got.status, 200, "{target}: {}", got.body);
+    got.json()
+}
+
+fn api_uri(rest: &str) -> String {
+    format!("/2010-04-01/Accounts/{ACCOUNT}/{rest}")
+}
+
+/// The Queues resource: a caller waiting in `<Enqueue>` shows as the
+/// queue's member; dequeuing it (`POST …/Members/Front.json` with `Url`)
+/// moves its call to that TwiML — its `<Enqueue action>` is not requested —
+/// and the queue, empty, is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sees_a_queue_and_dequeues_its_member_to_new_twiml() {
+    let dir = std::env::temp_dir().join(format!("tandem-api-queue-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = tandem_test_support::WebhookRecorder::start().await.unwrap();
+    app.respond(
+        "/dequeued",
+        tandem_test_support::ScriptedResponse::twiml("<Response><Hangup/></Response>"),
+    );
+    let doc = dir.join("queue.xml");
+    std::fs::write(
+        &doc,
+        format!(
+            "<Response><Enqueue action=\"{}\">support</Enqueue></Response>",
+            app.url("/after")
+        ),
+    )
+    .unwrap();
+    let r = Running::start_with(&dir, &doc, true).await;
+    let caller = Peer::new("q1").await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let offer = sdp(rtp.local_addr().unwrap().port());
+    caller.call_in(r.tandem, "queue-call", &offer).await;
+    let queue = loop {
+        let l = get_json(&r, &api_uri("Queues.json")).await;
+        if let Some(q) = l["queues"].as_array().unwrap().first() {
+            break q.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(queue["friendly_name"], "support");
+    assert_eq!(queue["current_size"], 1);
+    let qsid = queue["sid"].as_str().unwrap().to_owned();
+    assert!(qsid.starts_with("QU"), "{qsid}");
+    assert_eq!(
+        get_json(&r, &api_uri(&format!("Queues/{qsid}.json"))).await["sid"],
+        qsid.as_str()
+    );
+    let members = get_json(&r, &api_uri(&format!("Queues/{qsid}/Members.json"))).await;
+    let member = members["queue_members"][0].clone();
+    assert_eq!(member["position"], 1);
+    let csid = member["call_sid"].as_str().unwrap().to_owned();
+    let front = get_json(&r, &api_uri(&format!("Queues/{qsid}/Members/Front.json"))).await;
+    assert_eq!(front["call_sid"], csid.as_str());
+    assert_eq!(call(&r, &csid).await["status"], "in-progress");
+
+    let front_uri = api_uri(&format!("Queues/{qsid}/Members/Front.json"));
+    let no_url = http(r.http(), "POST", &front_uri, OK, &[]).await;
+    assert_eq!(no_url.status, 400, "{}", no_url.body);
+    let url = app.url("/dequeued");
+    let got = http(r.http(), "POST", &front_uri, OK, &[("Url", url.as_str())]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.json()["call_sid"], csid.as_str());
+    let fetched = app.wait_for_path("/dequeued", 1, WAIT).await.unwrap();
+    assert_eq!(fetched[0].param("CallSid"), Some(csid.as_str()));
+    let (bye, from) = caller.expect("BYE ").await;
+    caller.reply(&bye, "200 OK", from).await;
+    assert_eq!(wait_final(&r, &csid).await["status"], "completed");
+    assert!(app.requests_to("/after").is_empty(), "no <Enqueue action>");
+    let gone = http(
+        r.http(),
+        "GET",
+        &api_uri(&format!("Queues/{qsid}.json")),
+        OK,
+        &[],
+    )
+    .await;
+    assert_eq!(gone.status, 404, "an empty queue is forgotten");
+    r.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Conferences and Participants resources: two callers in a room are
+/// listed; muting one through the API mutes it (and the room's status
+/// callback hears `participant-mute`); removing the other ends its
+/// `<Dial>` (its action runs: `<Hangup/>`); ending the conference does the
+/// same to the first, and the room is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sees_a_conference_mutes_and_removes_participants_and_ends_it() {
+    let dir = std::env::temp_dir().join(format!("tandem-api-conf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = tandem_test_support::WebhookRecorder::start().await.unwrap();
+    app.respond(
+        "/after",
+        tandem_test_support::ScriptedResponse::twiml("<Response><Hangup/></Response>"),
+    );
+    let doc = dir.join("conf.xml");
+    std::fs::write(
+        &doc,
+        format!(
+            "<Response><Dial action=\"{}\"><Conference statusCallback=\"{}\" statusCallbackEvent=\"mute\">room</Conference></Dial></Response>",
+            app.url("/after"),
+            app.url("/events")
+        ),
+    )
+    .unwrap();
+    let r = Running::start_with(&dir, &doc, true).await;
+    let (a, b) = (Peer::new("ca").await, Peer::new("cb").await);
+    let (a_rtp, b_rtp) = (
+        UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+    );
+    a.call_in(r.tandem, "conf-a", &sdp(a_rtp.local_addr().unwrap().port()))
+        .await;
+    b.call_in(r.tandem, "conf-b", &sdp(b_rtp.local_addr().unwrap().port()))
+        .await;
+    let (conf, parts) = loop {
+        let l = get_json(&r, &api_uri("Conferences.json")).await;
+        if let Some(c) = l["conferences"].as_array().unwrap().first() {
+            let sid = c["sid"].as_str().unwrap().to_owned();
+            let p = get_json(
+                &r,
+                &api_uri(&format!("Conferences/{sid}/Participants.json")),
+            )
+            .await;
+            let parts = p["participants"].as_array().unwrap().clone();
+            if parts.len() == 2 {
+                break (c.clone(), parts);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(conf["friendly_name"], "room");
+    assert_eq!(conf["status"], "in-progress");
+    let cf = conf["sid"].as_str().unwrap().to_owned();
+    assert!(cf.starts_with("CF"), "{cf}");
+    let first = parts[0]["call_sid"].as_str().unwrap().to_owned();
+    let second = parts[1]["call_sid"].as_str().unwrap().to_owned();
+
+    let part_uri = |sid: &str| api_uri(&format!("Conferences/{cf}/Participants/{sid}.json"));
+    let muted = http(
+        r.http(),
+        "POST",
+        &part_uri(&first),
+        OK,
+        &[("Muted", "true")],
+    )
+    .await;
+    assert_eq!(muted.status, 200, "{}", muted.body);
+    assert_eq!(muted.json()["muted"], true);
+    let listed = get_json(
+        &r,
+        &api_uri(&format!("Conferences/{cf}/Participants.json?Muted=true")),
+    )
+    .await;
+    assert_eq!(listed["participants"].as_array().unwrap().len(), 1);
+    let ev = app.wait_for_path("/events", 1, WAIT).await.unwrap();
+    assert_eq!(ev[0].param("StatusCallbackEvent"), Some("participant-mute"));
+    assert_eq!(ev[0].param("CallSid"), Some(first.as_str()));
+    let hold = http(r.http(), "POST", &part_uri(&first), OK, &[("Hold", "true")]).await;
+    assert_eq!(hold.status, 400, "{}", hold.body);
+
+    let gone = http(r.http(), "DELETE", &part_uri(&second), OK, &[]).await;
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    let after = app
+        .wait_matching(1, WAIT, |q| {
+            q.path == "/after" && q.param("CallSid") == Some(second.as_str())
+        })
+        .await
+        .expect("the removed participant's Dial action");
+    assert_eq!(after[0].param("DialCallStatus"), Some("answered"));
+    let ended = http(
+        r.http(),
+        "POST",
+        &api_uri(&format!("Conferences/{cf}.json")),
+        OK,
+        &[("Status", "completed")],
+    )
+    .await;
+    assert_eq!(ended.status, 200, "{}", ended.body);
+    assert_eq!(ended.json()["status"], "completed");
+    app.wait_matching(1, WAIT, |q| {
+        q.path == "/after" && q.param("CallSid") == Some(first.as_str())
+    })
+    .await
+    .expect("the last participant's Dial action");
+    for peer in [&a, &b] {
+        let (bye, from) = peer.expect("BYE ").await;
+        peer.reply(&bye, "200 OK", from).await;
+    }
+    for sid in [&first, &second] {
+        assert_eq!(wait_final(&r, sid).await["status"], "completed");
+    }
+    let left = get_json(&r, &api_uri("Conferences.json")).await;
+    assert!(left["conferences"].as_array().unwrap().is_empty());
     r.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

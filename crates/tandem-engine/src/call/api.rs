@@ -6,8 +6,9 @@
 //!   (a prompt, a pause, a `<Gather>`, a `<Record>` — whose recording is
 //!   kept, without its `action`), and the new document runs from its first
 //!   verb. In a `<Dial>` the branches are cancelled or the bridged callee
-//!   hung up, and the `<Dial>` ends without requesting its `action`, as on
-//!   Twilio. A `Url` is fetched first with the call's parameters; if that
+//!   hung up; a `<Conference>` is left; a queue is left (or its bridge, or
+//!   an agent's wait for a caller): the verb ends without requesting its
+//!   `action`, as on Twilio. A `Url` is fetched first with the call's parameters; if that
 //!   fails, the call goes on as it was (logged).
 //! - `Status=completed`: the call is hung up (BYE once answered; 487 to a
 //!   caller still ringing). `Status=canceled` does the same to a call not
@@ -23,6 +24,22 @@
 //!   redirected (Twilio's 21220).
 
 use super::*;
+
+/// What a call placed through the REST API keeps beyond the call itself.
+#[derive(Debug, Default)]
+pub(crate) struct Placed {
+    /// `TimeLimit`.
+    pub time_limit: Option<Duration>,
+    /// When `TimeLimit` hangs the call up (set once answered).
+    pub ends_at: Option<Instant>,
+    /// `AnsweredBy` and `MachineDetectionDuration`, for the first document
+    /// requested once answered (`MachineDetection`).
+    pub first_fetch: Vec<(String, String)>,
+    /// `AnsweredBy`, for the history.
+    pub answered_by: Option<String>,
+    /// The next fetch is the call's first document: `FallbackUrl` serves it.
+    pub first_document: bool,
+}
 
 /// What the REST API asks of a live call.
 #[derive(Debug)]
@@ -197,11 +214,6 @@ impl Call {
 
     /// A redirect can be carried out now.
     fn movable(&self) -> Result<(), ApiRefusal> {
-        if self.in_conference() || self.queue.is_some() {
-            return Err(ApiRefusal::Unsupported(
-                "a call in a <Conference> or a queue cannot be redirected yet",
-            ));
-        }
         if self.transfer.is_some() {
             return Err(ApiRefusal::Unsupported(
                 "the call is being transferred (REFER)",
@@ -235,6 +247,19 @@ impl Call {
     ) -> Result<(), ApiRefusal> {
         self.movable()?;
         self.pending_dial = None;
+        if self.in_conference() {
+            // Out of the room; the <Dial> ends without its action.
+            self.redirect = Some(Box::new((document, url)));
+            self.conference_over(tandem_types::DialCallStatus::Completed, true);
+            return Ok(());
+        }
+        if self.queue.is_some() {
+            // Out of the queue (or its bridge, or an agent's wait); the
+            // <Enqueue> or <Dial><Queue> ends without its action.
+            self.redirect = Some(Box::new((document, url)));
+            self.queue_caller_left();
+            return Ok(());
+        }
         if let Some(d) = self.dial.as_mut().filter(|d| !d.done) {
             // The Dial ends without its action; the new document follows.
             self.redirect = Some(Box::new((document, url)));
@@ -268,8 +293,16 @@ impl Call {
         self.drop_record();
     }
 
+    /// A placed call is hung up `limit` after it is answered (`TimeLimit`).
+    pub(crate) fn limit_to(&mut self, limit: Option<Duration>) {
+        if limit.is_some() {
+            self.placed.get_or_insert_with(Box::default).time_limit = limit;
+        }
+    }
+
     /// A REST API call's callee answered: the call becomes that leg and
-    /// runs its document (`Twiml`, or its `Url` fetched now).
+    /// runs its document (`Twiml`, or its `Url` fetched now, with
+    /// `AnsweredBy` when its callee was screened by `MachineDetection`).
     pub(super) fn api_answered(&mut self, i: usize) {
         let Some(doc) = self.api_doc.take() else {
             tracing::warn!("REST API call answered twice");
@@ -279,6 +312,27 @@ impl Call {
             .dial
             .as_mut()
             .and_then(|d| d.branches[i].send_digits.take());
+        let amd = self
+            .dial
+            .as_ref()
+            .and_then(|d| d.branches[i].amd.as_ref())
+            .filter(|a| a.result.is_some())
+            .map(|a| a.params());
+        if let Some(params) = amd {
+            let p = self.placed.get_or_insert_with(Box::default);
+            p.answered_by = params
+                .iter()
+                .find(|(k, _)| k == "AnsweredBy")
+                .map(|(_, v)| v.clone());
+            p.first_fetch = params;
+        }
+        if self.fallback.is_some() {
+            self.placed.get_or_insert_with(Box::default).first_document = true;
+        }
+        let now = self.now;
+        if let Some(p) = self.placed.as_mut() {
+            p.ends_at = p.time_limit.map(|l| now + l);
+        }
         let (document, url) = *doc;
         tracing::info!("REST API call answered: its document runs");
         self.hand_over(i, document, url);

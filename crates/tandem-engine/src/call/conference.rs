@@ -182,7 +182,7 @@ impl Call {
             self.env.relay(leg, None);
         }
         tracing::info!(%status, "dial finished");
-        self.feed(Event::DialOutcome(DialOutcome {
+        self.outcome(Event::DialOutcome(DialOutcome {
             status,
             call_sid,
             duration,

@@ -558,7 +558,8 @@ impl Call {
         if self.phantom && info.call_sid == self.sid && crate::history::is_final(status) {
             self.api_ended = true;
         }
-        self.record_history(info, duration);
+        let record = branch_record(b, &info, duration);
+        self.out.push_back(Output::History(Box::new(record)));
         let Some(d) = &self.dial else { return };
         let b = &d.branches[i];
         let Some((url, method, events)) = &b.status_callback else {
@@ -1273,17 +1274,7 @@ impl Call {
             self.past.push((self.now + LINGER, d));
         }
         self.transfer = None;
-        match self.redirect.take() {
-            // A transfer: the referUrl's document replaces the Dial's action.
-            Some(r) => {
-                let (document, url) = *r;
-                if let Some(u) = &url {
-                    self.document_url = Some(u.clone());
-                }
-                self.feed(Event::Redirected { document, url });
-            }
-            None => self.feed(Event::DialOutcome(outcome)),
-        }
+        self.outcome(Event::DialOutcome(outcome));
         if self.caller_gone {
             self.finish();
         }
@@ -1300,6 +1291,22 @@ impl Call {
             }
         }
     }
+}
+
+/// Branch `b`'s state for the history (with its `AnsweredBy` once detected).
+pub(super) fn branch_record(
+    b: &Branch,
+    info: &tandem_webhook::CallInfo,
+    duration: Option<u64>,
+) -> crate::history::CallRecord {
+    let mut record = crate::history::CallRecord::of(info);
+    record.duration = duration;
+    record.answered_by = b
+        .amd
+        .as_ref()
+        .and_then(|a| a.result)
+        .map(|r| r.answered_by.as_str().to_owned());
+    record
 }
 
 /// A Dial whose bridge with the child `sid` lasted `secs` (its recording's

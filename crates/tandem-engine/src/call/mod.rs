@@ -422,8 +422,8 @@ pub(crate) struct Call {
     record: Option<Box<record::RecordVerb>>,
     /// A REFER waiting for its `referUrl`.
     transfer: Option<Box<transfer::Transfer>>,
-    /// The document the caller moves to when the current Dial ends (a
-    /// transfer), instead of the Dial's outcome.
+    /// The document the caller moves to when the current `<Dial>` or
+    /// `<Enqueue>` ends (a transfer, the REST API), instead of its outcome.
     redirect: Option<Box<(tandem_twiml::Document, Option<Url>)>>,
     /// The `<Conference>` the caller is in.
     conference: Option<Box<conference::InConference>>,
@@ -450,6 +450,8 @@ pub(crate) struct Call {
     /// What a REST API call runs once answered (`Twiml`, or a `<Redirect>`
     /// to its `Url`).
     api_doc: Option<Box<(tandem_twiml::Document, Option<Url>)>>,
+    /// A REST API call's `TimeLimit` and `MachineDetection` outcome.
+    placed: Option<Box<api::Placed>>,
 }
 
 impl std::fmt::Debug for Call {
@@ -571,6 +573,7 @@ impl Call {
             phantom: false,
             api_ended: false,
             api_doc: None,
+            placed: None,
         })
     }
 
@@ -719,6 +722,9 @@ impl Call {
     fn record_history(&mut self, info: tandem_webhook::CallInfo, duration: Option<u64>) {
         let mut record = crate::history::CallRecord::of(&info);
         record.duration = duration;
+        if info.call_sid == self.sid {
+            record.answered_by = self.placed.as_ref().and_then(|p| p.answered_by.clone());
+        }
         self.out.push_back(Output::History(Box::new(record)));
     }
 
@@ -741,6 +747,7 @@ impl Call {
             }
         };
         take(self.pause_until);
+        take(self.placed.as_ref().and_then(|p| p.ends_at));
         take(self.gather.as_ref().and_then(Gathering::deadline));
         take(self.conference_deadline());
         take(self.hold_deadline());
@@ -767,6 +774,23 @@ impl Call {
             take(dial.time_limit);
         }
         d
+    }
+
+    /// A verb that waited (`<Dial>`, `<Enqueue>`) is over: its outcome
+    /// goes to the document — unless the call is being moved to another
+    /// document (a transfer, the REST API), which then runs instead,
+    /// without the verb's `action`.
+    fn outcome(&mut self, ev: Event) {
+        match self.redirect.take() {
+            Some(r) => {
+                let (document, url) = *r;
+                if let Some(u) = &url {
+                    self.document_url = Some(u.clone());
+                }
+                self.feed(Event::Redirected { document, url });
+            }
+            None => self.feed(ev),
+        }
     }
 
     fn feed(&mut self, ev: Event) {
@@ -878,7 +902,19 @@ impl Call {
         for (k, v) in &req.params {
             params.push(k, v);
         }
-        let fallback = if req.reason == tandem_twiml::FetchReason::Initial {
+        // A placed call's `AnsweredBy` goes with its first document.
+        if let Some(p) = self.placed.as_mut() {
+            for (k, v) in p.first_fetch.drain(..) {
+                params.push(k, v);
+            }
+        }
+        // The fallback serves the first document: an inbound call's, or
+        // the one a placed call requests once answered (`FallbackUrl`).
+        let first_placed = self
+            .placed
+            .as_mut()
+            .is_some_and(|p| std::mem::take(&mut p.first_document));
+        let fallback = if req.reason == tandem_twiml::FetchReason::Initial || first_placed {
             self.fallback.clone()
         } else {
             None
@@ -1079,6 +1115,13 @@ impl Call {
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         let t = now;
+        if let Some(p) = self.placed.as_mut()
+            && p.ends_at.is_some_and(|e| e <= t)
+        {
+            p.ends_at = None;
+            tracing::info!("TimeLimit reached: the call is hung up");
+            self.hangup(487);
+        }
         let mut i = 0;
         while i < self.past.len() {
             if self.past[i].0 <= t {

@@ -299,7 +299,8 @@ impl Call {
         }
     }
 
-    /// The caller hung up (or the call ended) while in a queue's hands.
+    /// The caller hung up, or the call ended or moves to another document
+    /// (the REST API), while in a queue's hands.
     pub(super) fn queue_caller_left(&mut self) -> bool {
         let Some(q) = self.queue.take().map(|b| *b) else {
             return false;
@@ -340,7 +341,7 @@ impl Call {
 
     fn enqueue_over(&mut self, result: QueueResult, queue_sid: Option<String>, queue_time: u64) {
         tracing::info!(result = result.as_str(), queue_time, "left the queue");
-        self.feed(Event::Enqueued(EnqueueOutcome {
+        self.outcome(Event::Enqueued(EnqueueOutcome {
             result,
             queue_sid,
             queue_time,
@@ -403,7 +404,7 @@ impl Call {
     fn agent_over(&mut self, status: DialCallStatus) {
         self.env.dial_ended(status);
         tracing::info!(%status, "dial finished");
-        self.feed(Event::DialOutcome(tandem_types::DialOutcome {
+        self.outcome(Event::DialOutcome(tandem_types::DialOutcome {
             status,
             call_sid: None,
             duration: None,

@@ -294,6 +294,8 @@ pub(crate) struct ApiCall {
     pub answered: (tandem_twiml::Document, Option<Url>),
     /// `FallbackUrl` for the first document.
     pub fallback: Option<tandem_webhook::Target>,
+    /// `TimeLimit`: the call is hung up this long after it is answered.
+    pub time_limit: Option<std::time::Duration>,
 }
 
 /// Starts a call placed through the REST API; `admitted` is its place
@@ -307,7 +309,7 @@ pub(crate) fn spawn_api<A: Send + 'static>(ctx: &Arc<Ctx>, api: ApiCall, admitte
         document_url: None,
         fallback: api.fallback,
     };
-    let Some(call) = Call::new_api(
+    let Some(mut call) = Call::new_api(
         now(),
         ctx.cfg.clone(),
         env,
@@ -320,6 +322,7 @@ pub(crate) fn spawn_api<A: Send + 'static>(ctx: &Arc<Ctx>, api: ApiCall, admitte
     ) else {
         return false;
     };
+    call.limit_to(api.time_limit);
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let _admitted = admitted;

@@ -3760,7 +3760,7 @@ impl Harness {
         };
         let call = Call::new_api(
             t0,
-            config(),
+            trunk_config(),
             Box::new(env.clone()),
             IdGen::seeded(9),
             API_SID.into(),
@@ -3885,4 +3885,160 @@ fn a_busy_callee_ends_an_api_call_busy() {
     assert_eq!(finals, [CallStatus::Busy]);
     assert!(!h.touched_the_phantom());
     assert!(h.call.is_done());
+}
+
+/// `MachineDetection` on a placed call: its `<Number machineDetection>`
+/// holds the answered callee until the detector decides (here: human after
+/// 1.5 s), then the call's `Url` is requested with `AnsweredBy` and
+/// `MachineDetectionDuration`, and the history keeps `AnsweredBy`.
+#[test]
+fn a_placed_call_with_machine_detection_requests_its_url_with_answered_by() {
+    let mut h = Harness::start_api(
+        r#"<Response><Dial><Number machineDetection="Enable">+15550001111</Number></Dial></Response>"#,
+        r#"<Response><Redirect>http://app.test/answered</Redirect></Response>"#,
+    );
+    h.advance(SEC);
+    h.callee(0, 200, "ta");
+    let leg = h.env.st().amd.last().expect("detection started").1;
+    h.advance(1_500 * MS);
+    assert!(
+        h.fetched_paths().is_empty(),
+        "the Url waits for the detector"
+    );
+    h.amd_decides(leg, tandem_media::AnsweredBy::Human, 1_500);
+    let (req, params) = h
+        .log
+        .iter()
+        .find_map(|(_, o)| match o {
+            Output::Fetch { req, params, .. } => Some((req.clone(), params.clone())),
+            _ => None,
+        })
+        .expect("the Url is requested");
+    assert_eq!(req.url.path(), "/answered");
+    let p: HashMap<String, String> = params
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(p["AnsweredBy"], "human");
+    assert_eq!(p["MachineDetectionDuration"], "1500");
+    assert_eq!(p["CallSid"], API_SID);
+    let by: Vec<Option<String>> = h
+        .log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::History(r) if r.status == CallStatus::InProgress => Some(r.answered_by.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        by,
+        [None, Some("human".to_owned())],
+        "answered, then detected"
+    );
+}
+
+/// `TimeLimit` on a placed call: hung up that long after the answer,
+/// whatever its document is doing.
+#[test]
+fn a_placed_call_is_hung_up_at_its_time_limit() {
+    let mut h = Harness::start_api(
+        r#"<Response><Dial><Number>+15550001111</Number></Dial></Response>"#,
+        r#"<Response><Pause length="60"/></Response>"#,
+    );
+    h.call.limit_to(Some(5 * SEC));
+    h.advance(2 * SEC);
+    h.callee(0, 200, "ta");
+    let b = call_id(&h.invites()[0]);
+    h.advance(30 * SEC);
+    assert_eq!(h.sent(Method::Bye, &b), [7 * SEC], "5 s after the answer");
+    assert_eq!(
+        h.history().last().map(|r| (r.2, r.3)),
+        Some((CallStatus::Completed, Some(5)))
+    );
+}
+
+/// `FallbackUrl` of a placed call serves the document its `Url` names
+/// once answered (the first document it requests), and no later one.
+#[test]
+fn a_placed_calls_fallback_serves_its_first_document_only() {
+    let mut h = Harness::start_api(
+        r#"<Response><Dial><Number>+15550001111</Number></Dial></Response>"#,
+        r#"<Response><Redirect>http://app.test/answered</Redirect></Response>"#,
+    );
+    h.call.fallback = Some(tandem_webhook::Target::new(
+        "http://app.test/fallback",
+        tandem_twiml::Method::Post,
+    ));
+    h.callee(0, 200, "ta");
+    h.msg(CallMsg::Fetched(Box::new(Ok((
+        "<Response><Redirect>http://app.test/next</Redirect></Response>".into(),
+        Url::parse("http://app.test/answered").ok(),
+    )))));
+    let fetches: Vec<(String, bool)> = h
+        .log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Fetch { req, fallback, .. } => {
+                Some((req.url.path().to_owned(), fallback.is_some()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fetches,
+        [("/answered".to_owned(), true), ("/next".to_owned(), false)]
+    );
+}
+
+/// `Twiml` on a caller waiting in `<Enqueue>` (or dequeued through the
+/// REST API's Members resource, which is the same modification): it
+/// leaves the queue, its hold document stops, and the new document runs
+/// without the `<Enqueue action>`.
+#[test]
+fn the_api_moves_a_caller_out_of_its_queue_without_the_enqueue_action() {
+    let mut h = Harness::start(ENQUEUE);
+    h.advance(SEC);
+    h.hold_doc("<Response><Pause length=\"30\"/></Response>", None, false);
+    h.advance(2 * SEC);
+    let sid = h.call.sid().to_owned();
+    let r = h.api(
+        &sid,
+        super::ApiAction::Twiml(r#"<Response><Redirect>/moved</Redirect></Response>"#.into()),
+    );
+    assert_eq!(r, Ok(()));
+    assert!(
+        h.env
+            .st()
+            .queue_ops
+            .iter()
+            .any(|o| *o == format!("leave support {sid}"))
+    );
+    assert!(
+        h.fetches(tandem_twiml::FetchReason::EnqueueAction)
+            .is_empty()
+    );
+    assert_eq!(h.fetched_paths().last().map(String::as_str), Some("/moved"));
+    h.advance(60 * SEC);
+    assert!(
+        h.fetches(tandem_twiml::FetchReason::Wait).len() == 1,
+        "the hold document is not requested again"
+    );
+}
+
+/// `Twiml` on a caller in a `<Conference>`: it leaves the room and the
+/// new document runs without the `<Dial action>`.
+#[test]
+fn the_api_moves_a_caller_out_of_its_conference_without_the_dial_action() {
+    let mut h = Harness::start(&conference_doc("", ""));
+    h.advance(20 * SEC);
+    let sid = h.call.sid().to_owned();
+    let r = h.api(
+        &sid,
+        super::ApiAction::Twiml(r#"<Response><Redirect>/moved</Redirect></Response>"#.into()),
+    );
+    assert_eq!(r, Ok(()));
+    assert_eq!(h.env.st().left, vec![h.t0 + 20 * SEC]);
+    assert!(h.action().is_none());
+    assert_eq!(h.fetched_paths().last().map(String::as_str), Some("/moved"));
+    assert_eq!(h.byes_to_caller(), 0);
 }
