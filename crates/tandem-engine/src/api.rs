@@ -531,7 +531,6 @@ async fn deliver(ctx: &Arc<Ctx>, sid: &str, path: &str, action: ApiAction) -> Re
 /// rather than ignored (docs/api.md).
 const NOT_YET: &[&str] = &[
     "Record",
-    "AsyncAmdStatusCallback",
     "Trim",
     "RecordingChannels",
     "RecordingStatusCallback",
@@ -568,11 +567,7 @@ async fn create(
             "{k} is not supported by Tandem's API yet (docs/api.md)"
         )));
     }
-    if param(form, "AsyncAmd").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-        return Err(ApiError::invalid(
-            "AsyncAmd=true is not supported by Tandem's API yet: detection is synchronous (docs/api.md)",
-        ));
-    }
+
     let to = param(form, "To")
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| {
@@ -693,6 +688,30 @@ async fn create(
     for (key, attr) in AMD_PARAMS {
         if let Some(v) = param(form, key) {
             attrs.push_str(&format!(" {attr}=\"{}\"", xml_escape(v)));
+        }
+    }
+    // `AsyncAmd=true`: the call's Url runs at once on answer and the
+    // detection's result goes to `AsyncAmdStatusCallback`.
+    match param(form, "AsyncAmd") {
+        None => {}
+        Some(v) if v.eq_ignore_ascii_case("false") => {}
+        Some(v) if v.eq_ignore_ascii_case("true") => {
+            if param(form, "MachineDetection").is_none() {
+                return Err(ApiError::invalid("AsyncAmd=true needs MachineDetection"));
+            }
+            let cb = http_url("AsyncAmdStatusCallback")?.ok_or_else(|| {
+                ApiError::invalid("AsyncAmd=true needs an AsyncAmdStatusCallback")
+            })?;
+            attrs.push_str(&format!(
+                " amdStatusCallback=\"{}\" amdStatusCallbackMethod=\"{}\"",
+                xml_escape(cb.as_str()),
+                method("AsyncAmdStatusCallbackMethod")?
+            ));
+        }
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "AsyncAmd {v:?} must be true or false"
+            )));
         }
     }
     if let Some(u) = param(form, "SipAuthUsername") {

@@ -747,7 +747,7 @@ async fn a_placed_call_ends_at_its_time_limit_and_shows_its_caller_id() {
             ("MachineDetection", "Enable"),
             "MachineDetection applies to phone numbers",
         ),
-        (("AsyncAmd", "true"), "AsyncAmd=true is not supported"),
+        (("AsyncAmd", "true"), "AsyncAmd=true needs MachineDetection"),
         (("Record", "true"), "Record is not supported"),
         (
             ("TimeLimit", "0"),

@@ -154,7 +154,8 @@ impl Call {
         false
     }
 
-    /// The detector decided on one of the branches' legs.
+    /// The detector decided on one of the branches' legs (or on a placed
+    /// call's own leg).
     pub(super) fn on_amd(&mut self, report: AmdReport) {
         let i = self.dial.as_ref().and_then(|d| {
             d.branches
@@ -163,6 +164,56 @@ impl Call {
         });
         if let Some(i) = i {
             self.amd_decided(i, report.result);
+        } else if self.media == Some(report.leg) {
+            self.placed_amd_decided(report.result);
+        }
+    }
+
+    /// A placed call's asynchronous detection (`AsyncAmd=true`): it goes
+    /// on on the call's own leg once its callee took the call over.
+    pub(super) fn placed_amd_start(&mut self, mut a: Box<BranchAmd>) {
+        let Some(leg) = self.media else {
+            tracing::info!("no media on the callee's leg: AnsweredBy unknown");
+            self.placed.get_or_insert_with(Box::default).amd = Some(a);
+            return self.placed_amd_decided(AmdResult {
+                answered_by: AnsweredBy::Unknown,
+                after_ms: 0,
+            });
+        };
+        a.until = Some(self.now + Duration::from_millis(u64::from(a.cfg.timeout_ms)) + AMD_SLACK);
+        tracing::info!(mode = ?a.cfg.mode, "answering-machine detection started (asynchronous)");
+        self.env.listen_amd(leg, a.cfg);
+        self.placed.get_or_insert_with(Box::default).amd = Some(a);
+    }
+
+    /// The placed call's detection decided: `amdStatusCallback` (the
+    /// API's `AsyncAmdStatusCallback`) and the history learn it.
+    fn placed_amd_decided(&mut self, result: AmdResult) {
+        let Some(p) = self.placed.as_mut() else {
+            return;
+        };
+        let Some(a) = p.amd.as_mut().filter(|a| a.result.is_none()) else {
+            return;
+        };
+        a.result = Some(result);
+        a.until = None;
+        p.answered_by = Some(result.answered_by.as_str().to_owned());
+        let (callback, params) = (a.callback.clone(), a.params());
+        tracing::info!(answered_by = %result.answered_by, ms = result.after_ms, "AnsweredBy");
+        self.record_history(self.call_info(tandem_webhook::CallStatus::InProgress), None);
+        if let Some((url, method)) = callback {
+            let mut p = tandem_webhook::Params::new();
+            p.push("CallSid", self.sid.as_str());
+            p.push("AccountSid", self.cfg.account_sid.as_str());
+            for (k, v) in params {
+                p.push(k, v);
+            }
+            self.out.push_back(Output::Callback {
+                sid: self.sid.clone(),
+                url,
+                method,
+                params: p,
+            });
         }
     }
 
@@ -209,15 +260,35 @@ impl Call {
 
     /// When the call gives up waiting for a detector.
     pub(super) fn amd_deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
-        self.dial.iter().flat_map(|d| {
-            d.branches
-                .iter()
-                .filter(|b| !b.ended)
-                .filter_map(|b| b.amd.as_ref().and_then(|a| a.until))
-        })
+        let placed = self
+            .placed
+            .as_ref()
+            .and_then(|p| p.amd.as_ref())
+            .and_then(|a| a.until);
+        self.dial
+            .iter()
+            .flat_map(|d| {
+                d.branches
+                    .iter()
+                    .filter(|b| !b.ended)
+                    .filter_map(|b| b.amd.as_ref().and_then(|a| a.until))
+            })
+            .chain(placed)
     }
 
     pub(super) fn amd_timers(&mut self, now: Instant) {
+        let placed = self
+            .placed
+            .as_ref()
+            .and_then(|p| p.amd.as_ref())
+            .and_then(|a| a.until.filter(|u| *u <= now).map(|_| a.cfg.timeout_ms));
+        if let Some(timeout_ms) = placed {
+            tracing::info!("no decision from the callee's audio by machineDetectionTimeout");
+            self.placed_amd_decided(AmdResult {
+                answered_by: AnsweredBy::Unknown,
+                after_ms: timeout_ms,
+            });
+        }
         let n = self.dial.as_ref().map_or(0, |d| d.branches.len());
         for i in 0..n {
             let ended = self.dial.as_ref().is_none_or(|d| d.branches[i].ended);

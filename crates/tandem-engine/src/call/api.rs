@@ -39,6 +39,8 @@ pub(crate) struct Placed {
     pub answered_by: Option<String>,
     /// The next fetch is the call's first document: `FallbackUrl` serves it.
     pub first_document: bool,
+    /// `AsyncAmd=true`: the detection running on the call's leg.
+    pub amd: Option<Box<super::amd::BranchAmd>>,
 }
 
 /// What the REST API asks of a live call.
@@ -312,6 +314,11 @@ impl Call {
             .dial
             .as_mut()
             .and_then(|d| d.branches[i].send_digits.take());
+        // Asynchronous detection goes on once the call is this leg.
+        let async_amd = self
+            .dial
+            .as_mut()
+            .and_then(|d| d.branches[i].amd.take_if(|a| !a.is_sync()));
         let amd = self
             .dial
             .as_ref()
@@ -336,6 +343,9 @@ impl Call {
         let (document, url) = *doc;
         tracing::info!("REST API call answered: its document runs");
         self.hand_over(i, document, url);
+        if let Some(a) = async_amd {
+            self.placed_amd_start(a);
+        }
         if let Some(leg) = self.media {
             self.env.expect_media(leg, true);
             if let Some(digits) = send_digits

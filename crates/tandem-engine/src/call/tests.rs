@@ -4042,3 +4042,59 @@ fn the_api_moves_a_caller_out_of_its_conference_without_the_dial_action() {
     assert_eq!(h.fetched_paths().last().map(String::as_str), Some("/moved"));
     assert_eq!(h.byes_to_caller(), 0);
 }
+
+/// `AsyncAmd=true` on a placed call: its `Url` runs at once on answer, the
+/// detection goes on on the call's leg after the callee took the call over,
+/// and its result goes to `AsyncAmdStatusCallback` with the call's
+/// CallSid, and to the history.
+#[test]
+fn a_placed_call_with_async_amd_runs_its_url_at_once_and_posts_the_result() {
+    let mut h = Harness::start_api(
+        r#"<Response><Dial><Number machineDetection="Enable" amdStatusCallback="http://app.test/amd">+15550001111</Number></Dial></Response>"#,
+        r#"<Response><Redirect>http://app.test/answered</Redirect></Response>"#,
+    );
+    h.callee(0, 200, "ta");
+    assert_eq!(h.fetched_paths(), ["/answered"], "no wait for the detector");
+    let leg = h.env.st().amd.last().expect("detection started").1;
+    h.advance(2 * SEC);
+    h.amd_decides(leg, tandem_media::AnsweredBy::MachineStart, 2_000);
+    let posted: Vec<(String, String, String)> = h
+        .log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Callback {
+                sid, url, params, ..
+            } => Some((
+                sid.clone(),
+                url.path().to_owned(),
+                param(
+                    &params
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect::<Vec<_>>(),
+                    "AnsweredBy",
+                )
+                .to_owned(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        posted,
+        [(
+            API_SID.to_owned(),
+            "/amd".to_owned(),
+            "machine_start".to_owned()
+        )]
+    );
+    let last = h
+        .log
+        .iter()
+        .rev()
+        .find_map(|(_, o)| match o {
+            Output::History(r) => Some(r.answered_by.clone()),
+            _ => None,
+        })
+        .flatten();
+    assert_eq!(last.as_deref(), Some("machine_start"));
+}
