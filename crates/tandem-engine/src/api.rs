@@ -529,15 +529,7 @@ async fn deliver(ctx: &Arc<Ctx>, sid: &str, path: &str, action: ApiAction) -> Re
 
 /// Parameters of `POST …/Calls.json` Tandem does not act on yet: refused
 /// rather than ignored (docs/api.md).
-const NOT_YET: &[&str] = &[
-    "Record",
-    "Trim",
-    "RecordingChannels",
-    "RecordingStatusCallback",
-    "RecordingStatusCallbackEvent",
-    "RecordingTrack",
-    "ApplicationSid",
-];
+const NOT_YET: &[&str] = &["ApplicationSid"];
 
 /// `MachineDetection…` parameters and the `<Number>` attributes they become.
 const AMD_PARAMS: [(&str, &str); 5] = [
@@ -556,6 +548,86 @@ const AMD_PARAMS: [(&str, &str); 5] = [
         "machineDetectionSilenceTimeout",
     ),
 ];
+
+/// `Record=true` and its parameters: the recording a placed call makes
+/// from its answer to its end (`RecordingSource=OutboundAPI`).
+fn api_record(
+    form: &[(String, String)],
+    callback_method: &str,
+) -> Result<Option<crate::call::ApiRecord>, ApiError> {
+    use crate::recording::{RecordFrom, RecordingOptions, RecordingSource};
+    match param(form, "Record") {
+        None => return Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("false") => return Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("true") => {}
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "Record {v:?} must be true or false"
+            )));
+        }
+    }
+    let layout = match param(form, "RecordingChannels") {
+        None => tandem_media::ChannelLayout::Mono,
+        Some(v) if v.eq_ignore_ascii_case("mono") => tandem_media::ChannelLayout::Mono,
+        Some(v) if v.eq_ignore_ascii_case("dual") => tandem_media::ChannelLayout::Dual,
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "RecordingChannels {v:?} must be mono or dual"
+            )));
+        }
+    };
+    let track = match param(form, "RecordingTrack") {
+        None => tandem_media::RecordingTrack::Both,
+        Some(v) => v.parse().map_err(|_| {
+            ApiError::invalid(format!(
+                "RecordingTrack {v:?} must be inbound, outbound or both"
+            ))
+        })?,
+    };
+    let trim = match param(form, "Trim") {
+        None => tandem_media::Trim::TrimSilence,
+        Some(v) => v.parse().map_err(|_| {
+            ApiError::invalid(format!("Trim {v:?} must be trim-silence or do-not-trim"))
+        })?,
+    };
+    let callback = match http_url_param(form, "RecordingStatusCallback")? {
+        None => None,
+        Some(url) => {
+            let mut events = Vec::new();
+            for word in form
+                .iter()
+                .filter(|(k, _)| k == "RecordingStatusCallbackEvent")
+                .flat_map(|(_, v)| v.split([' ', ',']))
+                .filter(|w| !w.is_empty())
+            {
+                events.push(word.parse::<tandem_twiml::RecordingStatus>().map_err(|_| {
+                    ApiError::invalid(format!(
+                        "RecordingStatusCallbackEvent {word:?} must be in-progress, completed or absent"
+                    ))
+                })?);
+            }
+            if events.is_empty() {
+                events.push(tandem_twiml::RecordingStatus::Completed);
+            }
+            let method = if callback_method == "GET" {
+                tandem_webhook::Method::Get
+            } else {
+                tandem_webhook::Method::Post
+            };
+            Some((url, method, events))
+        }
+    };
+    Ok(Some(crate::call::ApiRecord {
+        opts: RecordingOptions {
+            from: RecordFrom::Answer,
+            layout,
+            track,
+            trim,
+            source: RecordingSource::OutboundApi,
+        },
+        callback,
+    }))
+}
 
 /// `POST …/Calls.json`: places a call at once; its TwiML runs on answer.
 async fn create(
@@ -732,6 +804,7 @@ async fn create(
                 })?,
         ),
     };
+    let record = api_record(form, method("RecordingStatusCallbackMethod")?)?;
     // `CallerId`: what the callee sees (a SIP or client call's From);
     // the call's `from` stays `From`.
     let caller_id = param(form, "CallerId")
@@ -792,6 +865,7 @@ async fn create(
         answered: (answered, None),
         fallback,
         time_limit,
+        record,
     };
     if !crate::call::spawn_api(ctx, api, admitted) {
         if let Some(h) = &ctx.history {

@@ -101,6 +101,8 @@ pub enum RecordingSource {
     RecordVerb,
     /// `<Conference record>`: the room's mix.
     Conference,
+    /// `Record=true` on a call placed through the REST API.
+    OutboundApi,
 }
 
 impl RecordingSource {
@@ -110,6 +112,7 @@ impl RecordingSource {
             Self::DialVerb => "DialVerb",
             Self::RecordVerb => "RecordVerb",
             Self::Conference => "Conference",
+            Self::OutboundApi => "OutboundAPI",
         }
     }
 }
@@ -447,6 +450,8 @@ pub struct RecordingInfo {
     pub start_time: SystemTime,
     /// `RecordingTrack`.
     pub track: RecordingTrack,
+    /// `RecordingSource`.
+    pub source: RecordingSource,
     /// What the recorder wrote (trimmed frames, gaps, late samples).
     pub summary: RecordingSummary,
 }
@@ -465,6 +470,7 @@ impl RecordingInfo {
             channels: self.channels as u8,
             start_time: self.start_time,
             track: self.track,
+            source: self.source.as_str(),
             error_code: None,
         }
     }
@@ -491,6 +497,7 @@ impl RecordingInfo {
             channels: 1,
             start_time: SystemTime::UNIX_EPOCH,
             track: RecordingTrack::Inbound,
+            source: RecordingSource::RecordVerb,
             summary: RecordingSummary {
                 channels: 1,
                 frames,
@@ -572,6 +579,7 @@ impl RecordingSession {
             channels: self.channels as u8,
             start_time: self.start_time,
             track: self.opts.track,
+            source: self.opts.source.as_str(),
             error_code: None,
         }
     }
@@ -623,6 +631,7 @@ impl RecordingSession {
             channels: summary.channels,
             start_time: self.start_time,
             track: self.opts.track,
+            source: self.opts.source,
             summary,
         };
         tracing::info!(recording = %self.sid, status = status.as_str(),

@@ -748,7 +748,11 @@ async fn a_placed_call_ends_at_its_time_limit_and_shows_its_caller_id() {
             "MachineDetection applies to phone numbers",
         ),
         (("AsyncAmd", "true"), "AsyncAmd=true needs MachineDetection"),
-        (("Record", "true"), "Record is not supported"),
+        (
+            ("Record", "maybe"),
+            "Record \"maybe\" must be true or false",
+        ),
+        (("ApplicationSid", "AP0"), "ApplicationSid is not supported"),
         (
             ("TimeLimit", "0"),
             "TimeLimit \"0\" must be 1 to 86400 seconds",
@@ -1008,6 +1012,85 @@ async fn a_client_sees_a_conference_mutes_and_removes_participants_and_ends_it()
     }
     let left = get_json(&r, &api_uri("Conferences.json")).await;
     assert!(left["conferences"].as_array().unwrap().is_empty());
+    r.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `Record=true` on a placed call, media anchored: what the callee says
+/// while the call's TwiML pauses is recorded; the recording's `completed`
+/// reaches `RecordingStatusCallback` (`RecordingSource=OutboundAPI`), the
+/// call's Recordings list has it and its WAV downloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_call_with_record_is_recorded_and_listed() {
+    let dir = std::env::temp_dir().join(format!("tandem-api-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = tandem_test_support::WebhookRecorder::start().await.unwrap();
+    let doc = dir.join("unused.xml");
+    std::fs::write(&doc, "<Response/>").unwrap();
+    let r = Running::start_with(&dir, &doc, true).await;
+    let callee = Peer::new("tr").await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = format!("sip:erin@127.0.0.1:{}", callee.port());
+    let cb = app.url("/recording");
+    let created = http(
+        r.http(),
+        "POST",
+        &calls_uri(".json"),
+        OK,
+        &[
+            ("To", to.as_str()),
+            ("From", "+15550009999"),
+            (
+                "Twiml",
+                "<Response><Pause length=\"2\"/><Hangup/></Response>",
+            ),
+            ("Record", "true"),
+            ("RecordingChannels", "dual"),
+            ("RecordingStatusCallback", cb.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let sid = created.json()["sid"].as_str().unwrap().to_owned();
+    let (inv, from) = callee.expect("INVITE ").await;
+    let tandem_rtp = SocketAddr::from(([127, 0, 0, 1], sdp_port(&inv)));
+    let answer = sdp(rtp.local_addr().unwrap().port());
+    callee.reply_with(&inv, "200 OK", from, &answer).await;
+    callee.expect("ACK ").await;
+    // One second of loud audio while the call pauses.
+    for seq in 0..50u16 {
+        rtp.send_to(&tandem_test_support::rtp::pcmu(seq, 0x10), tandem_rtp)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (bye, from) = callee.expect("BYE ").await;
+    callee.reply(&bye, "200 OK", from).await;
+    let done = app
+        .wait_matching(1, WAIT, |q| q.param("RecordingStatus") == Some("completed"))
+        .await
+        .expect("the recording's completed");
+    let ev = &done[0];
+    assert_eq!(ev.param("CallSid"), Some(sid.as_str()));
+    assert_eq!(ev.param("RecordingSource"), Some("OutboundAPI"));
+    assert_eq!(ev.param("RecordingChannels"), Some("2"));
+    let rec_sid = ev.param("RecordingSid").unwrap().to_owned();
+    let list = get_json(&r, &calls_uri(&format!("/{sid}/Recordings.json"))).await;
+    let recs = list["recordings"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{list}");
+    assert_eq!(recs[0]["sid"], rec_sid.as_str());
+    assert_eq!(recs[0]["source"], "OutboundAPI");
+    let wav = http(
+        r.http(),
+        "GET",
+        &api_uri(&format!("Recordings/{rec_sid}.wav")),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(wav.status, 200);
+    assert!(wav.body.starts_with("RIFF"), "a WAV");
     r.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tandem_engine::{Engine, EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
+use tandem_test_support::rtp::pcmu as rtp;
 use tandem_test_support::sdp::{sdp, sdp_port};
 use tandem_transport::{Endpoint, EndpointConfig};
 use tokio::net::UdpSocket;
@@ -46,14 +47,6 @@ fn header<'a>(msg: &'a str, name: &str) -> &'a str {
             n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
         })
         .unwrap_or_else(|| panic!("{name} missing in:\n{msg}"))
-}
-
-fn rtp(seq: u16, marker: u8) -> Vec<u8> {
-    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
-    p[2..4].copy_from_slice(&seq.to_be_bytes());
-    p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p.extend(std::iter::repeat_n(marker, 160));
-    p
 }
 
 /// Counts RTP packets whose payload is `marker` arriving within `window`, and their sources.

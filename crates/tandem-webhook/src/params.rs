@@ -229,6 +229,9 @@ pub struct RecordingEvent {
     pub start_time: SystemTime,
     /// `RecordingTrack`.
     pub track: RecordingTrack,
+    /// `RecordingSource`: `DialVerb`, `RecordVerb`, `Conference`,
+    /// `OutboundAPI`.
+    pub source: &'static str,
     /// `ErrorCode`, for an `absent` recording.
     pub error_code: Option<u32>,
 }
@@ -236,7 +239,7 @@ pub struct RecordingEvent {
 impl RecordingEvent {
     /// `AccountSid, CallSid, RecordingSid, RecordingUrl, RecordingStatus,
     /// RecordingDuration, RecordingChannels, RecordingStartTime,
-    /// RecordingSource=DialVerb, RecordingTrack`, then `ErrorCode` if any.
+    /// RecordingSource, RecordingTrack`, then `ErrorCode` if any.
     pub fn params(&self) -> Params {
         let mut p = Params::new();
         p.push("AccountSid", &self.account_sid);
@@ -250,7 +253,7 @@ impl RecordingEvent {
         );
         p.push("RecordingChannels", self.channels.to_string());
         p.push("RecordingStartTime", rfc2822(self.start_time));
-        p.push("RecordingSource", "DialVerb");
+        p.push("RecordingSource", self.source);
         p.push("RecordingTrack", self.track.as_str());
         p.push_opt("ErrorCode", self.error_code.map(|c| c.to_string()));
         p
@@ -353,6 +356,7 @@ mod tests {
             channels: 2,
             start_time: UNIX_EPOCH,
             track: RecordingTrack::Both,
+            source: "DialVerb",
             error_code: None,
         };
         let p = ev.params();

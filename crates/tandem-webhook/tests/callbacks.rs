@@ -134,6 +134,7 @@ async fn recording_callback_uses_get_with_query_params() {
         channels: 2,
         start_time: SystemTime::UNIX_EPOCH,
         track: RecordingTrack::Both,
+        source: "DialVerb",
         error_code: None,
     };
     q.enqueue_recording(url(&app.url("/rec?x=1")), Method::Get, &ev)

@@ -41,6 +41,18 @@ pub(crate) struct Placed {
     pub first_document: bool,
     /// `AsyncAmd=true`: the detection running on the call's leg.
     pub amd: Option<Box<super::amd::BranchAmd>>,
+    /// `Record=true`: the recording to make from the answer, and its
+    /// `RecordingStatusCallback`.
+    pub record: Option<ApiRecord>,
+    /// That recording runs.
+    pub recording: bool,
+}
+
+/// `Record=true` on a placed call (docs/api.md).
+#[derive(Debug)]
+pub(crate) struct ApiRecord {
+    pub opts: crate::recording::RecordingOptions,
+    pub callback: Option<super::dial::RecCallback>,
 }
 
 /// What the REST API asks of a live call.
@@ -295,11 +307,45 @@ impl Call {
         self.drop_record();
     }
 
-    /// A placed call is hung up `limit` after it is answered (`TimeLimit`).
-    pub(crate) fn limit_to(&mut self, limit: Option<Duration>) {
-        if limit.is_some() {
-            self.placed.get_or_insert_with(Box::default).time_limit = limit;
+    /// A placed call's `TimeLimit` (hung up that long after the answer)
+    /// and `Record` (recorded from the answer to its end).
+    pub(crate) fn place(&mut self, limit: Option<Duration>, record: Option<ApiRecord>) {
+        if limit.is_some() || record.is_some() {
+            let p = self.placed.get_or_insert_with(Box::default);
+            p.time_limit = limit;
+            p.record = record;
         }
+    }
+
+    /// Starts a placed call's `Record` on its leg (channel 1: the callee;
+    /// channel 2: whoever a `<Dial>` of its TwiML bridges it to).
+    fn start_placed_recording(&mut self) {
+        let Some(r) = self.placed.as_ref().and_then(|p| p.record.as_ref()) else {
+            return;
+        };
+        let (opts, cb) = (r.opts, r.callback.clone());
+        let on = self.record_caller(opts, cb.as_ref());
+        if let Some(p) = self.placed.as_mut() {
+            p.recording = on;
+        }
+    }
+
+    /// Whether a placed call's own recording runs.
+    pub(super) fn placed_recording(&self) -> bool {
+        self.placed.as_ref().is_some_and(|p| p.recording)
+    }
+
+    /// Stops a placed call's recording (its end): `completed` or `absent`
+    /// to its `RecordingStatusCallback`.
+    pub(super) fn stop_placed_recording(&mut self) {
+        if !self.placed_recording() {
+            return;
+        }
+        let cb = self.placed.as_mut().and_then(|p| {
+            p.recording = false;
+            p.record.take().and_then(|r| r.callback)
+        });
+        self.end_recording(cb.as_ref());
     }
 
     /// A REST API call's callee answered: the call becomes that leg and
@@ -346,6 +392,7 @@ impl Call {
         if let Some(a) = async_amd {
             self.placed_amd_start(a);
         }
+        self.start_placed_recording();
         if let Some(leg) = self.media {
             self.env.expect_media(leg, true);
             if let Some(digits) = send_digits

@@ -71,7 +71,7 @@ pub(super) struct DialState {
 }
 
 /// A `recordingStatusCallback`: URL, method and the events it wants.
-pub(super) type RecCallback = (
+pub(crate) type RecCallback = (
     Url,
     tandem_webhook::Method,
     Vec<tandem_twiml::RecordingStatus>,
@@ -1095,7 +1095,8 @@ impl Call {
         if need_recording {
             self.start_recording();
         }
-        if let (Some(child), true) = (child, self.dial.as_ref().is_some_and(|d| d.recording)) {
+        let recording = self.dial.as_ref().is_some_and(|d| d.recording) || self.placed_recording();
+        if let (Some(child), true) = (child, recording) {
             self.env.record_child(child);
         }
         tracing::info!(branch = i, "bridged");

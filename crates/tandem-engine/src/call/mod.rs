@@ -53,7 +53,7 @@ mod tests;
 mod trace;
 mod transfer;
 
-pub(crate) use api::{ApiAction, ApiCommand, ApiRefusal};
+pub(crate) use api::{ApiAction, ApiCommand, ApiRecord, ApiRefusal};
 pub(crate) use env::{Env, RealEnv};
 pub(crate) use replaces::parse_replaces;
 pub(crate) use shell::{ApiCall, Mailbox, mailbox, run, spawn_api};
@@ -888,6 +888,7 @@ impl Call {
             self.end_record("hangup");
             self.drive();
         }
+        self.stop_placed_recording();
         if let Some(p) = self.playing.take() {
             self.env.stop_play(p);
         }

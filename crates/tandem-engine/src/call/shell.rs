@@ -296,6 +296,8 @@ pub(crate) struct ApiCall {
     pub fallback: Option<tandem_webhook::Target>,
     /// `TimeLimit`: the call is hung up this long after it is answered.
     pub time_limit: Option<std::time::Duration>,
+    /// `Record=true`.
+    pub record: Option<super::ApiRecord>,
 }
 
 /// Starts a call placed through the REST API; `admitted` is its place
@@ -322,7 +324,7 @@ pub(crate) fn spawn_api<A: Send + 'static>(ctx: &Arc<Ctx>, api: ApiCall, admitte
     ) else {
         return false;
     };
-    call.limit_to(api.time_limit);
+    call.place(api.time_limit, api.record);
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let _admitted = admitted;

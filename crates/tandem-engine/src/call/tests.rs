@@ -149,21 +149,23 @@ impl Env for FakeEnv {
         opts: RecordingOptions,
         leg: LegId,
     ) -> Result<env::RecordingStarted, String> {
-        if opts.source != crate::recording::RecordingSource::RecordVerb {
+        use crate::recording::RecordingSource as S;
+        if !matches!(opts.source, S::RecordVerb | S::OutboundApi) {
             return Err("no <Dial> recordings in the harness".to_owned());
         }
         let mut s = self.st();
         let now = s.now.expect("clock set");
         s.recordings.push((now, leg, opts));
         let n = s.recordings.len();
-        let mut event = RecordingInfo::stand_in(
+        let mut info = RecordingInfo::stand_in(
             &format!("RE{n:032}"),
             &format!("http://127.0.0.1:8080/rec/RE{n:032}"),
             tandem_webhook::RecordingStatus::InProgress,
             0,
             call_sid,
-        )
-        .event();
+        );
+        info.source = s.recordings[n - 1].2.source;
+        let mut event = info.event();
         event.duration_secs = None;
         Ok(env::RecordingStarted { event })
     }
@@ -182,13 +184,15 @@ impl Env for FakeEnv {
         } else {
             tandem_webhook::RecordingStatus::Completed
         };
-        Some(Ok(RecordingInfo::stand_in(
+        let mut info = RecordingInfo::stand_in(
             &format!("RE{n:032}"),
             &format!("http://127.0.0.1:8080/rec/RE{n:032}"),
             status,
             secs,
             "",
-        )))
+        );
+        info.source = s.recordings[n - 1].2.source;
+        Some(Ok(info))
     }
     fn detach_leg(&mut self, leg: LegId) -> env::DetachedLeg {
         let mut s = self.st();
@@ -3945,7 +3949,7 @@ fn a_placed_call_is_hung_up_at_its_time_limit() {
         r#"<Response><Dial><Number>+15550001111</Number></Dial></Response>"#,
         r#"<Response><Pause length="60"/></Response>"#,
     );
-    h.call.limit_to(Some(5 * SEC));
+    h.call.place(Some(5 * SEC), None);
     h.advance(2 * SEC);
     h.callee(0, 200, "ta");
     let b = call_id(&h.invites()[0]);
@@ -4097,4 +4101,69 @@ fn a_placed_call_with_async_amd_runs_its_url_at_once_and_posts_the_result() {
         })
         .flatten();
     assert_eq!(last.as_deref(), Some("machine_start"));
+}
+
+/// `Record=true` on a placed call: recorded on the callee's leg from the
+/// answer to the end of the call, `in-progress` and `completed` posted to
+/// its `RecordingStatusCallback` with `RecordingSource=OutboundAPI`.
+#[test]
+fn a_placed_call_with_record_is_recorded_from_its_answer_to_its_end() {
+    let mut h = Harness::start_api(
+        r#"<Response><Dial><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
+        r#"<Response><Pause length="4"/><Hangup/></Response>"#,
+    );
+    h.call.place(
+        None,
+        Some(super::ApiRecord {
+            opts: crate::recording::RecordingOptions {
+                from: crate::recording::RecordFrom::Answer,
+                layout: tandem_media::ChannelLayout::Mono,
+                track: tandem_media::RecordingTrack::Both,
+                trim: tandem_media::Trim::TrimSilence,
+                source: crate::recording::RecordingSource::OutboundApi,
+            },
+            callback: Some((
+                Url::parse("http://app.test/rec").unwrap(),
+                tandem_webhook::Method::Post,
+                vec![
+                    tandem_twiml::RecordingStatus::InProgress,
+                    tandem_twiml::RecordingStatus::Completed,
+                ],
+            )),
+        }),
+    );
+    h.env.st().record_secs = 4;
+    h.advance(SEC);
+    h.callee(0, 200, "ta");
+    let leg = h.call.media.expect("the callee's leg is the call's");
+    h.advance(10 * SEC);
+    {
+        let st = h.env.st();
+        assert_eq!(st.recordings.len(), 1);
+        assert_eq!((st.recordings[0].0, st.recordings[0].1), (h.t0 + SEC, leg));
+        assert_eq!(st.stopped, [h.t0 + 5 * SEC], "stopped when the call ended");
+    }
+    let events: Vec<(Duration, String, String)> = h
+        .log
+        .iter()
+        .filter_map(|(at, o)| match o {
+            Output::Recording { url, event, .. } => {
+                assert_eq!(url.path(), "/rec");
+                let p = event.params();
+                Some((
+                    *at,
+                    p.get("RecordingStatus").unwrap_or("").to_owned(),
+                    p.get("RecordingSource").unwrap_or("").to_owned(),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (SEC, "in-progress".to_owned(), "OutboundAPI".to_owned()),
+            (5 * SEC, "completed".to_owned(), "OutboundAPI".to_owned()),
+        ]
+    );
 }
