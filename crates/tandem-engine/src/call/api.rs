@@ -8,8 +8,8 @@
 //!   verb. In a `<Dial>` the branches are cancelled or the bridged callee
 //!   hung up; a `<Conference>` is left; a queue is left (or its bridge, or
 //!   an agent's wait for a caller): the verb ends without requesting its
-//!   `action`, as on Twilio. A `Url` is fetched first with the call's parameters; if that
-//!   fails, the call goes on as it was (logged).
+//!   `action`, as on Twilio. A `Url` is fetched first with the call's
+//!   parameters; if that fails, the call goes on as it was (logged).
 //! - `Status=completed`: the call is hung up (BYE once answered; 487 to a
 //!   caller still ringing). `Status=canceled` does the same to a call not
 //!   yet answered and nothing to one in progress (Twilio's rule).
@@ -369,14 +369,10 @@ impl Call {
             .dial
             .as_ref()
             .and_then(|d| d.branches[i].amd.as_ref())
-            .filter(|a| a.result.is_some())
-            .map(|a| a.params());
-        if let Some(params) = amd {
+            .and_then(|a| Some((a.result?.answered_by, a.params())));
+        if let Some((by, params)) = amd {
             let p = self.placed.get_or_insert_with(Box::default);
-            p.answered_by = params
-                .iter()
-                .find(|(k, _)| k == "AnsweredBy")
-                .map(|(_, v)| v.clone());
+            p.answered_by = Some(by.as_str().to_owned());
             p.first_fetch = params;
         }
         if self.fallback.is_some() {
