@@ -1003,14 +1003,39 @@ impl PageQuery {
     fn get(&self, key: &str) -> Option<&str> {
         param(&self.pairs, key)
     }
+
+    /// Offset and limit of the page in a query: one more than a page, to
+    /// tell whether there is a next one.
+    fn window(&self) -> (usize, usize) {
+        (self.page * self.page_size, self.page_size + 1)
+    }
+
+    /// The page [`PageQuery::window`] fetched, in Twilio's list shape.
+    fn page_of(&self, key: &str, base: &str, mut rows: Vec<Value>) -> http::Response<HttpBody> {
+        let more = rows.len() > self.page_size;
+        rows.truncate(self.page_size);
+        page_body(key, base, rows, more, self)
+    }
 }
 
 /// One page of an in-memory list, in Twilio's list shape under `key`.
 fn paged(key: &str, base: &str, all: Vec<Value>, q: &PageQuery) -> http::Response<HttpBody> {
+    let start = q.page * q.page_size;
+    let more = all.len() > start + q.page_size;
+    let items: Vec<Value> = all.into_iter().skip(start).take(q.page_size).collect();
+    page_body(key, base, items, more, q)
+}
+
+/// A page of `items` (`more`: another page follows) under `key`.
+fn page_body(
+    key: &str,
+    base: &str,
+    items: Vec<Value>,
+    more: bool,
+    q: &PageQuery,
+) -> http::Response<HttpBody> {
     let (page, page_size) = (q.page, q.page_size);
     let start = page * page_size;
-    let more = all.len() > start + page_size;
-    let items: Vec<Value> = all.into_iter().skip(start).take(page_size).collect();
     let at = |p: usize| format!("{base}?PageSize={page_size}&Page={p}");
     let mut body = json!({
         "end": (start + items.len()).saturating_sub(1),

@@ -144,6 +144,8 @@ pub(crate) struct Rooms {
     callbacks: CallbackDispatcher,
     account_sid: String,
     recordings: Option<RecordingStore>,
+    /// Where conferences are kept once created (the REST API lists them).
+    history: Option<crate::history::History>,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -175,6 +177,8 @@ struct RoomState {
     recording: Option<Box<RoomRecording>>,
     /// Last change: a participant in or out, the start, a mute.
     updated: SystemTime,
+    /// Ended through the REST API (`ReasonConferenceEnded`).
+    ended_by_api: bool,
 }
 
 /// The room's own recording: the mix of everyone (a silent party of the
@@ -259,6 +263,36 @@ impl Rooms {
             callbacks,
             account_sid,
             recordings,
+            history: None,
+        }
+    }
+
+    /// Conferences are written to `history` as they are created, start
+    /// and end.
+    pub(crate) fn with_history(mut self, history: Option<crate::history::History>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// A room's new state for the history (queue bridges aside).
+    fn note(
+        &self,
+        room: &Room,
+        status: &'static str,
+        reason: Option<&'static str>,
+        ended_by: Option<&str>,
+    ) {
+        if let Some(h) = &self.history
+            && !room.name.starts_with('\u{1}')
+        {
+            h.record_conference(crate::history::ConferenceRecord {
+                sid: room.sid.clone(),
+                name: room.name.clone(),
+                status,
+                reason,
+                ended_by: ended_by.map(str::to_owned),
+                at: SystemTime::now(),
+            });
         }
     }
 
@@ -275,11 +309,13 @@ impl Rooms {
         me: Mailbox,
     ) -> Result<Membership, JoinError> {
         let name = spec.conference.name.clone();
+        let mut created = false;
         let room = {
             let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
             rooms
                 .entry(name.clone())
                 .or_insert_with(|| {
+                    created = true;
                     Arc::new(Room {
                         name: name.clone(),
                         sid: conference_sid(),
@@ -296,11 +332,15 @@ impl Rooms {
                             task: None,
                             recording: None,
                             updated: SystemTime::now(),
+                            ended_by_api: false,
                         }),
                     })
                 })
                 .clone()
         };
+        if created {
+            self.note(&room, "init", None, None);
+        }
         let mut st = room.lock();
         if st.ended {
             return Err(JoinError::Ending(name));
@@ -372,6 +412,7 @@ impl Rooms {
         if starts && !st.started {
             st.started = true;
             event(&room, &mut st, "conference-start", None, &[]);
+            self.note(&room, "in-progress", None, None);
             for p in &st.parties {
                 if p.id != id {
                     p.me.send(CallMsg::Room(RoomMsg::Started));
@@ -411,12 +452,15 @@ impl Rooms {
         }
         let ends = party.spec.end_conference_on_exit && st.started;
         if ends || st.parties.is_empty() {
-            let reason = if ends {
+            let reason = if st.ended_by_api {
+                "conference-ended-via-api"
+            } else if ends {
                 "participant-with-end-conference-on-exit-left"
             } else {
                 "last-participant-left"
             };
             st.ended = true;
+            self.note(room, "completed", Some(reason), Some(&party.call_sid));
             stop_recording(room, &mut st);
             if st.started {
                 let extra = [
@@ -546,7 +590,10 @@ impl Rooms {
         let Some(room) = self.room_by_sid(sid) else {
             return false;
         };
-        let st = room.lock();
+        let mut st = room.lock();
+        if call_sid.is_none() {
+            st.ended_by_api = true;
+        }
         let mut any = false;
         for p in st
             .parties

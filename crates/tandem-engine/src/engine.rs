@@ -197,11 +197,14 @@ impl Engine {
                 docs: DashMap::new(),
                 admission: Admission::new(cfg.limits, std::time::Instant::now()),
                 queues: crate::queue::Queues::default(),
-                rooms: Arc::new(crate::conference::Rooms::new(
-                    callbacks.clone(),
-                    cfg.account_sid.clone(),
-                    Some(recordings.clone()),
-                )),
+                rooms: Arc::new(
+                    crate::conference::Rooms::new(
+                        callbacks.clone(),
+                        cfg.account_sid.clone(),
+                        Some(recordings.clone()),
+                    )
+                    .with_history(history.clone()),
+                ),
                 cfg: Arc::new(cfg),
                 ep,
                 webhook,

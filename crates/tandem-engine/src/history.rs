@@ -80,6 +80,18 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX calls_by_parent;
     CREATE INDEX calls_by_parent ON calls (parent_sid) WHERE parent_sid IS NOT NULL;
 ",
+    "
+    CREATE TABLE conferences (
+        sid TEXT PRIMARY KEY NOT NULL,
+        friendly_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        reason_ended TEXT,
+        call_sid_ending TEXT
+    );
+    CREATE INDEX conferences_by_created ON conferences (created_ms);
+",
 ];
 
 /// Errors opening or reading the history.
@@ -103,6 +115,33 @@ pub enum HistoryError {
     /// The writer thread could not be started.
     #[error("history writer: {0}")]
     Thread(#[from] std::io::Error),
+}
+
+/// A conference's state at one moment (created, started, ended).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceRecord {
+    pub sid: String,
+    pub name: String,
+    /// `init`, `in-progress` or `completed`.
+    pub status: &'static str,
+    /// `ReasonConferenceEnded`, once completed.
+    pub reason: Option<&'static str>,
+    /// `CallSidEndingConference`, once completed.
+    pub ended_by: Option<String>,
+    /// When this state was reached.
+    pub at: SystemTime,
+}
+
+/// A conference as the history has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceRow {
+    pub sid: String,
+    pub name: String,
+    pub status: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub reason: Option<String>,
+    pub ended_by: Option<String>,
 }
 
 /// A call's state at one moment: what the writer stores.
@@ -197,6 +236,7 @@ pub struct CallFilter {
 
 enum Op {
     Call(Box<CallRecord>),
+    Conference(Box<ConferenceRecord>),
     /// A call task's SIP ladder and webhooks (JSON), written when it ends.
     Trace {
         sid: String,
@@ -299,6 +339,47 @@ impl History {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Queues a conference's new state; never blocks (dropped and counted
+    /// when the writer is behind).
+    pub fn record_conference(&self, record: ConferenceRecord) {
+        if self.tx.try_send(Op::Conference(Box::new(record))).is_err() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Conferences, newest first, by name and status, `limit` from `offset`.
+    pub fn conferences(
+        &self,
+        name: Option<&str>,
+        status: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<ConferenceRow>, HistoryError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {CONFERENCE_COLUMNS} FROM conferences
+                 WHERE (?1 IS NULL OR friendly_name = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY created_ms DESC, sid DESC LIMIT ?3 OFFSET ?4"
+            ))?;
+            st.query_map(params![name, status, limit, offset], conference_row)?
+                .collect()
+        })
+    }
+
+    /// One conference.
+    pub fn conference(&self, sid: &str) -> Result<Option<ConferenceRow>, HistoryError> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {CONFERENCE_COLUMNS} FROM conferences WHERE sid = ?1"),
+                [sid],
+                conference_row,
+            )
+            .optional()
+        })
     }
 
     /// Queues a finished call's trace (the inspector's ladder and
@@ -510,9 +591,31 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), HistoryError> {
     Ok(())
 }
 
-/// Calls still open in the file (a previous process ended during them).
+const CONFERENCE_COLUMNS: &str =
+    "sid, friendly_name, status, created_ms, updated_ms, reason_ended, call_sid_ending";
+
+fn conference_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConferenceRow> {
+    Ok(ConferenceRow {
+        sid: r.get(0)?,
+        name: r.get(1)?,
+        status: r.get(2)?,
+        created_ms: r.get(3)?,
+        updated_ms: r.get(4)?,
+        reason: r.get(5)?,
+        ended_by: r.get(6)?,
+    })
+}
+
+/// Calls (and conferences) still open in the file (a previous process
+/// ended during them).
 fn close_interrupted(conn: &mut Connection, now: i64) -> rusqlite::Result<usize> {
     let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE conferences SET status = 'completed', updated_ms = ?1,
+           reason_ended = coalesce(reason_ended, 'tandem-stopped')
+         WHERE status != 'completed'",
+        [now],
+    )?;
     tx.execute(
         "INSERT INTO call_events (call_sid, at_ms, kind, detail)
          SELECT sid, ?1, 'interrupted', 'Tandem stopped during the call'
@@ -541,6 +644,7 @@ fn purge(conn: &Connection, retention: Option<Duration>, now: i64) -> rusqlite::
     )?;
     let calls = conn.execute("DELETE FROM calls WHERE created_ms < ?1", [cutoff])?;
     conn.execute("DELETE FROM call_traces WHERE created_ms < ?1", [cutoff])?;
+    conn.execute("DELETE FROM conferences WHERE created_ms < ?1", [cutoff])?;
     if calls > 0 {
         tracing::info!(calls, events, "history: calls past the retention deleted");
     }
@@ -568,8 +672,10 @@ fn write_loop(
         let mut merged: Vec<Merged> = Vec::new();
         let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         let mut traces = Vec::new();
+        let mut conferences = Vec::new();
         for op in ops {
             match op {
+                Op::Conference(c) => conferences.push(c),
                 Op::Call(rec) => match index.get(&rec.sid) {
                     Some(&i) => merged[i].add(*rec),
                     None => {
@@ -586,6 +692,17 @@ fn write_loop(
             for m in &merged {
                 apply(&tx, m)?;
             }
+            for c in &conferences {
+                tx.prepare_cached(
+                    "INSERT INTO conferences (sid, friendly_name, status, created_ms, updated_ms, reason_ended, call_sid_ending)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
+                     ON CONFLICT(sid) DO UPDATE SET status = excluded.status,
+                       updated_ms = excluded.updated_ms,
+                       reason_ended = coalesce(excluded.reason_ended, reason_ended),
+                       call_sid_ending = coalesce(excluded.call_sid_ending, call_sid_ending)",
+                )?
+                .execute(params![c.sid, c.name, c.status, ms(c.at), c.reason, c.ended_by])?;
+            }
             for (sid, at, json) in &traces {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO call_traces (call_sid, created_ms, trace) VALUES (?1, ?2, ?3)",
@@ -593,7 +710,7 @@ fn write_loop(
                 .execute(params![sid, ms(*at), json])?;
             }
             tx.commit()?;
-            Ok((merged.len() + traces.len()) as u64)
+            Ok((merged.len() + traces.len() + conferences.len()) as u64)
         })();
         match result {
             Ok(rows) => {
@@ -905,5 +1022,51 @@ mod tests {
         }
         let e = History::open(&path, None).unwrap_err();
         assert!(e.to_string().contains("schema version 99"), "{e}");
+    }
+
+    fn conference(
+        sid: &str,
+        status: &'static str,
+        reason: Option<&'static str>,
+    ) -> ConferenceRecord {
+        ConferenceRecord {
+            sid: sid.into(),
+            name: format!("room-{sid}"),
+            status,
+            reason,
+            ended_by: reason.map(|_| "CA1".to_owned()),
+            at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn conferences_follow_their_states_and_a_reopened_file_closes_open_ones() {
+        let path = temp("conferences");
+        {
+            let h = History::open(&path, None).unwrap();
+            h.record_conference(conference("CF1", "init", None));
+            h.record_conference(conference("CF1", "in-progress", None));
+            h.record_conference(conference(
+                "CF1",
+                "completed",
+                Some("last-participant-left"),
+            ));
+            h.record_conference(conference("CF2", "in-progress", None));
+            h.flush();
+            let c1 = h.conference("CF1").unwrap().unwrap();
+            assert_eq!(c1.status, "completed");
+            assert_eq!(c1.reason.as_deref(), Some("last-participant-left"));
+            assert_eq!(c1.ended_by.as_deref(), Some("CA1"));
+            let open = h.conferences(None, Some("in-progress"), 0, 10).unwrap();
+            assert_eq!(open.len(), 1);
+            assert_eq!(open[0].sid, "CF2");
+            let by_name = h.conferences(Some("room-CF1"), None, 0, 10).unwrap();
+            assert_eq!(by_name.len(), 1);
+        }
+        let h = History::open(&path, None).unwrap();
+        let c2 = h.conference("CF2").unwrap().unwrap();
+        assert_eq!(c2.status, "completed");
+        assert_eq!(c2.reason.as_deref(), Some("tandem-stopped"));
+        assert_eq!(h.conferences(None, None, 0, 10).unwrap().len(), 2);
     }
 }

@@ -1010,8 +1010,27 @@ async fn a_client_sees_a_conference_mutes_and_removes_participants_and_ends_it()
     for sid in [&first, &second] {
         assert_eq!(wait_final(&r, sid).await["status"], "completed");
     }
-    let left = get_json(&r, &api_uri("Conferences.json")).await;
-    assert!(left["conferences"].as_array().unwrap().is_empty());
+    // Ended, the conference is kept: listed and fetched as completed, with
+    // why it ended, and no participants — after a restart too.
+    let ended_row = |c: &Value| {
+        assert_eq!(c["sid"], cf.as_str());
+        assert_eq!(c["status"], "completed");
+        assert_eq!(c["reason_conference_ended"], "conference-ended-via-api");
+        assert_eq!(c["call_sid_ending_conference"], first.as_str());
+    };
+    let listed = get_json(&r, &api_uri("Conferences.json?Status=completed")).await;
+    ended_row(&listed["conferences"][0]);
+    assert!(
+        get_json(&r, &api_uri("Conferences.json?Status=in-progress")).await["conferences"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let parts = get_json(&r, &api_uri(&format!("Conferences/{cf}/Participants.json"))).await;
+    assert!(parts["participants"].as_array().unwrap().is_empty());
+    r.stop().await;
+    let r = Running::start_with(&dir, &doc, true).await;
+    ended_row(&get_json(&r, &api_uri(&format!("Conferences/{cf}.json"))).await);
     r.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

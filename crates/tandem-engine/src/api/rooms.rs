@@ -3,9 +3,10 @@
 //! rooms and queues, and what can be done to it — mute or remove a
 //! participant, end a conference, dequeue a member to new TwiML.
 //!
-//! Rooms and queues live in memory while someone is in them: a conference
-//! that has ended, or a queue nobody waits on, is not listed (its calls
-//! are, in the Calls resource).
+//! Rooms and queues live in memory while someone is in them. Conferences
+//! are also kept in the history from their creation (so an ended one is
+//! listed and fetched, without participants); a queue nobody waits on is
+//! not listed.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,9 +14,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ApiError, PageQuery, deliver, modification, paged, param, rfc2822_ms};
+use super::{
+    ApiError, PageQuery, blocking, deliver, flush, modification, paged, param, rfc2822_ms,
+};
 use crate::conference::{PartyView, RoomView};
 use crate::engine::Ctx;
+use crate::history::ConferenceRow;
 use crate::http::{HttpBody, json_response};
 use crate::queue::QueueView;
 use crate::recording::API_PREFIX;
@@ -55,25 +59,75 @@ fn ms(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn conference_json(account: &str, r: &RoomView) -> Value {
+/// A conference as the resource shows it: live, or from the history.
+struct Conf {
+    sid: String,
+    name: String,
+    status: String,
+    created_ms: i64,
+    updated_ms: i64,
+    reason: Option<String>,
+    ended_by: Option<String>,
+}
+
+impl Conf {
+    fn live(r: &RoomView) -> Self {
+        Conf {
+            sid: r.sid.clone(),
+            name: r.name.clone(),
+            status: if r.started { "in-progress" } else { "init" }.to_owned(),
+            created_ms: ms(r.created),
+            updated_ms: ms(r.updated),
+            reason: None,
+            ended_by: None,
+        }
+    }
+
+    fn kept(r: ConferenceRow) -> Self {
+        Conf {
+            sid: r.sid,
+            name: r.name,
+            status: r.status,
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+            reason: r.reason,
+            ended_by: r.ended_by,
+        }
+    }
+}
+
+fn conference_json(account: &str, r: &Conf) -> Value {
     let base = format!("{API_PREFIX}/{account}/Conferences/{}", r.sid);
     json!({
         "account_sid": account,
         "api_version": "2010-04-01",
-        "call_sid_ending_conference": Value::Null,
-        "date_created": rfc2822_ms(ms(r.created)),
-        "date_updated": rfc2822_ms(ms(r.updated)),
+        "call_sid_ending_conference": r.ended_by,
+        "date_created": rfc2822_ms(r.created_ms),
+        "date_updated": rfc2822_ms(r.updated_ms),
         "friendly_name": r.name,
-        "reason_conference_ended": Value::Null,
+        "reason_conference_ended": r.reason,
         "region": "us1",
         "sid": r.sid,
-        "status": if r.started { "in-progress" } else { "init" },
+        "status": r.status,
         "subresource_uris": {
             "participants": format!("{base}/Participants.json"),
             "recordings": format!("{base}/Recordings.json"),
         },
         "uri": format!("{base}.json"),
     })
+}
+
+/// A conference by sid: live, else kept in the history (flushed first).
+async fn find_conference(ctx: &Arc<Ctx>, sid: &str) -> Result<Option<Conf>, ApiError> {
+    if let Some(r) = ctx.rooms.views().iter().find(|r| r.sid == sid) {
+        return Ok(Some(Conf::live(r)));
+    }
+    let Some(h) = ctx.history.clone() else {
+        return Ok(None);
+    };
+    flush(&h).await?;
+    let sid = sid.to_owned();
+    Ok(blocking(move || h.conference(&sid)).await?.map(Conf::kept))
 }
 
 fn participant_json(account: &str, conference: &str, p: &PartyView) -> Value {
@@ -184,34 +238,47 @@ pub(super) async fn serve(
     match live {
         Live::Conferences if get => {
             let q = PageQuery::parse(query)?;
-            let status = q.get("Status");
-            if let Some(s) = status
-                && !matches!(s, "init" | "in-progress" | "completed")
+            let status = q.get("Status").map(str::to_owned);
+            if let Some(s) = &status
+                && !matches!(s.as_str(), "init" | "in-progress" | "completed")
             {
                 return Err(ApiError::invalid(format!(
                     "Status {s:?} must be init, in-progress or completed"
                 )));
             }
-            let name = q.get("FriendlyName");
-            let items = ctx
-                .rooms
-                .views()
-                .iter()
-                .filter(|r| name.is_none_or(|n| r.name == n))
-                .map(|r| conference_json(account, r))
-                .filter(|c| status.is_none_or(|s| c["status"] == s))
-                .collect();
-            Ok(paged(
+            let name = q.get("FriendlyName").map(str::to_owned);
+            let base = format!("{API_PREFIX}/{account}/Conferences.json");
+            let Some(h) = ctx.history.clone() else {
+                // No history: the live rooms alone.
+                let items = ctx
+                    .rooms
+                    .views()
+                    .iter()
+                    .filter(|r| name.as_deref().is_none_or(|n| r.name == n))
+                    .map(|r| conference_json(account, &Conf::live(r)))
+                    .filter(|c| status.as_deref().is_none_or(|s| c["status"] == s))
+                    .collect();
+                return Ok(paged("conferences", &base, items, &q));
+            };
+            // The history has every conference, live ones included (their
+            // rows follow their state).
+            flush(&h).await?;
+            let (offset, limit) = q.window();
+            let rows =
+                blocking(move || h.conferences(name.as_deref(), status.as_deref(), offset, limit))
+                    .await?;
+            Ok(q.page_of(
                 "conferences",
-                &format!("{API_PREFIX}/{account}/Conferences.json"),
-                items,
-                &q,
+                &base,
+                rows.into_iter()
+                    .map(|r| conference_json(account, &Conf::kept(r)))
+                    .collect(),
             ))
         }
-        Live::Conference(sid) if get => Ok(json_response(
-            StatusCode::OK,
-            &conference_json(account, &room(sid)?),
-        )),
+        Live::Conference(sid) if get => match find_conference(ctx, sid).await? {
+            Some(c) => Ok(json_response(StatusCode::OK, &conference_json(account, &c))),
+            None => Err(ApiError::not_found(path)),
+        },
         Live::Conference(sid) if post => {
             // Twilio: `Status=completed` ends the conference; every
             // participant's call goes on after its <Dial>.
@@ -228,18 +295,23 @@ pub(super) async fn serve(
                     ));
                 }
             }
-            let r = room(sid)?;
+            let Some(mut c) = find_conference(ctx, sid).await? else {
+                return Err(ApiError::not_found(path));
+            };
             ctx.rooms.remove(sid, None);
-            let mut body = conference_json(account, &r);
-            body["status"] = json!("completed");
-            Ok(json_response(StatusCode::OK, &body))
+            c.status = "completed".to_owned();
+            Ok(json_response(StatusCode::OK, &conference_json(account, &c)))
         }
         Live::Participants(sid) if get => {
             let q = PageQuery::parse(query)?;
             let muted = q.get("Muted").map(|v| v.eq_ignore_ascii_case("true"));
-            let r = room(sid)?;
-            let items = r
-                .parties
+            // An ended conference has no participants left.
+            let parties = match room(sid) {
+                Ok(r) => r.parties,
+                Err(e) if find_conference(ctx, sid).await?.is_none() => return Err(e),
+                Err(_) => Vec::new(),
+            };
+            let items = parties
                 .iter()
                 .filter(|p| muted.is_none_or(|m| p.muted == m))
                 .map(|p| participant_json(account, sid, p))
