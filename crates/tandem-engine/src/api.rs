@@ -100,6 +100,8 @@ enum Resource<'a> {
     Recording(&'a str),
     /// Conferences, Participants, Queues, Members.
     Live(rooms::Live<'a>),
+    /// `Calls/{sid}/Events.json`: the call's webhooks and their answers.
+    Events(&'a str),
 }
 
 /// Answers a request for the Calls resource; `None` when the path is not
@@ -122,6 +124,7 @@ where
         ("Calls.json", None, None, None) => Resource::List,
         ("Calls", Some(file), None, None) => Resource::Call(file.strip_suffix(".json")?),
         ("Calls", Some(sid), Some("Recordings.json"), None) => Resource::Recordings(Some(sid)),
+        ("Calls", Some(sid), Some("Events.json"), None) => Resource::Events(sid),
         ("Recordings.json", None, None, None) => Resource::Recordings(None),
         ("Recordings", Some(file), None, None) if parts.method == Method::DELETE => {
             Resource::Recording(file.strip_suffix(".json").unwrap_or(file))
@@ -216,6 +219,19 @@ where
         (&Method::POST, Resource::Call(sid)) => {
             let form = read_form(body).await?;
             modify(ctx, sid, path, &form).await
+        }
+        (&Method::GET | &Method::HEAD, Resource::Events(sid)) => {
+            let Some(history) = history else {
+                return Err(ApiError::not_found(path));
+            };
+            events(
+                &history,
+                account,
+                sid,
+                path,
+                parts.uri.query().unwrap_or(""),
+            )
+            .await
         }
         (&Method::POST, Resource::List) => {
             let form = read_form(body).await?;
@@ -923,6 +939,111 @@ fn not_in_progress() -> ApiError {
     )
 }
 
+/// `GET …/Calls/{CallSid}/Events.json`: the requests Tandem made to the
+/// application for this call, each with its answer when it was a TwiML
+/// document (`response_code` 200, the body, the time it took; `null` for
+/// a callback, or a fetch that failed: `error` says why). Read from the
+/// call's trace, written when its task ends: a live call has none yet. A
+/// child's events are in its parent's trace, by their `CallSid`.
+async fn events(
+    history: &History,
+    account: &str,
+    sid: &str,
+    path: &str,
+    query: &str,
+) -> Result<http::Response<HttpBody>, ApiError> {
+    let q = PageQuery::parse(query)?;
+    flush(history).await?;
+    let Some(row) = fetch(history, sid).await? else {
+        return Err(ApiError::not_found(path));
+    };
+    let h = history.clone();
+    let (own, parent) = (sid.to_owned(), row.parent_sid.clone());
+    let trace = blocking(move || match h.trace(&own)? {
+        Some(t) => Ok(Some(t)),
+        None => match parent {
+            Some(p) => h.trace(&p),
+            None => Ok(None),
+        },
+    })
+    .await?;
+    let items = trace
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .map(|t| trace_events(&t, sid))
+        .unwrap_or_default();
+    let base = format!("{API_PREFIX}/{account}/Calls/{sid}/Events.json");
+    Ok(paged("events", &base, items, &q))
+}
+
+/// A trace's webhooks of call `sid` as Twilio's Event resources.
+fn trace_events(trace: &Value, sid: &str) -> Vec<Value> {
+    let empty = Vec::new();
+    let hooks = trace["hooks"].as_array().unwrap_or(&empty);
+    let mut answered = vec![false; hooks.len()];
+    let mut out = Vec::new();
+    for (i, h) in hooks.iter().enumerate() {
+        let kind = h["kind"].as_str().unwrap_or("");
+        if !matches!(kind, "request" | "status" | "callback") {
+            continue;
+        }
+        let params: serde_json::Map<String, Value> = h["params"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .filter_map(|p| Some((p[0].as_str()?.to_owned(), p[1].clone())))
+            .collect();
+        if params
+            .get("CallSid")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c != sid)
+        {
+            continue;
+        }
+        // A document fetch's answer is the first unclaimed one after it.
+        let answer = (kind == "request")
+            .then(|| {
+                (i + 1..hooks.len()).find(|&j| {
+                    !answered[j] && matches!(hooks[j]["kind"].as_str(), Some("twiml" | "error"))
+                })
+            })
+            .flatten();
+        let response = match answer {
+            Some(j) => {
+                answered[j] = true;
+                let a = &hooks[j];
+                let took = a["t"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .saturating_sub(h["t"].as_u64().unwrap_or(0));
+                if a["kind"] == "twiml" {
+                    json!({
+                        "request_duration": took,
+                        "response_code": 200,
+                        "content_type": "text/xml",
+                        "response_body": a["body"],
+                    })
+                } else {
+                    json!({
+                        "request_duration": took,
+                        "response_code": Value::Null,
+                        "error": a["error"],
+                    })
+                }
+            }
+            None => Value::Null,
+        };
+        out.push(json!({
+            "request": {
+                "method": h["method"],
+                "url": h["url"],
+                "parameters": params,
+            },
+            "response": response,
+        }));
+    }
+    out
+}
+
 /// `GET …/Recordings.json` and `GET …/Calls/{CallSid}/Recordings.json`:
 /// the recordings' resources (their sidecars), newest first; filters
 /// `CallSid`, `DateCreated` (and `<`/`>` forms); paging by `PageSize`/`Page`.
@@ -1257,5 +1378,32 @@ mod tests {
             assert_eq!(parse_rfc2822(&rfc2822_ms(ms)), Some(ms));
         }
         assert_eq!(parse_rfc2822("yesterday"), None);
+    }
+
+    /// Each fetch gets the first answer after it; a callback has none; a
+    /// child's callbacks in its parent's trace belong to the child.
+    #[test]
+    fn trace_hooks_become_events_of_their_call() {
+        let trace = json!({"hooks": [
+            {"t": 0, "kind": "request", "url": "http://a/voice", "method": "POST",
+             "params": [["CallSid", "CA1"], ["CallStatus", "ringing"]]},
+            {"t": 40, "kind": "twiml", "url": "http://a/voice", "method": "", "body": "<Response/>"},
+            {"t": 50, "kind": "status", "url": "http://a/kid", "method": "POST",
+             "params": [["CallSid", "CA2"], ["CallStatus", "ringing"]]},
+            {"t": 60, "kind": "request", "url": "http://a/action", "method": "POST",
+             "params": [["CallSid", "CA1"], ["DialCallStatus", "busy"]]},
+            {"t": 5060, "kind": "error", "url": "", "method": "", "error": "timeout"},
+        ]});
+        let parent = trace_events(&trace, "CA1");
+        assert_eq!(parent.len(), 2);
+        assert_eq!(parent[0]["response"]["request_duration"], 40);
+        assert_eq!(parent[0]["response"]["response_body"], "<Response/>");
+        assert_eq!(parent[1]["request"]["parameters"]["DialCallStatus"], "busy");
+        assert_eq!(parent[1]["response"]["error"], "timeout");
+        assert!(parent[1]["response"]["response_code"].is_null());
+        let child = trace_events(&trace, "CA2");
+        assert_eq!(child.len(), 1);
+        assert_eq!(child[0]["request"]["url"], "http://a/kid");
+        assert!(child[0]["response"].is_null());
     }
 }

@@ -723,6 +723,35 @@ async fn a_client_redirects_a_bridged_child_and_the_parent_runs_its_action() {
             "{name} < {least} in\n{metrics}"
         );
     }
+
+    // The parent's Events: its Dial action request, with its answer.
+    let action_url = app.url("/action");
+    let event = loop {
+        let e = get_json(&r, &calls_uri(&format!("/{psid}/Events.json"))).await;
+        let found = e["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["request"]["url"] == action_url.as_str())
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(event["request"]["method"], "POST");
+    assert_eq!(
+        event["request"]["parameters"]["DialCallStatus"],
+        "completed"
+    );
+    assert_eq!(event["request"]["parameters"]["CallSid"], psid.as_str());
+    assert_eq!(event["response"]["response_code"], 200);
+    assert!(
+        event["response"]["response_body"]
+            .as_str()
+            .unwrap()
+            .contains("<Hangup/>")
+    );
     r.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
