@@ -90,8 +90,10 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
     .await
     .unwrap();
     let tandem = ep.handle.locals().udp[0];
-    // An RTP range unlikely to collide with parallel tests: derived from the PID.
-    let base = 40_000 + (std::process::id() % 500) as u16 * 40;
+    // An RTP range unlikely to collide with parallel tests (derived from the
+    // PID), below the kernel's ephemeral ports (32768 up) where sockets
+    // bound to port 0 land; tests/api.rs uses 24000 up.
+    let base = 20_000 + (std::process::id() % 100) as u16 * 40;
     let cfg = EngineConfig {
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
         auth_token: "token".into(),
