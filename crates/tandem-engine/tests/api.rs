@@ -315,9 +315,7 @@ async fn call(r: &Running, sid: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_lists_cancels_redirects_and_finds_the_calls_after_a_restart() {
-    let dir = std::env::temp_dir().join(format!("tandem-api-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("tandem-api");
     let (caller, a, b) = (
         Peer::new("c1").await,
         Peer::new("ta").await,
@@ -507,9 +505,7 @@ async fn a_client_lists_cancels_redirects_and_finds_the_calls_after_a_restart() 
 /// Missing `To`: 400 with Twilio's code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_places_a_call_and_its_twiml_runs_on_answer() {
-    let dir = std::env::temp_dir().join(format!("tandem-api-create-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("tandem-api-create");
     let doc = dir.join("unused.xml");
     std::fs::write(&doc, "<Response/>").unwrap();
     let callee = Peer::new("tc").await;
@@ -593,9 +589,7 @@ async fn a_client_places_a_call_and_its_twiml_runs_on_answer() {
 /// child with its parent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_redirects_a_bridged_child_and_the_parent_runs_its_action() {
-    let dir = std::env::temp_dir().join(format!("tandem-api-child-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("tandem-api-child");
     let app = tandem_test_support::WebhookRecorder::start().await.unwrap();
     app.respond(
         "/action",
@@ -762,9 +756,7 @@ async fn a_client_redirects_a_bridged_child_and_the_parent_runs_its_action() {
 /// Tandem does not serve, or that do not fit the destination, get 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placed_call_ends_at_its_time_limit_and_shows_its_caller_id() {
-    let dir = std::env::temp_dir().join(format!("tandem-api-limit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("tandem-api-limit");
     let doc = dir.join("unused.xml");
     std::fs::write(&doc, "<Response/>").unwrap();
     let callee = Peer::new("tl").await;
@@ -839,6 +831,14 @@ async fn a_placed_call_ends_at_its_time_limit_and_shows_its_caller_id() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An empty folder of this test process named `name`.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A GET of `target` answered 200, as JSON.
 async fn get_json(r: &Running, target: &str) -> Value {
     let got = http(r.http(), "GET", target, OK, &[]).await;
@@ -856,9 +856,7 @@ fn api_uri(rest: &str) -> String {
 /// and the queue, empty, is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sees_a_queue_and_dequeues_its_member_to_new_twiml() {
-    let dir = std::env::temp_dir().join(format!("tandem-api-queue-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("tandem-api-queue");
     let app = tandem_test_support::WebhookRecorder::start().await.unwrap();
     app.respond(
         "/dequeued",
@@ -934,9 +932,7 @@ async fn a_client_sees_a_queue_and_dequeues_its_member_to_new_twiml() {
 /// same to the first, and the room is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sees_a_conference_mutes_and_removes_participants_and_ends_it() {
-    let dir = std::env::temp_dir().join(format!("tandem-api-conf-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("tandem-api-conf");
     let app = tandem_test_support::WebhookRecorder::start().await.unwrap();
     app.respond(
         "/after",
@@ -1070,9 +1066,7 @@ async fn a_client_sees_a_conference_mutes_and_removes_participants_and_ends_it()
 /// call's Recordings list has it and its WAV downloads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placed_call_with_record_is_recorded_and_listed() {
-    let dir = std::env::temp_dir().join(format!("tandem-api-rec-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("tandem-api-rec");
     let app = tandem_test_support::WebhookRecorder::start().await.unwrap();
     let doc = dir.join("unused.xml");
     std::fs::write(&doc, "<Response/>").unwrap();

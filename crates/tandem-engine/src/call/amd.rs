@@ -202,19 +202,30 @@ impl Call {
         tracing::info!(answered_by = %result.answered_by, ms = result.after_ms, "AnsweredBy");
         self.record_history(self.call_info(tandem_webhook::CallStatus::InProgress), None);
         if let Some((url, method)) = callback {
-            let mut p = tandem_webhook::Params::new();
-            p.push("CallSid", self.sid.as_str());
-            p.push("AccountSid", self.cfg.account_sid.as_str());
-            for (k, v) in params {
-                p.push(k, v);
-            }
-            self.out.push_back(Output::Callback {
-                sid: self.sid.clone(),
-                url,
-                method,
-                params: p,
-            });
+            self.post_amd(self.sid.clone(), url, method, params);
         }
+    }
+
+    /// `amdStatusCallback` (`AsyncAmdStatusCallback`) for call `sid`.
+    fn post_amd(
+        &mut self,
+        sid: String,
+        url: Url,
+        method: tandem_webhook::Method,
+        result: Vec<(String, String)>,
+    ) {
+        let mut p = tandem_webhook::Params::new();
+        p.push("CallSid", sid.as_str());
+        p.push("AccountSid", self.cfg.account_sid.as_str());
+        for (k, v) in result {
+            p.push(k, v);
+        }
+        self.out.push_back(Output::Callback {
+            sid,
+            url,
+            method,
+            params: p,
+        });
     }
 
     fn amd_decided(&mut self, i: usize, result: AmdResult) {
@@ -235,21 +246,10 @@ impl Call {
             self.out.push_back(Output::History(Box::new(record)));
         }
         if let Some((url, method)) = callback {
-            let Some(b) = self.dial.as_ref().map(|d| &d.branches[i]) else {
+            let Some(sid) = self.dial.as_ref().map(|d| d.branches[i].sid.clone()) else {
                 return;
             };
-            let mut p = tandem_webhook::Params::new();
-            p.push("CallSid", b.sid.as_str());
-            p.push("AccountSid", self.cfg.account_sid.as_str());
-            for (k, v) in params {
-                p.push(k, v);
-            }
-            self.out.push_back(Output::Callback {
-                sid: b.sid.clone(),
-                url,
-                method,
-                params: p,
-            });
+            self.post_amd(sid, url, method, params);
         }
         if waiting {
             self.start_screening(i);
