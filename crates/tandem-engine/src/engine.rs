@@ -267,6 +267,22 @@ impl Engine {
                 source,
             } => {
                 let stx = ServerTx { shard, tx };
+                let missing = tandem_sip::message::unsupported_requirements(
+                    &request.headers,
+                    SUPPORTED_OPTIONS,
+                );
+                if !missing.is_empty() {
+                    // RFC 3261 §8.2.2.3: an extension the request requires
+                    // and Tandem does not do is refused, not ignored.
+                    let unsupported = missing.join(", ");
+                    tracing::info!(method = %request.method, %unsupported, "420: the request requires an extension Tandem lacks");
+                    let mut r =
+                        tandem_sip::builder::response_to(&request, 420, None, Some("tandem"));
+                    r.headers
+                        .push(tandem_sip::message::Header::Unsupported(unsupported.into()));
+                    let _ = self.ctx.ep.respond(stx, r).await;
+                    return;
+                }
                 let cid = request.headers.call_id().unwrap_or("").to_owned();
                 let Some(actor) = self.ctx.calls.get(&cid).map(|a| a.clone()) else {
                     self.unmatched(stx, request, source).await;
@@ -603,6 +619,10 @@ fn from_user(request: &Request) -> Option<String> {
 
 /// A SIP shard with work waiting that has not moved for this long makes
 /// `/healthz` fail.
+/// Option tags a request may require (`Require`): INVITE with `Replaces`
+/// (RFC 3891). Any other is answered 420 (docs/sip-interop.md).
+const SUPPORTED_OPTIONS: &[&str] = &["replaces"];
+
 const HEALTH_STALL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Every webhook exchange, timed into [`Metrics`].

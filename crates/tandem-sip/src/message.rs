@@ -524,6 +524,19 @@ impl HeadersExt for Headers {
     }
 }
 
+/// The option tags a request's `Require` headers name that are not in
+/// `supported` (RFC 3261 §8.2.2.3: the request is answered 420 with them
+/// in `Unsupported`). Tags compare case-insensitively.
+pub fn unsupported_requirements<'a>(headers: &'a Headers, supported: &[&str]) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|h| matches!(h, Header::Require(_)))
+        .flat_map(|h| header_value(h).split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .collect()
+}
+
 /// A header's canonical name as Tandem writes it.
 pub fn header_name(h: &Header) -> &str {
     match h {
@@ -721,4 +734,34 @@ pub fn error_response(raw: &[u8], err: &ParseError) -> Option<Bytes> {
     }
     s.push_str("Content-Length: 0\r\n\r\n");
     Some(Bytes::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(extra: &str) -> Request {
+        let text = format!(
+            "INVITE sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
+             From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\n\
+             CSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        match parse(text.as_bytes()).unwrap() {
+            SipMessage::Request(r) => r,
+            SipMessage::Response(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn requirements_outside_the_supported_options_are_named() {
+        let none = request("");
+        assert!(unsupported_requirements(&none.headers, &["replaces"]).is_empty());
+        let ok = request("Require: Replaces\r\n");
+        assert!(unsupported_requirements(&ok.headers, &["replaces"]).is_empty());
+        let two = request("Require: 100rel, replaces\r\nRequire: timer\r\n");
+        assert_eq!(
+            unsupported_requirements(&two.headers, &["replaces"]),
+            ["100rel", "timer"]
+        );
+    }
 }
