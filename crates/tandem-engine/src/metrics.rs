@@ -272,13 +272,14 @@ impl Collector for Metrics {
         )?;
         for (t, up) in &trunks {
             let labels = [("trunk", t.as_str())];
-            ConstGauge::new(up_i64(*up)).encode(m.encode_family(&labels)?)?;
+            ConstGauge::new(gauge_value(*up)).encode(m.encode_family(&labels)?)?;
         }
         Ok(())
     }
 }
 
-fn up_i64(v: u64) -> i64 {
+/// A count as a gauge's value (saturating).
+fn gauge_value(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -301,7 +302,7 @@ pub(crate) fn gauge(
     v: u64,
 ) -> fmt::Result {
     let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    ConstGauge::new(up_i64(v)).encode(m)
+    ConstGauge::new(gauge_value(v)).encode(m)
 }
 
 /// A counter family with one label.

@@ -506,8 +506,7 @@ async fn a_client_lists_cancels_redirects_and_finds_the_calls_after_a_restart() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_places_a_call_and_its_twiml_runs_on_answer() {
     let dir = fresh_dir("tandem-api-create");
-    let doc = dir.join("unused.xml");
-    std::fs::write(&doc, "<Response/>").unwrap();
+    let doc = unused_doc(&dir);
     let callee = Peer::new("tc").await;
     let r = Running::start(&dir, &doc).await;
 
@@ -757,8 +756,7 @@ async fn a_client_redirects_a_bridged_child_and_the_parent_runs_its_action() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placed_call_ends_at_its_time_limit_and_shows_its_caller_id() {
     let dir = fresh_dir("tandem-api-limit");
-    let doc = dir.join("unused.xml");
-    std::fs::write(&doc, "<Response/>").unwrap();
+    let doc = unused_doc(&dir);
     let callee = Peer::new("tl").await;
     let r = Running::start(&dir, &doc).await;
     let to = format!("sip:dave@127.0.0.1:{}", callee.port());
@@ -837,6 +835,13 @@ fn fresh_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A number document for tests whose calls are placed through the API.
+fn unused_doc(dir: &Path) -> PathBuf {
+    let doc = dir.join("unused.xml");
+    std::fs::write(&doc, "<Response/>").unwrap();
+    doc
 }
 
 /// A GET of `target` answered 200, as JSON.
@@ -1068,8 +1073,7 @@ async fn a_client_sees_a_conference_mutes_and_removes_participants_and_ends_it()
 async fn a_placed_call_with_record_is_recorded_and_listed() {
     let dir = fresh_dir("tandem-api-rec");
     let app = tandem_test_support::WebhookRecorder::start().await.unwrap();
-    let doc = dir.join("unused.xml");
-    std::fs::write(&doc, "<Response/>").unwrap();
+    let doc = unused_doc(&dir);
     let r = Running::start_with(&dir, &doc, true).await;
     let callee = Peer::new("tr").await;
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();

@@ -450,7 +450,8 @@ pub(crate) struct Call {
     /// What a REST API call runs once answered (`Twiml`, or a `<Redirect>`
     /// to its `Url`).
     api_doc: Option<Box<(tandem_twiml::Document, Option<Url>)>>,
-    /// A REST API call's `TimeLimit` and `MachineDetection` outcome.
+    /// A REST API call's options and what came of them (`TimeLimit`,
+    /// `MachineDetection`, `Record`, `FallbackUrl`: [`api::Placed`]).
     placed: Option<Box<api::Placed>>,
 }
 
