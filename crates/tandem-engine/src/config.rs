@@ -49,6 +49,9 @@ pub struct EngineConfig {
     /// `[database] retention_days`: history older than this is deleted
     /// (`None`: kept for ever).
     pub retention: Option<Duration>,
+    /// `[sip] session_expires_s`/`min_se_s`: session timers (RFC 4028) on
+    /// every leg; `None` (`session_expires_s = 0`) does without them.
+    pub session_timers: Option<tandem_sip::session_timer::Policy>,
 }
 
 /// A `<Client>` identity that may REGISTER and call in.
@@ -236,6 +239,7 @@ mod tests {
             webhook_timeout: Duration::from_secs(5),
             media_auth: false,
             media: None,
+            session_timers: None,
         }
     }
 

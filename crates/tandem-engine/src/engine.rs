@@ -267,10 +267,13 @@ impl Engine {
                 source,
             } => {
                 let stx = ServerTx { shard, tx };
-                let missing = tandem_sip::message::unsupported_requirements(
-                    &request.headers,
-                    SUPPORTED_OPTIONS,
-                );
+                let supported = if self.ctx.cfg.session_timers.is_some() {
+                    SUPPORTED_OPTIONS
+                } else {
+                    &SUPPORTED_OPTIONS[..1]
+                };
+                let missing =
+                    tandem_sip::message::unsupported_requirements(&request.headers, supported);
                 if !missing.is_empty() {
                     // RFC 3261 §8.2.2.3: an extension the request requires
                     // and Tandem does not do is refused, not ignored.
@@ -620,8 +623,9 @@ fn from_user(request: &Request) -> Option<String> {
 /// A SIP shard with work waiting that has not moved for this long makes
 /// `/healthz` fail.
 /// Option tags a request may require (`Require`): INVITE with `Replaces`
-/// (RFC 3891). Any other is answered 420 (docs/sip-interop.md).
-const SUPPORTED_OPTIONS: &[&str] = &["replaces"];
+/// (RFC 3891) and session timers (RFC 4028, unless switched off, which
+/// drops the last). Any other is answered 420 (docs/sip-interop.md).
+const SUPPORTED_OPTIONS: &[&str] = &["replaces", "timer"];
 
 const HEALTH_STALL: std::time::Duration = std::time::Duration::from_secs(5);
 

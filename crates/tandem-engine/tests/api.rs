@@ -243,6 +243,7 @@ fn config(dir: &Path, tandem: SocketAddr, doc: PathBuf, media: bool) -> EngineCo
             latching: false,
             media_timeout: None,
         }),
+        session_timers: Some(Default::default()),
     }
 }
 

@@ -130,6 +130,7 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
             latching: false,
             media_timeout: None,
         }),
+        session_timers: Some(Default::default()),
     };
     let engine = Engine::new(cfg, ep.handle.clone()).unwrap();
     let runner = tokio::spawn(async move {

@@ -119,6 +119,9 @@ pub struct SipConfig {
     pub tcp_header_timeout: Duration,
     /// Time a TCP write has to finish before the connection is closed.
     pub tcp_write_timeout: Duration,
+    /// Session timers (RFC 4028): the interval Tandem asks for and its
+    /// Min-SE; `None` when `session_expires_s = 0`.
+    pub session_timers: Option<tandem_sip::session_timer::Policy>,
 }
 
 /// `[rtp]`.

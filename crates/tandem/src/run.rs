@@ -41,6 +41,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .copied()
         .context("no SIP listen address")?;
     let engine_cfg = engine_config(&config, listen.ip(), listen.port());
+    if let Some(p) = engine_cfg.session_timers
+        && p.min_se < 90
+    {
+        warn!(
+            min_se_s = p.min_se,
+            "sip.min_se_s below RFC 4028's 90 s: for tests, not for peers on a network"
+        );
+    }
     if let Err(e) = std::fs::create_dir_all(&engine_cfg.recording_dir) {
         warn!(dir = %engine_cfg.recording_dir.display(), error = %e, "cannot create the recording directory");
     }
@@ -181,6 +189,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
             latching: rtp.latching,
             media_timeout: rtp.media_timeout,
         }),
+        session_timers: config.sip.session_timers,
     }
 }
 

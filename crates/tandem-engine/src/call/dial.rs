@@ -49,6 +49,10 @@ pub(super) struct Branch {
     pub routed: bool,
     /// The branch's life is over (its `completed` went out).
     pub ended: bool,
+    /// Its session clock (RFC 4028), once answered with an interval.
+    pub session: Option<Box<super::session::LegSession>>,
+    /// The INVITE was re-sent once with the interval a 422 asked for.
+    pub se_retried: bool,
 }
 
 #[derive(Debug)]
@@ -405,6 +409,8 @@ impl Call {
             unacked: false,
             routed: false,
             ended: false,
+            session: None,
+            se_retried: false,
         }
     }
 
@@ -460,6 +466,11 @@ impl Call {
         // phones show and filters read; validated to one line of ≤ 50.
         if let Some(reason) = call_reason {
             b = b.header(Header::Subject(reason.into()));
+        }
+        if let Some(policy) = self.cfg.session_timers {
+            for h in super::session::invite_headers(policy) {
+                b = b.header(h);
+            }
         }
         if let Noun::Client(c) = noun {
             for (k, v) in &c.parameters {
@@ -522,6 +533,8 @@ impl Call {
             unacked: false,
             routed: false,
             ended: false,
+            session: None,
+            se_retried: false,
         })
     }
 
@@ -591,6 +604,18 @@ impl Call {
 
     pub(super) fn on_child_response(&mut self, response: Response, stray: Option<Peer>) {
         let cid = response.headers.call_id().unwrap_or("").to_owned();
+        if let Some((_, Method::Update)) = response.headers.cseq() {
+            // Tandem sends UPDATE only to refresh a session.
+            let who = if cid == self.call_id {
+                Some(None)
+            } else {
+                self.dial.as_ref().and_then(|d| d.index(&cid)).map(Some)
+            };
+            if let Some(who) = who {
+                self.on_refresh_response(who, &response);
+            }
+            return;
+        }
         let Some((seq, Method::Invite)) = response.headers.cseq() else {
             // Responses to BYE, CANCEL, INFO: the transactions did their part.
             return;
@@ -675,6 +700,7 @@ impl Call {
             if sdp && b.media.is_none() {
                 b.answer_sdp = Some(response.body.clone());
             }
+            b.session = super::session::branch_session(&self.cfg, now, &response, &b.invite.body);
             b.answered_at = Some(now);
             b.final_code = Some(code);
             b.unacked = true;
@@ -737,6 +763,23 @@ impl Call {
                     d.arbiter.on_failed(now, i, code);
                 }
             }
+        } else if code == 422
+            && !b.se_retried
+            && let Some(min_se) = tandem_sip::session_timer::min_se(&response.headers)
+            && self.cfg.session_timers.is_some()
+        {
+            // The callee (or a proxy) wants a longer interval (RFC 4028
+            // §7.4): asked again once, with its Min-SE.
+            b.se_retried = true;
+            let branch = self.ids.branch();
+            let invite = super::session::with_interval(&b.invite, min_se, &branch);
+            b.invite = invite.clone();
+            b.via_branch = branch;
+            let peer = b.peer;
+            self.out.push_back(Output::Request {
+                request: invite,
+                peer,
+            });
         } else if code >= 300 {
             if d.arbiter.awaits_final(i) && b.answered_at.is_none() {
                 b.final_code = Some(code);
@@ -809,13 +852,35 @@ impl Call {
         }
         match request.method {
             Method::Invite => {
+                let session = match self.refresh_by_peer(Some(i), &request) {
+                    Ok(h) => h,
+                    Err(r) => {
+                        if let Some(dl) = self
+                            .dial
+                            .as_mut()
+                            .and_then(|d| d.branches[i].dialog.as_mut())
+                        {
+                            dl.remote_reinvite_pending = false;
+                        }
+                        self.out.push_back(Output::Respond { stx, response: r });
+                        return;
+                    }
+                };
                 let answer = self.relay_reinvite(Some(i), &request);
                 let mut r = response_to(&request, 200, None, None);
                 r.headers.push(Header::Contact(self.contact().into()));
+                r.headers.extend(session);
                 if let Some(sdp) = answer {
                     r.headers
                         .push(Header::ContentType("application/sdp".into()));
                     r.body = sdp;
+                }
+                if let Some(dl) = self
+                    .dial
+                    .as_mut()
+                    .and_then(|d| d.branches[i].dialog.as_mut())
+                {
+                    dl.remote_reinvite_pending = false;
                 }
                 self.out.push_back(Output::Respond { stx, response: r });
             }
@@ -1327,6 +1392,36 @@ pub(super) fn bridged_outcome(
     }
 }
 
+/// An INVITE to send again after a final response asked for a change
+/// (a challenge, a longer session interval): a new transaction, so a new
+/// branch and the next CSeq (RFC 3261 §8.1.3.5).
+pub(super) fn resent(invite: &Request, branch: &str) -> Request {
+    let mut next = invite.clone();
+    let seq = next.headers.cseq().map_or(1, |c| c.0) + 1;
+    let mut via_done = false;
+    for h in next.headers.iter_mut() {
+        match h {
+            Header::Via(_) if !via_done => {
+                via_done = true;
+                let v = tandem_sip::message::header_value(h);
+                let rewritten = match v.split_once(";branch=") {
+                    Some((head, rest)) => {
+                        let tail = rest
+                            .split_once(';')
+                            .map_or(String::new(), |(_, t)| format!(";{t}"));
+                        format!("{head};branch={branch}{tail}")
+                    }
+                    None => format!("{v};branch={branch}"),
+                };
+                *h = Header::Via(rewritten.into());
+            }
+            Header::CSeq(_) => *h = Header::CSeq(format!("{seq} INVITE").into()),
+            _ => {}
+        }
+    }
+    next
+}
+
 /// The INVITE re-sent with credentials for a 401/407 (RFC 3261 §22.2): new
 /// branch, next CSeq, Authorization or Proxy-Authorization.
 fn authorized_invite(
@@ -1366,29 +1461,7 @@ fn authorized_invite(
         pass,
         cnonce,
     )?;
-    let mut next = invite.clone();
-    let seq = next.headers.cseq().map_or(1, |c| c.0) + 1;
-    let mut via_done = false;
-    for h in next.headers.iter_mut() {
-        match h {
-            Header::Via(_) if !via_done => {
-                via_done = true;
-                let v = tandem_sip::message::header_value(h);
-                let rewritten = match v.split_once(";branch=") {
-                    Some((head, rest)) => {
-                        let tail = rest
-                            .split_once(';')
-                            .map_or(String::new(), |(_, t)| format!(";{t}"));
-                        format!("{head};branch={branch}{tail}")
-                    }
-                    None => format!("{v};branch={branch}"),
-                };
-                *h = Header::Via(rewritten.into());
-            }
-            Header::CSeq(_) => *h = Header::CSeq(format!("{seq} INVITE").into()),
-            _ => {}
-        }
-    }
+    let mut next = resent(invite, branch);
     next.headers
         .retain(|h| !matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_)));
     let value = creds.to_string();

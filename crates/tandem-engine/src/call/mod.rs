@@ -46,6 +46,7 @@ mod reinvite;
 mod replaces;
 pub mod replay;
 mod screen;
+mod session;
 mod shell;
 mod speech;
 #[cfg(test)]
@@ -453,6 +454,10 @@ pub(crate) struct Call {
     /// A REST API call's options and what came of them (`TimeLimit`,
     /// `MachineDetection`, `Record`, `FallbackUrl`: [`api::Placed`]).
     placed: Option<Box<api::Placed>>,
+    /// How the caller's INVITE is answered as to session timers, until it is.
+    caller_se: tandem_sip::session_timer::UasAnswer,
+    /// The caller's leg's session clock (RFC 4028), once answered.
+    session: Option<Box<session::LegSession>>,
 }
 
 impl std::fmt::Debug for Call {
@@ -519,6 +524,20 @@ impl Call {
                 }
             }
         }
+        let caller_se = match Self::negotiate_caller(&cfg, &invite, &local_tag) {
+            Ok(a) => a,
+            Err(response) => {
+                tracing::info!(
+                    code = response.status_code.code(),
+                    "inbound call refused: its Session-Expires is too short or malformed"
+                );
+                out.push_back(Output::Respond {
+                    stx: invite_tx,
+                    response,
+                });
+                return None;
+            }
+        };
         let call_id = invite.headers.call_id().unwrap_or("").to_owned();
         Some(Self {
             cfg,
@@ -575,6 +594,8 @@ impl Call {
             api_ended: false,
             api_doc: None,
             placed: None,
+            caller_se,
+            session: None,
         })
     }
 
@@ -763,6 +784,9 @@ impl Call {
         }
         for (until, _) in &self.past {
             take(Some(*until));
+        }
+        for t in self.session_deadlines() {
+            take(Some(t));
         }
         if let Some(dial) = &self.dial {
             for b in &dial.branches {
@@ -973,7 +997,8 @@ impl Call {
             return;
         }
         let sdp = self.answer_sdp.clone();
-        let r = self.response(200, sdp.as_deref());
+        let mut r = self.response(200, sdp.as_deref());
+        r.headers.extend(self.start_caller_session());
         self.answered = true;
         self.answered_at = Some(self.now);
         self.record_history(self.call_info(tandem_webhook::CallStatus::InProgress), None);
@@ -1145,6 +1170,7 @@ impl Call {
         self.hold_timers(t);
         self.queue_timers(t);
         self.amd_timers(t);
+        self.session_timers(t);
         let limit_hit = self
             .dial
             .as_ref()
@@ -1239,11 +1265,20 @@ impl Call {
                 }
                 Method::Invite => {
                     // Re-INVITE (hold, resume, refresh): answered from our leg, offered on.
+                    let session = match self.refresh_by_peer(None, &request) {
+                        Ok(h) => h,
+                        Err(r) => {
+                            self.dialog.remote_reinvite_pending = false;
+                            self.out.push_back(Output::Respond { stx, response: r });
+                            return;
+                        }
+                    };
                     if let Some(answer) = self.relay_reinvite(None, &request) {
                         self.answer_sdp = Some(answer);
                     }
                     let mut r = response_to(&request, 200, None, None);
                     r.headers.push(Header::Contact(self.contact().into()));
+                    r.headers.extend(session);
                     if let Some(sdp) = &self.answer_sdp {
                         r.headers
                             .push(Header::ContentType("application/sdp".into()));

@@ -6,7 +6,13 @@ use super::*;
 impl Call {
     /// A 2xx to a re-INVITE Tandem sent the caller: ACK it and take its SDP.
     pub(super) fn on_parent_reinvite_response(&mut self, response: &Response, seq: u32) {
+        if response.status_code.code() >= 200 {
+            self.on_refresh_response(None, response);
+        }
         if !(200..300).contains(&response.status_code.code()) {
+            if response.status_code.code() >= 300 {
+                self.dialog.on_invite_response(response);
+            }
             return;
         }
         let branch = self.ids.branch();
@@ -31,7 +37,19 @@ impl Call {
 
     /// A 2xx to a re-INVITE Tandem sent a callee: ACK it and take its SDP.
     pub(super) fn on_child_reinvite_response(&mut self, i: usize, response: &Response, seq: u32) {
+        if response.status_code.code() >= 200 {
+            self.on_refresh_response(Some(i), response);
+        }
         if !(200..300).contains(&response.status_code.code()) {
+            if response.status_code.code() >= 300
+                && let Some(dl) = self
+                    .dial
+                    .as_mut()
+                    .and_then(|d| d.branches.get_mut(i))
+                    .and_then(|b| b.dialog.as_mut())
+            {
+                dl.on_invite_response(response);
+            }
             return;
         }
         let branch = self.ids.branch();
@@ -79,6 +97,7 @@ impl Call {
                     }
                 };
                 if let Some(i) = bridged {
+                    let se = self.session_header(Some(i));
                     let b = &mut self.dial.as_mut()?.branches[i];
                     if let (Some(leg), Some(dialog)) = (b.media, &mut b.dialog)
                         && let Ok(offer) = self.env.offer(leg, Some(body))
@@ -89,6 +108,7 @@ impl Call {
                             &branch,
                         )
                     {
+                        re.headers.extend(se.into_iter().collect());
                         re.headers
                             .push(Header::ContentType("application/sdp".into()));
                         re.body = offer;
@@ -109,6 +129,7 @@ impl Call {
                         return None;
                     }
                 };
+                let se = self.session_header(None);
                 if bridged == Some(i)
                     && let Some(parent) = self.media
                     && let Ok(offer) = self.env.offer(parent, Some(body))
@@ -119,6 +140,7 @@ impl Call {
                         &branch,
                     )
                 {
+                    re.headers.extend(se.into_iter().collect());
                     re.headers
                         .push(Header::ContentType("application/sdp".into()));
                     re.body = offer;
@@ -143,6 +165,13 @@ impl Call {
         request: &Request,
         from_child: Option<usize>,
     ) {
+        let session = match self.refresh_by_peer(from_child, request) {
+            Ok(h) => h,
+            Err(r) => {
+                self.out.push_back(Output::Respond { stx, response: r });
+                return;
+            }
+        };
         let offer = has_sdp(&request.headers, &request.body);
         let answer = if offer && self.env.has_media() {
             self.relay_reinvite(from_child, request)
@@ -157,6 +186,7 @@ impl Call {
             (_, answer) => {
                 let mut r = response_to(request, 200, None, None);
                 r.headers.push(Header::Contact(self.contact().into()));
+                r.headers.extend(session);
                 if let Some(sdp) = answer {
                     if from_child.is_none() {
                         self.answer_sdp = Some(sdp.clone());

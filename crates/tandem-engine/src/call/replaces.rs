@@ -131,9 +131,29 @@ impl Call {
                 Err(e) => return refuse(self, e.status(), &e.to_string()),
             }
         }
+        // The new party's session (RFC 4028), negotiated as for a caller.
+        let se = match Self::negotiate_caller(&self.cfg, &request, &tag) {
+            Ok(a) => a,
+            Err(r) => {
+                if let Some(leg) = media {
+                    self.env.close_leg(leg);
+                }
+                self.out.push_back(Output::Respond { stx, response: r });
+                return;
+            }
+        };
+        let session = se.uas_refreshes().map(|(secs, we_refresh)| {
+            super::session::LegSession::new(
+                self.now,
+                secs,
+                we_refresh,
+                super::session::allows_update(&request.headers),
+            )
+        });
         let cid = request.headers.call_id().unwrap_or("").to_owned();
         let mut ok = response_to(&request, 200, None, Some(&tag));
         ok.headers.push(Header::Contact(contact.into()));
+        ok.headers.extend(se.headers());
         if let Some(sdp) = &sdp {
             ok.headers
                 .push(Header::ContentType("application/sdp".into()));
@@ -159,6 +179,7 @@ impl Call {
                 self.local_tag = tag;
                 self.media = media;
                 self.answer_sdp = sdp;
+                self.session = session;
                 self.dtmf_on = false;
                 if self.dial.as_ref().is_some_and(|d| d.spec.hangup_on_star) {
                     self.ensure_dtmf();
@@ -175,6 +196,7 @@ impl Call {
                 self.out.push_back(Output::Unroute { call_id: old });
                 br.dialog = Some(dialog);
                 br.peer = source;
+                br.session = session;
                 // As for an answered branch: the offer is answered, only
                 // the headers are kept; the peer's SDP only when media is
                 // not anchored.

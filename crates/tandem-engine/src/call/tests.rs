@@ -348,6 +348,7 @@ fn config() -> Arc<EngineConfig> {
         webhook_timeout: Duration::from_secs(5),
         media_auth: false,
         media: None,
+        session_timers: Some(Default::default()),
     })
 }
 
@@ -4166,4 +4167,326 @@ fn a_placed_call_with_record_is_recorded_from_its_answer_to_its_end() {
             (5 * SEC, "completed".to_owned(), "OutboundAPI".to_owned()),
         ]
     );
+}
+
+// ----- Session timers (RFC 4028) -----
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A caller's INVITE that supports session timers, with these extra headers.
+fn timer_invite(extra: &[(&str, &str)]) -> Request {
+    let mut invite = caller_invite(extra);
+    invite
+        .headers
+        .push(Header::Supported("replaces, timer".into()));
+    invite
+}
+
+impl Harness {
+    /// The final responses sent to the caller's INVITE (CSeq 1).
+    fn invite_answers(&self) -> Vec<Response> {
+        self.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Respond { response, .. }
+                    if response.headers.cseq() == Some((1, Method::Invite))
+                        && response.status_code.code() >= 200 =>
+                {
+                    Some(response.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The requests Tandem sent in the dialog with Call-ID `cid` by `method`.
+    fn requests_in(&self, method: Method, cid: &str) -> Vec<(Duration, Request)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Request { request, .. }
+                    if request.method == method && request.headers.call_id() == Some(cid) =>
+                {
+                    Some((*at, request.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A re-INVITE from the caller in its dialog, with these extra headers.
+    fn caller_reinvite(&mut self, cseq: u32, extra: &[(&str, &str)]) {
+        let mut b = RequestBuilder::new(
+            Method::Invite,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", CALLER, &format!("z9hG4bKre{cseq}"))
+        .max_forwards(70)
+        .from("<sip:+15551112222@127.0.0.9>;tag=caller")
+        .to(format!(
+            "<sip:+15550001000@127.0.0.1:5080>;tag={}",
+            self.call.local_tag
+        ))
+        .call_id("caller-call-id")
+        .cseq(cseq)
+        .contact(format!("<sip:alice@{CALLER}>"))
+        .header(Header::Supported("timer".into()));
+        for (k, v) in extra {
+            b = b.header(Header::Other((*k).to_owned(), (*v).to_owned()));
+        }
+        self.request(b.body("application/sdp", SDP.to_vec()).build());
+    }
+
+    /// The peer answers `code` to a request Tandem sent, with extra headers.
+    fn answer_request(&mut self, req: &Request, code: u16, extra: Vec<Header>) {
+        let mut r = response_to(req, code, None, None);
+        for h in extra {
+            r.headers.push(h);
+        }
+        self.msg(CallMsg::Response {
+            response: Box::new(r),
+            source: None,
+        });
+    }
+}
+
+fn named<'a>(h: &'a tandem_sip::message::Headers, name: &str) -> Option<&'a str> {
+    h.named(name)
+}
+
+const BRIDGE_ONE: &str =
+    r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#;
+
+/// A caller that asks for a 90 s session and refreshes it keeps its call;
+/// when its refreshes stop, Tandem ends the call 30 s (a third) before the
+/// session would expire: BYE to the caller and the callee (regression: such a caller's INVITE used to get 420 when it
+/// required `timer`).
+#[test]
+fn a_caller_that_stops_refreshing_is_hung_up_before_its_session_expires() {
+    let invite = timer_invite(&[("Session-Expires", "90"), ("Require", "timer")]);
+    let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack);
+    let ok = &h.invite_answers()[0];
+    assert_eq!(ok.status_code.code(), 200);
+    assert_eq!(
+        named(&ok.headers, "Session-Expires"),
+        Some("90;refresher=uac")
+    );
+    assert!(ok.headers.iter().any(
+        |x| matches!(x, Header::Require(_)) && tandem_sip::message::header_value(x) == "timer"
+    ));
+    // Refreshed at 50 s: the 200 names the session again.
+    h.advance(50 * SECOND);
+    h.caller_reinvite(2, &[("Session-Expires", "90;refresher=uac")]);
+    let re = h
+        .log
+        .iter()
+        .rev()
+        .find_map(|(_, o)| match o {
+            Output::Respond { response, .. }
+                if response.headers.cseq() == Some((2, Method::Invite)) =>
+            {
+                Some(response.clone())
+            }
+            _ => None,
+        })
+        .expect("re-INVITE answered");
+    assert_eq!(re.status_code.code(), 200);
+    assert_eq!(
+        named(&re.headers, "Session-Expires"),
+        Some("90;refresher=uac")
+    );
+    // 60 s after the refresh (90 − 30) and not before: BYE both ways.
+    h.advance(59 * SECOND);
+    assert_eq!(h.byes_to_caller(), 0, "the refreshed session still runs");
+    let callee_cid = call_id(&h.invites()[0]);
+    h.advance(2 * SECOND);
+    assert_eq!(h.byes_to_caller(), 1);
+    let bye_at = h.requests_in(Method::Bye, "caller-call-id")[0].0;
+    assert_eq!(bye_at, 10 * MS + 110 * SECOND);
+    assert_eq!(h.requests_in(Method::Bye, &callee_cid).len(), 1);
+}
+
+/// A caller that asks Tandem to refresh (`refresher=uas`) is refreshed at
+/// half the interval: by UPDATE when it allows UPDATE, by a re-INVITE with
+/// the SDP it was answered with when it does not. An unanswered refresh
+/// ends the call when the session would have.
+#[test]
+fn tandem_refreshes_a_caller_that_asks_it_to_and_gives_up_when_unanswered() {
+    for (allow, method) in [
+        ("INVITE, ACK, BYE, CANCEL, UPDATE", Method::Update),
+        ("INVITE, ACK, BYE, CANCEL", Method::Invite),
+    ] {
+        let mut invite = timer_invite(&[("Session-Expires", "120;refresher=uas")]);
+        invite.headers.push(Header::Allow(allow.into()));
+        let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
+        h.advance(10 * MS);
+        h.callee(0, 200, "calleetag");
+        h.msg(CallMsg::Ack);
+        let ok = &h.invite_answers()[0];
+        assert_eq!(
+            named(&ok.headers, "Session-Expires"),
+            Some("120;refresher=uas")
+        );
+        h.advance(60 * SECOND - 20 * MS);
+        assert!(h.requests_in(method, "caller-call-id").is_empty());
+        h.advance(20 * MS);
+        let sent = h.requests_in(method, "caller-call-id");
+        assert_eq!(sent.len(), 1, "{method}: one refresh at half the interval");
+        let (at, refresh) = &sent[0];
+        // `<Dial>` answered the caller at once (0 s).
+        assert_eq!(*at, 60 * SECOND);
+        assert_eq!(
+            named(&refresh.headers, "Session-Expires"),
+            Some("120;refresher=uac")
+        );
+        assert_eq!(
+            has_sdp(&refresh.headers, &refresh.body),
+            method == Method::Invite
+        );
+        let refresh = refresh.clone();
+        h.answer_request(
+            &refresh,
+            200,
+            vec![Header::Other(
+                "Session-Expires".into(),
+                "120;refresher=uac".into(),
+            )],
+        );
+        // The next one 60 s later; this one goes unanswered: the call ends
+        // 32 s before the session's end (120 − 32 = 88 s after the refresh).
+        h.advance(60 * SECOND);
+        assert_eq!(h.requests_in(method, "caller-call-id").len(), 2);
+        assert_eq!(h.byes_to_caller(), 0);
+        h.advance(28 * SECOND - MS);
+        assert_eq!(h.byes_to_caller(), 0);
+        h.advance(2 * MS);
+        assert_eq!(h.byes_to_caller(), 1, "{method}: unanswered refresh");
+    }
+}
+
+/// An interval below Tandem's Min-SE from a caller that can retry gets 422
+/// with Min-SE and no call; from one that cannot, it is raised instead.
+#[test]
+fn a_too_short_session_gets_422_with_min_se_or_is_raised() {
+    let refused = |invite: Request| {
+        let mut out = VecDeque::new();
+        let env: Box<dyn Env> = Box::new(FakeEnv::default());
+        let start = Start {
+            interp: Interpreter::new(tandem_twiml::parse(BRIDGE_ONE).unwrap(), None),
+            document_url: None,
+            fallback: None,
+        };
+        let stx = ServerTx {
+            shard: 0,
+            tx: TxId::from_raw(1),
+        };
+        let call = Call::new(
+            Instant::now(),
+            config(),
+            env,
+            IdGen::seeded(7),
+            stx,
+            invite,
+            peer(CALLER),
+            start,
+            &mut out,
+        );
+        assert!(call.is_none(), "refused");
+        let Some(Output::Respond { response, .. }) = out.pop_front() else {
+            panic!("answered")
+        };
+        assert!(response.headers.to_tag().is_some());
+        response
+    };
+    let r = refused(timer_invite(&[("Session-Expires", "30")]));
+    assert_eq!(r.status_code.code(), 422);
+    assert_eq!(named(&r.headers, "Min-SE"), Some("90"));
+    let r = refused(timer_invite(&[("Session-Expires", "soon")]));
+    assert_eq!(r.status_code.code(), 400);
+
+    let mut h = Harness::start_with(
+        BRIDGE_ONE,
+        caller_invite(&[("Session-Expires", "30")]),
+        FakeEnv::default(),
+    );
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    let ok = &h.invite_answers()[0];
+    assert_eq!(
+        named(&ok.headers, "Session-Expires"),
+        Some("90;refresher=uas")
+    );
+    assert!(
+        !ok.headers.iter().any(|x| matches!(x, Header::Require(_))),
+        "a caller without the extension is not required to have it"
+    );
+}
+
+/// Tandem's INVITE to a callee offers session timers; a 422 is answered
+/// once with the interval it asks for; a callee that makes Tandem the
+/// refresher is refreshed by UPDATE, and a 481 to that refresh ends the
+/// bridge (its dialog is gone) and the `<Dial>` goes on to its action.
+#[test]
+fn a_callee_session_is_negotiated_refreshed_and_ended_by_a_481() {
+    let mut h = Harness::start(BRIDGE_ONE);
+    h.advance(10 * MS);
+    let first = h.invites()[0].clone();
+    assert!(
+        first
+            .headers
+            .iter()
+            .any(|x| matches!(x, Header::Supported(_))
+                && tandem_sip::message::header_value(x) == "timer")
+    );
+    assert_eq!(named(&first.headers, "Session-Expires"), Some("1800"));
+    assert_eq!(named(&first.headers, "Min-SE"), Some("90"));
+    h.answer_request(
+        &first,
+        422,
+        vec![Header::Other("Min-SE".into(), "3600".into())],
+    );
+    let invites = h.invites();
+    assert_eq!(invites.len(), 2, "asked again");
+    let second = invites[1].clone();
+    assert_eq!(second.headers.cseq(), Some((2, Method::Invite)));
+    assert_eq!(named(&second.headers, "Session-Expires"), Some("3600"));
+    assert_eq!(named(&second.headers, "Min-SE"), Some("3600"));
+    assert_ne!(
+        second.headers.top_via().unwrap().unwrap().branch,
+        first.headers.top_via().unwrap().unwrap().branch
+    );
+    let mut ok = response_to(&second, 200, None, Some("calleetag"));
+    ok.headers
+        .push(Header::Contact("<sip:callee0@127.0.0.21:5060>".into()));
+    ok.headers.push(Header::Other(
+        "Session-Expires".into(),
+        "3600;refresher=uac".into(),
+    ));
+    ok.headers
+        .push(Header::Allow("INVITE, ACK, BYE, UPDATE".into()));
+    ok.headers
+        .push(Header::ContentType("application/sdp".into()));
+    ok.body = SDP.to_vec();
+    h.msg(CallMsg::Response {
+        response: Box::new(ok),
+        source: None,
+    });
+    h.msg(CallMsg::Ack);
+    let cid = call_id(&second);
+    h.advance(1800 * SECOND);
+    let updates = h.requests_in(Method::Update, &cid);
+    assert_eq!(updates.len(), 1, "refreshed at half the interval");
+    assert_eq!(
+        named(&updates[0].1.headers, "Session-Expires"),
+        Some("3600;refresher=uac")
+    );
+    assert!(h.action().is_none());
+    let update = updates[0].1.clone();
+    h.answer_request(&update, 481, Vec::new());
+    let (_, params) = h.action().expect("the Dial ends and its action runs");
+    assert_eq!(params["DialCallStatus"], "completed");
+    assert_eq!(h.byes_to_caller(), 0, "the caller's call goes on");
 }

@@ -64,6 +64,8 @@ pub(crate) struct CalleeLeg {
     offer: Option<Vec<u8>>,
     status_callback: Option<(Url, tandem_webhook::Method, Vec<CallProgressEvent>)>,
     answered_at: Option<Instant>,
+    /// Its session clock, which goes on with the leg.
+    session: Option<Box<super::session::LegSession>>,
 }
 
 impl CalleeLeg {
@@ -93,6 +95,7 @@ impl CalleeLeg {
             offer: Some(b.invite.body.clone()).filter(|s| !s.is_empty()),
             status_callback: b.status_callback.take(),
             answered_at: b.answered_at,
+            session: b.session.take(),
         })
     }
 }
@@ -118,6 +121,8 @@ impl Call {
         self.answer_sdp = callee.offer;
         self.invite = callee.invite;
         self.media = callee.media;
+        self.session = callee.session;
+        self.caller_se = tandem_sip::session_timer::UasAnswer::None;
         self.dtmf_on = false;
     }
 

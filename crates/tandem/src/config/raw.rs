@@ -65,6 +65,8 @@ pub(crate) struct RawSip {
     pub tcp_max_per_source: Option<u64>,
     pub tcp_header_timeout_ms: Option<u64>,
     pub tcp_write_timeout_ms: Option<u64>,
+    pub session_expires_s: Option<u64>,
+    pub min_se_s: Option<u64>,
 }
 
 /// `[rtp]`.

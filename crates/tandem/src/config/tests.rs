@@ -142,6 +142,13 @@ fn base_test_config_is_valid() {
     assert_eq!(c.sip.tcp_max_per_source, 64);
     assert_eq!(c.sip.tcp_header_timeout, Duration::from_secs(10));
     assert_eq!(c.sip.tcp_write_timeout, Duration::from_secs(10));
+    assert_eq!(
+        c.sip.session_timers,
+        Some(tandem_sip::session_timer::Policy {
+            session_expires: 1800,
+            min_se: 90
+        })
+    );
     assert!(c.rtp.latching);
     assert_eq!(c.rtp.media_timeout, Some(Duration::from_secs(60)));
     assert_eq!(c.http.webhook_timeout, Duration::from_secs(15));
@@ -369,6 +376,24 @@ fn toml_syntax_error_gives_the_line() {
 // ---- one test per validation rule ----
 
 #[test]
+fn session_timers_are_read_and_switched_off_by_zero() {
+    let c = parse(&edit(
+        "t1_ms = 500",
+        "t1_ms = 500\nsession_expires_s = 6\nmin_se_s = 2",
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.sip.session_timers,
+        Some(tandem_sip::session_timer::Policy {
+            session_expires: 6,
+            min_se: 2
+        })
+    );
+    let c = parse(&edit("t1_ms = 500", "t1_ms = 500\nsession_expires_s = 0")).expect("valid");
+    assert_eq!(c.sip.session_timers, None);
+}
+
+#[test]
 fn sip_tcp_limits_and_timeouts_are_read() {
     let c = parse(&edit(
         "t1_ms = 500",
@@ -469,6 +494,12 @@ rejects! {
         "t1_ms = 500" => "tcp_header_timeout_ms = 0", "sip.tcp_header_timeout_ms", "out of range";
     sip_tcp_write_timeout_must_be_in_range:
         "t1_ms = 500" => "tcp_write_timeout_ms = 600001", "sip.tcp_write_timeout_ms", "out of range";
+    sip_session_expires_must_be_in_range:
+        "t1_ms = 500" => "session_expires_s = 86401", "sip.session_expires_s", "out of range";
+    sip_min_se_must_be_positive:
+        "t1_ms = 500" => "min_se_s = 0", "sip.min_se_s", "out of range";
+    sip_min_se_must_not_exceed_the_interval:
+        "t1_ms = 500" => "session_expires_s = 600\nmin_se_s = 900", "sip.min_se_s", "more than sip.session_expires_s";
     sip_user_agent_must_be_printable:
         "t1_ms = 500" => "user_agent = \"Tandem\\r\\nX-Evil: 1\"", "sip.user_agent", "control";
     rtp_address_must_be_an_ip:

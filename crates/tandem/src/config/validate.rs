@@ -330,6 +330,7 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
         1,
         600_000,
     );
+    let session_timers = session_timers(c, s);
     let user_agent = s.user_agent.clone().unwrap_or_else(|| "Tandem".to_owned());
     if user_agent.is_empty()
         || user_agent.chars().count() > 256
@@ -352,7 +353,42 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
         tcp_max_per_source,
         tcp_header_timeout,
         tcp_write_timeout,
+        session_timers,
     }
+}
+
+/// `session_expires_s` (0: no session timers) and `min_se_s`. RFC 4028 §4
+/// puts Min-SE at 90 s or more; less is accepted for tests (with a warning
+/// at start) since a suite cannot wait minutes for a refresh.
+fn session_timers(c: &mut Checker<'_>, s: &RawSip) -> Option<tandem_sip::session_timer::Policy> {
+    const DAY: u64 = 86_400;
+    let expires = s.session_expires_s.unwrap_or(1800);
+    let min_se = s.min_se_s.unwrap_or(90);
+    if expires > DAY {
+        c.fail(
+            "sip.session_expires_s",
+            format!("{expires} is out of range (must be 0, which disables, to {DAY})"),
+        );
+    }
+    if !(1..=DAY).contains(&min_se) {
+        c.fail(
+            "sip.min_se_s",
+            format!("{min_se} is out of range (must be 1 to {DAY})"),
+        );
+    }
+    if expires == 0 {
+        return None;
+    }
+    if min_se > expires {
+        c.fail(
+            "sip.min_se_s",
+            format!("{min_se} is more than sip.session_expires_s ({expires})"),
+        );
+    }
+    Some(tandem_sip::session_timer::Policy {
+        session_expires: u32::try_from(expires).unwrap_or(u32::MAX),
+        min_se: u32::try_from(min_se).unwrap_or(u32::MAX),
+    })
 }
 
 fn rtp(c: &mut Checker<'_>, r: &RawRtp) -> RtpConfig {
