@@ -270,7 +270,7 @@ impl Engine {
                 let supported = if self.ctx.cfg.session_timers.is_some() {
                     SUPPORTED_OPTIONS
                 } else {
-                    &SUPPORTED_OPTIONS[..1]
+                    &SUPPORTED_OPTIONS[..2]
                 };
                 let missing =
                     tandem_sip::message::unsupported_requirements(&request.headers, supported);
@@ -623,9 +623,10 @@ fn from_user(request: &Request) -> Option<String> {
 /// A SIP shard with work waiting that has not moved for this long makes
 /// `/healthz` fail.
 /// Option tags a request may require (`Require`): INVITE with `Replaces`
-/// (RFC 3891) and session timers (RFC 4028, unless switched off, which
-/// drops the last). Any other is answered 420 (docs/sip-interop.md).
-const SUPPORTED_OPTIONS: &[&str] = &["replaces", "timer"];
+/// (RFC 3891), reliable provisional responses (RFC 3262) and session
+/// timers (RFC 4028, unless switched off, which drops the last). Any other
+/// is answered 420 (docs/sip-interop.md).
+const SUPPORTED_OPTIONS: &[&str] = &["replaces", "100rel", "timer"];
 
 const HEALTH_STALL: std::time::Duration = std::time::Duration::from_secs(5);
 

@@ -39,6 +39,7 @@ mod conference;
 mod dial;
 mod env;
 mod hold;
+mod prack;
 mod prompts;
 mod queue;
 mod record;
@@ -458,6 +459,10 @@ pub(crate) struct Call {
     caller_se: tandem_sip::session_timer::UasAnswer,
     /// The caller's leg's session clock (RFC 4028), once answered.
     session: Option<Box<session::LegSession>>,
+    /// A reliable provisional response waiting for the caller's PRACK.
+    reliable: Option<Box<prack::Reliable>>,
+    /// The RSeq of the last reliable provisional (0: none yet).
+    rseq: u32,
 }
 
 impl std::fmt::Debug for Call {
@@ -596,6 +601,8 @@ impl Call {
             placed: None,
             caller_se,
             session: None,
+            reliable: None,
+            rseq: 0,
         })
     }
 
@@ -788,6 +795,7 @@ impl Call {
         for t in self.session_deadlines() {
             take(Some(t));
         }
+        take(self.reliable_deadline());
         if let Some(dial) = &self.dial {
             for b in &dial.branches {
                 if let Some(s) = &b.screen {
@@ -983,6 +991,14 @@ impl Call {
         if self.phantom {
             return;
         }
+        let response = if prack::required(&self.invite) {
+            match self.reliably(response) {
+                Some(r) => r,
+                None => return,
+            }
+        } else {
+            response
+        };
         self.out.push_back(Output::Respond {
             stx: self.invite_tx,
             response,
@@ -1068,6 +1084,7 @@ impl Call {
             CallMsg::Ack => {}
             CallMsg::Cancelled => {
                 tracing::info!("caller cancelled");
+                self.reliable = None;
                 self.unanswered = tandem_webhook::CallStatus::Canceled;
                 self.caller_gone = true;
                 self.caller_left();
@@ -1171,6 +1188,7 @@ impl Call {
         self.queue_timers(t);
         self.amd_timers(t);
         self.session_timers(t);
+        self.reliable_timers(t);
         let limit_hit = self
             .dial
             .as_ref()
@@ -1299,6 +1317,7 @@ impl Call {
                 }
                 Method::Refer => self.on_caller_refer(stx, request),
                 Method::Update => self.answer_update(stx, &request, None),
+                Method::PRack => self.on_prack(stx, &request),
                 Method::Subscribe => self.out.push_back(Output::Respond {
                     stx,
                     response: bad_event(&request),

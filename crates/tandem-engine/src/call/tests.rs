@@ -4263,7 +4263,8 @@ const BRIDGE_ONE: &str =
 /// required `timer`).
 #[test]
 fn a_caller_that_stops_refreshing_is_hung_up_before_its_session_expires() {
-    let invite = timer_invite(&[("Session-Expires", "90"), ("Require", "timer")]);
+    let mut invite = timer_invite(&[("Session-Expires", "90")]);
+    invite.headers.push(Header::Require("timer".into()));
     let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
@@ -4489,4 +4490,111 @@ fn a_callee_session_is_negotiated_refreshed_and_ended_by_a_481() {
     let (_, params) = h.action().expect("the Dial ends and its action runs");
     assert_eq!(params["DialCallStatus"], "completed");
     assert_eq!(h.byes_to_caller(), 0, "the caller's call goes on");
+}
+
+// ----- Reliable provisional responses (RFC 3262) -----
+
+const RINGING_BRIDGE: &str = r#"<Response><Dial answerOnBridge="true" action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#;
+
+impl Harness {
+    /// Every response sent to the caller's INVITE (CSeq 1), with its time.
+    fn invite_responses(&self) -> Vec<(Duration, Response)> {
+        self.log
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Respond { response, .. }
+                    if response.headers.cseq() == Some((1, Method::Invite)) =>
+                {
+                    Some((*at, response.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A PRACK from the caller naming `rack`.
+    fn prack(&mut self, cseq: u32, rack: &str) {
+        let req = RequestBuilder::new(
+            Method::PRack,
+            rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
+        )
+        .via("UDP", CALLER, &format!("z9hG4bKprack{cseq}"))
+        .max_forwards(70)
+        .from("<sip:+15551112222@127.0.0.9>;tag=caller")
+        .to(format!(
+            "<sip:+15550001000@127.0.0.1:5080>;tag={}",
+            self.call.local_tag
+        ))
+        .call_id("caller-call-id")
+        .cseq(cseq)
+        .header(Header::Other("RAck".into(), rack.into()))
+        .build();
+        self.request(req);
+    }
+}
+
+/// A caller that requires 100rel gets its 183 (with SDP) reliably: Require
+/// and RSeq, sent again at 0.5, 1.5, 3.5 s until the PRACK; the PRACK gets
+/// 200 and stops it. A callee's answer before the PRACK holds the 2xx
+/// (the 183 carried SDP) until it comes; a PRACK for another RSeq is 481.
+#[test]
+fn a_caller_that_requires_100rel_gets_its_183_until_it_pracks_and_its_200_after() {
+    let mut invite = caller_invite(&[]);
+    invite.headers.push(Header::Require("100rel".into()));
+    let mut h = Harness::start_with(RINGING_BRIDGE, invite, FakeEnv::default());
+    let sent = h.invite_responses();
+    assert_eq!(sent.len(), 1);
+    let (_, first) = &sent[0];
+    assert_eq!(first.status_code.code(), 183);
+    assert!(first.headers.iter().any(
+        |x| matches!(x, Header::Require(_)) && tandem_sip::message::header_value(x) == "100rel"
+    ));
+    let rseq: u32 = named(&first.headers, "RSeq").unwrap().parse().unwrap();
+    assert!((1..1 << 31).contains(&rseq));
+    h.advance(3600 * MS);
+    let at: Vec<Duration> = h.invite_responses().iter().map(|(at, _)| *at).collect();
+    assert_eq!(at, [Duration::ZERO, 500 * MS, 1500 * MS, 3500 * MS]);
+    // The callee answers before the PRACK: the 2xx waits.
+    h.callee(0, 200, "calleetag");
+    assert_eq!(h.invite_responses().len(), 4, "2xx held");
+    h.prack(2, &format!("{} 1 INVITE", rseq + 1));
+    assert_eq!(h.answered_cseq(2), [481]);
+    h.prack(3, &format!("{rseq} 1 INVITE"));
+    assert_eq!(h.answered_cseq(3), [200]);
+    let sent = h.invite_responses();
+    assert_eq!(sent.len(), 5);
+    assert_eq!(sent[4].1.status_code.code(), 200, "the held 2xx goes out");
+    h.advance(10 * SECOND);
+    assert_eq!(
+        h.invite_responses().len(),
+        5,
+        "nothing is retransmitted any more"
+    );
+    // A caller that only supports 100rel gets a plain 183.
+    let invite = caller_invite(&[]);
+    let mut invite = invite;
+    invite.headers.push(Header::Supported("100rel".into()));
+    let h = Harness::start_with(RINGING_BRIDGE, invite, FakeEnv::default());
+    let (_, first) = &h.invite_responses()[0];
+    assert_eq!(first.status_code.code(), 183);
+    assert_eq!(named(&first.headers, "RSeq"), None);
+}
+
+/// No PRACK within 64·T1 (32 s): the INVITE gets 500 and the Dial's
+/// branch is cancelled.
+#[test]
+fn a_caller_that_never_pracks_gets_500_after_64_t1() {
+    let mut invite = caller_invite(&[]);
+    invite.headers.push(Header::Require("100rel".into()));
+    let mut h = Harness::start_with(RINGING_BRIDGE, invite, FakeEnv::default());
+    h.advance(31_999 * MS);
+    assert!(
+        h.invite_responses()
+            .iter()
+            .all(|(_, r)| r.status_code.code() == 183)
+    );
+    h.advance(2 * MS);
+    let (at, last) = h.invite_responses().pop().unwrap();
+    assert_eq!((at, last.status_code.code()), (32 * SECOND, 500));
+    assert_eq!(h.cancels().len(), 1, "the callee stops ringing");
 }
