@@ -311,7 +311,8 @@ impl Engine {
             }
             TuEvent::Ack { request, .. } => {
                 let cid = request.headers.call_id().unwrap_or("").to_owned();
-                (cid, CallMsg::Ack)
+                let sdp = (!request.body.is_empty()).then(|| request.body.into_boxed_slice());
+                (cid, CallMsg::Ack { sdp })
             }
             TuEvent::Cancelled { call_id, .. } => (call_id, CallMsg::Cancelled),
             TuEvent::Response { response, .. } => {

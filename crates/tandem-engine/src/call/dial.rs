@@ -325,8 +325,9 @@ impl Call {
         }
         let answer_on_bridge = self.dial.as_ref().is_some_and(|d| d.spec.answer_on_bridge);
         if !self.answered && answer_on_bridge && !self.early_sent {
-            // The caller rings until a callee is bridged; with anchored media it hears ringback.
-            let sdp = self.answer_sdp.clone();
+            // The caller rings until a callee is bridged; with anchored media it hears ringback
+            // (not when Tandem's SDP is an offer: that goes in the 2xx).
+            let sdp = self.answer_sdp.clone().filter(|_| !self.offer_pending);
             let code = if sdp.is_some() { 183 } else { 180 };
             let r = self.response(code, sdp.as_deref());
             self.respond_caller(r);

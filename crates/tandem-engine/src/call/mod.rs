@@ -72,8 +72,9 @@ pub(crate) enum CallMsg {
         request: Box<Request>,
         source: Peer,
     },
-    /// The ACK for the caller's 2xx.
-    Ack,
+    /// The ACK for the caller's 2xx, with the SDP it carries (the answer
+    /// to an offer Tandem made in that 2xx: a delayed offer, RFC 3261 §13.2.1).
+    Ack { sdp: Option<Box<[u8]>> },
     /// The caller's CANCEL matched its INVITE (200 and 487 already sent).
     Cancelled,
     /// A response on a child leg; `source` is set for a 2xx whose transaction had ended.
@@ -301,6 +302,22 @@ pub(crate) struct Start {
 
 /// A media leg of our own answering `offer` from a party signalling from
 /// `signal` (the leg is closed again when the offer cannot be answered).
+/// A media leg of our own and Tandem's offer on it, for a party whose
+/// INVITE brought no offer (the answer comes in its ACK).
+fn offer_on_new_leg(
+    env: &mut dyn Env,
+    signal: std::net::IpAddr,
+) -> Result<(LegId, Vec<u8>), crate::media::LegError> {
+    let leg = env.open_leg(signal)?;
+    match env.offer(leg, None) {
+        Ok(sdp) => Ok((leg, sdp)),
+        Err(e) => {
+            env.close_leg(leg);
+            Err(e)
+        }
+    }
+}
+
 fn answer_on_new_leg(
     env: &mut dyn Env,
     signal: std::net::IpAddr,
@@ -463,6 +480,9 @@ pub(crate) struct Call {
     reliable: Option<Box<prack::Reliable>>,
     /// The RSeq of the last reliable provisional (0: none yet).
     rseq: u32,
+    /// Tandem's SDP to the caller is an offer (its INVITE or re-INVITE had
+    /// none): the answer is due in the ACK.
+    offer_pending: bool,
 }
 
 impl std::fmt::Debug for Call {
@@ -486,13 +506,35 @@ impl Call {
         now: Instant,
         cfg: Arc<EngineConfig>,
         env: Box<dyn Env>,
-        mut ids: IdGen,
+        ids: IdGen,
         invite_tx: ServerTx,
         invite: Request,
         source: Peer,
         start: Start,
         out: &mut VecDeque<Output>,
     ) -> Option<Self> {
+        let parts = (now, cfg, env, ids, invite_tx, invite, source, start);
+        Self::build(parts, true, out)
+    }
+
+    /// [`Call::new`]; `caller`: the INVITE is a real caller's, whose
+    /// media gets a leg (a stand-in's does not).
+    #[allow(clippy::type_complexity)] // Call::new's arguments, passed on
+    fn build(
+        parts: (
+            Instant,
+            Arc<EngineConfig>,
+            Box<dyn Env>,
+            IdGen,
+            ServerTx,
+            Request,
+            Peer,
+            Start,
+        ),
+        caller: bool,
+        out: &mut VecDeque<Output>,
+    ) -> Option<Self> {
+        let (now, cfg, env, mut ids, invite_tx, invite, source, start) = parts;
         let sid = call_sid(&mut ids);
         let local_tag = ids.tag();
         let contact = format!("<sip:tandem@{}>", cfg.sip_host);
@@ -517,8 +559,16 @@ impl Call {
         // Media: answer the caller's offer on a leg of our own.
         let mut media = None;
         let mut answer_sdp = None;
-        if env.has_media() && has_sdp(&invite.headers, &invite.body) {
-            match answer_on_new_leg(&mut *env, source.addr.ip(), &invite.body) {
+        // A caller without an offer (delayed offer) gets Tandem's in the
+        // 2xx and answers in its ACK.
+        let delayed = !has_sdp(&invite.headers, &invite.body);
+        if env.has_media() && caller {
+            let leg = if delayed {
+                offer_on_new_leg(&mut *env, source.addr.ip())
+            } else {
+                answer_on_new_leg(&mut *env, source.addr.ip(), &invite.body)
+            };
+            match leg {
                 Ok((leg, sdp)) => {
                     media = Some(leg);
                     answer_sdp = Some(sdp);
@@ -603,6 +653,7 @@ impl Call {
             session: None,
             reliable: None,
             rseq: 0,
+            offer_pending: delayed && media.is_some(),
         })
     }
 
@@ -685,7 +736,8 @@ impl Call {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let mut refused = VecDeque::new();
-        let mut call = Self::new(now, cfg, env, ids, stx, invite, source, start, &mut refused)?;
+        let parts = (now, cfg, env, ids, stx, invite, source, start);
+        let mut call = Self::build(parts, false, &mut refused)?;
         call.sid = sid;
         Some(call)
     }
@@ -1052,6 +1104,24 @@ impl Call {
         self.finish();
     }
 
+    /// The caller's ACK to a 2xx: when that 2xx carried Tandem's offer
+    /// (a delayed offer), it must carry the answer (RFC 3261 §13.2.1); one
+    /// that does not, or whose answer is unusable, ends the call with BYE.
+    fn on_ack(&mut self, sdp: Option<&[u8]>) {
+        if !std::mem::take(&mut self.offer_pending) {
+            return;
+        }
+        let Some(leg) = self.media else { return };
+        let result = match sdp {
+            Some(sdp) => self.env.take_answer(leg, sdp).map_err(|e| e.to_string()),
+            None => Err("no SDP".to_owned()),
+        };
+        if let Err(why) = result {
+            tracing::warn!(%why, "the caller's ACK does not answer Tandem's offer: the call ends");
+            self.hangup(488);
+        }
+    }
+
     fn send_bye_caller(&mut self) {
         if self.phantom {
             return;
@@ -1081,7 +1151,7 @@ impl Call {
                 request,
                 source,
             } => self.on_request(stx, *request, source),
-            CallMsg::Ack => {}
+            CallMsg::Ack { sdp } => self.on_ack(sdp.as_deref()),
             CallMsg::Cancelled => {
                 tracing::info!("caller cancelled");
                 self.reliable = None;
@@ -1297,6 +1367,10 @@ impl Call {
                     let mut r = response_to(&request, 200, None, None);
                     r.headers.push(Header::Contact(self.contact().into()));
                     r.headers.extend(session);
+                    // Without an offer, the SDP below is Tandem's: the ACK answers it.
+                    self.offer_pending = self.media.is_some()
+                        && self.answer_sdp.is_some()
+                        && !has_sdp(&request.headers, &request.body);
                     if let Some(sdp) = &self.answer_sdp {
                         r.headers
                             .push(Header::ContentType("application/sdp".into()));

@@ -161,7 +161,10 @@ impl CallLog {
                 peer_text(*source),
                 sip_text(SipMessage::Request((**request).clone()))
             ),
-            CallMsg::Ack => write!(l, "ack"),
+            CallMsg::Ack { sdp: None } => write!(l, "ack"),
+            CallMsg::Ack { sdp: Some(sdp) } => {
+                write!(l, "ack {}", esc(&String::from_utf8_lossy(sdp)))
+            }
             CallMsg::Cancelled => write!(l, "cancelled"),
             CallMsg::Response { response, source } => write!(
                 l,
@@ -791,7 +794,10 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
                 source: parse_peer(t, a)?,
             })
         }
-        ["ack"] => Input::Msg(CallMsg::Ack),
+        ["ack"] => Input::Msg(CallMsg::Ack { sdp: None }),
+        ["ack", sdp] => Input::Msg(CallMsg::Ack {
+            sdp: Some(unesc(sdp).into_bytes().into_boxed_slice()),
+        }),
         ["cancelled"] => Input::Msg(CallMsg::Cancelled),
         ["resp", t, a, sip] => {
             let SipMessage::Response(response) = parse_sip(sip)? else {

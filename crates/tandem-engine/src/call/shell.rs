@@ -836,7 +836,7 @@ fn trace_msg(t: &mut Trace, at: Instant, caller_call_id: &str, m: &CallMsg) {
                 request.method.to_string(),
             );
         }
-        CallMsg::Ack => t.sip(at, caller_call_id, None, None, false, "ACK".to_owned()),
+        CallMsg::Ack { .. } => t.sip(at, caller_call_id, None, None, false, "ACK".to_owned()),
         CallMsg::Cancelled => t.sip(at, caller_call_id, None, None, false, "CANCEL".to_owned()),
         CallMsg::Response { response, .. } => {
             let cid = response.headers.call_id().unwrap_or("");
@@ -991,9 +991,12 @@ mod tests {
     fn the_queue_sheds_only_new_requests_from_peers() {
         let (tx, mut rx) = mailbox();
         for _ in 0..MAX_QUEUED_REQUESTS {
-            assert!(tx.offer(CallMsg::Ack).is_ok());
+            assert!(tx.offer(CallMsg::Ack { sdp: None }).is_ok());
         }
-        assert!(matches!(tx.offer(CallMsg::Ack), Err((503, CallMsg::Ack))));
+        assert!(matches!(
+            tx.offer(CallMsg::Ack { sdp: None }),
+            Err((503, CallMsg::Ack { sdp: None }))
+        ));
         assert!(
             tx.send(CallMsg::Cancelled),
             "responses and timeouts always go in"
@@ -1003,15 +1006,21 @@ mod tests {
             .unwrap();
         // 257 wait (the Cancelled counts too): two taken make room for one.
         rt.block_on(async {
-            assert!(matches!(rx.recv().await, Some(CallMsg::Ack)));
-            assert!(matches!(tx.offer(CallMsg::Ack), Err((503, _))));
-            assert!(matches!(rx.recv().await, Some(CallMsg::Ack)));
+            assert!(matches!(rx.recv().await, Some(CallMsg::Ack { sdp: None })));
+            assert!(matches!(
+                tx.offer(CallMsg::Ack { sdp: None }),
+                Err((503, _))
+            ));
+            assert!(matches!(rx.recv().await, Some(CallMsg::Ack { sdp: None })));
         });
         assert!(
-            tx.offer(CallMsg::Ack).is_ok(),
+            tx.offer(CallMsg::Ack { sdp: None }).is_ok(),
             "room again once two are taken"
         );
         drop(rx);
-        assert!(matches!(tx.offer(CallMsg::Ack), Err((481, CallMsg::Ack))));
+        assert!(matches!(
+            tx.offer(CallMsg::Ack { sdp: None }),
+            Err((481, CallMsg::Ack { sdp: None }))
+        ));
     }
 }

@@ -61,6 +61,8 @@ struct EnvState {
     queue_full: bool,
     take: Option<(String, String, u64)>,
     queue_ops: Vec<String>,
+    /// SDP answers taken on legs (to Tandem's offers).
+    answers: Vec<(LegId, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -91,7 +93,8 @@ impl Env for FakeEnv {
     fn offer(&mut self, _: LegId, _: Option<&[u8]>) -> Result<Vec<u8>, LegError> {
         Ok(SDP.to_vec())
     }
-    fn take_answer(&mut self, _: LegId, _: &[u8]) -> Result<(), LegError> {
+    fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError> {
+        self.st().answers.push((leg, answer.to_vec()));
         Ok(())
     }
     fn ringback(&mut self, _: LegId, _: Option<tandem_media::tones::RingTone>) {}
@@ -1186,7 +1189,7 @@ fn a_bye_with_the_call_id_but_other_tags_gets_481() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let forged = |from: &str, to: String, call_id: &str| {
         RequestBuilder::new(
             Method::Bye,
@@ -1261,7 +1264,7 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let callee_cid = call_id(&h.invites()[0]);
     let callee_bye = |cseq: u32, local_tag: &str| {
         RequestBuilder::new(
@@ -1624,7 +1627,7 @@ fn a_refer_from_either_party_is_declined_not_silently_accepted() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let refer = |from: &str, to: String, call_id: &str, via: &str, cseq: u32| {
         RequestBuilder::new(
             Method::Refer,
@@ -1768,7 +1771,7 @@ fn a_callees_refer_moves_the_caller_to_the_refer_urls_document() {
     let mut h = Harness::start(REFER_DIAL);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     h.advance(5 * SEC);
     h.callee_refer(20, Some("<sip:+15557770000@127.0.0.30?X-Ticket=42>"));
     assert_eq!(h.answered_cseq(20), [202]);
@@ -1830,7 +1833,7 @@ fn a_failed_refer_url_leaves_the_bridge_up() {
     let mut h = Harness::start(REFER_DIAL);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     h.callee_refer(20, Some("<sip:b@127.0.0.30>"));
     h.msg(CallMsg::ReferFetched(Box::new(Err("HTTP 500".into()))));
     assert_eq!(
@@ -1907,7 +1910,7 @@ fn a_callers_refer_hands_the_callee_to_the_refer_urls_document() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let parent = h.call.sid.clone();
     let callee_cid = call_id(&h.invites()[0]);
     let (caller_leg, callee_leg) = {
@@ -2001,7 +2004,7 @@ fn a_callers_refer_hands_the_callee_to_the_refer_urls_document() {
 fn a_callers_refer_that_cannot_be_carried_out_changes_nothing() {
     let mut h = Harness::start(REFER_DIAL);
     h.advance(10 * MS);
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     h.caller_refer(40, "<sip:target@127.0.0.30>");
     assert_eq!(h.answered_cseq(40), [603], "ringing: no bridge yet");
     h.callee(0, 200, "calleetag");
@@ -2026,7 +2029,7 @@ fn a_transfer_call_log_replays_to_the_same_outputs() {
     let mut h = Harness::start_full(REFER_DIAL, caller_invite(&[]), FakeEnv::default(), true);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     h.advance(SEC);
     h.callee_refer(20, Some("<sip:+15557770000@127.0.0.30>"));
     h.advance(30 * MS);
@@ -2076,7 +2079,7 @@ fn update_offers_are_answered_and_subscribe_is_a_bad_event() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let local_tag = h.call.local_tag.clone();
     let caller_req = |method: Method, cseq: u32, sdp: bool| {
         let b = RequestBuilder::new(
@@ -3204,7 +3207,7 @@ fn an_invite_with_replaces_takes_the_bridged_callees_place() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let callee_cid = call_id(&h.invites()[0]);
     let caller_leg = h.env.st().open[0];
     h.advance(3 * SEC);
@@ -3244,7 +3247,7 @@ fn an_invite_with_replaces_takes_the_callers_place() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let callee_leg = h.env.st().open[1];
     let replaces = format!("caller-call-id;to-tag={};from-tag=caller", h.call.local_tag);
     h.replacing_invite(&replaces);
@@ -3291,7 +3294,7 @@ fn an_invite_with_replaces_that_cannot_be_served_changes_nothing() {
     h.replacing_invite(&ringing);
     assert_eq!(h.answered_cseq(70), [603], "not bridged yet");
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let replaces = h.callee_dialog();
     h.replacing_invite(&replaces.replace("calleetag", "other"));
     h.replacing_invite(&format!("{replaces};early-only"));
@@ -3310,7 +3313,7 @@ fn a_sip_noun_with_replaces_sends_it_on() {
     let mut h = Harness::start(REFER_DIAL);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let target = "sip:carol@127.0.0.30:5060?Replaces=abc%40127.0.0.30%3Bto-tag%3D1%3Bfrom-tag%3D2";
     h.callee_refer(20, Some(&format!("<{target}>")));
     assert_eq!(param(&h.refer_fetches()[0], "ReferTransferTarget"), target);
@@ -4268,7 +4271,7 @@ fn a_caller_that_stops_refreshing_is_hung_up_before_its_session_expires() {
     let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let ok = &h.invite_answers()[0];
     assert_eq!(ok.status_code.code(), 200);
     assert_eq!(
@@ -4325,7 +4328,7 @@ fn tandem_refreshes_a_caller_that_asks_it_to_and_gives_up_when_unanswered() {
         let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
         h.advance(10 * MS);
         h.callee(0, 200, "calleetag");
-        h.msg(CallMsg::Ack);
+        h.msg(CallMsg::Ack { sdp: None });
         let ok = &h.invite_answers()[0];
         assert_eq!(
             named(&ok.headers, "Session-Expires"),
@@ -4475,7 +4478,7 @@ fn a_callee_session_is_negotiated_refreshed_and_ended_by_a_481() {
         response: Box::new(ok),
         source: None,
     });
-    h.msg(CallMsg::Ack);
+    h.msg(CallMsg::Ack { sdp: None });
     let cid = call_id(&second);
     h.advance(1800 * SECOND);
     let updates = h.requests_in(Method::Update, &cid);
@@ -4597,4 +4600,53 @@ fn a_caller_that_never_pracks_gets_500_after_64_t1() {
     let (at, last) = h.invite_responses().pop().unwrap();
     assert_eq!((at, last.status_code.code()), (32 * SECOND, 500));
     assert_eq!(h.cancels().len(), 1, "the callee stops ringing");
+}
+
+// ----- Delayed offer (RFC 3261 §13.2.1) -----
+
+/// A caller's INVITE without SDP.
+fn offerless_invite() -> Request {
+    let mut invite = caller_invite(&[]);
+    invite.body.clear();
+    invite
+        .headers
+        .retain(|h| !matches!(h, Header::ContentType(_)));
+    invite
+}
+
+/// A caller whose INVITE has no offer gets Tandem's in the 2xx, from a leg
+/// of its own, and its ACK's SDP is taken as the answer on that leg; the
+/// callee is offered G.711 as for any caller and the two legs are bridged.
+/// An `answerOnBridge` ring carries no SDP (an offer cannot go in an
+/// unreliable 1xx). An ACK without the answer ends the call.
+#[test]
+fn a_caller_without_an_offer_gets_tandems_and_answers_in_its_ack() {
+    let mut h = Harness::start_with(BRIDGE_ONE, offerless_invite(), FakeEnv::default());
+    let ok = h.invite_answers()[0].clone();
+    assert_eq!(ok.status_code.code(), 200);
+    assert!(
+        has_sdp(&ok.headers, &ok.body),
+        "the 2xx carries Tandem's offer"
+    );
+    let caller_leg = h.call.media.expect("a leg for the caller");
+    h.advance(10 * MS);
+    assert!(has_sdp(&h.invites()[0].headers, &h.invites()[0].body));
+    h.msg(CallMsg::Ack {
+        sdp: Some(b"v=0 answer".to_vec().into_boxed_slice()),
+    });
+    assert_eq!(h.env.st().answers, [(caller_leg, b"v=0 answer".to_vec())]);
+    h.callee(0, 200, "calleetag");
+    assert_eq!(h.env.st().bridges.len(), 1);
+    assert_eq!(h.byes_to_caller(), 0);
+
+    let mut h = Harness::start_with(RINGING_BRIDGE, offerless_invite(), FakeEnv::default());
+    let ring = h.invite_responses()[0].1.clone();
+    assert_eq!(ring.status_code.code(), 180);
+    assert!(ring.body.is_empty());
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    let ok = h.invite_answers()[0].clone();
+    assert!(has_sdp(&ok.headers, &ok.body));
+    h.msg(CallMsg::Ack { sdp: None });
+    assert_eq!(h.byes_to_caller(), 1, "no answer in the ACK: BYE");
 }
