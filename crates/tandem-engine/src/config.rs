@@ -99,6 +99,8 @@ pub struct Trunk {
     pub sources: Vec<(IpAddr, u8)>,
     /// Keep a registration with the proxy, asking for this expiry.
     pub register: Option<Duration>,
+    /// Send the proxy an OPTIONS this often and track whether it answers.
+    pub options_interval: Option<Duration>,
 }
 
 impl Trunk {
@@ -210,6 +212,7 @@ mod tests {
             prefixes: prefixes.iter().map(|s| s.to_string()).collect(),
             sources: vec![("192.0.2.0".parse().unwrap(), 24)],
             register: None,
+            options_interval: None,
         }
     }
 

@@ -251,6 +251,13 @@ impl Engine {
             .trunks
             .iter()
             .filter_map(|t| crate::registration::spawn(self.ctx.clone(), t.clone()))
+            .chain(
+                self.ctx
+                    .cfg
+                    .trunks
+                    .iter()
+                    .filter_map(|t| crate::keepalive::spawn(self.ctx.clone(), t.clone())),
+            )
             .collect();
         let _stop = AbortOnDrop(registrations);
         while let Some(ev) = events.recv().await {

@@ -13,6 +13,7 @@ mod gather;
 pub mod history;
 pub mod http;
 mod inspector;
+mod keepalive;
 mod media;
 pub mod media_ops;
 pub mod metrics;

@@ -38,7 +38,8 @@ const DIAL_STATUSES: [&str; 7] = [
 const WEBHOOK_OUTCOMES: [&str; 4] = ["ok", "http_error", "timeout", "error"];
 
 /// What the engine counts as calls run. All methods are lock-free and never
-/// fail, but [`Metrics::trunk_registered`] (a registration's state change).
+/// fail, but [`Metrics::trunk_registered`] and [`Metrics::trunk_up`] (a
+/// trunk's state change).
 #[derive(Debug)]
 pub struct Metrics {
     calls_active: AtomicU64,
@@ -60,6 +61,9 @@ pub struct Metrics {
     webhooks: [AtomicU64; 4],
     /// Trunk name -> registered now (trunks with `register = true`).
     trunks: Mutex<BTreeMap<String, bool>>,
+    /// Trunk name -> its proxy answered the last OPTIONS (trunks with
+    /// `options_interval_s`).
+    trunks_up: Mutex<BTreeMap<String, bool>>,
 }
 
 impl Default for Metrics {
@@ -78,6 +82,7 @@ impl Default for Metrics {
             webhook_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             webhooks: Default::default(),
             trunks: Mutex::new(BTreeMap::new()),
+            trunks_up: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -156,6 +161,14 @@ impl Metrics {
     /// A trunk's registration is up (or not) now.
     pub fn trunk_registered(&self, trunk: &str, up: bool) {
         self.trunks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(trunk.to_owned(), up);
+    }
+
+    /// A trunk's proxy answered its last OPTIONS keep-alive (or did not).
+    pub fn trunk_up(&self, trunk: &str, up: bool) {
+        self.trunks_up
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(trunk.to_owned(), up);
@@ -271,6 +284,23 @@ impl Collector for Metrics {
             MetricType::Gauge,
         )?;
         for (t, up) in &trunks {
+            let labels = [("trunk", t.as_str())];
+            ConstGauge::new(gauge_value(*up)).encode(m.encode_family(&labels)?)?;
+        }
+        let trunks_up: Vec<(String, u64)> = self
+            .trunks_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(t, up)| (t.clone(), u64::from(*up)))
+            .collect();
+        let mut m = enc.encode_descriptor(
+            "tandem_trunk_up",
+            "1 while a trunk with options_interval_s answers its OPTIONS keep-alives, else 0.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (t, up) in &trunks_up {
             let labels = [("trunk", t.as_str())];
             ConstGauge::new(gauge_value(*up)).encode(m.encode_family(&labels)?)?;
         }

@@ -103,7 +103,7 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
     ctx.calls.remove(&call_id);
 }
 
-async fn resolve(host_port: &str) -> Option<std::net::SocketAddr> {
+pub(crate) async fn resolve(host_port: &str) -> Option<std::net::SocketAddr> {
     let (host, port) = tandem_sip::header::split_host_port(host_port)?;
     tokio::net::lookup_host((host, port.unwrap_or(5060)))
         .await

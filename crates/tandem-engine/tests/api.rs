@@ -220,6 +220,7 @@ fn config(dir: &Path, tandem: SocketAddr, doc: PathBuf, media: bool) -> EngineCo
             prefixes: vec![String::new()],
             sources: vec![("127.0.0.1".parse().unwrap(), 32)],
             register: None,
+            options_interval: None,
         }],
         numbers: vec![NumberRoute {
             number: "+15550001000".into(),
@@ -1164,4 +1165,86 @@ async fn list_len(r: &Running, query: &str) -> usize {
     .await;
     assert_eq!(got.status, 200, "{}", got.body);
     got.json()["calls"].as_array().unwrap().len()
+}
+
+/// A trunk with `options_interval_s` pings its proxy with OPTIONS; while
+/// the proxy answers, `tandem_trunk_up{trunk}` is 1; when it stops, the
+/// next OPTIONS times out (Timer F, 64·T1: T1 is 5 ms here) and it turns 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_proxy_is_pinged_with_options_and_marked_down_when_it_stops_answering() {
+    let dir = fresh_dir("tandem-keepalive");
+    let doc = dir.join("none.xml");
+    std::fs::write(&doc, "<Response/>").unwrap();
+    let proxy = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut ep = Endpoint::start(EndpointConfig {
+        udp: vec!["127.0.0.1:0".parse().unwrap()],
+        timers: tandem_sip::transaction::TimerConfig {
+            t1: Duration::from_millis(5),
+            t2: Duration::from_millis(40),
+            t4: Duration::from_millis(50),
+        },
+        ..EndpointConfig::default()
+    })
+    .await
+    .unwrap();
+    let tandem = ep.handle.locals().udp[0];
+    let mut cfg = config(&dir, tandem, doc, false);
+    cfg.trunks[0].proxy = format!("sip:{}", proxy.local_addr().unwrap());
+    cfg.trunks[0].options_interval = Some(Duration::from_millis(100));
+    let engine = Engine::new(cfg, ep.handle.clone()).unwrap();
+    let server = engine
+        .serve_http("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let runner = tokio::spawn(async move {
+        engine.run(&mut ep.events).await;
+        ep.shutdown();
+    });
+    let gauge = |up: u8| format!("tandem_trunk_up{{trunk=\"local\"}} {up}");
+    // Two pings answered (a 200, then a 405: any answer is one).
+    for code in [200, 405] {
+        let mut buf = vec![0; 65_535];
+        let (n, from) = timeout(WAIT, proxy.recv_from(&mut buf))
+            .await
+            .expect("an OPTIONS")
+            .unwrap();
+        let tandem_sip::message::SipMessage::Request(ping) = tandem_sip::parse(&buf[..n]).unwrap()
+        else {
+            panic!("a request")
+        };
+        assert_eq!(ping.method, tandem_sip::message::Method::Options);
+        let answer = tandem_sip::builder::response_to(&ping, code, None, Some("proxy"));
+        proxy
+            .send_to(&tandem_sip::to_bytes(&answer.into()), from)
+            .await
+            .unwrap();
+    }
+    let up = timeout(WAIT, async {
+        loop {
+            let m = http(&server, "GET", "/metrics", None, &[]).await.body;
+            if m.contains(&gauge(1)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(up.is_ok(), "the trunk is up while its proxy answers");
+    // No more answers: down after the next OPTIONS times out.
+    let down = timeout(WAIT, async {
+        loop {
+            let m = http(&server, "GET", "/metrics", None, &[]).await.body;
+            if m.contains(&gauge(0)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        down.is_ok(),
+        "the trunk is down once a ping goes unanswered"
+    );
+    server.shutdown().await;
+    runner.abort();
 }

@@ -107,6 +107,7 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
             prefixes: vec![String::new()],
             sources: vec![("127.0.0.1".parse().unwrap(), 32)],
             register: None,
+            options_interval: None,
         }],
         numbers: vec![NumberRoute {
             number: "+15550001000".into(),

@@ -87,7 +87,8 @@ impl IdGen {
 }
 
 /// Builds a response to `req` per §8.2.6.2: Via, From, Call-ID, CSeq copied,
-/// To copied with `to_tag` added when the request's To has none (never for 100).
+/// To copied with `to_tag` added when the request's To has none (never for
+/// 100); Record-Route copied into a response that creates a dialog (§12.1.1).
 pub fn response_to(
     req: &Request,
     code: u16,
@@ -95,6 +96,9 @@ pub fn response_to(
     to_tag: Option<&str>,
 ) -> Response {
     let mut headers = Headers::default();
+    let creates_dialog = req.method == Method::Invite
+        && (101..300).contains(&code)
+        && req.headers.to_tag().is_none();
     for h in req.headers.iter() {
         match h {
             Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
@@ -111,6 +115,10 @@ pub fn response_to(
                 }
             }
             Header::Timestamp(_) if code == 100 => headers.push(h.clone()),
+            // A response that creates a dialog (1xx/2xx to an initial INVITE)
+            // carries the request's Record-Route back, in order (§12.1.1):
+            // the caller's route set, through the proxies that asked to stay.
+            Header::RecordRoute(_) if creates_dialog => headers.push(h.clone()),
             _ => {}
         }
     }
@@ -261,6 +269,43 @@ mod tests {
         let bytes = message::to_bytes(&resp.into());
         let back = message::parse(&bytes).unwrap();
         assert_eq!(back.headers().to_tag(), Some("b2"));
+    }
+
+    /// Regression (found against Kamailio, scripts/interop): Tandem's 200
+    /// to a record-routed INVITE carried no Record-Route, so the caller's
+    /// ACK and BYE bypassed the proxy, which answered them 404.
+    #[test]
+    fn a_dialog_creating_response_carries_the_record_route_back() {
+        let rr = |v: &str| Header::RecordRoute(v.into());
+        let req = RequestBuilder::new(Method::Invite, "sip:bob@example.com".try_into().unwrap())
+            .via("UDP", "192.0.2.1:5060", "z9hG4bKabc")
+            .from("<sip:alice@example.com>;tag=a1")
+            .to("<sip:bob@example.com>")
+            .call_id("cid-1")
+            .cseq(1)
+            .header(rr("<sip:p1.example.com;lr>"))
+            .header(rr("<sip:p2.example.com;lr>"))
+            .build();
+        let routes = |r: &Response| -> Vec<String> {
+            r.headers
+                .iter()
+                .filter(|h| matches!(h, Header::RecordRoute(_)))
+                .map(|h| message::header_value(h).to_owned())
+                .collect()
+        };
+        let both = ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"];
+        assert_eq!(routes(&response_to(&req, 200, None, Some("b"))), both);
+        assert_eq!(routes(&response_to(&req, 183, None, Some("b"))), both);
+        assert!(routes(&response_to(&req, 100, None, None)).is_empty());
+        assert!(routes(&response_to(&req, 486, None, Some("b"))).is_empty());
+        // In a dialog (a re-INVITE) the route set is fixed: not copied.
+        let mut re = req.clone();
+        for h in re.headers.iter_mut() {
+            if let Header::To(_) = h {
+                *h = Header::To("<sip:bob@example.com>;tag=b".into());
+            }
+        }
+        assert!(routes(&response_to(&re, 200, None, None)).is_empty());
     }
 
     #[test]

@@ -203,6 +203,8 @@ pub struct TrunkConfig {
     pub register: bool,
     /// Expires asked for in REGISTER.
     pub register_expires: Duration,
+    /// OPTIONS keep-alives to the proxy this often (`None`: none).
+    pub options_interval: Option<Duration>,
     /// E.164 prefixes carried (`""` is the default route); longest prefix wins.
     pub prefixes: Vec<String>,
     /// Addresses allowed to send INVITEs from this trunk.

@@ -143,6 +143,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
                     .map(|c| (c.network(), c.prefix()))
                     .collect(),
                 register: t.register.then_some(t.register_expires),
+                options_interval: t.options_interval,
             })
             .collect(),
         numbers: config

@@ -1254,6 +1254,7 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
         prefixes: vec![String::new()],
         sources: vec![("127.0.0.8".parse().unwrap(), 31)],
         register: None,
+        options_interval: None,
     }];
     let mut h = Harness::start_cfg(
         r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
@@ -2404,6 +2405,7 @@ fn trunk_config() -> Arc<EngineConfig> {
         prefixes: vec![String::new()],
         sources: vec![("127.0.0.30".parse().unwrap(), 32)],
         register: None,
+        options_interval: None,
     }];
     Arc::new(cfg)
 }

@@ -132,6 +132,7 @@ pub(crate) struct RawTrunk {
     #[serde(default)]
     pub register: bool,
     pub register_expires_s: Option<u64>,
+    pub options_interval_s: Option<u64>,
     #[serde(default)]
     pub prefixes: Vec<String>,
     #[serde(default)]

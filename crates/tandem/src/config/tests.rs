@@ -566,6 +566,8 @@ rejects! {
         "password = \"secret\"\nprefixes = [\"1000\"]" => "prefixes = [\"1000\"]", "trunk[1].password", "required when username";
     trunk_password_needs_a_username:
         "username = \"tandem\"\n" => "", "trunk[1].username", "required when password";
+    trunk_options_interval_must_be_in_range:
+        "name = \"pbx\"" => "name = \"pbx\"\noptions_interval_s = 86401", "trunk[1].options_interval_s", "out of range";
     trunk_register_expires_must_be_in_range:
         "name = \"pbx\"" => "name = \"pbx\"\nregister = true\nregister_expires_s = 5", "trunk[1].register_expires_s", "out of range";
     trunk_prefix_must_be_digits:

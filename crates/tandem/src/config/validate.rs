@@ -602,6 +602,13 @@ fn trunks(c: &mut Checker<'_>, raw: &[RawTrunk]) -> Vec<TrunkConfig> {
                 format!("{expires} is out of range (must be 10 to 604800)"),
             );
         }
+        let options = t.options_interval_s.unwrap_or(0);
+        if options > 86_400 {
+            c.fail(
+                key("options_interval_s"),
+                format!("{options} is out of range (must be 0, which disables, to 86400)"),
+            );
+        }
         let mut own = Vec::new();
         for (j, p) in t.prefixes.iter().enumerate() {
             let k = format!("trunk[{i}].prefixes[{j}]");
@@ -640,6 +647,7 @@ fn trunks(c: &mut Checker<'_>, raw: &[RawTrunk]) -> Vec<TrunkConfig> {
                 credentials,
                 register: t.register,
                 register_expires: Duration::from_secs(expires),
+                options_interval: (options > 0).then(|| Duration::from_secs(options)),
                 prefixes: own,
                 sources,
             });

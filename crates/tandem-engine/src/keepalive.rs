@@ -1,0 +1,98 @@
+//! OPTIONS keep-alives to trunk proxies (`options_interval_s`): one task
+//! per trunk sends an OPTIONS every interval, waits for its transaction to
+//! end and keeps `tandem_trunk_up{trunk}` at 1 while the proxy answers
+//! (any final response: a 404 or 405 is an answer too) and 0 once one goes
+//! unanswered (Timer F). State changes are logged. Calls are not refused
+//! while a trunk is down: the INVITE's own timeout decides.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_sip::builder::{IdGen, RequestBuilder};
+use tandem_sip::message::{HeadersExt as _, Method};
+use tandem_transport::{Peer, Transport};
+use tracing::Instrument as _;
+
+use crate::call::CallMsg;
+use crate::config::Trunk;
+use crate::engine::Ctx;
+
+/// Starts the keep-alive task of a trunk that asks for one.
+pub(crate) fn spawn(ctx: Arc<Ctx>, trunk: Trunk) -> Option<tokio::task::JoinHandle<()>> {
+    let every = trunk.options_interval?;
+    let span = tracing::info_span!("trunk", name = %trunk.name);
+    Some(tokio::spawn(run(ctx, trunk, every).instrument(span)))
+}
+
+async fn run(ctx: Arc<Ctx>, trunk: Trunk, every: Duration) {
+    let host = trunk
+        .proxy
+        .split_once(':')
+        .map_or(trunk.proxy.as_str(), |(_, h)| h);
+    let host_port = host.split(';').next().unwrap_or(host).to_owned();
+    let transport = if trunk.proxy.to_ascii_lowercase().contains("transport=tcp") {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    let Some(addr) = crate::registration::resolve(&host_port).await else {
+        tracing::warn!(proxy = %trunk.proxy, "cannot resolve the trunk's proxy: no OPTIONS keep-alives");
+        return;
+    };
+    let Ok(uri) = rsip::Uri::try_from(format!("sip:{host_port}").as_str()) else {
+        tracing::warn!(proxy = %trunk.proxy, "the trunk's proxy is no SIP URI: no OPTIONS keep-alives");
+        return;
+    };
+    let peer = Peer { transport, addr };
+    let mut ids = IdGen::from_entropy();
+    let call_id = ids.call_id();
+    let tag = ids.tag();
+    let (tx, mut rx) = crate::call::mailbox();
+    ctx.calls.insert(call_id.clone(), tx);
+    let mut up: Option<bool> = None;
+    let mut seq = 0;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        seq += 1;
+        let ping = RequestBuilder::new(Method::Options, uri.clone())
+            .via(transport.as_str(), &ctx.cfg.sip_host, &ids.branch())
+            .max_forwards(70)
+            .from(format!("<sip:tandem@{}>;tag={tag}", ctx.cfg.sip_host))
+            .to(format!("<sip:{host_port}>"))
+            .call_id(call_id.clone())
+            .cseq(seq)
+            .build();
+        if ctx.ep.send_request(ping, peer).await.is_err() {
+            break;
+        }
+        // The transaction ends with a final response or Timer F.
+        let answered = loop {
+            match rx.recv().await {
+                Some(CallMsg::Response { response, .. })
+                    if response.status_code.code() >= 200
+                        && response.headers.cseq().is_some_and(|(n, _)| n == seq) =>
+                {
+                    break Some(response.status_code.code());
+                }
+                Some(CallMsg::Timeout { .. }) => break None,
+                Some(_) => {}
+                None => {
+                    ctx.calls.remove(&call_id);
+                    return;
+                }
+            }
+        };
+        let now_up = answered.is_some();
+        if up != Some(now_up) {
+            ctx.metrics.trunk_up(&trunk.name, now_up);
+            match answered {
+                Some(code) => tracing::info!(code, "trunk proxy answers OPTIONS: up"),
+                None => tracing::warn!("trunk proxy did not answer OPTIONS: down"),
+            }
+            up = Some(now_up);
+        }
+    }
+    ctx.calls.remove(&call_id);
+}
