@@ -399,7 +399,7 @@ impl Engine {
             return;
         }
         if method != Method::Invite || request.headers.to_tag().is_some() {
-            let resp = response_to(&request, 481, None, Some("tandem"));
+            let resp = out_of_dialog(&request);
             self.answer(stx, resp, trusted).await;
             return;
         }
@@ -618,6 +618,27 @@ impl Engine {
             }
         }
     }
+}
+
+/// The answer to a request that is neither an INVITE nor in a dialog of
+/// Tandem's: a SUBSCRIBE names an event package Tandem has none of (489,
+/// RFC 6665 §4.2.1.1); MESSAGE, PUBLISH, REFER and NOTIFY outside a dialog
+/// are methods Tandem does not take there (405 with `Allow`, RFC 3261
+/// §8.2.1); anything else names a dialog or transaction that does not
+/// exist (481).
+fn out_of_dialog(request: &Request) -> tandem_sip::message::Response {
+    use tandem_sip::message::Header;
+    let fresh = request.headers.to_tag().is_none();
+    let code = match request.method {
+        Method::Subscribe if fresh => 489,
+        Method::Message | Method::Publish | Method::Refer | Method::Notify if fresh => 405,
+        _ => 481,
+    };
+    let mut resp = response_to(request, code, None, Some("tandem"));
+    if code == 405 {
+        resp.headers.push(Header::Allow(crate::call::ALLOW.into()));
+    }
+    resp
 }
 
 /// The user part of a request's From URI.

@@ -51,7 +51,12 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
     let peer = Peer { transport, addr };
     let registrar = format!("sip:{host_port}");
     let aor = format!("sip:{user}@{host_port}");
-    let contact = format!("sip:{user}@{}", ctx.cfg.sip_host);
+    // Over TCP the binding says so: the registrar reaches Tandem the way
+    // it registered (RFC 3261 §19.1.4 transport parameter).
+    let contact = match transport {
+        Transport::Tcp => format!("sip:{user}@{};transport=tcp", ctx.cfg.sip_host),
+        _ => format!("sip:{user}@{}", ctx.cfg.sip_host),
+    };
     let mut cfg = RegistrationConfig::new(registrar, aor, contact);
     cfg.username = user;
     cfg.password = password;

@@ -468,6 +468,7 @@ impl Call {
         if let Some(reason) = call_reason {
             b = b.header(Header::Subject(reason.into()));
         }
+        b = b.header(Header::Allow(super::ALLOW.into()));
         if let Some(policy) = self.cfg.session_timers {
             for h in super::session::invite_headers(policy) {
                 b = b.header(h);

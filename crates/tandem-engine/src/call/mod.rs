@@ -56,6 +56,11 @@ mod trace;
 mod transfer;
 
 pub(crate) use api::{ApiAction, ApiCommand, ApiRecord, ApiRefusal};
+
+/// The methods Tandem takes in a call's dialogs (`Allow` of its INVITEs
+/// and of its 1xx/2xx to a caller; RFC 3261 §20.5).
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY";
 pub(crate) use env::{Env, RealEnv};
 pub(crate) use replaces::parse_replaces;
 pub(crate) use shell::{ApiCall, Mailbox, mailbox, run, spawn_api};
@@ -1030,6 +1035,17 @@ impl Call {
         let mut r = response_to(&self.invite, code, None, Some(&self.local_tag));
         if code > 100 && code < 300 {
             r.headers.push(Header::Contact(self.contact().into()));
+            // What the caller may send in this dialog (UPDATE: session
+            // refreshes without SDP) and the extensions Tandem supports.
+            r.headers.push(Header::Allow(ALLOW.into()));
+            r.headers.push(Header::Supported(
+                if self.cfg.session_timers.is_some() {
+                    "replaces, 100rel, timer"
+                } else {
+                    "replaces, 100rel"
+                }
+                .into(),
+            ));
         }
         if let Some(sdp) = sdp {
             r.headers
