@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tandem_sip::builder::{IdGen, RequestBuilder};
 use tandem_sip::message::{HeadersExt as _, Method};
-use tandem_transport::{Peer, Transport};
+use tandem_transport::Peer;
 use tracing::Instrument as _;
 
 use crate::call::CallMsg;
@@ -25,16 +25,8 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, trunk: Trunk) -> Option<tokio::task::JoinHand
 }
 
 async fn run(ctx: Arc<Ctx>, trunk: Trunk, every: Duration) {
-    let host = trunk
-        .proxy
-        .split_once(':')
-        .map_or(trunk.proxy.as_str(), |(_, h)| h);
-    let host_port = host.split(';').next().unwrap_or(host).to_owned();
-    let transport = if trunk.proxy.to_ascii_lowercase().contains("transport=tcp") {
-        Transport::Tcp
-    } else {
-        Transport::Udp
-    };
+    let (host_port, transport) = crate::registration::proxy_target(&trunk);
+    let host_port = host_port.to_owned();
     let Some(addr) = crate::registration::resolve(&host_port).await else {
         tracing::warn!(proxy = %trunk.proxy, "cannot resolve the trunk's proxy: no OPTIONS keep-alives");
         return;

@@ -26,7 +26,8 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, trunk: Trunk) -> Option<tokio::task::JoinHand
     Some(tokio::spawn(run(ctx, trunk, expires).instrument(span)))
 }
 
-async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
+/// The `host[:port]` of a trunk's proxy URI and the transport it names.
+pub(crate) fn proxy_target(trunk: &Trunk) -> (&str, Transport) {
     let host = trunk
         .proxy
         .split_once(':')
@@ -37,6 +38,11 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
     } else {
         Transport::Udp
     };
+    (host_port, transport)
+}
+
+async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
+    let (host_port, transport) = proxy_target(&trunk);
     let (user, password) = match (&trunk.username, &trunk.password) {
         (Some(u), Some(p)) => (u.clone(), p.clone()),
         _ => {

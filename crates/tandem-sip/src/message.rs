@@ -528,13 +528,28 @@ impl HeadersExt for Headers {
 /// `supported` (RFC 3261 §8.2.2.3: the request is answered 420 with them
 /// in `Unsupported`). Tags compare case-insensitively.
 pub fn unsupported_requirements<'a>(headers: &'a Headers, supported: &[&str]) -> Vec<&'a str> {
-    headers
-        .iter()
-        .filter(|h| matches!(h, Header::Require(_)))
-        .flat_map(|h| header_value(h).split(','))
-        .map(str::trim)
+    list_tokens(headers, |h| matches!(h, Header::Require(_)))
         .filter(|t| !t.is_empty() && !supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
         .collect()
+}
+
+/// The comma-separated tokens (trimmed) of every header `is` picks: the
+/// methods of `Allow`, the option tags of `Supported` or `Require`.
+pub fn list_tokens<'a>(
+    headers: &'a Headers,
+    is: impl Fn(&Header) -> bool + 'a,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .iter()
+        .filter(move |h| is(h))
+        .flat_map(|h| header_value(h).split(','))
+        .map(str::trim)
+}
+
+/// Whether the headers `is` picks list `token` (case-insensitive), e.g.
+/// UPDATE in `Allow`, `100rel` in `Require`.
+pub fn lists(headers: &Headers, is: impl Fn(&Header) -> bool, token: &str) -> bool {
+    list_tokens(headers, is).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 /// A header's canonical name as Tandem writes it.

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::message::{Header, Headers, ParseError, header_value};
+use crate::message::{Header, Headers, HeadersExt as _, ParseError, lists};
 
 /// The option tag of RFC 4028.
 pub const TAG: &str = "timer";
@@ -66,7 +66,7 @@ impl SessionExpires {
     /// expanded by the parser): `Ok(None)` when there is none, `Err` when
     /// it does not parse.
     pub fn of(headers: &Headers) -> Result<Option<Self>, ParseError> {
-        match named(headers, "Session-Expires") {
+        match headers.named("Session-Expires") {
             None => Ok(None),
             Some(v) => Self::parse(v)
                 .map(Some)
@@ -86,7 +86,8 @@ impl SessionExpires {
 
 /// The value of a `Min-SE` header, if the message has a well-formed one.
 pub fn min_se(headers: &Headers) -> Option<u32> {
-    named(headers, "Min-SE")?
+    headers
+        .named("Min-SE")?
         .split(';')
         .next()?
         .trim()
@@ -101,18 +102,11 @@ pub fn min_se_header(secs: u32) -> Header {
 
 /// Whether the message's `Supported` or `Require` lists `timer`.
 pub fn supported(headers: &Headers) -> bool {
-    headers
-        .iter()
-        .filter(|h| matches!(h, Header::Supported(_) | Header::Require(_)))
-        .flat_map(|h| header_value(h).split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(TAG))
-}
-
-fn named<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
-    headers.iter().find_map(|h| match h {
-        Header::Other(n, v) if n.eq_ignore_ascii_case(name) => Some(v.as_str()),
-        _ => None,
-    })
+    lists(
+        headers,
+        |h| matches!(h, Header::Supported(_) | Header::Require(_)),
+        TAG,
+    )
 }
 
 /// Tandem's session interval and the smallest one it accepts.
@@ -299,13 +293,24 @@ impl SessionTimer {
     /// The `Session-Expires` of a refresh Tandem sends (it is the UAC of
     /// that request).
     pub fn refresh_header(&self) -> Header {
+        self.header(Refresher::Uac)
+    }
+
+    /// The `Session-Expires` of Tandem's 2xx to a peer's refresh (Tandem
+    /// its UAS).
+    pub fn answer_header(&self) -> Header {
+        self.header(Refresher::Uas)
+    }
+
+    /// Tandem named as `us` when it refreshes, the other role when not.
+    fn header(&self, us: Refresher) -> Header {
+        let them = match us {
+            Refresher::Uac => Refresher::Uas,
+            Refresher::Uas => Refresher::Uac,
+        };
         SessionExpires {
             secs: self.secs,
-            refresher: Some(if self.we_refresh {
-                Refresher::Uac
-            } else {
-                Refresher::Uas
-            }),
+            refresher: Some(if self.we_refresh { us } else { them }),
         }
         .header()
     }
@@ -314,6 +319,7 @@ impl SessionTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::header_value;
 
     fn headers(lines: &[(&str, &str)]) -> Headers {
         let mut h = Headers::default();
@@ -448,5 +454,6 @@ mod tests {
         assert_eq!(header_value(&h), "600;refresher=uac");
         let t = SessionTimer::new(Instant::now(), 600, false);
         assert_eq!(header_value(&t.refresh_header()), "600;refresher=uas");
+        assert_eq!(header_value(&t.answer_header()), "600;refresher=uac");
     }
 }

@@ -30,12 +30,11 @@ pub(super) struct Reliable {
 
 /// Whether an INVITE requires reliable provisional responses.
 pub(super) fn required(invite: &Request) -> bool {
-    invite
-        .headers
-        .iter()
-        .filter(|h| matches!(h, Header::Require(_)))
-        .flat_map(|h| tandem_sip::message::header_value(h).split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("100rel"))
+    tandem_sip::message::lists(
+        &invite.headers,
+        |h| matches!(h, Header::Require(_)),
+        "100rel",
+    )
 }
 
 /// `RAck: response-num CSeq-num Method` (RFC 3262 §7.2).

@@ -34,10 +34,7 @@ impl LegSession {
 
 /// Whether a message's `Allow` lists UPDATE.
 pub(super) fn allows_update(h: &tandem_sip::message::Headers) -> bool {
-    h.iter()
-        .filter(|h| matches!(h, Header::Allow(_)))
-        .flat_map(|h| tandem_sip::message::header_value(h).split(','))
-        .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"))
+    tandem_sip::message::lists(h, |h| matches!(h, Header::Allow(_)), "UPDATE")
 }
 
 /// The answer, or the response that refuses the request instead: 422 with
@@ -195,17 +192,7 @@ impl Call {
             (None, Some(s)) => {
                 let (secs, we_refresh) = (s.timer.secs, s.timer.we_refresh);
                 s.timer.refreshed(now, secs, we_refresh);
-                return Ok(vec![
-                    SessionExpires {
-                        secs,
-                        refresher: Some(if we_refresh {
-                            Refresher::Uas
-                        } else {
-                            Refresher::Uac
-                        }),
-                    }
-                    .header(),
-                ]);
+                return Ok(vec![s.timer.answer_header()]);
             }
             (None, None) => {}
         }

@@ -4190,17 +4190,10 @@ fn timer_invite(extra: &[(&str, &str)]) -> Request {
 impl Harness {
     /// The final responses sent to the caller's INVITE (CSeq 1).
     fn invite_answers(&self) -> Vec<Response> {
-        self.log
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Output::Respond { response, .. }
-                    if response.headers.cseq() == Some((1, Method::Invite))
-                        && response.status_code.code() >= 200 =>
-                {
-                    Some(response.clone())
-                }
-                _ => None,
-            })
+        self.invite_responses()
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.status_code.code() >= 200)
             .collect()
     }
 
@@ -4255,10 +4248,6 @@ impl Harness {
     }
 }
 
-fn named<'a>(h: &'a tandem_sip::message::Headers, name: &str) -> Option<&'a str> {
-    h.named(name)
-}
-
 const BRIDGE_ONE: &str =
     r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#;
 
@@ -4277,7 +4266,7 @@ fn a_caller_that_stops_refreshing_is_hung_up_before_its_session_expires() {
     let ok = &h.invite_answers()[0];
     assert_eq!(ok.status_code.code(), 200);
     assert_eq!(
-        named(&ok.headers, "Session-Expires"),
+        ok.headers.named("Session-Expires"),
         Some("90;refresher=uac")
     );
     assert!(ok.headers.iter().any(
@@ -4301,7 +4290,7 @@ fn a_caller_that_stops_refreshing_is_hung_up_before_its_session_expires() {
         .expect("re-INVITE answered");
     assert_eq!(re.status_code.code(), 200);
     assert_eq!(
-        named(&re.headers, "Session-Expires"),
+        re.headers.named("Session-Expires"),
         Some("90;refresher=uac")
     );
     // 60 s after the refresh (90 − 30) and not before: BYE both ways.
@@ -4333,7 +4322,7 @@ fn tandem_refreshes_a_caller_that_asks_it_to_and_gives_up_when_unanswered() {
         h.msg(CallMsg::Ack { sdp: None });
         let ok = &h.invite_answers()[0];
         assert_eq!(
-            named(&ok.headers, "Session-Expires"),
+            ok.headers.named("Session-Expires"),
             Some("120;refresher=uas")
         );
         h.advance(60 * SECOND - 20 * MS);
@@ -4345,7 +4334,7 @@ fn tandem_refreshes_a_caller_that_asks_it_to_and_gives_up_when_unanswered() {
         // `<Dial>` answered the caller at once (0 s).
         assert_eq!(*at, 60 * SECOND);
         assert_eq!(
-            named(&refresh.headers, "Session-Expires"),
+            refresh.headers.named("Session-Expires"),
             Some("120;refresher=uac")
         );
         assert_eq!(
@@ -4409,7 +4398,7 @@ fn a_too_short_session_gets_422_with_min_se_or_is_raised() {
     };
     let r = refused(timer_invite(&[("Session-Expires", "30")]));
     assert_eq!(r.status_code.code(), 422);
-    assert_eq!(named(&r.headers, "Min-SE"), Some("90"));
+    assert_eq!(r.headers.named("Min-SE"), Some("90"));
     let r = refused(timer_invite(&[("Session-Expires", "soon")]));
     assert_eq!(r.status_code.code(), 400);
 
@@ -4422,7 +4411,7 @@ fn a_too_short_session_gets_422_with_min_se_or_is_raised() {
     h.callee(0, 200, "calleetag");
     let ok = &h.invite_answers()[0];
     assert_eq!(
-        named(&ok.headers, "Session-Expires"),
+        ok.headers.named("Session-Expires"),
         Some("90;refresher=uas")
     );
     assert!(
@@ -4447,8 +4436,8 @@ fn a_callee_session_is_negotiated_refreshed_and_ended_by_a_481() {
             .any(|x| matches!(x, Header::Supported(_))
                 && tandem_sip::message::header_value(x) == "timer")
     );
-    assert_eq!(named(&first.headers, "Session-Expires"), Some("1800"));
-    assert_eq!(named(&first.headers, "Min-SE"), Some("90"));
+    assert_eq!(first.headers.named("Session-Expires"), Some("1800"));
+    assert_eq!(first.headers.named("Min-SE"), Some("90"));
     h.answer_request(
         &first,
         422,
@@ -4458,8 +4447,8 @@ fn a_callee_session_is_negotiated_refreshed_and_ended_by_a_481() {
     assert_eq!(invites.len(), 2, "asked again");
     let second = invites[1].clone();
     assert_eq!(second.headers.cseq(), Some((2, Method::Invite)));
-    assert_eq!(named(&second.headers, "Session-Expires"), Some("3600"));
-    assert_eq!(named(&second.headers, "Min-SE"), Some("3600"));
+    assert_eq!(second.headers.named("Session-Expires"), Some("3600"));
+    assert_eq!(second.headers.named("Min-SE"), Some("3600"));
     assert_ne!(
         second.headers.top_via().unwrap().unwrap().branch,
         first.headers.top_via().unwrap().unwrap().branch
@@ -4486,7 +4475,7 @@ fn a_callee_session_is_negotiated_refreshed_and_ended_by_a_481() {
     let updates = h.requests_in(Method::Update, &cid);
     assert_eq!(updates.len(), 1, "refreshed at half the interval");
     assert_eq!(
-        named(&updates[0].1.headers, "Session-Expires"),
+        updates[0].1.headers.named("Session-Expires"),
         Some("3600;refresher=uac")
     );
     assert!(h.action().is_none());
@@ -4554,7 +4543,7 @@ fn a_caller_that_requires_100rel_gets_its_183_until_it_pracks_and_its_200_after(
     assert!(first.headers.iter().any(
         |x| matches!(x, Header::Require(_)) && tandem_sip::message::header_value(x) == "100rel"
     ));
-    let rseq: u32 = named(&first.headers, "RSeq").unwrap().parse().unwrap();
+    let rseq: u32 = first.headers.named("RSeq").unwrap().parse().unwrap();
     assert!((1..1 << 31).contains(&rseq));
     h.advance(3600 * MS);
     let at: Vec<Duration> = h.invite_responses().iter().map(|(at, _)| *at).collect();
@@ -4582,7 +4571,7 @@ fn a_caller_that_requires_100rel_gets_its_183_until_it_pracks_and_its_200_after(
     let h = Harness::start_with(RINGING_BRIDGE, invite, FakeEnv::default());
     let (_, first) = &h.invite_responses()[0];
     assert_eq!(first.status_code.code(), 183);
-    assert_eq!(named(&first.headers, "RSeq"), None);
+    assert_eq!(first.headers.named("RSeq"), None);
 }
 
 /// No PRACK within 64·T1 (32 s): the INVITE gets 500 and the Dial's
