@@ -137,6 +137,9 @@ pub(crate) enum ShardInput {
         tx: TxId,
         response: Option<Box<Response>>,
     },
+    /// A TCP connection to this peer could not be opened: its client
+    /// transactions fail now.
+    Unreachable { peer: Peer },
 }
 
 /// Cheap handle to act on the endpoint; clone it freely.

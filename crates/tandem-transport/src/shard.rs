@@ -231,6 +231,12 @@ impl Shard {
                     self.layer.cancel(t, tx);
                 }
             }
+            ShardInput::Unreachable { peer } => {
+                let n = self.layer.transport_failed(peer);
+                if n > 0 {
+                    tracing::debug!(peer = %peer.addr, transactions = n, "peer unreachable: its transactions fail now");
+                }
+            }
         }
     }
 

@@ -221,14 +221,27 @@ impl Pool {
         let guard = self.outbound();
         tokio::spawn(async move {
             let _guard = guard;
-            match TcpStream::connect(addr).await {
-                Ok(stream) => pool.run(stream, addr, tx, rx, false).await,
-                Err(e) => {
-                    tracing::warn!(peer = %addr, error = %e, "TCP connect failed");
-                    pool.inner
-                        .conns
-                        .remove_if(&addr, |_, s| s.same_channel(&tx));
-                }
+            // A peer that never answers the SYN is given up on after the
+            // write timeout, not the OS's minutes of retries.
+            let limit = pool.inner.limits.write_timeout;
+            let error = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => return pool.run(stream, addr, tx, rx, false).await,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no connection within {limit:?}"),
+            };
+            tracing::warn!(peer = %addr, %error, "TCP connect failed");
+            pool.inner
+                .conns
+                .remove_if(&addr, |_, s| s.same_channel(&tx));
+            // What was queued for it is lost: its transactions fail now,
+            // in whichever shard they live (a full inbox drops the notice:
+            // they then end at their timeout, as before).
+            let peer = Peer {
+                transport: Transport::Tcp,
+                addr,
+            };
+            for shard in pool.inner.shards.iter() {
+                let _ = shard.try_send(ShardInput::Unreachable { peer });
             }
         });
     }

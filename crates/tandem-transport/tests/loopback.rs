@@ -480,3 +480,45 @@ async fn a_silent_or_ping_only_tcp_connection_is_closed_by_the_header_timeout() 
     pings.abort();
     ep.shutdown();
 }
+
+/// An INVITE to a TCP peer that refuses the connection fails at once (a
+/// timeout event for its transaction within a second), not after Timer B's
+/// 32 s: the transaction user can fail over (RFC 3261 §17.1.4).
+#[tokio::test]
+async fn a_request_to_a_tcp_peer_that_refuses_fails_at_once() {
+    let mut ep = start_tcp(EndpointConfig::default()).await;
+    // A port with nothing listening: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let invite = tandem_sip::builder::RequestBuilder::new(
+        tandem_sip::message::Method::Invite,
+        format!("sip:bob@{closed}").as_str().try_into().unwrap(),
+    )
+    .via("TCP", "127.0.0.1:5", "z9hG4bKrefused")
+    .max_forwards(70)
+    .from("<sip:alice@127.0.0.1>;tag=a")
+    .to(format!("<sip:bob@{closed}>"))
+    .call_id("refused-1")
+    .cseq(1)
+    .build();
+    let peer = tandem_sip::transaction::Peer {
+        transport: tandem_sip::transaction::Transport::Tcp,
+        addr: closed,
+    };
+    ep.handle.send_request(invite, peer).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(1), ep.events.recv())
+        .await
+        .expect("failed within a second, not at Timer B")
+        .unwrap();
+    let TuEvent::Timeout {
+        call_id, method, ..
+    } = ev.event
+    else {
+        panic!("a timeout expected, got {:?}", ev.event)
+    };
+    assert_eq!(call_id, "refused-1");
+    assert_eq!(method, tandem_sip::message::Method::Invite);
+    ep.shutdown();
+}

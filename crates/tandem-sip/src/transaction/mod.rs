@@ -517,6 +517,44 @@ impl TransactionLayer {
         TxId(id)
     }
 
+    /// The transport cannot reach `peer` (a TCP connection refused or not
+    /// opened in time): every client transaction to it still waiting for a
+    /// final response ends now, reported as a timeout would report it,
+    /// instead of at Timer B or F (RFC 3261 §17.1.4, §18.4). Returns how
+    /// many. A scan of the shard's transactions: transport failures are
+    /// rare next to messages.
+    pub fn transport_failed(&mut self, peer: Peer) -> usize {
+        let failed: Vec<u64> = self
+            .txs
+            .iter()
+            .filter(|(_, t)| {
+                t.peer == peer
+                    && matches!(t.kind, Kind::ClientInvite | Kind::ClientNonInvite)
+                    && matches!(t.state, State::Calling | State::Trying | State::Proceeding)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for &id in &failed {
+            let Some(t) = self.txs.get(&id) else { continue };
+            let call_id = t.call_id.clone();
+            let method = t.request.method;
+            let branch = t
+                .client_key
+                .as_ref()
+                .map(|k| k.branch.clone())
+                .unwrap_or_default();
+            self.terminate(id);
+            self.stats.timeouts += 1;
+            self.events.push_back(TuEvent::Timeout {
+                tx: TxId(id),
+                call_id,
+                method,
+                branch,
+            });
+        }
+        failed.len()
+    }
+
     /// The client transaction for a branch and method, while it lives.
     pub fn find_client(&self, branch: &str, method: Method) -> Option<TxId> {
         self.clients

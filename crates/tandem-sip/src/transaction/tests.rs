@@ -162,6 +162,34 @@ fn reliable_transport_never_retransmits() {
     ));
 }
 
+/// A peer the transport cannot reach (a TCP connect refused): its client
+/// transactions still waiting end at once with a timeout, not at Timer B
+/// or F 32 s later; those to other peers and one already answered stay.
+#[test]
+fn a_transport_failure_ends_the_peers_pending_client_transactions_at_once() {
+    let mut l = layer();
+    let t0 = Instant::now();
+    let invite = l.send_request(t0, request(Method::Invite, "z9hG4bKf1"), tcp(5099));
+    let options = l.send_request(t0, request(Method::Options, "z9hG4bKf2"), tcp(5099));
+    let answered_req = request(Method::Invite, "z9hG4bKf3");
+    let answered = l.send_request(t0, answered_req.clone(), tcp(5099));
+    let elsewhere = l.send_request(t0, request(Method::Invite, "z9hG4bKf4"), tcp(5098));
+    let over_udp = l.send_request(t0, request(Method::Invite, "z9hG4bKf5"), udp(5099));
+    l.handle_message(t0 + MS, response(&answered_req, 200), tcp(5099));
+    drain(&mut l);
+    events(&mut l);
+    assert_eq!(l.transport_failed(tcp(5099)), 2);
+    let ev = events(&mut l);
+    assert_eq!(ev.len(), 2);
+    assert!(ev.iter().all(|e| matches!(e, TuEvent::Timeout { .. })));
+    assert_eq!(l.state(invite), None);
+    assert_eq!(l.state(options), None);
+    assert_eq!(l.state(answered), Some(State::Accepted));
+    assert_eq!(l.state(elsewhere), Some(State::Calling));
+    assert_eq!(l.state(over_udp), Some(State::Calling));
+    assert_eq!(l.transport_failed(tcp(5099)), 0, "nothing left to fail");
+}
+
 #[test]
 fn client_invite_completed_absorbs_final_retransmissions_with_ack() {
     let mut l = layer();
