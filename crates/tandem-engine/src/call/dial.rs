@@ -49,6 +49,9 @@ pub(super) struct Branch {
     pub routed: bool,
     /// The branch's life is over (its `completed` went out).
     pub ended: bool,
+    /// `<sip:proxy;lr>` of the trunk a `<Number>` went out on: the route
+    /// of its in-dialog requests when the 2xx brought none.
+    pub trunk_route: Option<String>,
     /// Its session clock (RFC 4028), once answered with an interval.
     pub session: Option<Box<super::session::LegSession>>,
     /// The INVITE was re-sent once with the interval a 422 asked for.
@@ -94,6 +97,8 @@ struct Target {
     peer: Peer,
     headers: Vec<(String, String)>,
     credentials: Option<(String, String)>,
+    /// Through a trunk: its proxy as a loose route.
+    route: Option<String>,
 }
 
 /// A destination before its name is looked up.
@@ -103,6 +108,7 @@ enum Dest {
         uri: String,
         headers: Vec<(String, String)>,
         credentials: Option<(String, String)>,
+        route: Option<String>,
     },
     Contacts(Vec<(String, Peer)>),
     Fail(u16),
@@ -138,6 +144,7 @@ impl Call {
                 uri: s.uri.clone(),
                 headers: s.headers.clone(),
                 credentials: s.username.clone().zip(s.password.clone()),
+                route: None,
             },
             Noun::Number(n) => {
                 let number = n.number.to_string();
@@ -153,6 +160,7 @@ impl Call {
                     uri: format!("sip:{number}@{host}"),
                     headers: Vec::new(),
                     credentials: trunk.username.clone().zip(trunk.password.clone()),
+                    route: Some(format!("<sip:{host};lr>")),
                 }
             }
             Noun::Client(c) => {
@@ -223,6 +231,7 @@ impl Call {
                             peer,
                             headers: Vec::new(),
                             credentials: None,
+                            route: None,
                         })
                     })
                     .collect(),
@@ -230,11 +239,13 @@ impl Call {
                     uri,
                     headers,
                     credentials,
+                    route,
                 } => vec![self.resolve(&uri).map(|peer| Target {
                     uri,
                     peer,
                     headers,
                     credentials,
+                    route,
                 })],
             };
             for target in targets {
@@ -412,6 +423,7 @@ impl Call {
             ended: false,
             session: None,
             se_retried: false,
+            trunk_route: None,
         }
     }
 
@@ -443,6 +455,7 @@ impl Call {
             peer,
             headers: extra,
             credentials,
+            route: trunk_route,
         } = target;
         let call_id = self.ids.call_id();
         let via_branch = self.ids.branch();
@@ -537,6 +550,7 @@ impl Call {
             ended: false,
             session: None,
             se_retried: false,
+            trunk_route,
         })
     }
 
@@ -681,6 +695,7 @@ impl Call {
                     );
                     let peer = b.peer;
                     if let Ok(mut extra) = Dialog::uac(&b.invite, &response) {
+                        preload_route(&mut extra, b.trunk_route.as_deref());
                         self.ack_and_bye(&mut extra, peer);
                     }
                     return;
@@ -693,6 +708,9 @@ impl Call {
                         return;
                     }
                 },
+            }
+            if let Some(dl) = &mut b.dialog {
+                preload_route(dl, b.trunk_route.as_deref());
             }
             if let (Some(leg), true) = (b.media, sdp)
                 && let Err(e) = self.env.take_answer(leg, &response.body)
@@ -728,6 +746,9 @@ impl Call {
         if code > 100 && code < 200 {
             if b.dialog.is_none() && response.headers.to_tag().is_some() {
                 b.dialog = Dialog::uac(&b.invite, &response).ok();
+                if let Some(dl) = &mut b.dialog {
+                    preload_route(dl, b.trunk_route.as_deref());
+                }
             }
             if let (Some(leg), true) = (b.media, sdp) {
                 let _ = self.env.take_answer(leg, &response.body);
@@ -1391,6 +1412,19 @@ pub(super) fn bridged_outcome(
         bridged: true,
         recording_url,
         extra: Vec::new(),
+    }
+}
+
+/// A branch's dialog through a trunk whose answer brought no Record-Route:
+/// its in-dialog requests carry the trunk's proxy as a loose route, as the
+/// INVITE's first hop (a pre-existing route set, RFC 3261 §8.1.2), so the
+/// proxy takes them as its own (a proxy answers an in-dialog request
+/// without a Route naming it 404).
+fn preload_route(dialog: &mut Dialog, route: Option<&str>) {
+    if let Some(r) = route
+        && dialog.route_set.is_empty()
+    {
+        dialog.route_set.push(r.to_owned());
     }
 }
 

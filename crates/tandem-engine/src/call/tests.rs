@@ -4641,3 +4641,66 @@ fn a_caller_without_an_offer_gets_tandems_and_answers_in_its_ack() {
     h.msg(CallMsg::Ack { sdp: None });
     assert_eq!(h.byes_to_caller(), 1, "no answer in the ACK: BYE");
 }
+
+// ----- A trunk's proxy as the route of its branches -----
+
+/// Regression (found against Kamailio, scripts/interop): a `<Number>`'s
+/// callee answered through a trunk that did not record-route; Tandem's BYE
+/// went to the trunk's proxy with no Route, and the proxy answered 404.
+/// Now the proxy is the branch's route: in-dialog requests carry
+/// `Route: <sip:proxy;lr>`. A proxy that record-routes sets the route
+/// itself; a `<Sip>` branch gets none.
+#[test]
+fn a_number_through_a_trunk_routes_its_in_dialog_requests_via_the_proxy() {
+    let mut cfg = (*config()).clone();
+    cfg.trunks = vec![crate::config::Trunk {
+        name: "carrier".into(),
+        proxy: "sip:127.0.0.30:5070".into(),
+        username: None,
+        password: None,
+        prefixes: vec![String::new()],
+        sources: vec![("127.0.0.30".parse().unwrap(), 32)],
+        register: None,
+        options_interval: None,
+    }];
+    let routes_of_bye = |doc: &str, record_route: Option<&str>| {
+        let mut h = Harness::start_cfg(
+            doc,
+            caller_invite(&[]),
+            FakeEnv::default(),
+            false,
+            Arc::new(cfg.clone()),
+        );
+        h.advance(10 * MS);
+        let invite = h.invites()[0].clone();
+        let mut ok = response_to(&invite, 200, None, Some("calleetag"));
+        ok.headers
+            .push(Header::Contact("<sip:callee@198.51.100.7:5060>".into()));
+        if let Some(rr) = record_route {
+            ok.headers.push(Header::RecordRoute(rr.into()));
+        }
+        h.msg(CallMsg::Response {
+            response: Box::new(ok),
+            source: None,
+        });
+        h.caller_bye();
+        let (_, bye) = h
+            .requests_in(Method::Bye, &call_id(&invite))
+            .pop()
+            .expect("BYE to the callee");
+        assert_eq!(bye.uri.to_string(), "sip:callee@198.51.100.7:5060");
+        bye.headers
+            .iter()
+            .filter(|x| matches!(x, Header::Route(_)))
+            .map(|x| tandem_sip::message::header_value(x).to_owned())
+            .collect::<Vec<_>>()
+    };
+    let number = r#"<Response><Dial><Number>+15557654321</Number></Dial></Response>"#;
+    assert_eq!(routes_of_bye(number, None), ["<sip:127.0.0.30:5070;lr>"]);
+    assert_eq!(
+        routes_of_bye(number, Some("<sip:edge.carrier.example;lr>")),
+        ["<sip:edge.carrier.example;lr>"]
+    );
+    let sip = r#"<Response><Dial><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#;
+    assert!(routes_of_bye(sip, None).is_empty());
+}
