@@ -213,11 +213,13 @@ async fn a_flood_never_locks_the_endpoint_up() {
         stats.datagrams_dropped + stats.requests_shed > 0,
         "the flood did not overload the endpoint ({sent} sent, {stats:?})"
     );
-    // After the flood, a request is answered within 5 s.
+    // After the flood, a request is served (200) within ten probes. While the
+    // backlog drains a probe may still be shed with 503: that is the
+    // endpoint alive and saying so, not locked up (a CI run saw one).
     let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     probe.connect(target).await.unwrap();
     let pport = probe.local_addr().unwrap().port();
-    let mut answered = None;
+    let mut answers = Vec::new();
     for attempt in 0..10 {
         probe
             .send(register(&format!("probe{attempt}"), pport).as_bytes())
@@ -227,12 +229,27 @@ async fn a_flood_never_locks_the_endpoint_up() {
         if let Ok(Ok(n)) =
             tokio::time::timeout(Duration::from_millis(500), probe.recv(&mut buf)).await
         {
-            answered = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
-            break;
+            let resp = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let served = resp.starts_with("SIP/2.0 200 ");
+            answers.push(resp);
+            if served {
+                break;
+            }
+            assert!(
+                answers
+                    .last()
+                    .is_some_and(|r| r.starts_with("SIP/2.0 503 ")),
+                "{answers:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let resp = answered.expect("a request after the flood is answered within 5 s");
-    assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
+    assert!(
+        answers
+            .last()
+            .is_some_and(|r| r.starts_with("SIP/2.0 200 ")),
+        "a request after the flood is served within ten probes: {answers:?}"
+    );
     assert_eq!(ep.handle.health(Duration::from_secs(2)), Ok(()));
     eprintln!("{sent} REGISTERs sent in 2 s: {stats:?}");
     tu.abort();
