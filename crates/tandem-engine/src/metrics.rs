@@ -270,42 +270,41 @@ impl Collector for Metrics {
             "outcome",
             &outcomes,
         )?;
-        let trunks: Vec<(String, u64)> = self
-            .trunks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(t, up)| (t.clone(), u64::from(*up)))
-            .collect();
-        let mut m = enc.encode_descriptor(
+        trunk_gauge(
+            &mut enc,
             "tandem_trunk_registered",
             "1 while a trunk with register = true is registered, else 0.",
-            None,
-            MetricType::Gauge,
+            &self.trunks,
         )?;
-        for (t, up) in &trunks {
-            let labels = [("trunk", t.as_str())];
-            ConstGauge::new(gauge_value(*up)).encode(m.encode_family(&labels)?)?;
-        }
-        let trunks_up: Vec<(String, u64)> = self
-            .trunks_up
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(t, up)| (t.clone(), u64::from(*up)))
-            .collect();
-        let mut m = enc.encode_descriptor(
+        trunk_gauge(
+            &mut enc,
             "tandem_trunk_up",
             "1 while a trunk with options_interval_s answers its OPTIONS keep-alives, else 0.",
-            None,
-            MetricType::Gauge,
+            &self.trunks_up,
         )?;
-        for (t, up) in &trunks_up {
-            let labels = [("trunk", t.as_str())];
-            ConstGauge::new(gauge_value(*up)).encode(m.encode_family(&labels)?)?;
-        }
         Ok(())
     }
+}
+
+/// A 0/1 gauge per trunk, from a map kept by state changes.
+fn trunk_gauge(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    states: &Mutex<BTreeMap<String, bool>>,
+) -> fmt::Result {
+    let states: Vec<(String, bool)> = states
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(t, up)| (t.clone(), *up))
+        .collect();
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (t, up) in &states {
+        let labels = [("trunk", t.as_str())];
+        ConstGauge::new(i64::from(*up)).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// A count as a gauge's value (saturating).

@@ -875,29 +875,23 @@ impl Call {
         }
         match request.method {
             Method::Invite => {
-                let session = match self.refresh_by_peer(Some(i), &request) {
-                    Ok(h) => h,
-                    Err(r) => {
-                        if let Some(dl) = self
-                            .dial
-                            .as_mut()
-                            .and_then(|d| d.branches[i].dialog.as_mut())
-                        {
-                            dl.remote_reinvite_pending = false;
+                // A session refresh too short gets 422; else answered from
+                // our leg and offered on.
+                let response = match self.refresh_by_peer(Some(i), &request) {
+                    Err(r) => r,
+                    Ok(session) => {
+                        let answer = self.relay_reinvite(Some(i), &request);
+                        let mut r = response_to(&request, 200, None, None);
+                        r.headers.push(Header::Contact(self.contact().into()));
+                        r.headers.extend(session);
+                        if let Some(sdp) = answer {
+                            r.headers
+                                .push(Header::ContentType("application/sdp".into()));
+                            r.body = sdp;
                         }
-                        self.out.push_back(Output::Respond { stx, response: r });
-                        return;
+                        r
                     }
                 };
-                let answer = self.relay_reinvite(Some(i), &request);
-                let mut r = response_to(&request, 200, None, None);
-                r.headers.push(Header::Contact(self.contact().into()));
-                r.headers.extend(session);
-                if let Some(sdp) = answer {
-                    r.headers
-                        .push(Header::ContentType("application/sdp".into()));
-                    r.body = sdp;
-                }
                 if let Some(dl) = self
                     .dial
                     .as_mut()
@@ -905,7 +899,7 @@ impl Call {
                 {
                     dl.remote_reinvite_pending = false;
                 }
-                self.out.push_back(Output::Respond { stx, response: r });
+                self.out.push_back(Output::Respond { stx, response });
             }
             Method::Info => {
                 self.out.push_back(Output::Respond {

@@ -535,24 +535,29 @@ impl TransactionLayer {
             .map(|(id, _)| *id)
             .collect();
         for &id in &failed {
-            let Some(t) = self.txs.get(&id) else { continue };
-            let call_id = t.call_id.clone();
-            let method = t.request.method;
-            let branch = t
-                .client_key
-                .as_ref()
-                .map(|k| k.branch.clone())
-                .unwrap_or_default();
-            self.terminate(id);
-            self.stats.timeouts += 1;
-            self.events.push_back(TuEvent::Timeout {
-                tx: TxId(id),
-                call_id,
-                method,
-                branch,
-            });
+            self.time_out(id);
         }
         failed.len()
+    }
+
+    /// Ends client transaction `id` as timed out and tells the TU so.
+    fn time_out(&mut self, id: u64) {
+        let Some(t) = self.txs.get(&id) else { return };
+        let call_id = t.call_id.clone();
+        let method = t.request.method;
+        let branch = t
+            .client_key
+            .as_ref()
+            .map(|k| k.branch.clone())
+            .unwrap_or_default();
+        self.terminate(id);
+        self.stats.timeouts += 1;
+        self.events.push_back(TuEvent::Timeout {
+            tx: TxId(id),
+            call_id,
+            method,
+            branch,
+        });
     }
 
     /// The client transaction for a branch and method, while it lives.
@@ -1162,23 +1167,7 @@ impl TransactionLayer {
                 self.stats.retransmissions += 1;
                 self.send(peer, data);
             }
-            TimerKind::B | TimerKind::F | TimerKind::CancelGiveUp => {
-                let call_id = t.call_id.clone();
-                let method = t.request.method;
-                let branch = t
-                    .client_key
-                    .as_ref()
-                    .map(|k| k.branch.clone())
-                    .unwrap_or_default();
-                self.terminate(id);
-                self.stats.timeouts += 1;
-                self.events.push_back(TuEvent::Timeout {
-                    tx: TxId(id),
-                    call_id,
-                    method,
-                    branch,
-                });
-            }
+            TimerKind::B | TimerKind::F | TimerKind::CancelGiveUp => self.time_out(id),
             TimerKind::H => {
                 let call_id = t.call_id.clone();
                 self.terminate(id);
