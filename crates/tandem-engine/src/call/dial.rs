@@ -771,15 +771,7 @@ impl Call {
                 &branch,
                 &cnonce,
             ) {
-                Ok(invite) => {
-                    b.invite = invite.clone();
-                    b.via_branch = branch;
-                    let peer = b.peer;
-                    self.out.push_back(Output::Request {
-                        request: invite,
-                        peer,
-                    });
-                }
+                Ok(invite) => resend(b, invite, branch, &mut self.out),
                 Err(e) => {
                     tracing::warn!(error = %e, code, "cannot answer the callee's challenge");
                     b.final_code = Some(code);
@@ -796,13 +788,7 @@ impl Call {
             b.se_retried = true;
             let branch = self.ids.branch();
             let invite = super::session::with_interval(&b.invite, min_se, &branch);
-            b.invite = invite.clone();
-            b.via_branch = branch;
-            let peer = b.peer;
-            self.out.push_back(Output::Request {
-                request: invite,
-                peer,
-            });
+            resend(b, invite, branch, &mut self.out);
         } else if code >= 300 {
             if d.arbiter.awaits_final(i) && b.answered_at.is_none() {
                 b.final_code = Some(code);
@@ -1407,6 +1393,17 @@ pub(super) fn bridged_outcome(
         recording_url,
         extra: Vec::new(),
     }
+}
+
+/// Branch `b`'s INVITE goes out again as `invite` (a new transaction,
+/// Via branch `branch`), which it now is.
+fn resend(b: &mut Branch, invite: Request, branch: String, out: &mut VecDeque<Output>) {
+    b.invite = invite.clone();
+    b.via_branch = branch;
+    out.push_back(Output::Request {
+        request: invite,
+        peer: b.peer,
+    });
 }
 
 /// A branch's dialog through a trunk whose answer brought no Record-Route:

@@ -305,31 +305,20 @@ pub(crate) struct Start {
     pub fallback: Option<tandem_webhook::Target>,
 }
 
-/// A media leg of our own answering `offer` from a party signalling from
-/// `signal` (the leg is closed again when the offer cannot be answered).
-/// A media leg of our own and Tandem's offer on it, for a party whose
-/// INVITE brought no offer (the answer comes in its ACK).
-fn offer_on_new_leg(
+/// A media leg of our own and Tandem's SDP on it: the answer to `offer`,
+/// or, for a party whose INVITE brought none, Tandem's offer (the answer
+/// comes in its ACK). The leg is closed again when that fails.
+fn sdp_on_new_leg(
     env: &mut dyn Env,
     signal: std::net::IpAddr,
+    offer: Option<&[u8]>,
 ) -> Result<(LegId, Vec<u8>), crate::media::LegError> {
     let leg = env.open_leg(signal)?;
-    match env.offer(leg, None) {
-        Ok(sdp) => Ok((leg, sdp)),
-        Err(e) => {
-            env.close_leg(leg);
-            Err(e)
-        }
-    }
-}
-
-fn answer_on_new_leg(
-    env: &mut dyn Env,
-    signal: std::net::IpAddr,
-    offer: &[u8],
-) -> Result<(LegId, Vec<u8>), crate::media::LegError> {
-    let leg = env.open_leg(signal)?;
-    match env.answer(leg, offer) {
+    let sdp = match offer {
+        Some(offer) => env.answer(leg, offer),
+        None => env.offer(leg, None),
+    };
+    match sdp {
         Ok(sdp) => Ok((leg, sdp)),
         Err(e) => {
             env.close_leg(leg);
@@ -568,11 +557,8 @@ impl Call {
         // 2xx and answers in its ACK.
         let delayed = !has_sdp(&invite.headers, &invite.body);
         if env.has_media() && caller {
-            let leg = if delayed {
-                offer_on_new_leg(&mut *env, source.addr.ip())
-            } else {
-                answer_on_new_leg(&mut *env, source.addr.ip(), &invite.body)
-            };
+            let offer = (!delayed).then_some(invite.body.as_slice());
+            let leg = sdp_on_new_leg(&mut *env, source.addr.ip(), offer);
             match leg {
                 Ok((leg, sdp)) => {
                     media = Some(leg);
