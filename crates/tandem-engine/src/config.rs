@@ -14,6 +14,9 @@ pub struct EngineConfig {
     pub auth_token: String,
     /// Host (and port) written into Contact and Via, e.g. `192.0.2.1:5080`.
     pub sip_host: String,
+    /// Host and port of the TLS listener, written into the Via and Contact
+    /// of legs over TLS (`None`: no TLS listener; `sip_host` is used).
+    pub tls_host: Option<String>,
     /// Base URL applications reach Tandem's HTTP listener at.
     pub public_url: String,
     /// Trunks: where `<Number>` goes and who may send calls.
@@ -162,6 +165,25 @@ pub enum TwimlSource {
 }
 
 impl EngineConfig {
+    /// The host and port peers reach Tandem at over `transport` (Via
+    /// sent-by, Contact).
+    pub fn host(&self, transport: tandem_transport::Transport) -> &str {
+        match (&self.tls_host, transport) {
+            (Some(tls), tandem_transport::Transport::Tls) => tls,
+            _ => &self.sip_host,
+        }
+    }
+
+    /// Tandem's Contact for a dialog over `transport`: the transport named
+    /// (RFC 3261 §19.1.4) unless it is UDP, so a peer's in-dialog requests
+    /// come back the way the dialog was made.
+    pub fn contact(&self, transport: tandem_transport::Transport) -> String {
+        match transport.uri_param() {
+            None => format!("<sip:tandem@{}>", self.sip_host),
+            Some(t) => format!("<sip:tandem@{};transport={t}>", self.host(transport)),
+        }
+    }
+
     /// The number route for a dialed user part (tried as is, with and without `+`).
     pub fn number(&self, user: &str) -> Option<&NumberRoute> {
         let bare = user.trim_start_matches('+');
@@ -221,6 +243,7 @@ mod tests {
             account_sid: "AC".into(),
             auth_token: "t".into(),
             sip_host: "127.0.0.1:5080".into(),
+            tls_host: None,
             public_url: "http://127.0.0.1:8089".into(),
             trunks: vec![
                 trunk("any", &[""]),

@@ -755,6 +755,12 @@ impl prometheus_client::collector::Collector for EngineCollector {
         )?;
         counter(
             e,
+            "tandem_sip_tls_failed",
+            "Accepted TLS connections whose handshake failed or did not finish within tcp_header_timeout_ms.",
+            s.tls_failed,
+        )?;
+        counter(
+            e,
             "tandem_sip_malformed",
             "Messages that did not parse (requests answered 400, at most 50 a second per shard).",
             s.malformed,

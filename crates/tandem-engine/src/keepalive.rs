@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use tandem_sip::builder::{IdGen, RequestBuilder};
 use tandem_sip::message::{HeadersExt as _, Method};
-use tandem_transport::Peer;
 use tracing::Instrument as _;
 
 use crate::call::CallMsg;
@@ -25,17 +24,16 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, trunk: Trunk) -> Option<tokio::task::JoinHand
 }
 
 async fn run(ctx: Arc<Ctx>, trunk: Trunk, every: Duration) {
-    let (host_port, transport) = crate::registration::proxy_target(&trunk);
+    let (scheme, host_port, transport) = crate::registration::proxy_target(&trunk);
     let host_port = host_port.to_owned();
-    let Some(addr) = crate::registration::resolve(&host_port).await else {
+    let Some(peer) = crate::registration::trunk_peer(&ctx, &trunk).await else {
         tracing::warn!(proxy = %trunk.proxy, "cannot resolve the trunk's proxy: no OPTIONS keep-alives");
         return;
     };
-    let Ok(uri) = rsip::Uri::try_from(format!("sip:{host_port}").as_str()) else {
+    let Ok(uri) = rsip::Uri::try_from(format!("{scheme}:{host_port}").as_str()) else {
         tracing::warn!(proxy = %trunk.proxy, "the trunk's proxy is no SIP URI: no OPTIONS keep-alives");
         return;
     };
-    let peer = Peer { transport, addr };
     let mut ids = IdGen::from_entropy();
     let call_id = ids.call_id();
     let tag = ids.tag();
@@ -49,7 +47,7 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, every: Duration) {
         tick.tick().await;
         seq += 1;
         let ping = RequestBuilder::new(Method::Options, uri.clone())
-            .via(transport.as_str(), &ctx.cfg.sip_host, &ids.branch())
+            .via(transport.as_str(), ctx.cfg.host(transport), &ids.branch())
             .max_forwards(70)
             .from(format!("<sip:tandem@{}>;tag={tag}", ctx.cfg.sip_host))
             .to(format!("<sip:{host_port}>"))

@@ -26,23 +26,41 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, trunk: Trunk) -> Option<tokio::task::JoinHand
     Some(tokio::spawn(run(ctx, trunk, expires).instrument(span)))
 }
 
-/// The `host[:port]` of a trunk's proxy URI and the transport it names.
-pub(crate) fn proxy_target(trunk: &Trunk) -> (&str, Transport) {
-    let host = trunk
+/// The scheme (`sip` or `sips`), the `host[:port]` of a trunk's proxy URI
+/// and the transport it names (TLS for `sips:`).
+pub(crate) fn proxy_target(trunk: &Trunk) -> (&str, &str, Transport) {
+    let (scheme, host) = trunk
         .proxy
         .split_once(':')
-        .map_or(trunk.proxy.as_str(), |(_, h)| h);
+        .unwrap_or(("sip", trunk.proxy.as_str()));
     let host_port = host.split(';').next().unwrap_or(host);
-    let transport = if trunk.proxy.to_ascii_lowercase().contains("transport=tcp") {
+    let lower = trunk.proxy.to_ascii_lowercase();
+    let transport = if scheme.eq_ignore_ascii_case("sips") || lower.contains("transport=tls") {
+        Transport::Tls
+    } else if lower.contains("transport=tcp") {
         Transport::Tcp
     } else {
         Transport::Udp
     };
-    (host_port, transport)
+    (scheme, host_port, transport)
+}
+
+/// Where a trunk's proxy is: resolved (port 5061 by default over TLS,
+/// 5060 otherwise) and, over TLS, verified by its host name from now on.
+pub(crate) async fn trunk_peer(ctx: &Ctx, trunk: &Trunk) -> Option<Peer> {
+    let (_, host_port, transport) = proxy_target(trunk);
+    let addr = resolve(host_port, transport).await?;
+    if transport == Transport::Tls
+        && let Some((host, _)) = tandem_sip::header::split_host_port(host_port)
+        && host.parse::<std::net::IpAddr>().is_err()
+    {
+        ctx.ep.set_tls_name(addr, host);
+    }
+    Some(Peer { transport, addr })
 }
 
 async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
-    let (host_port, transport) = proxy_target(&trunk);
+    let (scheme, host_port, transport) = proxy_target(&trunk);
     let (user, password) = match (&trunk.username, &trunk.password) {
         (Some(u), Some(p)) => (u.clone(), p.clone()),
         _ => {
@@ -50,25 +68,25 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
             return;
         }
     };
-    let Some(addr) = resolve(host_port).await else {
+    let Some(peer) = trunk_peer(&ctx, &trunk).await else {
         tracing::warn!(trunk = %trunk.name, proxy = %trunk.proxy, "cannot resolve the trunk's proxy: not registering");
         return;
     };
-    let peer = Peer { transport, addr };
-    let registrar = format!("sip:{host_port}");
-    let aor = format!("sip:{user}@{host_port}");
-    // Over TCP the binding says so: the registrar reaches Tandem the way
-    // it registered (RFC 3261 §19.1.4 transport parameter).
-    let contact = match transport {
-        Transport::Tcp => format!("sip:{user}@{};transport=tcp", ctx.cfg.sip_host),
-        _ => format!("sip:{user}@{}", ctx.cfg.sip_host),
+    let registrar = format!("{scheme}:{host_port}");
+    let aor = format!("{scheme}:{user}@{host_port}");
+    // Over TCP or TLS the binding says so: the registrar reaches Tandem
+    // the way it registered (RFC 3261 §19.1.4 transport parameter).
+    let host = ctx.cfg.host(transport);
+    let contact = match transport.uri_param() {
+        Some(t) => format!("sip:{user}@{host};transport={t}"),
+        None => format!("sip:{user}@{host}"),
     };
     let mut cfg = RegistrationConfig::new(registrar, aor, contact);
     cfg.username = user;
     cfg.password = password;
     cfg.expires = u32::try_from(expires.as_secs()).unwrap_or(u32::MAX);
     cfg.transport = transport;
-    cfg.sent_by = ctx.cfg.sip_host.clone();
+    cfg.sent_by = host.to_owned();
     let mut reg = match Registration::new(now(), cfg, IdGen::from_entropy()) {
         Ok(r) => r,
         Err(e) => {
@@ -114,9 +132,14 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
     ctx.calls.remove(&call_id);
 }
 
-pub(crate) async fn resolve(host_port: &str) -> Option<std::net::SocketAddr> {
+pub(crate) async fn resolve(host_port: &str, transport: Transport) -> Option<std::net::SocketAddr> {
     let (host, port) = tandem_sip::header::split_host_port(host_port)?;
-    tokio::net::lookup_host((host, port.unwrap_or(5060)))
+    let default = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
+    tokio::net::lookup_host((host, port.unwrap_or(default)))
         .await
         .ok()?
         .next()

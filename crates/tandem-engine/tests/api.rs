@@ -211,6 +211,7 @@ fn config(dir: &Path, tandem: SocketAddr, doc: PathBuf, media: bool) -> EngineCo
         account_sid: ACCOUNT.into(),
         auth_token: TOKEN.into(),
         sip_host: tandem.to_string(),
+        tls_host: None,
         public_url: "http://127.0.0.1:1".into(),
         trunks: vec![Trunk {
             name: "local".into(),

@@ -98,6 +98,7 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
         auth_token: "token".into(),
         sip_host: tandem.to_string(),
+        tls_host: None,
         public_url: "http://127.0.0.1:1".into(),
         trunks: vec![Trunk {
             name: "local".into(),

@@ -53,6 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let local = match source.transport {
                     tandem_sip::transaction::Transport::Udp => locals.udp[0],
                     tandem_sip::transaction::Transport::Tcp => locals.tcp[0],
+                    tandem_sip::transaction::Transport::Tls => locals.tls[0],
                 };
                 let transport = source.transport.as_str().to_ascii_lowercase();
                 ok.headers.push(Header::Contact(

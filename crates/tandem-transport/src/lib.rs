@@ -1,6 +1,6 @@
 //! Tandem's SIP endpoint: the tokio shell around `tandem-sip`.
 //!
-//! UDP and TCP listeners (RFC 3261 §18) read messages and hand each one, by a
+//! UDP, TCP and TLS listeners (RFC 3261 §18, §26.2.1) read messages and hand each one, by a
 //! hash of its Call-ID, to one of N shards. A shard owns a sans-IO
 //! [`TransactionLayer`] and drives all its timers with one sleep, so every
 //! message of a call is handled and sent in order by one task. The
@@ -19,6 +19,7 @@
 
 mod shard;
 mod tcp;
+pub mod tls;
 mod udp;
 
 use std::net::SocketAddr;
@@ -39,6 +40,13 @@ pub struct EndpointConfig {
     pub udp: Vec<SocketAddr>,
     /// TCP listen addresses.
     pub tcp: Vec<SocketAddr>,
+    /// TLS listen addresses (they need `tls_server`).
+    pub tls: Vec<SocketAddr>,
+    /// The TLS listener's certificate and key ([`tls::server_config`]).
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// How TLS connections Tandem opens verify their peer
+    /// ([`tls::client_config`]); without it, sending over TLS fails.
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
     /// Number of shards (defaults to the number of CPUs).
     pub shards: usize,
     /// Transaction timers.
@@ -70,6 +78,9 @@ impl Default for EndpointConfig {
         Self {
             udp: Vec::new(),
             tcp: Vec::new(),
+            tls: Vec::new(),
+            tls_server: None,
+            tls_client: None,
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             timers: TimerConfig::default(),
             tcp_idle: Duration::from_secs(120),
@@ -99,6 +110,9 @@ pub enum TransportError {
     /// The endpoint has shut down.
     #[error("endpoint closed")]
     Closed,
+    /// TLS listen addresses were given without a certificate and key.
+    #[error("TLS listeners need a certificate and key (tls_server)")]
+    NoTlsCertificate,
 }
 
 /// A server transaction as the transaction user sees it.
@@ -149,6 +163,7 @@ pub struct EndpointHandle {
     shards: Arc<[mpsc::Sender<ShardInput>]>,
     local: Arc<Locals>,
     stats: Arc<Stats>,
+    tls: tcp::Pool,
 }
 
 /// Counters of what the endpoint shed, and each shard's pulse.
@@ -165,6 +180,8 @@ pub(crate) struct Stats {
     pub events_dropped: AtomicU64,
     /// Accepted TCP connections closed at once: over a connection limit.
     pub tcp_refused: AtomicU64,
+    /// Accepted TLS connections whose handshake failed or timed out.
+    pub tls_failed: AtomicU64,
     /// Messages that did not parse.
     pub malformed: AtomicU64,
     /// Per shard: milliseconds since `start` when it last finished a turn.
@@ -229,6 +246,9 @@ pub struct EndpointStats {
     /// Accepted TCP connections closed at once: over `tcp_max_connections`
     /// or `tcp_max_per_source`.
     pub tcp_refused: u64,
+    /// Accepted TLS connections whose handshake failed or did not finish
+    /// within `tcp_header_timeout`.
+    pub tls_failed: u64,
     /// Messages that did not parse (answered 400 when they were requests,
     /// at most [`MALFORMED_ANSWERS_PER_SEC`] a second per shard).
     pub malformed: u64,
@@ -255,6 +275,8 @@ pub struct Locals {
     pub udp: Vec<SocketAddr>,
     /// Bound TCP addresses (port 0 resolved).
     pub tcp: Vec<SocketAddr>,
+    /// Bound TLS addresses (port 0 resolved).
+    pub tls: Vec<SocketAddr>,
 }
 
 impl EndpointHandle {
@@ -268,6 +290,12 @@ impl EndpointHandle {
         &self.local
     }
 
+    /// Verifies the TLS peer at `addr` by the host name `name` (a trunk's
+    /// proxy host) instead of by its IP address.
+    pub fn set_tls_name(&self, addr: SocketAddr, name: &str) {
+        self.tls.set_name(addr, name);
+    }
+
     /// What the endpoint shed since it started.
     pub fn stats(&self) -> EndpointStats {
         let s = &self.stats;
@@ -277,6 +305,7 @@ impl EndpointHandle {
             events_deferred: s.events_deferred.load(Ordering::Relaxed),
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
             tcp_refused: s.tcp_refused.load(Ordering::Relaxed),
+            tls_failed: s.tls_failed.load(Ordering::Relaxed),
             malformed: s.malformed.load(Ordering::Relaxed),
             client_transactions: s.tx_sum(0),
             server_transactions: s.tx_sum(1),
@@ -421,12 +450,26 @@ impl Endpoint {
                 .map_err(|source| TransportError::Bind { addr, source })?;
             tcp_listeners.push(l);
         }
+        if !cfg.tls.is_empty() && cfg.tls_server.is_none() {
+            return Err(TransportError::NoTlsCertificate);
+        }
+        let mut tls_listeners = Vec::new();
+        for &addr in &cfg.tls {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| TransportError::Bind { addr, source })?;
+            tls_listeners.push(l);
+        }
         let locals = Locals {
             udp: udp_sockets
                 .iter()
                 .filter_map(|s| s.local_addr().ok())
                 .collect(),
             tcp: tcp_listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
+            tls: tls_listeners
                 .iter()
                 .filter_map(|l| l.local_addr().ok())
                 .collect(),
@@ -448,6 +491,7 @@ impl Endpoint {
             events_deferred: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
             tcp_refused: AtomicU64::new(0),
+            tls_failed: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             pulse: (0..n).map(|_| AtomicU64::new(0)).collect(),
             transactions: (0..n).map(|_| Default::default()).collect(),
@@ -459,20 +503,27 @@ impl Endpoint {
         });
         let shards: Arc<[mpsc::Sender<ShardInput>]> = cmd_senders.into();
         let net_inboxes: Arc<[mpsc::Sender<ShardInput>]> = net_senders.into();
-        let tcp_pool = tcp::Pool::new(
+        let limits = tcp::Limits {
+            idle: cfg.tcp_idle,
+            header_timeout: cfg.tcp_header_timeout,
+            write_timeout: cfg.tcp_write_timeout,
+            max_connections: cfg.tcp_max_connections,
+            max_per_source: cfg.tcp_max_per_source,
+        };
+        let tcp_pool = tcp::Pool::new(net_inboxes.clone(), limits, stats.clone(), None);
+        let tls_pool = tcp::Pool::new(
             net_inboxes.clone(),
-            tcp::Limits {
-                idle: cfg.tcp_idle,
-                header_timeout: cfg.tcp_header_timeout,
-                write_timeout: cfg.tcp_write_timeout,
-                max_connections: cfg.tcp_max_connections,
-                max_per_source: cfg.tcp_max_per_source,
-            },
+            limits,
             stats.clone(),
+            Some(tcp::TlsSides {
+                acceptor: cfg.tls_server.map(tokio_rustls::TlsAcceptor::from),
+                connector: cfg.tls_client.map(tokio_rustls::TlsConnector::from),
+            }),
         );
         let net = Arc::new(shard::Net {
             udp: udp_sockets.clone(),
             tcp: tcp_pool.clone(),
+            tls: tls_pool.clone(),
         });
         let mut tasks = Vec::new();
         for (i, (cmd_rx, net_rx)) in receivers.into_iter().enumerate() {
@@ -498,11 +549,15 @@ impl Endpoint {
         for l in tcp_listeners {
             tasks.push(tokio::spawn(tcp::accept_loop(l, tcp_pool.clone())));
         }
+        for l in tls_listeners {
+            tasks.push(tokio::spawn(tcp::accept_loop(l, tls_pool.clone())));
+        }
         Ok(Self {
             handle: EndpointHandle {
                 shards,
                 local: Arc::new(locals),
                 stats,
+                tls: tls_pool,
             },
             events: ev_rx,
             tasks,

@@ -22,6 +22,7 @@ use crate::{EndpointEvent, ShardInput, Stats, tcp};
 pub(crate) struct Net {
     pub udp: Vec<Arc<UdpSocket>>,
     pub tcp: tcp::Pool,
+    pub tls: tcp::Pool,
 }
 
 impl Net {
@@ -43,6 +44,7 @@ impl Net {
                 }
             }
             Transport::Tcp => self.tcp.send(t.peer.addr, t.data),
+            Transport::Tls => self.tls.send(t.peer.addr, t.data),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! TCP transport (RFC 3261 §18.3, RFC 5626 §3.5.1 keep-alives): accepted and
 //! outbound connections share one pool keyed by the peer address, so
-//! responses and later requests reuse the connection a peer opened.
+//! responses and later requests reuse the connection a peer opened. TLS
+//! (RFC 3261 §26.2.1) is the same pool over a rustls stream: one pool per
+//! transport, the handshake inside the connect or accept deadline.
 //!
 //! Against hostile peers:
 //! - live connections (accepted and outbound) are counted; an accepted one
@@ -23,12 +25,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use rustls::pki_types::ServerName;
 use tandem_sip::framing::Framer;
 use tandem_sip::transaction::{Peer, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::shard::{raw_call_id, shard_of};
 use crate::{ShardInput, Stats};
@@ -55,13 +58,35 @@ pub(crate) struct Pool {
     inner: Arc<PoolInner>,
 }
 
-#[derive(Debug)]
 struct PoolInner {
+    /// `Tcp` or `Tls`.
+    transport: Transport,
+    /// The TLS sides of a `Tls` pool.
+    tls: Option<TlsSides>,
+    /// Names to verify outbound TLS peers by (their IP address otherwise).
+    names: DashMap<SocketAddr, ServerName<'static>>,
     conns: DashMap<SocketAddr, mpsc::Sender<Bytes>>,
     shards: Arc<[mpsc::Sender<ShardInput>]>,
     limits: Limits,
     stats: Arc<Stats>,
     live: Mutex<Live>,
+}
+
+impl std::fmt::Debug for PoolInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolInner")
+            .field("transport", &self.transport)
+            .field("conns", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a TLS pool accepts and connects with: either side may be missing
+/// (no listener configured; no client configuration given).
+#[derive(Clone)]
+pub(crate) struct TlsSides {
+    pub acceptor: Option<TlsAcceptor>,
+    pub connector: Option<TlsConnector>,
 }
 
 /// Connection counts, and the rate limit of refusal warnings.
@@ -115,13 +140,23 @@ impl PoolInner {
 }
 
 impl Pool {
+    /// A pool of plain TCP connections, or of TLS ones when `tls` is given.
     pub(crate) fn new(
         shards: Arc<[mpsc::Sender<ShardInput>]>,
         limits: Limits,
         stats: Arc<Stats>,
+        tls: Option<TlsSides>,
     ) -> Self {
+        let transport = if tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        };
         Self {
             inner: Arc::new(PoolInner {
+                transport,
+                tls,
+                names: DashMap::new(),
                 conns: DashMap::new(),
                 shards,
                 limits,
@@ -213,6 +248,17 @@ impl Pool {
         self.connect(addr, data);
     }
 
+    /// Verifies the TLS peer at `addr` by `name` (a trunk's host name) from
+    /// now on, instead of by its IP address.
+    pub(crate) fn set_name(&self, addr: SocketAddr, name: &str) {
+        match ServerName::try_from(name.to_owned()) {
+            Ok(n) => {
+                self.inner.names.insert(addr, n);
+            }
+            Err(e) => tracing::warn!(peer = %addr, name, error = %e, "not a TLS server name"),
+        }
+    }
+
     fn connect(&self, addr: SocketAddr, first: Bytes) {
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
         let _ = tx.try_send(first);
@@ -221,49 +267,104 @@ impl Pool {
         let guard = self.outbound();
         tokio::spawn(async move {
             let _guard = guard;
-            // A peer that never answers the SYN is given up on after the
-            // write timeout, not the OS's minutes of retries.
+            // A peer that never answers the SYN (or the TLS handshake) is
+            // given up on after the write timeout, not the OS's minutes of
+            // retries.
             let limit = pool.inner.limits.write_timeout;
-            let error = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => return pool.run(stream, addr, tx, rx, false).await,
-                Ok(Err(e)) => e.to_string(),
+            let error = match tokio::time::timeout(limit, pool.open(addr)).await {
+                Ok(Ok(Opened::Plain(stream))) => {
+                    return pool.run(stream, addr, tx, rx, false).await;
+                }
+                Ok(Ok(Opened::Tls(stream))) => {
+                    return pool.run(*stream, addr, tx, rx, false).await;
+                }
+                Ok(Err(e)) => e,
                 Err(_) => format!("no connection within {limit:?}"),
             };
-            tracing::warn!(peer = %addr, %error, "TCP connect failed");
+            let transport = pool.inner.transport;
+            tracing::warn!(peer = %addr, transport = transport.as_str(), %error, "connect failed");
             pool.inner
                 .conns
                 .remove_if(&addr, |_, s| s.same_channel(&tx));
             // What was queued for it is lost: its transactions fail now,
             // in whichever shard they live (a full inbox drops the notice:
             // they then end at their timeout, as before).
-            let peer = Peer {
-                transport: Transport::Tcp,
-                addr,
-            };
+            let peer = Peer { transport, addr };
             for shard in pool.inner.shards.iter() {
                 let _ = shard.try_send(ShardInput::Unreachable { peer });
             }
         });
     }
 
-    /// Registers an accepted connection and serves it.
-    async fn serve(self, stream: TcpStream, addr: SocketAddr, _guard: ConnGuard) {
-        let (tx, rx) = mpsc::channel(CONN_QUEUE);
-        self.inner.conns.insert(addr, tx.clone());
-        self.run(stream, addr, tx, rx, true).await;
+    /// Opens a connection to `addr`: TCP, then TLS in a TLS pool.
+    async fn open(&self, addr: SocketAddr) -> Result<Opened, String> {
+        let connector = match &self.inner.tls {
+            None => None,
+            Some(sides) => Some(
+                sides
+                    .connector
+                    .clone()
+                    .ok_or("no TLS client configuration")?,
+            ),
+        };
+        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let Some(connector) = connector else {
+            return Ok(Opened::Plain(stream));
+        };
+        let name = self
+            .inner
+            .names
+            .get(&addr)
+            .map_or_else(|| ServerName::IpAddress(addr.ip().into()), |n| n.clone());
+        let tls = connector
+            .connect(name.clone(), stream)
+            .await
+            .map_err(|e| format!("TLS handshake with {name:?}: {e}"))?;
+        Ok(Opened::Tls(Box::new(tls)))
     }
 
-    async fn run(
+    /// Registers an accepted connection and serves it; a TLS one once its
+    /// handshake is done, which must be within the header timeout (a peer
+    /// that connects and stalls the handshake holds no place for longer).
+    async fn serve(self, stream: TcpStream, addr: SocketAddr, _guard: ConnGuard) {
+        let _ = stream.set_nodelay(true);
+        let acceptor = self.inner.tls.as_ref().map(|t| t.acceptor.clone());
+        let (tx, rx) = mpsc::channel(CONN_QUEUE);
+        let Some(acceptor) = acceptor else {
+            self.inner.conns.insert(addr, tx.clone());
+            return self.run(stream, addr, tx, rx, true).await;
+        };
+        let Some(acceptor) = acceptor else { return };
+        let limit = self.inner.limits.header_timeout;
+        match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                self.inner.conns.insert(addr, tx.clone());
+                self.run(tls, addr, tx, rx, true).await;
+            }
+            Ok(Err(e)) => {
+                self.inner.stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                self.inner.stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %addr, "TLS handshake timed out");
+            }
+        }
+    }
+
+    async fn run<S>(
         &self,
-        stream: TcpStream,
+        stream: S,
         addr: SocketAddr,
         me: mpsc::Sender<Bytes>,
         mut out: mpsc::Receiver<Bytes>,
         accepted: bool,
-    ) {
+    ) where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
         let limits = self.inner.limits;
-        let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let mut framer = Framer::new();
         let idle = tokio::time::sleep(limits.idle);
         tokio::pin!(idle);
@@ -335,7 +436,8 @@ impl Pool {
                 () = &mut idle => break "idle",
             }
         };
-        tracing::debug!(peer = %addr, reason, "TCP connection closed");
+        let transport = self.inner.transport.as_str();
+        tracing::debug!(peer = %addr, transport, reason, "connection closed");
         self.inner
             .conns
             .remove_if(&addr, |_, s| s.same_channel(&me));
@@ -346,7 +448,7 @@ impl Pool {
         let input = ShardInput::Received {
             data: msg,
             source: Peer {
-                transport: Transport::Tcp,
+                transport: self.inner.transport,
                 addr,
             },
         };
@@ -356,9 +458,23 @@ impl Pool {
     }
 }
 
+/// A connection Tandem opened.
+enum Opened {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
 /// Writes all of `data` within `limit`, or says why not.
-async fn write(wr: &mut OwnedWriteHalf, data: &[u8], limit: Duration) -> Result<(), &'static str> {
-    match tokio::time::timeout(limit, wr.write_all(data)).await {
+async fn write<W>(wr: &mut W, data: &[u8], limit: Duration) -> Result<(), &'static str>
+where
+    W: AsyncWrite + Unpin,
+{
+    // TLS buffers records until flushed; a flush of TCP costs nothing.
+    let all = async {
+        wr.write_all(data).await?;
+        wr.flush().await
+    };
+    match tokio::time::timeout(limit, all).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err("write error"),
         Err(_) => Err("write timed out"),
@@ -376,7 +492,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, pool: Pool) {
                 None => drop(stream),
             },
             Err(e) => {
-                tracing::warn!(error = %e, "TCP accept failed");
+                tracing::warn!(error = %e, transport = pool.inner.transport.as_str(), "accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }

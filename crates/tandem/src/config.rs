@@ -101,6 +101,14 @@ pub struct SipConfig {
     pub udp: Vec<SocketAddr>,
     /// TCP listen addresses.
     pub tcp: Vec<SocketAddr>,
+    /// TLS listen addresses.
+    pub tls: Vec<SocketAddr>,
+    /// The TLS listener's certificate chain and private key (checked to
+    /// make a rustls configuration); `Some` when `tls` lists an address.
+    pub tls_identity: Option<TlsIdentity>,
+    /// More trust anchors for TLS connections Tandem opens (a private CA),
+    /// beside Mozilla's roots.
+    pub tls_ca: Option<Pem>,
     /// Address written into Via/Contact/SDP; `None` means the listen address.
     pub external_address: Option<IpAddr>,
     /// RFC 3261 T1 (RTT estimate).
@@ -122,6 +130,31 @@ pub struct SipConfig {
     /// Session timers (RFC 4028): the interval Tandem asks for and its
     /// Min-SE; `None` when `session_expires_s = 0`.
     pub session_timers: Option<tandem_sip::session_timer::Policy>,
+}
+
+/// A PEM file's path and text; its Debug shows the path only (a private
+/// key's text never reaches a log).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pem {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its contents.
+    pub text: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pem({})", self.path.display())
+    }
+}
+
+/// `sip.tls_certificate` and `sip.tls_private_key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsIdentity {
+    /// The certificate chain, leaf first.
+    pub certificate: Pem,
+    /// The leaf's private key.
+    pub private_key: Pem,
 }
 
 /// `[rtp]`.

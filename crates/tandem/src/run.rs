@@ -16,9 +16,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for key in config.weak_secrets() {
         warn!(%key, "weak secret (the example's change-me, or under 12 characters): set a long random one before exposing Tandem");
     }
+    // Validation built both configurations once already: these cannot fail
+    // but for a file changed in between.
+    let tls_server = match &config.sip.tls_identity {
+        Some(id) => Some(
+            tandem_transport::tls::server_config(&id.certificate.text, &id.private_key.text)
+                .context("sip.tls_certificate")?,
+        ),
+        None => None,
+    };
+    let tls_client =
+        tandem_transport::tls::client_config(config.sip.tls_ca.as_ref().map(|p| &p.text[..]))
+            .context("sip.tls_ca")?;
     let mut endpoint = Endpoint::start(EndpointConfig {
         udp: config.sip.udp.clone(),
         tcp: config.sip.tcp.clone(),
+        tls: config.sip.tls.clone(),
+        tls_server,
+        tls_client: Some(tls_client),
         timers: TimerConfig {
             t1: config.sip.t1,
             t2: config.sip.t2,
@@ -33,14 +48,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the SIP endpoint")?;
     let locals = endpoint.handle.locals().clone();
-    info!(udp = ?locals.udp, tcp = ?locals.tcp, "SIP endpoint listening");
+    info!(udp = ?locals.udp, tcp = ?locals.tcp, tls = ?locals.tls, "SIP endpoint listening");
     let listen = locals
         .udp
         .first()
         .or(locals.tcp.first())
+        .or(locals.tls.first())
         .copied()
         .context("no SIP listen address")?;
-    let engine_cfg = engine_config(&config, listen.ip(), listen.port());
+    let mut engine_cfg = engine_config(&config, listen.ip(), listen.port());
+    if let Some(tls) = locals.tls.first() {
+        // The TLS listener's port on the host peers reach Tandem at.
+        let host = engine_cfg.host(tandem_transport::Transport::Udp);
+        let ip = host.rsplit_once(':').map_or(host, |(ip, _)| ip);
+        engine_cfg.tls_host = Some(format!("{ip}:{}", tls.port()));
+    }
     if let Some(p) = engine_cfg.session_timers
         && p.min_se < 90
     {
@@ -124,6 +146,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
         account_sid: config.account.sid.clone(),
         auth_token: config.account.auth_token.expose().to_owned(),
         sip_host,
+        tls_host: None,
         public_url: config.http.public_url.to_string(),
         trunks: config
             .trunks

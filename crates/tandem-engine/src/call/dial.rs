@@ -123,10 +123,16 @@ fn noun_options(n: &Noun) -> Option<&tandem_twiml::NounOptions> {
     }
 }
 
-/// Host and port of a SIP URI, and its transport.
+/// Host and port of a SIP URI, and its transport: TLS for `sips:` or
+/// `transport=tls` (port 5061 by default), TCP for `transport=tcp`.
 fn uri_target(uri: &str) -> Option<(String, u16, Transport)> {
     let (host, port) = uri_host_port(uri)?;
+    let secure = uri
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sips:"));
     let transport = match uri_param(uri, "transport").flatten() {
+        Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
+        _ if secure => Transport::Tls,
         Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
         _ => Transport::Udp,
     };
@@ -134,7 +140,12 @@ fn uri_target(uri: &str) -> Option<(String, u16, Transport)> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    Some((host, port.unwrap_or(5060), transport))
+    let default = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
+    Some((host, port.unwrap_or(default), transport))
 }
 
 impl Call {
@@ -152,15 +163,15 @@ impl Call {
                     tracing::warn!(%number, "no trunk carries this number");
                     return Dest::Fail(404);
                 };
-                let host = trunk
+                let (scheme, host) = trunk
                     .proxy
                     .split_once(':')
-                    .map_or(trunk.proxy.as_str(), |(_, h)| h);
+                    .unwrap_or(("sip", trunk.proxy.as_str()));
                 Dest::Uri {
-                    uri: format!("sip:{number}@{host}"),
+                    uri: format!("{scheme}:{number}@{host}"),
                     headers: Vec::new(),
                     credentials: trunk.username.clone().zip(trunk.password.clone()),
-                    route: Some(format!("<sip:{host};lr>")),
+                    route: Some(format!("<{scheme}:{host};lr>")),
                 }
             }
             Noun::Client(c) => {
@@ -466,13 +477,17 @@ impl Call {
         };
         let host_port = &self.cfg.sip_host;
         let mut b = tandem_sip::builder::RequestBuilder::new(Method::Invite, ruri)
-            .via(peer.transport.as_str(), host_port, &via_branch)
+            .via(
+                peer.transport.as_str(),
+                self.cfg.host(peer.transport),
+                &via_branch,
+            )
             .max_forwards(70)
             .from(format!("<sip:{caller_id}@{host_port}>;tag={tag}"))
             .to(format!("<{bare}>"))
             .call_id(call_id.clone())
             .cseq(1)
-            .contact(self.contact());
+            .contact(self.cfg.contact(peer.transport));
         for (k, v) in extra {
             b = b.header(Header::Other(k, v));
         }
@@ -868,7 +883,8 @@ impl Call {
                     Ok(session) => {
                         let answer = self.relay_reinvite(Some(i), &request);
                         let mut r = response_to(&request, 200, None, None);
-                        r.headers.push(Header::Contact(self.contact().into()));
+                        r.headers
+                            .push(Header::Contact(self.contact(Some(i)).into()));
                         r.headers.extend(session);
                         if let Some(sdp) = answer {
                             r.headers
@@ -973,14 +989,15 @@ impl Call {
 
     /// Sends the ACK for branch `i`'s 2xx.
     fn ack_branch(&mut self, i: usize) {
-        let host = self.cfg.sip_host.clone();
+        let cfg = self.cfg.clone();
         let branch = self.ids.branch();
         let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else {
             return;
         };
         b.unacked = false;
+        let host = cfg.host(b.peer.transport);
         if let Some(dialog) = &b.dialog
-            && let Ok(ack) = dialog.ack(b.peer.transport.as_str(), &host, &branch)
+            && let Ok(ack) = dialog.ack(b.peer.transport.as_str(), host, &branch)
         {
             self.out.push_back(Output::Ack {
                 request: ack,
@@ -999,12 +1016,13 @@ impl Call {
 
     /// ACK then BYE for a dialog Tandem does not want (ACK first, RFC 3261 §13.2.2.4).
     fn ack_and_bye(&mut self, dialog: &mut Dialog, peer: Peer) {
-        let host = self.cfg.sip_host.clone();
+        let cfg = self.cfg.clone();
+        let host = cfg.host(peer.transport);
         let transport = peer.transport.as_str();
-        if let Ok(ack) = dialog.ack(transport, &host, &self.ids.branch()) {
+        if let Ok(ack) = dialog.ack(transport, host, &self.ids.branch()) {
             self.out.push_back(Output::Ack { request: ack, peer });
         }
-        if let Ok(bye) = dialog.request(Method::Bye, transport, &host, &self.ids.branch()) {
+        if let Ok(bye) = dialog.request(Method::Bye, transport, host, &self.ids.branch()) {
             self.out.push_back(Output::Request { request: bye, peer });
         }
     }
@@ -1021,13 +1039,18 @@ impl Call {
     }
 
     pub(super) fn bye_branch(&mut self, i: usize) {
-        let host = self.cfg.sip_host.clone();
+        let cfg = self.cfg.clone();
         let branch = self.ids.branch();
         let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else {
             return;
         };
         if let Some(dialog) = &mut b.dialog
-            && let Ok(bye) = dialog.request(Method::Bye, b.peer.transport.as_str(), &host, &branch)
+            && let Ok(bye) = dialog.request(
+                Method::Bye,
+                b.peer.transport.as_str(),
+                cfg.host(b.peer.transport),
+                &branch,
+            )
         {
             self.out.push_back(Output::Request {
                 request: bye,

@@ -531,7 +531,7 @@ impl Call {
         let (now, cfg, env, mut ids, invite_tx, invite, source, start) = parts;
         let sid = call_sid(&mut ids);
         let local_tag = ids.tag();
-        let contact = format!("<sip:tandem@{}>", cfg.sip_host);
+        let contact = cfg.contact(source.transport);
         let mut env = env;
         let fail = |code: u16, why: &str| {
             tracing::warn!(code, why, "inbound call refused");
@@ -1013,14 +1013,23 @@ impl Call {
         }
     }
 
-    fn contact(&self) -> String {
-        format!("<sip:tandem@{}>", self.cfg.sip_host)
+    /// The transport of the caller's leg (`None`) or branch `i`'s.
+    fn leg_transport(&self, who: Option<usize>) -> tandem_transport::Transport {
+        match who.and_then(|i| self.dial.as_ref()?.branches.get(i)) {
+            Some(b) => b.peer.transport,
+            None => self.source.transport,
+        }
+    }
+
+    /// Tandem's Contact in the dialog of the caller (`None`) or branch `i`.
+    fn contact(&self, who: Option<usize>) -> String {
+        self.cfg.contact(self.leg_transport(who))
     }
 
     fn response(&self, code: u16, sdp: Option<&[u8]>) -> Response {
         let mut r = response_to(&self.invite, code, None, Some(&self.local_tag));
         if code > 100 && code < 300 {
-            r.headers.push(Header::Contact(self.contact().into()));
+            r.headers.push(Header::Contact(self.contact(None).into()));
             // What the caller may send in this dialog (UPDATE: session
             // refreshes without SDP) and the extensions Tandem supports.
             r.headers.push(Header::Allow(ALLOW.into()));
@@ -1130,10 +1139,12 @@ impl Call {
         }
         let branch = self.ids.branch();
         let transport = self.source.transport.as_str();
-        match self
-            .dialog
-            .request(Method::Bye, transport, &self.cfg.sip_host, &branch)
-        {
+        match self.dialog.request(
+            Method::Bye,
+            transport,
+            self.cfg.host(self.source.transport),
+            &branch,
+        ) {
             Ok(bye) => self.out.push_back(Output::Request {
                 request: bye,
                 peer: self.source,
@@ -1367,7 +1378,7 @@ impl Call {
                         self.answer_sdp = Some(answer);
                     }
                     let mut r = response_to(&request, 200, None, None);
-                    r.headers.push(Header::Contact(self.contact().into()));
+                    r.headers.push(Header::Contact(self.contact(None).into()));
                     r.headers.extend(session);
                     // Without an offer, the SDP below is Tandem's: the ACK answers it.
                     self.offer_pending = self.media.is_some()

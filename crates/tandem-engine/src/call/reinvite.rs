@@ -20,7 +20,7 @@ impl Call {
         if let Ok(ack) = self.dialog.ack_for(
             seq,
             self.source.transport.as_str(),
-            &self.cfg.sip_host,
+            self.cfg.host(self.source.transport),
             &branch,
         ) {
             self.out.push_back(Output::Ack {
@@ -53,13 +53,14 @@ impl Call {
             return;
         }
         let branch = self.ids.branch();
-        let host = self.cfg.sip_host.clone();
+        let cfg = self.cfg.clone();
         let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i]) else {
             return;
         };
         let Some(dialog) = &mut b.dialog else { return };
         dialog.on_invite_response(response);
-        if let Ok(ack) = dialog.ack_for(seq, b.peer.transport.as_str(), &host, &branch) {
+        let host = cfg.host(b.peer.transport);
+        if let Ok(ack) = dialog.ack_for(seq, b.peer.transport.as_str(), host, &branch) {
             self.out.push_back(Output::Ack {
                 request: ack,
                 peer: b.peer,
@@ -84,7 +85,7 @@ impl Call {
             return None;
         }
         let body = &request.body;
-        let host = self.cfg.sip_host.clone();
+        let cfg = self.cfg.clone();
         let branch = self.ids.branch();
         let bridged = self.dial.as_ref().and_then(|d| d.bridged);
         match from_child {
@@ -104,7 +105,7 @@ impl Call {
                         && let Ok(mut re) = dialog.request(
                             Method::Invite,
                             b.peer.transport.as_str(),
-                            &host,
+                            cfg.host(b.peer.transport),
                             &branch,
                         )
                     {
@@ -136,7 +137,7 @@ impl Call {
                     && let Ok(mut re) = self.dialog.request(
                         Method::Invite,
                         self.source.transport.as_str(),
-                        &host,
+                        cfg.host(self.source.transport),
                         &branch,
                     )
                 {
@@ -185,7 +186,8 @@ impl Call {
             }
             (_, answer) => {
                 let mut r = response_to(request, 200, None, None);
-                r.headers.push(Header::Contact(self.contact().into()));
+                r.headers
+                    .push(Header::Contact(self.contact(from_child).into()));
                 r.headers.extend(session);
                 if let Some(sdp) = answer {
                     if from_child.is_none() {

@@ -116,7 +116,7 @@ impl Call {
         }
         // The new party's dialog and media leg.
         let tag = self.ids.tag();
-        let contact = self.contact();
+        let contact = self.cfg.contact(source.transport);
         let Ok(mut dialog) = Dialog::uas(&request, &tag, &contact) else {
             return refuse(self, 400, "the INVITE cannot form a dialog");
         };

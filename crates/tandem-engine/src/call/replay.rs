@@ -744,6 +744,7 @@ fn parse_peer(t: &str, a: &str) -> Result<Peer, String> {
     let transport = match t {
         "UDP" | "udp" => Transport::Udp,
         "TCP" | "tcp" => Transport::Tcp,
+        "TLS" | "tls" => Transport::Tls,
         x => return Err(format!("transport {x:?}")),
     };
     Ok(Peer {

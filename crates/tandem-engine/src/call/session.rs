@@ -319,7 +319,7 @@ impl Call {
     /// else a re-INVITE re-offering the leg's SDP. A re-INVITE already
     /// under way on the leg puts the refresh off (it refreshes anyway).
     fn send_refresh(&mut self, who: Option<usize>) {
-        let host = self.cfg.sip_host.clone();
+        let cfg = self.cfg.clone();
         let branch = self.ids.branch();
         let now = self.now;
         let caller_sdp = self.answer_sdp.clone();
@@ -351,8 +351,12 @@ impl Call {
         } else {
             Method::Invite
         };
-        let Ok(mut request) = dialog.request(method, peer.transport.as_str(), &host, &branch)
-        else {
+        let Ok(mut request) = dialog.request(
+            method,
+            peer.transport.as_str(),
+            cfg.host(peer.transport),
+            &branch,
+        ) else {
             return;
         };
         request

@@ -590,6 +590,7 @@ impl Shell {
             } => spawn_load(&self.ctx, &self.me, who, seq, prompt, base),
             Output::Resolve(names) => {
                 let me = self.me.clone();
+                let ep = self.ctx.ep.clone();
                 tokio::spawn(async move {
                     let mut found = Vec::with_capacity(names.len());
                     for (host, port) in names {
@@ -597,6 +598,10 @@ impl Shell {
                             .await
                             .ok()
                             .and_then(|mut a| a.next());
+                        // A TLS branch to this name verifies the name.
+                        if let Some(addr) = addr {
+                            ep.set_tls_name(addr, &host);
+                        }
                         found.push((host, port, addr));
                     }
                     me.send(CallMsg::Resolved(found));

@@ -337,6 +337,7 @@ fn config() -> Arc<EngineConfig> {
         account_sid: "AC00000000000000000000000000000000".into(),
         auth_token: "token".into(),
         sip_host: "127.0.0.1:5080".into(),
+        tls_host: None,
         public_url: "http://127.0.0.1:8080".into(),
         trunks: Vec::new(),
         numbers: Vec::new(),
@@ -400,6 +401,18 @@ impl Harness {
         logged: bool,
         cfg: Arc<EngineConfig>,
     ) -> Self {
+        Self::start_from(twiml, invite, env, logged, cfg, peer(CALLER))
+    }
+
+    /// As [`Self::start_cfg`], the caller's INVITE from `source`.
+    fn start_from(
+        twiml: &str,
+        invite: Request,
+        env: FakeEnv,
+        logged: bool,
+        cfg: Arc<EngineConfig>,
+        source: Peer,
+    ) -> Self {
         let t0 = Instant::now();
         env.st().now = Some(t0);
         let doc = tandem_twiml::parse(twiml).expect("test document parses");
@@ -420,7 +433,7 @@ impl Harness {
                 t0,
                 7,
                 &invite,
-                peer(CALLER),
+                source,
                 stx,
                 &super::replay::LoggedStart::Document {
                     url: Some(Url::parse("http://app.test/voice").unwrap()),
@@ -441,7 +454,7 @@ impl Harness {
             IdGen::seeded(7),
             stx,
             invite,
-            peer(CALLER),
+            source,
             start,
             &mut refused,
         )
@@ -4703,4 +4716,92 @@ fn a_number_through_a_trunk_routes_its_in_dialog_requests_via_the_proxy() {
     );
     let sip = r#"<Response><Dial><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#;
     assert!(routes_of_bye(sip, None).is_empty());
+}
+
+// ----- Legs over TLS -----
+
+/// A caller over TLS gets Tandem's Contact naming TLS and the TLS
+/// listener's port; a `<Number>` through a `sips:` trunk is an INVITE over
+/// TLS to port 5061 with a `sips:` Request-URI, a TLS Via and Contact; the
+/// BYEs of both legs go over TLS with TLS Vias.
+#[test]
+fn legs_over_tls_name_tls_in_via_contact_and_uri() {
+    let mut cfg = (*config()).clone();
+    cfg.tls_host = Some("127.0.0.1:5081".into());
+    cfg.trunks = vec![crate::config::Trunk {
+        name: "carrier".into(),
+        proxy: "sips:127.0.0.30".into(),
+        username: None,
+        password: None,
+        prefixes: vec![String::new()],
+        sources: vec![("127.0.0.30".parse().unwrap(), 32)],
+        register: None,
+        options_interval: None,
+    }];
+    let tls = |addr: &str| Peer {
+        transport: Transport::Tls,
+        addr: addr.parse().unwrap(),
+    };
+    let mut h = Harness::start_from(
+        r#"<Response><Dial><Number>+15557654321</Number></Dial></Response>"#,
+        caller_invite(&[]),
+        FakeEnv::default(),
+        false,
+        Arc::new(cfg),
+        tls(CALLER),
+    );
+    h.advance(10 * MS);
+    let sent_to = |h: &Harness, method: Method| -> Vec<(Request, Peer)> {
+        h.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Request { request, peer } if request.method == method => {
+                    Some((request.clone(), *peer))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let (invite, to) = sent_to(&h, Method::Invite).remove(0);
+    assert_eq!(to, tls("127.0.0.30:5061"));
+    assert_eq!(invite.uri.to_string(), "sips:+15557654321@127.0.0.30");
+    let via = |r: &Request| {
+        r.headers
+            .iter()
+            .find_map(|x| match x {
+                x @ Header::Via(_) => Some(tandem_sip::message::header_value(x).to_owned()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert!(
+        via(&invite).starts_with("SIP/2.0/TLS 127.0.0.1:5081;"),
+        "{}",
+        via(&invite)
+    );
+    let contact = |headers: &rsip::Headers| {
+        headers
+            .iter()
+            .find_map(|x| match x {
+                x @ Header::Contact(_) => Some(tandem_sip::message::header_value(x).to_owned()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let tls_contact = "<sip:tandem@127.0.0.1:5081;transport=tls>";
+    assert_eq!(contact(&invite.headers), tls_contact);
+    h.callee(0, 200, "calleetag");
+    let ok = h.invite_answers().remove(0);
+    assert_eq!(ok.status_code.code(), 200);
+    assert_eq!(contact(&ok.headers), tls_contact);
+    // The callee hangs up: Tandem's BYE to the caller goes over TLS.
+    let bye = h.callee_request(Method::Bye, 2).build();
+    h.request_from(bye, tls("127.0.0.30:5061"));
+    let (bye, to) = sent_to(&h, Method::Bye).remove(0);
+    assert_eq!(to, tls(CALLER));
+    assert!(
+        via(&bye).starts_with("SIP/2.0/TLS 127.0.0.1:5081;"),
+        "{}",
+        via(&bye)
+    );
 }

@@ -174,7 +174,7 @@ impl Call {
         let mut accepted = response_to(&request, 202, None, None);
         accepted
             .headers
-            .push(Header::Contact(self.contact().into()));
+            .push(Header::Contact(self.contact(from).into()));
         self.out.push_back(Output::Respond {
             stx,
             response: accepted,
@@ -315,7 +315,7 @@ impl Call {
     /// The REFER's implicit subscription (RFC 3515 §2.4.4): a NOTIFY in
     /// the referrer's dialog with the transfer's progress as a sipfrag.
     fn notify_refer(&mut self, to: Referrer, status_line: &str, last: bool) {
-        let host = self.cfg.sip_host.clone();
+        let cfg = self.cfg.clone();
         let via = self.ids.branch();
         let (dialog, peer) = match to {
             Referrer::Caller => (&mut self.dialog, self.source),
@@ -327,8 +327,12 @@ impl Call {
                 (dialog, b.peer)
             }
         };
-        let mut notify = match dialog.request(Method::Notify, peer.transport.as_str(), &host, &via)
-        {
+        let mut notify = match dialog.request(
+            Method::Notify,
+            peer.transport.as_str(),
+            cfg.host(peer.transport),
+            &via,
+        ) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot build the REFER's NOTIFY");

@@ -40,19 +40,32 @@ pub enum Transport {
     Udp,
     /// Reliable stream: no retransmissions below the transaction user.
     Tcp,
+    /// TCP under TLS (RFC 3261 §26.2.1): reliable, like TCP.
+    Tls,
 }
 
 impl Transport {
     /// Whether the transport is reliable (§17: timers A, E, G are not used).
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 
-    /// The token used in Via (`UDP`, `TCP`).
+    /// The token used in Via (`UDP`, `TCP`, `TLS`).
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The `transport` URI parameter for a Contact or Route naming this
+    /// transport (`None` for UDP, the default).
+    pub fn uri_param(self) -> Option<&'static str> {
+        match self {
+            Transport::Udp => None,
+            Transport::Tcp => Some("tcp"),
+            Transport::Tls => Some("tls"),
         }
     }
 }

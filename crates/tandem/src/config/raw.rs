@@ -56,6 +56,11 @@ pub(crate) struct RawSip {
     pub udp: Vec<String>,
     #[serde(default)]
     pub tcp: Vec<String>,
+    #[serde(default)]
+    pub tls: Vec<String>,
+    pub tls_certificate: Option<String>,
+    pub tls_private_key: Option<String>,
+    pub tls_ca: Option<String>,
     pub external_address: Option<String>,
     pub t1_ms: Option<u64>,
     pub t2_ms: Option<u64>,

@@ -723,3 +723,60 @@ fn weak_secrets_are_named() {
         "account.auth_token"
     );
 }
+
+/// `sip.tls` with the fixture certificate and key (paths relative to the
+/// config), `sip.tls_ca`, and every way the pair can be wrong.
+#[test]
+fn tls_listener_certificate_key_and_ca() {
+    let tls = "tls = [\"127.0.0.1:5081\"]\ntls_certificate = \"fixtures/tls/tandem.crt\"\n\
+               tls_private_key = \"fixtures/tls/tandem.key\"\ntls_ca = \"fixtures/tls/ca.crt\"\n\
+               t1_ms = 500";
+    let c = parse(&edit("t1_ms = 500", tls)).expect("valid");
+    assert_eq!(c.sip.tls, vec!["127.0.0.1:5081".parse().unwrap()]);
+    let id = c.sip.tls_identity.as_ref().expect("identity");
+    assert!(id.private_key.path.ends_with("fixtures/tls/tandem.key"));
+    // The key's text never reaches Debug output.
+    assert!(!format!("{:?}", c.sip).contains("PRIVATE KEY"));
+    assert!(c.sip.tls_ca.is_some());
+    let without = |key: &str| {
+        let line = tls.lines().find(|l| l.starts_with(key)).unwrap();
+        edit("t1_ms = 500", &tls.replace(&format!("{line}\n"), ""))
+    };
+    assert_rejects(
+        &without("tls_certificate"),
+        "sip.tls_certificate",
+        "set its certificate",
+    );
+    assert_rejects(
+        &without("tls_private_key"),
+        "sip.tls_private_key",
+        "set its key",
+    );
+    assert_rejects(&without("tls ="), "sip.tls", "no listen address");
+    let only_listen = edit("t1_ms = 500", "tls = [\"127.0.0.1:5081\"]\nt1_ms = 500");
+    assert_rejects(&only_listen, "sip.tls_certificate", "set tls_certificate");
+    let wrong_key = tls.replace("tls/tandem.key", "tls/ca.key");
+    assert_rejects(
+        &edit("t1_ms = 500", &wrong_key),
+        "sip.tls_certificate",
+        "ca.key",
+    );
+    let missing = tls.replace("tls/tandem.crt", "tls/nope.crt");
+    assert_rejects(
+        &edit("t1_ms = 500", &missing),
+        "sip.tls_certificate",
+        "no such file",
+    );
+    let not_pem = tls.replace("tls/ca.crt", "tls/README.md");
+    assert_rejects(
+        &edit("t1_ms = 500", &not_pem),
+        "sip.tls_ca",
+        "no CERTIFICATE",
+    );
+    let clash = tls.replace("127.0.0.1:5081", "127.0.0.1:5080");
+    assert_rejects(
+        &edit("t1_ms = 500", &clash),
+        "sip.tls[0]",
+        "collides with sip.tcp[0]",
+    );
+}

@@ -26,8 +26,10 @@ pub struct SipProxy {
 pub enum ProxyTransport {
     /// UDP (the default for `sip:`).
     Udp,
-    /// TCP (`;transport=tcp`, and the default for `sips:`).
+    /// TCP (`;transport=tcp`).
     Tcp,
+    /// TLS (`;transport=tls`, and the only transport of `sips:`).
+    Tls,
 }
 
 impl fmt::Display for ProxyTransport {
@@ -35,6 +37,7 @@ impl fmt::Display for ProxyTransport {
         f.write_str(match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Tls => "tls",
         })
     }
 }
@@ -47,7 +50,12 @@ impl SipProxy {
 
     /// The explicit port, else 5060 (`sip:`) or 5061 (`sips:`).
     pub fn port_or_default(&self) -> u16 {
-        self.port.unwrap_or(if self.secure { 5061 } else { 5060 })
+        self.port
+            .unwrap_or(if self.transport == ProxyTransport::Tls {
+                5061
+            } else {
+                5060
+            })
     }
 
     /// Parses a proxy URI; the error says what is wrong with it.
@@ -112,7 +120,7 @@ impl SipProxy {
             },
         };
         let mut transport = if secure {
-            ProxyTransport::Tcp
+            ProxyTransport::Tls
         } else {
             ProxyTransport::Udp
         };
@@ -124,8 +132,9 @@ impl SipProxy {
             if name.eq_ignore_ascii_case("transport") {
                 transport = match value.to_ascii_lowercase().as_str() {
                     "udp" if !secure => ProxyTransport::Udp,
-                    "tcp" => ProxyTransport::Tcp,
-                    _ => return bad("transport must be udp or tcp (tcp for sips)"),
+                    "tcp" if !secure => ProxyTransport::Tcp,
+                    "tls" => ProxyTransport::Tls,
+                    _ => return bad("transport must be udp, tcp or tls (tls for sips)"),
                 };
             }
         }
@@ -185,7 +194,13 @@ mod tests {
         let p = SipProxy::parse("sips:[2001:db8::1]:5061").expect("valid");
         assert!(p.secure);
         assert_eq!(p.ip(), Some("2001:db8::1".parse().expect("ip")));
-        assert_eq!(p.transport, ProxyTransport::Tcp);
+        assert_eq!(p.transport, ProxyTransport::Tls);
+        let p = SipProxy::parse("sip:carrier.example;transport=tls").expect("valid");
+        assert_eq!(
+            (p.transport, p.port_or_default()),
+            (ProxyTransport::Tls, 5061)
+        );
+        assert!(SipProxy::parse("sips:carrier.example;transport=tcp").is_err());
         assert!(SipProxy::parse("SIP:sbc.example.com.").is_ok());
     }
 

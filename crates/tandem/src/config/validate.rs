@@ -14,9 +14,9 @@ use super::raw::{
 };
 use super::{
     AccountConfig, Cidr, ClientConfig, Config, ConfigSource, Credentials, DatabaseConfig,
-    DebugConfig, HttpConfig, Issue, LimitsConfig, Method, NumberConfig, NumberHandler,
-    RecordingConfig, RtpConfig, Secret, SipConfig, SipProxy, SpeechConfig, TrunkConfig,
-    VoiceWebhook, normalize,
+    DebugConfig, HttpConfig, Issue, LimitsConfig, Method, NumberConfig, NumberHandler, Pem,
+    RecordingConfig, RtpConfig, Secret, SipConfig, SipProxy, SpeechConfig, TlsIdentity,
+    TrunkConfig, VoiceWebhook, normalize,
 };
 
 /// Collects issues while checking.
@@ -88,6 +88,21 @@ impl Checker<'_> {
             self.fail(key, "must not contain control characters");
         }
         Secret::new(v)
+    }
+
+    /// The file `rel` names (see [`Self::file`]), read.
+    fn pem(&mut self, key: &str, rel: &str) -> Option<Pem> {
+        let path = self.file(key, rel);
+        match std::fs::read(&path) {
+            Ok(text) => Some(Pem { path, text }),
+            Err(e) => {
+                // `file` has recorded a missing file already.
+                if path.is_file() {
+                    self.fail(key, format!("{}: {e}", path.display()));
+                }
+                None
+            }
+        }
     }
 
     /// `rel` against the first base, or a later base where it exists as a file.
@@ -277,12 +292,24 @@ fn listen_list(c: &mut Checker<'_>, key: &str, list: &[String]) -> Vec<SocketAdd
 fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
     let udp = listen_list(c, "sip.udp", &s.udp);
     let tcp = listen_list(c, "sip.tcp", &s.tcp);
-    if s.udp.is_empty() && s.tcp.is_empty() {
+    let tls = listen_list(c, "sip.tls", &s.tls);
+    if s.udp.is_empty() && s.tcp.is_empty() && s.tls.is_empty() {
         c.fail(
             "sip.udp",
-            "no listen address: list at least one in sip.udp or sip.tcp",
+            "no listen address: list at least one in sip.udp, sip.tcp or sip.tls",
         );
     }
+    let tls_identity = tls_identity(c, s);
+    let tls_ca = s.tls_ca.as_deref().and_then(|rel| {
+        let pem = c.pem("sip.tls_ca", rel)?;
+        match tandem_transport::tls::client_config(Some(&pem.text)) {
+            Ok(_) => Some(pem),
+            Err(e) => {
+                c.fail("sip.tls_ca", format!("{}: {e}", pem.path.display()));
+                None
+            }
+        }
+    });
     let external_address = s.external_address.as_deref().and_then(|v| {
         let ip = c.parse::<IpAddr>("sip.external_address", v, "an IP address")?;
         if ip.is_unspecified() {
@@ -344,6 +371,9 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
     SipConfig {
         udp,
         tcp,
+        tls,
+        tls_identity,
+        tls_ca,
         external_address,
         t1,
         t2,
@@ -355,6 +385,60 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
         tcp_write_timeout,
         session_timers,
     }
+}
+
+/// `tls_certificate` and `tls_private_key`: both or neither, both when
+/// `tls` lists an address, and together a configuration rustls accepts.
+fn tls_identity(c: &mut Checker<'_>, s: &RawSip) -> Option<TlsIdentity> {
+    let (cert, key) = match (&s.tls_certificate, &s.tls_private_key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            if !s.tls.is_empty() {
+                c.fail(
+                    "sip.tls_certificate",
+                    "sip.tls lists a listen address: set tls_certificate and tls_private_key",
+                );
+            }
+            return None;
+        }
+        (Some(_), None) => {
+            c.fail(
+                "sip.tls_private_key",
+                "tls_certificate is set: set its key too",
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            c.fail(
+                "sip.tls_certificate",
+                "tls_private_key is set: set its certificate too",
+            );
+            return None;
+        }
+    };
+    if s.tls.is_empty() {
+        c.fail(
+            "sip.tls",
+            "tls_certificate is set but sip.tls lists no listen address",
+        );
+    }
+    let certificate = c.pem("sip.tls_certificate", cert)?;
+    let private_key = c.pem("sip.tls_private_key", key)?;
+    if let Err(e) = tandem_transport::tls::server_config(&certificate.text, &private_key.text) {
+        c.fail(
+            "sip.tls_certificate",
+            format!(
+                "{} with {}: {e}",
+                certificate.path.display(),
+                private_key.path.display()
+            ),
+        );
+        return None;
+    }
+    Some(TlsIdentity {
+        certificate,
+        private_key,
+    })
 }
 
 /// `session_expires_s` (0: no session timers) and `min_se_s`. RFC 4028 §4
@@ -487,6 +571,20 @@ fn conflicts(c: &mut Checker<'_>, sip: &SipConfig, rtp: &RtpConfig, http: &HttpC
                 http.listen, sip.tcp[i]
             ),
         );
+    }
+    for (i, &a) in sip.tls.iter().enumerate() {
+        if overlaps(a, http.listen) {
+            c.fail(
+                "http.listen",
+                format!("{} collides with sip.tls[{i}] ({a})", http.listen),
+            );
+        }
+        if let Some(j) = sip.tcp.iter().position(|&t| overlaps(t, a)) {
+            c.fail(
+                format!("sip.tls[{i}]"),
+                format!("{a} collides with sip.tcp[{j}] ({})", sip.tcp[j]),
+            );
+        }
     }
     let rtp_ports = rtp.port_min..=rtp.port_max;
     for (i, a) in sip.udp.iter().enumerate() {
