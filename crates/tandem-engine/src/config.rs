@@ -83,6 +83,9 @@ pub struct MediaConfig {
     pub latching: bool,
     /// Media timeout (None disables).
     pub media_timeout: Option<Duration>,
+    /// Offer SDES-SRTP on the legs Tandem opens over TLS (SRTP offers from
+    /// peers are answered whatever this says).
+    pub srtp_over_tls: bool,
 }
 
 /// A SIP trunk.

@@ -25,6 +25,7 @@ pub(crate) struct Media {
     sdp_addr: IpAddr,
     latching: bool,
     timeout: Option<Duration>,
+    srtp_over_tls: bool,
     next_leg: AtomicU32,
 }
 
@@ -66,6 +67,7 @@ impl Media {
             sdp_addr: cfg.sdp_address,
             latching: cfg.latching,
             timeout: cfg.media_timeout,
+            srtp_over_tls: cfg.srtp_over_tls,
             next_leg: AtomicU32::new(1),
         })
     }
@@ -107,6 +109,11 @@ impl Media {
     /// The configured media timeout (`None`: off).
     pub(crate) fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// Whether legs opened over TLS offer SRTP.
+    pub(crate) fn srtp_over_tls(&self) -> bool {
+        self.srtp_over_tls
     }
 }
 
@@ -153,6 +160,11 @@ impl MediaLeg {
         let bytes = sdp.to_bytes();
         self.offer = Some(sdp);
         Ok(bytes)
+    }
+
+    /// Tandem's offers on this leg are SDES-SRTP from now on.
+    pub(crate) fn use_srtp(&mut self) {
+        self.sess.use_srtp(true);
     }
 
     /// Tandem's own offer (no caller offer to follow).

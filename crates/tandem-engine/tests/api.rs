@@ -244,6 +244,7 @@ fn config(dir: &Path, tandem: SocketAddr, doc: PathBuf, media: bool) -> EngineCo
             port_max: base + 39,
             latching: false,
             media_timeout: None,
+            srtp_over_tls: true,
         }),
         session_timers: Some(Default::default()),
     }

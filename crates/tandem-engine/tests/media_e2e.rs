@@ -2,12 +2,14 @@
 //! a number whose TwiML dials one `<Sip>` callee; while the callee rings the
 //! caller hears Tandem's ringback; after the answer RTP flows both ways
 //! through Tandem's anchored legs (never directly), and the caller's BYE
-//! reaches the callee.
+//! reaches the callee. The same with a caller that offers SDES-SRTP: its
+//! leg is SRTP both ways, the callee's plain RTP.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tandem_engine::{Engine, EngineConfig, MediaConfig, NumberRoute, Trunk, TwimlSource};
+use tandem_rtp::srtp::{Crypto, SrtpKey, SrtpPeer, Suite};
 use tandem_test_support::rtp::pcmu as rtp;
 use tandem_test_support::sdp::{sdp, sdp_port};
 use tandem_transport::{Endpoint, EndpointConfig};
@@ -49,14 +51,27 @@ fn header<'a>(msg: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{name} missing in:\n{msg}"))
 }
 
-/// Counts RTP packets whose payload is `marker` arriving within `window`, and their sources.
-async fn count_rtp(sock: &UdpSocket, marker: u8, window: Duration) -> (usize, Vec<SocketAddr>) {
+/// Counts RTP packets whose payload is `marker` arriving within `window`,
+/// and their sources; an SRTP leg's are decrypted by `srtp` first.
+async fn count_rtp(
+    sock: &UdpSocket,
+    marker: u8,
+    window: Duration,
+    mut srtp: Option<&mut SrtpPeer>,
+) -> (usize, Vec<SocketAddr>) {
     let mut buf = vec![0u8; 2048];
     let mut n = 0;
     let mut sources = Vec::new();
     let end = tokio::time::Instant::now() + window;
     while let Ok(Ok((len, from))) = tokio::time::timeout_at(end, sock.recv_from(&mut buf)).await {
-        if len == 172 && buf[12..len].iter().all(|&b| b == marker) {
+        let pkt = match srtp.as_deref_mut() {
+            Some(peer) => match peer.unprotect(&buf[..len]) {
+                Ok(p) => p,
+                Err(_) => continue,
+            },
+            None => buf[..len].to_vec(),
+        };
+        if pkt.len() == 172 && pkt[12..].iter().all(|&b| b == marker) {
             n += 1;
             if !sources.contains(&from) {
                 sources.push(from);
@@ -68,13 +83,25 @@ async fn count_rtp(sock: &UdpSocket, marker: u8, window: Duration) -> (usize, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
+    dial_through(false).await;
+}
+
+/// A caller offering `RTP/SAVP` with an `a=crypto` key gets Tandem's key
+/// in the 200; its audio, decrypted, reaches the plain callee, and the
+/// callee's reaches it encrypted with Tandem's key (and decrypts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_srtp_caller_is_bridged_to_a_plain_callee() {
+    dial_through(true).await;
+}
+
+async fn dial_through(srtp: bool) {
     let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let callee = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let callee_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let callee_port = callee.local_addr().unwrap().port();
 
-    let dir = std::env::temp_dir().join(format!("tandem-e2e-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("tandem-e2e-{}-{srtp}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let doc = dir.join("dial.xml");
     std::fs::write(
@@ -93,7 +120,8 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
     // An RTP range unlikely to collide with parallel tests (derived from the
     // PID), below the kernel's ephemeral ports (32768 up) where sockets
     // bound to port 0 land; tests/api.rs uses 24000 up.
-    let base = 20_000 + (std::process::id() % 100) as u16 * 40;
+    // Each of the two tests its half of the PID's 40 ports.
+    let base = 20_000 + (std::process::id() % 100) as u16 * 40 + u16::from(srtp) * 20;
     let cfg = EngineConfig {
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
         auth_token: "token".into(),
@@ -128,9 +156,10 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
             address: "127.0.0.1".parse().unwrap(),
             sdp_address: "127.0.0.1".parse().unwrap(),
             port_min: base,
-            port_max: base + 39,
+            port_max: base + 19,
             latching: false,
             media_timeout: None,
+            srtp_over_tls: true,
         }),
         session_timers: Some(Default::default()),
     };
@@ -142,7 +171,15 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
 
     // Caller INVITEs; Tandem answers it before running <Dial>.
     let cport = caller.local_addr().unwrap().port();
-    let body = sdp(caller_rtp.local_addr().unwrap().port());
+    let caller_key = SrtpKey::random(Suite::AesCm128HmacSha1_80);
+    let mut body = sdp(caller_rtp.local_addr().unwrap().port());
+    if srtp {
+        let crypto = Crypto {
+            tag: 1,
+            key: caller_key.clone(),
+        };
+        body = body.replace("RTP/AVP", "RTP/SAVP") + &format!("a=crypto:{}\r\n", crypto.value());
+    }
     let invite = format!(
         "INVITE sip:+15550001000@{tandem} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bKe2e1;rport\r\n\
          From: <sip:+15551112222@127.0.0.1>;tag=c1\r\nTo: <sip:+15550001000@{tandem}>\r\nCall-ID: e2e-call\r\n\
@@ -153,6 +190,20 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
     caller.send_to(invite.as_bytes(), tandem).await.unwrap();
     let (ok, _) = expect(&caller, "SIP/2.0 200").await;
     let tandem_a_port = sdp_port(&ok);
+    // Tandem's answer: SRTP with its own key when the caller offered it.
+    let mut peer = srtp.then(|| {
+        assert!(ok.contains("m=audio ") && ok.contains(" RTP/SAVP "), "{ok}");
+        let line = ok
+            .lines()
+            .find_map(|l| l.strip_prefix("a=crypto:"))
+            .expect("Tandem's a=crypto");
+        let tandem_key = Crypto::parse(line).expect("parses").key;
+        assert_ne!(tandem_key, caller_key);
+        SrtpPeer::new(&caller_key, &tandem_key).unwrap()
+    });
+    if !srtp {
+        assert!(!ok.contains("a=crypto"), "{ok}");
+    }
     assert_ne!(tandem_a_port, callee_rtp.local_addr().unwrap().port());
     let to = header(&ok, "To").to_owned();
     caller
@@ -171,6 +222,8 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
     // The callee gets an INVITE whose SDP is Tandem's own B leg; it rings.
     let (inv, from) = expect(&callee, "INVITE ").await;
     let tandem_b_port = sdp_port(&inv);
+    // The callee's leg is plain RTP whatever the caller's is (it is not TLS).
+    assert!(inv.contains(" RTP/AVP ") && !inv.contains("a=crypto"), "{inv}");
     assert_ne!(
         tandem_b_port, tandem_a_port,
         "each leg has its own port pair"
@@ -233,13 +286,18 @@ async fn dial_bridges_anchored_media_both_ways_with_ringback_first() {
     // Let the bridge settle, then drain any ringback still in flight.
     tokio::time::sleep(Duration::from_millis(100)).await;
     for seq in 0..50u16 {
-        caller_rtp.send_to(&rtp(seq, 0xAA), a).await.unwrap();
+        let pkt = rtp(seq, 0xAA);
+        let pkt = match peer.as_mut() {
+            Some(p) => p.protect(&pkt).unwrap(),
+            None => pkt,
+        };
+        caller_rtp.send_to(&pkt, a).await.unwrap();
         callee_rtp.send_to(&rtp(seq, 0xBB), b).await.unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let (to_callee, to_caller) = tokio::join!(
-        count_rtp(&callee_rtp, 0xAA, Duration::from_millis(700)),
-        count_rtp(&caller_rtp, 0xBB, Duration::from_millis(700)),
+        count_rtp(&callee_rtp, 0xAA, Duration::from_millis(700), None),
+        count_rtp(&caller_rtp, 0xBB, Duration::from_millis(700), peer.as_mut()),
     );
     assert_eq!(to_callee.0, 50, "caller's audio reaches the callee");
     assert_eq!(to_caller.0, 50, "callee's audio reaches the caller");

@@ -62,6 +62,7 @@ fn media(remote: SocketAddr, codec: Codec, pt: u8, te: Option<u8>) -> Negotiated
         telephone_event: te,
         ptime: 20,
         remote_direction: Direction::SendRecv,
+        srtp: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //!   timeouts, taps and injection of generated audio.
 //! - [`record`]: taps that feed tandem-media's recorder.
 //! - [`rtp`]: allocation-free RTP header access.
+//! - [`srtp`]: SDES keys (`a=crypto`) and the SRTP transforms of a leg.
 //!
 //! See `docs/rtp.md` for the behaviour and how the engine drives it.
 
@@ -17,6 +18,7 @@ pub mod record;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;
+pub mod srtp;
 
 pub use pool::{PoolConfig, PoolError, PoolExhausted, PortPair, PortPool};
 pub use relay::{Leg, LegConfig, LegId, MediaEvent, MediaRuntime, bridge};

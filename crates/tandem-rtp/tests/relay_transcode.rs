@@ -46,6 +46,7 @@ fn media(remote: SocketAddr, codec: Codec, pt: u8) -> NegotiatedMedia {
         formats: vec![codec, te],
         ptime: 20,
         remote_direction: Direction::SendRecv,
+        srtp: None,
     }
 }
 

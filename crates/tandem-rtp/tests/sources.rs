@@ -26,6 +26,7 @@ fn media(remote: SocketAddr, codec: Codec, pt: u8, te_pt: Option<u8>) -> Negotia
         telephone_event: te,
         ptime: 20,
         remote_direction: Direction::SendRecv,
+        srtp: None,
     }
 }
 

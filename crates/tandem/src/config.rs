@@ -170,6 +170,8 @@ pub struct RtpConfig {
     pub latching: bool,
     /// Hang up a call whose media has been silent this long; `None` disables.
     pub media_timeout: Option<Duration>,
+    /// Offer SDES-SRTP on the legs Tandem opens over TLS.
+    pub srtp_over_tls: bool,
 }
 
 /// `[http]`.

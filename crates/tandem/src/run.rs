@@ -212,6 +212,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
             port_max: rtp.port_max,
             latching: rtp.latching,
             media_timeout: rtp.media_timeout,
+            srtp_over_tls: rtp.srtp_over_tls,
         }),
         session_timers: config.sip.session_timers,
     }

@@ -514,6 +514,10 @@ impl Call {
         let mut body = None;
         if self.env.has_media() {
             let leg = self.env.open_leg(peer.addr.ip()).map_err(|e| e.status())?;
+            // Keys go only where the signalling is encrypted (RFC 4568 §8.3).
+            if peer.transport == Transport::Tls {
+                self.env.offer_srtp(leg);
+            }
             let offer = self
                 .env
                 .offer(leg, caller_offer.then_some(self.invite.body.as_slice()));

@@ -46,6 +46,9 @@ pub(crate) trait Env: Send {
     fn offer(&mut self, leg: LegId, remote_offer: Option<&[u8]>) -> Result<Vec<u8>, LegError>;
     /// The remote's answer to our offer on `leg`.
     fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError>;
+    /// `leg`'s signalling is TLS: Tandem's offers on it are SDES-SRTP
+    /// (`RTP/SAVP` with Tandem's key) unless `[rtp] srtp_over_tls` is off.
+    fn offer_srtp(&mut self, _leg: LegId) {}
     /// Ringback toward `leg` (`None` stops it).
     fn ringback(&mut self, leg: LegId, tone: Option<RingTone>);
     /// What `from` receives is relayed to `to` (`None`: dropped).
@@ -327,6 +330,14 @@ impl Env for RealEnv {
         match self.leg(leg) {
             Some(s) => s.media.on_answer(answer),
             None => Ok(()),
+        }
+    }
+
+    fn offer_srtp(&mut self, leg: LegId) {
+        if self.ctx.media.as_ref().is_some_and(|m| m.srtp_over_tls())
+            && let Some(s) = self.leg(leg)
+        {
+            s.media.use_srtp();
         }
     }
 

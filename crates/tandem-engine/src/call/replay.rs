@@ -378,6 +378,9 @@ impl Env for LoggingEnv {
     fn answer(&mut self, leg: LegId, offer: &[u8]) -> Result<Vec<u8>, LegError> {
         self.inner.answer(leg, offer)
     }
+    fn offer_srtp(&mut self, leg: LegId) {
+        self.inner.offer_srtp(leg);
+    }
     fn offer(&mut self, leg: LegId, remote: Option<&[u8]>) -> Result<Vec<u8>, LegError> {
         self.inner.offer(leg, remote)
     }

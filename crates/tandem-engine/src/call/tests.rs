@@ -63,6 +63,8 @@ struct EnvState {
     queue_ops: Vec<String>,
     /// SDP answers taken on legs (to Tandem's offers).
     answers: Vec<(LegId, Vec<u8>)>,
+    /// Legs whose offers were asked to be SRTP.
+    srtp: Vec<LegId>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -96,6 +98,9 @@ impl Env for FakeEnv {
     fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError> {
         self.st().answers.push((leg, answer.to_vec()));
         Ok(())
+    }
+    fn offer_srtp(&mut self, leg: LegId) {
+        self.st().srtp.push(leg);
     }
     fn ringback(&mut self, _: LegId, _: Option<tandem_media::tones::RingTone>) {}
     fn relay(&mut self, _: LegId, _: Option<LegId>) {}
@@ -4742,15 +4747,23 @@ fn legs_over_tls_name_tls_in_via_contact_and_uri() {
         transport: Transport::Tls,
         addr: addr.parse().unwrap(),
     };
+    let env = FakeEnv::default();
     let mut h = Harness::start_from(
         r#"<Response><Dial><Number>+15557654321</Number></Dial></Response>"#,
         caller_invite(&[]),
-        FakeEnv::default(),
+        env.clone(),
         false,
         Arc::new(cfg),
         tls(CALLER),
     );
     h.advance(10 * MS);
+    // The branch's leg was asked to offer SRTP (keys only over TLS); the
+    // caller's leg answers what the caller offered.
+    {
+        let st = env.st();
+        assert_eq!(st.srtp.len(), 1);
+        assert_ne!(Some(st.srtp[0]), st.open.first().copied());
+    }
     let sent_to = |h: &Harness, method: Method| -> Vec<(Request, Peer)> {
         h.log
             .iter()

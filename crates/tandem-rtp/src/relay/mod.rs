@@ -11,6 +11,12 @@
 //! while a lock is held, no queue: a packet the kernel will not take is
 //! dropped, as a router would.
 //!
+//! An SRTP leg (SDES keys in its [`NegotiatedMedia`]) decrypts what it
+//! receives before anything else looks at it (a packet that fails
+//! authentication or replays is rejected) and encrypts everything sent to
+//! it, relayed or generated, RTP and RTCP: the legs of a bridge may be one
+//! SRTP and one plain.
+//!
 //! Generated audio ([`Leg::inject`]) is paced by `tokio::time::interval`
 //! and, while active, mutes what is relayed toward that leg. A leg that
 //! receives nothing for the configured time reports
@@ -27,7 +33,7 @@ mod xcode;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -44,6 +50,7 @@ pub use tx::OutFormat;
 
 use crate::pool::{PoolReturn, PortPair};
 use crate::sdp::NegotiatedMedia;
+use crate::srtp::SrtpSession;
 use tx::{TxState, UNKNOWN};
 
 /// Identifies a leg in events and taps. Chosen by the engine.
@@ -210,6 +217,11 @@ pub(crate) struct LegShared {
     next_injection: AtomicU64,
     /// The runtime the leg was started on; injections run there too.
     runtime: tokio::runtime::Handle,
+    /// Whether `srtp` holds a session (read without the lock on every packet).
+    srtp_on: AtomicBool,
+    /// The leg's SRTP transforms: inbound used by its receive task,
+    /// outbound by whoever sends to it (each holds the lock for one packet).
+    srtp: Mutex<Option<SrtpSession>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -243,13 +255,64 @@ impl LegShared {
         }
     }
 
-    /// Send a finished RTP packet to this leg's remote.
+    /// Send a finished RTP packet to this leg's remote (encrypted first on
+    /// an SRTP leg).
     #[inline]
     fn send_rtp(&self, pkt: &[u8], dst: SocketAddr) {
-        match send_now(&self.sockets().rtp, pkt, dst) {
+        let sent = if self.srtp_on.load(Ordering::Relaxed) {
+            match self.protect(pkt, false) {
+                Some(enc) => send_now(&self.sockets().rtp, &enc, dst),
+                None => return bump(&self.counters.tx_errors),
+            }
+        } else {
+            send_now(&self.sockets().rtp, pkt, dst)
+        };
+        match sent {
             Ok(_) => bump(&self.counters.tx_packets),
             Err(_) => bump(&self.counters.tx_errors),
         }
+    }
+
+    /// Send an RTCP packet to this leg's remote (as SRTCP on an SRTP leg).
+    fn send_rtcp(&self, pkt: &[u8], dst: SocketAddr) {
+        if self.srtp_on.load(Ordering::Relaxed) {
+            if let Some(enc) = self.protect(pkt, true) {
+                let _ = send_now(&self.sockets().rtcp, &enc, dst);
+            }
+        } else {
+            let _ = send_now(&self.sockets().rtcp, pkt, dst);
+        }
+    }
+
+    /// Encrypts with the leg's outbound SRTP context (`None`: no session,
+    /// or the transform refused).
+    #[inline(never)]
+    fn protect(&self, pkt: &[u8], rtcp: bool) -> Option<bytes::Bytes> {
+        let mut guard = lock(&self.srtp);
+        let s = guard.as_mut()?;
+        if rtcp {
+            s.protect_rtcp(pkt).ok()
+        } else {
+            s.protect_rtp(pkt).ok()
+        }
+    }
+
+    /// Decrypts a received packet in place (SRTP or SRTCP); its new length,
+    /// or `None` when it failed authentication or is a replay.
+    #[inline(never)]
+    fn unprotect(&self, buf: &mut [u8], n: usize, rtcp: bool, scratch: &mut Vec<u8>) -> Option<usize> {
+        let mut guard = lock(&self.srtp);
+        let s = guard.as_mut()?;
+        let ok = if rtcp {
+            s.unprotect_rtcp(&buf[..n], scratch)
+        } else {
+            s.unprotect_rtp(&buf[..n], scratch)
+        };
+        drop(guard);
+        ok.ok()?;
+        let len = scratch.len().min(buf.len());
+        buf[..len].copy_from_slice(&scratch[..len]);
+        Some(len)
     }
 
     fn control(&self, f: impl FnOnce(&mut Control)) {
@@ -349,6 +412,8 @@ impl Leg {
             counters: Counters::default(),
             next_injection: AtomicU64::new(1),
             runtime: tokio::runtime::Handle::current(),
+            srtp_on: AtomicBool::new(false),
+            srtp: Mutex::new(None),
         });
         let task = tokio::spawn(rx::run(Arc::clone(&shared)));
         Ok(Leg { shared, task })
@@ -381,6 +446,7 @@ impl Leg {
                 (tx.remote, tx.remote_rtcp) = kept;
             }
         }
+        self.set_srtp(media);
         let kinds = tx::rx_kinds(media);
         let te_clock = media
             .telephone_event
@@ -397,6 +463,32 @@ impl Leg {
                 c.epoch += 1;
             }
         });
+    }
+
+    /// Starts, changes or ends the leg's SRTP: a new session only when the
+    /// keys change (a re-INVITE repeating them keeps the rollover counters
+    /// and the replay window).
+    fn set_srtp(&self, media: &NegotiatedMedia) {
+        let mut cur = lock(&self.shared.srtp);
+        if cur.as_ref().map(SrtpSession::keys) == media.srtp.as_ref() {
+            return;
+        }
+        *cur = match &media.srtp {
+            None => None,
+            Some(keys) => match SrtpSession::new(keys) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(leg = self.shared.id.0, error = %e, "SRTP not started");
+                    None
+                }
+            },
+        };
+        self.shared.srtp_on.store(cur.is_some(), Ordering::Relaxed);
+    }
+
+    /// Whether the leg runs SRTP.
+    pub fn is_srtp(&self) -> bool {
+        self.shared.srtp_on.load(Ordering::Relaxed)
     }
 
     /// Set the remote addresses without SDP (payload types pass through

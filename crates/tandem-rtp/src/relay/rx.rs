@@ -116,6 +116,8 @@ pub(super) async fn run(shared: Arc<LegShared>) {
         xcode_origin: (1 << 63) | u64::from(shared.id.0),
     };
     let mut buf = [0u8; BUF];
+    // Decrypted SRTP lands here before it is copied back over the packet.
+    let mut scratch = Vec::new();
     let socks = shared.sockets();
     let mut notified = pin!(shared.notify.notified());
     let mut sleep = pin!(tokio::time::sleep(FAR));
@@ -153,7 +155,12 @@ pub(super) async fn run(shared: Arc<LegShared>) {
                 let mut got = false;
                 for _ in 0..BATCH {
                     match socks.rtp.try_recv_from(&mut buf) {
-                        Ok((n, src)) => got |= on_rtp(&shared, &mut local, &mut buf[..n], src, now),
+                        Ok((n, src)) => {
+                            let Some(n) = plain(&shared, &mut buf, n, false, &mut scratch) else {
+                                continue;
+                            };
+                            got |= on_rtp(&shared, &mut local, &mut buf[..n], src, now);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -169,7 +176,12 @@ pub(super) async fn run(shared: Arc<LegShared>) {
             Wake::Rtcp => {
                 for _ in 0..BATCH {
                     match socks.rtcp.try_recv_from(&mut buf) {
-                        Ok((n, src)) => on_rtcp(&shared, &mut local, &mut buf[..n], src),
+                        Ok((n, src)) => {
+                            let Some(n) = plain(&shared, &mut buf, n, true, &mut scratch) else {
+                                continue;
+                            };
+                            on_rtcp(&shared, &mut local, &mut buf[..n], src);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -201,6 +213,27 @@ pub(super) async fn run(shared: Arc<LegShared>) {
             }
         }
     }
+}
+
+/// The received packet as plain RTP/RTCP: as it is on a plain leg,
+/// decrypted on an SRTP leg (`None`, counted as rejected, when it fails
+/// authentication, replays, or is plain on an SRTP leg).
+#[inline]
+fn plain(
+    shared: &LegShared,
+    buf: &mut [u8],
+    n: usize,
+    rtcp: bool,
+    scratch: &mut Vec<u8>,
+) -> Option<usize> {
+    if !shared.srtp_on.load(std::sync::atomic::Ordering::Relaxed) {
+        return Some(n);
+    }
+    let len = shared.unprotect(buf, n, rtcp, scratch);
+    if len.is_none() {
+        bump(&shared.counters.rejected);
+    }
+    len
 }
 
 fn rearm(local: &Local, sleep: std::pin::Pin<&mut tokio::time::Sleep>) {
@@ -546,7 +579,7 @@ fn on_rtcp(shared: &LegShared, local: &mut Local, pkt: &mut [u8], src: SocketAdd
     };
     // The far end knows the stream by the SSRC Tandem gave it.
     rtp::rewrite_rtcp_sender(pkt, ssrc);
-    let _ = super::send_now(&peer.sockets().rtcp, pkt, dst);
+    peer.send_rtcp(pkt, dst);
 }
 
 #[cfg(test)]

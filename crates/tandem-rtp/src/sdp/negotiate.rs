@@ -2,7 +2,10 @@
 //! PCMU, PCMA, Opus and telephone-event (RFC 4733), rewriting of `o=`, `c=`
 //! and `m=` to Tandem's own address and ports on each leg, hold and resume
 //! (§8.4), `ptime`, and the `o=` session-version rule (§8: incremented only
-//! when the description changes).
+//! when the description changes). SDES-SRTP (RFC 4568) per leg: an
+//! `RTP/SAVP` offer with a usable `a=crypto` is answered with Tandem's own
+//! key, and a leg told to ([`SdpSession::use_srtp`]) offers `RTP/SAVP`; the
+//! profile is each leg's own, so an SRTP leg bridges to a plain one.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,6 +13,7 @@ use super::{
     Attribute, Connection, Direction, MediaDescription, Origin, SdpError, SessionDescription,
     Timing,
 };
+use crate::srtp::{Crypto, SrtpKey, SrtpKeys, Suite};
 
 pub use tandem_media::Codec;
 
@@ -151,6 +155,8 @@ pub struct NegotiatedMedia {
     pub ptime: u32,
     /// The remote's direction, with `c=0.0.0.0` read as hold.
     pub remote_direction: Direction,
+    /// SDES-SRTP keys when the leg is `RTP/SAVP` (`None`: plain RTP).
+    pub srtp: Option<SrtpKeys>,
 }
 
 impl NegotiatedMedia {
@@ -188,6 +194,10 @@ pub struct SdpSession {
     version: u64,
     local: LocalMedia,
     last_sent: Option<SessionDescription>,
+    /// Tandem's `a=crypto` on this leg while it is SRTP: the tag and the
+    /// key Tandem sends with (kept across re-offers: a new key would
+    /// restart the peer's SRTP context).
+    srtp: Option<Crypto>,
 }
 
 impl SdpSession {
@@ -198,7 +208,28 @@ impl SdpSession {
             version: 1,
             local,
             last_sent: None,
+            srtp: None,
         }
+    }
+
+    /// Offers on this leg are `RTP/SAVP` with a key of Tandem's (`on`), or
+    /// plain `RTP/AVP`. Answers follow the offer whatever this says.
+    pub fn use_srtp(&mut self, on: bool) {
+        match (on, &self.srtp) {
+            (true, None) => {
+                self.srtp = Some(Crypto {
+                    tag: 1,
+                    key: SrtpKey::random(Suite::AesCm128HmacSha1_80),
+                });
+            }
+            (false, _) => self.srtp = None,
+            (true, Some(_)) => {}
+        }
+    }
+
+    /// Whether this leg offers SRTP.
+    pub fn srtp(&self) -> bool {
+        self.srtp.is_some()
     }
 
     /// Tandem's address and RTP port on this leg.
@@ -244,7 +275,12 @@ impl SdpSession {
                 formats.push(f);
             }
         }
-        let m = self.audio_section("RTP/AVP", &formats, Some(caps.ptime), direction);
+        let proto = if self.srtp.is_some() {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        };
+        let m = self.audio_section(proto, &formats, Some(caps.ptime), direction);
         self.finish(vec![m])
     }
 
@@ -303,7 +339,16 @@ impl SdpSession {
             formats.push(PayloadFormat::new(pt, Codec::TelephoneEvent));
         }
         let (_, _, dir) = remote_endpoint(remote_offer, idx);
-        let out = self.audio_section(&m.proto, &formats, m.ptime(), dir);
+        // This leg's own profile (SRTP or not), with the other's feedback
+        // (AVPF) kept.
+        let feedback = m.proto.ends_with('F');
+        let proto = match (self.srtp.is_some(), feedback) {
+            (false, false) => "RTP/AVP",
+            (false, true) => "RTP/AVPF",
+            (true, false) => "RTP/SAVP",
+            (true, true) => "RTP/SAVPF",
+        };
+        let out = self.audio_section(proto, &formats, m.ptime(), dir);
         Ok(self.finish(vec![out]))
     }
 
@@ -338,6 +383,26 @@ impl SdpSession {
         let mut chosen = vec![codec.clone()];
         chosen.extend(te.clone());
         let ptime = om.ptime();
+        // SRTP when offered: the first usable key line's tag and suite,
+        // with Tandem's key (the same as before when the suite is).
+        let srtp = if is_secure(&om.proto) {
+            let theirs = offered_crypto(om).ok_or(SdpError::NoAudio)?;
+            let mine = match &self.srtp {
+                Some(c) if c.key.suite == theirs.key.suite => c.key.clone(),
+                _ => SrtpKey::random(theirs.key.suite),
+            };
+            self.srtp = Some(Crypto {
+                tag: theirs.tag,
+                key: mine.clone(),
+            });
+            Some(SrtpKeys {
+                inbound: theirs.key,
+                outbound: mine,
+            })
+        } else {
+            self.srtp = None;
+            None
+        };
         let mut sections = Vec::with_capacity(offer.media.len());
         for (i, m) in offer.media.iter().enumerate() {
             if i == idx {
@@ -355,6 +420,7 @@ impl SdpSession {
             formats: offered,
             ptime: ptime.unwrap_or(20),
             remote_direction: remote_dir,
+            srtp,
         };
         Ok((answer, negotiated))
     }
@@ -379,6 +445,9 @@ impl SdpSession {
             attributes.push(Attribute::new("ptime", p.to_string()));
         }
         attributes.push(Attribute::flag(dir.as_str()));
+        if let Some(c) = self.srtp.as_ref().filter(|_| is_secure(proto)) {
+            attributes.push(Attribute::new("crypto", c.value()));
+        }
         MediaDescription {
             media: "audio".to_owned(),
             port: self.local.rtp_port,
@@ -476,6 +545,27 @@ pub fn negotiate_answer(
         .ok_or(SdpError::NoCommonCodec)?;
     let te = pick_telephone_event(&answered, codec.clock_rate)
         .filter(|t| offered.iter().any(|o| o.same_codec(t)));
+    // Our SRTP offer needs an answer with a key for our tag and suite.
+    let om = &offer.media[idx];
+    let srtp = if is_secure(&om.proto) {
+        let mine = offered_crypto(om).ok_or(SdpError::NoAudio)?;
+        let theirs = am
+            .attributes
+            .iter()
+            .filter(|a| a.name == "crypto")
+            .filter_map(|a| Crypto::parse(a.value.as_deref()?))
+            .find(|c| c.tag == mine.tag && c.key.suite == mine.key.suite)
+            .filter(|_| is_secure(&am.proto))
+            .ok_or(SdpError::AnswerMismatch {
+                reason: "the answer to an SRTP offer has no key for its crypto tag",
+            })?;
+        Some(SrtpKeys {
+            inbound: theirs.key,
+            outbound: mine.key,
+        })
+    } else {
+        None
+    };
     let (remote_rtp, remote_rtcp, remote_direction) = remote_endpoint(answer, idx);
     let mut formats = answered;
     for o in offered {
@@ -491,7 +581,21 @@ pub fn negotiate_answer(
         formats,
         ptime: am.ptime().unwrap_or(20),
         remote_direction,
+        srtp,
     })
+}
+
+/// `RTP/SAVP` or `RTP/SAVPF`.
+fn is_secure(proto: &str) -> bool {
+    matches!(proto, "RTP/SAVP" | "RTP/SAVPF")
+}
+
+/// The first `a=crypto` of a section Tandem can use.
+fn offered_crypto(m: &MediaDescription) -> Option<Crypto> {
+    m.attributes
+        .iter()
+        .filter(|a| a.name == "crypto")
+        .find_map(|a| Crypto::parse(a.value.as_deref()?))
 }
 
 /// Rewrite a description to carry Tandem's address and port: session `c=`,
@@ -534,14 +638,15 @@ pub fn rewrite_connection(sd: &mut SessionDescription, local: LocalMedia) {
 }
 
 /// Index of the first audio stream Tandem can relay: RTP/AVP or RTP/AVPF,
-/// non-zero port.
+/// or RTP/SAVP(F) with a key line Tandem can use; non-zero port.
 fn usable_audio(sd: &SessionDescription) -> Result<usize, SdpError> {
     sd.media
         .iter()
         .position(|m| {
             m.media.eq_ignore_ascii_case("audio")
                 && m.port != 0
-                && matches!(m.proto.as_str(), "RTP/AVP" | "RTP/AVPF")
+                && (matches!(m.proto.as_str(), "RTP/AVP" | "RTP/AVPF")
+                    || (is_secure(&m.proto) && offered_crypto(m).is_some()))
         })
         .ok_or(SdpError::NoAudio)
 }

@@ -83,6 +83,7 @@ pub(crate) struct RawRtp {
     pub port_max: Option<u16>,
     pub latching: Option<bool>,
     pub media_timeout_s: Option<u64>,
+    pub srtp_over_tls: Option<bool>,
 }
 
 /// `[http]`.

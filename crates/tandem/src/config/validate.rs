@@ -507,6 +507,7 @@ fn rtp(c: &mut Checker<'_>, r: &RawRtp) -> RtpConfig {
         port_min,
         port_max,
         latching: r.latching.unwrap_or(true),
+        srtp_over_tls: r.srtp_over_tls.unwrap_or(true),
         media_timeout: (media_timeout_s > 0).then(|| Duration::from_secs(media_timeout_s)),
     }
 }
