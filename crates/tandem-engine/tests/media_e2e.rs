@@ -223,7 +223,10 @@ async fn dial_through(srtp: bool) {
     let (inv, from) = expect(&callee, "INVITE ").await;
     let tandem_b_port = sdp_port(&inv);
     // The callee's leg is plain RTP whatever the caller's is (it is not TLS).
-    assert!(inv.contains(" RTP/AVP ") && !inv.contains("a=crypto"), "{inv}");
+    assert!(
+        inv.contains(" RTP/AVP ") && !inv.contains("a=crypto"),
+        "{inv}"
+    );
     assert_ne!(
         tandem_b_port, tandem_a_port,
         "each leg has its own port pair"

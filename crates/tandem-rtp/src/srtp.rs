@@ -206,7 +206,10 @@ impl SrtpSession {
 
     /// Decrypts an SRTP packet into `out` (cleared first).
     pub(crate) fn unprotect_rtp(&mut self, pkt: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
-        let plain = self.inbound.decrypt_rtp(pkt).map_err(|_| SrtpError::Rejected)?;
+        let plain = self
+            .inbound
+            .decrypt_rtp(pkt)
+            .map_err(|_| SrtpError::Rejected)?;
         out.clear();
         out.extend_from_slice(&plain);
         Ok(())
@@ -214,12 +217,21 @@ impl SrtpSession {
 
     /// Encrypts an RTP packet.
     pub(crate) fn protect_rtp(&mut self, pkt: &[u8]) -> Result<bytes::Bytes, SrtpError> {
-        self.outbound.encrypt_rtp(pkt).map_err(|_| SrtpError::Rejected)
+        self.outbound
+            .encrypt_rtp(pkt)
+            .map_err(|_| SrtpError::Rejected)
     }
 
     /// Decrypts an SRTCP packet into `out`.
-    pub(crate) fn unprotect_rtcp(&mut self, pkt: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
-        let plain = self.inbound.decrypt_rtcp(pkt).map_err(|_| SrtpError::Rejected)?;
+    pub(crate) fn unprotect_rtcp(
+        &mut self,
+        pkt: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SrtpError> {
+        let plain = self
+            .inbound
+            .decrypt_rtcp(pkt)
+            .map_err(|_| SrtpError::Rejected)?;
         out.clear();
         out.extend_from_slice(&plain);
         Ok(())
@@ -227,7 +239,9 @@ impl SrtpSession {
 
     /// Encrypts an RTCP packet.
     pub(crate) fn protect_rtcp(&mut self, pkt: &[u8]) -> Result<bytes::Bytes, SrtpError> {
-        self.outbound.encrypt_rtcp(pkt).map_err(|_| SrtpError::Rejected)
+        self.outbound
+            .encrypt_rtcp(pkt)
+            .map_err(|_| SrtpError::Rejected)
     }
 }
 
@@ -268,13 +282,15 @@ impl SrtpPeer {
 mod tests {
     use super::*;
 
-    const LINE: &str = "1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4";
+    const LINE: &str =
+        "1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4";
 
     #[test]
     fn crypto_lines_parse_print_and_refuse_what_is_unsupported() {
         // RFC 4568 §7's example, but with its MKI: refused.
         assert_eq!(Crypto::parse(LINE), None);
-        let plain = "1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20";
+        let plain =
+            "1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20";
         let c = Crypto::parse(plain).expect("parses");
         assert_eq!(c.tag, 1);
         assert_eq!(c.key.suite, Suite::AesCm128HmacSha1_80);
@@ -326,8 +342,14 @@ mod tests {
         }
         let mut tampered = peer.protect(&rtp(9)).unwrap();
         tampered[20] ^= 1;
-        assert_eq!(leg.unprotect_rtp(&tampered, &mut out), Err(SrtpError::Rejected));
+        assert_eq!(
+            leg.unprotect_rtp(&tampered, &mut out),
+            Err(SrtpError::Rejected)
+        );
         // Plain RTP on an SRTP leg fails authentication.
-        assert_eq!(leg.unprotect_rtp(&rtp(10), &mut out), Err(SrtpError::Rejected));
+        assert_eq!(
+            leg.unprotect_rtp(&rtp(10), &mut out),
+            Err(SrtpError::Rejected)
+        );
     }
 }

@@ -174,8 +174,15 @@ fn ipv6_offer_gets_remote_v6_address() {
 fn unusable_offers_are_refused_with_488_errors() {
     let caps = MediaCapabilities::default();
     let o = AnswerOptions::default();
+    // SDES-SRTP is answered in kind (tandem-rtp's tests/srtp.rs); a key
+    // line Tandem cannot use (an MKI here) leaves no usable audio.
+    let (ans, neg) = session(1).answer(&parse(SRTP_ONLY), &caps, o).unwrap();
+    assert_eq!(ans.media[0].proto, "RTP/SAVP");
+    assert!(neg.srtp.is_some());
+    let with_mki = SRTP_ONLY.replace("VubGVz\r", "VubGVz|2^20|1:4\r");
+    assert_ne!(with_mki, SRTP_ONLY);
     assert_eq!(
-        session(1).answer(&parse(SRTP_ONLY), &caps, o).unwrap_err(),
+        session(1).answer(&parse(&with_mki), &caps, o).unwrap_err(),
         SdpError::NoAudio
     );
     assert_eq!(

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::*;
 use tandem_rtp::rtp::{RtpHeader, write_header};
 use tandem_rtp::sdp::{
-    AnswerOptions, Codec, Direction, LocalMedia, MediaCapabilities, NegotiatedMedia,
-    PayloadFormat, SdpSession, SessionDescription,
+    AnswerOptions, Codec, Direction, LocalMedia, MediaCapabilities, NegotiatedMedia, PayloadFormat,
+    SdpSession, SessionDescription,
 };
 use tandem_rtp::srtp::{Crypto, SrtpKey, SrtpPeer, Suite};
 use tandem_rtp::{Leg, LegConfig, LegId, bridge};
@@ -90,12 +90,19 @@ async fn an_srtp_leg_bridges_to_a_plain_leg_both_ways() {
         },
     );
     let (answer, neg) = sess
-        .answer(&offer, &MediaCapabilities::default(), AnswerOptions::default())
+        .answer(
+            &offer,
+            &MediaCapabilities::default(),
+            AnswerOptions::default(),
+        )
         .unwrap();
     let am = &answer.media[0];
     assert_eq!(am.proto, "RTP/SAVP");
-    let tandem = Crypto::parse(am.attribute_value("crypto").expect("a=crypto in the answer"))
-        .expect("Tandem's crypto line parses");
+    let tandem = Crypto::parse(
+        am.attribute_value("crypto")
+            .expect("a=crypto in the answer"),
+    )
+    .expect("Tandem's crypto line parses");
     assert_eq!(tandem.tag, 1);
     assert_ne!(tandem.key, phone_key, "Tandem sends with its own key");
     a.set_media(&neg);
@@ -114,7 +121,10 @@ async fn an_srtp_leg_bridges_to_a_plain_leg_both_ways() {
         let got = recv(&plain).await.expect("relayed to the plain leg");
         let h = RtpHeader::parse(&got).unwrap();
         assert_eq!(h.payload_len, 160);
-        assert!(got[h.payload_offset..].iter().all(|&x| x == seq as u8), "seq {seq}");
+        assert!(
+            got[h.payload_offset..].iter().all(|&x| x == seq as u8),
+            "seq {seq}"
+        );
     }
     // Plain -> SRTP: encrypted with Tandem's key, decryptable by the phone.
     for seq in 1..=20u16 {
@@ -124,14 +134,23 @@ async fn an_srtp_leg_bridges_to_a_plain_leg_both_ways() {
             .unwrap();
         let got = recv(&phone).await.expect("relayed to the SRTP leg");
         assert_eq!(got.len(), 12 + 160 + 10, "an 80-bit tag");
-        let clear = peer.unprotect(&got).expect("authenticates with Tandem's key");
+        let clear = peer
+            .unprotect(&got)
+            .expect("authenticates with Tandem's key");
         let h = RtpHeader::parse(&clear).unwrap();
-        assert!(clear[h.payload_offset..].iter().all(|&x| x == 0x40 + seq as u8));
+        assert!(
+            clear[h.payload_offset..]
+                .iter()
+                .all(|&x| x == 0x40 + seq as u8)
+        );
     }
 
     // What must not pass: plain RTP, a tampered packet, a replay.
     let rejected = a.stats().rejected;
-    phone.send_to(&rtp(100, 1), a.local_rtp_addr()).await.unwrap();
+    phone
+        .send_to(&rtp(100, 1), a.local_rtp_addr())
+        .await
+        .unwrap();
     let mut tampered = peer.protect(&rtp(101, 1)).unwrap();
     tampered[30] ^= 0x80;
     phone.send_to(&tampered, a.local_rtp_addr()).await.unwrap();
@@ -167,9 +186,19 @@ fn an_srtp_offer_and_its_answer() {
     assert_eq!(offer.media[0].proto, "RTP/SAVP");
     let mine = Crypto::parse(offer.media[0].attribute_value("crypto").unwrap()).unwrap();
     // The callee answers with its own key.
-    let mut theirs = SdpSession::new(2, LocalMedia { rtp_port: 40_000, ..local });
+    let mut theirs = SdpSession::new(
+        2,
+        LocalMedia {
+            rtp_port: 40_000,
+            ..local
+        },
+    );
     let (answer, their_neg) = theirs
-        .answer(&offer, &MediaCapabilities::default(), AnswerOptions::default())
+        .answer(
+            &offer,
+            &MediaCapabilities::default(),
+            AnswerOptions::default(),
+        )
         .unwrap();
     let neg = tandem_rtp::sdp::negotiate_answer(&offer, &answer).unwrap();
     let keys = neg.srtp.expect("SRTP negotiated");
@@ -200,7 +229,11 @@ fn an_srtp_offer_and_its_answer() {
     unusable.media[0].remove_attributes(|a| a.name == "crypto");
     assert!(
         SdpSession::new(4, local)
-            .answer(&unusable, &MediaCapabilities::default(), AnswerOptions::default())
+            .answer(
+                &unusable,
+                &MediaCapabilities::default(),
+                AnswerOptions::default()
+            )
             .is_err()
     );
 }

@@ -300,7 +300,13 @@ impl LegShared {
     /// Decrypts a received packet in place (SRTP or SRTCP); its new length,
     /// or `None` when it failed authentication or is a replay.
     #[inline(never)]
-    fn unprotect(&self, buf: &mut [u8], n: usize, rtcp: bool, scratch: &mut Vec<u8>) -> Option<usize> {
+    fn unprotect(
+        &self,
+        buf: &mut [u8],
+        n: usize,
+        rtcp: bool,
+        scratch: &mut Vec<u8>,
+    ) -> Option<usize> {
         let mut guard = lock(&self.srtp);
         let s = guard.as_mut()?;
         let ok = if rtcp {

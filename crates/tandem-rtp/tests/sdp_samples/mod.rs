@@ -146,7 +146,7 @@ m=audio 5004 RTP/AVP 0 8\r
 a=inactive\r
 ";
 
-/// An SRTP-only offer (Tandem does not do SRTP).
+/// An SRTP-only offer (SDES, one AES_CM_128_HMAC_SHA1_80 key).
 pub const SRTP_ONLY: &str = "v=0\r
 o=- 1 1 IN IP4 10.0.0.8\r
 s=-\r
