@@ -14,6 +14,8 @@ pub struct EngineConfig {
     pub auth_token: String,
     /// Host (and port) written into Contact and Via, e.g. `192.0.2.1:5080`.
     pub sip_host: String,
+    /// DNS servers for RFC 3263 lookups (`[]`: the system's resolv.conf).
+    pub dns_servers: Vec<std::net::SocketAddr>,
     /// Host and port of the TLS listener, written into the Via and Contact
     /// of legs over TLS (`None`: no TLS listener; `sip_host` is used).
     pub tls_host: Option<String>,
@@ -247,6 +249,7 @@ mod tests {
             auth_token: "t".into(),
             sip_host: "127.0.0.1:5080".into(),
             tls_host: None,
+            dns_servers: Vec::new(),
             public_url: "http://127.0.0.1:8089".into(),
             trunks: vec![
                 trunk("any", &[""]),

@@ -45,6 +45,8 @@ pub(crate) struct Ctx {
     /// Call-ID (parent or child leg) -> the actor owning it.
     pub calls: DashMap<String, Mailbox>,
     pub media: Option<Media>,
+    /// Looks up SIP servers (RFC 3263) for trunks and `<Sip>` URIs.
+    pub dns: crate::dns::Resolver,
     /// Bindings of `<Client>` identities (RFC 3261 §10.3); locked briefly, never across an await.
     pub registrar: Mutex<Registrar>,
     /// Speech and audio for `<Say>` and `<Play>`.
@@ -196,6 +198,7 @@ impl Engine {
                 metrics,
                 docs: DashMap::new(),
                 admission: Admission::new(cfg.limits, std::time::Instant::now()),
+                dns: crate::dns::Resolver::new(&cfg.dns_servers),
                 queues: crate::queue::Queues::default(),
                 rooms: Arc::new(
                     crate::conference::Rooms::new(

@@ -24,12 +24,13 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, trunk: Trunk) -> Option<tokio::task::JoinHand
 }
 
 async fn run(ctx: Arc<Ctx>, trunk: Trunk, every: Duration) {
-    let (scheme, host_port, transport) = crate::registration::proxy_target(&trunk);
+    let (scheme, host_port) = crate::registration::proxy_target(&trunk);
     let host_port = host_port.to_owned();
     let Some(peer) = crate::registration::trunk_peer(&ctx, &trunk).await else {
         tracing::warn!(proxy = %trunk.proxy, "cannot resolve the trunk's proxy: no OPTIONS keep-alives");
         return;
     };
+    let transport = peer.transport;
     let Ok(uri) = rsip::Uri::try_from(format!("{scheme}:{host_port}").as_str()) else {
         tracing::warn!(proxy = %trunk.proxy, "the trunk's proxy is no SIP URI: no OPTIONS keep-alives");
         return;

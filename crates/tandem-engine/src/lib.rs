@@ -7,6 +7,7 @@ mod call;
 mod conference;
 pub mod config;
 mod demo;
+mod dns;
 mod engine;
 pub mod fork;
 mod gather;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tandem_sip::builder::IdGen;
 use tandem_sip::registration::{Registration, RegistrationConfig, State};
-use tandem_transport::{Peer, Transport};
+use tandem_transport::Peer;
 use tracing::Instrument as _;
 
 use crate::call::CallMsg;
@@ -26,41 +26,29 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, trunk: Trunk) -> Option<tokio::task::JoinHand
     Some(tokio::spawn(run(ctx, trunk, expires).instrument(span)))
 }
 
-/// The scheme (`sip` or `sips`), the `host[:port]` of a trunk's proxy URI
-/// and the transport it names (TLS for `sips:`).
-pub(crate) fn proxy_target(trunk: &Trunk) -> (&str, &str, Transport) {
+/// The scheme (`sip` or `sips`) and the `host[:port]` of a trunk's proxy URI.
+pub(crate) fn proxy_target(trunk: &Trunk) -> (&str, &str) {
     let (scheme, host) = trunk
         .proxy
         .split_once(':')
         .unwrap_or(("sip", trunk.proxy.as_str()));
-    let host_port = host.split(';').next().unwrap_or(host);
-    let lower = trunk.proxy.to_ascii_lowercase();
-    let transport = if scheme.eq_ignore_ascii_case("sips") || lower.contains("transport=tls") {
-        Transport::Tls
-    } else if lower.contains("transport=tcp") {
-        Transport::Tcp
-    } else {
-        Transport::Udp
-    };
-    (scheme, host_port, transport)
+    (scheme, host.split(';').next().unwrap_or(host))
 }
 
-/// Where a trunk's proxy is: resolved (port 5061 by default over TLS,
-/// 5060 otherwise) and, over TLS, verified by its host name from now on.
+/// Where a trunk's proxy is: the first target RFC 3263 gives for its URI
+/// (NAPTR, SRV, A/AAAA; the transport from there or the URI), verified by
+/// the URI's host name over TLS from now on.
 pub(crate) async fn trunk_peer(ctx: &Ctx, trunk: &Trunk) -> Option<Peer> {
-    let (_, host_port, transport) = proxy_target(trunk);
-    let addr = resolve(host_port, transport).await?;
-    if transport == Transport::Tls
-        && let Some((host, _)) = tandem_sip::header::split_host_port(host_port)
-        && host.parse::<std::net::IpAddr>().is_err()
-    {
-        ctx.ep.set_tls_name(addr, host);
+    let name = crate::dns::Name::from_uri(&trunk.proxy)?;
+    let peer = *ctx.dns.resolve(&name).await.first()?;
+    if name.literal().is_none() {
+        ctx.ep.set_tls_name(peer.addr, &name.host);
     }
-    Some(Peer { transport, addr })
+    Some(peer)
 }
 
 async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
-    let (scheme, host_port, transport) = proxy_target(&trunk);
+    let (scheme, host_port) = proxy_target(&trunk);
     let (user, password) = match (&trunk.username, &trunk.password) {
         (Some(u), Some(p)) => (u.clone(), p.clone()),
         _ => {
@@ -72,6 +60,7 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
         tracing::warn!(trunk = %trunk.name, proxy = %trunk.proxy, "cannot resolve the trunk's proxy: not registering");
         return;
     };
+    let transport = peer.transport;
     let registrar = format!("{scheme}:{host_port}");
     let aor = format!("{scheme}:{user}@{host_port}");
     // Over TCP or TLS the binding says so: the registrar reaches Tandem
@@ -130,19 +119,6 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
         }
     }
     ctx.calls.remove(&call_id);
-}
-
-pub(crate) async fn resolve(host_port: &str, transport: Transport) -> Option<std::net::SocketAddr> {
-    let (host, port) = tandem_sip::header::split_host_port(host_port)?;
-    let default = if transport == Transport::Tls {
-        5061
-    } else {
-        5060
-    };
-    tokio::net::lookup_host((host, port.unwrap_or(default)))
-        .await
-        .ok()?
-        .next()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -127,6 +127,7 @@ async fn dial_through(srtp: bool) {
         auth_token: "token".into(),
         sip_host: tandem.to_string(),
         tls_host: None,
+        dns_servers: Vec::new(),
         public_url: "http://127.0.0.1:1".into(),
         trunks: vec![Trunk {
             name: "local".into(),

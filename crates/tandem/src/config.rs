@@ -109,6 +109,9 @@ pub struct SipConfig {
     /// More trust anchors for TLS connections Tandem opens (a private CA),
     /// beside Mozilla's roots.
     pub tls_ca: Option<Pem>,
+    /// DNS servers for locating trunks and `<Sip>` hosts (RFC 3263); empty:
+    /// the system's.
+    pub dns_servers: Vec<SocketAddr>,
     /// Address written into Via/Contact/SDP; `None` means the listen address.
     pub external_address: Option<IpAddr>,
     /// RFC 3261 T1 (RTT estimate).

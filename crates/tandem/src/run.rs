@@ -147,6 +147,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
         auth_token: config.account.auth_token.expose().to_owned(),
         sip_host,
         tls_host: None,
+        dns_servers: config.sip.dns_servers.clone(),
         public_url: config.http.public_url.to_string(),
         trunks: config
             .trunks

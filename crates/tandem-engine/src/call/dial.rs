@@ -4,9 +4,9 @@
 //! `Ended`, the bridge and the Dial's recording.
 
 use super::*;
+use crate::dns::Name;
 use crate::fork::{Action, DialResult, ForkArbiter, RingbackPolicy};
 use crate::recording::{RecordFrom, RecordingInfo, RecordingOptions};
-use tandem_sip::header::{uri_host_port, uri_param};
 use tandem_sip::transaction::Transport;
 use tandem_twiml::{CallProgressEvent, DialCallStatus, DialOutcome, Noun};
 use tandem_webhook::CallStatus;
@@ -20,6 +20,9 @@ pub(super) struct Branch {
     pub via_branch: String,
     pub invite: Request,
     pub peer: Peer,
+    /// The other targets of the destination's name, tried in order when
+    /// `peer` fails before any provisional response.
+    pub alternates: Vec<Peer>,
     pub to: String,
     pub from: String,
     /// The confirmed (or early) dialog with the callee.
@@ -95,6 +98,8 @@ impl DialState {
 struct Target {
     uri: String,
     peer: Peer,
+    /// Where to go next if `peer` fails (RFC 3263 §4.3).
+    alternates: Vec<Peer>,
     headers: Vec<(String, String)>,
     credentials: Option<(String, String)>,
     /// Through a trunk: its proxy as a loose route.
@@ -123,29 +128,20 @@ fn noun_options(n: &Noun) -> Option<&tandem_twiml::NounOptions> {
     }
 }
 
-/// Host and port of a SIP URI, and its transport: TLS for `sips:` or
-/// `transport=tls` (port 5061 by default), TCP for `transport=tcp`.
-fn uri_target(uri: &str) -> Option<(String, u16, Transport)> {
-    let (host, port) = uri_host_port(uri)?;
-    let secure = uri
-        .get(..5)
-        .is_some_and(|s| s.eq_ignore_ascii_case("sips:"));
-    let transport = match uri_param(uri, "transport").flatten() {
-        Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
-        _ if secure => Transport::Tls,
-        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-        _ => Transport::Udp,
-    };
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let default = if transport == Transport::Tls {
-        5061
-    } else {
-        5060
-    };
-    Some((host, port.unwrap_or(default), transport))
+/// Branch `b` failed at its current target before any provisional
+/// response (a timeout, a refused connection, a 503): its INVITE goes to
+/// the next target its name gave (RFC 3263 §4.3), as a new transaction
+/// with Via branch `branch`. False when there is none left.
+fn fail_over(b: &mut Branch, branch: String, why: &str, out: &mut VecDeque<Output>) -> bool {
+    if b.alternates.is_empty() || b.ringing_reported || b.answered_at.is_some() {
+        return false;
+    }
+    let next = b.alternates.remove(0);
+    tracing::info!(from = %b.peer.addr, to = %next.addr, why, "branch fails over to the next target");
+    b.peer = next;
+    let invite = resent(&b.invite, &branch);
+    resend(b, invite, branch, out);
+    true
 }
 
 impl Call {
@@ -204,12 +200,12 @@ impl Call {
         let mut unknown = Vec::new();
         for (_, d) in &dests {
             if let Dest::Uri { uri, .. } = d
-                && let Some((host, port, _)) = uri_target(uri)
-                && host.parse::<std::net::IpAddr>().is_err()
-                && !self.dns.contains_key(&(host.clone(), port))
-                && !unknown.contains(&(host.clone(), port))
+                && let Some(name) = Name::from_uri(uri)
+                && name.literal().is_none()
+                && !self.dns.contains_key(&name)
+                && !unknown.contains(&name)
             {
-                unknown.push((host, port));
+                unknown.push(name);
             }
         }
         if !unknown.is_empty() {
@@ -240,6 +236,7 @@ impl Call {
                         Ok(Target {
                             uri,
                             peer,
+                            alternates: Vec::new(),
                             headers: Vec::new(),
                             credentials: None,
                             route: None,
@@ -251,9 +248,10 @@ impl Call {
                     headers,
                     credentials,
                     route,
-                } => vec![self.resolve(&uri).map(|peer| Target {
+                } => vec![self.resolve(&uri).map(|(peer, alternates)| Target {
                     uri,
                     peer,
+                    alternates,
                     headers,
                     credentials,
                     route,
@@ -381,22 +379,23 @@ impl Call {
             .then_some("callerId may not be the To or From of a call from a SIP endpoint: use a number of Tandem's")
     }
 
-    fn resolve(&self, uri: &str) -> Result<Peer, u16> {
-        let Some((host, port, transport)) = uri_target(uri) else {
+    /// The targets of a URI, in the order to try them: the first, and the
+    /// rest for failing over.
+    fn resolve(&self, uri: &str) -> Result<(Peer, Vec<Peer>), u16> {
+        let Some(name) = Name::from_uri(uri) else {
             tracing::warn!(%uri, "destination URI has no host");
             return Err(400);
         };
-        let addr = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => Some(SocketAddr::new(ip, port)),
-            Err(_) => self.dns.get(&(host, port)).copied().flatten(),
+        let mut targets = match name.literal() {
+            Some(p) => vec![p],
+            None => self.dns.get(&name).cloned().unwrap_or_default(),
         };
-        match addr {
-            Some(addr) => Ok(Peer { transport, addr }),
-            None => {
-                tracing::warn!(%uri, "cannot resolve the destination");
-                Err(404)
-            }
+        if targets.is_empty() {
+            tracing::warn!(%uri, "cannot resolve the destination");
+            return Err(404);
         }
+        let first = targets.remove(0);
+        Ok((first, targets))
     }
 
     /// A branch that failed before any INVITE (no trunk, not registered,
@@ -414,6 +413,7 @@ impl Call {
             via_branch: String::new(),
             invite: self.invite.clone(),
             peer: self.source,
+            alternates: Vec::new(),
             to,
             from: self.from_user.clone(),
             dialog: None,
@@ -464,6 +464,7 @@ impl Call {
         let Target {
             uri,
             peer,
+            alternates,
             headers: extra,
             credentials,
             route: trunk_route,
@@ -546,6 +547,7 @@ impl Call {
             via_branch,
             invite,
             peer,
+            alternates,
             to: user_of(&uri),
             from: caller_id.to_owned(),
             dialog: None,
@@ -808,6 +810,7 @@ impl Call {
             let branch = self.ids.branch();
             let invite = super::session::with_interval(&b.invite, min_se, &branch);
             resend(b, invite, branch, &mut self.out);
+        } else if code == 503 && fail_over(b, self.ids.branch(), "503", &mut self.out) {
         } else if code >= 300 {
             if d.arbiter.awaits_final(i) && b.answered_at.is_none() {
                 b.final_code = Some(code);
@@ -826,6 +829,12 @@ impl Call {
         };
         if let Some(i) = self.dial.as_ref().and_then(hit) {
             let now = self.now;
+            let branch = self.ids.branch();
+            if let Some(b) = self.dial.as_mut().map(|d| &mut d.branches[i])
+                && fail_over(b, branch, "no answer", &mut self.out)
+            {
+                return;
+            }
             if let Some(d) = &mut self.dial {
                 if d.branches[i].final_code.is_none() {
                     d.branches[i].final_code = Some(408);

@@ -126,7 +126,7 @@ pub(crate) enum CallMsg {
     /// The call's queue (caller or agent) has news.
     Queue(Box<crate::queue::QueueMsg>),
     /// Names looked up for a `<Dial>` (host, port, address found).
-    Resolved(Vec<(String, u16, Option<SocketAddr>)>),
+    Resolved(Vec<(crate::dns::Name, Vec<Peer>)>),
     /// A speech `<Gather>`'s audio recognised (or not).
     Recognized(Box<Recognized>),
     /// The REST API modifies the call or one of its children.
@@ -209,7 +209,7 @@ pub(crate) enum Output {
         base: Option<Url>,
     },
     /// Look these names up; the answer comes back as `CallMsg::Resolved`.
-    Resolve(Vec<(String, u16)>),
+    Resolve(Vec<crate::dns::Name>),
     /// A call-progress status callback, queued in order per `event.call.call_sid`.
     Status {
         url: Url,
@@ -413,7 +413,7 @@ pub(crate) struct Call {
     dial: Option<DialState>,
     /// A `<Dial>` waiting for its destinations' names to be looked up.
     pending_dial: Option<tandem_twiml::Dial>,
-    dns: HashMap<(String, u16), Option<SocketAddr>>,
+    dns: HashMap<crate::dns::Name, Vec<Peer>>,
     /// Finished Dials whose arbiter still waits for a branch's final
     /// response (a 2xx crossing our CANCEL is ACKed then BYEd), with the
     /// time after which they are dropped anyway (64*T1).
@@ -1214,8 +1214,8 @@ impl Call {
             CallMsg::Amd(report) => self.on_amd(*report),
             CallMsg::Queue(msg) => self.on_queue_msg(*msg),
             CallMsg::Resolved(found) => {
-                for (host, port, addr) in found {
-                    self.dns.insert((host, port), addr);
+                for (name, targets) in found {
+                    self.dns.insert(name, targets);
                 }
                 if let Some(spec) = self.pending_dial.take()
                     && !self.caller_gone

@@ -278,12 +278,23 @@ impl CallLog {
             ),
             CallMsg::Resolved(found) => {
                 let _ = write!(l, "resolved");
-                for (h, p, a) in found {
+                for (name, targets) in found {
+                    let peers: Vec<String> = targets
+                        .iter()
+                        .map(|p| format!("{}@{}", p.transport.as_str(), p.addr))
+                        .collect();
                     let _ = write!(
                         l,
-                        " {}:{p}={}",
-                        esc(h),
-                        a.map_or("-".to_owned(), |a| a.to_string())
+                        " {}|{}|{}|{}={}",
+                        esc(&name.host),
+                        name.port.map_or("-".to_owned(), |p| p.to_string()),
+                        name.transport.map_or("-", |t| t.as_str()),
+                        u8::from(name.secure),
+                        if peers.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            peers.join(",")
+                        }
                     );
                 }
                 Ok(())
@@ -743,13 +754,17 @@ enum Input {
     Timer,
 }
 
-fn parse_peer(t: &str, a: &str) -> Result<Peer, String> {
-    let transport = match t {
+fn parse_transport(t: &str) -> Result<Transport, String> {
+    Ok(match t {
         "UDP" | "udp" => Transport::Udp,
         "TCP" | "tcp" => Transport::Tcp,
         "TLS" | "tls" => Transport::Tls,
         x => return Err(format!("transport {x:?}")),
-    };
+    })
+}
+
+fn parse_peer(t: &str, a: &str) -> Result<Peer, String> {
+    let transport = parse_transport(t)?;
     Ok(Peer {
         transport,
         addr: a.parse().map_err(|e| format!("address {a:?}: {e}"))?,
@@ -963,16 +978,28 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
         ["resolved", found @ ..] => {
             let mut v = Vec::new();
             for x in found {
-                let (hp, addr) = x.split_once('=').ok_or("resolved entry")?;
-                let (h, p) = hp.rsplit_once(':').ok_or("resolved host:port")?;
-                v.push((
-                    unesc(h),
-                    p.parse().map_err(|_| "port")?,
-                    (addr != "-")
-                        .then(|| addr.parse())
+                let (name, peers) = x.split_once('=').ok_or("resolved entry")?;
+                let [host, port, transport, secure] = name.split('|').collect::<Vec<_>>()[..]
+                else {
+                    return Err("resolved name".into());
+                };
+                let name = crate::dns::Name {
+                    host: unesc(host),
+                    port: (port != "-")
+                        .then(|| port.parse())
                         .transpose()
-                        .map_err(|_| "addr")?,
-                ));
+                        .map_err(|_| "port")?,
+                    transport: (transport != "-")
+                        .then(|| parse_transport(transport))
+                        .transpose()?,
+                    secure: secure == "1",
+                };
+                let mut targets = Vec::new();
+                for p in peers.split(',').filter(|p| *p != "-") {
+                    let (t, a) = p.split_once('@').ok_or("resolved target")?;
+                    targets.push(parse_peer(t, a)?);
+                }
+                v.push((name, targets));
             }
             Input::Msg(CallMsg::Resolved(v))
         }

@@ -590,19 +590,17 @@ impl Shell {
             } => spawn_load(&self.ctx, &self.me, who, seq, prompt, base),
             Output::Resolve(names) => {
                 let me = self.me.clone();
-                let ep = self.ctx.ep.clone();
+                let ctx = self.ctx.clone();
                 tokio::spawn(async move {
                     let mut found = Vec::with_capacity(names.len());
-                    for (host, port) in names {
-                        let addr = tokio::net::lookup_host((host.as_str(), port))
-                            .await
-                            .ok()
-                            .and_then(|mut a| a.next());
-                        // A TLS branch to this name verifies the name.
-                        if let Some(addr) = addr {
-                            ep.set_tls_name(addr, &host);
+                    for name in names {
+                        let targets = ctx.dns.resolve(&name).await;
+                        // A TLS branch verifies the URI's host name, whatever
+                        // SRV target it reaches (RFC 5922 §4).
+                        for t in &targets {
+                            ctx.ep.set_tls_name(t.addr, &name.host);
                         }
-                        found.push((host, port, addr));
+                        found.push((name, targets));
                     }
                     me.send(CallMsg::Resolved(found));
                 });

@@ -343,6 +343,7 @@ fn config() -> Arc<EngineConfig> {
         auth_token: "token".into(),
         sip_host: "127.0.0.1:5080".into(),
         tls_host: None,
+        dns_servers: Vec::new(),
         public_url: "http://127.0.0.1:8080".into(),
         trunks: Vec::new(),
         numbers: Vec::new(),
@@ -4817,4 +4818,139 @@ fn legs_over_tls_name_tls_in_via_contact_and_uri() {
         "{}",
         via(&bye)
     );
+}
+
+// ----- A destination's name with several targets (RFC 3263) -----
+
+/// A `<Sip>` URI naming a host is looked up first; its targets are tried
+/// in order: the first times out (or its connection is refused, reported
+/// the same way), the second answers 503, the third answers and is
+/// bridged. Each try is a new transaction (new Via branch, next CSeq) to
+/// the next address; the log replays.
+#[test]
+fn a_branch_fails_over_to_the_next_target_of_its_name() {
+    let doc = r#"<Response><Dial><Sip>sip:bob@carrier.test</Sip></Dial></Response>"#;
+    let mut h = Harness::start_full(doc, caller_invite(&[]), FakeEnv::default(), true);
+    h.advance(10 * MS);
+    let names = h
+        .log
+        .iter()
+        .find_map(|(_, o)| match o {
+            Output::Resolve(n) => Some(n.clone()),
+            _ => None,
+        })
+        .expect("the name is looked up before any INVITE");
+    assert!(h.invites().is_empty());
+    assert_eq!(names.len(), 1);
+    assert_eq!(
+        (names[0].host.as_str(), names[0].port, names[0].transport),
+        ("carrier.test", None, None)
+    );
+    let tcp = |a: &str| Peer {
+        transport: Transport::Tcp,
+        addr: a.parse().unwrap(),
+    };
+    let targets = ["192.0.2.1:5060", "192.0.2.2:5060", "192.0.2.3:5070"];
+    h.msg(CallMsg::Resolved(vec![(
+        names[0].clone(),
+        targets.iter().map(|a| tcp(a)).collect(),
+    )]));
+    let sent = |h: &Harness| -> Vec<(Request, Peer)> {
+        h.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Request { request, peer } if request.method == Method::Invite => {
+                    Some((request.clone(), *peer))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let via_branch = |r: &Request| {
+        r.headers
+            .top_via()
+            .unwrap()
+            .unwrap()
+            .branch
+            .unwrap()
+            .to_owned()
+    };
+    let (first, to) = sent(&h).remove(0);
+    assert_eq!(to, tcp(targets[0]));
+    assert!(
+        tandem_sip::message::header_value(
+            first
+                .headers
+                .iter()
+                .find(|x| matches!(x, Header::Via(_)))
+                .unwrap()
+        )
+        .starts_with("SIP/2.0/TCP ")
+    );
+    // No answer from the first target.
+    h.msg(CallMsg::Timeout {
+        call_id: call_id(&first),
+        method: Method::Invite,
+        branch: via_branch(&first),
+    });
+    let (second, to) = sent(&h).remove(1);
+    assert_eq!(to, tcp(targets[1]));
+    assert_eq!(call_id(&second), call_id(&first));
+    assert_ne!(via_branch(&second), via_branch(&first));
+    assert_eq!(second.headers.cseq().unwrap().0, 2);
+    // The second is overloaded.
+    h.msg(CallMsg::Response {
+        response: Box::new(response_to(&second, 503, None, Some("busy"))),
+        source: None,
+    });
+    let (third, to) = sent(&h).remove(2);
+    assert_eq!(to, tcp(targets[2]));
+    assert_eq!(third.headers.cseq().unwrap().0, 3);
+    // The third answers: bridged, and the caller was never told of the others.
+    h.callee(2, 200, "third");
+    assert!(
+        h.invite_answers()
+            .iter()
+            .all(|r| r.status_code.code() == 200)
+    );
+    assert_eq!(h.invite_answers().len(), 1);
+    assert!(!h.env.st().bridges.is_empty());
+    h.assert_replays();
+}
+
+/// With its targets used up, a branch fails as before (here: the one
+/// target times out, 408 to the Dial).
+#[test]
+fn a_branch_without_other_targets_fails() {
+    let doc = r#"<Response><Dial><Sip>sip:bob@carrier.test</Sip></Dial><Say>next</Say></Response>"#;
+    let mut h = Harness::start(doc);
+    h.advance(10 * MS);
+    let name = h
+        .log
+        .iter()
+        .find_map(|(_, o)| match o {
+            Output::Resolve(n) => Some(n[0].clone()),
+            _ => None,
+        })
+        .unwrap();
+    let only = Peer {
+        transport: Transport::Udp,
+        addr: "192.0.2.1:5060".parse().unwrap(),
+    };
+    h.msg(CallMsg::Resolved(vec![(name, vec![only])]));
+    let first = h.invites().remove(0);
+    let branch = first
+        .headers
+        .top_via()
+        .unwrap()
+        .unwrap()
+        .branch
+        .unwrap()
+        .to_owned();
+    h.msg(CallMsg::Timeout {
+        call_id: call_id(&first),
+        method: Method::Invite,
+        branch,
+    });
+    assert_eq!(h.invites().len(), 1, "no other target to try");
 }

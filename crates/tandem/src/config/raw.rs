@@ -61,6 +61,8 @@ pub(crate) struct RawSip {
     pub tls_certificate: Option<String>,
     pub tls_private_key: Option<String>,
     pub tls_ca: Option<String>,
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
     pub external_address: Option<String>,
     pub t1_ms: Option<u64>,
     pub t2_ms: Option<u64>,

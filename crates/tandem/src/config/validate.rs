@@ -300,6 +300,7 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
         );
     }
     let tls_identity = tls_identity(c, s);
+    let dns_servers = listen_list(c, "sip.dns_servers", &s.dns_servers);
     let tls_ca = s.tls_ca.as_deref().and_then(|rel| {
         let pem = c.pem("sip.tls_ca", rel)?;
         match tandem_transport::tls::client_config(Some(&pem.text)) {
@@ -374,6 +375,7 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
         tls,
         tls_identity,
         tls_ca,
+        dns_servers,
         external_address,
         t1,
         t2,
