@@ -59,6 +59,8 @@ pub(super) struct Branch {
     pub session: Option<Box<super::session::LegSession>>,
     /// The INVITE was re-sent once with the interval a 422 asked for.
     pub se_retried: bool,
+    /// The RSeq of the last reliable provisional PRACKed (RFC 3262).
+    pub rseq: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -414,6 +416,7 @@ impl Call {
             invite: self.invite.clone(),
             peer: self.source,
             alternates: Vec::new(),
+            rseq: None,
             to,
             from: self.from_user.clone(),
             dialog: None,
@@ -498,6 +501,15 @@ impl Call {
             b = b.header(Header::Subject(reason.into()));
         }
         b = b.header(Header::Allow(super::ALLOW.into()));
+        // Reliable provisionals (RFC 3262): Tandem PRACKs them.
+        b = b.header(Header::Supported(
+            if self.cfg.session_timers.is_some() {
+                "100rel, timer"
+            } else {
+                "100rel"
+            }
+            .into(),
+        ));
         if let Some(policy) = self.cfg.session_timers {
             for h in super::session::invite_headers(policy) {
                 b = b.header(h);
@@ -548,6 +560,7 @@ impl Call {
             invite,
             peer,
             alternates,
+            rseq: None,
             to: user_of(&uri),
             from: caller_id.to_owned(),
             dialog: None,
@@ -769,6 +782,39 @@ impl Call {
                 b.dialog = Dialog::uac(&b.invite, &response).ok();
                 if let Some(dl) = &mut b.dialog {
                     preload_route(dl, b.trunk_route.as_deref());
+                }
+            }
+            // A reliable provisional (RFC 3262 §4): PRACKed once, in its
+            // early dialog; a retransmission, or one out of RSeq order, is
+            // not processed again.
+            if let Some(rseq) = super::prack::reliable_rseq(&response) {
+                if b.rseq.is_some_and(|last| rseq <= last) {
+                    return;
+                }
+                b.rseq = Some(rseq);
+                let branch = self.ids.branch();
+                let host = self.cfg.host(b.peer.transport);
+                let to_tag = response.headers.to_tag().unwrap_or("");
+                let mut other;
+                let dialog = match &mut b.dialog {
+                    Some(dl) if dl.id.remote_tag == to_tag => Some(dl),
+                    // Another fork's early dialog: its PRACK in its own.
+                    _ => {
+                        other = Dialog::uac(&b.invite, &response).ok();
+                        other.as_mut()
+                    }
+                };
+                if let Some(dl) = dialog
+                    && let Ok(mut prack) =
+                        dl.request(Method::PRack, b.peer.transport.as_str(), host, &branch)
+                {
+                    prack
+                        .headers
+                        .push(Header::Other("RAck".into(), format!("{rseq} {seq} INVITE")));
+                    self.out.push_back(Output::Request {
+                        request: prack,
+                        peer: b.peer,
+                    });
                 }
             }
             if let (Some(leg), true) = (b.media, sdp) {

@@ -37,6 +37,24 @@ pub(super) fn required(invite: &Request) -> bool {
     )
 }
 
+/// The `RSeq` of a provisional response sent reliably (`Require: 100rel`
+/// and an `RSeq`), to PRACK.
+pub(super) fn reliable_rseq(response: &Response) -> Option<u32> {
+    let required = tandem_sip::message::lists(
+        &response.headers,
+        |h| matches!(h, Header::Require(_)),
+        "100rel",
+    );
+    if !required {
+        return None;
+    }
+    super::other_header(&response.headers, "RSeq")?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+}
+
 /// `RAck: response-num CSeq-num Method` (RFC 3262 §7.2).
 fn parse_rack(v: &str) -> Option<(u32, u32, &str)> {
     let mut it = v.split_ascii_whitespace();

@@ -61,11 +61,11 @@ fn refused(
     }
 }
 
-/// The headers an INVITE Tandem sends a callee carries: it can refresh,
-/// and asks for its interval (the callee or a proxy may lower it or 422).
-pub(super) fn invite_headers(policy: tandem_sip::session_timer::Policy) -> [Header; 3] {
+/// The headers an INVITE Tandem sends a callee carries (beside `Supported:
+/// timer`): the interval it asks for (the callee or a proxy may lower it
+/// or 422).
+pub(super) fn invite_headers(policy: tandem_sip::session_timer::Policy) -> [Header; 2] {
     [
-        Header::Supported(tandem_sip::session_timer::TAG.into()),
         SessionExpires {
             secs: policy.session_expires,
             refresher: None,

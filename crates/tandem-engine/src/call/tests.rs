@@ -4954,3 +4954,91 @@ fn a_branch_without_other_targets_fails() {
     });
     assert_eq!(h.invites().len(), 1, "no other target to try");
 }
+
+// ----- Reliable provisionals from callees (RFC 3262) -----
+
+/// Tandem's INVITEs say `Supported: 100rel`; a callee's reliable 183
+/// (`Require: 100rel`, `RSeq`) is PRACKed in its early dialog with the
+/// right `RAck`, a retransmission of it is not PRACKed again, the next
+/// reliable 180 is, and the 200's ACK keeps the INVITE's CSeq.
+#[test]
+fn reliable_provisionals_from_a_callee_are_pracked_once_each() {
+    let mut h =
+        Harness::start(r#"<Response><Dial><Sip>sip:bob@127.0.0.21:5060</Sip></Dial></Response>"#);
+    h.advance(10 * MS);
+    let invite = h.invites()[0].clone();
+    assert!(
+        tandem_sip::message::lists(
+            &invite.headers,
+            |x| matches!(x, Header::Supported(_)),
+            "100rel"
+        ),
+        "the INVITE offers 100rel"
+    );
+    let reliable = |code: u16, rseq: u32, sdp: bool| {
+        let mut r = response_to(&invite, code, None, Some("early"));
+        r.headers
+            .push(Header::Contact("<sip:bob@127.0.0.21:5060>".into()));
+        r.headers.push(Header::Require("100rel".into()));
+        r.headers
+            .push(Header::Other("RSeq".into(), rseq.to_string()));
+        if sdp {
+            r.headers
+                .push(Header::ContentType("application/sdp".into()));
+            r.body = SDP.to_vec();
+        }
+        CallMsg::Response {
+            response: Box::new(r),
+            source: None,
+        }
+    };
+    let pracks = |h: &Harness| -> Vec<Request> {
+        h.requests_in(Method::PRack, &call_id(&invite))
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
+    };
+    h.msg(reliable(183, 7, true));
+    let p = pracks(&h);
+    assert_eq!(p.len(), 1);
+    assert_eq!(other_header(&p[0].headers, "RAck"), Some("7 1 INVITE"));
+    assert_eq!(p[0].headers.cseq(), Some((2, Method::PRack)));
+    assert_eq!(p[0].headers.to_tag(), Some("early"));
+    assert_eq!(p[0].uri.to_string(), "sip:bob@127.0.0.21:5060");
+    // The 183 again (its PRACK was lost: the PRACK's own transaction
+    // retransmits it): not processed, not PRACKed again.
+    h.msg(reliable(183, 7, true));
+    assert_eq!(pracks(&h).len(), 1);
+    h.msg(reliable(180, 8, false));
+    let p = pracks(&h);
+    assert_eq!(p.len(), 2);
+    assert_eq!(other_header(&p[1].headers, "RAck"), Some("8 1 INVITE"));
+    assert_eq!(p[1].headers.cseq(), Some((3, Method::PRack)));
+    // An unreliable 180 is not PRACKed.
+    let mut plain = response_to(&invite, 180, None, Some("early"));
+    plain
+        .headers
+        .push(Header::Contact("<sip:bob@127.0.0.21:5060>".into()));
+    h.msg(CallMsg::Response {
+        response: Box::new(plain),
+        source: None,
+    });
+    assert_eq!(pracks(&h).len(), 2);
+    h.callee(0, 200, "early");
+    let acks: Vec<&Request> = h
+        .log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Ack { request, .. } if request.headers.call_id() == Some(&call_id(&invite)) => {
+                Some(request)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(
+        acks[0].headers.cseq(),
+        Some((1, Method::Ack)),
+        "the INVITE's CSeq"
+    );
+}
