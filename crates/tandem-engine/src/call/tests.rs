@@ -4449,11 +4449,12 @@ fn a_callee_session_is_negotiated_refreshed_and_ended_by_a_481() {
     h.advance(10 * MS);
     let first = h.invites()[0].clone();
     assert!(
-        first
-            .headers
-            .iter()
-            .any(|x| matches!(x, Header::Supported(_))
-                && tandem_sip::message::header_value(x) == "timer")
+        tandem_sip::message::lists(
+            &first.headers,
+            |x| matches!(x, Header::Supported(_)),
+            "timer"
+        ),
+        "the INVITE offers session timers"
     );
     assert_eq!(first.headers.named("Session-Expires"), Some("1800"));
     assert_eq!(first.headers.named("Min-SE"), Some("90"));
