@@ -41,7 +41,7 @@ pub(crate) fn proxy_target(trunk: &Trunk) -> (&str, &str) {
 pub(crate) async fn trunk_peer(ctx: &Ctx, trunk: &Trunk) -> Option<Peer> {
     let name = crate::dns::Name::from_uri(&trunk.proxy)?;
     let peer = *ctx.dns.resolve(&name).await.first()?;
-    if name.literal().is_none() {
+    if peer.transport == tandem_transport::Transport::Tls && name.literal().is_none() {
         ctx.ep.set_tls_name(peer.addr, &name.host);
     }
     Some(peer)

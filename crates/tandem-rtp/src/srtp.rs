@@ -204,15 +204,11 @@ impl SrtpSession {
         &self.keys
     }
 
-    /// Decrypts an SRTP packet into `out` (cleared first).
-    pub(crate) fn unprotect_rtp(&mut self, pkt: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
-        let plain = self
-            .inbound
+    /// Decrypts and authenticates an SRTP packet.
+    pub(crate) fn unprotect_rtp(&mut self, pkt: &[u8]) -> Result<bytes::Bytes, SrtpError> {
+        self.inbound
             .decrypt_rtp(pkt)
-            .map_err(|_| SrtpError::Rejected)?;
-        out.clear();
-        out.extend_from_slice(&plain);
-        Ok(())
+            .map_err(|_| SrtpError::Rejected)
     }
 
     /// Encrypts an RTP packet.
@@ -222,19 +218,11 @@ impl SrtpSession {
             .map_err(|_| SrtpError::Rejected)
     }
 
-    /// Decrypts an SRTCP packet into `out`.
-    pub(crate) fn unprotect_rtcp(
-        &mut self,
-        pkt: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), SrtpError> {
-        let plain = self
-            .inbound
+    /// Decrypts and authenticates an SRTCP packet.
+    pub(crate) fn unprotect_rtcp(&mut self, pkt: &[u8]) -> Result<bytes::Bytes, SrtpError> {
+        self.inbound
             .decrypt_rtcp(pkt)
-            .map_err(|_| SrtpError::Rejected)?;
-        out.clear();
-        out.extend_from_slice(&plain);
-        Ok(())
+            .map_err(|_| SrtpError::Rejected)
     }
 
     /// Encrypts an RTCP packet.
@@ -272,9 +260,7 @@ impl SrtpPeer {
 
     /// Decrypts an SRTP packet.
     pub fn unprotect(&mut self, pkt: &[u8]) -> Result<Vec<u8>, SrtpError> {
-        let mut out = Vec::new();
-        self.0.unprotect_rtp(pkt, &mut out)?;
-        Ok(out)
+        self.0.unprotect_rtp(pkt).map(|b| b.to_vec())
     }
 }
 
@@ -328,28 +314,20 @@ mod tests {
             outbound: tandem_key,
         })
         .unwrap();
-        let mut out = Vec::new();
         for seq in 1..5u16 {
             let sent = peer.protect(&rtp(seq)).unwrap();
             assert_eq!(sent.len(), rtp(seq).len() + 10);
             assert_ne!(&sent[12..172], &rtp(seq)[12..]);
-            leg.unprotect_rtp(&sent, &mut out).unwrap();
-            assert_eq!(out, rtp(seq));
+            assert_eq!(leg.unprotect_rtp(&sent).unwrap(), rtp(seq));
             // The same packet again is a replay.
-            assert_eq!(leg.unprotect_rtp(&sent, &mut out), Err(SrtpError::Rejected));
+            assert_eq!(leg.unprotect_rtp(&sent), Err(SrtpError::Rejected));
             let back = leg.protect_rtp(&rtp(seq)).unwrap();
             assert_eq!(peer.unprotect(&back).unwrap(), rtp(seq));
         }
         let mut tampered = peer.protect(&rtp(9)).unwrap();
         tampered[20] ^= 1;
-        assert_eq!(
-            leg.unprotect_rtp(&tampered, &mut out),
-            Err(SrtpError::Rejected)
-        );
+        assert_eq!(leg.unprotect_rtp(&tampered), Err(SrtpError::Rejected));
         // Plain RTP on an SRTP leg fails authentication.
-        assert_eq!(
-            leg.unprotect_rtp(&rtp(10), &mut out),
-            Err(SrtpError::Rejected)
-        );
+        assert_eq!(leg.unprotect_rtp(&rtp(10)), Err(SrtpError::Rejected));
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use tandem_rtp::MediaEvent;
 use tandem_sip::builder::{IdGen, response_to};
 use tandem_sip::message::{HeadersExt, Request, SipMessage};
-use tandem_transport::{Peer, ServerTx};
+use tandem_transport::{Peer, ServerTx, Transport};
 use tandem_twiml::{Event, Interpreter};
 use tokio::sync::{Notify, mpsc};
 use tracing::Instrument as _;
@@ -597,7 +597,7 @@ impl Shell {
                         let targets = ctx.dns.resolve(&name).await;
                         // A TLS branch verifies the URI's host name, whatever
                         // SRV target it reaches (RFC 5922 §4).
-                        for t in &targets {
+                        for t in targets.iter().filter(|t| t.transport == Transport::Tls) {
                             ctx.ep.set_tls_name(t.addr, &name.host);
                         }
                         found.push((name, targets));

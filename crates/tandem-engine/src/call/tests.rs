@@ -679,6 +679,19 @@ impl Harness {
             .collect()
     }
 
+    /// The requests Tandem sent by `method`, with where they went.
+    fn sent_with_peer(&self, method: Method) -> Vec<(Request, Peer)> {
+        self.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Request { request, peer } if request.method == method => {
+                    Some((request.clone(), *peer))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     fn cancels(&self) -> Vec<(Duration, String)> {
         self.log
             .iter()
@@ -4766,18 +4779,7 @@ fn legs_over_tls_name_tls_in_via_contact_and_uri() {
         assert_eq!(st.srtp.len(), 1);
         assert_ne!(Some(st.srtp[0]), st.open.first().copied());
     }
-    let sent_to = |h: &Harness, method: Method| -> Vec<(Request, Peer)> {
-        h.log
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Output::Request { request, peer } if request.method == method => {
-                    Some((request.clone(), *peer))
-                }
-                _ => None,
-            })
-            .collect()
-    };
-    let (invite, to) = sent_to(&h, Method::Invite).remove(0);
+    let (invite, to) = h.sent_with_peer(Method::Invite).remove(0);
     assert_eq!(to, tls("127.0.0.30:5061"));
     assert_eq!(invite.uri.to_string(), "sips:+15557654321@127.0.0.30");
     let via = |r: &Request| {
@@ -4812,7 +4814,7 @@ fn legs_over_tls_name_tls_in_via_contact_and_uri() {
     // The callee hangs up: Tandem's BYE to the caller goes over TLS.
     let bye = h.callee_request(Method::Bye, 2).build();
     h.request_from(bye, tls("127.0.0.30:5061"));
-    let (bye, to) = sent_to(&h, Method::Bye).remove(0);
+    let (bye, to) = h.sent_with_peer(Method::Bye).remove(0);
     assert_eq!(to, tls(CALLER));
     assert!(
         via(&bye).starts_with("SIP/2.0/TLS 127.0.0.1:5081;"),
@@ -4856,17 +4858,6 @@ fn a_branch_fails_over_to_the_next_target_of_its_name() {
         names[0].clone(),
         targets.iter().map(|a| tcp(a)).collect(),
     )]));
-    let sent = |h: &Harness| -> Vec<(Request, Peer)> {
-        h.log
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Output::Request { request, peer } if request.method == Method::Invite => {
-                    Some((request.clone(), *peer))
-                }
-                _ => None,
-            })
-            .collect()
-    };
     let via_branch = |r: &Request| {
         r.headers
             .top_via()
@@ -4876,7 +4867,7 @@ fn a_branch_fails_over_to_the_next_target_of_its_name() {
             .unwrap()
             .to_owned()
     };
-    let (first, to) = sent(&h).remove(0);
+    let (first, to) = h.sent_with_peer(Method::Invite).remove(0);
     assert_eq!(to, tcp(targets[0]));
     assert!(
         tandem_sip::message::header_value(
@@ -4894,7 +4885,7 @@ fn a_branch_fails_over_to_the_next_target_of_its_name() {
         method: Method::Invite,
         branch: via_branch(&first),
     });
-    let (second, to) = sent(&h).remove(1);
+    let (second, to) = h.sent_with_peer(Method::Invite).remove(1);
     assert_eq!(to, tcp(targets[1]));
     assert_eq!(call_id(&second), call_id(&first));
     assert_ne!(via_branch(&second), via_branch(&first));
@@ -4904,7 +4895,7 @@ fn a_branch_fails_over_to_the_next_target_of_its_name() {
         response: Box::new(response_to(&second, 503, None, Some("busy"))),
         source: None,
     });
-    let (third, to) = sent(&h).remove(2);
+    let (third, to) = h.sent_with_peer(Method::Invite).remove(2);
     assert_eq!(to, tcp(targets[2]));
     assert_eq!(third.headers.cseq().unwrap().0, 3);
     // The third answers: bridged, and the caller was never told of the others.

@@ -300,24 +300,19 @@ impl LegShared {
     /// Decrypts a received packet in place (SRTP or SRTCP); its new length,
     /// or `None` when it failed authentication or is a replay.
     #[inline(never)]
-    fn unprotect(
-        &self,
-        buf: &mut [u8],
-        n: usize,
-        rtcp: bool,
-        scratch: &mut Vec<u8>,
-    ) -> Option<usize> {
+    fn unprotect(&self, buf: &mut [u8], n: usize, rtcp: bool) -> Option<usize> {
         let mut guard = lock(&self.srtp);
         let s = guard.as_mut()?;
-        let ok = if rtcp {
-            s.unprotect_rtcp(&buf[..n], scratch)
+        let plain = if rtcp {
+            s.unprotect_rtcp(&buf[..n])
         } else {
-            s.unprotect_rtp(&buf[..n], scratch)
+            s.unprotect_rtp(&buf[..n])
         };
         drop(guard);
-        ok.ok()?;
-        let len = scratch.len().min(buf.len());
-        buf[..len].copy_from_slice(&scratch[..len]);
+        let plain = plain.ok()?;
+        // Shorter than what was read (the tag is gone): fits.
+        let len = plain.len().min(n);
+        buf[..len].copy_from_slice(&plain[..len]);
         Some(len)
     }
 

@@ -116,8 +116,6 @@ pub(super) async fn run(shared: Arc<LegShared>) {
         xcode_origin: (1 << 63) | u64::from(shared.id.0),
     };
     let mut buf = [0u8; BUF];
-    // Decrypted SRTP lands here before it is copied back over the packet.
-    let mut scratch = Vec::new();
     let socks = shared.sockets();
     let mut notified = pin!(shared.notify.notified());
     let mut sleep = pin!(tokio::time::sleep(FAR));
@@ -156,7 +154,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
                 for _ in 0..BATCH {
                     match socks.rtp.try_recv_from(&mut buf) {
                         Ok((n, src)) => {
-                            let Some(n) = plain(&shared, &mut buf, n, false, &mut scratch) else {
+                            let Some(n) = plain(&shared, &mut buf, n, false) else {
                                 continue;
                             };
                             got |= on_rtp(&shared, &mut local, &mut buf[..n], src, now);
@@ -177,7 +175,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
                 for _ in 0..BATCH {
                     match socks.rtcp.try_recv_from(&mut buf) {
                         Ok((n, src)) => {
-                            let Some(n) = plain(&shared, &mut buf, n, true, &mut scratch) else {
+                            let Some(n) = plain(&shared, &mut buf, n, true) else {
                                 continue;
                             };
                             on_rtcp(&shared, &mut local, &mut buf[..n], src);
@@ -219,17 +217,11 @@ pub(super) async fn run(shared: Arc<LegShared>) {
 /// decrypted on an SRTP leg (`None`, counted as rejected, when it fails
 /// authentication, replays, or is plain on an SRTP leg).
 #[inline]
-fn plain(
-    shared: &LegShared,
-    buf: &mut [u8],
-    n: usize,
-    rtcp: bool,
-    scratch: &mut Vec<u8>,
-) -> Option<usize> {
+fn plain(shared: &LegShared, buf: &mut [u8], n: usize, rtcp: bool) -> Option<usize> {
     if !shared.srtp_on.load(std::sync::atomic::Ordering::Relaxed) {
         return Some(n);
     }
-    let len = shared.unprotect(buf, n, rtcp, scratch);
+    let len = shared.unprotect(buf, n, rtcp);
     if len.is_none() {
         bump(&shared.counters.rejected);
     }
