@@ -14,6 +14,9 @@ pub struct EngineConfig {
     pub auth_token: String,
     /// Host (and port) written into Contact and Via, e.g. `192.0.2.1:5080`.
     pub sip_host: String,
+    /// The digest algorithms the registrar challenges `<Client>`s with, one
+    /// challenge each, in this order (`[]`: MD5).
+    pub digest_algorithms: Vec<tandem_sip::auth::Algorithm>,
     /// DNS servers for RFC 3263 lookups (`[]`: the system's resolv.conf).
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// Host and port of the TLS listener, written into the Via and Contact
@@ -250,6 +253,7 @@ mod tests {
             sip_host: "127.0.0.1:5080".into(),
             tls_host: None,
             dns_servers: Vec::new(),
+            digest_algorithms: Vec::new(),
             public_url: "http://127.0.0.1:8089".into(),
             trunks: vec![
                 trunk("any", &[""]),

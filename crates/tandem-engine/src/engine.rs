@@ -174,9 +174,15 @@ impl Engine {
             .map_or(cfg.sip_host.as_str(), |(h, _)| h)
             .to_owned();
         let mut reg_cfg = RegistrarConfig::new(realm);
-        // MD5 first: many phones (and SIPp) answer the first challenge whatever
-        // its algorithm; those that can pick SHA-256 still find it offered.
-        reg_cfg.digest.algorithms = vec![Algorithm::Md5, Algorithm::Sha256];
+        // One challenge per algorithm, in the configured order (`[sip]
+        // digest_algorithms`; MD5 alone by default: clients on libre up to
+        // 1.x, baresip 1.0 among them, fail on a challenge whose algorithm
+        // they do not know instead of skipping it).
+        reg_cfg.digest.algorithms = if cfg.digest_algorithms.is_empty() {
+            vec![Algorithm::Md5]
+        } else {
+            cfg.digest_algorithms.clone()
+        };
         let registrar = Registrar::new(reg_cfg, key, tokio::time::Instant::now().into_std(), ids);
         let recordings = RecordingStore::new(&cfg.recording_dir, &cfg.public_url, &cfg.account_sid);
         match recordings.repair_all() {

@@ -213,6 +213,7 @@ fn config(dir: &Path, tandem: SocketAddr, doc: PathBuf, media: bool) -> EngineCo
         sip_host: tandem.to_string(),
         tls_host: None,
         dns_servers: Vec::new(),
+        digest_algorithms: Vec::new(),
         public_url: "http://127.0.0.1:1".into(),
         trunks: vec![Trunk {
             name: "local".into(),

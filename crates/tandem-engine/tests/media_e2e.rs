@@ -128,6 +128,7 @@ async fn dial_through(srtp: bool) {
         sip_host: tandem.to_string(),
         tls_host: None,
         dns_servers: Vec::new(),
+        digest_algorithms: Vec::new(),
         public_url: "http://127.0.0.1:1".into(),
         trunks: vec![Trunk {
             name: "local".into(),

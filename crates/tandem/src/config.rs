@@ -112,6 +112,8 @@ pub struct SipConfig {
     /// DNS servers for locating trunks and `<Sip>` hosts (RFC 3263); empty:
     /// the system's.
     pub dns_servers: Vec<SocketAddr>,
+    /// Algorithms of the registrar's digest challenges, in order.
+    pub digest_algorithms: Vec<tandem_sip::auth::Algorithm>,
     /// Address written into Via/Contact/SDP; `None` means the listen address.
     pub external_address: Option<IpAddr>,
     /// RFC 3261 T1 (RTT estimate).

@@ -148,6 +148,7 @@ fn engine_config(config: &Config, listen_ip: IpAddr, sip_port: u16) -> EngineCon
         sip_host,
         tls_host: None,
         dns_servers: config.sip.dns_servers.clone(),
+        digest_algorithms: config.sip.digest_algorithms.clone(),
         public_url: config.http.public_url.to_string(),
         trunks: config
             .trunks

@@ -344,6 +344,7 @@ fn config() -> Arc<EngineConfig> {
         sip_host: "127.0.0.1:5080".into(),
         tls_host: None,
         dns_servers: Vec::new(),
+        digest_algorithms: Vec::new(),
         public_url: "http://127.0.0.1:8080".into(),
         trunks: Vec::new(),
         numbers: Vec::new(),

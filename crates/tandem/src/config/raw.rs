@@ -63,6 +63,7 @@ pub(crate) struct RawSip {
     pub tls_ca: Option<String>,
     #[serde(default)]
     pub dns_servers: Vec<String>,
+    pub digest_algorithms: Option<Vec<String>>,
     pub external_address: Option<String>,
     pub t1_ms: Option<u64>,
     pub t2_ms: Option<u64>,

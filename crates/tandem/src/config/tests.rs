@@ -780,3 +780,31 @@ fn tls_listener_certificate_key_and_ca() {
         "collides with sip.tcp[0]",
     );
 }
+
+/// `sip.digest_algorithms`: MD5 alone by default, names checked, order kept.
+#[test]
+fn digest_algorithms_default_to_md5_and_are_checked() {
+    use tandem_sip::auth::Algorithm;
+    let c = parse(BASE).expect("valid");
+    assert_eq!(c.sip.digest_algorithms, vec![Algorithm::Md5]);
+    let both = edit(
+        "t1_ms = 500",
+        "digest_algorithms = [\"SHA-256\", \"md5\"]\nt1_ms = 500",
+    );
+    assert_eq!(
+        parse(&both).expect("valid").sip.digest_algorithms,
+        vec![Algorithm::Sha256, Algorithm::Md5]
+    );
+    let bad = edit(
+        "t1_ms = 500",
+        "digest_algorithms = [\"MD5\", \"SHA-1\"]\nt1_ms = 500",
+    );
+    assert_rejects(&bad, "sip.digest_algorithms[1]", "is not MD5");
+    let twice = edit(
+        "t1_ms = 500",
+        "digest_algorithms = [\"MD5\", \"MD5\"]\nt1_ms = 500",
+    );
+    assert_rejects(&twice, "sip.digest_algorithms[1]", "listed twice");
+    let none = edit("t1_ms = 500", "digest_algorithms = []\nt1_ms = 500");
+    assert_rejects(&none, "sip.digest_algorithms", "at least one");
+}

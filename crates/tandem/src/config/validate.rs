@@ -301,6 +301,7 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
     }
     let tls_identity = tls_identity(c, s);
     let dns_servers = listen_list(c, "sip.dns_servers", &s.dns_servers);
+    let digest_algorithms = digest_algorithms(c, s.digest_algorithms.as_deref());
     let tls_ca = s.tls_ca.as_deref().and_then(|rel| {
         let pem = c.pem("sip.tls_ca", rel)?;
         match tandem_transport::tls::client_config(Some(&pem.text)) {
@@ -376,6 +377,7 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
         tls_identity,
         tls_ca,
         dns_servers,
+        digest_algorithms,
         external_address,
         t1,
         t2,
@@ -387,6 +389,46 @@ fn sip(c: &mut Checker<'_>, s: &RawSip) -> SipConfig {
         tcp_write_timeout,
         session_timers,
     }
+}
+
+/// `digest_algorithms`: `MD5`, `SHA-256` (and their `-sess` forms), at
+/// least one, no repeats; `["MD5"]` when absent.
+fn digest_algorithms(
+    c: &mut Checker<'_>,
+    v: Option<&[String]>,
+) -> Vec<tandem_sip::auth::Algorithm> {
+    use tandem_sip::auth::Algorithm;
+    let Some(list) = v else {
+        return vec![Algorithm::Md5];
+    };
+    if list.is_empty() {
+        c.fail("sip.digest_algorithms", "must list at least one algorithm");
+    }
+    let mut out = Vec::new();
+    for (i, name) in list.iter().enumerate() {
+        let a = match name.to_ascii_uppercase().as_str() {
+            "MD5" => Algorithm::Md5,
+            "MD5-SESS" => Algorithm::Md5Sess,
+            "SHA-256" => Algorithm::Sha256,
+            "SHA-256-SESS" => Algorithm::Sha256Sess,
+            _ => {
+                c.fail(
+                    format!("sip.digest_algorithms[{i}]"),
+                    format!("{name:?} is not MD5, MD5-sess, SHA-256 or SHA-256-sess"),
+                );
+                continue;
+            }
+        };
+        if out.contains(&a) {
+            c.fail(
+                format!("sip.digest_algorithms[{i}]"),
+                format!("{name:?} is listed twice"),
+            );
+        } else {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// `tls_certificate` and `tls_private_key`: both or neither, both when
