@@ -1278,17 +1278,7 @@ fn a_bye_with_the_call_id_but_other_tags_gets_481() {
 /// branch only from the address its INVITE went to (or a trunk's).
 #[test]
 fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
-    let mut cfg = (*config()).clone();
-    cfg.trunks = vec![crate::config::Trunk {
-        name: "carrier".into(),
-        proxy: "sip:127.0.0.9:5060".into(),
-        username: None,
-        password: None,
-        prefixes: vec![String::new()],
-        sources: vec![("127.0.0.8".parse().unwrap(), 31)],
-        register: None,
-        options_interval: None,
-    }];
+    let cfg = carrier_config("sip:127.0.0.9:5060", ("127.0.0.8", 31));
     let mut h = Harness::start_cfg(
         r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
         caller_invite(&[]),
@@ -2429,18 +2419,24 @@ fn a_conference_call_log_replays_to_the_same_outputs() {
 
 /// A config whose trunk takes every number.
 fn trunk_config() -> Arc<EngineConfig> {
+    Arc::new(carrier_config("sip:127.0.0.30:5060", ("127.0.0.30", 32)))
+}
+
+/// The test config with one trunk, "carrier", taking every number through
+/// `proxy` and sending calls from `source` (an address and prefix length).
+fn carrier_config(proxy: &str, source: (&str, u8)) -> EngineConfig {
     let mut cfg = (*config()).clone();
     cfg.trunks = vec![crate::config::Trunk {
         name: "carrier".into(),
-        proxy: "sip:127.0.0.30:5060".into(),
+        proxy: proxy.into(),
         username: None,
         password: None,
         prefixes: vec![String::new()],
-        sources: vec![("127.0.0.30".parse().unwrap(), 32)],
+        sources: vec![(source.0.parse().unwrap(), source.1)],
         register: None,
         options_interval: None,
     }];
-    Arc::new(cfg)
+    cfg
 }
 
 fn start_dialing(twiml: &str, logged: bool) -> Harness {
@@ -4686,17 +4682,7 @@ fn a_caller_without_an_offer_gets_tandems_and_answers_in_its_ack() {
 /// itself; a `<Sip>` branch gets none.
 #[test]
 fn a_number_through_a_trunk_routes_its_in_dialog_requests_via_the_proxy() {
-    let mut cfg = (*config()).clone();
-    cfg.trunks = vec![crate::config::Trunk {
-        name: "carrier".into(),
-        proxy: "sip:127.0.0.30:5070".into(),
-        username: None,
-        password: None,
-        prefixes: vec![String::new()],
-        sources: vec![("127.0.0.30".parse().unwrap(), 32)],
-        register: None,
-        options_interval: None,
-    }];
+    let cfg = carrier_config("sip:127.0.0.30:5070", ("127.0.0.30", 32));
     let routes_of_bye = |doc: &str, record_route: Option<&str>| {
         let mut h = Harness::start_cfg(
             doc,
@@ -4747,18 +4733,8 @@ fn a_number_through_a_trunk_routes_its_in_dialog_requests_via_the_proxy() {
 /// BYEs of both legs go over TLS with TLS Vias.
 #[test]
 fn legs_over_tls_name_tls_in_via_contact_and_uri() {
-    let mut cfg = (*config()).clone();
+    let mut cfg = carrier_config("sips:127.0.0.30", ("127.0.0.30", 32));
     cfg.tls_host = Some("127.0.0.1:5081".into());
-    cfg.trunks = vec![crate::config::Trunk {
-        name: "carrier".into(),
-        proxy: "sips:127.0.0.30".into(),
-        username: None,
-        password: None,
-        prefixes: vec![String::new()],
-        sources: vec![("127.0.0.30".parse().unwrap(), 32)],
-        register: None,
-        options_interval: None,
-    }];
     let tls = |addr: &str| Peer {
         transport: Transport::Tls,
         addr: addr.parse().unwrap(),
