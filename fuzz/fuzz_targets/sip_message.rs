@@ -30,6 +30,15 @@ fn check_message(data: &[u8]) {
         }
     };
     read_headers(&msg);
+    if let SipMessage::Request(req) = &msg {
+        // A Request-URI prints back to the same URI.
+        let printed = req.uri.to_string();
+        assert_eq!(
+            tandem_sip::uri::parse(&printed).as_ref(),
+            Ok(&req.uri),
+            "{printed}"
+        );
+    }
     let bytes = tandem_sip::to_bytes(&msg);
     // A message Tandem accepted and wrote back out goes through the parser
     // again (it may be refused; it must not panic).

@@ -283,6 +283,10 @@ impl Engine {
                 source,
             } => {
                 let stx = ServerTx { shard, tx };
+                if let Method::Other(name) = &request.method {
+                    self.not_implemented(stx, &request, name, source).await;
+                    return;
+                }
                 let supported = if self.ctx.cfg.session_timers.is_some() {
                     SUPPORTED_OPTIONS
                 } else {
@@ -391,7 +395,7 @@ impl Engine {
     /// once and forgotten: no retransmission toward a spoofed address, no
     /// state for a flood.
     async fn unmatched(&self, stx: ServerTx, request: Request, source: Peer) {
-        let method = request.method;
+        let method = request.method.clone();
         if method == Method::Ack {
             return;
         }
@@ -522,6 +526,25 @@ impl Engine {
 
     /// Answers: once and forgotten for an untrusted source, in the
     /// transaction (retransmitted as RFC 3261 asks) for a trunk.
+    /// RFC 3261 §8.2.1: a method Tandem does not implement is answered 501
+    /// with `Allow`, inside a dialog or not (the gate on untrusted sources
+    /// counts it like any other request).
+    async fn not_implemented(&self, stx: ServerTx, request: &Request, name: &str, source: Peer) {
+        let ip = source.addr.ip();
+        let trusted = self.ctx.cfg.source_trunk(ip).is_some();
+        let now = std::time::Instant::now();
+        if !trusted && !self.ctx.admission.allow_request(ip, now) {
+            let _ = self.ctx.ep.respond_once(stx, None).await;
+            return;
+        }
+        tracing::debug!(method = name, source = %source.addr, "501: method not implemented");
+        let mut resp = response_to(request, 501, None, Some("tandem"));
+        resp.headers.push(tandem_sip::message::Header::Allow(
+            crate::call::ALLOW.into(),
+        ));
+        self.answer(stx, resp, trusted).await;
+    }
+
     async fn answer(&self, stx: ServerTx, resp: tandem_sip::message::Response, trusted: bool) {
         if trusted {
             let _ = self.ctx.ep.respond(stx, resp).await;

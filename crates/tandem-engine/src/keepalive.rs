@@ -31,7 +31,7 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, every: Duration) {
         return;
     };
     let transport = peer.transport;
-    let Ok(uri) = rsip::Uri::try_from(format!("{scheme}:{host_port}").as_str()) else {
+    let Ok(uri) = tandem_sip::uri::parse(&format!("{scheme}:{host_port}")) else {
         tracing::warn!(proxy = %trunk.proxy, "the trunk's proxy is no SIP URI: no OPTIONS keep-alives");
         return;
     };

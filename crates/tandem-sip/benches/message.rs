@@ -5,6 +5,12 @@
 
 use std::hint::black_box;
 
+/// The allocator the `tandem` binary runs on (crates/tandem/src/main.rs):
+/// a parsed message is a dozen small allocations, so the allocator is part
+/// of the figure.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// A carrier-style INVITE: two Vias, Record-Route, Contact, Allow, Supported,

@@ -16,6 +16,12 @@
 //! `cargo bench -p tandem-sip --bench transaction -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
+
+/// The allocator the `tandem` binary runs on (crates/tandem/src/main.rs):
+/// a parsed message is a dozen small allocations, so the allocator is part
+/// of the figure.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -370,8 +370,9 @@ impl Dialog {
         } else {
             (self.remote_target.clone(), self.route_set.clone())
         };
-        let uri = rsip::Uri::try_from(ruri.as_str())
+        let uri = crate::uri::parse(ruri.as_str())
             .map_err(|_| DialogError::Malformed("remote target"))?;
+        let with_contact = matches!(method, Method::Invite | Method::Update);
         let mut b = RequestBuilder::new(method, uri)
             .via(transport, sent_by, branch)
             .max_forwards(70)
@@ -380,7 +381,7 @@ impl Dialog {
             .call_id(self.id.call_id.clone())
             .cseq(seq)
             .routes(routes.iter().map(String::as_str));
-        if !self.local_contact.is_empty() && matches!(method, Method::Invite | Method::Update) {
+        if !self.local_contact.is_empty() && with_contact {
             b = b.contact(self.local_contact.clone());
         }
         Ok(b.build())

@@ -20,9 +20,28 @@ pub enum HeaderError {
     NameAddr,
 }
 
+/// A 256-entry table of the bytes that are ASCII alphanumerics or in
+/// `extra`: one load per byte where the parser classifies characters.
+pub(crate) const fn byte_class(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).is_ascii_alphanumeric();
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = byte_class(b"-.!%*_+`'~");
+
 /// `token` characters (§25.1).
 pub fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN[usize::from(b)]
 }
 
 /// Whether `value` holds a comma outside quotes and angle brackets.
@@ -50,7 +69,7 @@ pub fn split_top_level_commas(value: &str) -> impl Iterator<Item = &str> {
                 b'<' if !quoted => angle = true,
                 b'>' if !quoted => angle = false,
                 b',' if !quoted && !angle => {
-                    let part = value[start..i].trim();
+                    let part = value[start..i].trim_ascii();
                     i += 1;
                     start = i;
                     return Some(part);
@@ -60,22 +79,45 @@ pub fn split_top_level_commas(value: &str) -> impl Iterator<Item = &str> {
             i += 1;
         }
         done = true;
-        Some(value[start.min(value.len())..].trim())
+        Some(value[start.min(value.len())..].trim_ascii())
     })
     .filter(|s| !s.is_empty())
 }
 
+/// The first `b` in `s` (memchr: the parser's hottest search).
+pub(crate) fn find(s: &str, b: u8) -> Option<usize> {
+    memchr::memchr(b, s.as_bytes())
+}
+
 /// Iterates `;name=value` parameters (value optional), trimmed.
 pub fn params(s: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
-    s.split(';').skip(1).filter_map(|p| {
-        let p = p.trim();
-        if p.is_empty() {
-            return None;
+    // Everything before the first ';' is not a parameter.
+    let mut rest = find(s, b';').map(|i| &s[i + 1..]);
+    std::iter::from_fn(move || {
+        loop {
+            let cur = rest?;
+            let p = match find(cur, b';') {
+                Some(i) => {
+                    rest = Some(&cur[i + 1..]);
+                    &cur[..i]
+                }
+                None => {
+                    rest = None;
+                    cur
+                }
+            };
+            let p = p.trim_ascii();
+            if p.is_empty() {
+                continue;
+            }
+            return Some(match find(p, b'=') {
+                Some(i) => (
+                    p[..i].trim_ascii(),
+                    Some(p[i + 1..].trim_ascii().trim_matches('"')),
+                ),
+                None => (p, None),
+            });
         }
-        Some(match p.split_once('=') {
-            Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
-            None => (p, None),
-        })
     })
 }
 
@@ -101,26 +143,18 @@ pub struct ViaRef<'a> {
 impl<'a> ViaRef<'a> {
     /// Parses `SIP / 2.0 / UDP host:port;params` (LWS allowed around `/`).
     pub fn parse(value: &'a str) -> Result<Self, HeaderError> {
-        let value = value.trim();
-        let mut rest = value;
-        let mut proto = [""; 3];
-        for (n, slot) in proto.iter_mut().enumerate() {
-            rest = rest.trim_start();
-            let end = rest
-                .find(|c: char| c == '/' || c.is_whitespace())
-                .unwrap_or(rest.len());
-            *slot = &rest[..end];
-            rest = rest[end..].trim_start();
-            if n < 2 {
-                rest = rest.strip_prefix('/').ok_or(HeaderError::ViaProtocol)?;
-            }
-        }
-        if !proto[0].eq_ignore_ascii_case("SIP") || proto[1] != "2.0" || proto[2].is_empty() {
+        let value = value.trim_ascii();
+        let (proto, rest) = via_protocol(value)?;
+        if !proto[0].eq_ignore_ascii_case("SIP")
+            || proto[1] != "2.0"
+            || proto[2].is_empty()
+            || !proto[2].bytes().all(is_token_char)
+        {
             return Err(HeaderError::ViaProtocol);
         }
-        let (sent_by, params_str) = match rest.find(';') {
-            Some(i) => (rest[..i].trim(), &rest[i..]),
-            None => (rest.trim(), ""),
+        let (sent_by, params_str) = match find(rest, b';') {
+            Some(i) => (rest[..i].trim_ascii(), &rest[i..]),
+            None => (rest.trim_ascii(), ""),
         };
         let (host, port) = split_host_port(sent_by).ok_or(HeaderError::ViaSentBy)?;
         let mut via = ViaRef {
@@ -152,28 +186,60 @@ impl<'a> ViaRef<'a> {
     }
 }
 
+/// The three parts of a Via's sent-protocol and what follows them.
+fn via_protocol(value: &str) -> Result<([&str; 3], &str), HeaderError> {
+    // The common form first: `SIP/2.0/UDP host`, no LWS around the slashes.
+    if let Some(after) = value.strip_prefix("SIP/2.0/")
+        && let Some(sp) = after.find([' ', '\t'])
+        && !after[..sp].contains('/')
+    {
+        return Ok((["SIP", "2.0", &after[..sp]], after[sp..].trim_ascii_start()));
+    }
+    let mut rest = value;
+    let mut proto = [""; 3];
+    for (n, slot) in proto.iter_mut().enumerate() {
+        rest = rest.trim_ascii_start();
+        let end = rest
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        *slot = &rest[..end];
+        rest = rest[end..].trim_ascii_start();
+        if n < 2 {
+            rest = rest.strip_prefix('/').ok_or(HeaderError::ViaProtocol)?;
+        }
+    }
+    Ok((proto, rest))
+}
+
 /// Splits `host[:port]` or `[v6][:port]`.
 pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    let s = s.trim();
+    let s = s.trim_ascii();
     if s.is_empty() {
         return None;
     }
     if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']')?;
+        let end = find(rest, b']')?;
         let host = &rest[..end];
         let after = &rest[end + 1..];
         let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.trim().parse().ok()?),
+            Some(p) => Some(p.trim_ascii().parse().ok()?),
             None if after.is_empty() => None,
             None => return None,
         };
         return Some((host, port));
     }
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) => (h.trim(), Some(p.trim().parse().ok()?)),
+    let (host, port) = match memchr::memrchr(b':', s.as_bytes()) {
+        Some(i) => (
+            s[..i].trim_ascii(),
+            Some(s[i + 1..].trim_ascii().parse().ok()?),
+        ),
         None => (s, None),
     };
-    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == ':') {
+    if host.is_empty()
+        || host
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b':')
+    {
         return None;
     }
     Some((host, port))
@@ -193,10 +259,10 @@ pub struct NameAddr<'a> {
 impl<'a> NameAddr<'a> {
     /// Parses `"Name" <uri>;params`, `Name <uri>;params` or `uri;params`.
     pub fn parse(value: &'a str) -> Result<Self, HeaderError> {
-        let v = value.trim();
+        let v = value.trim_ascii();
         if let Some(lt) = find_unquoted(v, b'<') {
-            let gt = v[lt..].find('>').ok_or(HeaderError::NameAddr)? + lt;
-            let display = v[..lt].trim();
+            let gt = find(&v[lt..], b'>').ok_or(HeaderError::NameAddr)? + lt;
+            let display = v[..lt].trim_ascii();
             let display = display
                 .strip_prefix('"')
                 .and_then(|d| d.strip_suffix('"'))
@@ -204,25 +270,28 @@ impl<'a> NameAddr<'a> {
             if !quotes_balanced(&v[..lt]) {
                 return Err(HeaderError::NameAddr);
             }
-            let uri = v[lt + 1..gt].trim();
-            if uri.is_empty() || !uri.contains(':') {
+            let uri = v[lt + 1..gt].trim_ascii();
+            if uri.is_empty() || find(uri, b':').is_none() {
                 return Err(HeaderError::NameAddr);
             }
             Ok(NameAddr {
                 display: (!display.is_empty()).then_some(display),
                 uri,
-                params: v[gt + 1..].trim(),
+                params: v[gt + 1..].trim_ascii(),
             })
         } else {
-            if v.contains('"') || v.contains('>') {
+            if memchr::memchr2(b'"', b'>', v.as_bytes()).is_some() {
                 return Err(HeaderError::NameAddr);
             }
             // addr-spec: header params start at the first ';' (§20.10).
-            let (uri, params) = match v.find(';') {
-                Some(i) => (v[..i].trim_end(), &v[i..]),
+            let (uri, params) = match find(v, b';') {
+                Some(i) => (v[..i].trim_ascii_end(), &v[i..]),
                 None => (v, ""),
             };
-            if uri.is_empty() || !uri.contains(':') || uri.contains(char::is_whitespace) {
+            if uri.is_empty()
+                || find(uri, b':').is_none()
+                || uri.bytes().any(|b| b.is_ascii_whitespace())
+            {
                 return Err(HeaderError::NameAddr);
             }
             Ok(NameAddr {
@@ -282,11 +351,11 @@ fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
 pub fn parse_cseq(v: &str) -> Option<(u32, Method)> {
     let mut it = v.split_whitespace();
     let num: u32 = it.next()?.parse().ok()?;
-    let method: Method = it.next()?.parse().ok()?;
-    if it.next().is_some() || num >= 1 << 31 {
+    let method = it.next()?;
+    if it.next().is_some() || num >= 1 << 31 || !method.bytes().all(is_token_char) {
         return None;
     }
-    Some((num, method))
+    Some((num, crate::message::method_of(method)))
 }
 
 /// The host and port of a SIP URI (`sip:user@host:port;params`).

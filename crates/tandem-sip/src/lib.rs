@@ -13,5 +13,6 @@ pub mod registrar;
 pub mod registration;
 pub mod session_timer;
 pub mod transaction;
+pub mod uri;
 
 pub use message::{ParseError, parse, to_bytes};

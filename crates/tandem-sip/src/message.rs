@@ -61,9 +61,6 @@ pub enum ParseError {
     /// The Request-URI does not parse.
     #[error("malformed Request-URI")]
     RequestUri,
-    /// The method is not one Tandem knows (answered with 501, §8.2.1).
-    #[error("unknown method")]
-    UnknownMethod,
     /// The Request-URI scheme is not sip, sips or tel (answered with 416).
     #[error("unsupported URI scheme")]
     UriScheme,
@@ -75,7 +72,6 @@ impl ParseError {
         match self {
             Self::Version => (505, Cow::Borrowed("Version Not Supported")),
             Self::UriScheme => (416, Cow::Borrowed("Unsupported URI Scheme")),
-            Self::UnknownMethod => (501, Cow::Borrowed("Not Implemented")),
             Self::TooLarge => (513, Cow::Borrowed("Message Too Large")),
             other => (400, Cow::Owned(format!("Bad Request ({other})"))),
         }
@@ -88,6 +84,11 @@ impl ParseError {
 /// Via/Route/Record-Route/Contact values are split into one header each, and
 /// the headers every message needs are checked. A body longer than
 /// Content-Length is truncated to it (§18.3); a shorter one is an error.
+///
+/// The parser is Tandem's own (rsip provides the types): one pass over the
+/// header section with `memchr`, names matched without allocating, one
+/// `String` per value. A header section with folded lines or bare LF line
+/// ends is first rewritten to plain CRLF lines (the slow path).
 pub fn parse(buf: &[u8]) -> Result<SipMessage, ParseError> {
     if buf.len() > MAX_MESSAGE_SIZE {
         return Err(ParseError::TooLarge);
@@ -98,33 +99,305 @@ pub fn parse(buf: &[u8]) -> Result<SipMessage, ParseError> {
         .position(|&b| b != b'\r' && b != b'\n')
         .ok_or(ParseError::StartLine)?;
     let buf = &buf[start..];
+    if let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") {
+        match parse_head(&buf[..end]) {
+            Ok(msg) => return finish(msg, &buf[end + 4..]),
+            Err(Fault::Bad(e)) => return Err(e),
+            Err(Fault::Irregular) => {}
+        }
+    }
     let (head_end, body_start) = find_head_end(buf).ok_or(ParseError::HeaderSection)?;
     let head = normalise_head(&buf[..head_end])?;
-    let body = &buf[body_start..];
+    match parse_head(&head) {
+        Ok(msg) => finish(msg, &buf[body_start..]),
+        Err(Fault::Bad(e)) => Err(e),
+        Err(Fault::Irregular) => Err(ParseError::HeaderSection),
+    }
+}
 
-    let first_line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
-    check_start_line(&head[..first_line_end])?;
-
-    let mut raw = Vec::with_capacity(head.len() + 4 + body.len());
-    tidy_header_lines(&head, &mut raw)?;
-    raw.extend_from_slice(b"\r\n\r\n");
-    let parsed = rsip::SipMessage::try_from(raw.as_slice()).map_err(|_| classify(&head))?;
-    let mut msg = normalise_headers(parsed)?;
-
-    let declared = content_length(&msg)?;
-    let body = match declared {
-        Some(n) if n > body.len() => {
+/// Content-Length applied to the bytes after the header section, then the
+/// mandatory headers checked.
+fn finish(mut msg: SipMessage, body: &[u8]) -> Result<SipMessage, ParseError> {
+    let declared = {
+        let seen = Seen::of(msg.headers());
+        let declared = seen.content_length.clone()?;
+        if let Some(n) = declared
+            && n > body.len()
+        {
             return Err(ParseError::ContentLengthTooLarge {
                 declared: n,
                 actual: body.len(),
             });
         }
+        let method = match &msg {
+            SipMessage::Request(r) => Some(&r.method),
+            SipMessage::Response(_) => None,
+        };
+        seen.validate(method)?;
+        declared
+    };
+    let body = match declared {
         Some(n) => &body[..n],
         None => body,
     };
-    *msg.body_mut() = body.to_vec();
-    validate(&msg)?;
+    if !body.is_empty() {
+        *msg.body_mut() = body.to_vec();
+    }
     Ok(msg)
+}
+
+/// Why the fast path gave up on a header section.
+enum Fault {
+    /// Not a SIP message: the error stands.
+    Bad(ParseError),
+    /// Folded lines or bare LF line ends: normalise, then parse again.
+    Irregular,
+}
+
+impl From<ParseError> for Fault {
+    fn from(e: ParseError) -> Self {
+        Self::Bad(e)
+    }
+}
+
+/// Parses a header section whose lines end in CRLF (the last one without
+/// it), with no folded lines.
+fn parse_head(head: &[u8]) -> Result<SipMessage, Fault> {
+    // The start line is judged first (a bad version is 505 whatever follows).
+    let first_end = memchr::memchr2(b'\r', b'\n', head).unwrap_or(head.len());
+    let first = std::str::from_utf8(&head[..first_end]).map_err(|_| ParseError::StartLine)?;
+    let start = start_line(first)?;
+    let rest = std::str::from_utf8(&head[first_end..]).map_err(|_| ParseError::HeaderSection)?;
+    let mut lines = Lines { rest };
+    // What is left of the first line: nothing, but its line end is checked.
+    lines.next().transpose()?;
+    let mut headers = Vec::with_capacity(16);
+    for line in lines {
+        let line = line?;
+        if line.starts_with([' ', '\t']) {
+            return Err(Fault::Irregular);
+        }
+        let colon = memchr::memchr(b':', line.as_bytes()).ok_or(ParseError::HeaderSection)?;
+        let name = line[..colon].trim_ascii_end();
+        if name.is_empty() || !name.bytes().all(header::is_token_char) {
+            return Err(Fault::Bad(ParseError::HeaderSection));
+        }
+        push_header(&mut headers, name, line[colon + 1..].trim_ascii());
+    }
+    let headers = Headers::from(headers);
+    Ok(match start {
+        Start::Request(method, uri) => SipMessage::Request(Request {
+            method,
+            uri,
+            version: rsip::Version::V2,
+            headers,
+            body: Vec::new(),
+        }),
+        Start::Response(status_code) => SipMessage::Response(Response {
+            status_code,
+            version: rsip::Version::V2,
+            headers,
+            body: Vec::new(),
+        }),
+    })
+}
+
+/// The lines of a header section, CR LF stripped; a bare LF (or bare CR)
+/// sends the section to the slow path (or refuses it).
+struct Lines<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Result<&'a str, Fault>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let bytes = self.rest.as_bytes();
+        let Some(at) = memchr::memchr2(b'\r', b'\n', bytes) else {
+            let line = self.rest;
+            self.rest = "";
+            return Some(Ok(line));
+        };
+        if bytes[at] == b'\n' {
+            return Some(Err(Fault::Irregular));
+        }
+        match bytes.get(at + 1) {
+            Some(b'\n') => {
+                let line = &self.rest[..at];
+                self.rest = &self.rest[at + 2..];
+                Some(Ok(line))
+            }
+            _ => Some(Err(Fault::Bad(ParseError::HeaderSection))),
+        }
+    }
+}
+
+enum Start {
+    Request(Method, Uri),
+    Response(StatusCode),
+}
+
+/// The Request-Line (§7.1) or Status-Line (§7.2).
+fn start_line(line: &str) -> Result<Start, ParseError> {
+    if let Some(rest) = line.strip_prefix("SIP/") {
+        let Some(rest) = rest.strip_prefix("2.0 ") else {
+            return Err(ParseError::Version);
+        };
+        let (code, reason) = match header::find(rest, b' ') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) || code.starts_with('0') {
+            return Err(ParseError::StartLine);
+        }
+        let code: u16 = code.parse().map_err(|_| ParseError::StartLine)?;
+        // A code rsip names keeps its standard phrase (as rsip's own parser
+        // did); any other keeps the phrase received.
+        let status = match StatusCode::from(code) {
+            StatusCode::Other(..) => StatusCode::Other(code, reason.to_owned()),
+            known => known,
+        };
+        return Ok(Start::Response(status));
+    }
+    let sp1 = header::find(line, b' ').ok_or(ParseError::StartLine)?;
+    let sp2 = header::find(&line[sp1 + 1..], b' ').ok_or(ParseError::StartLine)? + sp1 + 1;
+    let (method, uri, version) = (&line[..sp1], &line[sp1 + 1..sp2], &line[sp2 + 1..]);
+    if header::find(version, b' ').is_some()
+        || method.is_empty()
+        || !method.bytes().all(header::is_token_char)
+    {
+        return Err(ParseError::StartLine);
+    }
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return Err(if version.starts_with("SIP/") {
+            ParseError::Version
+        } else {
+            ParseError::StartLine
+        });
+    }
+    if uri.is_empty() || memchr::memchr2(b'<', b'>', uri.as_bytes()).is_some() {
+        return Err(ParseError::RequestUri);
+    }
+    let scheme = &uri[..header::find(uri, b':').ok_or(ParseError::RequestUri)?];
+    if !["sip", "sips", "tel"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+    {
+        return Err(ParseError::UriScheme);
+    }
+    let uri = crate::uri::parse(uri).map_err(|_| ParseError::RequestUri)?;
+    Ok(Start::Request(method_of(method), uri))
+}
+
+/// A method token (case-sensitive, §7.1): the ones rsip names, any other
+/// as `Method::Other` (answered 501 by a UAS that does not implement it).
+pub fn method_of(token: &str) -> Method {
+    match token {
+        "INVITE" => Method::Invite,
+        "ACK" => Method::Ack,
+        "BYE" => Method::Bye,
+        "CANCEL" => Method::Cancel,
+        "OPTIONS" => Method::Options,
+        "REGISTER" => Method::Register,
+        "PRACK" => Method::PRack,
+        "UPDATE" => Method::Update,
+        "INFO" => Method::Info,
+        "REFER" => Method::Refer,
+        "NOTIFY" => Method::Notify,
+        "SUBSCRIBE" => Method::Subscribe,
+        "MESSAGE" => Method::Message,
+        "PUBLISH" => Method::Publish,
+        other => Method::Other(other.to_owned()),
+    }
+}
+
+/// Adds one header line: its name matched (long or compact form, any case)
+/// to rsip's typed variant without allocating, a comma-joined
+/// Via/Route/Record-Route/Contact split into one header per value.
+fn push_header(out: &mut Vec<Header>, name: &str, value: &str) {
+    let mut lower = [0u8; 20];
+    let n = name.len();
+    if n > lower.len() {
+        out.push(Header::Other(name.to_owned(), value.to_owned()));
+        return;
+    }
+    for (d, s) in lower.iter_mut().zip(name.bytes()) {
+        *d = s.to_ascii_lowercase();
+    }
+    let v = || value.to_owned();
+    let h = match &lower[..n] {
+        b"via" | b"v" => return split_into(out, value, |s| Header::Via(s.into())),
+        b"route" => return split_into(out, value, |s| Header::Route(s.into())),
+        b"record-route" => return split_into(out, value, |s| Header::RecordRoute(s.into())),
+        b"contact" | b"m" if value != "*" => {
+            return split_into(out, value, |s| Header::Contact(s.into()));
+        }
+        b"contact" | b"m" => Header::Contact(v().into()),
+        b"from" | b"f" => Header::From(v().into()),
+        b"to" | b"t" => Header::To(v().into()),
+        b"call-id" | b"i" => Header::CallId(v().into()),
+        b"cseq" => Header::CSeq(v().into()),
+        b"max-forwards" => Header::MaxForwards(v().into()),
+        b"content-length" | b"l" => Header::ContentLength(v().into()),
+        b"content-type" | b"c" => Header::ContentType(v().into()),
+        b"content-encoding" | b"e" => Header::ContentEncoding(v().into()),
+        b"supported" | b"k" => Header::Supported(v().into()),
+        b"subject" | b"s" => Header::Subject(v().into()),
+        b"event" | b"o" => Header::Event(v().into()),
+        b"allow" => Header::Allow(v().into()),
+        b"require" => Header::Require(v().into()),
+        b"proxy-require" => Header::ProxyRequire(v().into()),
+        b"unsupported" => Header::Unsupported(v().into()),
+        b"user-agent" => Header::UserAgent(v().into()),
+        b"server" => Header::Server(v().into()),
+        b"expires" => Header::Expires(v().into()),
+        b"min-expires" => Header::MinExpires(v().into()),
+        b"authorization" => Header::Authorization(v().into()),
+        b"proxy-authorization" => Header::ProxyAuthorization(v().into()),
+        b"www-authenticate" => Header::WwwAuthenticate(v().into()),
+        b"proxy-authenticate" => Header::ProxyAuthenticate(v().into()),
+        b"authentication-info" => Header::AuthenticationInfo(v().into()),
+        b"accept" => Header::Accept(v().into()),
+        b"accept-encoding" => Header::AcceptEncoding(v().into()),
+        b"accept-language" => Header::AcceptLanguage(v().into()),
+        b"alert-info" => Header::AlertInfo(v().into()),
+        b"call-info" => Header::CallInfo(v().into()),
+        b"content-disposition" => Header::ContentDisposition(v().into()),
+        b"content-language" => Header::ContentLanguage(v().into()),
+        b"date" => Header::Date(v().into()),
+        b"error-info" => Header::ErrorInfo(v().into()),
+        b"in-reply-to" => Header::InReplyTo(v().into()),
+        b"mime-version" => Header::MimeVersion(v().into()),
+        b"organization" => Header::Organization(v().into()),
+        b"priority" => Header::Priority(v().into()),
+        b"reply-to" => Header::ReplyTo(v().into()),
+        b"retry-after" => Header::RetryAfter(v().into()),
+        b"subscription-state" => Header::SubscriptionState(v().into()),
+        b"timestamp" => Header::Timestamp(v().into()),
+        b"warning" => Header::Warning(v().into()),
+        // Compact forms of extensions (RFC 3515, RFC 3892, RFC 4028, RFC 6665).
+        b"r" => Header::Other("Refer-To".into(), v()),
+        b"b" => Header::Other("Referred-By".into(), v()),
+        b"x" => Header::Other("Session-Expires".into(), v()),
+        b"u" => Header::Other("Allow-Events".into(), v()),
+        _ => Header::Other(name.to_owned(), v()),
+    };
+    out.push(h);
+}
+
+/// Pushes a multi-value header, one header per comma-separated value when
+/// it has commas outside quotes and angle brackets (§7.3.1).
+fn split_into(out: &mut Vec<Header>, value: &str, make: impl Fn(&str) -> Header) {
+    if memchr::memchr(b',', value.as_bytes()).is_none() || !header::has_top_level_comma(value) {
+        out.push(make(value));
+        return;
+    }
+    for part in header::split_top_level_commas(value) {
+        out.push(make(part));
+    }
 }
 
 /// Finds the end of the header section: returns (end of last header line,
@@ -195,224 +468,118 @@ fn normalise_head(head: &[u8]) -> Result<Cow<'_, [u8]>, ParseError> {
     Ok(Cow::Owned(out))
 }
 
-/// Rewrites each header line as `Name: value`: whitespace around the colon
-/// and at the ends of the value is legal (§7.3.1) but trips rsip.
-fn tidy_header_lines(head: &[u8], out: &mut Vec<u8>) -> Result<(), ParseError> {
-    let mut lines = head.split(|&b| b == b'\n');
-    let first = lines.next().unwrap_or_default();
-    out.extend_from_slice(first.strip_suffix(b"\r").unwrap_or(first));
-    for line in lines {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(ParseError::HeaderSection)?;
-        let name = line[..colon].trim_ascii();
-        if name.is_empty() || !name.iter().all(|&b| header::is_token_char(b)) {
-            return Err(ParseError::HeaderSection);
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(line[colon + 1..].trim_ascii());
-    }
-    Ok(())
+/// A header that must appear once: not yet, once (its value), or more.
+#[derive(Clone, Copy)]
+enum Once<'a> {
+    Absent,
+    One(&'a str),
+    Many,
 }
 
-fn check_start_line(line: &[u8]) -> Result<(), ParseError> {
-    let line = std::str::from_utf8(line).map_err(|_| ParseError::StartLine)?;
-    if let Some(rest) = line.strip_prefix("SIP/") {
-        if !rest.starts_with("2.0 ") {
-            return Err(ParseError::Version);
-        }
-        let code = rest[4..].split(' ').next().unwrap_or("");
-        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) || code.starts_with('0') {
-            return Err(ParseError::StartLine);
-        }
-        return Ok(());
-    }
-    let mut parts = line.split(' ');
-    let method = parts.next().unwrap_or("");
-    let uri = parts.next().ok_or(ParseError::StartLine)?;
-    let version = parts.next().ok_or(ParseError::StartLine)?;
-    if parts.next().is_some() || method.is_empty() || !method.bytes().all(header::is_token_char) {
-        return Err(ParseError::StartLine);
-    }
-    if !version.eq_ignore_ascii_case("SIP/2.0") {
-        return Err(if version.starts_with("SIP/") {
-            ParseError::Version
-        } else {
-            ParseError::StartLine
-        });
-    }
-    if uri.is_empty() || uri.contains(['<', '>']) {
-        return Err(ParseError::RequestUri);
-    }
-    let scheme = uri.split(':').next().unwrap_or("");
-    if uri.len() == scheme.len() {
-        return Err(ParseError::RequestUri);
-    }
-    if !["sip", "sips", "tel"]
-        .iter()
-        .any(|s| scheme.eq_ignore_ascii_case(s))
-    {
-        return Err(ParseError::UriScheme);
-    }
-    if method.parse::<Method>().is_err() {
-        return Err(ParseError::UnknownMethod);
-    }
-    Ok(())
-}
-
-/// Names the fault when rsip rejects a message whose start line looked fine.
-fn classify(head: &[u8]) -> ParseError {
-    let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n");
-    let first = lines.next().unwrap_or("");
-    if !first.starts_with("SIP/") {
-        let uri = first.split(' ').nth(1).unwrap_or("");
-        if rsip::Uri::try_from(uri).is_err() {
-            return ParseError::RequestUri;
-        }
-    }
-    for line in lines {
-        let Some((name, _)) = line.split_once(':') else {
-            return ParseError::HeaderSection;
+impl<'a> Once<'a> {
+    fn see(&mut self, v: &'a str) {
+        *self = match self {
+            Self::Absent => Self::One(v),
+            _ => Self::Many,
         };
-        if !name.trim_end().bytes().all(header::is_token_char) || name.trim_end().is_empty() {
-            return ParseError::HeaderSection;
+    }
+
+    fn get(self, name: &'static str) -> Result<&'a str, ParseError> {
+        match self {
+            Self::Absent => Err(ParseError::MissingHeader(name)),
+            Self::One(v) => Ok(v),
+            Self::Many => Err(ParseError::DuplicateHeader(name)),
         }
     }
-    ParseError::HeaderSection
 }
 
-/// Expands compact names and splits comma-joined multi-value headers.
-fn normalise_headers(mut msg: SipMessage) -> Result<SipMessage, ParseError> {
-    let needs = msg.headers().iter().any(|h| match h {
-        Header::Other(name, _) => name.len() == 1,
-        Header::Via(v) => header::has_top_level_comma(v.value()),
-        Header::Route(v) => header::has_top_level_comma(v.value()),
-        Header::RecordRoute(v) => header::has_top_level_comma(v.value()),
-        Header::Contact(v) => header::has_top_level_comma(v.value()),
-        _ => false,
-    });
-    if !needs {
-        return Ok(msg);
-    }
-    let old: Vec<Header> = std::mem::take(msg.headers_mut()).into();
-    let mut out = Vec::with_capacity(old.len() + 2);
-    for h in old {
-        let h = match h {
-            Header::Other(name, value) if name.len() == 1 => expand_compact(name, value),
-            other => other,
+/// The headers every message needs, gathered in one pass over the list.
+struct Seen<'a> {
+    vias: usize,
+    bad_via: bool,
+    from: Once<'a>,
+    to: Once<'a>,
+    call_id: Once<'a>,
+    cseq: Once<'a>,
+    max_forwards: Option<&'a str>,
+    content_length: Result<Option<usize>, ParseError>,
+}
+
+impl<'a> Seen<'a> {
+    fn of(headers: &'a Headers) -> Self {
+        let mut seen = Seen {
+            vias: 0,
+            bad_via: false,
+            from: Once::Absent,
+            to: Once::Absent,
+            call_id: Once::Absent,
+            cseq: Once::Absent,
+            max_forwards: None,
+            content_length: Ok(None),
         };
-        match &h {
-            Header::Via(v) => split_into(&mut out, v.value(), |s| Header::Via(s.into())),
-            Header::Route(v) => split_into(&mut out, v.value(), |s| Header::Route(s.into())),
-            Header::RecordRoute(v) => {
-                split_into(&mut out, v.value(), |s| Header::RecordRoute(s.into()))
+        for h in headers.iter() {
+            match h {
+                Header::Via(v) => {
+                    seen.vias += 1;
+                    seen.bad_via |= ViaRef::parse(v.value()).is_err();
+                }
+                Header::From(v) => seen.from.see(v.value()),
+                Header::To(v) => seen.to.see(v.value()),
+                Header::CallId(v) => seen.call_id.see(v.value()),
+                Header::CSeq(v) => seen.cseq.see(v.value()),
+                Header::MaxForwards(v) => {
+                    seen.max_forwards = seen.max_forwards.or(Some(v.value()));
+                }
+                Header::ContentLength(v) => {
+                    // Repeated with the same value is tolerated; differing is not.
+                    let n = v.value().trim_ascii().parse::<usize>();
+                    seen.content_length = match (seen.content_length, n) {
+                        (Err(e), _) => Err(e),
+                        (_, Err(_)) => Err(ParseError::BadHeader("Content-Length")),
+                        (Ok(Some(f)), Ok(n)) if f != n => {
+                            Err(ParseError::DuplicateHeader("Content-Length"))
+                        }
+                        (Ok(_), Ok(n)) => Ok(Some(n)),
+                    };
+                }
+                _ => {}
             }
-            Header::Contact(v) if v.value().trim() != "*" => {
-                split_into(&mut out, v.value(), |s| Header::Contact(s.into()))
+        }
+        seen
+    }
+
+    /// The checks of §8.1.1 and §8.2.2, in the order they are reported.
+    fn validate(&self, method: Option<&Method>) -> Result<(), ParseError> {
+        if self.vias == 0 {
+            return Err(ParseError::MissingHeader("Via"));
+        }
+        if self.bad_via {
+            return Err(ParseError::BadHeader("Via"));
+        }
+        let from = self.from.get("From")?;
+        header::NameAddr::parse(from).map_err(|_| ParseError::BadHeader("From"))?;
+        let to = self.to.get("To")?;
+        header::NameAddr::parse(to).map_err(|_| ParseError::BadHeader("To"))?;
+        let call_id = self.call_id.get("Call-ID")?.trim_ascii();
+        if call_id.is_empty() || call_id.bytes().any(|b| b.is_ascii_whitespace()) {
+            return Err(ParseError::BadHeader("Call-ID"));
+        }
+        let cseq = self.cseq.get("CSeq")?;
+        let (_, cseq_method) = header::parse_cseq(cseq).ok_or(ParseError::BadHeader("CSeq"))?;
+        if let Some(method) = method {
+            // An extension method is let through to be answered 501, which
+            // RFC 4475 §3.1.2.18 prefers to the 400 of the mismatch.
+            if cseq_method != *method && !matches!(method, Method::Other(_)) {
+                return Err(ParseError::CSeqMismatch);
             }
-            _ => out.push(h),
-        }
-    }
-    *msg.headers_mut() = out.into();
-    Ok(msg)
-}
-
-fn split_into(out: &mut Vec<Header>, value: &str, make: impl Fn(&str) -> Header) {
-    for part in header::split_top_level_commas(value) {
-        out.push(make(part));
-    }
-}
-
-/// RFC 3261 §7.3.3 compact forms, plus the common extensions (RFC 3515 r,
-/// RFC 3891/4028 and others listed by IANA).
-fn expand_compact(name: String, value: String) -> Header {
-    let v = value;
-    match name.as_bytes()[0].to_ascii_lowercase() {
-        b'v' => Header::Via(v.into()),
-        b'f' => Header::From(v.into()),
-        b't' => Header::To(v.into()),
-        b'i' => Header::CallId(v.into()),
-        b'm' => Header::Contact(v.into()),
-        b'l' => Header::ContentLength(v.into()),
-        b'c' => Header::ContentType(v.into()),
-        b'e' => Header::ContentEncoding(v.into()),
-        b'k' => Header::Supported(v.into()),
-        b's' => Header::Subject(v.into()),
-        b'o' => Header::Event(v.into()),
-        b'r' => Header::Other("Refer-To".into(), v),
-        b'b' => Header::Other("Referred-By".into(), v),
-        b'x' => Header::Other("Session-Expires".into(), v),
-        b'u' => Header::Other("Allow-Events".into(), v),
-        _ => Header::Other(name, v),
-    }
-}
-
-fn content_length(msg: &SipMessage) -> Result<Option<usize>, ParseError> {
-    let mut found = None;
-    for h in msg.headers().iter() {
-        if let Header::ContentLength(v) = h {
-            let n = v
-                .value()
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| ParseError::BadHeader("Content-Length"))?;
-            if found.is_some_and(|f| f != n) {
-                return Err(ParseError::DuplicateHeader("Content-Length"));
+            if let Some(mf) = self.max_forwards {
+                mf.trim_ascii()
+                    .parse::<u8>()
+                    .map_err(|_| ParseError::BadHeader("Max-Forwards"))?;
             }
-            found = Some(n);
         }
+        Ok(())
     }
-    Ok(found)
-}
-
-fn validate(msg: &SipMessage) -> Result<(), ParseError> {
-    let h = msg.headers();
-    let mut vias = h.iter().filter(|h| matches!(h, Header::Via(_))).peekable();
-    if vias.peek().is_none() {
-        return Err(ParseError::MissingHeader("Via"));
-    }
-    for via in vias {
-        ViaRef::parse(header_value(via)).map_err(|_| ParseError::BadHeader("Via"))?;
-    }
-    let from = single(h, "From", |h| matches!(h, Header::From(_)))?;
-    header::NameAddr::parse(from).map_err(|_| ParseError::BadHeader("From"))?;
-    let to = single(h, "To", |h| matches!(h, Header::To(_)))?;
-    header::NameAddr::parse(to).map_err(|_| ParseError::BadHeader("To"))?;
-    let call_id = single(h, "Call-ID", |h| matches!(h, Header::CallId(_)))?;
-    if call_id.trim().is_empty() || call_id.trim().contains(char::is_whitespace) {
-        return Err(ParseError::BadHeader("Call-ID"));
-    }
-    single(h, "CSeq", |h| matches!(h, Header::CSeq(_)))?;
-    let (_, cseq_method) = h.cseq().ok_or(ParseError::BadHeader("CSeq"))?;
-    if let SipMessage::Request(req) = msg {
-        if cseq_method != req.method {
-            return Err(ParseError::CSeqMismatch);
-        }
-        if let Some(mf) = h.value_of(|h| matches!(h, Header::MaxForwards(_))) {
-            mf.trim()
-                .parse::<u8>()
-                .map_err(|_| ParseError::BadHeader("Max-Forwards"))?;
-        }
-    }
-    Ok(())
-}
-
-fn single<'a>(
-    h: &'a Headers,
-    name: &'static str,
-    pred: impl Fn(&Header) -> bool,
-) -> Result<&'a str, ParseError> {
-    let mut it = h.iter().filter(|h| pred(h));
-    let first = it.next().ok_or(ParseError::MissingHeader(name))?;
-    if it.next().is_some() {
-        return Err(ParseError::DuplicateHeader(name));
-    }
-    Ok(header_value(first))
 }
 
 /// The value of any header, typed or not.
@@ -765,6 +932,39 @@ mod tests {
             SipMessage::Request(r) => r,
             SipMessage::Response(_) => unreachable!(),
         }
+    }
+
+    /// The patched rsip (vendor/rsip/PATCHES.md): any token is a method,
+    /// case-sensitively; an IPv6 host prints as an IPv6 reference.
+    #[test]
+    fn extension_methods_and_ipv6_hosts_survive_rsip() {
+        assert_eq!("INVITE".parse::<Method>().ok(), Some(Method::Invite));
+        assert_eq!(
+            "invite".parse::<Method>().ok(),
+            Some(Method::Other("invite".into()))
+        );
+        assert_eq!(method_of("PRACK"), Method::PRack);
+        assert_eq!(method_of("FOO").to_string(), "FOO");
+        assert_eq!(Method::PRack.to_string(), "PRACK");
+        assert!("FO O".parse::<Method>().is_err());
+        let host = rsip::HostWithPort::try_from("[2001:db8::1]:5070").unwrap();
+        assert_eq!(host.to_string(), "[2001:db8::1]:5070");
+        let bare = rsip::HostWithPort::try_from("2001:db8::1").unwrap();
+        assert_eq!(bare.to_string(), "[2001:db8::1]");
+        // A request with an extension method parses; its CSeq must agree.
+        let text = "FOO sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
+             From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\n\
+             CSeq: 1 FOO\r\nContent-Length: 0\r\n\r\n";
+        let SipMessage::Request(r) = parse(text.as_bytes()).unwrap() else {
+            panic!("a request")
+        };
+        assert_eq!(r.method, Method::Other("FOO".into()));
+        // A mismatching CSeq is a 400 for a known method; an extension
+        // method is let through to be answered 501 (RFC 4475 §3.1.2.18).
+        let odd = text.replace("CSeq: 1 FOO", "CSeq: 1 INVITE");
+        assert!(parse(odd.as_bytes()).is_ok());
+        let bad = odd.replace("FOO sip:", "BYE sip:");
+        assert_eq!(parse(bad.as_bytes()).err(), Some(ParseError::CSeqMismatch));
     }
 
     #[test]

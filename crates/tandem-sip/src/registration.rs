@@ -213,7 +213,7 @@ impl Registration {
             }
         }
         let registrar =
-            Uri::try_from(cfg.registrar.as_str()).map_err(|_| ConfigError::InvalidUri {
+            crate::uri::parse(cfg.registrar.as_str()).map_err(|_| ConfigError::InvalidUri {
                 field: "registrar",
                 value: cfg.registrar.clone(),
             })?;

@@ -476,7 +476,7 @@ impl Call {
         let via_branch = self.ids.branch();
         let tag = self.ids.tag();
         let bare = uri.split('?').next().unwrap_or(&uri);
-        let Ok(ruri) = rsip::Uri::try_from(bare) else {
+        let Ok(ruri) = tandem_sip::uri::parse(bare) else {
             return Err(400);
         };
         let host_port = &self.cfg.sip_host;

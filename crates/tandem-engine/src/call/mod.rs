@@ -708,7 +708,7 @@ impl Call {
         let host = cfg.sip_host.clone();
         let invite = tandem_sip::builder::RequestBuilder::new(
             Method::Invite,
-            rsip::Uri::try_from(format!("sip:api@{host}").as_str()).ok()?,
+            tandem_sip::uri::parse(&format!("sip:api@{host}")).ok()?,
         )
         .via("UDP", &host, "z9hG4bKapi")
         .max_forwards(70)

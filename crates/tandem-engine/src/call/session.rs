@@ -352,7 +352,7 @@ impl Call {
             Method::Invite
         };
         let Ok(mut request) = dialog.request(
-            method,
+            method.clone(),
             peer.transport.as_str(),
             cfg.host(peer.transport),
             &branch,

@@ -4227,12 +4227,12 @@ impl Harness {
     }
 
     /// The requests Tandem sent in the dialog with Call-ID `cid` by `method`.
-    fn requests_in(&self, method: Method, cid: &str) -> Vec<(Duration, Request)> {
+    fn requests_in(&self, method: &Method, cid: &str) -> Vec<(Duration, Request)> {
         self.log
             .iter()
             .filter_map(|(at, o)| match o {
                 Output::Request { request, .. }
-                    if request.method == method && request.headers.call_id() == Some(cid) =>
+                    if request.method == *method && request.headers.call_id() == Some(cid) =>
                 {
                     Some((*at, request.clone()))
                 }
@@ -4328,9 +4328,9 @@ fn a_caller_that_stops_refreshing_is_hung_up_before_its_session_expires() {
     let callee_cid = call_id(&h.invites()[0]);
     h.advance(2 * SECOND);
     assert_eq!(h.byes_to_caller(), 1);
-    let bye_at = h.requests_in(Method::Bye, "caller-call-id")[0].0;
+    let bye_at = h.requests_in(&Method::Bye, "caller-call-id")[0].0;
     assert_eq!(bye_at, 10 * MS + 110 * SECOND);
-    assert_eq!(h.requests_in(Method::Bye, &callee_cid).len(), 1);
+    assert_eq!(h.requests_in(&Method::Bye, &callee_cid).len(), 1);
 }
 
 /// A caller that asks Tandem to refresh (`refresher=uas`) is refreshed at
@@ -4355,9 +4355,9 @@ fn tandem_refreshes_a_caller_that_asks_it_to_and_gives_up_when_unanswered() {
             Some("120;refresher=uas")
         );
         h.advance(60 * SECOND - 20 * MS);
-        assert!(h.requests_in(method, "caller-call-id").is_empty());
+        assert!(h.requests_in(&method, "caller-call-id").is_empty());
         h.advance(20 * MS);
-        let sent = h.requests_in(method, "caller-call-id");
+        let sent = h.requests_in(&method, "caller-call-id");
         assert_eq!(sent.len(), 1, "{method}: one refresh at half the interval");
         let (at, refresh) = &sent[0];
         // `<Dial>` answered the caller at once (0 s).
@@ -4382,7 +4382,7 @@ fn tandem_refreshes_a_caller_that_asks_it_to_and_gives_up_when_unanswered() {
         // The next one 60 s later; this one goes unanswered: the call ends
         // 32 s before the session's end (120 − 32 = 88 s after the refresh).
         h.advance(60 * SECOND);
-        assert_eq!(h.requests_in(method, "caller-call-id").len(), 2);
+        assert_eq!(h.requests_in(&method, "caller-call-id").len(), 2);
         assert_eq!(h.byes_to_caller(), 0);
         h.advance(28 * SECOND - MS);
         assert_eq!(h.byes_to_caller(), 0);
@@ -4502,7 +4502,7 @@ fn a_callee_session_is_negotiated_refreshed_and_ended_by_a_481() {
     h.msg(CallMsg::Ack { sdp: None });
     let cid = call_id(&second);
     h.advance(1800 * SECOND);
-    let updates = h.requests_in(Method::Update, &cid);
+    let updates = h.requests_in(&Method::Update, &cid);
     assert_eq!(updates.len(), 1, "refreshed at half the interval");
     assert_eq!(
         updates[0].1.headers.named("Session-Expires"),
@@ -4705,7 +4705,7 @@ fn a_number_through_a_trunk_routes_its_in_dialog_requests_via_the_proxy() {
         });
         h.caller_bye();
         let (_, bye) = h
-            .requests_in(Method::Bye, &call_id(&invite))
+            .requests_in(&Method::Bye, &call_id(&invite))
             .pop()
             .expect("BYE to the callee");
         assert_eq!(bye.uri.to_string(), "sip:callee@198.51.100.7:5060");
@@ -4962,7 +4962,7 @@ fn reliable_provisionals_from_a_callee_are_pracked_once_each() {
         }
     };
     let pracks = |h: &Harness| -> Vec<Request> {
-        h.requests_in(Method::PRack, &call_id(&invite))
+        h.requests_in(&Method::PRack, &call_id(&invite))
             .into_iter()
             .map(|(_, r)| r)
             .collect()

@@ -201,27 +201,17 @@ enum CancelState {
     Sent,
 }
 
-/// rsip's `Method` is not `Hash`; its discriminant is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct M(Method);
-
-impl std::hash::Hash for M {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        std::mem::discriminant(&self.0).hash(state);
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
     branch: String,
-    method: M,
+    method: Method,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ServerKey {
     branch: String,
     sent_by: String,
-    method: M,
+    method: Method,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -229,7 +219,7 @@ struct MergeKey {
     call_id: String,
     from_tag: String,
     cseq: u32,
-    method: M,
+    method: Method,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -483,7 +473,7 @@ impl TransactionLayer {
         let data = to_bytes(&SipMessage::Request(request.clone()));
         let key = ClientKey {
             branch,
-            method: M(request.method),
+            method: request.method.clone(),
         };
         let mut tx = Tx {
             kind: if invite {
@@ -557,7 +547,7 @@ impl TransactionLayer {
     fn time_out(&mut self, id: u64) {
         let Some(t) = self.txs.get(&id) else { return };
         let call_id = t.call_id.clone();
-        let method = t.request.method;
+        let method = t.request.method.clone();
         let branch = t
             .client_key
             .as_ref()
@@ -578,7 +568,7 @@ impl TransactionLayer {
         self.clients
             .get(&ClientKey {
                 branch: branch.to_owned(),
-                method: M(method),
+                method,
             })
             .map(|&id| TxId(id))
     }
@@ -644,11 +634,11 @@ impl TransactionLayer {
         };
         let key = ClientKey {
             branch: via.branch.unwrap_or_default().to_owned(),
-            method: M(method),
+            method,
         };
         let code = response.status_code.code();
         let Some(&id) = self.clients.get(&key) else {
-            if (200..300).contains(&code) && key.method.0 == Method::Invite {
+            if (200..300).contains(&code) && key.method == Method::Invite {
                 self.events
                     .push_back(TuEvent::Stray2xx { response, source });
             } else {
@@ -790,17 +780,17 @@ impl TransactionLayer {
             )
         };
         stamp.apply(&mut request, source.addr);
-        let method = request.method;
+        let method = if request.method == Method::Ack {
+            Method::Invite
+        } else {
+            request.method.clone()
+        };
         let lookup = ServerKey {
             branch,
             sent_by,
-            method: M(if method == Method::Ack {
-                Method::Invite
-            } else {
-                method
-            }),
+            method,
         };
-        match method {
+        match request.method {
             Method::Ack => self.on_ack(now, request, source, lookup),
             Method::Cancel => self.on_cancel(now, request, reply_to, lookup),
             _ => {
@@ -849,7 +839,7 @@ impl TransactionLayer {
                     call_id: c.to_owned(),
                     from_tag: f.to_owned(),
                     cseq: n,
-                    method: M(request.method),
+                    method: request.method.clone(),
                 }),
                 _ => None,
             }
@@ -975,7 +965,7 @@ impl TransactionLayer {
             return;
         }
         let invite_key = ServerKey {
-            method: M(Method::Invite),
+            method: Method::Invite,
             ..key.clone()
         };
         // Over UDP a CANCEL must come from where its INVITE came from: the

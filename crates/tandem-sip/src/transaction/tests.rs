@@ -79,7 +79,7 @@ fn code(m: &SipMessage) -> u16 {
 
 fn method(m: &SipMessage) -> Option<Method> {
     match m {
-        SipMessage::Request(r) => Some(r.method),
+        SipMessage::Request(r) => Some(r.method.clone()),
         SipMessage::Response(_) => None,
     }
 }
@@ -640,7 +640,7 @@ fn a_response_sent_once_is_never_retransmitted_and_keeps_no_state() {
         (Method::Invite, "z9hG4bKo1"),
         (Method::Register, "z9hG4bKo2"),
     ] {
-        let req = request(method, branch);
+        let req = request(method.clone(), branch);
         l.handle_message(t0, SipMessage::Request(req.clone()), udp(5098));
         drain(&mut l);
         let TuEvent::Request { tx, .. } = events(&mut l).remove(0) else {
