@@ -39,12 +39,55 @@ pub(crate) fn proxy_target(trunk: &Trunk) -> (&str, &str) {
 /// (NAPTR, SRV, A/AAAA; the transport from there or the URI), verified by
 /// the URI's host name over TLS from now on.
 pub(crate) async fn trunk_peer(ctx: &Ctx, trunk: &Trunk) -> Option<Peer> {
-    let name = crate::dns::Name::from_uri(&trunk.proxy)?;
-    let peer = *ctx.dns.resolve(&name).await.first()?;
-    if peer.transport == tandem_transport::Transport::Tls && name.literal().is_none() {
-        ctx.ep.set_tls_name(peer.addr, &name.host);
+    trunk_targets(ctx, trunk).await.first().copied()
+}
+
+/// Every target RFC 3263 gives for a trunk's proxy on the transport of the
+/// first (the Contact a REGISTER carries names one transport), best first.
+pub(crate) async fn trunk_targets(ctx: &Ctx, trunk: &Trunk) -> Vec<Peer> {
+    let Some(name) = crate::dns::Name::from_uri(&trunk.proxy) else {
+        return Vec::new();
+    };
+    let all = ctx.dns.resolve(&name).await;
+    let Some(first) = all.first().copied() else {
+        return Vec::new();
+    };
+    let targets: Vec<Peer> = all
+        .into_iter()
+        .filter(|p| p.transport == first.transport)
+        .collect();
+    if first.transport == tandem_transport::Transport::Tls && name.literal().is_none() {
+        for p in &targets {
+            ctx.ep.set_tls_name(p.addr, &name.host);
+        }
     }
-    Some(peer)
+    targets
+}
+
+/// The servers a trunk's registration goes to: the current one, and the
+/// others of its name to fail over to (RFC 3263 §4.3) when a REGISTER times
+/// out, its connection fails or it is answered 503.
+struct Targets {
+    all: Vec<Peer>,
+    at: usize,
+}
+
+impl Targets {
+    fn current(&self) -> Peer {
+        self.all[self.at]
+    }
+
+    /// Moves to the next server; `false` once every one was tried (the
+    /// list starts over at the first, after the back-off, re-resolved).
+    fn advance(&mut self) -> bool {
+        if self.at + 1 < self.all.len() {
+            self.at += 1;
+            true
+        } else {
+            self.at = 0;
+            false
+        }
+    }
 }
 
 async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
@@ -56,11 +99,13 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
             return;
         }
     };
-    let Some(peer) = trunk_peer(&ctx, &trunk).await else {
+    let all = trunk_targets(&ctx, &trunk).await;
+    if all.is_empty() {
         tracing::warn!(trunk = %trunk.name, proxy = %trunk.proxy, "cannot resolve the trunk's proxy: not registering");
         return;
-    };
-    let transport = peer.transport;
+    }
+    let mut targets = Targets { all, at: 0 };
+    let transport = targets.current().transport;
     let registrar = format!("{scheme}:{host_port}");
     let aor = format!("{scheme}:{user}@{host_port}");
     // Over TCP or TLS the binding says so: the registrar reaches Tandem
@@ -89,7 +134,7 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
     let mut last = String::new();
     loop {
         while let Some(req) = reg.poll_request(now()) {
-            if ctx.ep.send_request(req, peer).await.is_err() {
+            if ctx.ep.send_request(req, targets.current()).await.is_err() {
                 ctx.calls.remove(&call_id);
                 return;
             }
@@ -110,8 +155,16 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
         let deadline = reg.poll_timeout();
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(CallMsg::Response { response, .. }) => reg.on_response(now(), &response),
-                Some(CallMsg::Timeout { .. }) => reg.on_timeout(now()),
+                Some(CallMsg::Response { response, .. }) => {
+                    reg.on_response(now(), &response);
+                    if response.status_code.code() == 503 {
+                        fail_over(&ctx, &trunk, &mut targets, &mut reg, transport).await;
+                    }
+                }
+                Some(CallMsg::Timeout { .. }) => {
+                    reg.on_timeout(now());
+                    fail_over(&ctx, &trunk, &mut targets, &mut reg, transport).await;
+                }
                 Some(_) => {}
                 None => break,
             },
@@ -119,6 +172,33 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
         }
     }
     ctx.calls.remove(&call_id);
+}
+
+/// A REGISTER to the current server failed for want of the server: the next
+/// one of the name is tried at once; after the last, the back-off applies
+/// and the name is looked up again (its records may have changed).
+async fn fail_over(
+    ctx: &Ctx,
+    trunk: &Trunk,
+    targets: &mut Targets,
+    reg: &mut Registration,
+    transport: tandem_transport::Transport,
+) {
+    let from = targets.current();
+    if targets.advance() {
+        tracing::info!(trunk = %trunk.name, from = %from.addr, to = %targets.current().addr,
+            "registration fails over to the next target");
+        reg.retry_now(now());
+        return;
+    }
+    let fresh: Vec<Peer> = trunk_targets(ctx, trunk)
+        .await
+        .into_iter()
+        .filter(|p| p.transport == transport)
+        .collect();
+    if !fresh.is_empty() {
+        targets.all = fresh;
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

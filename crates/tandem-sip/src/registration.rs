@@ -386,6 +386,20 @@ impl Registration {
         }
     }
 
+    /// After a failed attempt, sends the next REGISTER now instead of after
+    /// the back-off: the caller has another server of the registrar's name
+    /// to try (RFC 3263 §4.3). The failure still counts toward the next
+    /// back-off. Does nothing unless the last attempt failed.
+    pub fn retry_now(&mut self, now: Instant) {
+        if self.stopping || self.in_flight.is_some() {
+            return;
+        }
+        if let State::Failed { retry_at, .. } = &mut self.state {
+            *retry_at = now;
+            self.next_send = Some(now);
+        }
+    }
+
     /// Removes the binding (REGISTER with Expires: 0, §10.2.2), as soon as no
     /// other REGISTER is outstanding. Nothing is sent if no REGISTER ever was.
     pub fn unregister(&mut self, now: Instant) {

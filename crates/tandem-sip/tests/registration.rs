@@ -599,3 +599,38 @@ fn bad_configuration_is_refused() {
     assert_eq!(cfg.sent_by, "198.51.100.4:5070");
     assert_eq!(cfg.username, "t");
 }
+
+/// A timed-out or refused attempt can be retried at once (the engine does
+/// so toward the next DNS target); the failure still counts toward the
+/// back-off, and nothing happens when nothing failed.
+#[test]
+fn a_failed_attempt_is_retried_now_when_asked() {
+    let t0 = Instant::now();
+    let mut reg = start(t0, config());
+    reg.retry_now(t0);
+    let first = send(&mut reg, t0);
+    reg.retry_now(t0);
+    assert!(
+        reg.poll_request(t0).is_none(),
+        "in flight: nothing to retry"
+    );
+    reg.on_timeout(t0 + secs(32));
+    let State::Failed { retry_at, .. } = reg.state().clone() else {
+        panic!("{:?}", reg.state());
+    };
+    assert!(retry_at > t0 + secs(32), "backed off first");
+    reg.retry_now(t0 + secs(32));
+    assert_eq!(reg.poll_timeout(), Some(t0 + secs(32)));
+    let second = send(&mut reg, t0 + secs(32));
+    assert_ne!(
+        second.headers.cseq(),
+        first.headers.cseq(),
+        "a new attempt, not a retransmission"
+    );
+    // The second failure backs off twice as long as the first did.
+    reg.on_timeout(t0 + secs(64));
+    let State::Failed { retry_at, .. } = reg.state().clone() else {
+        panic!("{:?}", reg.state());
+    };
+    assert_eq!(retry_at - (t0 + secs(64)), config().retry_base * 2);
+}
