@@ -72,6 +72,9 @@ pub struct PoolExhausted {
 struct Pair {
     rtp: UdpSocket,
     rtcp: UdpSocket,
+    /// The RTP socket's address, kept: asking the socket is a system call
+    /// (`getsockname`), and SDP writers ask several times per call.
+    addr: SocketAddr,
 }
 
 struct Inner {
@@ -126,9 +129,10 @@ impl PortPool {
         let mut last_err = None;
         let mut port = first;
         while port < cfg.port_max {
-            let pair = bind_one(SocketAddr::new(cfg.addr, port), cfg.recv_buffer).and_then(|rtp| {
+            let addr = SocketAddr::new(cfg.addr, port);
+            let pair = bind_one(addr, cfg.recv_buffer).and_then(|rtp| {
                 let rtcp = bind_one(SocketAddr::new(cfg.addr, port + 1), cfg.recv_buffer)?;
-                Ok(Pair { rtp, rtcp })
+                Ok(Pair { rtp, rtcp, addr })
             });
             match pair {
                 Ok(p) => free.push_back(p),
@@ -230,10 +234,7 @@ impl PortPair {
 
     /// Local RTP address (even port).
     pub fn rtp_addr(&self) -> SocketAddr {
-        self.pair()
-            .rtp
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::new(self.pool.addr, 0))
+        self.pair().addr
     }
 
     /// Local RTP port.
@@ -255,6 +256,7 @@ impl PortPair {
             .unwrap_or_else(|| unreachable!("pair taken"));
         let ret = PoolReturn {
             pool: Arc::clone(&self.pool),
+            addr: p.addr,
         };
         (p.rtp, p.rtcp, ret)
     }
@@ -271,11 +273,19 @@ impl Drop for PortPair {
 /// Hands sockets back to the pool they came from.
 pub(crate) struct PoolReturn {
     pool: Arc<Inner>,
+    addr: SocketAddr,
 }
 
 impl PoolReturn {
     pub(crate) fn give_back(self, rtp: UdpSocket, rtcp: UdpSocket) {
-        give_back(&self.pool, Pair { rtp, rtcp });
+        give_back(
+            &self.pool,
+            Pair {
+                rtp,
+                rtcp,
+                addr: self.addr,
+            },
+        );
     }
 }
 

@@ -521,7 +521,10 @@ impl Endpoint {
             }),
         );
         let net = Arc::new(shard::Net {
-            udp: udp_sockets.clone(),
+            udp: udp_sockets
+                .iter()
+                .map(|s| (s.clone(), s.local_addr().is_ok_and(|a| a.is_ipv4())))
+                .collect(),
             tcp: tcp_pool.clone(),
             tls: tls_pool.clone(),
         });

@@ -20,7 +20,9 @@ use crate::{EndpointEvent, ShardInput, Stats, tcp};
 /// Where a shard sends bytes.
 #[derive(Debug)]
 pub(crate) struct Net {
-    pub udp: Vec<Arc<UdpSocket>>,
+    /// The UDP sockets, each with whether it is IPv4 (read once: asking the
+    /// socket is a `getsockname` system call, once per datagram before).
+    pub udp: Vec<(Arc<UdpSocket>, bool)>,
     pub tcp: tcp::Pool,
     pub tls: tcp::Pool,
 }
@@ -33,8 +35,9 @@ impl Net {
                 let sock = self
                     .udp
                     .iter()
-                    .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == want_v4))
-                    .or(self.udp.first());
+                    .find(|(_, v4)| *v4 == want_v4)
+                    .or(self.udp.first())
+                    .map(|(s, _)| s);
                 let Some(sock) = sock else {
                     tracing::warn!(peer = %t.peer.addr, "no UDP socket to send from");
                     return;
