@@ -28,17 +28,21 @@ pub(crate) struct Net {
 }
 
 impl Net {
+    /// The UDP socket that sends to `peer`: the first of its address
+    /// family, else the first.
+    fn udp_for(&self, peer: std::net::SocketAddr) -> Option<&Arc<UdpSocket>> {
+        let want_v4 = peer.is_ipv4();
+        self.udp
+            .iter()
+            .find(|(_, v4)| *v4 == want_v4)
+            .or(self.udp.first())
+            .map(|(s, _)| s)
+    }
+
     pub(crate) async fn send(&self, t: Transmit) {
         match t.peer.transport {
             Transport::Udp => {
-                let want_v4 = t.peer.addr.is_ipv4();
-                let sock = self
-                    .udp
-                    .iter()
-                    .find(|(_, v4)| *v4 == want_v4)
-                    .or(self.udp.first())
-                    .map(|(s, _)| s);
-                let Some(sock) = sock else {
+                let Some(sock) = self.udp_for(t.peer.addr) else {
                     tracing::warn!(peer = %t.peer.addr, "no UDP socket to send from");
                     return;
                 };
@@ -48,6 +52,86 @@ impl Net {
             }
             Transport::Tcp => self.tcp.send(t.peer.addr, t.data),
             Transport::Tls => self.tls.send(t.peer.addr, t.data),
+        }
+    }
+
+    /// Sends the UDP datagrams of one flush, in order, with as few system
+    /// calls as the kernel takes: one `sendmmsg` for a run of datagrams
+    /// leaving by the same socket (a shard under load flushes several at a
+    /// time), one `sendto` for a datagram alone. Empties `batch`.
+    pub(crate) async fn send_udp(&self, batch: &mut Vec<Transmit>) {
+        let mut start = 0;
+        while start < batch.len() {
+            let Some(sock) = self.udp_for(batch[start].peer.addr) else {
+                tracing::warn!(peer = %batch[start].peer.addr, "no UDP socket to send from");
+                start += 1;
+                continue;
+            };
+            let mut end = start + 1;
+            while end < batch.len()
+                && self
+                    .udp_for(batch[end].peer.addr)
+                    .is_some_and(|s| Arc::ptr_eq(s, sock))
+            {
+                end += 1;
+            }
+            if end - start == 1 {
+                let t = &batch[start];
+                if let Err(e) = sock.send_to(&t.data, t.peer.addr).await {
+                    tracing::debug!(peer = %t.peer.addr, error = %e, "UDP send failed");
+                }
+            } else {
+                send_many(sock, &batch[start..end]).await;
+            }
+            start = end;
+        }
+        batch.clear();
+    }
+}
+
+/// `sendmmsg` over `run` (all leaving by `sock`), waiting for the socket
+/// to be writable when the kernel's buffer is full; a datagram the kernel
+/// refuses (an unreachable peer) is skipped like a failed `sendto`.
+async fn send_many(sock: &UdpSocket, run: &[Transmit]) {
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd as _;
+
+    let iovs: Vec<[IoSlice<'_>; 1]> = run.iter().map(|t| [IoSlice::new(&t.data)]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> = run
+        .iter()
+        .map(|t| Some(SockaddrStorage::from(t.peer.addr)))
+        .collect();
+    let mut off = 0;
+    while off < run.len() {
+        // The headers hold raw pointers (not `Send`): made per attempt, and
+        // gone before the task may wait.
+        let sent = {
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(run.len() - off, None);
+            sock.try_io(tokio::io::Interest::WRITABLE, || {
+                sendmmsg(
+                    sock.as_raw_fd(),
+                    &mut headers,
+                    &iovs[off..],
+                    &addrs[off..],
+                    [],
+                    MsgFlags::empty(),
+                )
+                .map(|r| r.count())
+                .map_err(std::io::Error::from)
+            })
+        };
+        match sent {
+            Ok(n) => off += n.max(1),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if sock.writable().await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(peer = %run[off].peer.addr, error = %e, "UDP send failed");
+                off += 1;
+            }
         }
     }
 }
@@ -94,6 +178,8 @@ pub(crate) struct Shard {
     answer_options: bool,
     /// Start of the current second and the 400s sent in it.
     malformed_window: (Instant, u32),
+    /// The datagrams of the flush in progress (kept for its capacity).
+    udp_batch: Vec<Transmit>,
 }
 
 /// What woke a shard.
@@ -132,6 +218,7 @@ impl Shard {
             events,
             overflow: VecDeque::new(),
             overflow_max,
+            udp_batch: Vec::new(),
             stats,
             answer_options,
             malformed_window: (now(), 0),
@@ -261,18 +348,28 @@ impl Shard {
     }
 
     async fn flush(&mut self) {
-        while let Some(t) = self.layer.poll_transmit() {
-            self.net.send(t).await;
-        }
+        self.transmit().await;
         while let Some(ev) = self.layer.poll_event() {
             if let Some(ev) = self.auto_answer(ev) {
                 self.deliver(ev);
             }
         }
         // Auto-answers and 503s may have queued more transmits.
+        self.transmit().await;
+    }
+
+    /// Sends what the layer queued: datagrams together (one `sendmmsg` per
+    /// socket run), TCP and TLS frames to their connections' writers.
+    async fn transmit(&mut self) {
+        let mut udp = std::mem::take(&mut self.udp_batch);
         while let Some(t) = self.layer.poll_transmit() {
-            self.net.send(t).await;
+            match t.peer.transport {
+                Transport::Udp => udp.push(t),
+                _ => self.net.send(t).await,
+            }
         }
+        self.net.send_udp(&mut udp).await;
+        self.udp_batch = udp;
     }
 
     /// Hands an event to the transaction user without ever waiting: behind

@@ -539,3 +539,57 @@ async fn a_request_to_a_tcp_peer_that_refuses_fails_at_once() {
     assert_eq!(method, tandem_sip::message::Method::Invite);
     ep.shutdown();
 }
+
+/// A burst from many peers on both address families: the shard answers a
+/// turn's requests in one flush, the datagrams of each socket together
+/// (`sendmmsg`), and every peer still gets exactly its own answers.
+#[tokio::test]
+async fn a_burst_from_many_peers_gets_every_answer_back_to_its_sender() {
+    let ep = Endpoint::start(EndpointConfig {
+        udp: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
+        ..EndpointConfig::default()
+    })
+    .await
+    .unwrap();
+    let locals = ep.handle.locals().udp.clone();
+    let mut peers = Vec::new();
+    for i in 0..8 {
+        let (bind, to) = if i % 2 == 0 {
+            ("127.0.0.1:0", locals.iter().find(|a| a.is_ipv4()).unwrap())
+        } else {
+            ("[::1]:0", locals.iter().find(|a| a.is_ipv6()).unwrap())
+        };
+        let sock = UdpSocket::bind(bind).await.unwrap();
+        sock.connect(to).await.unwrap();
+        peers.push(sock);
+    }
+    const EACH: usize = 40;
+    // Interleaved, as fast as the sockets take them: the shard finds many
+    // requests waiting, of both families, when it wakes.
+    for n in 0..EACH {
+        for (i, sock) in peers.iter().enumerate() {
+            let port = sock.local_addr().unwrap().port();
+            let msg = options(&format!("z9hG4bKb{i}x{n}"), &format!("burst-{i}-{n}"), port)
+                .replace("127.0.0.1", if i % 2 == 0 { "127.0.0.1" } else { "[::1]" });
+            sock.send(msg.as_bytes()).await.unwrap();
+        }
+    }
+    for (i, sock) in peers.iter().enumerate() {
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < EACH {
+            let resp = recv_udp(sock).await;
+            assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
+            let call_id = resp
+                .lines()
+                .find_map(|l| l.strip_prefix("Call-ID: "))
+                .unwrap()
+                .to_owned();
+            assert!(
+                call_id.starts_with(&format!("burst-{i}-")),
+                "peer {i} got {call_id}"
+            );
+            assert!(seen.insert(call_id), "answered twice");
+        }
+    }
+    ep.shutdown();
+}
