@@ -2,8 +2,11 @@
 //! per trunk sends an OPTIONS every interval, waits for its transaction to
 //! end and keeps `tandem_trunk_up{trunk}` at 1 while the proxy answers
 //! (any final response: a 404 or 405 is an answer too) and 0 once one goes
-//! unanswered (Timer F). State changes are logged. Calls are not refused
-//! while a trunk is down: the INVITE's own timeout decides.
+//! unanswered (Timer F). A proxy name with several servers (RFC 3263) is
+//! up while any answers: a ping that times out, fails to connect or gets
+//! 503 goes at once to the next server, which the pings stay with. State
+//! changes are logged. Calls are not refused while a trunk is down: the
+//! INVITE's own timeout decides.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +29,12 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, trunk: Trunk) -> Option<tokio::task::JoinHand
 async fn run(ctx: Arc<Ctx>, trunk: Trunk, every: Duration) {
     let (scheme, host_port) = crate::registration::proxy_target(&trunk);
     let host_port = host_port.to_owned();
-    let Some(peer) = crate::registration::trunk_peer(&ctx, &trunk).await else {
+    let targets = crate::registration::trunk_targets(&ctx, &trunk).await;
+    let Some(mut targets) = crate::registration::Targets::new(targets) else {
         tracing::warn!(proxy = %trunk.proxy, "cannot resolve the trunk's proxy: no OPTIONS keep-alives");
         return;
     };
-    let transport = peer.transport;
+    let transport = targets.current().transport;
     let Ok(uri) = tandem_sip::uri::parse(&format!("{scheme}:{host_port}")) else {
         tracing::warn!(proxy = %trunk.proxy, "the trunk's proxy is no SIP URI: no OPTIONS keep-alives");
         return;
@@ -46,35 +50,46 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        seq += 1;
-        let ping = RequestBuilder::new(Method::Options, uri.clone())
-            .via(transport.as_str(), ctx.cfg.host(transport), &ids.branch())
-            .max_forwards(70)
-            .from(format!("<sip:tandem@{}>;tag={tag}", ctx.cfg.sip_host))
-            .to(format!("<sip:{host_port}>"))
-            .call_id(call_id.clone())
-            .cseq(seq)
-            .build();
-        if ctx.ep.send_request(ping, peer).await.is_err() {
-            break;
-        }
-        // The transaction ends with a final response or Timer F.
-        let answered = loop {
-            match rx.recv().await {
-                Some(CallMsg::Response { response, .. })
-                    if response.status_code.code() >= 200
-                        && response.headers.cseq().is_some_and(|(n, _)| n == seq) =>
-                {
-                    break Some(response.status_code.code());
-                }
-                Some(CallMsg::Timeout { .. }) => break None,
-                Some(_) => {}
-                None => {
-                    ctx.calls.remove(&call_id);
-                    return;
-                }
+        // The current target, then (RFC 3263 §4.3) the others of the name
+        // in turn while none answers: the trunk is up if any does.
+        let mut answered = None;
+        for _ in 0..targets.len() {
+            seq += 1;
+            let ping = RequestBuilder::new(Method::Options, uri.clone())
+                .via(transport.as_str(), ctx.cfg.host(transport), &ids.branch())
+                .max_forwards(70)
+                .from(format!("<sip:tandem@{}>;tag={tag}", ctx.cfg.sip_host))
+                .to(format!("<sip:{host_port}>"))
+                .call_id(call_id.clone())
+                .cseq(seq)
+                .build();
+            if ctx.ep.send_request(ping, targets.current()).await.is_err() {
+                ctx.calls.remove(&call_id);
+                return;
             }
-        };
+            // The transaction ends with a final response or Timer F.
+            answered = loop {
+                match rx.recv().await {
+                    Some(CallMsg::Response { response, .. })
+                        if response.status_code.code() >= 200
+                            && response.headers.cseq().is_some_and(|(n, _)| n == seq) =>
+                    {
+                        break Some(response.status_code.code());
+                    }
+                    Some(CallMsg::Timeout { .. }) => break None,
+                    Some(_) => {}
+                    None => {
+                        ctx.calls.remove(&call_id);
+                        return;
+                    }
+                }
+            };
+            if answered.is_some_and(|code| code != 503)
+                || !targets.fail_over(&ctx, &trunk, "keep-alive").await
+            {
+                break;
+            }
+        }
         let now_up = answered.is_some();
         if up != Some(now_up) {
             ctx.metrics.trunk_up(&trunk.name, now_up);
@@ -85,5 +100,4 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, every: Duration) {
             up = Some(now_up);
         }
     }
-    ctx.calls.remove(&call_id);
 }

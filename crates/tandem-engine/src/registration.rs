@@ -35,15 +35,10 @@ pub(crate) fn proxy_target(trunk: &Trunk) -> (&str, &str) {
     (scheme, host.split(';').next().unwrap_or(host))
 }
 
-/// Where a trunk's proxy is: the first target RFC 3263 gives for its URI
-/// (NAPTR, SRV, A/AAAA; the transport from there or the URI), verified by
-/// the URI's host name over TLS from now on.
-pub(crate) async fn trunk_peer(ctx: &Ctx, trunk: &Trunk) -> Option<Peer> {
-    trunk_targets(ctx, trunk).await.first().copied()
-}
-
-/// Every target RFC 3263 gives for a trunk's proxy on the transport of the
-/// first (the Contact a REGISTER carries names one transport), best first.
+/// Every target RFC 3263 gives for a trunk's proxy (NAPTR, SRV, A/AAAA; the
+/// transport from there or the URI) on the transport of the first (the
+/// Contact a REGISTER carries names one transport), best first; over TLS
+/// each is verified by the URI's host name.
 pub(crate) async fn trunk_targets(ctx: &Ctx, trunk: &Trunk) -> Vec<Peer> {
     let Some(name) = crate::dns::Name::from_uri(&trunk.proxy) else {
         return Vec::new();
@@ -64,29 +59,50 @@ pub(crate) async fn trunk_targets(ctx: &Ctx, trunk: &Trunk) -> Vec<Peer> {
     targets
 }
 
-/// The servers a trunk's registration goes to: the current one, and the
-/// others of its name to fail over to (RFC 3263 §4.3) when a REGISTER times
-/// out, its connection fails or it is answered 503.
-struct Targets {
+/// The servers of a trunk's proxy name a registration or keep-alive goes
+/// to: the current one, and the others to fail over to (RFC 3263 §4.3)
+/// when a request to it times out, its connection fails or it answers 503.
+pub(crate) struct Targets {
     all: Vec<Peer>,
     at: usize,
 }
 
 impl Targets {
-    fn current(&self) -> Peer {
+    /// `all` as [`trunk_targets`] gives them; `None` when there are none.
+    pub(crate) fn new(all: Vec<Peer>) -> Option<Self> {
+        (!all.is_empty()).then_some(Self { all, at: 0 })
+    }
+
+    pub(crate) fn current(&self) -> Peer {
         self.all[self.at]
     }
 
-    /// Moves to the next server; `false` once every one was tried (the
-    /// list starts over at the first, after the back-off, re-resolved).
-    fn advance(&mut self) -> bool {
+    pub(crate) fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    /// After the current server failed: moves to the next and says so
+    /// (logged, `what` naming the request), or, once every one was tried,
+    /// starts over at the first of a fresh lookup (same transport) and
+    /// returns `false`.
+    pub(crate) async fn fail_over(&mut self, ctx: &Ctx, trunk: &Trunk, what: &str) -> bool {
+        let from = self.current();
         if self.at + 1 < self.all.len() {
             self.at += 1;
-            true
-        } else {
-            self.at = 0;
-            false
+            tracing::info!(trunk = %trunk.name, from = %from.addr, to = %self.current().addr,
+                "{what} fails over to the next target");
+            return true;
         }
+        self.at = 0;
+        let fresh: Vec<Peer> = trunk_targets(ctx, trunk)
+            .await
+            .into_iter()
+            .filter(|p| p.transport == from.transport)
+            .collect();
+        if !fresh.is_empty() {
+            self.all = fresh;
+        }
+        false
     }
 }
 
@@ -99,12 +115,10 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
             return;
         }
     };
-    let all = trunk_targets(&ctx, &trunk).await;
-    if all.is_empty() {
+    let Some(mut targets) = Targets::new(trunk_targets(&ctx, &trunk).await) else {
         tracing::warn!(trunk = %trunk.name, proxy = %trunk.proxy, "cannot resolve the trunk's proxy: not registering");
         return;
-    }
-    let mut targets = Targets { all, at: 0 };
+    };
     let transport = targets.current().transport;
     let registrar = format!("{scheme}:{host_port}");
     let aor = format!("{scheme}:{user}@{host_port}");
@@ -157,13 +171,17 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
             msg = rx.recv() => match msg {
                 Some(CallMsg::Response { response, .. }) => {
                     reg.on_response(now(), &response);
-                    if response.status_code.code() == 503 {
-                        fail_over(&ctx, &trunk, &mut targets, &mut reg, transport).await;
+                    if response.status_code.code() == 503
+                        && targets.fail_over(&ctx, &trunk, "registration").await
+                    {
+                        reg.retry_now(now());
                     }
                 }
                 Some(CallMsg::Timeout { .. }) => {
                     reg.on_timeout(now());
-                    fail_over(&ctx, &trunk, &mut targets, &mut reg, transport).await;
+                    if targets.fail_over(&ctx, &trunk, "registration").await {
+                        reg.retry_now(now());
+                    }
                 }
                 Some(_) => {}
                 None => break,
@@ -172,33 +190,6 @@ async fn run(ctx: Arc<Ctx>, trunk: Trunk, expires: Duration) {
         }
     }
     ctx.calls.remove(&call_id);
-}
-
-/// A REGISTER to the current server failed for want of the server: the next
-/// one of the name is tried at once; after the last, the back-off applies
-/// and the name is looked up again (its records may have changed).
-async fn fail_over(
-    ctx: &Ctx,
-    trunk: &Trunk,
-    targets: &mut Targets,
-    reg: &mut Registration,
-    transport: tandem_transport::Transport,
-) {
-    let from = targets.current();
-    if targets.advance() {
-        tracing::info!(trunk = %trunk.name, from = %from.addr, to = %targets.current().addr,
-            "registration fails over to the next target");
-        reg.retry_now(now());
-        return;
-    }
-    let fresh: Vec<Peer> = trunk_targets(ctx, trunk)
-        .await
-        .into_iter()
-        .filter(|p| p.transport == transport)
-        .collect();
-    if !fresh.is_empty() {
-        targets.all = fresh;
-    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
