@@ -231,6 +231,105 @@ async fn payload_types_map_per_leg_and_g711_laws_are_transcoded() {
     assert_eq!(a.stats().not_relayed, 1);
 }
 
+/// An injection stopped before its task ever ran (the callee answers while
+/// the ringback is only just started, on a busy runtime) unmutes the leg:
+/// the other side's audio is relayed again and the end is reported.
+#[tokio::test]
+async fn an_injection_stopped_before_it_ran_unmutes_the_leg() {
+    let pool = pool(22480, 4);
+    let (etx, mut erx) = mpsc::channel(16);
+    let a = Leg::start(pool.allocate().unwrap(), cfg(1), Some(etx)).unwrap();
+    let b = Leg::start(pool.allocate().unwrap(), cfg(2), None).unwrap();
+    bridge(&a, &b);
+    let ea = Endpoint::new(0xA).await;
+    let mut eb = Endpoint::new(0xB).await;
+    a.set_media(&media(ea.addr(), Codec::Pcmu, 0, None));
+    b.set_media(&media(eb.addr(), Codec::Pcmu, 0, None));
+    // Started and stopped with no await between: on this single-threaded
+    // runtime its task cannot have been polled.
+    let ring = a.inject(PcmSource::new(|pcm: &mut [i16]| {
+        pcm.fill(0);
+        true
+    }));
+    let id = ring.id();
+    ring.stop();
+    assert_eq!(
+        next_event(&mut erx).await,
+        MediaEvent::InjectionDone { leg: LegId(1), id }
+    );
+    eb.send(b.local_rtp_addr(), 0, &[7; 160]).await;
+    assert_eq!(ea.recv(WAIT).await.unwrap().payload, vec![7; 160]);
+    assert_eq!(b.stats().not_relayed, 0);
+}
+
+/// A packet already waiting when the receive task wakes for a bridge is
+/// handled with the bridge (the first packet of a peer that heard the 200,
+/// which went out after the bridge was made). Made deterministic on this
+/// single-threaded runtime: a trigger datagram sent before the packet wakes
+/// the test in the same reactor turn that finds the packet, so the bridge
+/// is made after the receive task is woken for the packet and before it runs.
+#[tokio::test]
+async fn a_packet_waiting_when_the_bridge_is_made_is_relayed() {
+    let pool = pool(22500, 4);
+    let a = Leg::start(pool.allocate().unwrap(), cfg(1), None).unwrap();
+    let b = Leg::start(pool.allocate().unwrap(), cfg(2), None).unwrap();
+    let eb = Endpoint::new(0xB).await;
+    let caller = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.set_media(&media(caller.local_addr().unwrap(), Codec::Pcmu, 0, None));
+    b.set_media(&media(eb.addr(), Codec::Pcmu, 0, None));
+    let trigger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Both receive tasks asleep on their sockets.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut pkt = vec![0u8; 172];
+    tandem_rtp::rtp::write_header(&mut pkt, false, 0, 1, 160, 0x5151);
+    pkt[12..].fill(5);
+    caller.send_to(b"x", trigger.local_addr().unwrap()).unwrap();
+    caller.send_to(&pkt, a.local_rtp_addr()).unwrap();
+    let mut buf = [0u8; 8];
+    trigger.recv_from(&mut buf).await.unwrap();
+    bridge(&a, &b);
+    assert_eq!(eb.recv(WAIT).await.unwrap().payload, vec![5; 160]);
+    assert_eq!(a.stats().not_relayed, 0);
+}
+
+/// Stopping a playing ringback unmutes the leg at once: the callee's first
+/// packet, already waiting when the ringback is stopped, reaches the caller
+/// (an aborted injection task is only dropped when the runtime next gets to
+/// it). Same trigger technique as above.
+#[tokio::test]
+async fn a_packet_waiting_when_the_ringback_stops_is_relayed() {
+    let pool = pool(22520, 4);
+    let a = Leg::start(pool.allocate().unwrap(), cfg(1), None).unwrap();
+    let b = Leg::start(pool.allocate().unwrap(), cfg(2), None).unwrap();
+    let ea = Endpoint::new(0xA).await;
+    let callee = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.set_media(&media(ea.addr(), Codec::Pcmu, 0, None));
+    b.set_media(&media(callee.local_addr().unwrap(), Codec::Pcmu, 0, None));
+    bridge(&a, &b);
+    let ring = a.inject(PcmSource::new(|pcm: &mut [i16]| {
+        pcm.fill(0);
+        true
+    }));
+    let trigger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // The ringback plays; everything asleep between its ticks.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = ea.drain(Duration::from_millis(1)).await;
+    let mut pkt = vec![0u8; 172];
+    tandem_rtp::rtp::write_header(&mut pkt, false, 0, 1, 160, 0x5252);
+    pkt[12..].fill(6);
+    callee.send_to(b"x", trigger.local_addr().unwrap()).unwrap();
+    callee.send_to(&pkt, b.local_rtp_addr()).unwrap();
+    let mut buf = [0u8; 8];
+    trigger.recv_from(&mut buf).await.unwrap();
+    ring.stop();
+    let got = ea.recv_n(3, Duration::from_millis(300)).await;
+    assert!(
+        got.iter().any(|p| p.payload == vec![6; 160]),
+        "the callee's packet was muted: {} packets, none of it",
+        got.len()
+    );
+}
+
 /// A leg whose remote holds (sendonly / c=0.0.0.0) gets nothing; resume
 /// restores the flow.
 #[tokio::test]

@@ -29,6 +29,9 @@ use nix::sys::socket::{
 use nix::sys::time::TimeSpec;
 
 const PAYLOAD: usize = 160;
+/// Marks the generator's own payloads (anything else received is counted
+/// as foreign: a ringback tone, RTCP, strays).
+const MAGIC: [u8; 4] = *b"TDMB";
 const PKT: usize = 12 + PAYLOAD;
 const BATCH: usize = 64;
 /// Receive polling interval.
@@ -40,7 +43,7 @@ const BUCKETS: usize = 20_000;
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  rtp-bench run   --calls N [--duration S] [--port-min P] [--sockets K] [--workers W | --shards W] [--direct]\n  rtp-bench sweep --calls N1,N2,.. [--duration S] [--port-min P] [--sockets K] [--workers W | --shards W]\n  rtp-bench relay --calls N [--port-min P] [--workers W | --shards W]   (started by run)"
+        "usage:\n  rtp-bench run   --calls N [--duration S] [--port-min P] [--sockets K] [--workers W | --shards W] [--direct]\n  rtp-bench sweep --calls N1,N2,.. [--duration S] [--port-min P] [--sockets K] [--workers W | --shards W]\n  rtp-bench relay --calls N [--port-min P] [--workers W | --shards W]   (started by run)\n  rtp-bench sip   --events FILE [--events FILE ..] [--talk S] [--dut PID] [--max-secs S]   (scripts/bench-media)"
     );
     std::process::exit(2)
 }
@@ -93,6 +96,9 @@ fn parse_opts(args: &[String]) -> Opts {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(cmd) = args.get(1) else { usage() };
+    if cmd == "sip" {
+        return sip::main(&args[2..]);
+    }
     let opts = parse_opts(&args[2..]);
     match cmd.as_str() {
         "relay" => relay_main(&opts),
@@ -334,6 +340,11 @@ struct RxStats {
     app: Vec<u64>,
     /// Last sequence number seen per (call, direction).
     last_seq: Vec<u32>,
+    /// First sequence number and packets received per (call, direction).
+    first_seq: Vec<u32>,
+    got: Vec<u32>,
+    /// Packets without the generator's mark (ringback, RTCP, strays).
+    foreign: u64,
     /// Datagrams our own sockets dropped (SO_RXQ_OVFL), per socket.
     dropped: Vec<u32>,
 }
@@ -369,6 +380,9 @@ impl Receiver {
                 hist: vec![0; BUCKETS],
                 app: vec![0; BUCKETS],
                 last_seq: vec![0; 2 * calls],
+                first_seq: vec![0; 2 * calls],
+                got: vec![0; 2 * calls],
+                foreign: 0,
                 dropped: Vec::new(),
             },
         }
@@ -440,15 +454,30 @@ impl Receiver {
             let dir = usize::from(p[4] & 1);
             let seq = u32::from_be_bytes([p[5], p[6], p[7], p[8]]);
             let sent = u64::from_be_bytes([p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16]]);
-            if call >= self.calls || seq == 0 {
+            if p[17..21] != MAGIC || call >= self.calls {
+                st.foreign += 1;
+                continue;
+            }
+            if seq == 0 {
                 continue; // priming packet
             }
             st.received += 1;
-            let last = &mut st.last_seq[2 * call + dir];
+            let i = 2 * call + dir;
+            if st.last_seq.len() <= i {
+                let n = (i + 1).next_power_of_two();
+                st.last_seq.resize(n, 0);
+                st.first_seq.resize(n, 0);
+                st.got.resize(n, 0);
+            }
+            let last = &mut st.last_seq[i];
             if seq <= *last {
                 st.reordered += 1;
             }
             *last = seq;
+            if st.first_seq[i] == 0 || seq < st.first_seq[i] {
+                st.first_seq[i] = seq;
+            }
+            st.got[i] += 1;
             let arrived = if kt == 0 { now } else { kt };
             let lat = arrived.saturating_sub(sent) / BUCKET_NS;
             st.hist[(lat as usize).min(BUCKETS - 1)] += 1;
@@ -480,6 +509,7 @@ fn fill_packet(buf: &mut [u8], f: &Flow, seq: u32, sent_ns: u64) {
     p[4] = f.dir;
     p[5..9].copy_from_slice(&seq.to_be_bytes());
     p[9..17].copy_from_slice(&sent_ns.to_be_bytes());
+    p[17..21].copy_from_slice(&MAGIC);
 }
 
 /// Send one packet for each flow in `flows` (all from `sock`), batched.
@@ -790,5 +820,431 @@ fn sweep(o: &Opts) {
     match best {
         Some(n) => println!("highest call count with zero loss and p99 < 2 ms: {n}"),
         None => println!("no call count met zero loss and p99 < 2 ms"),
+    }
+}
+
+// ------------------------------------------------------- calls over SIP
+
+/// `rtp-bench sip`: media for calls that SIPp sets up through Tandem
+/// (`scripts/bench-media`). The generator binds one socket for the callers
+/// (A) and one for the callees (B) and prints `PORTS <a> <b>`; SIPp puts
+/// those ports in every SDP it sends (`-set gen PORT`) and writes one line
+/// per call to an event file as soon as it knows where Tandem wants the
+/// media: the caller scenario `A <ip> <port>` from Tandem's SDP answer in the
+/// 200, the callee scenario `B <ip> <port>` from Tandem's SDP offer, written
+/// when the ACK arrives. The generator tails those files and, for each line,
+/// starts one flow: `--talk` seconds of G.711-sized packets every 20 ms, each
+/// stamped with its flow, sequence number and send time. Everything that
+/// comes back is matched by the stamp, so loss and added latency are
+/// measured per packet through the engine. Stops on `STOP` or EOF on stdin
+/// (or after `--max-secs`), then reports.
+mod sip {
+    use std::collections::VecDeque;
+    use std::fs::File;
+    use std::io::{BufRead, Read};
+    use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use nix::sys::socket::{MultiHeaders, SockaddrIn, setsockopt, sockopt};
+
+    use super::{
+        BATCH, BUCKET_NS, Flow, PERIOD, PKT, POLL, Receiver, RxStats, bench_socket, cpu_seconds,
+        fill_packet, machine_jiffies, percentile, v4,
+    };
+
+    struct Opts {
+        events: Vec<String>,
+        talk: u32,
+        dut: Option<String>,
+        max_secs: u64,
+    }
+
+    fn parse(args: &[String]) -> Opts {
+        let mut o = Opts {
+            events: Vec::new(),
+            talk: 10,
+            dut: None,
+            max_secs: 600,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut val = || it.next().cloned().unwrap_or_else(|| super::usage());
+            match a.as_str() {
+                "--events" => o.events.push(val()),
+                "--talk" => o.talk = val().parse().unwrap_or_else(|_| super::usage()),
+                "--dut" => o.dut = Some(val()),
+                "--max-secs" => o.max_secs = val().parse().unwrap_or_else(|_| super::usage()),
+                _ => super::usage(),
+            }
+        }
+        if o.events.is_empty() || o.talk == 0 {
+            super::usage()
+        }
+        o
+    }
+
+    /// An event file SIPp appends to: read what is new, line by line.
+    struct Tail {
+        path: String,
+        file: Option<File>,
+        partial: Vec<u8>,
+    }
+
+    impl Tail {
+        /// New complete lines since the last call: `(side, destination)`.
+        fn poll(&mut self, out: &mut Vec<(u8, SocketAddrV4)>, bad: &mut u64) {
+            if self.file.is_none() {
+                self.file = File::open(&self.path).ok();
+            }
+            let Some(f) = self.file.as_mut() else { return };
+            let mut buf = [0u8; 8192];
+            loop {
+                match f.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.partial.extend_from_slice(&buf[..n]),
+                }
+            }
+            let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+                return;
+            };
+            let lines: Vec<u8> = self.partial.drain(..=end).collect();
+            for line in lines.lines().map_while(Result::ok) {
+                let mut w = line.split_whitespace();
+                let side = match w.next() {
+                    Some("A") => 0,
+                    Some("B") => 1,
+                    _ => continue,
+                };
+                let ip = w.next().and_then(|v| v.parse::<Ipv4Addr>().ok());
+                let port = w.next().and_then(|v| v.parse::<u16>().ok());
+                match (ip, port) {
+                    (Some(ip), Some(port)) if port != 0 => {
+                        out.push((side, SocketAddrV4::new(ip, port)))
+                    }
+                    _ => *bad += 1,
+                }
+            }
+        }
+    }
+
+    /// One direction of one call, being sent.
+    struct Talk {
+        flow: Flow,
+        seq: u32,
+        left: u32,
+    }
+
+    /// One second of the run, for the steady-state window.
+    #[derive(Clone, Copy, Default)]
+    struct Second {
+        flows: usize,
+        sent: u64,
+        received: u64,
+        dut_cpu: f64,
+        gen_cpu: f64,
+        busy: f64,
+        softirq: f64,
+    }
+
+    /// Send one packet for each talk in `talks` from `sock`, each with its
+    /// own next sequence number; talks with nothing left are removed.
+    fn send_talks(
+        sock: &UdpSocket,
+        talks: &mut Vec<Talk>,
+        bufs: &mut [[u8; PKT]],
+        hdrs: &mut MultiHeaders<SockaddrIn>,
+    ) -> u64 {
+        use nix::sys::socket::{MsgFlags, sendmmsg};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+        let mut sent = 0;
+        for chunk in talks.chunks_mut(BATCH) {
+            let now = super::wall_ns();
+            for (b, t) in bufs.iter_mut().zip(chunk.iter_mut()) {
+                t.seq += 1;
+                t.left -= 1;
+                fill_packet(b, &t.flow, t.seq, now);
+            }
+            let iovs: Vec<[IoSlice<'_>; 1]> = bufs[..chunk.len()]
+                .iter()
+                .map(|b| [IoSlice::new(b)])
+                .collect();
+            let addrs: Vec<Option<SockaddrIn>> = chunk.iter().map(|t| Some(t.flow.dst)).collect();
+            let mut off = 0;
+            while off < chunk.len() {
+                match sendmmsg(
+                    sock.as_raw_fd(),
+                    hdrs,
+                    &iovs[off..],
+                    &addrs[off..],
+                    [],
+                    MsgFlags::empty(),
+                ) {
+                    Ok(r) => {
+                        let k = r.count();
+                        off += k.max(1);
+                        sent += k as u64;
+                    }
+                    Err(_) => off += 1,
+                }
+            }
+        }
+        talks.retain(|t| t.left > 0);
+        sent
+    }
+
+    pub(super) fn main(args: &[String]) {
+        let o = parse(args);
+        let socks = [bench_socket(), bench_socket()];
+        for s in &socks {
+            let _ = setsockopt(s, sockopt::ReceiveTimestampns, &true);
+            let _ = setsockopt(s, sockopt::RxqOvfl, &1);
+        }
+        let port = |s: &UdpSocket| v4(s.local_addr().expect("addr")).port();
+        println!("PORTS {} {}", port(&socks[0]), port(&socks[1]));
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
+                    if line.trim() == "STOP" {
+                        break;
+                    }
+                    line.clear();
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+        }
+
+        let mut tails: Vec<Tail> = o
+            .events
+            .iter()
+            .map(|p| Tail {
+                path: p.clone(),
+                file: None,
+                partial: Vec::new(),
+            })
+            .collect();
+        let mut receiver = Receiver::new(0);
+        receiver.calls = usize::MAX / 4;
+        let slots = PERIOD.as_millis() as usize;
+        // Per 1 ms slot of the 20 ms period: the talks of each socket.
+        let mut wheel: Vec<[Vec<Talk>; 2]> = (0..slots).map(|_| [Vec::new(), Vec::new()]).collect();
+        let mut bufs = vec![[0u8; PKT]; BATCH];
+        let mut hdrs = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+        let mut learned = Vec::new();
+        let mut bad_events = 0u64;
+        let mut flows = 0u32;
+        let mut sent_per_flow: Vec<u32> = Vec::new();
+        // Per flow: side, destination, start (ms into the run).
+        let mut flow_info: Vec<(u8, SocketAddrV4, u64)> = Vec::new();
+        let mut sent = 0u64;
+        let mut peak = 0usize;
+        let mut seconds: Vec<Second> = Vec::new();
+        let mut last_sec = (0u64, 0u64, 0.0, 0.0, machine_jiffies());
+        let self_pid = std::process::id().to_string();
+        let dut_cpu = || o.dut.as_deref().map_or(0.0, cpu_seconds);
+        last_sec.2 = dut_cpu();
+        last_sec.3 = cpu_seconds(&self_pid);
+        let t0 = Instant::now();
+        let mut tick = 0u64;
+        let mut next_slot = 0usize;
+        let mut pending: VecDeque<(u8, SocketAddrV4)> = VecDeque::new();
+        while !stop.load(Ordering::Relaxed) && t0.elapsed().as_secs() < o.max_secs {
+            // Wait for the next 1 ms tick, draining what arrives meanwhile.
+            let due = t0 + Duration::from_millis(tick);
+            while let Some(wait) = due.checked_duration_since(Instant::now()) {
+                for (i, sock) in socks.iter().enumerate() {
+                    receiver.drain(i, sock);
+                }
+                std::thread::sleep(wait.min(POLL));
+            }
+            if tick.is_multiple_of(5) {
+                for t in &mut tails {
+                    t.poll(&mut learned, &mut bad_events);
+                }
+                pending.extend(learned.drain(..));
+            }
+            let slot = (tick % slots as u64) as usize;
+            // New flows go to the slots in turn (the first packet within
+            // 20 ms): the load stays spread over the period, as real
+            // callers' packets are, instead of bunching on the ticks the
+            // event files are read.
+            while let Some((side, dst)) = pending.pop_front() {
+                next_slot = (next_slot + 1) % slots;
+                let flow = Flow {
+                    call: flows,
+                    dir: side,
+                    dst: SockaddrIn::from(dst),
+                };
+                flows += 1;
+                sent_per_flow.push(o.talk * 50);
+                flow_info.push((side, dst, t0.elapsed().as_millis() as u64));
+                wheel[next_slot][usize::from(side)].push(Talk {
+                    flow,
+                    seq: 0,
+                    left: o.talk * 50,
+                });
+            }
+            for (side, sock) in socks.iter().enumerate() {
+                let talks = &mut wheel[slot][side];
+                if !talks.is_empty() {
+                    sent += send_talks(sock, talks, &mut bufs, &mut hdrs);
+                }
+            }
+            tick += 1;
+            if tick.is_multiple_of(1000) {
+                let active: usize = wheel.iter().map(|w| w[0].len() + w[1].len()).sum();
+                peak = peak.max(active);
+                let (d, g, m) = (dut_cpu(), cpu_seconds(&self_pid), machine_jiffies());
+                let s = Second {
+                    flows: active,
+                    sent: sent - last_sec.0,
+                    received: receiver.st.received - last_sec.1,
+                    dut_cpu: d - last_sec.2,
+                    gen_cpu: g - last_sec.3,
+                    busy: (m.0 - last_sec.4.0) / 100.0,
+                    softirq: (m.2 - last_sec.4.2) / 100.0,
+                };
+                eprintln!(
+                    "t={:>3}s flows={:>5} sent/s={:>6} received/s={:>6} dut={:>3.0}% gen={:>3.0}% machine={:>3.0}% softirq={:>3.0}%",
+                    tick / 1000,
+                    s.flows,
+                    s.sent,
+                    s.received,
+                    s.dut_cpu * 100.0,
+                    s.gen_cpu * 100.0,
+                    s.busy * 100.0,
+                    s.softirq * 100.0
+                );
+                seconds.push(s);
+                last_sec = (sent, receiver.st.received, d, g, m);
+            }
+        }
+        // Flows cut short by the stop: count what they really sent.
+        for w in &wheel {
+            for t in w.iter().flatten() {
+                sent_per_flow[t.flow.call as usize] -= t.left;
+            }
+        }
+        let end = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < end {
+            for (i, sock) in socks.iter().enumerate() {
+                receiver.drain(i, sock);
+            }
+            std::thread::sleep(POLL);
+        }
+        report(
+            &o,
+            receiver.st,
+            &Totals {
+                sent_per_flow,
+                flow_info,
+                sent,
+                peak,
+                seconds,
+                bad_events,
+            },
+        );
+    }
+
+    /// What the sending side counted over the run.
+    struct Totals {
+        /// Packets each flow sent.
+        sent_per_flow: Vec<u32>,
+        /// Per flow: side, destination, start (ms into the run).
+        flow_info: Vec<(u8, SocketAddrV4, u64)>,
+        sent: u64,
+        /// Most flows sending at once.
+        peak: usize,
+        seconds: Vec<Second>,
+        /// Event lines that could not be read.
+        bad_events: u64,
+    }
+
+    fn report(o: &Opts, st: RxStats, t: &Totals) {
+        let Totals {
+            sent_per_flow,
+            flow_info,
+            sent,
+            peak,
+            seconds,
+            bad_events,
+        } = t;
+        let (sent, peak, bad_events) = (*sent, *peak, *bad_events);
+        let mut lost_start = 0u64;
+        let mut lost_after = 0u64;
+        let mut flows_lossy = 0u64;
+        for (id, &want) in sent_per_flow.iter().enumerate() {
+            // Each flow has one direction: find its slot.
+            let (got, first) = [2 * id, 2 * id + 1]
+                .iter()
+                .filter_map(|&i| Some((*st.got.get(i)?, *st.first_seq.get(i)?)))
+                .find(|&(g, _)| g > 0)
+                .unwrap_or((0, 0));
+            let missing = u64::from(want.saturating_sub(got));
+            if missing == 0 {
+                continue;
+            }
+            flows_lossy += 1;
+            if flows_lossy <= 20 {
+                let (side, dst, at) = flow_info[id];
+                eprintln!(
+                    "lossy flow {id} (side {}, to {dst}, started {at} ms): sent {want}, received {got}, first sequence number received {first}",
+                    if side == 0 { "A" } else { "B" }
+                );
+            }
+            let at_start = if got == 0 {
+                u64::from(want)
+            } else {
+                u64::from(first - 1)
+            };
+            lost_start += at_start.min(missing);
+            lost_after += missing - at_start.min(missing);
+        }
+        // Steady state: the seconds with at least 95 % of the peak flows.
+        let steady: Vec<&Second> = seconds
+            .iter()
+            .filter(|s| peak > 0 && s.flows * 100 >= peak * 95)
+            .collect();
+        let n = steady.len().max(1) as f64;
+        let avg = |f: fn(&Second) -> f64| steady.iter().map(|s| f(s)).sum::<f64>() / n;
+        let max = st
+            .hist
+            .iter()
+            .rposition(|&c| c > 0)
+            .map_or(0.0, |i| ((i as u64 + 1) * BUCKET_NS) as f64 / 1000.0);
+        let gen_drops: u64 = st.dropped.iter().map(|&d| u64::from(d)).sum();
+        println!(
+            "RESULT flows={} peak_flows={} talk_s={} sent={} received={} lost={} lost_at_start={} lost_after_start={} lossy_flows={} reordered={} foreign={} gen_drops={} bad_events={} p50_us={:.0} p99_us={:.0} p999_us={:.0} max_us={:.0} steady_s={} steady_relayed_per_s={:.0} steady_dut_cpu_pct={:.0} steady_gen_cpu_pct={:.0} steady_machine_pct={:.0} steady_softirq_pct={:.0}",
+            sent_per_flow.len(),
+            peak,
+            o.talk,
+            sent,
+            st.received,
+            sent.saturating_sub(st.received),
+            lost_start,
+            lost_after,
+            flows_lossy,
+            st.reordered,
+            st.foreign,
+            gen_drops,
+            bad_events,
+            percentile(&st.hist, st.received, 0.50),
+            percentile(&st.hist, st.received, 0.99),
+            percentile(&st.hist, st.received, 0.999),
+            max,
+            steady.len(),
+            avg(|s| s.received as f64),
+            avg(|s| s.dut_cpu) * 100.0,
+            avg(|s| s.gen_cpu) * 100.0,
+            avg(|s| s.busy) * 100.0,
+            avg(|s| s.softirq) * 100.0,
+        );
     }
 }

@@ -55,6 +55,7 @@ pub trait MediaSource: Send + 'static {
 /// lets it run to its end.
 pub struct Injection {
     id: u64,
+    leg: Weak<LegShared>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -96,6 +97,16 @@ impl Drop for Injection {
     fn drop(&mut self) {
         if let Some(t) = &self.task {
             t.abort();
+            // Unmute now: an aborted task's future is only dropped when the
+            // runtime next gets to it, and until then the relayed audio
+            // would stay muted (the peer's first packets after an answer
+            // were lost under load). The task's guard still reports the end.
+            if let Some(shared) = self.leg.upgrade() {
+                let mut tx = shared.tx();
+                if tx.injecting == Some(self.id) {
+                    tx.injecting = None;
+                }
+            }
         }
     }
 }
@@ -109,11 +120,19 @@ pub(super) fn start(shared: &Arc<LegShared>, source: Box<dyn MediaSource>) -> In
         tx.injecting = Some(id);
         tx.format.ptime
     };
-    let task = shared
-        .runtime
-        .spawn(run(Arc::downgrade(shared), id, source, ptime));
+    // The guard is made here and moved into the task's future: a future
+    // dropped before its first poll (an injection stopped at once, on a
+    // busy runtime) drops its arguments too, so the leg is unmuted and the
+    // end reported however early the stop comes. Made inside `run`, it
+    // would not exist yet, and the leg would stay muted for good.
+    let guard = Guard {
+        leg: Arc::downgrade(shared),
+        id,
+    };
+    let task = shared.runtime.spawn(run(guard, source, ptime));
     Injection {
         id,
+        leg: Arc::downgrade(shared),
         task: Some(task),
     }
 }
@@ -142,11 +161,8 @@ impl Drop for Guard {
     }
 }
 
-async fn run(leg: Weak<LegShared>, id: u64, mut source: Box<dyn MediaSource>, ptime: u32) {
-    let _guard = Guard {
-        leg: leg.clone(),
-        id,
-    };
+async fn run(guard: Guard, mut source: Box<dyn MediaSource>, ptime: u32) {
+    let (leg, id) = (guard.leg.clone(), guard.id);
     let mut iv = tokio::time::interval(Duration::from_millis(u64::from(ptime.max(1))));
     // Late ticks are caught up, so the stream keeps pace with the wall clock.
     iv.set_missed_tick_behavior(MissedTickBehavior::Burst);

@@ -209,6 +209,11 @@ pub(crate) struct LegShared {
     sockets: Option<Sockets>,
     tx: Mutex<TxState>,
     ctl: Mutex<Control>,
+    /// Bumped after every change to `ctl`: the receive task compares it
+    /// before each packet, so a packet that arrives after a change (the
+    /// first packet after a bridge, sent by a peer that heard the 200 the
+    /// bridge came before) is never handled with the state before it.
+    ctl_gen: AtomicU64,
     notify: Notify,
     /// Where events go; another call's queue once the leg changes hands
     /// ([`Leg::set_events`]). Events are rare: a lock costs nothing here.
@@ -318,6 +323,7 @@ impl LegShared {
 
     fn control(&self, f: impl FnOnce(&mut Control)) {
         f(&mut lock(&self.ctl));
+        self.ctl_gen.fetch_add(1, Ordering::Release);
         self.notify.notify_one();
     }
 }
@@ -408,6 +414,7 @@ impl Leg {
                 timeout: cfg.media_timeout,
                 recv_enabled: true,
             }),
+            ctl_gen: AtomicU64::new(0),
             notify: Notify::new(),
             events: Mutex::new(events),
             counters: Counters::default(),

@@ -4,6 +4,7 @@
 use std::future::poll_fn;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::Poll;
 use std::time::Duration;
@@ -31,6 +32,8 @@ struct Local {
     rx_te_clock: u32,
     latching: bool,
     epoch: u64,
+    /// `LegShared::ctl_gen` when the control state was last loaded.
+    ctl_gen: u64,
     latched: Option<SocketAddr>,
     latched_rtcp: Option<SocketAddr>,
     /// Where latching may come from: the SDP's address, the signalling
@@ -102,6 +105,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
         rx_kind: [UNKNOWN; 128],
         rx_te_clock: 8000,
         latching: false,
+        ctl_gen: 0,
         epoch: u64::MAX,
         latched: None,
         latched_rtcp: None,
@@ -154,6 +158,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
                 for _ in 0..BATCH {
                     match socks.rtp.try_recv_from(&mut buf) {
                         Ok((n, src)) => {
+                            refresh_control(&shared, &mut local);
                             let Some(n) = plain(&shared, &mut buf, n, false) else {
                                 continue;
                             };
@@ -175,6 +180,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
                 for _ in 0..BATCH {
                     match socks.rtcp.try_recv_from(&mut buf) {
                         Ok((n, src)) => {
+                            refresh_control(&shared, &mut local);
                             let Some(n) = plain(&shared, &mut buf, n, true) else {
                                 continue;
                             };
@@ -235,7 +241,16 @@ fn rearm(local: &Local, sleep: std::pin::Pin<&mut tokio::time::Sleep>) {
     }
 }
 
+/// Load the control state again if it changed since it was last loaded.
+#[inline]
+fn refresh_control(shared: &LegShared, local: &mut Local) {
+    if shared.ctl_gen.load(Ordering::Acquire) != local.ctl_gen {
+        load_control(shared, local);
+    }
+}
+
 fn load_control(shared: &LegShared, local: &mut Local) {
+    local.ctl_gen = shared.ctl_gen.load(Ordering::Acquire);
     let c = lock(&shared.ctl);
     local.peer = c.peer.clone();
     local.tap = c.tap.clone();
