@@ -526,28 +526,37 @@ fn send_batch(
         for (b, f) in bufs.iter_mut().zip(chunk) {
             fill_packet(b, f, seq, now);
         }
-        let iovs: Vec<[IoSlice<'_>; 1]> = bufs[..chunk.len()]
-            .iter()
-            .map(|b| [IoSlice::new(b)])
-            .collect();
-        let addrs: Vec<Option<SockaddrIn>> = chunk.iter().map(|f| Some(f.dst)).collect();
-        let mut off = 0;
-        while off < chunk.len() {
-            match sendmmsg(
-                sock.as_raw_fd(),
-                hdrs,
-                &iovs[off..],
-                &addrs[off..],
-                [],
-                MsgFlags::empty(),
-            ) {
-                Ok(r) => {
-                    let k = r.count();
-                    off += k.max(1);
-                    sent += k as u64;
-                }
-                Err(_) => off += 1,
+        sent += send_filled(sock, &bufs[..chunk.len()], chunk, hdrs);
+    }
+    sent
+}
+
+/// Send `bufs[i]` to `flows[i].dst` for every `i`, in `sendmmsg` calls
+/// (the rest again after a partial send; a datagram refused is skipped).
+fn send_filled(
+    sock: &UdpSocket,
+    bufs: &[[u8; PKT]],
+    flows: &[Flow],
+    hdrs: &mut MultiHeaders<SockaddrIn>,
+) -> u64 {
+    let iovs: Vec<[IoSlice<'_>; 1]> = bufs.iter().map(|b| [IoSlice::new(b)]).collect();
+    let addrs: Vec<Option<SockaddrIn>> = flows.iter().map(|f| Some(f.dst)).collect();
+    let (mut off, mut sent) = (0, 0);
+    while off < addrs.len() {
+        match sendmmsg(
+            sock.as_raw_fd(),
+            hdrs,
+            &iovs[off..],
+            &addrs[off..],
+            [],
+            MsgFlags::empty(),
+        ) {
+            Ok(r) => {
+                let k = r.count();
+                off += k.max(1);
+                sent += k as u64;
             }
+            Err(_) => off += 1,
         }
     }
     sent
@@ -839,7 +848,6 @@ fn sweep(o: &Opts) {
 /// measured per packet through the engine. Stops on `STOP` or EOF on stdin
 /// (or after `--max-secs`), then reports.
 mod sip {
-    use std::collections::VecDeque;
     use std::fs::File;
     use std::io::{BufRead, Read};
     use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -851,7 +859,7 @@ mod sip {
 
     use super::{
         BATCH, BUCKET_NS, Flow, PERIOD, PKT, POLL, Receiver, RxStats, bench_socket, cpu_seconds,
-        fill_packet, machine_jiffies, percentile, v4,
+        fill_packet, machine_jiffies, percentile, send_filled, v4,
     };
 
     struct Opts {
@@ -956,40 +964,18 @@ mod sip {
         bufs: &mut [[u8; PKT]],
         hdrs: &mut MultiHeaders<SockaddrIn>,
     ) -> u64 {
-        use nix::sys::socket::{MsgFlags, sendmmsg};
-        use std::io::IoSlice;
-        use std::os::fd::AsRawFd;
         let mut sent = 0;
+        let mut flows = Vec::with_capacity(BATCH);
         for chunk in talks.chunks_mut(BATCH) {
             let now = super::wall_ns();
+            flows.clear();
             for (b, t) in bufs.iter_mut().zip(chunk.iter_mut()) {
                 t.seq += 1;
                 t.left -= 1;
                 fill_packet(b, &t.flow, t.seq, now);
+                flows.push(t.flow);
             }
-            let iovs: Vec<[IoSlice<'_>; 1]> = bufs[..chunk.len()]
-                .iter()
-                .map(|b| [IoSlice::new(b)])
-                .collect();
-            let addrs: Vec<Option<SockaddrIn>> = chunk.iter().map(|t| Some(t.flow.dst)).collect();
-            let mut off = 0;
-            while off < chunk.len() {
-                match sendmmsg(
-                    sock.as_raw_fd(),
-                    hdrs,
-                    &iovs[off..],
-                    &addrs[off..],
-                    [],
-                    MsgFlags::empty(),
-                ) {
-                    Ok(r) => {
-                        let k = r.count();
-                        off += k.max(1);
-                        sent += k as u64;
-                    }
-                    Err(_) => off += 1,
-                }
-            }
+            sent += send_filled(sock, &bufs[..chunk.len()], &flows, hdrs);
         }
         talks.retain(|t| t.left > 0);
         sent
@@ -1037,7 +1023,6 @@ mod sip {
         let mut wheel: Vec<[Vec<Talk>; 2]> = (0..slots).map(|_| [Vec::new(), Vec::new()]).collect();
         let mut bufs = vec![[0u8; PKT]; BATCH];
         let mut hdrs = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
-        let mut learned = Vec::new();
         let mut bad_events = 0u64;
         let mut flows = 0u32;
         let mut sent_per_flow: Vec<u32> = Vec::new();
@@ -1054,7 +1039,8 @@ mod sip {
         let t0 = Instant::now();
         let mut tick = 0u64;
         let mut next_slot = 0usize;
-        let mut pending: VecDeque<(u8, SocketAddrV4)> = VecDeque::new();
+        // Calls learned from the event files, not started yet.
+        let mut pending: Vec<(u8, SocketAddrV4)> = Vec::new();
         while !stop.load(Ordering::Relaxed) && t0.elapsed().as_secs() < o.max_secs {
             // Wait for the next 1 ms tick, draining what arrives meanwhile.
             let due = t0 + Duration::from_millis(tick);
@@ -1066,16 +1052,15 @@ mod sip {
             }
             if tick.is_multiple_of(5) {
                 for t in &mut tails {
-                    t.poll(&mut learned, &mut bad_events);
+                    t.poll(&mut pending, &mut bad_events);
                 }
-                pending.extend(learned.drain(..));
             }
             let slot = (tick % slots as u64) as usize;
             // New flows go to the slots in turn (the first packet within
             // 20 ms): the load stays spread over the period, as real
             // callers' packets are, instead of bunching on the ticks the
             // event files are read.
-            while let Some((side, dst)) = pending.pop_front() {
+            for (side, dst) in pending.drain(..) {
                 next_slot = (next_slot + 1) % slots;
                 let flow = Flow {
                     call: flows,
