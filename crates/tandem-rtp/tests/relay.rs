@@ -262,6 +262,26 @@ async fn an_injection_stopped_before_it_ran_unmutes_the_leg() {
     assert_eq!(b.stats().not_relayed, 0);
 }
 
+/// Sends an RTP packet whose payload is all `fill` from `from` to `to`,
+/// right behind a datagram to `trigger`, and returns when the trigger
+/// arrives: the reactor turn that wakes this task has also found the
+/// packet and woken `to`'s receive task, which has not run yet (on a
+/// single-threaded runtime).
+async fn send_behind_trigger(
+    from: &std::net::UdpSocket,
+    trigger: &tokio::net::UdpSocket,
+    to: SocketAddr,
+    fill: u8,
+) {
+    let mut pkt = vec![0u8; 172];
+    tandem_rtp::rtp::write_header(&mut pkt, false, 0, 1, 160, 0x5100 | u32::from(fill));
+    pkt[12..].fill(fill);
+    from.send_to(b"x", trigger.local_addr().unwrap()).unwrap();
+    from.send_to(&pkt, to).unwrap();
+    let mut buf = [0u8; 8];
+    trigger.recv_from(&mut buf).await.unwrap();
+}
+
 /// A packet already waiting when the receive task wakes for a bridge is
 /// handled with the bridge (the first packet of a peer that heard the 200,
 /// which went out after the bridge was made). Made deterministic on this
@@ -280,13 +300,7 @@ async fn a_packet_waiting_when_the_bridge_is_made_is_relayed() {
     let trigger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // Both receive tasks asleep on their sockets.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let mut pkt = vec![0u8; 172];
-    tandem_rtp::rtp::write_header(&mut pkt, false, 0, 1, 160, 0x5151);
-    pkt[12..].fill(5);
-    caller.send_to(b"x", trigger.local_addr().unwrap()).unwrap();
-    caller.send_to(&pkt, a.local_rtp_addr()).unwrap();
-    let mut buf = [0u8; 8];
-    trigger.recv_from(&mut buf).await.unwrap();
+    send_behind_trigger(&caller, &trigger, a.local_rtp_addr(), 5).await;
     bridge(&a, &b);
     assert_eq!(eb.recv(WAIT).await.unwrap().payload, vec![5; 160]);
     assert_eq!(a.stats().not_relayed, 0);
@@ -314,13 +328,7 @@ async fn a_packet_waiting_when_the_ringback_stops_is_relayed() {
     // The ringback plays; everything asleep between its ticks.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let _ = ea.drain(Duration::from_millis(1)).await;
-    let mut pkt = vec![0u8; 172];
-    tandem_rtp::rtp::write_header(&mut pkt, false, 0, 1, 160, 0x5252);
-    pkt[12..].fill(6);
-    callee.send_to(b"x", trigger.local_addr().unwrap()).unwrap();
-    callee.send_to(&pkt, b.local_rtp_addr()).unwrap();
-    let mut buf = [0u8; 8];
-    trigger.recv_from(&mut buf).await.unwrap();
+    send_behind_trigger(&callee, &trigger, b.local_rtp_addr(), 6).await;
     ring.stop();
     let got = ea.recv_n(3, Duration::from_millis(300)).await;
     assert!(

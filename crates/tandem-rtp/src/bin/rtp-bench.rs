@@ -1127,7 +1127,7 @@ mod sip {
         report(
             &o,
             receiver.st,
-            &Totals {
+            Totals {
                 sent_per_flow,
                 flow_info,
                 sent,
@@ -1152,16 +1152,9 @@ mod sip {
         bad_events: u64,
     }
 
-    fn report(o: &Opts, st: RxStats, t: &Totals) {
-        let Totals {
-            sent_per_flow,
-            flow_info,
-            sent,
-            peak,
-            seconds,
-            bad_events,
-        } = t;
-        let (sent, peak, bad_events) = (*sent, *peak, *bad_events);
+    fn report(o: &Opts, st: RxStats, t: Totals) {
+        let (sent_per_flow, flow_info, seconds) = (&t.sent_per_flow, &t.flow_info, &t.seconds);
+        let (sent, peak, bad_events) = (t.sent, t.peak, t.bad_events);
         let mut lost_start = 0u64;
         let mut lost_after = 0u64;
         let mut flows_lossy = 0u64;
