@@ -797,21 +797,43 @@ impl MessageExt for Response {
 /// Serializes a message byte-exactly: start line, one line per header with
 /// its canonical name, a Content-Length matching the body, the raw body.
 pub fn to_bytes(msg: &SipMessage) -> Bytes {
-    let mut s = String::with_capacity(512 + msg.body().len());
     match msg {
-        SipMessage::Request(r) => {
-            let _ = write!(s, "{} {} SIP/2.0\r\n", r.method, r.uri);
-        }
-        SipMessage::Response(r) => {
-            let _ = write!(
-                s,
-                "SIP/2.0 {} {}\r\n",
-                r.status_code.code(),
-                reason_phrase(&r.status_code)
-            );
-        }
+        SipMessage::Request(r) => request_bytes(r),
+        SipMessage::Response(r) => response_bytes(r),
     }
-    for h in msg.headers().iter() {
+}
+
+/// [`to_bytes`] of a request, without wrapping (or cloning) it.
+pub fn request_bytes(r: &Request) -> Bytes {
+    // The Request-URI's length is not known before it is written: room for
+    // a long one (a longer one grows the buffer once).
+    let mut s = String::with_capacity(wire_len(160, &r.headers, &r.body));
+    let _ = write!(s, "{} {} SIP/2.0\r\n", r.method, r.uri);
+    finish_bytes(s, &r.headers, &r.body)
+}
+
+/// [`to_bytes`] of a response, without wrapping (or cloning) it.
+pub fn response_bytes(r: &Response) -> Bytes {
+    let reason = reason_phrase(&r.status_code);
+    let mut s = String::with_capacity(wire_len(16 + reason.len(), &r.headers, &r.body));
+    let _ = write!(s, "SIP/2.0 {} {reason}\r\n", r.status_code.code());
+    finish_bytes(s, &r.headers, &r.body)
+}
+
+/// The serialized size with `start` bytes for the start line: the buffer
+/// is allocated once, and a response a transaction keeps for 32 s does not
+/// carry a fixed slack with it.
+fn wire_len(start: usize, headers: &Headers, body: &[u8]) -> usize {
+    let heads: usize = headers
+        .iter()
+        .map(|h| header_name(h).len() + header_value(h).len() + 4)
+        .sum();
+    // "Content-Length: N\r\n\r\n"
+    start + heads + 28 + body.len()
+}
+
+fn finish_bytes(mut s: String, headers: &Headers, body: &[u8]) -> Bytes {
+    for h in headers.iter() {
         if matches!(h, Header::ContentLength(_)) {
             continue;
         }
@@ -820,24 +842,47 @@ pub fn to_bytes(msg: &SipMessage) -> Bytes {
         s.push_str(header_value(h));
         s.push_str("\r\n");
     }
-    let _ = write!(s, "Content-Length: {}\r\n\r\n", msg.body().len());
+    let _ = write!(s, "Content-Length: {}\r\n\r\n", body.len());
     let mut out = s.into_bytes();
-    out.extend_from_slice(msg.body());
+    out.extend_from_slice(body);
     Bytes::from(out)
 }
 
-/// The reason phrase of a status code (custom phrases survive via `Other`).
+/// The reason phrase of a status code (custom phrases survive via `Other`):
+/// rsip names codes in CamelCase (`BusyHere`); on the wire they are spaced
+/// as in RFC 3261 (`486 Busy Here`).
 pub fn reason_phrase(code: &StatusCode) -> Cow<'static, str> {
     match code {
         StatusCode::Other(_, phrase) => Cow::Owned(phrase.clone()),
-        other => {
-            let text = other.to_string();
-            match text.split_once(' ') {
-                Some((_, phrase)) => Cow::Owned(phrase.to_owned()),
-                None => Cow::Borrowed("Unknown"),
-            }
-        }
+        // The phrases of nearly every message a call sends, without
+        // formatting the code first (a test holds them equal to the rest).
+        StatusCode::Trying => Cow::Borrowed("Trying"),
+        StatusCode::Ringing => Cow::Borrowed("Ringing"),
+        StatusCode::SessionProgress => Cow::Borrowed("Session Progress"),
+        StatusCode::OK => Cow::Borrowed("OK"),
+        StatusCode::RequestTerminated => Cow::Borrowed("Request Terminated"),
+        other => Cow::Owned(spaced_name(other)),
     }
+}
+
+/// rsip's name of a code, spaced: a word starts where a capital follows a
+/// small letter (`OK` stays whole).
+fn spaced_name(code: &StatusCode) -> String {
+    let text = code.to_string();
+    let name = text.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
+    if name.is_empty() {
+        return "Unknown".to_owned();
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            out.push(' ');
+        }
+        prev_lower = c.is_ascii_lowercase();
+        out.push(c);
+    }
+    out
 }
 
 /// Builds a status code with a chosen reason phrase.
@@ -932,6 +977,48 @@ mod tests {
             SipMessage::Request(r) => r,
             SipMessage::Response(_) => unreachable!(),
         }
+    }
+
+    #[test]
+    fn reason_phrases_are_spaced_words() {
+        // The short cuts say what the general rule says.
+        for code in [100, 180, 183, 200, 487] {
+            let sc = StatusCode::from(code);
+            assert_eq!(reason_phrase(&sc), spaced_name(&sc), "{code}");
+        }
+        let phrase = |c: u16| reason_phrase(&StatusCode::from(c)).into_owned();
+        assert_eq!(phrase(183), "Session Progress");
+        assert_eq!(phrase(486), "Busy Here");
+        assert_eq!(phrase(503), "Service Unavailable");
+        assert_eq!(phrase(200), "OK");
+        assert_eq!(
+            reason_phrase(&StatusCode::Other(599, "Custom Thing".into())),
+            "Custom Thing"
+        );
+    }
+
+    #[test]
+    fn serialized_messages_fill_their_buffer() {
+        let mut r = request("Max-Forwards: 70\r\n");
+        r.body = b"v=0\r\n".to_vec();
+        let bytes = request_bytes(&r);
+        assert_eq!(bytes, to_bytes(&SipMessage::Request(r.clone())));
+        let SipMessage::Request(back) = parse(&bytes).unwrap() else {
+            panic!("not a request")
+        };
+        assert_eq!(back.body, r.body);
+        assert_eq!(request_bytes(&back), bytes);
+        let resp = crate::builder::response_to(&r, 200, None, Some("t"));
+        let bytes = response_bytes(&resp);
+        assert!(bytes.starts_with(b"SIP/2.0 200 OK\r\n"), "{bytes:?}");
+        // Sized up front, and closely: a kept response holds little more
+        // than itself.
+        let room = wire_len(16 + 2, &resp.headers, &resp.body);
+        assert!(
+            (bytes.len()..bytes.len() + 48).contains(&room),
+            "{room} for {}",
+            bytes.len()
+        );
     }
 
     /// The patched rsip (vendor/rsip/PATCHES.md): any token is a method,

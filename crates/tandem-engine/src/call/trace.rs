@@ -209,22 +209,13 @@ impl Trace {
 }
 
 /// The first line of a response as the ladder shows it: `180 Ringing`,
-/// `487 Request Terminated` (rsip names codes in CamelCase: spaced here).
+/// `487 Request Terminated` (the phrase the wire carries).
 pub(crate) fn response_line(r: &tandem_sip::message::Response) -> String {
-    let code = u16::from(r.status_code.clone());
-    let name = r.status_code.to_string();
-    let name = name.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
-    let mut out = code.to_string();
-    let mut prev_lower = false;
-    for (i, c) in name.char_indices() {
-        // A word starts where a capital follows a small letter: "OK" stays.
-        if i == 0 || (c.is_ascii_uppercase() && prev_lower) {
-            out.push(' ');
-        }
-        prev_lower = c.is_ascii_lowercase();
-        out.push(c);
-    }
-    out
+    format!(
+        "{} {}",
+        r.status_code.code(),
+        tandem_sip::message::reason_phrase(&r.status_code)
+    )
 }
 
 #[cfg(test)]

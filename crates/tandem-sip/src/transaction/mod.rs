@@ -15,10 +15,12 @@ mod timers;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use rsip::message::HasHeaders;
 
 pub use timers::{TimerConfig, TimerKind};
@@ -26,7 +28,8 @@ pub use timers::{TimerConfig, TimerKind};
 use crate::builder::{IdGen, response_to};
 use crate::header::ViaRef;
 use crate::message::{
-    Header, Headers, HeadersExt, Method, Request, Response, SipMessage, to_bytes,
+    Header, Headers, HeadersExt, Method, Request, Response, SipMessage, Uri, request_bytes,
+    response_bytes, to_bytes,
 };
 
 /// An INVITE the transaction user has not answered this soon gets 100
@@ -250,8 +253,12 @@ struct Tx {
     kind: Kind,
     state: State,
     peer: Peer,
-    /// Client: the request sent. Server: the request received.
-    request: Request,
+    /// Until a final response settles the transaction: client, the request
+    /// sent (its CANCEL and the ACK of a non-2xx final are built from it);
+    /// server, the received request's headers a response copies
+    /// ([`for_responses`]; the request itself went to the TU). Boxed: a
+    /// settled transaction lingers up to 32 s and keeps none of it.
+    request: Option<Box<Request>>,
     /// The last message sent by this transaction (retransmitted by timers A/E/G).
     last: Option<Bytes>,
     /// Last final status code (server) or response status (client).
@@ -264,8 +271,9 @@ struct Tx {
     to_tag: Option<String>,
     client_key: Option<ClientKey>,
     server_key: Option<ServerKey>,
-    merge_key: Option<MergeKey>,
-    ack_key: Option<AckKey>,
+    /// Boxed, as the next: most transactions have neither.
+    merge_key: Option<Box<MergeKey>>,
+    ack_key: Option<Box<AckKey>>,
     acked: bool,
     /// The request's Call-ID, kept after the request itself is dropped.
     call_id: String,
@@ -307,8 +315,7 @@ impl Tx {
     /// the Call-ID) is all the Completed/Accepted/Confirmed states need, and a
     /// busy endpoint holds tens of thousands of such transactions.
     fn slim(&mut self) {
-        self.request.headers = rsip::Headers::default();
-        self.request.body = Vec::new();
+        self.request = None;
     }
 
     fn clear_timers(&mut self) {
@@ -344,10 +351,15 @@ pub struct TransactionLayer {
     ids: IdGen,
     next_id: u64,
     txs: HashMap<u64, Box<Tx>>,
-    clients: HashMap<ClientKey, u64>,
-    servers: HashMap<ServerKey, u64>,
-    merges: HashMap<MergeKey, u64>,
-    acks: HashMap<AckKey, u64>,
+    /// Transactions by their client, server, merge (§8.2.2.2) and 2xx-ACK
+    /// keys. The tables hold ids only: each key lives once, in its
+    /// transaction (tens of thousands linger at a time; a key copy per
+    /// table entry was a fifth of their memory).
+    clients: HashTable<u64>,
+    servers: HashTable<u64>,
+    merges: HashTable<u64>,
+    acks: HashTable<u64>,
+    hasher: RandomState,
     heap: BinaryHeap<Reverse<(Instant, u64, TimerKind)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TuEvent>,
@@ -362,10 +374,11 @@ impl TransactionLayer {
             ids,
             next_id: 1,
             txs: HashMap::with_capacity(1024),
-            clients: HashMap::new(),
-            servers: HashMap::new(),
-            merges: HashMap::new(),
-            acks: HashMap::new(),
+            clients: HashTable::new(),
+            servers: HashTable::new(),
+            merges: HashTable::new(),
+            acks: HashTable::new(),
+            hasher: RandomState::new(),
             heap: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -427,7 +440,14 @@ impl TransactionLayer {
             Kind::ClientInvite | Kind::ClientNonInvite => self.stats.client += 1,
             _ => self.stats.server += 1,
         }
-        tx.call_id = tx.request.headers.call_id().unwrap_or("").to_owned();
+        if tx.call_id.is_empty() {
+            tx.call_id = tx
+                .request
+                .as_ref()
+                .and_then(|r| r.headers.call_id())
+                .unwrap_or("")
+                .to_owned();
+        }
         self.txs.insert(id, Box::new(tx));
         id
     }
@@ -438,22 +458,11 @@ impl TransactionLayer {
 
     fn terminate(&mut self, id: u64) {
         if let Some(tx) = self.txs.remove(&id) {
-            if let Some(k) = tx.client_key {
-                self.clients.remove(&k);
-            }
-            if let Some(k) = tx.server_key {
-                self.servers.remove(&k);
-            }
-            if let Some(k) = tx.merge_key
-                && self.merges.get(&k) == Some(&id)
-            {
-                self.merges.remove(&k);
-            }
-            if let Some(k) = tx.ack_key
-                && self.acks.get(&k) == Some(&id)
-            {
-                self.acks.remove(&k);
-            }
+            let h = &self.hasher;
+            unindex(&mut self.clients, h, id, tx.client_key.as_ref());
+            unindex(&mut self.servers, h, id, tx.server_key.as_ref());
+            unindex(&mut self.merges, h, id, tx.merge_key.as_deref());
+            unindex(&mut self.acks, h, id, tx.ack_key.as_deref());
         }
     }
 
@@ -470,7 +479,7 @@ impl TransactionLayer {
             .and_then(|v| v.branch.map(str::to_owned))
             .unwrap_or_default();
         let invite = request.method == Method::Invite;
-        let data = to_bytes(&SipMessage::Request(request.clone()));
+        let data = request_bytes(&request);
         let key = ClientKey {
             branch,
             method: request.method.clone(),
@@ -487,14 +496,14 @@ impl TransactionLayer {
                 State::Trying
             },
             peer,
-            request,
+            request: Some(Box::new(request)),
             last: Some(data.clone()),
             status: 0,
             interval: self.cfg.t1,
             timers: [None; 3],
             cancel: CancelState::None,
             to_tag: None,
-            client_key: Some(key.clone()),
+            client_key: Some(key),
             server_key: None,
             merge_key: None,
             ack_key: None,
@@ -515,7 +524,13 @@ impl TransactionLayer {
             tx.set_timer(TimerKind::F, now + self.cfg.t1x64(), &mut self.heap, id);
         }
         let id = self.alloc(tx);
-        self.clients.insert(key, id);
+        index(
+            &mut self.clients,
+            &self.txs,
+            &self.hasher,
+            id,
+            client_key_of,
+        );
         self.send(peer, data);
         TxId(id)
     }
@@ -547,12 +562,11 @@ impl TransactionLayer {
     fn time_out(&mut self, id: u64) {
         let Some(t) = self.txs.get(&id) else { return };
         let call_id = t.call_id.clone();
-        let method = t.request.method.clone();
-        let branch = t
+        let (method, branch) = t
             .client_key
             .as_ref()
-            .map(|k| k.branch.clone())
-            .unwrap_or_default();
+            .map(|k| (k.method.clone(), k.branch.clone()))
+            .unwrap_or((Method::Invite, String::new()));
         self.terminate(id);
         self.stats.timeouts += 1;
         self.events.push_back(TuEvent::Timeout {
@@ -565,12 +579,11 @@ impl TransactionLayer {
 
     /// The client transaction for a branch and method, while it lives.
     pub fn find_client(&self, branch: &str, method: Method) -> Option<TxId> {
-        self.clients
-            .get(&ClientKey {
-                branch: branch.to_owned(),
-                method,
-            })
-            .map(|&id| TxId(id))
+        let key = ClientKey {
+            branch: branch.to_owned(),
+            method,
+        };
+        find(&self.clients, &self.txs, &self.hasher, &key, client_key_of).map(TxId)
     }
 
     /// Queues bytes built outside the layer (a stateless error response).
@@ -610,9 +623,12 @@ impl TransactionLayer {
         let Some(t) = self.txs.get_mut(&id) else {
             return;
         };
+        let Some(request) = t.request.as_deref() else {
+            return;
+        };
+        let cancel = build_cancel(request);
         t.cancel = CancelState::Sent;
         let peer = t.peer;
-        let cancel = build_cancel(&t.request);
         // §9.1: give up on the INVITE if no final response follows the CANCEL.
         t.set_timer(
             TimerKind::CancelGiveUp,
@@ -637,7 +653,7 @@ impl TransactionLayer {
             method,
         };
         let code = response.status_code.code();
-        let Some(&id) = self.clients.get(&key) else {
+        let Some(id) = find(&self.clients, &self.txs, &self.hasher, &key, client_key_of) else {
             if (200..300).contains(&code) && key.method == Method::Invite {
                 self.events
                     .push_back(TuEvent::Stray2xx { response, source });
@@ -680,8 +696,13 @@ impl TransactionLayer {
                     t.state = State::Completed;
                     t.status = code;
                     t.clear_timers();
-                    let ack = to_bytes(&SipMessage::Request(build_ack(&t.request, &response)));
-                    t.last = Some(ack.clone());
+                    // Built from the request, which Calling and Proceeding
+                    // always hold.
+                    let ack = t
+                        .request
+                        .as_deref()
+                        .map(|r| request_bytes(&build_ack(r, &response)));
+                    t.last = ack.clone();
                     t.slim();
                     let peer = t.peer;
                     t.set_timer(
@@ -690,7 +711,9 @@ impl TransactionLayer {
                         &mut self.heap,
                         id,
                     );
-                    self.send(peer, ack);
+                    if let Some(ack) = ack {
+                        self.send(peer, ack);
+                    }
                     self.events.push_back(TuEvent::Response {
                         tx: TxId(id),
                         response,
@@ -724,6 +747,9 @@ impl TransactionLayer {
                     t.status = code;
                     t.clear_timers();
                     t.slim();
+                    // Completed only absorbs retransmitted finals: the
+                    // request is never sent again.
+                    t.last = None;
                     t.set_timer(
                         TimerKind::K,
                         now + cfg.t4_or_zero(reliable),
@@ -794,7 +820,13 @@ impl TransactionLayer {
             Method::Ack => self.on_ack(now, request, source, lookup),
             Method::Cancel => self.on_cancel(now, request, reply_to, lookup),
             _ => {
-                if let Some(&id) = self.servers.get(&lookup) {
+                if let Some(id) = find(
+                    &self.servers,
+                    &self.txs,
+                    &self.hasher,
+                    &lookup,
+                    server_key_of,
+                ) {
                     self.stats.absorbed += 1;
                     let t = self.txs.get_mut(&id).expect("indexed transaction exists");
                     if t.last.is_none()
@@ -804,8 +836,10 @@ impl TransactionLayer {
                         // Retransmitted before the 100 was due: its sender is
                         // waiting, so the 100 goes now.
                         t.clear_timer(TimerKind::Trying);
-                        let trying = response_to(&t.request, 100, None, None);
-                        t.last = Some(to_bytes(&SipMessage::Response(trying)));
+                        t.last = t
+                            .request
+                            .as_deref()
+                            .map(|r| response_bytes(&response_to(r, 100, None, None)));
                     }
                     if let Some(last) = t.last.clone()
                         && t.state != State::Accepted
@@ -846,9 +880,9 @@ impl TransactionLayer {
         } else {
             None
         };
-        let merged = merge_key
-            .as_ref()
-            .is_some_and(|k| self.merges.contains_key(k));
+        let merged = merge_key.as_ref().is_some_and(|k| {
+            find(&self.merges, &self.txs, &self.hasher, k, merge_key_of).is_some()
+        });
         let mut tx = Tx {
             kind: if invite {
                 Kind::ServerInvite
@@ -861,7 +895,7 @@ impl TransactionLayer {
                 State::Trying
             },
             peer: reply_to,
-            request,
+            request: Some(Box::new(for_responses(&request))),
             last: None,
             status: 0,
             interval: self.cfg.t1,
@@ -869,45 +903,53 @@ impl TransactionLayer {
             cancel: CancelState::None,
             to_tag: None,
             client_key: None,
-            server_key: Some(key.clone()),
-            merge_key: if merged { None } else { merge_key.clone() },
+            server_key: Some(key),
+            merge_key: if merged {
+                None
+            } else {
+                merge_key.map(Box::new)
+            },
             ack_key: None,
             acked: false,
             call_id: String::new(),
         };
         if merged {
             // §8.2.2.2: the same request arrived over two paths; answer 482 on this one.
-            let resp = response_to(
-                &tx.request,
-                482,
-                Some("Loop Detected"),
-                Some(&self.ids.tag()),
-            );
+            let resp = response_to(&request, 482, Some("Loop Detected"), Some(&self.ids.tag()));
             tx.to_tag = None;
             let id = self.alloc(tx);
-            self.servers.insert(key, id);
+            index(
+                &mut self.servers,
+                &self.txs,
+                &self.hasher,
+                id,
+                server_key_of,
+            );
             self.respond_inner(now, id, resp);
             return;
         }
-        let req = tx.request.clone();
         let id = self.alloc(tx);
         if invite {
             let t = self.txs.get_mut(&id).expect("just allocated");
             t.set_timer(TimerKind::Trying, now + TRYING_AFTER, &mut self.heap, id);
         }
-        self.servers.insert(key, id);
-        if let Some(k) = merge_key {
-            self.merges.insert(k, id);
-        }
+        index(
+            &mut self.servers,
+            &self.txs,
+            &self.hasher,
+            id,
+            server_key_of,
+        );
+        index(&mut self.merges, &self.txs, &self.hasher, id, merge_key_of);
         self.events.push_back(TuEvent::Request {
             tx: TxId(id),
-            request: req,
+            request,
             source,
         });
     }
 
     fn on_ack(&mut self, now: Instant, request: Request, source: Peer, key: ServerKey) {
-        if let Some(&id) = self.servers.get(&key) {
+        if let Some(id) = find(&self.servers, &self.txs, &self.hasher, &key, server_key_of) {
             let cfg = self.cfg;
             let t = self.txs.get_mut(&id).expect("indexed transaction exists");
             match t.state {
@@ -936,7 +978,7 @@ impl TransactionLayer {
         // sent (wrong or missing tags: a blind forger) reaches the
         // transaction user without a transaction.
         let ack_key = AckKey::of(&request.headers, request.headers.to_tag());
-        let tx = ack_key.and_then(|k| self.acks.get(&k).copied());
+        let tx = ack_key.and_then(|k| find(&self.acks, &self.txs, &self.hasher, &k, ack_key_of));
         if let Some(id) = tx
             && let Some(t) = self.txs.get_mut(&id)
         {
@@ -957,7 +999,7 @@ impl TransactionLayer {
     }
 
     fn on_cancel(&mut self, now: Instant, request: Request, reply_to: Peer, key: ServerKey) {
-        if let Some(&id) = self.servers.get(&key) {
+        if let Some(id) = find(&self.servers, &self.txs, &self.hasher, &key, server_key_of) {
             self.stats.absorbed += 1;
             if let Some(last) = self.txs[&id].last.clone() {
                 self.send(reply_to, last);
@@ -971,7 +1013,14 @@ impl TransactionLayer {
         // Over UDP a CANCEL must come from where its INVITE came from: the
         // branch alone can be copied by anyone who saw the INVITE, and
         // written by anyone who guesses it.
-        let invite = self.servers.get(&invite_key).copied().filter(|i| {
+        let invite = find(
+            &self.servers,
+            &self.txs,
+            &self.hasher,
+            &invite_key,
+            server_key_of,
+        )
+        .filter(|i| {
             let p = self.txs[i].peer;
             p.transport != Transport::Udp || p.addr.ip() == reply_to.addr.ip()
         });
@@ -994,7 +1043,8 @@ impl TransactionLayer {
             kind: Kind::ServerNonInvite,
             state: State::Trying,
             peer: reply_to,
-            request,
+            // Answered at once (below): nothing to keep.
+            request: None,
             last: None,
             status: 0,
             interval: self.cfg.t1,
@@ -1002,15 +1052,21 @@ impl TransactionLayer {
             cancel: CancelState::None,
             to_tag: None,
             client_key: None,
-            server_key: Some(key.clone()),
+            server_key: Some(key),
             merge_key: None,
             ack_key: None,
             acked: false,
-            call_id: String::new(),
+            call_id: request.headers.call_id().unwrap_or("").to_owned(),
         };
-        let resp = response_to(&tx.request, 200, None, Some(&tag));
+        let resp = response_to(&request, 200, None, Some(&tag));
         let id = self.alloc(tx);
-        self.servers.insert(key, id);
+        index(
+            &mut self.servers,
+            &self.txs,
+            &self.hasher,
+            id,
+            server_key_of,
+        );
         self.respond_inner(now, id, resp);
         if let Some(inv) = invite
             && self
@@ -1020,9 +1076,14 @@ impl TransactionLayer {
         {
             let t = &mut self.txs.get_mut(&inv).expect("checked above");
             t.to_tag.get_or_insert(tag.clone());
-            let resp = response_to(&t.request, 487, None, Some(&tag));
-            let call_id = t.request.headers.call_id().unwrap_or("").to_owned();
-            self.respond_inner(now, inv, resp);
+            let resp = t
+                .request
+                .as_deref()
+                .map(|r| response_to(r, 487, None, Some(&tag)));
+            let call_id = t.call_id.clone();
+            if let Some(resp) = resp {
+                self.respond_inner(now, inv, resp);
+            }
             self.events.push_back(TuEvent::Cancelled {
                 tx: TxId(inv),
                 call_id,
@@ -1071,6 +1132,7 @@ impl TransactionLayer {
         let reliable = t.peer.transport.is_reliable();
         match (t.kind, t.state) {
             (Kind::ServerInvite, State::Proceeding) => {
+                let mut indexed_ack = false;
                 t.clear_timer(TimerKind::Trying);
                 if let Some(tag) = response.headers.to_tag()
                     && t.to_tag.is_none()
@@ -1083,7 +1145,7 @@ impl TransactionLayer {
                     .contains(&code)
                     .then(|| response.headers.to_tag().map(str::to_owned))
                     .flatten();
-                let data = to_bytes(&SipMessage::Response(response));
+                let data = response_bytes(&response);
                 t.last = Some(data.clone());
                 t.interval = cfg.t1;
                 if code >= 200 {
@@ -1093,11 +1155,13 @@ impl TransactionLayer {
                         // RFC 6026: the 2xx is retransmitted (§13.3.1.4) until its ACK, on any transport.
                         t.set_timer(TimerKind::G, now + cfg.t1, &mut self.heap, id);
                         t.set_timer(TimerKind::L, now + cfg.t1x64(), &mut self.heap, id);
-                        if let Some(k) = AckKey::of(&t.request.headers, dialog_tag.as_deref()) {
-                            t.ack_key = Some(k.clone());
-                            self.acks.insert(k, id);
-                        }
+                        t.ack_key = t
+                            .request
+                            .as_deref()
+                            .and_then(|r| AckKey::of(&r.headers, dialog_tag.as_deref()))
+                            .map(Box::new);
                         t.slim();
+                        indexed_ack = t.ack_key.is_some();
                     } else {
                         t.state = State::Completed;
                         t.slim();
@@ -1109,6 +1173,9 @@ impl TransactionLayer {
                 }
                 let peer = t.peer;
                 self.send(peer, data);
+                if indexed_ack {
+                    index(&mut self.acks, &self.txs, &self.hasher, id, ack_key_of);
+                }
                 true
             }
             (Kind::ServerNonInvite, State::Trying | State::Proceeding) => {
@@ -1196,10 +1263,12 @@ impl TransactionLayer {
                 self.terminate(id);
             }
             TimerKind::Trying => {
-                if t.kind == Kind::ServerInvite && t.state == State::Proceeding && t.last.is_none()
+                if t.kind == Kind::ServerInvite
+                    && t.state == State::Proceeding
+                    && t.last.is_none()
+                    && let Some(r) = t.request.as_deref()
                 {
-                    let trying = response_to(&t.request, 100, None, None);
-                    let data = to_bytes(&SipMessage::Response(trying));
+                    let data = response_bytes(&response_to(r, 100, None, None));
                     t.last = Some(data.clone());
                     let peer = t.peer;
                     self.send(peer, data);
@@ -1207,6 +1276,107 @@ impl TransactionLayer {
             }
         }
         let _ = now;
+    }
+}
+
+/// The client key of a transaction, if it has one (the key functions the
+/// index tables read their keys through).
+fn client_key_of(t: &Tx) -> Option<&ClientKey> {
+    t.client_key.as_ref()
+}
+
+fn server_key_of(t: &Tx) -> Option<&ServerKey> {
+    t.server_key.as_ref()
+}
+
+fn merge_key_of(t: &Tx) -> Option<&MergeKey> {
+    t.merge_key.as_deref()
+}
+
+fn ack_key_of(t: &Tx) -> Option<&AckKey> {
+    t.ack_key.as_deref()
+}
+
+/// The transaction whose key (read through `key_of`) equals `key`.
+fn find<K: Hash + Eq>(
+    table: &HashTable<u64>,
+    txs: &HashMap<u64, Box<Tx>>,
+    hasher: &RandomState,
+    key: &K,
+    key_of: fn(&Tx) -> Option<&K>,
+) -> Option<u64> {
+    table
+        .find(hasher.hash_one(key), |id| {
+            txs.get(id).and_then(|t| key_of(t)) == Some(key)
+        })
+        .copied()
+}
+
+/// Indexes transaction `id` (already in `txs`) by its key, if it has one;
+/// it takes the place of a transaction with an equal key, as a map insert
+/// would.
+fn index<K: Hash + Eq>(
+    table: &mut HashTable<u64>,
+    txs: &HashMap<u64, Box<Tx>>,
+    hasher: &RandomState,
+    id: u64,
+    key_of: fn(&Tx) -> Option<&K>,
+) {
+    let Some(key) = txs.get(&id).and_then(|t| key_of(t)) else {
+        return;
+    };
+    let h = hasher.hash_one(key);
+    if let Some(slot) = table.find_mut(h, |other| {
+        txs.get(other).and_then(|t| key_of(t)) == Some(key)
+    }) {
+        *slot = id;
+        return;
+    }
+    // Growing the table rehashes each entry from its transaction's key.
+    table.insert_unique(h, id, |other| {
+        txs.get(other)
+            .and_then(|t| key_of(t))
+            .map_or(0, |k| hasher.hash_one(k))
+    });
+}
+
+/// Removes transaction `id`'s entry for `key` (its own: a newer
+/// transaction that took the key keeps it).
+fn unindex<K: Hash>(table: &mut HashTable<u64>, hasher: &RandomState, id: u64, key: Option<&K>) {
+    let Some(key) = key else { return };
+    if let Ok(entry) = table.find_entry(hasher.hash_one(key), |&other| other == id) {
+        entry.remove();
+    }
+}
+
+/// What a server transaction keeps of its request until the final
+/// response: the headers [`response_to`] copies (Via, From, To, Call-ID,
+/// CSeq, Timestamp) for the responses the layer makes itself (100, 482,
+/// 487) and the 2xx's ACK key; not the body, not the rest. The request
+/// itself goes to the transaction user, uncloned.
+fn for_responses(request: &Request) -> Request {
+    let headers: Vec<Header> = request
+        .headers
+        .iter()
+        .filter(|h| {
+            matches!(
+                h,
+                Header::Via(_)
+                    | Header::From(_)
+                    | Header::To(_)
+                    | Header::CallId(_)
+                    | Header::CSeq(_)
+                    | Header::Timestamp(_)
+            )
+        })
+        .cloned()
+        .collect();
+    Request {
+        method: request.method.clone(),
+        uri: Uri::default(),
+        version: request.version.clone(),
+        headers: headers.into(),
+        body: Vec::new(),
     }
 }
 

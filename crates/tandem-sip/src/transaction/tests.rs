@@ -763,3 +763,172 @@ fn a_cancel_from_elsewhere_or_for_nothing_gets_481_and_keeps_no_state() {
     );
     assert_eq!(l.len(), before);
 }
+
+/// A settled transaction lingers up to 64·T1 (Timers L, M, J) to absorb
+/// retransmissions: it keeps its keys, its timers and the one response it
+/// may still resend, and none of the request, nor bytes it will never send
+/// again. At thousands of calls a second these are most of Tandem's memory
+/// (docs/benchmarks.md §3(q)).
+#[test]
+fn settled_transactions_keep_only_what_they_still_resend() {
+    let kept = |l: &TransactionLayer, tx: TxId| {
+        let t = &l.txs[&tx.0];
+        (t.request.is_some(), t.last.as_ref().map(Bytes::len))
+    };
+    let mut l = layer();
+    let t0 = Instant::now();
+    // Server INVITE: 2xx, then its ACK.
+    let inv = request(Method::Invite, "z9hG4bKs1");
+    l.handle_message(t0, SipMessage::Request(inv.clone()), udp(5098));
+    let TuEvent::Request {
+        tx: sinv,
+        request: got,
+        ..
+    } = events(&mut l).remove(0)
+    else {
+        panic!()
+    };
+    // The transaction user got the whole request (body and all headers);
+    // the transaction keeps what its own responses copy.
+    assert!(
+        got.headers
+            .iter()
+            .any(|h| matches!(h, Header::MaxForwards(_)))
+    );
+    assert!(
+        !l.txs[&sinv.0]
+            .request
+            .as_ref()
+            .unwrap()
+            .headers
+            .iter()
+            .any(|h| matches!(h, Header::MaxForwards(_)))
+    );
+    l.respond(t0, sinv, response_to(&inv, 200, None, Some("t")));
+    assert!(!kept(&l, sinv).0, "settled by its 2xx");
+    assert!(
+        kept(&l, sinv).1.is_some(),
+        "the 2xx is resent until its ACK"
+    );
+    let ack = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
+        .via("UDP", "127.0.0.1:5098", "z9hG4bKack")
+        .from("<sip:alice@127.0.0.1>;tag=alice1")
+        .to("<sip:bob@127.0.0.1>;tag=t")
+        .call_id("call-1")
+        .cseq(1)
+        .build();
+    l.handle_message(t0, SipMessage::Request(ack), udp(5098));
+    assert_eq!(kept(&l, sinv), (false, None));
+    // Server BYE: its 200 is resent to a retransmitted BYE, sized to fit.
+    let bye = request(Method::Bye, "z9hG4bKs2");
+    l.handle_message(t0, SipMessage::Request(bye.clone()), udp(5098));
+    let TuEvent::Request { tx: sbye, .. } = events(&mut l).pop().unwrap() else {
+        panic!()
+    };
+    let ok = response_to(&bye, 200, None, Some("t"));
+    let ok_len = to_bytes(&SipMessage::Response(ok.clone())).len();
+    l.respond(t0, sbye, ok);
+    assert_eq!(kept(&l, sbye), (false, Some(ok_len)));
+    // Client INVITE answered 2xx, client BYE answered 200.
+    let cinv = l.send_request(t0, request(Method::Invite, "z9hG4bKc1"), udp(5099));
+    l.handle_message(
+        t0,
+        response(&request(Method::Invite, "z9hG4bKc1"), 200),
+        udp(5099),
+    );
+    assert_eq!(kept(&l, cinv), (false, None));
+    let cbye = l.send_request(t0, request(Method::Bye, "z9hG4bKc2"), udp(5099));
+    assert!(
+        kept(&l, cbye).0 && kept(&l, cbye).1.is_some(),
+        "resent until answered"
+    );
+    l.handle_message(
+        t0,
+        response(&request(Method::Bye, "z9hG4bKc2"), 200),
+        udp(5099),
+    );
+    assert_eq!(kept(&l, cbye), (false, None));
+    drain(&mut l);
+    events(&mut l);
+    // And all four still do their job: a retransmitted BYE gets the 200.
+    l.handle_message(t0 + MS, SipMessage::Request(bye), udp(5098));
+    assert_eq!(
+        drain(&mut l).iter().map(code).collect::<Vec<_>>(),
+        vec![200]
+    );
+    assert_eq!(l.len(), 4);
+    // What one lingering transaction costs before its strings: the request
+    // is boxed and dropped, the rarer keys boxed (736 bytes before).
+    assert!(
+        std::mem::size_of::<Tx>() <= 384,
+        "{}",
+        std::mem::size_of::<Tx>()
+    );
+}
+
+/// The index tables hold ids and rehash from the transactions' own keys as
+/// they grow: every one of thousands of transactions stays findable by its
+/// responses, retransmissions and ACKs, and none is left behind.
+#[test]
+fn thousands_of_transactions_stay_findable_as_their_tables_grow() {
+    const N: usize = 3000;
+    let mut l = layer();
+    let t0 = Instant::now();
+    let byes: Vec<_> = (0..N)
+        .map(|i| request_in(Method::Bye, &format!("z9hG4bKc{i}"), &format!("c{i}")))
+        .collect();
+    for r in &byes {
+        l.send_request(t0, r.clone(), udp(5099));
+    }
+    let invites: Vec<_> = (0..N)
+        .map(|i| request_in(Method::Invite, &format!("z9hG4bKs{i}"), &format!("s{i}")))
+        .collect();
+    for r in &invites {
+        l.handle_message(t0, SipMessage::Request(r.clone()), udp(5098));
+    }
+    drain(&mut l);
+    let server_txs: Vec<TxId> = events(&mut l)
+        .into_iter()
+        .map(|e| match e {
+            TuEvent::Request { tx, .. } => tx,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(server_txs.len(), N);
+    for r in byes.iter().rev() {
+        l.handle_message(t0, response(r, 200), udp(5099));
+    }
+    for (r, tx) in invites.iter().zip(&server_txs) {
+        l.respond(t0, *tx, response_to(r, 200, None, Some("t")));
+        // A retransmitted INVITE is absorbed: found, not new.
+        l.handle_message(t0, SipMessage::Request(r.clone()), udp(5098));
+    }
+    for (i, r) in invites.iter().enumerate() {
+        let ack = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
+            .via("UDP", "127.0.0.1:5098", &format!("z9hG4bKa{i}"))
+            .from("<sip:alice@127.0.0.1>;tag=alice1")
+            .to("<sip:bob@127.0.0.1>;tag=t")
+            .call_id(r.headers.call_id().unwrap())
+            .cseq(1)
+            .build();
+        l.handle_message(t0, SipMessage::Request(ack), udp(5098));
+    }
+    let ev = events(&mut l);
+    let responses = ev
+        .iter()
+        .filter(|e| matches!(e, TuEvent::Response { .. }))
+        .count();
+    let acked: std::collections::HashSet<TxId> = ev
+        .iter()
+        .filter_map(|e| match e {
+            TuEvent::Ack { tx: Some(tx), .. } => Some(*tx),
+            _ => None,
+        })
+        .collect();
+    assert_eq!((responses, acked.len(), ev.len()), (N, N, 2 * N));
+    assert_eq!(acked, server_txs.iter().copied().collect());
+    drain(&mut l);
+    assert!(run_until(&mut l, t0, t0 + Duration::from_secs(40)).is_empty());
+    assert!(events(&mut l).is_empty(), "every 2xx was acknowledged");
+    assert!(l.is_empty());
+}
