@@ -21,6 +21,16 @@ use crate::rtp::{self, RtpHeader};
 const BATCH: usize = 32;
 /// Largest datagram read; longer ones are truncated and then rejected.
 const BUF: usize = 2048;
+
+thread_local! {
+    /// The packet buffer of every receive task on this thread: a task reads
+    /// and handles its packets without an `await` between, so one buffer per
+    /// thread does. (In each task, held across its `await`, it made every
+    /// leg 2 KB larger, a tenth of an anchored call's memory; on the stack
+    /// of each wake-up it cost a 2 KB clear per wake-up: docs/benchmarks.md
+    /// §3(q).)
+    static SCRATCH: std::cell::RefCell<[u8; BUF]> = const { std::cell::RefCell::new([0; BUF]) };
+}
 /// Timer deadline when no timeout is armed.
 const FAR: Duration = Duration::from_secs(86_400 * 365);
 
@@ -119,7 +129,6 @@ pub(super) async fn run(shared: Arc<LegShared>) {
         seq: SeqTrack::default(),
         xcode_origin: (1 << 63) | u64::from(shared.id.0),
     };
-    let mut buf = [0u8; BUF];
     let socks = shared.sockets();
     let mut notified = pin!(shared.notify.notified());
     let mut sleep = pin!(tokio::time::sleep(FAR));
@@ -154,19 +163,22 @@ pub(super) async fn run(shared: Arc<LegShared>) {
         match wake {
             Wake::Rtp => {
                 let now = Instant::now();
-                let mut got = false;
-                for _ in 0..BATCH {
-                    match socks.rtp.try_recv_from(&mut buf) {
-                        Ok((n, src)) => {
-                            refresh_control(&shared, &mut local);
-                            let Some(n) = plain(&shared, &mut buf, n, false) else {
-                                continue;
-                            };
-                            got |= on_rtp(&shared, &mut local, &mut buf[..n], src, now);
+                let got = SCRATCH.with_borrow_mut(|buf| {
+                    let mut got = false;
+                    for _ in 0..BATCH {
+                        match socks.rtp.try_recv_from(buf) {
+                            Ok((n, src)) => {
+                                refresh_control(&shared, &mut local);
+                                let Some(n) = plain(&shared, buf, n, false) else {
+                                    continue;
+                                };
+                                got |= on_rtp(&shared, &mut local, &mut buf[..n], src, now);
+                            }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
                     }
-                }
+                    got
+                });
                 if got {
                     local.last_rx = now;
                     if local.timed_out {
@@ -176,12 +188,12 @@ pub(super) async fn run(shared: Arc<LegShared>) {
                     }
                 }
             }
-            Wake::Rtcp => {
+            Wake::Rtcp => SCRATCH.with_borrow_mut(|buf| {
                 for _ in 0..BATCH {
-                    match socks.rtcp.try_recv_from(&mut buf) {
+                    match socks.rtcp.try_recv_from(buf) {
                         Ok((n, src)) => {
                             refresh_control(&shared, &mut local);
-                            let Some(n) = plain(&shared, &mut buf, n, true) else {
+                            let Some(n) = plain(&shared, buf, n, true) else {
                                 continue;
                             };
                             on_rtcp(&shared, &mut local, &mut buf[..n], src);
@@ -189,7 +201,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
                         Err(_) => break,
                     }
                 }
-            }
+            }),
             Wake::Control => {
                 notified.set(shared.notify.notified());
                 load_control(&shared, &mut local);
@@ -592,6 +604,40 @@ fn on_rtcp(shared: &LegShared, local: &mut Local, pkt: &mut [u8], src: SocketAdd
 #[cfg(test)]
 mod tests {
     use super::SeqTrack;
+
+    /// Every anchored leg has one receive task for its whole life: what the
+    /// task's future holds is paid per leg (two per call, more per fork).
+    /// The packet buffer is not in it (it was: 2 KB more per leg).
+    #[tokio::test]
+    async fn the_receive_task_holds_no_packet_buffer() {
+        use std::net::{IpAddr, Ipv4Addr};
+        let pool = (0..10u16)
+            .find_map(|i| {
+                crate::PortPool::bind(&crate::PoolConfig {
+                    addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    port_min: 23460 + i * 1000,
+                    port_max: 23461 + i * 1000,
+                    recv_buffer: None,
+                })
+                .ok()
+            })
+            .expect("a free port pair");
+        let leg = super::super::Leg::start(
+            pool.allocate().unwrap(),
+            super::super::LegConfig {
+                id: crate::relay::LegId(1),
+                latching: true,
+                media_timeout: None,
+                seed: Some(1),
+                signal_ip: None,
+            },
+            None,
+        )
+        .unwrap();
+        let task = super::run(std::sync::Arc::clone(&leg.shared));
+        let size = std::mem::size_of_val(&task);
+        assert!(size < 1024, "{size} bytes (616 when written)");
+    }
 
     fn run(seqs: &[(u32, u16)]) -> i64 {
         let mut t = SeqTrack::default();
