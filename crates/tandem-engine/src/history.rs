@@ -31,8 +31,13 @@ const BATCH: usize = 4_096;
 /// How long the writer gathers rows after the first before it commits:
 /// one transaction (one WAL append) per window instead of one per row,
 /// and no wake-up of the writer per row while it gathers. A finished call
-/// is on disk at most this long after it ended.
-const WINDOW: Duration = Duration::from_millis(20);
+/// is on disk at most this long after it ended; a reader that must see it
+/// ([`History::flush`], the REST API) cuts the window short. 100 ms
+/// rather than 20: the writer's share of Tandem's CPU at 1,000 calls/s
+/// halved (docs/benchmarks.md §3(q)).
+const WINDOW: Duration = Duration::from_millis(100);
+/// How often a gathering writer looks for a waiting reader.
+const SLICE: Duration = Duration::from_millis(10);
 /// How often rows past the retention are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 
@@ -252,6 +257,8 @@ struct Shared {
     reader: Mutex<Connection>,
     dropped: AtomicU64,
     written: AtomicU64,
+    /// A reader waits in [`History::flush`]: commit what is gathered now.
+    flush_wanted: std::sync::atomic::AtomicBool,
 }
 
 /// The history: a queue to its writer thread and a read connection.
@@ -314,6 +321,7 @@ impl History {
             reader: Mutex::new(reader),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            flush_wanted: std::sync::atomic::AtomicBool::new(false),
         });
         let (tx, rx) = sync_channel(QUEUE);
         let thread_shared = Arc::clone(&shared);
@@ -410,6 +418,9 @@ impl History {
     /// Waits (blocking) until everything queued before now is committed.
     pub fn flush(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
+        // Before the barrier is queued: a writer gathering rows stops at its
+        // next look, and one that has already stopped finds the barrier first.
+        self.shared.flush_wanted.store(true, Ordering::Release);
         if self.tx.send(Op::Barrier(tx)).is_ok() {
             let _ = rx.recv();
         }
@@ -663,8 +674,16 @@ fn write_loop(
         let mut ops = vec![first];
         if !matches!(ops[0], Op::Barrier(_)) {
             // Senders do not wake a sleeping thread: rows queue up meanwhile.
-            std::thread::sleep(WINDOW);
+            let start = Instant::now();
+            while !shared.flush_wanted.load(Ordering::Acquire) {
+                let left = WINDOW.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(SLICE));
+            }
         }
+        shared.flush_wanted.store(false, Ordering::Release);
         ops.extend(rx.try_iter().take(BATCH - 1));
         let n = ops.len();
         // The states of one call within the window become one write: a
@@ -868,6 +887,23 @@ mod tests {
             .collect();
         assert_eq!(events, ["ringing", "in-progress", "completed"]);
         assert_eq!(h.counts(), (0, 1), "three states in one window: one write");
+    }
+
+    /// The writer gathers rows for up to `WINDOW` before it commits; a
+    /// reader waiting in `flush` (every REST read) must not wait that out.
+    #[test]
+    fn a_flush_cuts_the_gathering_window_short() {
+        let path = temp("flushwait");
+        let h = History::open(&path, None).unwrap();
+        let start = Instant::now();
+        for i in 0..5 {
+            h.record(record(&format!("CA{i}"), CallStatus::Ringing, 100));
+            h.flush();
+        }
+        // Five windows waited out would take 500 ms.
+        let took = start.elapsed();
+        assert!(took < WINDOW * 5 * 4 / 5, "{took:?}");
+        assert_eq!(h.counts(), (0, 5));
     }
 
     #[test]
