@@ -350,16 +350,9 @@ pub struct TransactionLayer {
     cfg: TimerConfig,
     ids: IdGen,
     next_id: u64,
-    txs: HashMap<u64, Box<Tx>>,
-    /// Transactions by their client, server, merge (§8.2.2.2) and 2xx-ACK
-    /// keys. The tables hold ids only: each key lives once, in its
-    /// transaction (tens of thousands linger at a time; a key copy per
-    /// table entry was a fifth of their memory).
-    clients: HashTable<u64>,
-    servers: HashTable<u64>,
-    merges: HashTable<u64>,
-    acks: HashTable<u64>,
-    hasher: RandomState,
+    txs: Txs,
+    /// Transactions by their keys.
+    index: Index,
     heap: BinaryHeap<Reverse<(Instant, u64, TimerKind)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TuEvent>,
@@ -374,11 +367,7 @@ impl TransactionLayer {
             ids,
             next_id: 1,
             txs: HashMap::with_capacity(1024),
-            clients: HashTable::new(),
-            servers: HashTable::new(),
-            merges: HashTable::new(),
-            acks: HashTable::new(),
-            hasher: RandomState::new(),
+            index: Index::default(),
             heap: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -458,11 +447,7 @@ impl TransactionLayer {
 
     fn terminate(&mut self, id: u64) {
         if let Some(tx) = self.txs.remove(&id) {
-            let h = &self.hasher;
-            unindex(&mut self.clients, h, id, tx.client_key.as_ref());
-            unindex(&mut self.servers, h, id, tx.server_key.as_ref());
-            unindex(&mut self.merges, h, id, tx.merge_key.as_deref());
-            unindex(&mut self.acks, h, id, tx.ack_key.as_deref());
+            self.index.remove(id, &tx);
         }
     }
 
@@ -524,13 +509,7 @@ impl TransactionLayer {
             tx.set_timer(TimerKind::F, now + self.cfg.t1x64(), &mut self.heap, id);
         }
         let id = self.alloc(tx);
-        index(
-            &mut self.clients,
-            &self.txs,
-            &self.hasher,
-            id,
-            client_key_of,
-        );
+        self.index.add(&self.txs, id);
         self.send(peer, data);
         TxId(id)
     }
@@ -583,7 +562,7 @@ impl TransactionLayer {
             branch: branch.to_owned(),
             method,
         };
-        find(&self.clients, &self.txs, &self.hasher, &key, client_key_of).map(TxId)
+        self.index.client(&self.txs, &key).map(TxId)
     }
 
     /// Queues bytes built outside the layer (a stateless error response).
@@ -653,7 +632,7 @@ impl TransactionLayer {
             method,
         };
         let code = response.status_code.code();
-        let Some(id) = find(&self.clients, &self.txs, &self.hasher, &key, client_key_of) else {
+        let Some(id) = self.index.client(&self.txs, &key) else {
             if (200..300).contains(&code) && key.method == Method::Invite {
                 self.events
                     .push_back(TuEvent::Stray2xx { response, source });
@@ -820,13 +799,7 @@ impl TransactionLayer {
             Method::Ack => self.on_ack(now, request, source, lookup),
             Method::Cancel => self.on_cancel(now, request, reply_to, lookup),
             _ => {
-                if let Some(id) = find(
-                    &self.servers,
-                    &self.txs,
-                    &self.hasher,
-                    &lookup,
-                    server_key_of,
-                ) {
+                if let Some(id) = self.index.server(&self.txs, &lookup) {
                     self.stats.absorbed += 1;
                     let t = self.txs.get_mut(&id).expect("indexed transaction exists");
                     if t.last.is_none()
@@ -880,9 +853,9 @@ impl TransactionLayer {
         } else {
             None
         };
-        let merged = merge_key.as_ref().is_some_and(|k| {
-            find(&self.merges, &self.txs, &self.hasher, k, merge_key_of).is_some()
-        });
+        let merged = merge_key
+            .as_ref()
+            .is_some_and(|k| self.index.merge(&self.txs, k).is_some());
         let mut tx = Tx {
             kind: if invite {
                 Kind::ServerInvite
@@ -918,13 +891,7 @@ impl TransactionLayer {
             let resp = response_to(&request, 482, Some("Loop Detected"), Some(&self.ids.tag()));
             tx.to_tag = None;
             let id = self.alloc(tx);
-            index(
-                &mut self.servers,
-                &self.txs,
-                &self.hasher,
-                id,
-                server_key_of,
-            );
+            self.index.add(&self.txs, id);
             self.respond_inner(now, id, resp);
             return;
         }
@@ -933,14 +900,7 @@ impl TransactionLayer {
             let t = self.txs.get_mut(&id).expect("just allocated");
             t.set_timer(TimerKind::Trying, now + TRYING_AFTER, &mut self.heap, id);
         }
-        index(
-            &mut self.servers,
-            &self.txs,
-            &self.hasher,
-            id,
-            server_key_of,
-        );
-        index(&mut self.merges, &self.txs, &self.hasher, id, merge_key_of);
+        self.index.add(&self.txs, id);
         self.events.push_back(TuEvent::Request {
             tx: TxId(id),
             request,
@@ -949,7 +909,7 @@ impl TransactionLayer {
     }
 
     fn on_ack(&mut self, now: Instant, request: Request, source: Peer, key: ServerKey) {
-        if let Some(id) = find(&self.servers, &self.txs, &self.hasher, &key, server_key_of) {
+        if let Some(id) = self.index.server(&self.txs, &key) {
             let cfg = self.cfg;
             let t = self.txs.get_mut(&id).expect("indexed transaction exists");
             match t.state {
@@ -978,7 +938,7 @@ impl TransactionLayer {
         // sent (wrong or missing tags: a blind forger) reaches the
         // transaction user without a transaction.
         let ack_key = AckKey::of(&request.headers, request.headers.to_tag());
-        let tx = ack_key.and_then(|k| find(&self.acks, &self.txs, &self.hasher, &k, ack_key_of));
+        let tx = ack_key.and_then(|k| self.index.ack(&self.txs, &k));
         if let Some(id) = tx
             && let Some(t) = self.txs.get_mut(&id)
         {
@@ -999,7 +959,7 @@ impl TransactionLayer {
     }
 
     fn on_cancel(&mut self, now: Instant, request: Request, reply_to: Peer, key: ServerKey) {
-        if let Some(id) = find(&self.servers, &self.txs, &self.hasher, &key, server_key_of) {
+        if let Some(id) = self.index.server(&self.txs, &key) {
             self.stats.absorbed += 1;
             if let Some(last) = self.txs[&id].last.clone() {
                 self.send(reply_to, last);
@@ -1013,14 +973,7 @@ impl TransactionLayer {
         // Over UDP a CANCEL must come from where its INVITE came from: the
         // branch alone can be copied by anyone who saw the INVITE, and
         // written by anyone who guesses it.
-        let invite = find(
-            &self.servers,
-            &self.txs,
-            &self.hasher,
-            &invite_key,
-            server_key_of,
-        )
-        .filter(|i| {
+        let invite = self.index.server(&self.txs, &invite_key).filter(|i| {
             let p = self.txs[i].peer;
             p.transport != Transport::Udp || p.addr.ip() == reply_to.addr.ip()
         });
@@ -1060,13 +1013,7 @@ impl TransactionLayer {
         };
         let resp = response_to(&request, 200, None, Some(&tag));
         let id = self.alloc(tx);
-        index(
-            &mut self.servers,
-            &self.txs,
-            &self.hasher,
-            id,
-            server_key_of,
-        );
+        self.index.add(&self.txs, id);
         self.respond_inner(now, id, resp);
         if let Some(inv) = invite
             && self
@@ -1174,7 +1121,7 @@ impl TransactionLayer {
                 let peer = t.peer;
                 self.send(peer, data);
                 if indexed_ack {
-                    index(&mut self.acks, &self.txs, &self.hasher, id, ack_key_of);
+                    self.index.add_ack(&self.txs, id);
                 }
                 true
             }
@@ -1279,46 +1226,86 @@ impl TransactionLayer {
     }
 }
 
-/// The client key of a transaction, if it has one (the key functions the
-/// index tables read their keys through).
-fn client_key_of(t: &Tx) -> Option<&ClientKey> {
-    t.client_key.as_ref()
+/// Transactions by their client, server, merge (§8.2.2.2) and 2xx-ACK
+/// keys. The tables hold ids only: each key lives once, in its transaction,
+/// and entries are hashed and compared through it (tens of thousands of
+/// transactions linger at a time; a key copy per entry was a fifth of their
+/// memory). A table that grows rehashes from the transactions.
+#[derive(Debug, Default)]
+struct Index {
+    clients: HashTable<u64>,
+    servers: HashTable<u64>,
+    merges: HashTable<u64>,
+    acks: HashTable<u64>,
+    hasher: RandomState,
 }
 
-fn server_key_of(t: &Tx) -> Option<&ServerKey> {
-    t.server_key.as_ref()
+type Txs = HashMap<u64, Box<Tx>>;
+
+impl Index {
+    fn client(&self, txs: &Txs, key: &ClientKey) -> Option<u64> {
+        self.find(&self.clients, txs, key, |t| t.client_key.as_ref())
+    }
+
+    fn server(&self, txs: &Txs, key: &ServerKey) -> Option<u64> {
+        self.find(&self.servers, txs, key, |t| t.server_key.as_ref())
+    }
+
+    fn merge(&self, txs: &Txs, key: &MergeKey) -> Option<u64> {
+        self.find(&self.merges, txs, key, |t| t.merge_key.as_deref())
+    }
+
+    fn ack(&self, txs: &Txs, key: &AckKey) -> Option<u64> {
+        self.find(&self.acks, txs, key, |t| t.ack_key.as_deref())
+    }
+
+    /// Indexes transaction `id` (already in `txs`) by the client, server
+    /// and merge keys it has.
+    fn add(&mut self, txs: &Txs, id: u64) {
+        let h = &self.hasher;
+        insert(&mut self.clients, h, txs, id, |t| t.client_key.as_ref());
+        insert(&mut self.servers, h, txs, id, |t| t.server_key.as_ref());
+        insert(&mut self.merges, h, txs, id, |t| t.merge_key.as_deref());
+    }
+
+    /// Indexes transaction `id` by the ACK key its 2xx gave it.
+    fn add_ack(&mut self, txs: &Txs, id: u64) {
+        insert(&mut self.acks, &self.hasher, txs, id, |t| {
+            t.ack_key.as_deref()
+        });
+    }
+
+    /// Removes terminated transaction `id`'s entries (its own: a newer
+    /// transaction that took an equal key keeps its entry).
+    fn remove(&mut self, id: u64, tx: &Tx) {
+        let h = &self.hasher;
+        remove(&mut self.clients, h, id, tx.client_key.as_ref());
+        remove(&mut self.servers, h, id, tx.server_key.as_ref());
+        remove(&mut self.merges, h, id, tx.merge_key.as_deref());
+        remove(&mut self.acks, h, id, tx.ack_key.as_deref());
+    }
+
+    fn find<K: Hash + Eq>(
+        &self,
+        table: &HashTable<u64>,
+        txs: &Txs,
+        key: &K,
+        key_of: fn(&Tx) -> Option<&K>,
+    ) -> Option<u64> {
+        table
+            .find(self.hasher.hash_one(key), |id| {
+                txs.get(id).and_then(|t| key_of(t)) == Some(key)
+            })
+            .copied()
+    }
 }
 
-fn merge_key_of(t: &Tx) -> Option<&MergeKey> {
-    t.merge_key.as_deref()
-}
-
-fn ack_key_of(t: &Tx) -> Option<&AckKey> {
-    t.ack_key.as_deref()
-}
-
-/// The transaction whose key (read through `key_of`) equals `key`.
-fn find<K: Hash + Eq>(
-    table: &HashTable<u64>,
-    txs: &HashMap<u64, Box<Tx>>,
-    hasher: &RandomState,
-    key: &K,
-    key_of: fn(&Tx) -> Option<&K>,
-) -> Option<u64> {
-    table
-        .find(hasher.hash_one(key), |id| {
-            txs.get(id).and_then(|t| key_of(t)) == Some(key)
-        })
-        .copied()
-}
-
-/// Indexes transaction `id` (already in `txs`) by its key, if it has one;
-/// it takes the place of a transaction with an equal key, as a map insert
-/// would.
-fn index<K: Hash + Eq>(
+/// Adds `id` to `table` under its key, if it has one; it takes the place
+/// of a transaction with an equal key, as a map insert would.
+fn insert<K: Hash + Eq>(
     table: &mut HashTable<u64>,
-    txs: &HashMap<u64, Box<Tx>>,
     hasher: &RandomState,
+    txs: &Txs,
     id: u64,
     key_of: fn(&Tx) -> Option<&K>,
 ) {
@@ -1326,13 +1313,11 @@ fn index<K: Hash + Eq>(
         return;
     };
     let h = hasher.hash_one(key);
-    if let Some(slot) = table.find_mut(h, |other| {
-        txs.get(other).and_then(|t| key_of(t)) == Some(key)
-    }) {
+    let same = |other: &u64| txs.get(other).and_then(|t| key_of(t)) == Some(key);
+    if let Some(slot) = table.find_mut(h, same) {
         *slot = id;
         return;
     }
-    // Growing the table rehashes each entry from its transaction's key.
     table.insert_unique(h, id, |other| {
         txs.get(other)
             .and_then(|t| key_of(t))
@@ -1340,9 +1325,7 @@ fn index<K: Hash + Eq>(
     });
 }
 
-/// Removes transaction `id`'s entry for `key` (its own: a newer
-/// transaction that took the key keeps it).
-fn unindex<K: Hash>(table: &mut HashTable<u64>, hasher: &RandomState, id: u64, key: Option<&K>) {
+fn remove<K: Hash>(table: &mut HashTable<u64>, hasher: &RandomState, id: u64, key: Option<&K>) {
     let Some(key) = key else { return };
     if let Ok(entry) = table.find_entry(hasher.hash_one(key), |&other| other == id) {
         entry.remove();

@@ -36,6 +36,19 @@ fn request_in(method: Method, branch: &str, call_id: &str) -> Request {
         .build()
 }
 
+/// The ACK for a 2xx to an INVITE of [`request_in`]: its own branch, the
+/// dialog's Call-ID and tags (`to`: the To header with the 2xx's tag), the
+/// INVITE's CSeq number.
+fn ack_in(call_id: &str, branch: &str, to: &str) -> Request {
+    RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
+        .via("UDP", "127.0.0.1:5098", branch)
+        .from("<sip:alice@127.0.0.1>;tag=alice1")
+        .to(to)
+        .call_id(call_id)
+        .cseq(1)
+        .build()
+}
+
 fn layer() -> TransactionLayer {
     TransactionLayer::new(TimerConfig::default(), IdGen::seeded(1))
 }
@@ -405,13 +418,7 @@ fn server_invite_2xx_retransmitted_until_ack_reaches_tu() {
     assert!(drain(&mut l).is_empty());
     // The ACK for the 2xx has its own branch and is matched by the dialog
     // (Call-ID, both tags) and the CSeq number.
-    let ack = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
-        .via("UDP", "127.0.0.1:5098", "z9hG4bKack")
-        .from("<sip:alice@127.0.0.1>;tag=alice1")
-        .to("<sip:bob@127.0.0.1>;tag=t")
-        .call_id("call-1")
-        .cseq(1)
-        .build();
+    let ack = ack_in("call-1", "z9hG4bKack", "<sip:bob@127.0.0.1>;tag=t");
     l.handle_message(
         t0 + Duration::from_secs(2),
         SipMessage::Request(ack),
@@ -441,13 +448,7 @@ fn an_ack_without_the_2xx_to_tag_acknowledges_nothing() {
     l.respond(t0, tx, response_to(&req, 200, None, Some("secret-tag")));
     drain(&mut l);
     for to in ["<sip:bob@127.0.0.1>;tag=guess", "<sip:bob@127.0.0.1>"] {
-        let forged = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
-            .via("UDP", "127.0.0.1:5098", "z9hG4bKforged")
-            .from("<sip:alice@127.0.0.1>;tag=alice1")
-            .to(to)
-            .call_id("call-1")
-            .cseq(1)
-            .build();
+        let forged = ack_in("call-1", "z9hG4bKforged", to);
         l.handle_message(t0 + 100 * MS, SipMessage::Request(forged), udp(5098));
         let ev = events(&mut l);
         assert!(
@@ -810,13 +811,7 @@ fn settled_transactions_keep_only_what_they_still_resend() {
         kept(&l, sinv).1.is_some(),
         "the 2xx is resent until its ACK"
     );
-    let ack = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
-        .via("UDP", "127.0.0.1:5098", "z9hG4bKack")
-        .from("<sip:alice@127.0.0.1>;tag=alice1")
-        .to("<sip:bob@127.0.0.1>;tag=t")
-        .call_id("call-1")
-        .cseq(1)
-        .build();
+    let ack = ack_in("call-1", "z9hG4bKack", "<sip:bob@127.0.0.1>;tag=t");
     l.handle_message(t0, SipMessage::Request(ack), udp(5098));
     assert_eq!(kept(&l, sinv), (false, None));
     // Server BYE: its 200 is resent to a retransmitted BYE, sized to fit.
@@ -904,13 +899,11 @@ fn thousands_of_transactions_stay_findable_as_their_tables_grow() {
         l.handle_message(t0, SipMessage::Request(r.clone()), udp(5098));
     }
     for (i, r) in invites.iter().enumerate() {
-        let ack = RequestBuilder::new(Method::Ack, "sip:bob@127.0.0.1".try_into().unwrap())
-            .via("UDP", "127.0.0.1:5098", &format!("z9hG4bKa{i}"))
-            .from("<sip:alice@127.0.0.1>;tag=alice1")
-            .to("<sip:bob@127.0.0.1>;tag=t")
-            .call_id(r.headers.call_id().unwrap())
-            .cseq(1)
-            .build();
+        let ack = ack_in(
+            r.headers.call_id().unwrap(),
+            &format!("z9hG4bKa{i}"),
+            "<sip:bob@127.0.0.1>;tag=t",
+        );
         l.handle_message(t0, SipMessage::Request(ack), udp(5098));
     }
     let ev = events(&mut l);
