@@ -11,7 +11,10 @@ use tandem::config::Config;
 use tandem::run;
 
 /// mimalloc instead of glibc malloc: under call load glibc's arena locks
-/// were a fifth of Tandem's CPU (docs/benchmarks.md, perf profile).
+/// were a fifth of Tandem's CPU (docs/benchmarks.md, perf profile). The
+/// `system-allocator` feature leaves malloc to libc, where heap profilers
+/// (heaptrack) can see it (docs/benchmarks.md §3(q)).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
