@@ -310,9 +310,9 @@ impl Tx {
         }
     }
 
-    /// Drops the request's headers and body once a final response settled the
-    /// transaction: what remains (timers, the last message for retransmission,
-    /// the Call-ID) is all the Completed/Accepted/Confirmed states need, and a
+    /// Drops the request once a final response settled the transaction:
+    /// what remains (timers, keys, the last message for retransmission, the
+    /// Call-ID) is all the Completed/Accepted/Confirmed states need, and a
     /// busy endpoint holds tens of thousands of such transactions.
     fn slim(&mut self) {
         self.request = None;
