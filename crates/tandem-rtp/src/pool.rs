@@ -6,9 +6,16 @@
 //! engine answers 503). Dropping a pair puts it back at once, after draining
 //! packets still queued for the previous call. Reuse is first-in first-out,
 //! so a port just released is the last to be handed out again.
+//!
+//! A pair a relay leg gave back stays registered with the tokio runtime that
+//! leg ran on ("warm"): the next leg started on that runtime uses it as it
+//! is, instead of registering both sockets with the reactor and removing
+//! them again at the end (four `epoll_ctl` per leg, two legs per call:
+//! ~5 % of Tandem's CPU under SIPp load, docs/benchmarks.md §3(r)).
 
 use std::collections::VecDeque;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -70,12 +77,26 @@ pub struct PoolExhausted {
 }
 
 struct Pair {
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
+    sockets: Sockets,
     /// The RTP socket's address, kept: asking the socket is a system call
     /// (`getsockname`), and SDP writers ask several times per call.
     addr: SocketAddr,
 }
+
+/// A pair's RTP and RTCP sockets.
+enum Sockets {
+    /// As bound: registered with no reactor.
+    Cold(UdpSocket, UdpSocket),
+    /// Still registered with the reactor of the runtime `runtime`.
+    Warm {
+        rtp: tokio::net::UdpSocket,
+        rtcp: tokio::net::UdpSocket,
+        runtime: tokio::runtime::Id,
+    },
+}
+
+/// Tokio sockets registered with the current runtime's reactor.
+pub(crate) type Registered = (tokio::net::UdpSocket, tokio::net::UdpSocket);
 
 struct Inner {
     free: Mutex<VecDeque<Pair>>,
@@ -132,7 +153,10 @@ impl PortPool {
             let addr = SocketAddr::new(cfg.addr, port);
             let pair = bind_one(addr, cfg.recv_buffer).and_then(|rtp| {
                 let rtcp = bind_one(SocketAddr::new(cfg.addr, port + 1), cfg.recv_buffer)?;
-                Ok(Pair { rtp, rtcp, addr })
+                Ok(Pair {
+                    sockets: Sockets::Cold(rtp, rtcp),
+                    addr,
+                })
             });
             match pair {
                 Ok(p) => free.push_back(p),
@@ -248,17 +272,31 @@ impl PortPair {
         SocketAddr::new(a.ip(), a.port() + 1)
     }
 
-    /// The sockets, with a token that returns them to the pool.
-    pub(crate) fn into_sockets(mut self) -> (UdpSocket, UdpSocket, PoolReturn) {
+    /// The sockets registered with the current tokio runtime (a pair a leg
+    /// of this runtime gave back already is), with a token that returns
+    /// them to the pool. Must be called within a runtime.
+    pub(crate) fn into_registered(mut self) -> io::Result<(Registered, PoolReturn)> {
         let p = self
             .pair
             .take()
             .unwrap_or_else(|| unreachable!("pair taken"));
+        let here = tokio::runtime::Handle::current().id();
         let ret = PoolReturn {
             pool: Arc::clone(&self.pool),
             addr: p.addr,
+            runtime: here,
         };
-        (p.rtp, p.rtcp, ret)
+        let (rtp, rtcp) = match p.sockets {
+            Sockets::Warm { rtp, rtcp, runtime } if runtime == here => {
+                return Ok(((rtp, rtcp), ret));
+            }
+            // Registered with another runtime's reactor: moved to this one.
+            Sockets::Warm { rtp, rtcp, .. } => (rtp.into_std()?, rtcp.into_std()?),
+            Sockets::Cold(rtp, rtcp) => (rtp, rtcp),
+        };
+        let rtp = tokio::net::UdpSocket::from_std(rtp)?;
+        let rtcp = tokio::net::UdpSocket::from_std(rtcp)?;
+        Ok(((rtp, rtcp), ret))
     }
 }
 
@@ -274,15 +312,21 @@ impl Drop for PortPair {
 pub(crate) struct PoolReturn {
     pool: Arc<Inner>,
     addr: SocketAddr,
+    /// The runtime the sockets were registered with.
+    runtime: tokio::runtime::Id,
 }
 
 impl PoolReturn {
-    pub(crate) fn give_back(self, rtp: UdpSocket, rtcp: UdpSocket) {
+    /// Returns the pair still registered with its runtime's reactor.
+    pub(crate) fn give_back(self, (rtp, rtcp): Registered) {
         give_back(
             &self.pool,
             Pair {
-                rtp,
-                rtcp,
+                sockets: Sockets::Warm {
+                    rtp,
+                    rtcp,
+                    runtime: self.runtime,
+                },
                 addr: self.addr,
             },
         );
@@ -291,9 +335,17 @@ impl PoolReturn {
 
 fn give_back(pool: &Inner, p: Pair) {
     // Drop what the previous call left queued, so the next call does not
-    // hear it (or latch onto its sender).
-    let mut buf = [0u8; 2048];
-    for s in [&p.rtp, &p.rtcp] {
+    // hear it (or latch onto its sender). Read past tokio's readiness (it
+    // may not have seen the last packets yet): a packet left behind wakes
+    // the reactor again, and the next leg's first read clears what is stale.
+    let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+    let refs = match &p.sockets {
+        Sockets::Cold(rtp, rtcp) => [socket2::SockRef::from(rtp), socket2::SockRef::from(rtcp)],
+        Sockets::Warm { rtp, rtcp, .. } => {
+            [socket2::SockRef::from(rtp), socket2::SockRef::from(rtcp)]
+        }
+    };
+    for s in refs {
         for _ in 0..10_000 {
             if s.recv_from(&mut buf).is_err() {
                 break;
@@ -304,4 +356,57 @@ fn give_back(pool: &Inner, p: Pair) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push_back(p);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn front_is_warm_here(pool: &PortPool) -> bool {
+        let free = pool.inner.free.lock().unwrap();
+        matches!(
+            free.front(),
+            Some(Pair { sockets: Sockets::Warm { runtime, .. }, .. })
+                if *runtime == tokio::runtime::Handle::current().id()
+        )
+    }
+
+    /// A pair comes back still registered with the runtime it was used on,
+    /// drained of what the last call left queued, and is handed out again
+    /// as it is.
+    #[tokio::test]
+    async fn a_pair_given_back_stays_registered_and_is_drained() {
+        let pool = PortPool::bind(&PoolConfig {
+            addr: "127.0.0.1".parse().unwrap(),
+            port_min: 22480,
+            port_max: 22481,
+            recv_buffer: None,
+        })
+        .unwrap();
+        let pair = pool.allocate().unwrap();
+        let (rtp_addr, rtcp_addr) = (pair.rtp_addr(), pair.rtcp_addr());
+        assert!(!front_is_warm_here(&pool));
+        let (socks, ret) = pair.into_registered().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for to in [rtp_addr, rtcp_addr, rtp_addr] {
+            peer.send_to(b"left over", to).unwrap();
+        }
+        ret.give_back(socks);
+        assert!(front_is_warm_here(&pool));
+        let ((rtp, rtcp), _ret) = pool.allocate().unwrap().into_registered().unwrap();
+        let mut buf = [MaybeUninit::<u8>::uninit(); 64];
+        for s in [&rtp, &rtcp] {
+            let e = socket2::SockRef::from(s).recv_from(&mut buf).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        }
+        // And it still receives.
+        peer.send_to(b"new call", rtp_addr).unwrap();
+        let mut got = [0u8; 64];
+        let (n, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), rtp.recv_from(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(&got[..n], b"new call");
+    }
 }

@@ -523,6 +523,69 @@ async fn closed_legs_return_their_ports() {
     panic!("dropped leg did not return its ports");
 }
 
+/// A pair a leg gave back stays registered with its runtime's reactor: the
+/// next legs on it relay both ways, on that runtime, and on another one
+/// after the first has shut down (the pair moves to the new reactor).
+#[test]
+fn pairs_given_back_relay_again_on_their_runtime_and_on_another() {
+    let pool = pool(22380, 2);
+    let call = |rt: &tokio::runtime::Runtime, id: u32| {
+        let call = async {
+            let a = Leg::start(pool.allocate().unwrap(), cfg(id), None).unwrap();
+            let b = Leg::start(pool.allocate().unwrap(), cfg(id + 1), None).unwrap();
+            bridge(&a, &b);
+            let mut ea = Endpoint::new(0xA).await;
+            let mut eb = Endpoint::new(0xB).await;
+            // Both latched first (as in `bridged`).
+            ea.send(a.local_rtp_addr(), 0, &[0; 160]).await;
+            eb.send(b.local_rtp_addr(), 0, &[0; 160]).await;
+            let _ = ea.drain(QUIET).await;
+            let _ = eb.drain(QUIET).await;
+            ea.send(a.local_rtp_addr(), 0, &numbered(1)).await;
+            eb.send(b.local_rtp_addr(), 0, &numbered(2)).await;
+            let (to_b, to_a) = (eb.recv_n(1, WAIT).await, ea.recv_n(1, WAIT).await);
+            let got = |p: &[Rx]| p.first().map(number_of);
+            assert_eq!(got(&to_b), Some(1), "call {id}: A->B");
+            assert_eq!(got(&to_a), Some(2), "call {id}: B->A");
+            let ports = (a.local_rtp_addr().port(), b.local_rtp_addr().port());
+            a.close().await;
+            b.close().await;
+            assert_eq!(pool.available(), 2);
+            ports
+        };
+        let limit = Duration::from_secs(5);
+        rt.block_on(async { tokio::time::timeout(limit, call).await })
+            .unwrap_or_else(|_| panic!("call {id} did not end"))
+    };
+    let current = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = current();
+    let ports = call(&first, 1);
+    // The same pairs, still registered here.
+    let mut again = call(&first, 3);
+    assert_eq!(
+        (again.0.min(again.1), again.0.max(again.1)),
+        (ports.0.min(ports.1), ports.0.max(ports.1))
+    );
+    drop(first);
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    again = call(&multi, 5);
+    assert_eq!(
+        (again.0.min(again.1), again.0.max(again.1)),
+        (ports.0.min(ports.1), ports.0.max(ports.1))
+    );
+    // And back on a current-thread runtime: moved once more.
+    call(&current(), 7);
+}
+
 /// Regression: an RTCP address latched first is kept when RTP latches
 /// afterwards (RTP used to overwrite it with its own port + 1).
 #[tokio::test]

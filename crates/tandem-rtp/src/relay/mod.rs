@@ -340,14 +340,8 @@ fn send_now(sock: &UdpSocket, pkt: &[u8], dst: SocketAddr) -> io::Result<usize> 
 
 impl Drop for LegShared {
     fn drop(&mut self) {
-        let Some(s) = self.sockets.take() else { return };
-        match (s.rtp.into_std(), s.rtcp.into_std()) {
-            (Ok(rtp), Ok(rtcp)) => s.ret.give_back(rtp, rtcp),
-            _ => tracing::warn!(
-                leg = self.id.0,
-                port = self.local_rtp.port(),
-                "RTP pair lost from the pool"
-            ),
+        if let Some(s) = self.sockets.take() {
+            s.ret.give_back((s.rtp, s.rtcp));
         }
     }
 }
@@ -388,11 +382,7 @@ impl Leg {
         events: Option<mpsc::Sender<MediaEvent>>,
     ) -> io::Result<Leg> {
         let local_rtp = pair.rtp_addr();
-        let (rtp, rtcp, ret) = pair.into_sockets();
-        let (rtp, rtcp) = match (UdpSocket::from_std(rtp), UdpSocket::from_std(rtcp)) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => return Err(e),
-        };
+        let ((rtp, rtcp), ret) = pair.into_registered()?;
         let mut seed = cfg.seed.unwrap_or_else(rand::random);
         let r = splitmix(&mut seed);
         let tx = TxState::new(r as u32, (r >> 32) as u16, splitmix(&mut seed) as u32);
