@@ -1,7 +1,12 @@
-//! The engine's front door: takes every endpoint event, routes it by Call-ID
-//! to the call actor that owns it (parent and child legs alike), and starts a
-//! new call for an out-of-dialog INVITE from an allowed source (design §3, §4
+//! The engine's front door: routes every endpoint event by Call-ID to the
+//! call actor that owns it (parent and child legs alike), and starts a new
+//! call for an out-of-dialog INVITE from an allowed source (design §3, §4
 //! step 1). Unknown in-dialog requests get 481, unknown sources 403.
+//!
+//! An event for a live call is routed on the shard's own task (`forward`,
+//! installed as the endpoint's router); the dispatcher ([`Engine::run`])
+//! gets the rest: new calls, requests the engine answers itself, events of
+//! calls that have ended.
 
 use std::sync::{Arc, Mutex};
 
@@ -197,34 +202,39 @@ impl Engine {
             PromptsConfig::new(cfg.recording_dir.join("tts-cache")),
             Some(webhook.clone()),
         ));
-        Ok(Self {
-            ctx: Arc::new(Ctx {
-                prompts,
-                recordings: recordings.clone(),
-                metrics,
-                docs: DashMap::new(),
-                admission: Admission::new(cfg.limits, std::time::Instant::now()),
-                dns: crate::dns::Resolver::new(&cfg.dns_servers),
-                queues: crate::queue::Queues::default(),
-                rooms: Arc::new(
-                    crate::conference::Rooms::new(
-                        callbacks.clone(),
-                        cfg.account_sid.clone(),
-                        Some(recordings.clone()),
-                    )
-                    .with_history(history.clone()),
-                ),
-                cfg: Arc::new(cfg),
-                ep,
-                webhook,
-                callbacks,
-                calls: DashMap::new(),
-                history,
-                live: DashMap::new(),
-                media,
-                registrar: Mutex::new(registrar),
-            }),
-        })
+        let ctx = Arc::new(Ctx {
+            prompts,
+            recordings: recordings.clone(),
+            metrics,
+            docs: DashMap::new(),
+            admission: Admission::new(cfg.limits, std::time::Instant::now()),
+            dns: crate::dns::Resolver::new(&cfg.dns_servers),
+            queues: crate::queue::Queues::default(),
+            rooms: Arc::new(
+                crate::conference::Rooms::new(
+                    callbacks.clone(),
+                    cfg.account_sid.clone(),
+                    Some(recordings.clone()),
+                )
+                .with_history(history.clone()),
+            ),
+            cfg: Arc::new(cfg),
+            ep,
+            webhook,
+            callbacks,
+            calls: DashMap::new(),
+            history,
+            live: DashMap::new(),
+            media,
+            registrar: Mutex::new(registrar),
+        });
+        let forward = Arc::new(Forward(Arc::downgrade(&ctx)));
+        if ctx.ep.set_router(forward).is_err() {
+            // Another engine took this endpoint first: every event goes
+            // through the dispatcher instead.
+            tracing::debug!("endpoint has a router already; events go through the dispatcher");
+        }
+        Ok(Self { ctx })
     }
 
     /// Starts Tandem's HTTP listener (recordings, `/healthz`, `/metrics`).
@@ -274,9 +284,16 @@ impl Engine {
         }
     }
 
+    /// What [`forward`] gave back: requests the engine answers itself,
+    /// new calls, events for calls that have ended.
     async fn dispatch(&self, ev: EndpointEvent) {
         let shard = ev.shard;
-        let (call_id, msg) = match ev.event {
+        // `ev`'s hold on its Call-ID lasts to the end of this function:
+        // later events of the call queue behind this one until then.
+        let Some(event) = forward(&self.ctx, shard, ev.event) else {
+            return;
+        };
+        match event {
             TuEvent::Request {
                 tx,
                 request,
@@ -287,13 +304,7 @@ impl Engine {
                     self.not_implemented(stx, &request, name, source).await;
                     return;
                 }
-                let supported = if self.ctx.cfg.session_timers.is_some() {
-                    SUPPORTED_OPTIONS
-                } else {
-                    &SUPPORTED_OPTIONS[..2]
-                };
-                let missing =
-                    tandem_sip::message::unsupported_requirements(&request.headers, supported);
+                let missing = missing_requirements(&self.ctx, &request);
                 if !missing.is_empty() {
                     // RFC 3261 §8.2.2.3: an extension the request requires
                     // and Tandem does not do is refused, not ignored.
@@ -312,7 +323,6 @@ impl Engine {
                     return;
                 };
                 self.offer(&actor, stx, request, source).await;
-                return;
             }
             TuEvent::Ack {
                 tx: None,
@@ -327,61 +337,8 @@ impl Engine {
                     source = %source.addr,
                     "ACK matching no 2xx ignored"
                 );
-                return;
             }
-            TuEvent::Ack { request, .. } => {
-                let cid = request.headers.call_id().unwrap_or("").to_owned();
-                let sdp = (!request.body.is_empty()).then(|| request.body.into_boxed_slice());
-                (cid, CallMsg::Ack { sdp })
-            }
-            TuEvent::Cancelled { call_id, .. } => (call_id, CallMsg::Cancelled),
-            TuEvent::Response { response, .. } => {
-                let cid = response.headers.call_id().unwrap_or("").to_owned();
-                (
-                    cid,
-                    CallMsg::Response {
-                        response: Box::new(response),
-                        source: None,
-                    },
-                )
-            }
-            TuEvent::Stray2xx { response, source } => {
-                let cid = response.headers.call_id().unwrap_or("").to_owned();
-                (
-                    cid,
-                    CallMsg::Response {
-                        response: Box::new(response),
-                        source: Some(source),
-                    },
-                )
-            }
-            TuEvent::Timeout {
-                call_id,
-                method,
-                branch,
-                ..
-            } => (
-                call_id.clone(),
-                CallMsg::Timeout {
-                    call_id,
-                    method,
-                    branch,
-                },
-            ),
-            TuEvent::AckTimeout {
-                call_id, was_2xx, ..
-            } => (call_id, CallMsg::AckTimeout { was_2xx }),
-            other => {
-                tracing::debug!(?other, "endpoint event not handled");
-                return;
-            }
-        };
-        let Some(actor) = self.ctx.calls.get(&call_id).map(|a| a.clone()) else {
-            tracing::debug!(call_id, "event for a finished call dropped");
-            return;
-        };
-        if !actor.send(msg) {
-            tracing::debug!(call_id, "event for a finished call dropped");
+            other => tracing::debug!(?other, "event for no live call dropped"),
         }
     }
 
@@ -687,6 +644,128 @@ fn from_user(request: &Request) -> Option<String> {
 /// (RFC 3891), reliable provisional responses (RFC 3262) and session
 /// timers (RFC 4028, unless switched off, which drops the last). Any other
 /// is answered 420 (docs/sip-interop.md).
+/// The extensions `request` requires that Tandem does not do.
+fn missing_requirements<'a>(ctx: &Ctx, request: &'a Request) -> Vec<&'a str> {
+    let supported = if ctx.cfg.session_timers.is_some() {
+        SUPPORTED_OPTIONS
+    } else {
+        &SUPPORTED_OPTIONS[..2]
+    };
+    tandem_sip::message::unsupported_requirements(&request.headers, supported)
+}
+
+/// Hands an endpoint event to the call that owns its Call-ID, without
+/// waiting (`None`). Gives it back when it takes more: a request Tandem answers
+/// itself (501, 420), a Call-ID no call owns (a new call, or one that has
+/// ended), a request for a call too far behind to take it, an ACK that
+/// acknowledges nothing.
+fn forward(ctx: &Ctx, shard: usize, event: TuEvent) -> Option<TuEvent> {
+    let msg = match event {
+        TuEvent::Request {
+            tx,
+            request,
+            source,
+        } => {
+            if matches!(request.method, Method::Other(_))
+                || !missing_requirements(ctx, &request).is_empty()
+            {
+                return Some(TuEvent::Request {
+                    tx,
+                    request,
+                    source,
+                });
+            }
+            let Some(actor) = ctx.calls.get(request.headers.call_id().unwrap_or("")) else {
+                return Some(TuEvent::Request {
+                    tx,
+                    request,
+                    source,
+                });
+            };
+            let msg = CallMsg::Request {
+                stx: ServerTx { shard, tx },
+                request: Box::new(request),
+                source,
+            };
+            return match actor.offer(msg) {
+                Ok(()) => None,
+                Err((
+                    _,
+                    CallMsg::Request {
+                        stx,
+                        request,
+                        source,
+                    },
+                )) => Some(TuEvent::Request {
+                    tx: stx.tx,
+                    request: *request,
+                    source,
+                }),
+                Err(_) => unreachable!("offer gives back the message it was given"),
+            };
+        }
+        TuEvent::Ack { tx: None, .. } => return Some(event),
+        event => event,
+    };
+    let call_id = match &msg {
+        TuEvent::Ack { request, .. } => request.headers.call_id().unwrap_or(""),
+        TuEvent::Response { response, .. } | TuEvent::Stray2xx { response, .. } => {
+            response.headers.call_id().unwrap_or("")
+        }
+        TuEvent::Cancelled { call_id, .. }
+        | TuEvent::Timeout { call_id, .. }
+        | TuEvent::AckTimeout { call_id, .. } => call_id,
+        _ => return Some(msg),
+    };
+    let Some(actor) = ctx.calls.get(call_id) else {
+        return Some(msg);
+    };
+    let msg = match msg {
+        TuEvent::Ack { request, .. } => CallMsg::Ack {
+            sdp: (!request.body.is_empty()).then(|| request.body.into_boxed_slice()),
+        },
+        TuEvent::Cancelled { .. } => CallMsg::Cancelled,
+        TuEvent::Response { response, .. } => CallMsg::Response {
+            response: Box::new(response),
+            source: None,
+        },
+        TuEvent::Stray2xx { response, source } => CallMsg::Response {
+            response: Box::new(response),
+            source: Some(source),
+        },
+        TuEvent::Timeout {
+            call_id,
+            method,
+            branch,
+            ..
+        } => CallMsg::Timeout {
+            call_id,
+            method,
+            branch,
+        },
+        TuEvent::AckTimeout { was_2xx, .. } => CallMsg::AckTimeout { was_2xx },
+        other => return Some(other),
+    };
+    if !actor.send(msg) {
+        tracing::debug!("event for a finished call dropped");
+    }
+    None
+}
+
+/// The engine's [`tandem_transport::Router`]: [`forward`] on the shard's
+/// task, so an event for a live call skips the dispatcher.
+#[derive(Debug)]
+struct Forward(std::sync::Weak<Ctx>);
+
+impl tandem_transport::Router for Forward {
+    fn route(&self, shard: usize, event: TuEvent) -> Option<TuEvent> {
+        match self.0.upgrade() {
+            Some(ctx) => forward(&ctx, shard, event),
+            None => Some(event),
+        }
+    }
+}
+
 const SUPPORTED_OPTIONS: &[&str] = &["replaces", "100rel", "timer"];
 
 const HEALTH_STALL: std::time::Duration = std::time::Duration::from_secs(5);

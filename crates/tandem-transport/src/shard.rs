@@ -3,9 +3,9 @@
 //! layer emits, and hands events to the transaction user — all in order, by
 //! one task, so a call's 180 never overtakes its 200 (design §3).
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use tandem_sip::transaction::{Peer, TimerConfig, TransactionLayer, Transmit, Tra
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::{EndpointEvent, ShardInput, Stats, tcp};
+use crate::{EndpointEvent, Router, ShardInput, Stats, tcp};
 
 /// Where a shard sends bytes.
 #[derive(Debug)]
@@ -138,12 +138,7 @@ async fn send_many(sock: &UdpSocket, run: &[Transmit]) {
 
 /// FNV-1a over the trimmed Call-ID: stable and cheap.
 pub(crate) fn shard_of(call_id: &[u8], n: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in call_id {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % n.max(1) as u64) as usize
+    (call_key(call_id) % n.max(1) as u64) as usize
 }
 
 /// Finds the Call-ID value in raw message bytes without parsing the message
@@ -165,11 +160,88 @@ pub(crate) fn raw_call_id(data: &[u8]) -> &[u8] {
     b""
 }
 
+/// Where a shard's events go: the router first, if one is installed, then
+/// the event queue.
+pub(crate) struct ToUser {
+    pub events: mpsc::Sender<EndpointEvent>,
+    pub router: Arc<OnceLock<Arc<dyn Router>>>,
+}
+
+/// Per Call-ID (by hash), the events of one shard waiting for the
+/// transaction user in the event queue or the shard's overflow.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting(Mutex<HashMap<u64, u32>>);
+
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u32>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One event of a Call-ID counted in [`Waiting`] until it is dropped.
+#[derive(Debug)]
+pub(crate) struct Held {
+    waiting: Arc<Waiting>,
+    key: u64,
+}
+
+impl Held {
+    fn new(waiting: &Arc<Waiting>, key: u64) -> Held {
+        *waiting.lock().entry(key).or_insert(0) += 1;
+        Held {
+            waiting: Arc::clone(waiting),
+            key,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut w = self.waiting.lock();
+        if let Some(n) = w.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                w.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The Call-ID an event is about.
+fn call_id_of(event: &TuEvent) -> &str {
+    match event {
+        TuEvent::Request { request, .. } | TuEvent::Ack { request, .. } => {
+            request.headers.call_id().unwrap_or("")
+        }
+        TuEvent::Response { response, .. } | TuEvent::Stray2xx { response, .. } => {
+            response.headers.call_id().unwrap_or("")
+        }
+        TuEvent::Cancelled { call_id, .. }
+        | TuEvent::Timeout { call_id, .. }
+        | TuEvent::AckTimeout { call_id, .. } => call_id,
+        // Events of kinds added later share one key: never reordered.
+        _ => "",
+    }
+}
+
+/// FNV-1a of a Call-ID.
+fn call_key(call_id: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in call_id {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 pub(crate) struct Shard {
     index: usize,
     layer: TransactionLayer,
     net: Arc<Net>,
     events: mpsc::Sender<EndpointEvent>,
+    router: Arc<OnceLock<Arc<dyn Router>>>,
+    /// This shard's events waiting for the transaction user, per Call-ID.
+    waiting: Arc<Waiting>,
     /// Events the full event queue could not take yet, in order; bounded
     /// by `overflow_max`.
     overflow: VecDeque<EndpointEvent>,
@@ -206,7 +278,7 @@ impl Shard {
         timers: TimerConfig,
         ids: IdGen,
         net: Arc<Net>,
-        events: mpsc::Sender<EndpointEvent>,
+        to_user: ToUser,
         answer_options: bool,
         overflow_max: usize,
         stats: Arc<Stats>,
@@ -215,7 +287,9 @@ impl Shard {
             index,
             layer: TransactionLayer::new(timers, ids),
             net,
-            events,
+            events: to_user.events,
+            router: to_user.router,
+            waiting: Arc::default(),
             overflow: VecDeque::new(),
             overflow_max,
             udp_batch: Vec::new(),
@@ -379,9 +453,25 @@ impl Shard {
     /// CANCELs, responses and timeouts are what the calls in progress need,
     /// so they wait instead).
     fn deliver(&mut self, event: TuEvent) {
+        let (event, held) = match self.router.get() {
+            None => (event, None),
+            Some(router) => {
+                let key = call_key(call_id_of(&event).as_bytes());
+                let event = if self.waiting.lock().contains_key(&key) {
+                    event
+                } else {
+                    match router.route(self.index, event) {
+                        None => return,
+                        Some(event) => event,
+                    }
+                };
+                (event, Some(Held::new(&self.waiting, key)))
+            }
+        };
         let ev = EndpointEvent {
             shard: self.index,
             event,
+            _held: held,
         };
         let ev = if self.overflow.is_empty() {
             match self.events.try_send(ev) {

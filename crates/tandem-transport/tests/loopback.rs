@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use tandem_sip::message::HeadersExt;
 use tandem_transport::{Endpoint, EndpointConfig, TuEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -591,5 +592,90 @@ async fn a_burst_from_many_peers_gets_every_answer_back_to_its_sender() {
             assert!(seen.insert(call_id), "answered twice");
         }
     }
+    ep.shutdown();
+}
+
+/// An INFO of `call_id` with CSeq `n` (its own branch).
+fn info(call_id: &str, n: u32, port: u16) -> String {
+    options(&format!("z9hG4bKinfo{call_id}{n}"), call_id, port)
+        .replace("OPTIONS", "INFO")
+        .replace("CSeq: 1 ", &format!("CSeq: {n} "))
+}
+
+fn label(event: &TuEvent) -> String {
+    let TuEvent::Request { request, .. } = event else {
+        panic!("request expected: {event:?}")
+    };
+    let (n, _) = request.headers.cseq().unwrap();
+    format!("{} {n}", request.headers.call_id().unwrap())
+}
+
+/// A router takes events before the queue. While an event of a Call-ID
+/// waits in the queue (until the transaction user drops it), the router is
+/// not offered that Call-ID's later events: they queue behind it, in order.
+/// Other Call-IDs are routed at once.
+#[tokio::test]
+async fn a_router_never_lets_an_event_overtake_one_of_its_call_id_in_the_queue() {
+    use std::sync::Arc;
+    use tandem_transport::Router;
+    use tokio::sync::mpsc;
+
+    /// Gives back CSeq 1 (as the engine gives back a new call's INVITE).
+    #[derive(Debug)]
+    struct FirstToQueue(mpsc::UnboundedSender<String>);
+    impl Router for FirstToQueue {
+        fn route(&self, _shard: usize, event: TuEvent) -> Option<TuEvent> {
+            match &event {
+                TuEvent::Request { request, .. } if request.headers.cseq().unwrap().0 > 1 => {
+                    self.0.send(label(&event)).unwrap();
+                    None
+                }
+                _ => Some(event),
+            }
+        }
+    }
+    let mut ep = Endpoint::start(EndpointConfig {
+        udp: vec!["127.0.0.1:0".parse().unwrap()],
+        shards: 1,
+        ..EndpointConfig::default()
+    })
+    .await
+    .unwrap();
+    let (tx, mut routed) = mpsc::unbounded_channel();
+    ep.handle.set_router(Arc::new(FirstToQueue(tx))).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(ep.handle.locals().udp[0]).await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let wait = Duration::from_secs(5);
+    for (cid, n) in [("a", 1), ("a", 2), ("a", 3), ("b", 2)] {
+        sock.send(info(cid, n, port).as_bytes()).await.unwrap();
+    }
+    // One shard takes them in order: when b's is routed, a's are queued.
+    let first = tokio::time::timeout(wait, routed.recv()).await.unwrap();
+    assert_eq!(first.as_deref(), Some("b 2"));
+    assert!(routed.try_recv().is_err(), "a's events overtook its first");
+    let mut held = Vec::new();
+    for want in ["a 1", "a 2", "a 3"] {
+        let ev = tokio::time::timeout(wait, ep.events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(label(&ev.event), want);
+        held.push(ev);
+    }
+    // Still held by the transaction user: the next one queues too.
+    sock.send(info("a", 4, port).as_bytes()).await.unwrap();
+    let ev = tokio::time::timeout(wait, ep.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(label(&ev.event), "a 4");
+    held.push(ev);
+    assert!(routed.try_recv().is_err());
+    // Dropped: routed again.
+    drop(held);
+    sock.send(info("a", 5, port).as_bytes()).await.unwrap();
+    let next = tokio::time::timeout(wait, routed.recv()).await.unwrap();
+    assert_eq!(next.as_deref(), Some("a 5"));
     ep.shutdown();
 }
