@@ -638,12 +638,6 @@ fn from_user(request: &Request) -> Option<String> {
     tandem_sip::registrar::uri_user(na.uri).map(str::to_owned)
 }
 
-/// A SIP shard with work waiting that has not moved for this long makes
-/// `/healthz` fail.
-/// Option tags a request may require (`Require`): INVITE with `Replaces`
-/// (RFC 3891), reliable provisional responses (RFC 3262) and session
-/// timers (RFC 4028, unless switched off, which drops the last). Any other
-/// is answered 420 (docs/sip-interop.md).
 /// The extensions `request` requires that Tandem does not do.
 fn missing_requirements<'a>(ctx: &Ctx, request: &'a Request) -> Vec<&'a str> {
     let supported = if ctx.cfg.session_timers.is_some() {
@@ -707,17 +701,7 @@ fn forward(ctx: &Ctx, shard: usize, event: TuEvent) -> Option<TuEvent> {
         TuEvent::Ack { tx: None, .. } => return Some(event),
         event => event,
     };
-    let call_id = match &msg {
-        TuEvent::Ack { request, .. } => request.headers.call_id().unwrap_or(""),
-        TuEvent::Response { response, .. } | TuEvent::Stray2xx { response, .. } => {
-            response.headers.call_id().unwrap_or("")
-        }
-        TuEvent::Cancelled { call_id, .. }
-        | TuEvent::Timeout { call_id, .. }
-        | TuEvent::AckTimeout { call_id, .. } => call_id,
-        _ => return Some(msg),
-    };
-    let Some(actor) = ctx.calls.get(call_id) else {
+    let Some(actor) = ctx.calls.get(msg.call_id()) else {
         return Some(msg);
     };
     let msg = match msg {
@@ -766,8 +750,14 @@ impl tandem_transport::Router for Forward {
     }
 }
 
+/// Option tags a request may require (`Require`): INVITE with `Replaces`
+/// (RFC 3891), reliable provisional responses (RFC 3262) and session
+/// timers (RFC 4028, unless switched off, which drops the last). Any other
+/// is answered 420 (docs/sip-interop.md).
 const SUPPORTED_OPTIONS: &[&str] = &["replaces", "100rel", "timer"];
 
+/// A SIP shard with work waiting that has not moved for this long makes
+/// `/healthz` fail.
 const HEALTH_STALL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Every webhook exchange, timed into [`Metrics`].

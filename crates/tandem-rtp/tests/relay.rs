@@ -57,13 +57,20 @@ async fn bridged(base: u16) -> (tandem_rtp::PortPool, Leg, Leg, Endpoint, Endpoi
     let a = Leg::start(pool.allocate().unwrap(), cfg(1), None).unwrap();
     let b = Leg::start(pool.allocate().unwrap(), cfg(2), None).unwrap();
     bridge(&a, &b);
+    let (ea, eb) = latched(&a, &b).await;
+    (pool, a, b, ea, eb)
+}
+
+/// An endpoint for each of two bridged legs, both latched, receive
+/// buffers empty.
+async fn latched(a: &Leg, b: &Leg) -> (Endpoint, Endpoint) {
     let mut ea = Endpoint::new(0xA).await;
     let mut eb = Endpoint::new(0xB).await;
     ea.send(a.local_rtp_addr(), 0, &[0; 160]).await;
     eb.send(b.local_rtp_addr(), 0, &[0; 160]).await;
     let _ = ea.drain(QUIET).await;
     let _ = eb.drain(QUIET).await;
-    (pool, a, b, ea, eb)
+    (ea, eb)
 }
 
 fn numbered(i: usize) -> Vec<u8> {
@@ -534,13 +541,7 @@ fn pairs_given_back_relay_again_on_their_runtime_and_on_another() {
             let a = Leg::start(pool.allocate().unwrap(), cfg(id), None).unwrap();
             let b = Leg::start(pool.allocate().unwrap(), cfg(id + 1), None).unwrap();
             bridge(&a, &b);
-            let mut ea = Endpoint::new(0xA).await;
-            let mut eb = Endpoint::new(0xB).await;
-            // Both latched first (as in `bridged`).
-            ea.send(a.local_rtp_addr(), 0, &[0; 160]).await;
-            eb.send(b.local_rtp_addr(), 0, &[0; 160]).await;
-            let _ = ea.drain(QUIET).await;
-            let _ = eb.drain(QUIET).await;
+            let (mut ea, mut eb) = latched(&a, &b).await;
             ea.send(a.local_rtp_addr(), 0, &numbered(1)).await;
             eb.send(b.local_rtp_addr(), 0, &numbered(2)).await;
             let (to_b, to_a) = (eb.recv_n(1, WAIT).await, ea.recv_n(1, WAIT).await);

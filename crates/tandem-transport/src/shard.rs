@@ -207,23 +207,6 @@ impl Drop for Held {
     }
 }
 
-/// The Call-ID an event is about.
-fn call_id_of(event: &TuEvent) -> &str {
-    match event {
-        TuEvent::Request { request, .. } | TuEvent::Ack { request, .. } => {
-            request.headers.call_id().unwrap_or("")
-        }
-        TuEvent::Response { response, .. } | TuEvent::Stray2xx { response, .. } => {
-            response.headers.call_id().unwrap_or("")
-        }
-        TuEvent::Cancelled { call_id, .. }
-        | TuEvent::Timeout { call_id, .. }
-        | TuEvent::AckTimeout { call_id, .. } => call_id,
-        // Events of kinds added later share one key: never reordered.
-        _ => "",
-    }
-}
-
 /// FNV-1a of a Call-ID.
 fn call_key(call_id: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -451,12 +434,13 @@ impl Shard {
     /// full. A new out-of-dialog request that finds the queue full is
     /// answered 503 here instead (RFC 3261 §21.5.4; in-dialog requests,
     /// CANCELs, responses and timeouts are what the calls in progress need,
-    /// so they wait instead).
+    /// so they wait instead). The router, if any, is offered the event
+    /// first, unless an event of its Call-ID still waits ([`Router`]).
     fn deliver(&mut self, event: TuEvent) {
         let (event, held) = match self.router.get() {
             None => (event, None),
             Some(router) => {
-                let key = call_key(call_id_of(&event).as_bytes());
+                let key = call_key(event.call_id().as_bytes());
                 let event = if self.waiting.lock().contains_key(&key) {
                     event
                 } else {

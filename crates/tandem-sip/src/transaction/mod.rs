@@ -168,6 +168,23 @@ pub enum TuEvent {
     },
 }
 
+impl TuEvent {
+    /// The Call-ID the event is about (empty for a message without one).
+    pub fn call_id(&self) -> &str {
+        match self {
+            TuEvent::Request { request, .. } | TuEvent::Ack { request, .. } => {
+                request.headers.call_id().unwrap_or("")
+            }
+            TuEvent::Response { response, .. } | TuEvent::Stray2xx { response, .. } => {
+                response.headers.call_id().unwrap_or("")
+            }
+            TuEvent::Cancelled { call_id, .. }
+            | TuEvent::Timeout { call_id, .. }
+            | TuEvent::AckTimeout { call_id, .. } => call_id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(clippy::enum_variant_names)] // the four machines of RFC 3261 §17, named as there
 enum Kind {
