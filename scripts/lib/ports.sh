@@ -13,7 +13,23 @@ port_free() { # port: not handed out, not bound, not in Tandem's RTP range
 # Picks stay in 20000-32499, below Linux's ephemeral range (32768-60999):
 # an outgoing connection (curl, a browser, a webhook client) may take any
 # ephemeral port between the check and the bind, and did (EADDRINUSE).
-freeport() {
+# A pick may run in a background job's subshell (`sipp ... -cp "$(freeport)" &`
+# expands there), beside a pick in the main shell that inherited the same
+# $RANDOM sequence: both drew one port, and the second SIPp to bind it
+# failed with EADDRINUSE. The check and the append hold a lock.
+locked() { # command...: runs it holding the lock of the used-ports file
+  local fd rc
+  exec {fd}>>"$USED_PORTS_FILE.lock"
+  flock "$fd"
+  "$@"
+  rc=$?
+  exec {fd}>&-
+  return "$rc"
+}
+freeport() { locked pick_port; }
+freemedia() { locked pick_media; }
+freerange() { locked pick_range "$@"; }
+pick_port() {
   local p
   while :; do
     p=$((20000 + (RANDOM * 32768 + RANDOM) % 12500))
@@ -26,7 +42,7 @@ freeport() {
 }
 # A media port for SIPp's -mp: SIPp binds it and the three above (RTCP,
 # video RTP and RTCP), so all four must be free.
-freemedia() {
+pick_media() {
   local p
   while :; do
     p=$(((20000 + (RANDOM * 32768 + RANDOM) % 12500) / 2 * 2))
@@ -39,7 +55,7 @@ freemedia() {
 }
 # A range of N ports (even start) none of which was handed out or is bound:
 # Tandem's RTP pool. Ports picked before it (the SIP port...) are outside.
-freerange() { # n
+pick_range() { # n
   local n=$1 p
   while :; do
     p=$(((20000 + (RANDOM * 32768 + RANDOM) % (12500 - n)) / 2 * 2))
