@@ -234,6 +234,14 @@ impl PortPool {
     }
 }
 
+/// Registers a pair with the current runtime's reactor.
+fn register((rtp, rtcp): (UdpSocket, UdpSocket)) -> io::Result<Registered> {
+    Ok((
+        tokio::net::UdpSocket::from_std(rtp)?,
+        tokio::net::UdpSocket::from_std(rtcp)?,
+    ))
+}
+
 /// An allocated RTP/RTCP socket pair. Returns to its pool when dropped.
 pub struct PortPair {
     pair: Option<Pair>,
@@ -286,17 +294,20 @@ impl PortPair {
             addr: p.addr,
             runtime: here,
         };
-        let (rtp, rtcp) = match p.sockets {
+        let registered = match p.sockets {
             Sockets::Warm { rtp, rtcp, runtime } if runtime == here => {
                 return Ok(((rtp, rtcp), ret));
             }
             // Registered with another runtime's reactor: moved to this one.
-            Sockets::Warm { rtp, rtcp, .. } => (rtp.into_std()?, rtcp.into_std()?),
-            Sockets::Cold(rtp, rtcp) => (rtp, rtcp),
+            Sockets::Warm { rtp, rtcp, .. } => rtp
+                .into_std()
+                .and_then(|rtp| Ok((rtp, rtcp.into_std()?)))
+                .and_then(register),
+            Sockets::Cold(rtp, rtcp) => register((rtp, rtcp)),
         };
-        let rtp = tokio::net::UdpSocket::from_std(rtp)?;
-        let rtcp = tokio::net::UdpSocket::from_std(rtcp)?;
-        Ok(((rtp, rtcp), ret))
+        registered.map(|r| (r, ret)).inspect_err(|e| {
+            tracing::warn!(port = p.addr.port(), error = %e, "RTP pair lost from the pool");
+        })
     }
 }
 
