@@ -221,108 +221,229 @@ enum CancelState {
     Sent,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ClientKey {
-    branch: String,
-    method: Method,
+/// The four index tables (§17.1.3 and §17.2.3 matching, §8.2.2.2 merged
+/// requests, §13.3.1.4 ACKs for a 2xx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Client = 0,
+    Server = 1,
+    Merge = 2,
+    Ack = 3,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ServerKey {
-    branch: String,
-    sent_by: String,
-    method: Method,
+impl Table {
+    const ALL: [Table; 4] = [Table::Client, Table::Server, Table::Merge, Table::Ack];
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct MergeKey {
-    call_id: String,
-    from_tag: String,
-    cseq: u32,
-    method: Method,
+/// A key as the index hashes and compares it, borrowed from a transaction
+/// (which holds each string once) or from a received message.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Key<'a> {
+    Client {
+        branch: &'a str,
+        method: &'a Method,
+    },
+    Server {
+        branch: &'a str,
+        sent_by: &'a str,
+        method: &'a Method,
+    },
+    Merge {
+        call_id: &'a str,
+        from_tag: &'a str,
+        cseq: u32,
+        method: &'a Method,
+    },
+    /// The 2xx's dialog: Call-ID, the INVITE's From tag (the peer's) and
+    /// CSeq number, the 2xx's To tag (Tandem's).
+    Ack {
+        call_id: &'a str,
+        cseq: u32,
+        from_tag: &'a str,
+        to_tag: &'a str,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct AckKey {
-    call_id: String,
-    cseq: u32,
-    /// The INVITE's From tag (the peer's).
-    from_tag: String,
-    /// The 2xx's To tag (Tandem's).
-    to_tag: String,
-}
-
-impl AckKey {
-    /// The dialog a request names (§12.2.2: Call-ID and both tags) and its
-    /// CSeq number; `to` is the To tag to use (the 2xx's for a response).
-    fn of(headers: &Headers, to: Option<&str>) -> Option<Self> {
-        Some(AckKey {
-            call_id: headers.call_id()?.to_owned(),
-            cseq: headers.cseq()?.0,
-            from_tag: headers.from_tag()?.to_owned(),
-            to_tag: to?.to_owned(),
-        })
+impl Key<'_> {
+    fn table(&self) -> Table {
+        match self {
+            Key::Client { .. } => Table::Client,
+            Key::Server { .. } => Table::Server,
+            Key::Merge { .. } => Table::Merge,
+            Key::Ack { .. } => Table::Ack,
+        }
     }
 }
 
+/// The ACK key a request names (§12.2.2: Call-ID and both tags, and its
+/// CSeq number).
+fn ack_key_of(headers: &Headers) -> Option<Key<'_>> {
+    Some(Key::Ack {
+        call_id: headers.call_id()?,
+        cseq: headers.cseq()?.0,
+        from_tag: headers.from_tag()?,
+        to_tag: headers.to_tag()?,
+    })
+}
+
+/// A timer slot with nothing in it.
+const NO_TIMER: u64 = u64::MAX;
+
+/// A deadline (nanoseconds from the layer's epoch) and its timer's kind in
+/// one word: a transaction's slot and half of a queue entry.
+fn pack(at: u64, kind: TimerKind) -> u64 {
+    (at << 4) | kind as u64
+}
+
+/// One transaction. Tens of thousands linger at a time, settled, for up to
+/// 32 s (Timers J, L, M): it holds each string once, its deadlines as
+/// words, and what a settled one no longer needs (the request) boxed and
+/// dropped. 224 bytes, from 360.
 #[derive(Debug)]
 struct Tx {
     kind: Kind,
     state: State,
+    cancel: CancelState,
+    acked: bool,
+    /// In the merge table (§8.2.2.2): a request without a To tag.
+    by_merge: bool,
+    /// In the ACK table: a 2xx with a To tag was sent.
+    by_ack: bool,
+    /// Settled server non-INVITE: the final response is rebuilt from a
+    /// retransmitted request instead of kept ([`plain_response`]).
+    rebuild: bool,
+    /// Retransmissions so far (timers A, E, G double their interval).
+    tries: u8,
+    /// Last final status code (server) or response status (client).
+    status: u16,
+    /// The request's CSeq number (server: merge and ACK keys).
+    cseq: u32,
     peer: Peer,
     /// Until a final response settles the transaction: client, the request
     /// sent (its CANCEL and the ACK of a non-2xx final are built from it);
     /// server, the received request's headers a response copies
     /// ([`for_responses`]; the request itself went to the TU). Boxed: a
-    /// settled transaction lingers up to 32 s and keeps none of it.
+    /// settled transaction keeps none of it.
     request: Option<Box<Request>>,
     /// The last message sent by this transaction (retransmitted by timers A/E/G).
     last: Option<Bytes>,
-    /// Last final status code (server) or response status (client).
-    status: u16,
-    /// Current retransmit interval.
-    interval: Duration,
-    timers: [Option<(TimerKind, Instant)>; 3],
-    cancel: CancelState,
-    /// Server INVITE: the To tag used in responses.
-    to_tag: Option<String>,
-    client_key: Option<ClientKey>,
-    server_key: Option<ServerKey>,
-    /// Boxed, as the next: most transactions have neither.
-    merge_key: Option<Box<MergeKey>>,
-    ack_key: Option<Box<AckKey>>,
-    acked: bool,
+    /// Packed deadlines ([`pack`]), [`NO_TIMER`] when free.
+    timers: [u64; 3],
+    method: Method,
+    /// The top Via's branch (ours for a client transaction).
+    branch: Box<str>,
+    /// Server: the top Via's sent-by (empty for a client transaction).
+    sent_by: Box<str>,
     /// The request's Call-ID, kept after the request itself is dropped.
-    call_id: String,
+    call_id: Box<str>,
+    /// Server, when the request has a Call-ID, From tag and CSeq (what the
+    /// merge and ACK keys need): the From tag.
+    from_tag: Option<Box<str>>,
+    /// Server INVITE: the To tag of its responses (the 2xx's once sent).
+    to_tag: Option<Box<str>>,
 }
 
 impl Tx {
-    fn set_timer(
-        &mut self,
-        kind: TimerKind,
-        at: Instant,
-        heap: &mut BinaryHeap<Reverse<(Instant, u64, TimerKind)>>,
-        id: u64,
-    ) {
-        if let Some(slot) = self
-            .timers
-            .iter_mut()
-            .find(|t| t.is_some_and(|(k, _)| k == kind))
-        {
-            *slot = Some((kind, at));
-        } else if let Some(slot) = self.timers.iter_mut().find(|t| t.is_none()) {
-            *slot = Some((kind, at));
+    /// A transaction in its first state, keyed by `branch`, `sent_by`
+    /// (server) and `method`.
+    fn new(kind: Kind, peer: Peer, method: Method, branch: Box<str>, sent_by: Box<str>) -> Self {
+        let state = match kind {
+            Kind::ClientInvite => State::Calling,
+            Kind::ServerInvite => State::Proceeding,
+            Kind::ClientNonInvite | Kind::ServerNonInvite => State::Trying,
+        };
+        Tx {
+            kind,
+            state,
+            cancel: CancelState::None,
+            acked: false,
+            by_merge: false,
+            by_ack: false,
+            rebuild: false,
+            tries: 0,
+            status: 0,
+            cseq: 0,
+            peer,
+            request: None,
+            last: None,
+            timers: [NO_TIMER; 3],
+            method,
+            branch,
+            sent_by,
+            call_id: Box::default(),
+            from_tag: None,
+            to_tag: None,
+        }
+    }
+
+    fn is_client(&self) -> bool {
+        matches!(self.kind, Kind::ClientInvite | Kind::ClientNonInvite)
+    }
+
+    /// Its key in `table`, if it has one there.
+    fn key(&self, table: Table) -> Option<Key<'_>> {
+        match table {
+            Table::Client => self.is_client().then_some(Key::Client {
+                branch: &self.branch,
+                method: &self.method,
+            }),
+            Table::Server => (!self.is_client()).then_some(Key::Server {
+                branch: &self.branch,
+                sent_by: &self.sent_by,
+                method: &self.method,
+            }),
+            Table::Merge => match &self.from_tag {
+                Some(from_tag) if self.by_merge => Some(Key::Merge {
+                    call_id: &self.call_id,
+                    from_tag,
+                    cseq: self.cseq,
+                    method: &self.method,
+                }),
+                _ => None,
+            },
+            Table::Ack => match (&self.from_tag, &self.to_tag) {
+                (Some(from_tag), Some(to_tag)) if self.by_ack => Some(Key::Ack {
+                    call_id: &self.call_id,
+                    cseq: self.cseq,
+                    from_tag,
+                    to_tag,
+                }),
+                _ => None,
+            },
+        }
+    }
+
+    /// The interval before retransmission `tries + 1`: T1 doubled each
+    /// time, capped at T2 for timers E and G (and T2 at once for E once a
+    /// provisional response came, §17.1.2.2).
+    fn next_interval(&self, kind: TimerKind, cfg: &TimerConfig) -> Duration {
+        let doubled = cfg.t1.saturating_mul(1 << u32::from(self.tries.min(31)));
+        match kind {
+            TimerKind::A => doubled,
+            TimerKind::E if self.state == State::Proceeding => cfg.t2,
+            _ => doubled.min(cfg.t2),
+        }
+    }
+
+    fn set_timer(&mut self, kind: TimerKind, at: Instant, timers: &mut Timers, id: u64) {
+        let at = timers.nanos(at);
+        let packed = pack(at, kind);
+        let same = |t: &u64| *t != NO_TIMER && *t & 0xf == kind as u64;
+        if let Some(slot) = self.timers.iter_mut().find(|t| same(t)) {
+            *slot = packed;
+        } else if let Some(slot) = self.timers.iter_mut().find(|t| **t == NO_TIMER) {
+            *slot = packed;
         } else {
             debug_assert!(false, "more than three timers on one transaction");
             return;
         }
-        heap.push(Reverse((at, id, kind)));
+        timers.push(at, id, kind);
     }
 
     fn clear_timer(&mut self, kind: TimerKind) {
         for t in &mut self.timers {
-            if t.is_some_and(|(k, _)| k == kind) {
-                *t = None;
+            if *t != NO_TIMER && *t & 0xf == kind as u64 {
+                *t = NO_TIMER;
             }
         }
     }
@@ -336,11 +457,59 @@ impl Tx {
     }
 
     fn clear_timers(&mut self) {
-        self.timers = [None; 3];
+        self.timers = [NO_TIMER; 3];
     }
 
-    fn has_timer(&self, kind: TimerKind, at: Instant) -> bool {
-        self.timers.contains(&Some((kind, at)))
+    fn has_timer(&self, kind: TimerKind, at: u64) -> bool {
+        self.timers.contains(&pack(at, kind))
+    }
+}
+
+/// The timer queue. Deadlines are nanoseconds from the layer's epoch (the
+/// first `now` it was given), an entry 16 bytes: the deadline, and the
+/// transaction id with the timer's kind in its low four bits. Entries of
+/// timers since cleared or moved stay until their deadline and are skipped
+/// then (a transaction's own slots say which entries are live).
+#[derive(Debug, Default)]
+struct Timers {
+    epoch: Option<Instant>,
+    heap: BinaryHeap<Reverse<(u64, u64)>>,
+}
+
+impl Timers {
+    /// Fixes the epoch at the first `now` the layer sees.
+    fn observe(&mut self, now: Instant) {
+        self.epoch.get_or_insert(now);
+    }
+
+    /// `at` in nanoseconds from the epoch (an instant before it counts as
+    /// the epoch itself: the caller's clock does not run backwards).
+    fn nanos(&mut self, at: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(at);
+        // 2^59 ns is 18 years: the shift in `pack` never overflows.
+        (at.saturating_duration_since(epoch).as_nanos() as u64).min(1 << 59)
+    }
+
+    fn instant(&self, nanos: u64) -> Instant {
+        // Only deadlines pushed here are converted back, and pushing one
+        // fixed the epoch.
+        self.epoch
+            .map_or_else(Instant::now, |e| e + Duration::from_nanos(nanos))
+    }
+
+    fn push(&mut self, at: u64, id: u64, kind: TimerKind) {
+        self.heap.push(Reverse((at, (id << 4) | kind as u64)));
+    }
+
+    /// The earliest entry: deadline, transaction id, timer kind.
+    fn peek(&self) -> Option<(u64, u64, TimerKind)> {
+        self.heap
+            .peek()
+            .map(|Reverse((at, v))| (*at, v >> 4, TimerKind::from_index(v & 0xf)))
+    }
+
+    fn pop(&mut self) {
+        self.heap.pop();
     }
 }
 
@@ -370,7 +539,7 @@ pub struct TransactionLayer {
     txs: Txs,
     /// Transactions by their keys.
     index: Index,
-    heap: BinaryHeap<Reverse<(Instant, u64, TimerKind)>>,
+    timers: Timers,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TuEvent>,
     stats: Stats,
@@ -385,7 +554,7 @@ impl TransactionLayer {
             next_id: 1,
             txs: HashMap::with_capacity(1024),
             index: Index::default(),
-            heap: BinaryHeap::new(),
+            timers: Timers::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -430,11 +599,11 @@ impl TransactionLayer {
     /// When [`Self::handle_timeout`] must next be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         // Drop entries of timers that were cleared or moved, so the deadline is exact.
-        while let Some(Reverse((at, id, kind))) = self.heap.peek().copied() {
+        while let Some((at, id, kind)) = self.timers.peek() {
             if self.txs.get(&id).is_some_and(|t| t.has_timer(kind, at)) {
-                return Some(at);
+                return Some(self.timers.instant(at));
             }
-            self.heap.pop();
+            self.timers.pop();
         }
         None
     }
@@ -446,13 +615,10 @@ impl TransactionLayer {
             Kind::ClientInvite | Kind::ClientNonInvite => self.stats.client += 1,
             _ => self.stats.server += 1,
         }
-        if tx.call_id.is_empty() {
-            tx.call_id = tx
-                .request
-                .as_ref()
-                .and_then(|r| r.headers.call_id())
-                .unwrap_or("")
-                .to_owned();
+        if tx.call_id.is_empty()
+            && let Some(c) = tx.request.as_ref().and_then(|r| r.headers.call_id())
+        {
+            tx.call_id = c.into();
         }
         self.txs.insert(id, Box::new(tx));
         id
@@ -474,59 +640,38 @@ impl TransactionLayer {
     ///
     /// The request's top Via must carry a unique RFC 3261 branch.
     pub fn send_request(&mut self, now: Instant, request: Request, peer: Peer) -> TxId {
-        let branch = request
+        self.timers.observe(now);
+        let branch: Box<str> = request
             .headers
             .top_via()
             .and_then(Result::ok)
-            .and_then(|v| v.branch.map(str::to_owned))
+            .and_then(|v| v.branch.map(Into::into))
             .unwrap_or_default();
         let invite = request.method == Method::Invite;
         let data = request_bytes(&request);
-        let key = ClientKey {
-            branch,
-            method: request.method.clone(),
+        let kind = if invite {
+            Kind::ClientInvite
+        } else {
+            Kind::ClientNonInvite
         };
-        let mut tx = Tx {
-            kind: if invite {
-                Kind::ClientInvite
-            } else {
-                Kind::ClientNonInvite
-            },
-            state: if invite {
-                State::Calling
-            } else {
-                State::Trying
-            },
-            peer,
-            request: Some(Box::new(request)),
-            last: Some(data.clone()),
-            status: 0,
-            interval: self.cfg.t1,
-            timers: [None; 3],
-            cancel: CancelState::None,
-            to_tag: None,
-            client_key: Some(key),
-            server_key: None,
-            merge_key: None,
-            ack_key: None,
-            acked: false,
-            call_id: String::new(),
-        };
+        let mut tx = Tx::new(kind, peer, request.method.clone(), branch, Box::default());
+        tx.request = Some(Box::new(request));
+        tx.last = Some(data.clone());
         let id = self.next_id;
         let reliable = peer.transport.is_reliable();
         if invite {
             if !reliable {
-                tx.set_timer(TimerKind::A, now + self.cfg.t1, &mut self.heap, id);
+                tx.set_timer(TimerKind::A, now + self.cfg.t1, &mut self.timers, id);
             }
-            tx.set_timer(TimerKind::B, now + self.cfg.t1x64(), &mut self.heap, id);
+            tx.set_timer(TimerKind::B, now + self.cfg.t1x64(), &mut self.timers, id);
         } else {
             if !reliable {
-                tx.set_timer(TimerKind::E, now + self.cfg.t1, &mut self.heap, id);
+                tx.set_timer(TimerKind::E, now + self.cfg.t1, &mut self.timers, id);
             }
-            tx.set_timer(TimerKind::F, now + self.cfg.t1x64(), &mut self.heap, id);
+            tx.set_timer(TimerKind::F, now + self.cfg.t1x64(), &mut self.timers, id);
         }
         let id = self.alloc(tx);
-        self.index.add(&self.txs, id);
+        self.index.add(&self.txs, id, Table::Client);
         self.send(peer, data);
         TxId(id)
     }
@@ -557,12 +702,8 @@ impl TransactionLayer {
     /// Ends client transaction `id` as timed out and tells the TU so.
     fn time_out(&mut self, id: u64) {
         let Some(t) = self.txs.get(&id) else { return };
-        let call_id = t.call_id.clone();
-        let (method, branch) = t
-            .client_key
-            .as_ref()
-            .map(|k| (k.method.clone(), k.branch.clone()))
-            .unwrap_or((Method::Invite, String::new()));
+        let call_id = t.call_id.to_string();
+        let (method, branch) = (t.method.clone(), t.branch.to_string());
         self.terminate(id);
         self.stats.timeouts += 1;
         self.events.push_back(TuEvent::Timeout {
@@ -575,11 +716,11 @@ impl TransactionLayer {
 
     /// The client transaction for a branch and method, while it lives.
     pub fn find_client(&self, branch: &str, method: Method) -> Option<TxId> {
-        let key = ClientKey {
-            branch: branch.to_owned(),
-            method,
+        let key = Key::Client {
+            branch,
+            method: &method,
         };
-        self.index.client(&self.txs, &key).map(TxId)
+        self.index.find(&self.txs, &key).map(TxId)
     }
 
     /// Queues bytes built outside the layer (a stateless error response).
@@ -596,6 +737,7 @@ impl TransactionLayer {
     /// provisional response has arrived, or as soon as one does. Returns false
     /// when there is nothing left to cancel (a final response came first).
     pub fn cancel(&mut self, now: Instant, tx: TxId) -> bool {
+        self.timers.observe(now);
         let Some(t) = self.txs.get_mut(&tx.0) else {
             return false;
         };
@@ -629,7 +771,7 @@ impl TransactionLayer {
         t.set_timer(
             TimerKind::CancelGiveUp,
             now + self.cfg.t1x64(),
-            &mut self.heap,
+            &mut self.timers,
             id,
         );
         self.send_request(now, cancel, peer);
@@ -644,13 +786,14 @@ impl TransactionLayer {
             self.stats.dropped += 1;
             return;
         };
-        let key = ClientKey {
-            branch: via.branch.unwrap_or_default().to_owned(),
-            method,
+        let key = Key::Client {
+            branch: via.branch.unwrap_or_default(),
+            method: &method,
         };
         let code = response.status_code.code();
-        let Some(id) = self.index.client(&self.txs, &key) else {
-            if (200..300).contains(&code) && key.method == Method::Invite {
+        let found = self.index.find(&self.txs, &key);
+        let Some(id) = found else {
+            if (200..300).contains(&code) && method == Method::Invite {
                 self.events
                     .push_back(TuEvent::Stray2xx { response, source });
             } else {
@@ -683,7 +826,7 @@ impl TransactionLayer {
                     t.slim();
                     // Nothing is retransmitted in Accepted (RFC 6026 §8.4).
                     t.last = None;
-                    t.set_timer(TimerKind::M, now + cfg.t1x64(), &mut self.heap, id);
+                    t.set_timer(TimerKind::M, now + cfg.t1x64(), &mut self.timers, id);
                     self.events.push_back(TuEvent::Response {
                         tx: TxId(id),
                         response,
@@ -704,7 +847,7 @@ impl TransactionLayer {
                     t.set_timer(
                         TimerKind::D,
                         now + cfg.timer_d(reliable),
-                        &mut self.heap,
+                        &mut self.timers,
                         id,
                     );
                     if let Some(ack) = ack {
@@ -749,7 +892,7 @@ impl TransactionLayer {
                     t.set_timer(
                         TimerKind::K,
                         now + cfg.t4_or_zero(reliable),
-                        &mut self.heap,
+                        &mut self.timers,
                         id,
                     );
                 }
@@ -766,6 +909,7 @@ impl TransactionLayer {
 
     /// Handles one parsed message received from `source`.
     pub fn handle_message(&mut self, now: Instant, msg: SipMessage, source: Peer) {
+        self.timers.observe(now);
         match msg {
             SipMessage::Response(r) => self.on_response(now, r, source),
             SipMessage::Request(r) => self.on_request(now, r, source),
@@ -807,16 +951,16 @@ impl TransactionLayer {
         } else {
             request.method.clone()
         };
-        let lookup = ServerKey {
-            branch,
-            sent_by,
-            method,
+        let lookup = Key::Server {
+            branch: &branch,
+            sent_by: &sent_by,
+            method: &method,
         };
         match request.method {
-            Method::Ack => self.on_ack(now, request, source, lookup),
-            Method::Cancel => self.on_cancel(now, request, reply_to, lookup),
+            Method::Ack => self.on_ack(now, request, source, &lookup),
+            Method::Cancel => self.on_cancel(now, request, reply_to, &lookup),
             _ => {
-                if let Some(id) = self.index.server(&self.txs, &lookup) {
+                if let Some(id) = self.index.find(&self.txs, &lookup) {
                     self.stats.absorbed += 1;
                     let t = self.txs.get_mut(&id).expect("indexed transaction exists");
                     if t.last.is_none()
@@ -831,15 +975,18 @@ impl TransactionLayer {
                             .as_deref()
                             .map(|r| response_bytes(&response_to(r, 100, None, None)));
                     }
-                    if let Some(last) = t.last.clone()
-                        && t.state != State::Accepted
-                    {
-                        let peer = t.peer;
+                    let peer = t.peer;
+                    if t.state == State::Accepted {
+                        // RFC 6026: the 2xx is the transaction user's to resend.
+                    } else if let Some(last) = t.last.clone() {
                         self.send(peer, last);
+                    } else if t.rebuild {
+                        let again = response_bytes(&response_to(&request, t.status, None, None));
+                        self.send(peer, again);
                     }
                     return;
                 }
-                self.new_server_tx(now, request, source, reply_to, lookup);
+                self.new_server_tx(now, request, source, reply_to, (branch, sent_by, method));
             }
         }
     }
@@ -850,74 +997,47 @@ impl TransactionLayer {
         request: Request,
         source: Peer,
         reply_to: Peer,
-        key: ServerKey,
+        (branch, sent_by, method): (String, String, Method),
     ) {
         let invite = request.method == Method::Invite;
-        let merge_key = if request.headers.to_tag().is_none() {
-            match (
-                request.headers.call_id(),
-                request.headers.from_tag(),
-                request.headers.cseq(),
-            ) {
-                (Some(c), Some(f), Some((n, _))) => Some(MergeKey {
-                    call_id: c.to_owned(),
-                    from_tag: f.to_owned(),
-                    cseq: n,
-                    method: request.method.clone(),
-                }),
-                _ => None,
-            }
+        let kind = if invite {
+            Kind::ServerInvite
         } else {
-            None
+            Kind::ServerNonInvite
         };
-        let merged = merge_key
-            .as_ref()
-            .is_some_and(|k| self.index.merge(&self.txs, k).is_some());
-        let mut tx = Tx {
-            kind: if invite {
-                Kind::ServerInvite
-            } else {
-                Kind::ServerNonInvite
-            },
-            state: if invite {
-                State::Proceeding
-            } else {
-                State::Trying
-            },
-            peer: reply_to,
-            request: Some(Box::new(for_responses(&request))),
-            last: None,
-            status: 0,
-            interval: self.cfg.t1,
-            timers: [None; 3],
-            cancel: CancelState::None,
-            to_tag: None,
-            client_key: None,
-            server_key: Some(key),
-            merge_key: if merged {
-                None
-            } else {
-                merge_key.map(Box::new)
-            },
-            ack_key: None,
-            acked: false,
-            call_id: String::new(),
-        };
+        let mut tx = Tx::new(kind, reply_to, method, branch.into(), sent_by.into());
+        let headers = &request.headers;
+        if let Some(call_id) = headers.call_id() {
+            tx.call_id = call_id.into();
+            if let (Some(from_tag), Some((cseq, _))) = (headers.from_tag(), headers.cseq()) {
+                tx.from_tag = Some(from_tag.into());
+                tx.cseq = cseq;
+            }
+        }
+        // §8.2.2.2: a request without a To tag that matches another
+        // transaction's Call-ID, From tag and CSeq but not its branch
+        // arrived over a second path.
+        tx.by_merge = headers.to_tag().is_none() && tx.from_tag.is_some();
+        let merged = tx
+            .key(Table::Merge)
+            .is_some_and(|k| self.index.find(&self.txs, &k).is_some());
+        tx.request = Some(Box::new(for_responses(&request)));
         if merged {
-            // §8.2.2.2: the same request arrived over two paths; answer 482 on this one.
+            // Answered 482 on this path, and not a merge key of its own.
+            tx.by_merge = false;
             let resp = response_to(&request, 482, Some("Loop Detected"), Some(&self.ids.tag()));
-            tx.to_tag = None;
             let id = self.alloc(tx);
-            self.index.add(&self.txs, id);
+            self.index.add(&self.txs, id, Table::Server);
             self.respond_inner(now, id, resp);
             return;
         }
         let id = self.alloc(tx);
         if invite {
             let t = self.txs.get_mut(&id).expect("just allocated");
-            t.set_timer(TimerKind::Trying, now + TRYING_AFTER, &mut self.heap, id);
+            t.set_timer(TimerKind::Trying, now + TRYING_AFTER, &mut self.timers, id);
         }
-        self.index.add(&self.txs, id);
+        self.index.add(&self.txs, id, Table::Server);
+        self.index.add(&self.txs, id, Table::Merge);
         self.events.push_back(TuEvent::Request {
             tx: TxId(id),
             request,
@@ -925,8 +1045,8 @@ impl TransactionLayer {
         });
     }
 
-    fn on_ack(&mut self, now: Instant, request: Request, source: Peer, key: ServerKey) {
-        if let Some(id) = self.index.server(&self.txs, &key) {
+    fn on_ack(&mut self, now: Instant, request: Request, source: Peer, key: &Key<'_>) {
+        if let Some(id) = self.index.find(&self.txs, key) {
             let cfg = self.cfg;
             let t = self.txs.get_mut(&id).expect("indexed transaction exists");
             match t.state {
@@ -938,7 +1058,7 @@ impl TransactionLayer {
                     t.set_timer(
                         TimerKind::I,
                         now + cfg.t4_or_zero(reliable),
-                        &mut self.heap,
+                        &mut self.timers,
                         id,
                     );
                     return;
@@ -954,8 +1074,7 @@ impl TransactionLayer {
         // both tags) and the INVITE's CSeq number. An ACK naming no 2xx we
         // sent (wrong or missing tags: a blind forger) reaches the
         // transaction user without a transaction.
-        let ack_key = AckKey::of(&request.headers, request.headers.to_tag());
-        let tx = ack_key.and_then(|k| self.index.ack(&self.txs, &k));
+        let tx = ack_key_of(&request.headers).and_then(|k| self.index.find(&self.txs, &k));
         if let Some(id) = tx
             && let Some(t) = self.txs.get_mut(&id)
         {
@@ -975,22 +1094,30 @@ impl TransactionLayer {
         });
     }
 
-    fn on_cancel(&mut self, now: Instant, request: Request, reply_to: Peer, key: ServerKey) {
-        if let Some(id) = self.index.server(&self.txs, &key) {
+    fn on_cancel(&mut self, now: Instant, request: Request, reply_to: Peer, key: &Key<'_>) {
+        if let Some(id) = self.index.find(&self.txs, key) {
             self.stats.absorbed += 1;
             if let Some(last) = self.txs[&id].last.clone() {
                 self.send(reply_to, last);
             }
             return;
         }
-        let invite_key = ServerKey {
-            method: Method::Invite,
-            ..key.clone()
+        let Key::Server {
+            branch, sent_by, ..
+        } = *key
+        else {
+            return;
+        };
+        let invite_method = Method::Invite;
+        let invite_key = Key::Server {
+            branch,
+            sent_by,
+            method: &invite_method,
         };
         // Over UDP a CANCEL must come from where its INVITE came from: the
         // branch alone can be copied by anyone who saw the INVITE, and
         // written by anyone who guesses it.
-        let invite = self.index.server(&self.txs, &invite_key).filter(|i| {
+        let invite = self.index.find(&self.txs, &invite_key).filter(|i| {
             let p = self.txs[i].peer;
             p.transport != Transport::Udp || p.addr.ip() == reply_to.addr.ip()
         });
@@ -1007,30 +1134,20 @@ impl TransactionLayer {
             return;
         }
         let tag = invite
-            .and_then(|i| self.txs[&i].to_tag.clone())
+            .and_then(|i| self.txs[&i].to_tag.as_deref().map(str::to_owned))
             .unwrap_or_else(|| self.ids.tag());
-        let tx = Tx {
-            kind: Kind::ServerNonInvite,
-            state: State::Trying,
-            peer: reply_to,
-            // Answered at once (below): nothing to keep.
-            request: None,
-            last: None,
-            status: 0,
-            interval: self.cfg.t1,
-            timers: [None; 3],
-            cancel: CancelState::None,
-            to_tag: None,
-            client_key: None,
-            server_key: Some(key),
-            merge_key: None,
-            ack_key: None,
-            acked: false,
-            call_id: request.headers.call_id().unwrap_or("").to_owned(),
-        };
+        // Answered at once (below): no request to keep.
+        let mut tx = Tx::new(
+            Kind::ServerNonInvite,
+            reply_to,
+            Method::Cancel,
+            branch.into(),
+            sent_by.into(),
+        );
+        tx.call_id = request.headers.call_id().unwrap_or("").into();
         let resp = response_to(&request, 200, None, Some(&tag));
         let id = self.alloc(tx);
-        self.index.add(&self.txs, id);
+        self.index.add(&self.txs, id, Table::Server);
         self.respond_inner(now, id, resp);
         if let Some(inv) = invite
             && self
@@ -1039,12 +1156,12 @@ impl TransactionLayer {
                 .is_some_and(|t| t.state == State::Proceeding)
         {
             let t = &mut self.txs.get_mut(&inv).expect("checked above");
-            t.to_tag.get_or_insert(tag.clone());
+            t.to_tag.get_or_insert_with(|| tag.as_str().into());
             let resp = t
                 .request
                 .as_deref()
                 .map(|r| response_to(r, 487, None, Some(&tag)));
-            let call_id = t.call_id.clone();
+            let call_id = t.call_id.to_string();
             if let Some(resp) = resp {
                 self.respond_inner(now, inv, resp);
             }
@@ -1058,6 +1175,7 @@ impl TransactionLayer {
     /// Sends a response in a server transaction. Responses for transactions that
     /// already have a final response are ignored (returns false).
     pub fn respond(&mut self, now: Instant, tx: TxId, response: Response) -> bool {
+        self.timers.observe(now);
         self.respond_inner(now, tx.0, response)
     }
 
@@ -1099,64 +1217,66 @@ impl TransactionLayer {
                 let mut indexed_ack = false;
                 t.clear_timer(TimerKind::Trying);
                 if let Some(tag) = response.headers.to_tag()
-                    && t.to_tag.is_none()
                     && code > 100
                 {
-                    t.to_tag = Some(tag.to_owned());
+                    // A 2xx's To tag names the dialog its ACK must name.
+                    if t.to_tag.is_none() || (200..300).contains(&code) {
+                        t.to_tag = Some(tag.into());
+                    }
                 }
-                // A 2xx's To tag names the dialog its ACK must name.
-                let dialog_tag = (200..300)
-                    .contains(&code)
-                    .then(|| response.headers.to_tag().map(str::to_owned))
-                    .flatten();
                 let data = response_bytes(&response);
                 t.last = Some(data.clone());
-                t.interval = cfg.t1;
+                t.tries = 0;
                 if code >= 200 {
                     t.status = code;
                     if code < 300 {
                         t.state = State::Accepted;
                         // RFC 6026: the 2xx is retransmitted (§13.3.1.4) until its ACK, on any transport.
-                        t.set_timer(TimerKind::G, now + cfg.t1, &mut self.heap, id);
-                        t.set_timer(TimerKind::L, now + cfg.t1x64(), &mut self.heap, id);
-                        t.ack_key = t
-                            .request
-                            .as_deref()
-                            .and_then(|r| AckKey::of(&r.headers, dialog_tag.as_deref()))
-                            .map(Box::new);
+                        t.set_timer(TimerKind::G, now + cfg.t1, &mut self.timers, id);
+                        t.set_timer(TimerKind::L, now + cfg.t1x64(), &mut self.timers, id);
+                        t.by_ack = response.headers.to_tag().is_some();
                         t.slim();
-                        indexed_ack = t.ack_key.is_some();
+                        indexed_ack = t.key(Table::Ack).is_some();
                     } else {
                         t.state = State::Completed;
                         t.slim();
                         if !reliable {
-                            t.set_timer(TimerKind::G, now + cfg.t1, &mut self.heap, id);
+                            t.set_timer(TimerKind::G, now + cfg.t1, &mut self.timers, id);
                         }
-                        t.set_timer(TimerKind::H, now + cfg.t1x64(), &mut self.heap, id);
+                        t.set_timer(TimerKind::H, now + cfg.t1x64(), &mut self.timers, id);
                     }
                 }
                 let peer = t.peer;
                 self.send(peer, data);
                 if indexed_ack {
-                    self.index.add_ack(&self.txs, id);
+                    self.index.add(&self.txs, id, Table::Ack);
                 }
                 true
             }
             (Kind::ServerNonInvite, State::Trying | State::Proceeding) => {
                 let data = to_bytes(&SipMessage::Response(response));
-                t.last = Some(data.clone());
                 if code >= 200 {
                     t.state = State::Completed;
                     t.status = code;
+                    // Over UDP the final is resent to each retransmitted
+                    // request for 32 s (Timer J): a response the layer
+                    // would build from the request as it is (a BYE's 200)
+                    // is rebuilt then instead of kept.
+                    t.rebuild = !reliable
+                        && t.request
+                            .as_deref()
+                            .is_some_and(|r| plain_response(r, code, &data));
+                    t.last = (!t.rebuild).then(|| data.clone());
                     t.slim();
                     t.set_timer(
                         TimerKind::J,
                         now + cfg.timer_j(reliable),
-                        &mut self.heap,
+                        &mut self.timers,
                         id,
                     );
                 } else {
                     t.state = State::Proceeding;
+                    t.last = Some(data.clone());
                 }
                 let peer = t.peer;
                 self.send(peer, data);
@@ -1170,14 +1290,17 @@ impl TransactionLayer {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, id, kind))) = self.heap.peek().copied() {
-            if at > now {
+        self.timers.observe(now);
+        let now_nanos = self.timers.nanos(now);
+        while let Some((at, id, kind)) = self.timers.peek() {
+            if at > now_nanos {
                 break;
             }
-            self.heap.pop();
+            self.timers.pop();
             if !self.txs.get(&id).is_some_and(|t| t.has_timer(kind, at)) {
                 continue;
             }
+            let at = self.timers.instant(at);
             self.fire(now, at, id, kind);
         }
     }
@@ -1189,21 +1312,16 @@ impl TransactionLayer {
         match kind {
             TimerKind::A | TimerKind::E | TimerKind::G => {
                 let Some(data) = t.last.clone() else { return };
-                let next = match kind {
-                    // Timer A doubles without bound; E and G cap at T2 (and E stays at T2 once Proceeding).
-                    TimerKind::A => t.interval * 2,
-                    TimerKind::E if t.state == State::Proceeding => cfg.t2,
-                    _ => (t.interval * 2).min(cfg.t2),
-                };
-                t.interval = next;
-                t.set_timer(kind, at + next, &mut self.heap, id);
+                t.tries = t.tries.saturating_add(1);
+                let next = t.next_interval(kind, &cfg);
+                t.set_timer(kind, at + next, &mut self.timers, id);
                 let peer = t.peer;
                 self.stats.retransmissions += 1;
                 self.send(peer, data);
             }
             TimerKind::B | TimerKind::F | TimerKind::CancelGiveUp => self.time_out(id),
             TimerKind::H => {
-                let call_id = t.call_id.clone();
+                let call_id = t.call_id.to_string();
                 self.terminate(id);
                 self.events.push_back(TuEvent::AckTimeout {
                     tx: TxId(id),
@@ -1213,7 +1331,7 @@ impl TransactionLayer {
             }
             TimerKind::L => {
                 let acked = t.acked;
-                let call_id = t.call_id.clone();
+                let call_id = t.call_id.to_string();
                 self.terminate(id);
                 if !acked {
                     self.events.push_back(TuEvent::AckTimeout {
@@ -1250,103 +1368,66 @@ impl TransactionLayer {
 /// memory). A table that grows rehashes from the transactions.
 #[derive(Debug, Default)]
 struct Index {
-    clients: HashTable<u64>,
-    servers: HashTable<u64>,
-    merges: HashTable<u64>,
-    acks: HashTable<u64>,
+    tables: [HashTable<u64>; 4],
     hasher: RandomState,
 }
 
 type Txs = HashMap<u64, Box<Tx>>;
 
 impl Index {
-    fn client(&self, txs: &Txs, key: &ClientKey) -> Option<u64> {
-        self.find(&self.clients, txs, key, |t| t.client_key.as_ref())
+    /// The transaction with `key`, in the table of its kind.
+    fn find(&self, txs: &Txs, key: &Key<'_>) -> Option<u64> {
+        let table = key.table();
+        self.tables[table as usize]
+            .find(self.hasher.hash_one(key), |id| {
+                txs.get(id).and_then(|t| t.key(table)).as_ref() == Some(key)
+            })
+            .copied()
     }
 
-    fn server(&self, txs: &Txs, key: &ServerKey) -> Option<u64> {
-        self.find(&self.servers, txs, key, |t| t.server_key.as_ref())
-    }
-
-    fn merge(&self, txs: &Txs, key: &MergeKey) -> Option<u64> {
-        self.find(&self.merges, txs, key, |t| t.merge_key.as_deref())
-    }
-
-    fn ack(&self, txs: &Txs, key: &AckKey) -> Option<u64> {
-        self.find(&self.acks, txs, key, |t| t.ack_key.as_deref())
-    }
-
-    /// Indexes transaction `id` (already in `txs`) by the client, server
-    /// and merge keys it has.
-    fn add(&mut self, txs: &Txs, id: u64) {
-        let h = &self.hasher;
-        insert(&mut self.clients, h, txs, id, |t| t.client_key.as_ref());
-        insert(&mut self.servers, h, txs, id, |t| t.server_key.as_ref());
-        insert(&mut self.merges, h, txs, id, |t| t.merge_key.as_deref());
-    }
-
-    /// Indexes transaction `id` by the ACK key its 2xx gave it.
-    fn add_ack(&mut self, txs: &Txs, id: u64) {
-        insert(&mut self.acks, &self.hasher, txs, id, |t| {
-            t.ack_key.as_deref()
+    /// Adds transaction `id` (already in `txs`) to `table` under its key
+    /// there, if it has one; it takes the place of a transaction with an
+    /// equal key, as a map insert would.
+    fn add(&mut self, txs: &Txs, id: u64, table: Table) {
+        let Some(key) = txs.get(&id).and_then(|t| t.key(table)) else {
+            return;
+        };
+        let hasher = &self.hasher;
+        let entries = &mut self.tables[table as usize];
+        let h = hasher.hash_one(&key);
+        let same = |other: &u64| txs.get(other).and_then(|t| t.key(table)).as_ref() == Some(&key);
+        if let Some(slot) = entries.find_mut(h, same) {
+            *slot = id;
+            return;
+        }
+        entries.insert_unique(h, id, |other| {
+            txs.get(other)
+                .and_then(|t| t.key(table))
+                .map_or(0, |k| hasher.hash_one(&k))
         });
     }
 
     /// Removes terminated transaction `id`'s entries (its own: a newer
     /// transaction that took an equal key keeps its entry).
     fn remove(&mut self, id: u64, tx: &Tx) {
-        let h = &self.hasher;
-        remove(&mut self.clients, h, id, tx.client_key.as_ref());
-        remove(&mut self.servers, h, id, tx.server_key.as_ref());
-        remove(&mut self.merges, h, id, tx.merge_key.as_deref());
-        remove(&mut self.acks, h, id, tx.ack_key.as_deref());
-    }
-
-    fn find<K: Hash + Eq>(
-        &self,
-        table: &HashTable<u64>,
-        txs: &Txs,
-        key: &K,
-        key_of: fn(&Tx) -> Option<&K>,
-    ) -> Option<u64> {
-        table
-            .find(self.hasher.hash_one(key), |id| {
-                txs.get(id).and_then(|t| key_of(t)) == Some(key)
-            })
-            .copied()
+        for table in Table::ALL {
+            let Some(key) = tx.key(table) else { continue };
+            if let Ok(entry) = self.tables[table as usize]
+                .find_entry(self.hasher.hash_one(&key), |&other| other == id)
+            {
+                entry.remove();
+            }
+        }
     }
 }
 
-/// Adds `id` to `table` under its key, if it has one; it takes the place
-/// of a transaction with an equal key, as a map insert would.
-fn insert<K: Hash + Eq>(
-    table: &mut HashTable<u64>,
-    hasher: &RandomState,
-    txs: &Txs,
-    id: u64,
-    key_of: fn(&Tx) -> Option<&K>,
-) {
-    let Some(key) = txs.get(&id).and_then(|t| key_of(t)) else {
-        return;
-    };
-    let h = hasher.hash_one(key);
-    let same = |other: &u64| txs.get(other).and_then(|t| key_of(t)) == Some(key);
-    if let Some(slot) = table.find_mut(h, same) {
-        *slot = id;
-        return;
-    }
-    table.insert_unique(h, id, |other| {
-        txs.get(other)
-            .and_then(|t| key_of(t))
-            .map_or(0, |k| hasher.hash_one(k))
-    });
-}
-
-fn remove<K: Hash>(table: &mut HashTable<u64>, hasher: &RandomState, id: u64, key: Option<&K>) {
-    let Some(key) = key else { return };
-    if let Ok(entry) = table.find_entry(hasher.hash_one(key), |&other| other == id) {
-        entry.remove();
-    }
+/// Whether `data`, a final response with `code` to `request`, is exactly
+/// what [`response_to`] builds from the request: nothing added (a BYE's
+/// 200). Such a response is rebuilt from a retransmitted request rather
+/// than kept: a UDP BYE's 200 was a tenth of what an ended call left for
+/// Timer J's 32 s.
+fn plain_response(request: &Request, code: u16, data: &[u8]) -> bool {
+    response_bytes(&response_to(request, code, None, None)) == data
 }
 
 /// What a server transaction keeps of its request until the final

@@ -89,3 +89,29 @@ pub enum TimerKind {
     /// never answered with a 100 its source did not earn).
     Trying,
 }
+
+impl TimerKind {
+    /// Every kind, in declaration order: `ALL[kind as usize] == kind`.
+    pub(crate) const ALL: [TimerKind; 14] = [
+        TimerKind::A,
+        TimerKind::B,
+        TimerKind::D,
+        TimerKind::E,
+        TimerKind::F,
+        TimerKind::G,
+        TimerKind::H,
+        TimerKind::I,
+        TimerKind::J,
+        TimerKind::K,
+        TimerKind::L,
+        TimerKind::M,
+        TimerKind::CancelGiveUp,
+        TimerKind::Trying,
+    ];
+
+    /// The kind numbered `n` (`kind as u8`); `n` comes from a packed
+    /// deadline, so it is always below 14.
+    pub(crate) fn from_index(n: u64) -> Self {
+        Self::ALL[n as usize % Self::ALL.len()]
+    }
+}
