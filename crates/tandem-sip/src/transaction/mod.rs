@@ -295,6 +295,11 @@ fn pack(at: u64, kind: TimerKind) -> u64 {
     (at << 4) | kind as u64
 }
 
+/// Whether timer slot `slot` holds a deadline of `kind`.
+fn holds(slot: u64, kind: TimerKind) -> bool {
+    slot != NO_TIMER && slot & 0xf == kind as u64
+}
+
 /// One transaction. Tens of thousands linger at a time, settled, for up to
 /// 32 s (Timers J, L, M): it holds each string once, its deadlines as
 /// words, and what a settled one no longer needs (the request) boxed and
@@ -428,8 +433,7 @@ impl Tx {
     fn set_timer(&mut self, kind: TimerKind, at: Instant, timers: &mut Timers, id: u64) {
         let at = timers.nanos(at);
         let packed = pack(at, kind);
-        let same = |t: &u64| *t != NO_TIMER && *t & 0xf == kind as u64;
-        if let Some(slot) = self.timers.iter_mut().find(|t| same(t)) {
+        if let Some(slot) = self.timers.iter_mut().find(|t| holds(**t, kind)) {
             *slot = packed;
         } else if let Some(slot) = self.timers.iter_mut().find(|t| **t == NO_TIMER) {
             *slot = packed;
@@ -442,7 +446,7 @@ impl Tx {
 
     fn clear_timer(&mut self, kind: TimerKind) {
         for t in &mut self.timers {
-            if *t != NO_TIMER && *t & 0xf == kind as u64 {
+            if holds(*t, kind) {
                 *t = NO_TIMER;
             }
         }
@@ -791,8 +795,7 @@ impl TransactionLayer {
             method: &method,
         };
         let code = response.status_code.code();
-        let found = self.index.find(&self.txs, &key);
-        let Some(id) = found else {
+        let Some(id) = self.index.find(&self.txs, &key) else {
             if (200..300).contains(&code) && method == Method::Invite {
                 self.events
                     .push_back(TuEvent::Stray2xx { response, source });
