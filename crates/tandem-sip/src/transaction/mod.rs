@@ -335,23 +335,65 @@ struct Tx {
     /// Packed deadlines ([`pack`]), [`NO_TIMER`] when free.
     timers: [u64; 3],
     method: Method,
-    /// The top Via's branch (ours for a client transaction).
-    branch: Box<str>,
-    /// Server: the top Via's sent-by (empty for a client transaction).
-    sent_by: Box<str>,
-    /// The request's Call-ID, kept after the request itself is dropped.
-    call_id: Box<str>,
-    /// Server, when the request has a Call-ID, From tag and CSeq (what the
-    /// merge and ACK keys need): the From tag.
-    from_tag: Option<Box<str>>,
-    /// Server INVITE: the To tag of its responses (the 2xx's once sent).
-    to_tag: Option<Box<str>>,
+    /// Its strings, in one allocation: the branch, the sent-by (server),
+    /// the Call-ID, the From tag (server, when the request has a Call-ID,
+    /// From tag and CSeq: what the merge and ACK keys need) and the To tag
+    /// of its responses (server INVITE; the 2xx's once sent).
+    strings: Strings,
+    has_from_tag: bool,
+    has_to_tag: bool,
+}
+
+/// A transaction's strings end to end in one allocation (five separate
+/// ones took 80 bytes of the `Tx` and an allocation's rounding each).
+#[derive(Debug, Default)]
+struct Strings {
+    all: Box<str>,
+    /// Where each string ends in `all`.
+    ends: [u32; 5],
+}
+
+const BRANCH: usize = 0;
+const SENT_BY: usize = 1;
+const CALL_ID: usize = 2;
+const FROM_TAG: usize = 3;
+const TO_TAG: usize = 4;
+
+impl Strings {
+    fn new(parts: [&str; 5]) -> Self {
+        let mut all = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut ends = [0; 5];
+        for (end, part) in ends.iter_mut().zip(parts) {
+            all.push_str(part);
+            *end = u32::try_from(all.len()).unwrap_or(u32::MAX);
+        }
+        Strings {
+            all: all.into_boxed_str(),
+            ends,
+        }
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.all.get(start..self.ends[i] as usize).unwrap_or("")
+    }
+
+    fn set(&mut self, i: usize, value: &str) {
+        let parts = std::array::from_fn(|j| if j == i { value } else { self.get(j) });
+        *self = Strings::new(parts);
+    }
 }
 
 impl Tx {
     /// A transaction in its first state, keyed by `branch`, `sent_by`
-    /// (server) and `method`.
-    fn new(kind: Kind, peer: Peer, method: Method, branch: Box<str>, sent_by: Box<str>) -> Self {
+    /// (server) and `method`, of the call `call_id`; `from_tag` (server)
+    /// counts only with [`Tx::has_from_tag`] set.
+    fn new(
+        kind: Kind,
+        peer: Peer,
+        method: Method,
+        [branch, sent_by, call_id, from_tag]: [&str; 4],
+    ) -> Self {
         let state = match kind {
             Kind::ClientInvite => State::Calling,
             Kind::ServerInvite => State::Proceeding,
@@ -373,12 +415,32 @@ impl Tx {
             last: None,
             timers: [NO_TIMER; 3],
             method,
-            branch,
-            sent_by,
-            call_id: Box::default(),
-            from_tag: None,
-            to_tag: None,
+            strings: Strings::new([branch, sent_by, call_id, from_tag, ""]),
+            has_from_tag: false,
+            has_to_tag: false,
         }
+    }
+
+    fn branch(&self) -> &str {
+        self.strings.get(BRANCH)
+    }
+
+    fn call_id(&self) -> &str {
+        self.strings.get(CALL_ID)
+    }
+
+    /// The From tag of a server transaction's request (the peer's).
+    fn remote_tag(&self) -> Option<&str> {
+        self.has_from_tag.then(|| self.strings.get(FROM_TAG))
+    }
+
+    fn to_tag(&self) -> Option<&str> {
+        self.has_to_tag.then(|| self.strings.get(TO_TAG))
+    }
+
+    fn set_to_tag(&mut self, tag: &str) {
+        self.strings.set(TO_TAG, tag);
+        self.has_to_tag = true;
     }
 
     fn is_client(&self) -> bool {
@@ -389,26 +451,26 @@ impl Tx {
     fn key(&self, table: Table) -> Option<Key<'_>> {
         match table {
             Table::Client => self.is_client().then_some(Key::Client {
-                branch: &self.branch,
+                branch: self.branch(),
                 method: &self.method,
             }),
             Table::Server => (!self.is_client()).then_some(Key::Server {
-                branch: &self.branch,
-                sent_by: &self.sent_by,
+                branch: self.branch(),
+                sent_by: self.strings.get(SENT_BY),
                 method: &self.method,
             }),
-            Table::Merge => match &self.from_tag {
+            Table::Merge => match self.remote_tag() {
                 Some(from_tag) if self.by_merge => Some(Key::Merge {
-                    call_id: &self.call_id,
+                    call_id: self.call_id(),
                     from_tag,
                     cseq: self.cseq,
                     method: &self.method,
                 }),
                 _ => None,
             },
-            Table::Ack => match (&self.from_tag, &self.to_tag) {
+            Table::Ack => match (self.remote_tag(), self.to_tag()) {
                 (Some(from_tag), Some(to_tag)) if self.by_ack => Some(Key::Ack {
-                    call_id: &self.call_id,
+                    call_id: self.call_id(),
                     cseq: self.cseq,
                     from_tag,
                     to_tag,
@@ -612,17 +674,12 @@ impl TransactionLayer {
         None
     }
 
-    fn alloc(&mut self, mut tx: Tx) -> u64 {
+    fn alloc(&mut self, tx: Tx) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         match tx.kind {
             Kind::ClientInvite | Kind::ClientNonInvite => self.stats.client += 1,
             _ => self.stats.server += 1,
-        }
-        if tx.call_id.is_empty()
-            && let Some(c) = tx.request.as_ref().and_then(|r| r.headers.call_id())
-        {
-            tx.call_id = c.into();
         }
         self.txs.insert(id, Box::new(tx));
         id
@@ -645,12 +702,9 @@ impl TransactionLayer {
     /// The request's top Via must carry a unique RFC 3261 branch.
     pub fn send_request(&mut self, now: Instant, request: Request, peer: Peer) -> TxId {
         self.timers.observe(now);
-        let branch: Box<str> = request
-            .headers
-            .top_via()
-            .and_then(Result::ok)
-            .and_then(|v| v.branch.map(Into::into))
-            .unwrap_or_default();
+        let via = request.headers.top_via().and_then(Result::ok);
+        let branch = via.as_ref().and_then(|v| v.branch).unwrap_or_default();
+        let call_id = request.headers.call_id().unwrap_or_default();
         let invite = request.method == Method::Invite;
         let data = request_bytes(&request);
         let kind = if invite {
@@ -658,7 +712,12 @@ impl TransactionLayer {
         } else {
             Kind::ClientNonInvite
         };
-        let mut tx = Tx::new(kind, peer, request.method.clone(), branch, Box::default());
+        let mut tx = Tx::new(
+            kind,
+            peer,
+            request.method.clone(),
+            [branch, "", call_id, ""],
+        );
         tx.request = Some(Box::new(request));
         tx.last = Some(data.clone());
         let id = self.next_id;
@@ -706,8 +765,8 @@ impl TransactionLayer {
     /// Ends client transaction `id` as timed out and tells the TU so.
     fn time_out(&mut self, id: u64) {
         let Some(t) = self.txs.get(&id) else { return };
-        let call_id = t.call_id.to_string();
-        let (method, branch) = (t.method.clone(), t.branch.to_string());
+        let call_id = t.call_id().to_owned();
+        let (method, branch) = (t.method.clone(), t.branch().to_owned());
         self.terminate(id);
         self.stats.timeouts += 1;
         self.events.push_back(TuEvent::Timeout {
@@ -1008,19 +1067,27 @@ impl TransactionLayer {
         } else {
             Kind::ServerNonInvite
         };
-        let mut tx = Tx::new(kind, reply_to, method, branch.into(), sent_by.into());
         let headers = &request.headers;
-        if let Some(call_id) = headers.call_id() {
-            tx.call_id = call_id.into();
-            if let (Some(from_tag), Some((cseq, _))) = (headers.from_tag(), headers.cseq()) {
-                tx.from_tag = Some(from_tag.into());
-                tx.cseq = cseq;
-            }
+        let call_id = headers.call_id();
+        let dialog = match (call_id, headers.from_tag(), headers.cseq()) {
+            (Some(_), Some(from_tag), Some((cseq, _))) => Some((from_tag, cseq)),
+            _ => None,
+        };
+        let from_tag = dialog.map_or("", |(tag, _)| tag);
+        let mut tx = Tx::new(
+            kind,
+            reply_to,
+            method,
+            [&branch, &sent_by, call_id.unwrap_or_default(), from_tag],
+        );
+        if let Some((_, cseq)) = dialog {
+            tx.has_from_tag = true;
+            tx.cseq = cseq;
         }
         // §8.2.2.2: a request without a To tag that matches another
         // transaction's Call-ID, From tag and CSeq but not its branch
         // arrived over a second path.
-        tx.by_merge = headers.to_tag().is_none() && tx.from_tag.is_some();
+        tx.by_merge = headers.to_tag().is_none() && tx.has_from_tag;
         let merged = tx
             .key(Table::Merge)
             .is_some_and(|k| self.index.find(&self.txs, &k).is_some());
@@ -1137,17 +1204,16 @@ impl TransactionLayer {
             return;
         }
         let tag = invite
-            .and_then(|i| self.txs[&i].to_tag.as_deref().map(str::to_owned))
+            .and_then(|i| self.txs[&i].to_tag().map(str::to_owned))
             .unwrap_or_else(|| self.ids.tag());
         // Answered at once (below): no request to keep.
-        let mut tx = Tx::new(
+        let call_id = request.headers.call_id().unwrap_or_default();
+        let tx = Tx::new(
             Kind::ServerNonInvite,
             reply_to,
             Method::Cancel,
-            branch.into(),
-            sent_by.into(),
+            [branch, sent_by, call_id, ""],
         );
-        tx.call_id = request.headers.call_id().unwrap_or("").into();
         let resp = response_to(&request, 200, None, Some(&tag));
         let id = self.alloc(tx);
         self.index.add(&self.txs, id, Table::Server);
@@ -1159,12 +1225,14 @@ impl TransactionLayer {
                 .is_some_and(|t| t.state == State::Proceeding)
         {
             let t = &mut self.txs.get_mut(&inv).expect("checked above");
-            t.to_tag.get_or_insert_with(|| tag.as_str().into());
+            if !t.has_to_tag {
+                t.set_to_tag(&tag);
+            }
             let resp = t
                 .request
                 .as_deref()
                 .map(|r| response_to(r, 487, None, Some(&tag)));
-            let call_id = t.call_id.to_string();
+            let call_id = t.call_id().to_owned();
             if let Some(resp) = resp {
                 self.respond_inner(now, inv, resp);
             }
@@ -1223,8 +1291,8 @@ impl TransactionLayer {
                     && code > 100
                 {
                     // A 2xx's To tag names the dialog its ACK must name.
-                    if t.to_tag.is_none() || (200..300).contains(&code) {
-                        t.to_tag = Some(tag.into());
+                    if t.to_tag() != Some(tag) && (!t.has_to_tag || (200..300).contains(&code)) {
+                        t.set_to_tag(tag);
                     }
                 }
                 let data = response_bytes(&response);
@@ -1324,7 +1392,7 @@ impl TransactionLayer {
             }
             TimerKind::B | TimerKind::F | TimerKind::CancelGiveUp => self.time_out(id),
             TimerKind::H => {
-                let call_id = t.call_id.to_string();
+                let call_id = t.call_id().to_owned();
                 self.terminate(id);
                 self.events.push_back(TuEvent::AckTimeout {
                     tx: TxId(id),
@@ -1334,7 +1402,7 @@ impl TransactionLayer {
             }
             TimerKind::L => {
                 let acked = t.acked;
-                let call_id = t.call_id.to_string();
+                let call_id = t.call_id().to_owned();
                 self.terminate(id);
                 if !acked {
                     self.events.push_back(TuEvent::AckTimeout {
