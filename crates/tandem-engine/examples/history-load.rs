@@ -53,7 +53,7 @@ fn record(sid: &str, parent: Option<&str>, status: CallStatus, at: SystemTime) -
         caller_name: Some("sipp".into()),
         forwarded_from: None,
         answered_by: None,
-        duration: CallStatus::Completed.eq(&status).then_some(0),
+        duration: (status == CallStatus::Completed).then_some(0),
         at,
     }
 }
