@@ -7,19 +7,13 @@
 //!
 //! `cargo run --release -p tandem-engine --example history-load -- [RATE] [SECONDS]`
 
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
+
 use std::time::{Duration, Instant, SystemTime};
 
 use tandem_engine::history::{CallRecord, History};
 use tandem_webhook::{CallStatus, Direction};
-
-/// Clock ticks of user and system time of `/proc/self/<path>/stat`.
-fn ticks(stat: &str) -> u64 {
-    // Fields after the command name (which is in parentheses).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-}
 
 fn writer_ticks() -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
@@ -30,12 +24,12 @@ fn writer_ticks() -> u64 {
             std::fs::read_to_string(t.path().join("comm"))
                 .is_ok_and(|c| c.trim() == "tandem-history")
         })
-        .map(|t| std::fs::read_to_string(t.path().join("stat")).map_or(0, |s| ticks(&s)))
+        .map(|t| std::fs::read_to_string(t.path().join("stat")).map_or(0, |s| proc_stat::ticks(&s)))
         .sum()
 }
 
 fn process_ticks() -> u64 {
-    std::fs::read_to_string("/proc/self/stat").map_or(0, |s| ticks(&s))
+    std::fs::read_to_string("/proc/self/stat").map_or(0, |s| proc_stat::ticks(&s))
 }
 
 fn record(sid: &str, parent: Option<&str>, status: CallStatus, at: SystemTime) -> CallRecord {
@@ -110,8 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     history.flush();
     let wall = start.elapsed();
     let (p1, w1) = (process_ticks(), writer_ticks());
-    let tck = 100.0; // USER_HZ on Linux
-    let per_call = |t: u64| t as f64 / tck * 1e6 / total as f64;
+    let per_call = |t: u64| t as f64 / proc_stat::TICKS_PER_SEC * 1e6 / total as f64;
     let (dropped, written) = history.counts();
     let size: u64 = std::fs::read_dir(&dir)?
         .flatten()

@@ -6,6 +6,9 @@
 //!
 //! `cargo run --release -p tandem-engine --example record-load -- [N] [SECONDS]`
 
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,16 +146,5 @@ fn no_gaps(path: &std::path::Path) -> Result<bool, Box<dyn std::error::Error>> {
 
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, r)| r)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    proc_stat::ticks(&stat) as f64 / proc_stat::TICKS_PER_SEC
 }
