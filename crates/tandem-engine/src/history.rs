@@ -174,16 +174,16 @@ pub struct CallRecord {
 impl CallRecord {
     /// A record of `info` with no duration, not yet stamped (`at` is the
     /// epoch until the writer's caller sets it).
-    pub fn of(info: &tandem_webhook::CallInfo) -> Self {
+    pub fn of(info: tandem_webhook::CallInfo) -> Self {
         CallRecord {
-            sid: info.call_sid.clone(),
-            parent_sid: info.parent_call_sid.clone(),
-            from: info.from.clone(),
-            to: info.to.clone(),
+            sid: info.call_sid,
+            parent_sid: info.parent_call_sid,
+            from: info.from,
+            to: info.to,
             direction: info.direction,
             status: info.status,
-            caller_name: info.caller_name.clone(),
-            forwarded_from: info.forwarded_from.clone(),
+            caller_name: info.caller_name,
+            forwarded_from: info.forwarded_from,
             answered_by: None,
             duration: None,
             at: UNIX_EPOCH,

@@ -17,13 +17,17 @@ pub struct IdGen {
 }
 
 impl IdGen {
-    /// A generator seeded from the operating system.
+    /// A generator seeded from the operating system's entropy, through
+    /// the thread's generator (seeded from the operating system and
+    /// reseeded as it goes): a generator per call no longer costs a
+    /// `getrandom` system call.
     pub fn from_entropy() -> Self {
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
         Self {
-            rng: SmallRng::from_entropy(),
+            rng: SmallRng::from_rng(rand::thread_rng())
+                .unwrap_or_else(|_| SmallRng::from_entropy()),
             epoch,
         }
     }

@@ -85,10 +85,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the HTTP listener on {}", config.http.listen))?;
     info!(addr = %http.local_addr(), "HTTP listening");
+    // The dispatcher runs as a task on the runtime's workers, not as this
+    // thread's `block_on`: a shard handing it an event then wakes a task
+    // (no system call while a worker is busy) instead of this parked
+    // thread through a futex, once per new call (docs/benchmarks.md §3(u)).
+    let mut events = std::mem::replace(&mut endpoint.events, tokio::sync::mpsc::channel(1).1);
+    let mut dispatcher = tokio::spawn(async move { engine.run(&mut events).await });
     tokio::select! {
         signal = shutdown.wait() => info!(signal, "shutting down"),
-        () = engine.run(&mut endpoint.events) => warn!("SIP endpoint stopped"),
+        _ = &mut dispatcher => warn!("SIP endpoint stopped"),
     }
+    dispatcher.abort();
     endpoint.shutdown();
     http.shutdown().await;
     info!("stopped");

@@ -242,7 +242,7 @@ impl Call {
         // The child's history row gets its AnsweredBy now.
         if let Some(b) = self.dial.as_ref().map(|d| &d.branches[i]) {
             let info = self.child_info(b, tandem_webhook::CallStatus::InProgress);
-            let record = super::dial::branch_record(b, &info, None);
+            let record = super::dial::branch_record(b, info, None);
             self.out.push_back(Output::History(Box::new(record)));
         }
         if let Some((url, method)) = callback {

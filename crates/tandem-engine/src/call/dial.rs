@@ -621,7 +621,7 @@ impl Call {
         if self.phantom && info.call_sid == self.sid && crate::history::is_final(status) {
             self.api_ended = true;
         }
-        let record = branch_record(b, &info, duration);
+        let record = branch_record(b, info, duration);
         self.out.push_back(Output::History(Box::new(record)));
         let Some(d) = &self.dial else { return };
         let b = &d.branches[i];
@@ -1447,7 +1447,7 @@ impl Call {
 /// Branch `b`'s state for the history (with its `AnsweredBy` once detected).
 pub(super) fn branch_record(
     b: &Branch,
-    info: &tandem_webhook::CallInfo,
+    info: tandem_webhook::CallInfo,
     duration: Option<u64>,
 ) -> crate::history::CallRecord {
     let mut record = crate::history::CallRecord::of(info);

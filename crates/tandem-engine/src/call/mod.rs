@@ -792,9 +792,10 @@ impl Call {
 
     /// Queues a call's (or child's) new state for the history.
     fn record_history(&mut self, info: tandem_webhook::CallInfo, duration: Option<u64>) {
-        let mut record = crate::history::CallRecord::of(&info);
+        let mine = info.call_sid == self.sid;
+        let mut record = crate::history::CallRecord::of(info);
         record.duration = duration;
-        if info.call_sid == self.sid {
+        if mine {
             record.answered_by = self.placed.as_ref().and_then(|p| p.answered_by.clone());
         }
         self.out.push_back(Output::History(Box::new(record)));
