@@ -27,7 +27,7 @@ pub const MAX_LINES: usize = 1024;
 ///
 /// Fields keep the order of RFC 4566 §5; the printer writes them back in that
 /// order with CRLF line ends, so `parse(print(x)) == x`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionDescription {
     /// `o=`
     pub origin: Origin,
@@ -59,7 +59,7 @@ pub struct SessionDescription {
 }
 
 /// The `o=` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// `-` when the sender has no user name.
     pub username: String,
@@ -101,7 +101,7 @@ impl AddrType {
 }
 
 /// A `c=` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Connection {
     /// Address family.
     pub addr_type: AddrType,
@@ -133,7 +133,7 @@ impl Connection {
 }
 
 /// A `b=<type>:<kbps>` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bandwidth {
     /// `AS`, `CT`, `TIAS`, ...
     pub kind: String,
@@ -142,7 +142,7 @@ pub struct Bandwidth {
 }
 
 /// A `t=` line and its `r=` lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Timing {
     /// Start time (NTP seconds, 0 = unbounded).
     pub start: u64,
@@ -153,7 +153,7 @@ pub struct Timing {
 }
 
 /// An `a=` line: `a=name` or `a=name:value`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attribute {
     /// Attribute name (case kept as written).
     pub name: String,
@@ -180,7 +180,7 @@ impl Attribute {
 }
 
 /// One `m=` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MediaDescription {
     /// `audio`, `video`, `image`, ...
     pub media: String,
