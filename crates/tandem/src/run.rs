@@ -91,13 +91,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // thread through a futex, once per new call (docs/benchmarks.md §3(u)).
     let mut events = std::mem::replace(&mut endpoint.events, tokio::sync::mpsc::channel(1).1);
     let mut dispatcher = tokio::spawn(async move { engine.run(&mut events).await });
-    tokio::select! {
-        signal = shutdown.wait() => info!(signal, "shutting down"),
-        _ = &mut dispatcher => warn!("SIP endpoint stopped"),
-    }
+    let failed = tokio::select! {
+        signal = shutdown.wait() => {
+            info!(signal, "shutting down");
+            None
+        }
+        ended = &mut dispatcher => match ended {
+            Ok(()) => {
+                warn!("SIP endpoint stopped");
+                None
+            }
+            // A panic in the dispatcher ends the process as a failure, as
+            // it did when the dispatcher ran on this thread.
+            Err(e) => Some(e),
+        },
+    };
     dispatcher.abort();
     endpoint.shutdown();
     http.shutdown().await;
+    if let Some(e) = failed {
+        return Err(anyhow::anyhow!("the call dispatcher failed: {e}"));
+    }
     info!("stopped");
     Ok(())
 }
