@@ -462,12 +462,13 @@ impl SdpSession {
     /// bumping the version when the content differs from the last one sent.
     fn finish(&mut self, media: Vec<MediaDescription>) -> SessionDescription {
         let mut sd = SessionDescription {
+            // Written by `stamp` below; empty strings allocate nothing.
             origin: Origin {
-                username: "tandem".to_owned(),
-                session_id: self.session_id.to_string(),
-                session_version: self.version,
+                username: String::new(),
+                session_id: String::new(),
+                session_version: 0,
                 addr_type: super::AddrType::of(self.local.addr),
-                address: self.local.addr.to_string(),
+                address: String::new(),
             },
             session_name: "tandem".to_owned(),
             info: None,
