@@ -28,10 +28,6 @@ fn writer_ticks() -> u64 {
         .sum()
 }
 
-fn process_ticks() -> u64 {
-    std::fs::read_to_string("/proc/self/stat").map_or(0, |s| proc_stat::ticks(&s))
-}
-
 fn record(sid: &str, parent: Option<&str>, status: CallStatus, at: SystemTime) -> CallRecord {
     CallRecord {
         sid: sid.to_owned(),
@@ -68,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r#"{{"start_ms":1796585775503,"legs":[{{"call_id":"5-19757@127.0.0.1","who":"caller","peer":"127.0.0.1:40786"}},{{"call_id":"758726535482b974788f2173","who":"uas@127.0.0.1:47549","peer":"127.0.0.1:47549"}}],"sip":[{{"t":0,"leg":0,"dir":"in","what":"INVITE"}},{{"t":0,"leg":0,"dir":"out","what":"200 OK"}},{{"t":0,"leg":1,"dir":"out","what":"INVITE"}},{{"t":1,"leg":0,"dir":"in","what":"ACK"}},{{"t":1,"leg":1,"dir":"in","what":"180 Ringing"}},{{"t":1,"leg":1,"dir":"in","what":"200 OK"}},{{"t":1,"leg":1,"dir":"out","what":"ACK"}},{{"t":1,"leg":0,"dir":"in","what":"BYE"}},{{"t":1,"leg":0,"dir":"out","what":"200 OK"}},{{"t":1,"leg":1,"dir":"out","what":"BYE"}}],"sip_dropped":0,"hooks":[{{"t":0,"kind":"twiml","url":"file:///tmp/tandem-bench/tandem/dial1.xml","method":"","body":"<Response><Dial><Sip>sip:uas@127.0.0.1:47549</Sip></Dial></Response>\n"}}],"hooks_dropped":0,"sid":"{sid}"}}"#
         )
     };
-    let (p0, w0) = (process_ticks(), writer_ticks());
+    let (p0, w0) = (proc_stat::self_ticks(), writer_ticks());
     let start = Instant::now();
     let total = rate * secs;
     let mut made = 0u64;
@@ -103,7 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     history.flush();
     let wall = start.elapsed();
-    let (p1, w1) = (process_ticks(), writer_ticks());
+    let (p1, w1) = (proc_stat::self_ticks(), writer_ticks());
     let per_call = |t: u64| t as f64 / proc_stat::TICKS_PER_SEC * 1e6 / total as f64;
     let (dropped, written) = history.counts();
     let size: u64 = std::fs::read_dir(&dir)?

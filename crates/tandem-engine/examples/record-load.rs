@@ -145,6 +145,5 @@ fn no_gaps(path: &std::path::Path) -> Result<bool, Box<dyn std::error::Error>> {
 }
 
 fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    proc_stat::ticks(&stat) as f64 / proc_stat::TICKS_PER_SEC
+    proc_stat::self_ticks() as f64 / proc_stat::TICKS_PER_SEC
 }

@@ -10,5 +10,10 @@ pub fn ticks(stat: &str) -> u64 {
     field(11) + field(12)
 }
 
+/// Clock ticks of this whole process so far (all threads).
+pub fn self_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat").map_or(0, |s| ticks(&s))
+}
+
 /// Clock ticks a second (`USER_HZ`, 100 on Linux).
 pub const TICKS_PER_SEC: f64 = 100.0;
