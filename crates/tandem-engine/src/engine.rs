@@ -705,7 +705,8 @@ fn forward(ctx: &Ctx, shard: usize, event: TuEvent) -> Option<TuEvent> {
         return Some(msg);
     };
     let msg = match msg {
-        TuEvent::Ack { request, .. } => CallMsg::Ack {
+        TuEvent::Ack { request, .. } => CallMsg::AckOn {
+            call_id: request.headers.call_id().unwrap_or("").to_owned(),
             sdp: (!request.body.is_empty()).then(|| request.body.into_boxed_slice()),
         },
         TuEvent::Cancelled { .. } => CallMsg::Cancelled,

@@ -176,6 +176,20 @@ impl MediaLeg {
         bytes
     }
 
+    /// The last offer Tandem made on this leg, again (a peer's re-INVITE
+    /// without SDP asks for one): the same `o=` version when it is what
+    /// was sent last, the next when an answer went out since; Tandem's own
+    /// offer when it never offered on this leg.
+    pub(crate) fn reoffer(&mut self, caps: &MediaCapabilities) -> Vec<u8> {
+        let Some(mut sdp) = self.offer.clone() else {
+            return self.offer(caps);
+        };
+        self.sess.stamp(&mut sdp);
+        let bytes = sdp.to_bytes();
+        self.offer = Some(sdp);
+        bytes
+    }
+
     /// Reads the callee's answer to Tandem's offer.
     pub(crate) fn on_answer(&mut self, answer: &[u8]) -> Result<(), LegError> {
         let Some(offer) = &self.offer else {

@@ -61,6 +61,9 @@ pub(super) struct Branch {
     pub se_retried: bool,
     /// The RSeq of the last reliable provisional PRACKed (RFC 3262).
     pub rseq: Option<u32>,
+    /// The 2xx to the callee's re-INVITE without SDP carried Tandem's
+    /// offer: the callee's ACK brings the answer (RFC 3261 §14.2).
+    pub offer_pending: bool,
 }
 
 #[derive(Debug)]
@@ -417,6 +420,7 @@ impl Call {
             peer: self.source,
             alternates: Vec::new(),
             rseq: None,
+            offer_pending: false,
             to,
             from: self.from_user.clone(),
             dialog: None,
@@ -561,6 +565,7 @@ impl Call {
             peer,
             alternates,
             rseq: None,
+            offer_pending: false,
             to: user_of(&uri),
             from: caller_id.to_owned(),
             dialog: None,
@@ -604,6 +609,51 @@ impl Call {
             parent_call_sid: Some(self.sid.clone()),
             forwarded_from: self.forwarded_from.clone(),
             caller_name: self.caller_name.clone(),
+        }
+    }
+
+    /// A callee's re-INVITE without SDP asks for an offer (RFC 3261
+    /// §14.2, a delayed offer): Tandem's 2xx re-offers the leg's session
+    /// and the callee's ACK answers. `None` when media is not anchored
+    /// (the 2xx then carries no SDP, as before).
+    fn reoffer_branch(&mut self, i: usize) -> Option<Vec<u8>> {
+        if !self.env.has_media() {
+            return None;
+        }
+        let leg = self.dial.as_ref()?.branches.get(i)?.media?;
+        match self.env.reoffer(leg) {
+            Ok(offer) => {
+                self.dial.as_mut()?.branches[i].offer_pending = true;
+                Some(offer)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no offer for the callee's re-INVITE without SDP");
+                None
+            }
+        }
+    }
+
+    /// The callee's ACK to the 2xx of its re-INVITE: when that 2xx carried
+    /// Tandem's offer, the answer it carries sets the leg's media. One
+    /// without a usable answer leaves the leg as it was (the call goes on).
+    pub(super) fn on_branch_ack(&mut self, call_id: &str, sdp: Option<&[u8]>) {
+        let Some(b) = self
+            .dial
+            .as_mut()
+            .and_then(|d| d.branches.iter_mut().find(|b| b.call_id == call_id))
+        else {
+            return;
+        };
+        if !std::mem::take(&mut b.offer_pending) {
+            return;
+        }
+        let Some(leg) = b.media else { return };
+        let result = match sdp {
+            Some(sdp) => self.env.take_answer(leg, sdp).map_err(|e| e.to_string()),
+            None => Err("no SDP".to_owned()),
+        };
+        if let Err(why) = result {
+            tracing::warn!(%why, call_id, "the callee's ACK does not answer Tandem's re-offer: its media stays as it was");
         }
     }
 
@@ -940,7 +990,11 @@ impl Call {
                 let response = match self.refresh_by_peer(Some(i), &request) {
                     Err(r) => r,
                     Ok(session) => {
-                        let answer = self.relay_reinvite(Some(i), &request);
+                        let answer = if has_sdp(&request.headers, &request.body) {
+                            self.relay_reinvite(Some(i), &request)
+                        } else {
+                            self.reoffer_branch(i)
+                        };
                         let mut r = response_to(&request, 200, None, None);
                         r.headers
                             .push(Header::Contact(self.contact(Some(i)).into()));

@@ -44,6 +44,12 @@ pub(crate) trait Env: Send {
     /// An offer from `leg`: following `remote_offer`'s codecs (G.711 added
     /// when it had none), or our own.
     fn offer(&mut self, leg: LegId, remote_offer: Option<&[u8]>) -> Result<Vec<u8>, LegError>;
+    /// A new offer of `leg`'s session, for a peer's re-INVITE without
+    /// SDP: the last description Tandem offered on it, its version kept
+    /// when nothing was sent since (RFC 3264 §8), else Tandem's own.
+    fn reoffer(&mut self, leg: LegId) -> Result<Vec<u8>, LegError> {
+        self.offer(leg, None)
+    }
     /// The remote's answer to our offer on `leg`.
     fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError>;
     /// `leg`'s signalling is TLS: Tandem's offers on it are SDES-SRTP
@@ -322,6 +328,14 @@ impl Env for RealEnv {
                 Some(o) => s.media.offer_from(o, &caps),
                 None => Ok(s.media.offer(&caps)),
             },
+            _ => Err(LegError::Exhausted),
+        }
+    }
+
+    fn reoffer(&mut self, leg: LegId) -> Result<Vec<u8>, LegError> {
+        let caps = self.ctx.media.as_ref().map(|m| m.caps().clone());
+        match (self.leg(leg), caps) {
+            (Some(s), Some(caps)) => Ok(s.media.reoffer(&caps)),
             _ => Err(LegError::Exhausted),
         }
     }

@@ -80,6 +80,12 @@ pub(crate) enum CallMsg {
     /// The ACK for the caller's 2xx, with the SDP it carries (the answer
     /// to an offer Tandem made in that 2xx: a delayed offer, RFC 3261 §13.2.1).
     Ack { sdp: Option<Box<[u8]>> },
+    /// The ACK for a 2xx Tandem sent in the dialog with this Call-ID: the
+    /// caller's (then as [`CallMsg::Ack`]) or a callee's, with its SDP.
+    AckOn {
+        call_id: String,
+        sdp: Option<Box<[u8]>>,
+    },
     /// The caller's CANCEL matched its INVITE (200 and 487 already sent).
     Cancelled,
     /// A response on a child leg; `source` is set for a 2xx whose transaction had ended.
@@ -1166,6 +1172,13 @@ impl Call {
                 source,
             } => self.on_request(stx, *request, source),
             CallMsg::Ack { sdp } => self.on_ack(sdp.as_deref()),
+            CallMsg::AckOn { call_id, sdp } => {
+                if call_id == self.call_id {
+                    self.on_ack(sdp.as_deref());
+                } else {
+                    self.on_branch_ack(&call_id, sdp.as_deref());
+                }
+            }
             CallMsg::Cancelled => {
                 tracing::info!("caller cancelled");
                 self.reliable = None;

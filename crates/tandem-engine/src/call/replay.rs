@@ -165,6 +165,16 @@ impl CallLog {
             CallMsg::Ack { sdp: Some(sdp) } => {
                 write!(l, "ack {}", esc(&String::from_utf8_lossy(sdp)))
             }
+            CallMsg::AckOn { call_id, sdp: None } => write!(l, "ackon {}", esc(call_id)),
+            CallMsg::AckOn {
+                call_id,
+                sdp: Some(sdp),
+            } => write!(
+                l,
+                "ackon {} {}",
+                esc(call_id),
+                esc(&String::from_utf8_lossy(sdp))
+            ),
             CallMsg::Cancelled => write!(l, "cancelled"),
             CallMsg::Response { response, source } => write!(
                 l,
@@ -815,6 +825,14 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
         }
         ["ack"] => Input::Msg(CallMsg::Ack { sdp: None }),
         ["ack", sdp] => Input::Msg(CallMsg::Ack {
+            sdp: Some(unesc(sdp).into_bytes().into_boxed_slice()),
+        }),
+        ["ackon", cid] => Input::Msg(CallMsg::AckOn {
+            call_id: unesc(cid),
+            sdp: None,
+        }),
+        ["ackon", cid, sdp] => Input::Msg(CallMsg::AckOn {
+            call_id: unesc(cid),
             sdp: Some(unesc(sdp).into_bytes().into_boxed_slice()),
         }),
         ["cancelled"] => Input::Msg(CallMsg::Cancelled),

@@ -840,6 +840,7 @@ fn trace_msg(t: &mut Trace, at: Instant, caller_call_id: &str, m: &CallMsg) {
             );
         }
         CallMsg::Ack { .. } => t.sip(at, caller_call_id, None, None, false, "ACK".to_owned()),
+        CallMsg::AckOn { call_id, .. } => t.sip(at, call_id, None, None, false, "ACK".to_owned()),
         CallMsg::Cancelled => t.sip(at, caller_call_id, None, None, false, "CANCEL".to_owned()),
         CallMsg::Response { response, .. } => {
             let cid = response.headers.call_id().unwrap_or("");

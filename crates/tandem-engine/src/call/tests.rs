@@ -4672,6 +4672,86 @@ fn a_caller_without_an_offer_gets_tandems_and_answers_in_its_ack() {
     assert_eq!(h.byes_to_caller(), 1, "no answer in the ACK: BYE");
 }
 
+/// A bridged callee's re-INVITE without SDP asks for an offer (RFC 3261
+/// §14.2; CUCM re-syncs media so after a transfer): Tandem's 2xx carries
+/// one from the callee's leg, and the callee's ACK answer is taken on
+/// that leg (regression: the 2xx carried no SDP). An ACK without the
+/// answer leaves the leg as it was and the call goes on; an ACK in the
+/// caller's dialog still answers the caller's offer only.
+#[test]
+fn a_callees_reinvite_without_sdp_gets_an_offer_and_its_ack_answers() {
+    let mut h = Harness::start(BRIDGE_ONE);
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack { sdp: None });
+    let callee_cid = call_id(&h.invites()[0]);
+    let callee_leg = h.env.st().bridges[0].1;
+    // The callee's 200 answered Tandem's INVITE offer already.
+    let taken = h.env.st().answers.len();
+    let reinvites_to_caller = |h: &Harness| h.requests_in(&Method::Invite, "caller-call-id").len();
+
+    let reinvite = h.callee_request(Method::Invite, 50).build();
+    assert!(reinvite.body.is_empty());
+    h.request_from(reinvite, peer("127.0.0.21:5060"));
+    let ok = h
+        .log
+        .iter()
+        .rev()
+        .find_map(|(_, o)| match o {
+            Output::Respond { response, .. }
+                if response.headers.cseq().is_some_and(|(n, _)| n == 50) =>
+            {
+                Some(response.clone())
+            }
+            _ => None,
+        })
+        .expect("a response to the re-INVITE");
+    assert_eq!(ok.status_code.code(), 200);
+    assert!(
+        has_sdp(&ok.headers, &ok.body),
+        "the 2xx carries Tandem's offer"
+    );
+    assert_eq!(
+        reinvites_to_caller(&h),
+        0,
+        "nothing to pass on to the caller"
+    );
+    h.msg(CallMsg::AckOn {
+        call_id: callee_cid.clone(),
+        sdp: Some(b"v=0 callee answer".to_vec().into_boxed_slice()),
+    });
+    assert_eq!(
+        h.env.st().answers[taken..],
+        [(callee_leg, b"v=0 callee answer".to_vec())]
+    );
+    // A second ACK (a retransmission) answers nothing more.
+    h.msg(CallMsg::AckOn {
+        call_id: callee_cid.clone(),
+        sdp: Some(b"v=0 again".to_vec().into_boxed_slice()),
+    });
+    assert_eq!(h.env.st().answers.len(), taken + 1);
+
+    let reinvite = h.callee_request(Method::Invite, 51).build();
+    h.request_from(reinvite, peer("127.0.0.21:5060"));
+    h.msg(CallMsg::AckOn {
+        call_id: callee_cid,
+        sdp: None,
+    });
+    assert_eq!(h.env.st().answers.len(), taken + 1);
+    assert_eq!(h.byes_to_caller(), 0, "the call goes on");
+    assert!(h.action().is_none(), "the Dial goes on");
+    // The caller's ACK, by its dialog's Call-ID, is the caller's.
+    h.msg(CallMsg::AckOn {
+        call_id: "caller-call-id".into(),
+        sdp: Some(b"v=0 stray".to_vec().into_boxed_slice()),
+    });
+    assert_eq!(
+        h.env.st().answers.len(),
+        taken + 1,
+        "no offer of Tandem's pending with the caller"
+    );
+}
+
 // ----- A trunk's proxy as the route of its branches -----
 
 /// Regression (found against Kamailio, scripts/interop): a `<Number>`'s
