@@ -504,6 +504,29 @@ async fn media_timeout_fires_once_and_resume_is_reported() {
             .await
             .is_err()
     );
+    // Holding (`sendonly`) and silent, as many phones are on hold: no
+    // timeout either (regression: a call held longer than the media
+    // timeout was hung up).
+    m.remote_direction = Direction::SendOnly;
+    a.set_media(&m);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), erx.recv())
+            .await
+            .is_err()
+    );
+    // Resumed (`sendrecv`) and still silent: the timeout runs again, from
+    // the resume.
+    m.remote_direction = Direction::SendRecv;
+    let resumed = std::time::Instant::now();
+    a.set_media(&m);
+    assert_eq!(
+        next_event(&mut erx).await,
+        MediaEvent::Timeout {
+            leg: LegId(1),
+            after: Duration::from_millis(150)
+        }
+    );
+    assert!(resumed.elapsed() >= Duration::from_millis(150));
 }
 
 /// Closing a leg gives its ports back to the pool, drained.

@@ -194,7 +194,8 @@ struct Control {
     /// ...or this one (the signalling source's, for a peer behind NAT).
     signal_ip: Option<IpAddr>,
     timeout: Option<Duration>,
-    recv_enabled: bool,
+    /// The media timeout applies ([`NegotiatedMedia::silence_is_dead`]).
+    silence_counts: bool,
 }
 
 struct Sockets {
@@ -402,7 +403,7 @@ impl Leg {
                 sdp_ip: None,
                 signal_ip: cfg.signal_ip,
                 timeout: cfg.media_timeout,
-                recv_enabled: true,
+                silence_counts: true,
             }),
             ctl_gen: AtomicU64::new(0),
             notify: Notify::new(),
@@ -450,11 +451,11 @@ impl Leg {
             .telephone_event
             .as_ref()
             .map_or(8000, |t| t.clock_rate);
-        let recv = media.recv_enabled();
+        let recv = media.silence_is_dead();
         self.shared.control(|c| {
             c.rx_kind = kinds;
             c.rx_te_clock = te_clock;
-            c.recv_enabled = recv;
+            c.silence_counts = recv;
             c.sdp_remote = media.remote_rtp;
             c.sdp_ip = media.remote_rtp.map(|a| a.ip());
             if !same {

@@ -52,7 +52,7 @@ struct Local {
     /// The SSRC the latched source sends, and when it was last heard.
     ssrc: Option<(u32, Instant)>,
     timeout: Option<Duration>,
-    recv_enabled: bool,
+    silence_counts: bool,
     last_rx: Instant,
     timed_out: bool,
     /// Opus <-> G.711 transcoding state of the current source toward the
@@ -122,7 +122,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
         latch_ips: [None; 2],
         ssrc: None,
         timeout: None,
-        recv_enabled: true,
+        silence_counts: true,
         last_rx: Instant::now(),
         timed_out: false,
         xcode: None,
@@ -212,7 +212,7 @@ pub(super) async fn run(shared: Arc<LegShared>) {
             Wake::Timer => {
                 let now = Instant::now();
                 match local.timeout {
-                    Some(t) if local.recv_enabled && !local.timed_out => {
+                    Some(t) if local.silence_counts && !local.timed_out => {
                         if now.saturating_duration_since(local.last_rx) >= t {
                             local.timed_out = true;
                             shared.emit(MediaEvent::Timeout {
@@ -248,7 +248,7 @@ fn plain(shared: &LegShared, buf: &mut [u8], n: usize, rtcp: bool) -> Option<usi
 
 fn rearm(local: &Local, sleep: std::pin::Pin<&mut tokio::time::Sleep>) {
     match local.timeout {
-        Some(t) if local.recv_enabled => sleep.reset(local.last_rx + t),
+        Some(t) if local.silence_counts => sleep.reset(local.last_rx + t),
         _ => sleep.reset(Instant::now() + FAR),
     }
 }
@@ -270,7 +270,7 @@ fn load_control(shared: &LegShared, local: &mut Local) {
     local.rx_te_clock = c.rx_te_clock;
     local.latching = c.latching;
     local.timeout = c.timeout;
-    local.recv_enabled = c.recv_enabled;
+    local.silence_counts = c.silence_counts;
     local.latch_ips = [
         c.sdp_ip.map(|a| a.to_canonical()),
         c.signal_ip.map(|a| a.to_canonical()),

@@ -170,6 +170,15 @@ impl NegotiatedMedia {
         self.remote_direction.sends()
     }
 
+    /// Does silence from the remote mean its stream is dead (the media
+    /// timeout applies)? Only while neither side holds: a remote that
+    /// holds (`sendonly`) may send nothing at all — many phones go quiet
+    /// on hold instead of playing music — and one held (`recvonly`,
+    /// `inactive`) sends nothing by contract.
+    pub fn silence_is_dead(&self) -> bool {
+        self.remote_direction.sends() && self.remote_direction.receives()
+    }
+
     /// Is the remote holding the call (`sendonly`, `inactive`, `c=0.0.0.0`)?
     pub fn is_held(&self) -> bool {
         !self.remote_direction.receives()
