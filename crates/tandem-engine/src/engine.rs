@@ -728,7 +728,9 @@ fn forward(ctx: &Ctx, shard: usize, event: TuEvent) -> Option<TuEvent> {
             method,
             branch,
         },
-        TuEvent::AckTimeout { was_2xx, .. } => CallMsg::AckTimeout { was_2xx },
+        TuEvent::AckTimeout {
+            call_id, was_2xx, ..
+        } => CallMsg::AckTimeoutOn { call_id, was_2xx },
         other => return Some(other),
     };
     if !actor.send(msg) {

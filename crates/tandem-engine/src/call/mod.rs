@@ -101,6 +101,10 @@ pub(crate) enum CallMsg {
     },
     /// The caller never ACKed our final response.
     AckTimeout { was_2xx: bool },
+    /// A final response Tandem sent in the dialog with this Call-ID was
+    /// never acknowledged: the caller's (then as [`CallMsg::AckTimeout`])
+    /// or a callee's (the 2xx to its re-INVITE).
+    AckTimeoutOn { call_id: String, was_2xx: bool },
     /// The caller's document fetched (or not).
     Fetched(Box<Fetched>),
     /// Audio for a verb finished loading (speech synthesis, a download).
@@ -1197,10 +1201,12 @@ impl Call {
                     self.on_invite_timeout(&call_id, &branch);
                 }
             }
-            CallMsg::AckTimeout { was_2xx } => {
-                if was_2xx {
-                    tracing::warn!("caller never ACKed our 200: ending the call");
-                    self.hangup(408);
+            CallMsg::AckTimeout { was_2xx } => self.on_ack_timeout(was_2xx),
+            CallMsg::AckTimeoutOn { call_id, was_2xx } => {
+                if call_id == self.call_id {
+                    self.on_ack_timeout(was_2xx);
+                } else if was_2xx {
+                    self.on_branch_ack_timeout(&call_id);
                 }
             }
             CallMsg::AudioReady { who, seq, result } => self.on_audio_ready(who, seq, result),
@@ -1314,6 +1320,32 @@ impl Call {
             } else {
                 i += 1;
             }
+        }
+    }
+
+    /// The caller never ACKed a final response: after a 2xx the session
+    /// ends with BYE (RFC 3261 §13.3.1.4).
+    fn on_ack_timeout(&mut self, was_2xx: bool) {
+        if was_2xx {
+            tracing::warn!("caller never ACKed our 200: ending the call");
+            self.hangup(408);
+        }
+    }
+
+    /// A callee never ACKed the 2xx to its re-INVITE: its session ends
+    /// (BYE, RFC 3261 §13.3.1.4) — the bridge ends and the document goes
+    /// on, as when the callee hangs up. The caller's call is not ended for
+    /// it.
+    fn on_branch_ack_timeout(&mut self, call_id: &str) {
+        let bridged = self.dial.as_ref().and_then(|d| {
+            let i = d.bridged?;
+            (d.branches[i].call_id == call_id).then_some(i)
+        });
+        if bridged.is_some() {
+            tracing::warn!(call_id, "the callee never ACKed our 200: ending the bridge");
+            self.end_bridge(true);
+        } else {
+            tracing::debug!(call_id, "a 200 to no bridged callee never ACKed: ignored");
         }
     }
 

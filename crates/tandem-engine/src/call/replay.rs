@@ -190,6 +190,9 @@ impl CallLog {
                 write!(l, "timeout {} {} {}", esc(call_id), method, esc(branch))
             }
             CallMsg::AckTimeout { was_2xx } => write!(l, "acktimeout {}", u8::from(*was_2xx)),
+            CallMsg::AckTimeoutOn { call_id, was_2xx } => {
+                write!(l, "acktimeouton {} {}", esc(call_id), u8::from(*was_2xx))
+            }
             CallMsg::Fetched(r) => write!(l, "fetched {}", fetched_text(r)),
             CallMsg::ReferFetched(r) => write!(l, "referfetched {}", fetched_text(r)),
             CallMsg::ApiFetched(r) => write!(l, "apifetched {}", fetched_text(r)),
@@ -856,6 +859,10 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
             branch: unesc(branch),
         }),
         ["acktimeout", w] => Input::Msg(CallMsg::AckTimeout { was_2xx: *w == "1" }),
+        ["acktimeouton", cid, w] => Input::Msg(CallMsg::AckTimeoutOn {
+            call_id: unesc(cid),
+            was_2xx: *w == "1",
+        }),
         ["fetched", rest @ ..] => Input::Msg(CallMsg::Fetched(Box::new(parse_fetched(rest)?))),
         ["referfetched", rest @ ..] => {
             Input::Msg(CallMsg::ReferFetched(Box::new(parse_fetched(rest)?)))

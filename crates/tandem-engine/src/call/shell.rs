@@ -868,6 +868,9 @@ fn trace_msg(t: &mut Trace, at: Instant, caller_call_id: &str, m: &CallMsg) {
         CallMsg::AckTimeout { .. } => {
             t.sip(at, caller_call_id, None, None, false, "(no ACK)".to_owned());
         }
+        CallMsg::AckTimeoutOn { call_id, .. } => {
+            t.sip(at, call_id, None, None, false, "(no ACK)".to_owned());
+        }
         CallMsg::Fetched(r) | CallMsg::ReferFetched(r) | CallMsg::ApiFetched(r) => t.answer(at, r),
         CallMsg::ScreenFetched { result, .. } | CallMsg::WaitFetched { result, .. } => {
             t.answer(at, result)

@@ -4752,6 +4752,41 @@ fn a_callees_reinvite_without_sdp_gets_an_offer_and_its_ack_answers() {
     );
 }
 
+/// A callee that never ACKs the 2xx to its re-INVITE loses its session
+/// (BYE, RFC 3261 §13.3.1.4): the bridge ends and the Dial's action runs;
+/// the caller's call is not ended for it (it was: "caller never ACKed",
+/// 408). The caller's own missing ACK still ends the call.
+#[test]
+fn a_callee_that_never_acks_its_reinvites_200_loses_the_bridge_not_the_call() {
+    let mut h = Harness::start(BRIDGE_ONE);
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack { sdp: None });
+    let callee_cid = call_id(&h.invites()[0]);
+    let reinvite = h.callee_request(Method::Invite, 50).build();
+    h.request_from(reinvite, peer("127.0.0.21:5060"));
+    h.msg(CallMsg::AckTimeoutOn {
+        call_id: callee_cid.clone(),
+        was_2xx: true,
+    });
+    assert_eq!(h.requests_in(&Method::Bye, &callee_cid).len(), 1);
+    assert_eq!(h.byes_to_caller(), 0, "the caller's call goes on");
+    assert!(h.action().is_some(), "the Dial ends: its action runs");
+
+    let mut h = Harness::start(BRIDGE_ONE);
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::AckTimeoutOn {
+        call_id: "caller-call-id".into(),
+        was_2xx: true,
+    });
+    assert_eq!(
+        h.byes_to_caller(),
+        1,
+        "the caller's missing ACK ends the call"
+    );
+}
+
 // ----- A trunk's proxy as the route of its branches -----
 
 /// Regression (found against Kamailio, scripts/interop): a `<Number>`'s
