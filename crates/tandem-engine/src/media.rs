@@ -94,6 +94,7 @@ impl Media {
             sess: SdpSession::new(rand_u64(), local),
             offer: None,
             ringback: None,
+            remote: None,
         })
     }
 
@@ -131,6 +132,16 @@ pub(crate) struct MediaLeg {
     sess: SdpSession,
     offer: Option<SessionDescription>,
     ringback: Option<Injection>,
+    /// A hash of the last SDP the remote sent on this leg (an offer or an
+    /// answer): a re-offer byte for byte the same changes nothing.
+    remote: Option<u64>,
+}
+
+fn sdp_hash(sdp: &[u8]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sdp.hash(&mut h);
+    h.finish()
 }
 
 impl MediaLeg {
@@ -140,11 +151,19 @@ impl MediaLeg {
         offer: &[u8],
         caps: &MediaCapabilities,
     ) -> Result<Vec<u8>, LegError> {
+        let hash = sdp_hash(offer);
         let offer = SessionDescription::parse(offer)?;
         let (mut sdp, neg) = self.sess.answer(&offer, caps, AnswerOptions::default())?;
         self.sess.stamp(&mut sdp);
         self.leg.set_media(&neg);
+        self.remote = Some(hash);
         Ok(sdp.to_bytes())
+    }
+
+    /// `sdp` is byte for byte the last SDP the remote sent on this leg (a
+    /// session refresh that changes nothing).
+    pub(crate) fn same_remote(&self, sdp: &[u8]) -> bool {
+        self.remote == Some(sdp_hash(sdp))
     }
 
     /// An offer toward a callee built from the caller's offer (its codecs,
@@ -195,9 +214,11 @@ impl MediaLeg {
         let Some(offer) = &self.offer else {
             return Ok(());
         };
+        let hash = sdp_hash(answer);
         let answer = SessionDescription::parse(answer)?;
         let neg = negotiate_answer(offer, &answer)?;
         self.leg.set_media(&neg);
+        self.remote = Some(hash);
         Ok(())
     }
 

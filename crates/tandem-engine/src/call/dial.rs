@@ -986,25 +986,34 @@ impl Call {
         match request.method {
             Method::Invite => {
                 // A session refresh too short gets 422; else answered from
-                // our leg and offered on.
+                // our leg and offered on; an offer Tandem cannot answer
+                // gets 488 and the session goes on as it was.
+                let before = self.session_snapshot(Some(i));
+                let leg = self.dial.as_ref().and_then(|d| d.branches[i].media);
                 let response = match self.refresh_by_peer(Some(i), &request) {
                     Err(r) => r,
                     Ok(session) => {
-                        let answer = if has_sdp(&request.headers, &request.body) {
+                        let offered = has_sdp(&request.headers, &request.body);
+                        let answer = if offered {
                             self.relay_reinvite(Some(i), &request)
                         } else {
                             self.reoffer_branch(i)
                         };
-                        let mut r = response_to(&request, 200, None, None);
-                        r.headers
-                            .push(Header::Contact(self.contact(Some(i)).into()));
-                        r.headers.extend(session);
-                        if let Some(sdp) = answer {
+                        if offered && answer.is_none() && self.env.has_media() && leg.is_some() {
+                            self.restore_session(Some(i), before);
+                            response_to(&request, 488, None, None)
+                        } else {
+                            let mut r = response_to(&request, 200, None, None);
                             r.headers
-                                .push(Header::ContentType("application/sdp".into()));
-                            r.body = sdp;
+                                .push(Header::Contact(self.contact(Some(i)).into()));
+                            r.headers.extend(session);
+                            if let Some(sdp) = answer {
+                                r.headers
+                                    .push(Header::ContentType("application/sdp".into()));
+                                r.body = sdp;
+                            }
+                            r
                         }
-                        r
                     }
                 };
                 if let Some(dl) = self

@@ -50,6 +50,12 @@ pub(crate) trait Env: Send {
     fn reoffer(&mut self, leg: LegId) -> Result<Vec<u8>, LegError> {
         self.offer(leg, None)
     }
+    /// `sdp` is byte for byte the last SDP `leg`'s remote sent (offer or
+    /// answer): a re-INVITE or UPDATE carrying it (a session refresh)
+    /// changes nothing to pass on to the other leg.
+    fn same_remote_sdp(&mut self, _leg: LegId, _sdp: &[u8]) -> bool {
+        false
+    }
     /// The remote's answer to our offer on `leg`.
     fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError>;
     /// `leg`'s signalling is TLS: Tandem's offers on it are SDES-SRTP
@@ -330,6 +336,10 @@ impl Env for RealEnv {
             },
             _ => Err(LegError::Exhausted),
         }
+    }
+
+    fn same_remote_sdp(&mut self, leg: LegId, sdp: &[u8]) -> bool {
+        self.leg(leg).is_some_and(|s| s.media.same_remote(sdp))
     }
 
     fn reoffer(&mut self, leg: LegId) -> Result<Vec<u8>, LegError> {

@@ -318,15 +318,24 @@ pub(crate) struct Start {
 /// A media leg of our own and Tandem's SDP on it: the answer to `offer`,
 /// or, for a party whose INVITE brought none, Tandem's offer (the answer
 /// comes in its ACK). The leg is closed again when that fails.
+/// A media leg for a peer at `signal`, with Tandem's answer to `offer`,
+/// or Tandem's own offer when there is none (a delayed offer): SDES-SRTP
+/// when the peer's signalling is TLS (keys only where the signalling is
+/// encrypted, RFC 4568 §8.3), as on a branch.
 fn sdp_on_new_leg(
     env: &mut dyn Env,
-    signal: std::net::IpAddr,
+    signal: Peer,
     offer: Option<&[u8]>,
 ) -> Result<(LegId, Vec<u8>), crate::media::LegError> {
-    let leg = env.open_leg(signal)?;
+    let leg = env.open_leg(signal.addr.ip())?;
     let sdp = match offer {
         Some(offer) => env.answer(leg, offer),
-        None => env.offer(leg, None),
+        None => {
+            if signal.transport == tandem_transport::Transport::Tls {
+                env.offer_srtp(leg);
+            }
+            env.offer(leg, None)
+        }
     };
     match sdp {
         Ok(sdp) => Ok((leg, sdp)),
@@ -568,7 +577,7 @@ impl Call {
         let delayed = !has_sdp(&invite.headers, &invite.body);
         if env.has_media() && caller {
             let offer = (!delayed).then_some(invite.body.as_slice());
-            let leg = sdp_on_new_leg(&mut *env, source.addr.ip(), offer);
+            let leg = sdp_on_new_leg(&mut *env, source, offer);
             match leg {
                 Ok((leg, sdp)) => {
                     media = Some(leg);
@@ -1412,6 +1421,7 @@ impl Call {
                 }
                 Method::Invite => {
                     // Re-INVITE (hold, resume, refresh): answered from our leg, offered on.
+                    let before = self.session_snapshot(None);
                     let session = match self.refresh_by_peer(None, &request) {
                         Ok(h) => h,
                         Err(r) => {
@@ -1420,8 +1430,22 @@ impl Call {
                             return;
                         }
                     };
-                    if let Some(answer) = self.relay_reinvite(None, &request) {
-                        self.answer_sdp = Some(answer);
+                    let offered = has_sdp(&request.headers, &request.body);
+                    match self.relay_reinvite(None, &request) {
+                        Some(answer) => self.answer_sdp = Some(answer),
+                        // An offer Tandem cannot answer: 488, and the
+                        // session goes on as it was (RFC 3261 §14.2; only
+                        // a 2xx refreshes its clock, RFC 4028 §10).
+                        None if offered && self.env.has_media() && self.media.is_some() => {
+                            self.restore_session(None, before);
+                            self.dialog.remote_reinvite_pending = false;
+                            self.out.push_back(Output::Respond {
+                                stx,
+                                response: response_to(&request, 488, None, None),
+                            });
+                            return;
+                        }
+                        None => {}
                     }
                     let mut r = response_to(&request, 200, None, None);
                     r.headers.push(Header::Contact(self.contact(None).into()));

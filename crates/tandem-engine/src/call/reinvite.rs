@@ -88,8 +88,13 @@ impl Call {
         let cfg = self.cfg.clone();
         let branch = self.ids.branch();
         let bridged = self.dial.as_ref().and_then(|d| d.bridged);
+        // A refresh resending the remote's last SDP as it was changes
+        // nothing: answered, not passed on (RFC 3264 §8: an unchanged
+        // description; a re-INVITE on the other leg for every refresh
+        // doubled them).
         match from_child {
             None => {
+                let unchanged = self.env.same_remote_sdp(self.media?, body);
                 let answer = match self.env.answer(self.media?, body) {
                     Ok(a) => a,
                     Err(e) => {
@@ -97,7 +102,7 @@ impl Call {
                         return None;
                     }
                 };
-                if let Some(i) = bridged {
+                if let Some(i) = bridged.filter(|_| !unchanged) {
                     let se = self.session_header(Some(i));
                     let b = &mut self.dial.as_mut()?.branches[i];
                     if let (Some(leg), Some(dialog)) = (b.media, &mut b.dialog)
@@ -123,6 +128,7 @@ impl Call {
             }
             Some(i) => {
                 let leg = self.dial.as_ref()?.branches[i].media?;
+                let unchanged = self.env.same_remote_sdp(leg, body);
                 let answer = match self.env.answer(leg, body) {
                     Ok(a) => a,
                     Err(e) => {
@@ -132,6 +138,7 @@ impl Call {
                 };
                 let se = self.session_header(None);
                 if bridged == Some(i)
+                    && !unchanged
                     && let Some(parent) = self.media
                     && let Ok(offer) = self.env.offer(parent, Some(body))
                     && let Ok(mut re) = self.dialog.request(
@@ -166,6 +173,7 @@ impl Call {
         request: &Request,
         from_child: Option<usize>,
     ) {
+        let before = self.session_snapshot(from_child);
         let session = match self.refresh_by_peer(from_child, request) {
             Ok(h) => h,
             Err(r) => {
@@ -182,6 +190,8 @@ impl Call {
         let response = match (offer && self.env.has_media(), answer) {
             (true, None) => {
                 tracing::warn!("UPDATE offer cannot be answered: 488");
+                // Only a 2xx refreshes the session (RFC 4028 §10).
+                self.restore_session(from_child, before);
                 response_to(request, 488, None, None)
             }
             (_, answer) => {

@@ -123,7 +123,7 @@ impl Call {
         let mut media = None;
         let mut sdp = None;
         if self.env.has_media() && has_sdp(&request.headers, &request.body) {
-            match sdp_on_new_leg(&mut *self.env, source.addr.ip(), Some(&request.body)) {
+            match sdp_on_new_leg(&mut *self.env, source, Some(&request.body)) {
                 Ok((leg, answer)) => {
                     media = Some(leg);
                     sdp = Some(answer);

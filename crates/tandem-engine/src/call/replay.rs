@@ -73,8 +73,66 @@ fn unopt(s: &str) -> Option<String> {
     (s != "-").then(|| unesc(s))
 }
 
-fn sip_text(m: SipMessage) -> String {
+/// A SIP message as a log line, its digest credentials redacted.
+fn sip_text(mut m: SipMessage) -> String {
+    redact_credentials(&mut m);
     esc(&String::from_utf8_lossy(&tandem_sip::message::to_bytes(&m)))
+}
+
+/// The `response=` of every `Authorization` and `Proxy-Authorization`
+/// becomes `"redacted"`: a call log is made to be shared with a bug
+/// report, and a digest response with its nonce lets anyone who reads it
+/// guess the password offline. Nothing a replay does reads it (the
+/// caller's digest was checked before the call began).
+fn redact_credentials(m: &mut SipMessage) {
+    use rsip::headers::UntypedHeader as _;
+    use tandem_sip::message::Header;
+    let headers = match m {
+        SipMessage::Request(r) => &mut r.headers,
+        SipMessage::Response(r) => &mut r.headers,
+    };
+    for h in headers.iter_mut() {
+        match h {
+            Header::Authorization(v) => *h = Header::Authorization(redact_digest(v.value()).into()),
+            Header::ProxyAuthorization(v) => {
+                *h = Header::ProxyAuthorization(redact_digest(v.value()).into());
+            }
+            Header::Other(name, v)
+                if name.eq_ignore_ascii_case("authorization")
+                    || name.eq_ignore_ascii_case("proxy-authorization") =>
+            {
+                *v = redact_digest(v);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `value` (a `Digest` credentials header) with its `response` parameter's
+/// value replaced; a value without one, as it was.
+fn redact_digest(value: &str) -> String {
+    value
+        .split(',')
+        .map(|part| {
+            // The first part carries the scheme: `Digest username=...`.
+            let (lead, param) = match part.trim_start().split_once(' ') {
+                Some((scheme, rest)) if !scheme.contains('=') => {
+                    let at = part.len() - rest.len();
+                    part.split_at(at)
+                }
+                _ => ("", part),
+            };
+            let trimmed = param.trim_start();
+            match trimmed.split_once('=') {
+                Some((name, _)) if name.trim().eq_ignore_ascii_case("response") => {
+                    let ws = &param[..param.len() - trimmed.len()];
+                    format!("{lead}{ws}response=\"redacted\"")
+                }
+                _ => part.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn peer_text(p: Peer) -> String {
@@ -400,13 +458,24 @@ impl Env for LoggingEnv {
         r
     }
     fn answer(&mut self, leg: LegId, offer: &[u8]) -> Result<Vec<u8>, LegError> {
-        self.inner.answer(leg, offer)
+        let r = self.inner.answer(leg, offer);
+        // Whether the offer could be answered decides 200 or 488.
+        self.log.push(format!("env answer {}", u8::from(r.is_ok())));
+        r
     }
     fn offer_srtp(&mut self, leg: LegId) {
         self.inner.offer_srtp(leg);
     }
     fn offer(&mut self, leg: LegId, remote: Option<&[u8]>) -> Result<Vec<u8>, LegError> {
         self.inner.offer(leg, remote)
+    }
+    fn reoffer(&mut self, leg: LegId) -> Result<Vec<u8>, LegError> {
+        self.inner.reoffer(leg)
+    }
+    fn same_remote_sdp(&mut self, leg: LegId, sdp: &[u8]) -> bool {
+        let same = self.inner.same_remote_sdp(leg, sdp);
+        self.log.push(format!("env same {}", u8::from(same)));
+        same
     }
     fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError> {
         self.inner.take_answer(leg, answer)
@@ -606,6 +675,11 @@ struct ReplayEnv {
     positions: VecDeque<Option<Position>>,
     leaves: VecDeque<bool>,
     takes: VecDeque<(String, String, String, u64)>,
+    /// Whether each offer could be answered (a log without these lines:
+    /// every one).
+    answers: VecDeque<bool>,
+    /// Whether each re-offer was the remote's last SDP unchanged.
+    same: VecDeque<bool>,
 }
 
 const REPLAY_SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -621,7 +695,14 @@ impl Env for ReplayEnv {
         }
     }
     fn answer(&mut self, _: LegId, _: &[u8]) -> Result<Vec<u8>, LegError> {
-        Ok(REPLAY_SDP.to_vec())
+        if self.answers.pop_front().unwrap_or(true) {
+            Ok(REPLAY_SDP.to_vec())
+        } else {
+            Err(LegError::Sdp(tandem_rtp::sdp::SdpError::NoCommonCodec))
+        }
+    }
+    fn same_remote_sdp(&mut self, _: LegId, _: &[u8]) -> bool {
+        self.same.pop_front().unwrap_or(false)
     }
     fn offer(&mut self, _: LegId, _: Option<&[u8]>) -> Result<Vec<u8>, LegError> {
         Ok(REPLAY_SDP.to_vec())
@@ -1099,6 +1180,8 @@ pub fn replay(text: &str, cfg: Arc<EngineConfig>) -> Result<Vec<(Duration, Strin
                 env.legs.push_back(id.parse().ok());
             }
             ["env", "play", id] => env.plays.push_back(id.parse().ok()),
+            ["env", "answer", ok] => env.answers.push_back(*ok == "1"),
+            ["env", "same", x] => env.same.push_back(*x == "1"),
             ["env", "enqueue", ok, rest @ ..] => {
                 let p = parse_position(rest).ok_or_else(|| bad(n, "queue position".into()))?;
                 env.enqueues

@@ -12,6 +12,11 @@ use tandem_sip::session_timer::{Due, Refresher, SessionExpires, SessionTimer, Ua
 use super::*;
 
 /// One leg's session clock and what a refresh of it needs.
+/// A leg's session clock and whether its peer allows UPDATE, as they were
+/// ([`Call::session_snapshot`]); `None`: the leg had no session.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SessionSnapshot(Option<(SessionTimer, bool)>);
+
 #[derive(Debug)]
 pub(super) struct LegSession {
     pub timer: SessionTimer,
@@ -155,6 +160,32 @@ impl Call {
                 .as_mut()
                 .and_then(|d| d.branches.get_mut(i))
                 .map(|b| &mut b.session),
+        }
+    }
+
+    /// The session clock of the caller's leg (`None`) or branch `i` as it
+    /// is, to put back ([`Call::restore_session`]) when the request that
+    /// refreshed it is refused after all: only a 2xx refreshes (§10).
+    pub(super) fn session_snapshot(&mut self, who: Option<usize>) -> SessionSnapshot {
+        SessionSnapshot(
+            self.leg_session(who)
+                .and_then(|s| s.as_ref().map(|s| (s.timer, s.update))),
+        )
+    }
+
+    /// Puts back the session clock [`Call::session_snapshot`] took.
+    pub(super) fn restore_session(&mut self, who: Option<usize>, snapshot: SessionSnapshot) {
+        let Some(slot) = self.leg_session(who) else {
+            return;
+        };
+        match (snapshot.0, slot.as_mut()) {
+            (Some((timer, update)), Some(s)) => {
+                s.timer = timer;
+                s.update = update;
+            }
+            // The refused request started the leg's session: none again.
+            (None, Some(_)) => *slot = None,
+            _ => {}
         }
     }
 

@@ -65,6 +65,8 @@ struct EnvState {
     answers: Vec<(LegId, Vec<u8>)>,
     /// Legs whose offers were asked to be SRTP.
     srtp: Vec<LegId>,
+    /// The last SDP each leg's remote sent (offers answered, answers taken).
+    remote: HashMap<LegId, Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -76,6 +78,8 @@ impl FakeEnv {
     }
 }
 
+/// An offer [`FakeEnv`] cannot answer (as one with no common codec).
+const UNUSABLE_SDP: &[u8] = b"v=0 unusable";
 const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
 impl Env for FakeEnv {
@@ -89,14 +93,22 @@ impl Env for FakeEnv {
         s.open.push(id);
         Ok(id)
     }
-    fn answer(&mut self, _: LegId, _: &[u8]) -> Result<Vec<u8>, LegError> {
+    fn answer(&mut self, leg: LegId, offer: &[u8]) -> Result<Vec<u8>, LegError> {
+        if offer == UNUSABLE_SDP {
+            return Err(LegError::Sdp(tandem_rtp::sdp::SdpError::NoCommonCodec));
+        }
+        self.st().remote.insert(leg, offer.to_vec());
         Ok(SDP.to_vec())
+    }
+    fn same_remote_sdp(&mut self, leg: LegId, sdp: &[u8]) -> bool {
+        self.st().remote.get(&leg).is_some_and(|r| r == sdp)
     }
     fn offer(&mut self, _: LegId, _: Option<&[u8]>) -> Result<Vec<u8>, LegError> {
         Ok(SDP.to_vec())
     }
     fn take_answer(&mut self, leg: LegId, answer: &[u8]) -> Result<(), LegError> {
         self.st().answers.push((leg, answer.to_vec()));
+        self.st().remote.insert(leg, answer.to_vec());
         Ok(())
     }
     fn offer_srtp(&mut self, leg: LegId) {
@@ -1200,6 +1212,38 @@ fn a_call_log_replays_to_the_same_outputs_at_the_same_times() {
     assert!(outputs > 10, "{outputs}");
 }
 
+/// A call log keeps no digest response (it is made to be shared with a
+/// bug report; with its nonce, a response lets a reader guess the password
+/// offline): the caller's `Authorization` and a callee's in-dialog
+/// `Proxy-Authorization` carry `response="redacted"`, the rest of the
+/// header as it was, and the log still replays to the same outputs.
+#[test]
+fn a_call_log_keeps_no_digest_response() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    let credentials = format!(
+        r#"Digest username="carol", realm="tandem", nonce="n0nce", uri="sip:+15550001000@127.0.0.1", response="{secret}", algorithm=MD5"#
+    );
+    let invite = caller_invite(&[("Authorization", &credentials)]);
+    let mut h = Harness::start_full(BRIDGE_ONE, invite, FakeEnv::default(), true);
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack { sdp: None });
+    let info = h
+        .callee_request(Method::Info, 60)
+        .header(Header::ProxyAuthorization(
+            format!(r#"Digest username="a",response="{secret}",nonce="x""#).into(),
+        ))
+        .build();
+    h.request_from(info, peer("127.0.0.21:5060"));
+    h.caller_bye();
+    let text = h.events.as_ref().expect("a logged call").text();
+    assert!(!text.contains(secret), "{text}");
+    assert_eq!(text.matches(r#"response="redacted""#).count(), 2, "{text}");
+    assert!(text.contains(r#"username="carol""#));
+    assert!(text.contains(r#"nonce="n0nce""#) && text.contains("algorithm=MD5"));
+    h.assert_replays();
+}
+
 /// A log from another build or a truncated file says what is wrong.
 #[test]
 fn a_broken_call_log_is_refused_with_its_line() {
@@ -2118,7 +2162,10 @@ fn update_offers_are_answered_and_subscribe_is_a_bad_event() {
         .cseq(cseq)
         .contact(format!("<sip:alice@{CALLER}>"));
         if sdp {
-            b.body("application/sdp", SDP.to_vec()).build()
+            // A changed description (an unchanged one is a refresh, not
+            // passed on).
+            b.body("application/sdp", [SDP, b"a=ptime:30\r\n"].concat())
+                .build()
         } else {
             b.build()
         }
@@ -4243,6 +4290,11 @@ impl Harness {
 
     /// A re-INVITE from the caller in its dialog, with these extra headers.
     fn caller_reinvite(&mut self, cseq: u32, extra: &[(&str, &str)]) {
+        self.caller_reinvite_with(cseq, extra, SDP);
+    }
+
+    /// The same, offering `sdp`.
+    fn caller_reinvite_with(&mut self, cseq: u32, extra: &[(&str, &str)], sdp: &[u8]) {
         let mut b = RequestBuilder::new(
             Method::Invite,
             rsip::Uri::try_from("sip:tandem@127.0.0.1:5080").unwrap(),
@@ -4261,7 +4313,7 @@ impl Harness {
         for (k, v) in extra {
             b = b.header(Header::Other((*k).to_owned(), (*v).to_owned()));
         }
-        self.request(b.body("application/sdp", SDP.to_vec()).build());
+        self.request(b.body("application/sdp", sdp.to_vec()).build());
     }
 
     /// The peer answers `code` to a request Tandem sent, with extra headers.
@@ -4752,6 +4804,98 @@ fn a_callees_reinvite_without_sdp_gets_an_offer_and_its_ack_answers() {
     );
 }
 
+/// A re-INVITE resending the peer's last SDP as it was (a session
+/// refresh) is answered and not passed on: the other leg gets no
+/// re-INVITE (it got one for every refresh); a changed SDP (a hold) still
+/// goes on. From the callee the same. The call's log replays to the same
+/// outputs.
+#[test]
+fn an_unchanged_reinvite_is_answered_not_passed_on() {
+    let mut h = Harness::start_full(BRIDGE_ONE, caller_invite(&[]), FakeEnv::default(), true);
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack { sdp: None });
+    let callee_cid = call_id(&h.invites()[0]);
+    let to_callee = |h: &Harness| h.requests_in(&Method::Invite, &callee_cid).len();
+    let to_caller = |h: &Harness| h.requests_in(&Method::Invite, "caller-call-id").len();
+    let (callee0, caller0) = (to_callee(&h), to_caller(&h));
+    // The caller's INVITE offered `SDP`; so does its refresh.
+    h.caller_reinvite(2, &[]);
+    assert_eq!(h.answered_cseq(2), [200]);
+    assert_eq!(
+        to_callee(&h),
+        callee0,
+        "an unchanged refresh stays on its leg"
+    );
+    // The callee's 200 carried `SDP`; its refresh with it stays too.
+    let refresh = h
+        .callee_request(Method::Invite, 50)
+        .body("application/sdp", SDP.to_vec())
+        .build();
+    h.request_from(refresh, peer("127.0.0.21:5060"));
+    assert_eq!(h.answered_cseq(50), [200]);
+    assert_eq!(to_caller(&h), caller0);
+    // A change (a hold) goes on.
+    let held = [SDP, b"a=sendonly\r\n"].concat();
+    h.caller_reinvite_with(3, &[], &held);
+    assert_eq!(h.answered_cseq(3), [200]);
+    assert_eq!(to_callee(&h), callee0 + 1, "a hold goes on");
+    h.assert_replays();
+}
+
+/// A re-INVITE whose offer Tandem cannot answer (no common codec) gets
+/// 488 and the session goes on as it was (RFC 3261 §14.2), from the
+/// caller or from the bridged callee; nothing is offered on. Regression:
+/// the caller got a 200 repeating the old answer, the callee a 200
+/// without SDP. A 488 refreshes no session clock (RFC 4028 §10): a caller
+/// whose only refresh was refused is ended before its session expires,
+/// where a caller whose refresh was answered is not.
+#[test]
+fn a_reinvite_tandem_cannot_answer_gets_488_and_refreshes_nothing() {
+    for usable in [false, true] {
+        let invite = timer_invite(&[("Session-Expires", "90")]);
+        let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
+        h.advance(10 * MS);
+        h.callee(0, 200, "calleetag");
+        h.msg(CallMsg::Ack { sdp: None });
+        let callee_cid = call_id(&h.invites()[0]);
+        let offered_on = |h: &Harness| h.requests_in(&Method::Invite, &callee_cid).len();
+        let before = offered_on(&h);
+        h.advance(40 * SECOND);
+        let changed = [SDP, b"a=ptime:30\r\n"].concat();
+        let sdp = if usable { &changed[..] } else { UNUSABLE_SDP };
+        h.caller_reinvite_with(2, &[("Session-Expires", "90")], sdp);
+        assert_eq!(h.answered_cseq(2), [if usable { 200 } else { 488 }]);
+        assert_eq!(offered_on(&h) - before, usize::from(usable), "offered on");
+        h.advance(25 * SECOND);
+        assert_eq!(
+            h.byes_to_caller(),
+            usize::from(!usable),
+            "usable {usable}: refreshed only by the 200"
+        );
+    }
+
+    let mut h = Harness::start_full(BRIDGE_ONE, caller_invite(&[]), FakeEnv::default(), true);
+    h.advance(10 * MS);
+    h.callee(0, 200, "calleetag");
+    h.msg(CallMsg::Ack { sdp: None });
+    let reinvite = h
+        .callee_request(Method::Invite, 50)
+        .body("application/sdp", UNUSABLE_SDP.to_vec())
+        .build();
+    h.request_from(reinvite, peer("127.0.0.21:5060"));
+    assert_eq!(h.answered_cseq(50), [488]);
+    assert_eq!(
+        h.requests_in(&Method::Invite, "caller-call-id").len(),
+        0,
+        "nothing offered to the caller"
+    );
+    assert_eq!(h.byes_to_caller(), 0);
+    assert!(h.action().is_none(), "the bridge goes on");
+    // The log says which offer could not be answered: it replays to the 488.
+    h.assert_replays();
+}
+
 /// A callee that never ACKs the 2xx to its re-INVITE loses its session
 /// (BYE, RFC 3261 §13.3.1.4): the bridge ends and the Dial's action runs;
 /// the caller's call is not ended for it (it was: "caller never ACKed",
@@ -4841,6 +4985,37 @@ fn a_number_through_a_trunk_routes_its_in_dialog_requests_via_the_proxy() {
 }
 
 // ----- Legs over TLS -----
+
+/// A caller over TLS without an offer (a delayed offer) gets Tandem's
+/// offer as SDES-SRTP, as a branch over TLS does; over UDP, plain RTP
+/// (keys only where the signalling is encrypted). Regression: the TLS
+/// caller's delayed offer was plain RTP.
+#[test]
+fn a_tls_callers_delayed_offer_is_offered_srtp() {
+    let mut cfg = (*config()).clone();
+    cfg.tls_host = Some("127.0.0.1:5081".into());
+    for (transport, srtp) in [(Transport::Tls, true), (Transport::Udp, false)] {
+        let env = FakeEnv::default();
+        let h = Harness::start_from(
+            BRIDGE_ONE,
+            offerless_invite(),
+            env.clone(),
+            false,
+            Arc::new(cfg.clone()),
+            Peer {
+                transport,
+                addr: CALLER.parse().unwrap(),
+            },
+        );
+        let caller_leg = h.call.media.expect("a leg for the caller");
+        let ok = h.invite_answers()[0].clone();
+        assert!(
+            has_sdp(&ok.headers, &ok.body),
+            "the 2xx carries Tandem's offer"
+        );
+        assert_eq!(env.st().srtp.contains(&caller_leg), srtp, "{transport:?}");
+    }
+}
 
 /// A caller over TLS gets Tandem's Contact naming TLS and the TLS
 /// listener's port; a `<Number>` through a `sips:` trunk is an INVITE over
