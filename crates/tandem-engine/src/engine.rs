@@ -705,7 +705,7 @@ fn forward(ctx: &Ctx, shard: usize, event: TuEvent) -> Option<TuEvent> {
         return Some(msg);
     };
     let msg = match msg {
-        TuEvent::Ack { request, .. } => CallMsg::AckOn {
+        TuEvent::Ack { request, .. } => CallMsg::Ack {
             call_id: request.headers.call_id().unwrap_or("").to_owned(),
             sdp: (!request.body.is_empty()).then(|| request.body.into_boxed_slice()),
         },
@@ -730,7 +730,7 @@ fn forward(ctx: &Ctx, shard: usize, event: TuEvent) -> Option<TuEvent> {
         },
         TuEvent::AckTimeout {
             call_id, was_2xx, ..
-        } => CallMsg::AckTimeoutOn { call_id, was_2xx },
+        } => CallMsg::AckTimeout { call_id, was_2xx },
         other => return Some(other),
     };
     if !actor.send(msg) {

@@ -648,11 +648,7 @@ impl Call {
             return;
         }
         let Some(leg) = b.media else { return };
-        let result = match sdp {
-            Some(sdp) => self.env.take_answer(leg, sdp).map_err(|e| e.to_string()),
-            None => Err("no SDP".to_owned()),
-        };
-        if let Err(why) = result {
+        if let Err(why) = self.answer_in_ack(leg, sdp) {
             tracing::warn!(%why, call_id, "the callee's ACK does not answer Tandem's re-offer: its media stays as it was");
         }
     }

@@ -77,12 +77,11 @@ pub(crate) enum CallMsg {
         request: Box<Request>,
         source: Peer,
     },
-    /// The ACK for the caller's 2xx, with the SDP it carries (the answer
-    /// to an offer Tandem made in that 2xx: a delayed offer, RFC 3261 §13.2.1).
-    Ack { sdp: Option<Box<[u8]>> },
-    /// The ACK for a 2xx Tandem sent in the dialog with this Call-ID: the
-    /// caller's (then as [`CallMsg::Ack`]) or a callee's, with its SDP.
-    AckOn {
+    /// The ACK for a 2xx Tandem sent in the dialog with this Call-ID (the
+    /// caller's, or a callee's to the 2xx of its re-INVITE), with the SDP
+    /// it carries: the answer when that 2xx carried Tandem's offer (a
+    /// delayed offer, RFC 3261 §13.2.1, §14.2).
+    Ack {
         call_id: String,
         sdp: Option<Box<[u8]>>,
     },
@@ -99,12 +98,10 @@ pub(crate) enum CallMsg {
         method: Method,
         branch: String,
     },
-    /// The caller never ACKed our final response.
-    AckTimeout { was_2xx: bool },
     /// A final response Tandem sent in the dialog with this Call-ID was
-    /// never acknowledged: the caller's (then as [`CallMsg::AckTimeout`])
-    /// or a callee's (the 2xx to its re-INVITE).
-    AckTimeoutOn { call_id: String, was_2xx: bool },
+    /// never acknowledged: the caller's, or a callee's (the 2xx to its
+    /// re-INVITE).
+    AckTimeout { call_id: String, was_2xx: bool },
     /// The caller's document fetched (or not).
     Fetched(Box<Fetched>),
     /// Audio for a verb finished loading (speech synthesis, a download).
@@ -1143,13 +1140,18 @@ impl Call {
             return;
         }
         let Some(leg) = self.media else { return };
-        let result = match sdp {
-            Some(sdp) => self.env.take_answer(leg, sdp).map_err(|e| e.to_string()),
-            None => Err("no SDP".to_owned()),
-        };
-        if let Err(why) = result {
+        if let Err(why) = self.answer_in_ack(leg, sdp) {
             tracing::warn!(%why, "the caller's ACK does not answer Tandem's offer: the call ends");
             self.hangup(488);
+        }
+    }
+
+    /// The SDP of an ACK as the answer to the offer Tandem made on `leg`
+    /// in its 2xx.
+    fn answer_in_ack(&mut self, leg: LegId, sdp: Option<&[u8]>) -> Result<(), String> {
+        match sdp {
+            Some(sdp) => self.env.take_answer(leg, sdp).map_err(|e| e.to_string()),
+            None => Err("no SDP".to_owned()),
         }
     }
 
@@ -1184,8 +1186,7 @@ impl Call {
                 request,
                 source,
             } => self.on_request(stx, *request, source),
-            CallMsg::Ack { sdp } => self.on_ack(sdp.as_deref()),
-            CallMsg::AckOn { call_id, sdp } => {
+            CallMsg::Ack { call_id, sdp } => {
                 if call_id == self.call_id {
                     self.on_ack(sdp.as_deref());
                 } else {
@@ -1210,8 +1211,7 @@ impl Call {
                     self.on_invite_timeout(&call_id, &branch);
                 }
             }
-            CallMsg::AckTimeout { was_2xx } => self.on_ack_timeout(was_2xx),
-            CallMsg::AckTimeoutOn { call_id, was_2xx } => {
+            CallMsg::AckTimeout { call_id, was_2xx } => {
                 if call_id == self.call_id {
                     self.on_ack_timeout(was_2xx);
                 } else if was_2xx {

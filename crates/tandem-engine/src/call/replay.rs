@@ -219,12 +219,8 @@ impl CallLog {
                 peer_text(*source),
                 sip_text(SipMessage::Request((**request).clone()))
             ),
-            CallMsg::Ack { sdp: None } => write!(l, "ack"),
-            CallMsg::Ack { sdp: Some(sdp) } => {
-                write!(l, "ack {}", esc(&String::from_utf8_lossy(sdp)))
-            }
-            CallMsg::AckOn { call_id, sdp: None } => write!(l, "ackon {}", esc(call_id)),
-            CallMsg::AckOn {
+            CallMsg::Ack { call_id, sdp: None } => write!(l, "ackon {}", esc(call_id)),
+            CallMsg::Ack {
                 call_id,
                 sdp: Some(sdp),
             } => write!(
@@ -247,8 +243,7 @@ impl CallLog {
             } => {
                 write!(l, "timeout {} {} {}", esc(call_id), method, esc(branch))
             }
-            CallMsg::AckTimeout { was_2xx } => write!(l, "acktimeout {}", u8::from(*was_2xx)),
-            CallMsg::AckTimeoutOn { call_id, was_2xx } => {
+            CallMsg::AckTimeout { call_id, was_2xx } => {
                 write!(l, "acktimeouton {} {}", esc(call_id), u8::from(*was_2xx))
             }
             CallMsg::Fetched(r) => write!(l, "fetched {}", fetched_text(r)),
@@ -892,7 +887,9 @@ fn parse_fetched(f: &[&str]) -> Result<Fetched, String> {
     }
 }
 
-fn parse_input(f: &[&str]) -> Result<Input, String> {
+/// One timed input of a log; `caller_call_id` names the caller's dialog
+/// (the log's INVITE), for lines of logs older than Call-IDs on ACKs.
+fn parse_input(f: &[&str], caller_call_id: &str) -> Result<Input, String> {
     Ok(match f {
         ["req", shard, tx, t, a, sip] => {
             let SipMessage::Request(request) = parse_sip(sip)? else {
@@ -907,15 +904,20 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
                 source: parse_peer(t, a)?,
             })
         }
-        ["ack"] => Input::Msg(CallMsg::Ack { sdp: None }),
+        // Logs written before ACKs carried their Call-ID: the caller's.
+        ["ack"] => Input::Msg(CallMsg::Ack {
+            call_id: caller_call_id.to_owned(),
+            sdp: None,
+        }),
         ["ack", sdp] => Input::Msg(CallMsg::Ack {
+            call_id: caller_call_id.to_owned(),
             sdp: Some(unesc(sdp).into_bytes().into_boxed_slice()),
         }),
-        ["ackon", cid] => Input::Msg(CallMsg::AckOn {
+        ["ackon", cid] => Input::Msg(CallMsg::Ack {
             call_id: unesc(cid),
             sdp: None,
         }),
-        ["ackon", cid, sdp] => Input::Msg(CallMsg::AckOn {
+        ["ackon", cid, sdp] => Input::Msg(CallMsg::Ack {
             call_id: unesc(cid),
             sdp: Some(unesc(sdp).into_bytes().into_boxed_slice()),
         }),
@@ -939,8 +941,11 @@ fn parse_input(f: &[&str]) -> Result<Input, String> {
             method: Method::from_str(method).map_err(|e| e.to_string())?,
             branch: unesc(branch),
         }),
-        ["acktimeout", w] => Input::Msg(CallMsg::AckTimeout { was_2xx: *w == "1" }),
-        ["acktimeouton", cid, w] => Input::Msg(CallMsg::AckTimeoutOn {
+        ["acktimeout", w] => Input::Msg(CallMsg::AckTimeout {
+            call_id: caller_call_id.to_owned(),
+            was_2xx: *w == "1",
+        }),
+        ["acktimeouton", cid, w] => Input::Msg(CallMsg::AckTimeout {
             call_id: unesc(cid),
             was_2xx: *w == "1",
         }),
@@ -1230,7 +1235,11 @@ pub fn replay(text: &str, cfg: Arc<EngineConfig>) -> Result<Vec<(Duration, Strin
             }
             [at, rest @ ..] => {
                 let at: u64 = at.parse().map_err(|_| bad(n, format!("time {at:?}")))?;
-                let input = parse_input(rest).map_err(|e| bad(n, e))?;
+                let caller_call_id = invite
+                    .as_ref()
+                    .and_then(|r: &Request| r.headers.call_id())
+                    .unwrap_or("");
+                let input = parse_input(rest, caller_call_id).map_err(|e| bad(n, e))?;
                 inputs.push((Duration::from_micros(at), input));
             }
             [] => {}

@@ -839,8 +839,7 @@ fn trace_msg(t: &mut Trace, at: Instant, caller_call_id: &str, m: &CallMsg) {
                 request.method.to_string(),
             );
         }
-        CallMsg::Ack { .. } => t.sip(at, caller_call_id, None, None, false, "ACK".to_owned()),
-        CallMsg::AckOn { call_id, .. } => t.sip(at, call_id, None, None, false, "ACK".to_owned()),
+        CallMsg::Ack { call_id, .. } => t.sip(at, call_id, None, None, false, "ACK".to_owned()),
         CallMsg::Cancelled => t.sip(at, caller_call_id, None, None, false, "CANCEL".to_owned()),
         CallMsg::Response { response, .. } => {
             let cid = response.headers.call_id().unwrap_or("");
@@ -865,10 +864,7 @@ fn trace_msg(t: &mut Trace, at: Instant, caller_call_id: &str, m: &CallMsg) {
                 format!("({method} timed out)"),
             );
         }
-        CallMsg::AckTimeout { .. } => {
-            t.sip(at, caller_call_id, None, None, false, "(no ACK)".to_owned());
-        }
-        CallMsg::AckTimeoutOn { call_id, .. } => {
+        CallMsg::AckTimeout { call_id, .. } => {
             t.sip(at, call_id, None, None, false, "(no ACK)".to_owned());
         }
         CallMsg::Fetched(r) | CallMsg::ReferFetched(r) | CallMsg::ApiFetched(r) => t.answer(at, r),
@@ -998,11 +994,20 @@ mod tests {
     fn the_queue_sheds_only_new_requests_from_peers() {
         let (tx, mut rx) = mailbox();
         for _ in 0..MAX_QUEUED_REQUESTS {
-            assert!(tx.offer(CallMsg::Ack { sdp: None }).is_ok());
+            assert!(
+                tx.offer(CallMsg::Ack {
+                    call_id: String::new(),
+                    sdp: None
+                })
+                .is_ok()
+            );
         }
         assert!(matches!(
-            tx.offer(CallMsg::Ack { sdp: None }),
-            Err((503, CallMsg::Ack { sdp: None }))
+            tx.offer(CallMsg::Ack {
+                call_id: String::new(),
+                sdp: None
+            }),
+            Err((503, CallMsg::Ack { sdp: None, .. }))
         ));
         assert!(
             tx.send(CallMsg::Cancelled),
@@ -1013,21 +1018,37 @@ mod tests {
             .unwrap();
         // 257 wait (the Cancelled counts too): two taken make room for one.
         rt.block_on(async {
-            assert!(matches!(rx.recv().await, Some(CallMsg::Ack { sdp: None })));
             assert!(matches!(
-                tx.offer(CallMsg::Ack { sdp: None }),
+                rx.recv().await,
+                Some(CallMsg::Ack { sdp: None, .. })
+            ));
+            assert!(matches!(
+                tx.offer(CallMsg::Ack {
+                    call_id: String::new(),
+                    sdp: None
+                }),
                 Err((503, _))
             ));
-            assert!(matches!(rx.recv().await, Some(CallMsg::Ack { sdp: None })));
+            assert!(matches!(
+                rx.recv().await,
+                Some(CallMsg::Ack { sdp: None, .. })
+            ));
         });
         assert!(
-            tx.offer(CallMsg::Ack { sdp: None }).is_ok(),
+            tx.offer(CallMsg::Ack {
+                call_id: String::new(),
+                sdp: None
+            })
+            .is_ok(),
             "room again once two are taken"
         );
         drop(rx);
         assert!(matches!(
-            tx.offer(CallMsg::Ack { sdp: None }),
-            Err((481, CallMsg::Ack { sdp: None }))
+            tx.offer(CallMsg::Ack {
+                call_id: String::new(),
+                sdp: None
+            }),
+            Err((481, CallMsg::Ack { sdp: None, .. }))
         ));
     }
 }

@@ -1227,7 +1227,10 @@ fn a_call_log_keeps_no_digest_response() {
     let mut h = Harness::start_full(BRIDGE_ONE, invite, FakeEnv::default(), true);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let info = h
         .callee_request(Method::Info, 60)
         .header(Header::ProxyAuthorization(
@@ -1242,6 +1245,15 @@ fn a_call_log_keeps_no_digest_response() {
     assert!(text.contains(r#"username="carol""#));
     assert!(text.contains(r#"nonce="n0nce""#) && text.contains("algorithm=MD5"));
     h.assert_replays();
+    // A log from before ACKs carried their Call-ID (`ack`) reads the same:
+    // its ACKs are the caller's.
+    assert!(text.contains(" ackon caller-call-id\n"), "{text}");
+    let old = text.replace(" ackon caller-call-id\n", " ack\n");
+    let cfg = h.call.cfg.clone();
+    assert_eq!(
+        super::replay::replay(&old, cfg.clone()).expect("the old log replays"),
+        super::replay::replay(&text, cfg).expect("the log replays")
+    );
 }
 
 /// A log from another build or a truncated file says what is wrong.
@@ -1266,7 +1278,10 @@ fn a_bye_with_the_call_id_but_other_tags_gets_481() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let forged = |from: &str, to: String, call_id: &str| {
         RequestBuilder::new(
             Method::Bye,
@@ -1332,7 +1347,10 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let callee_cid = call_id(&h.invites()[0]);
     let callee_bye = |cseq: u32, local_tag: &str| {
         RequestBuilder::new(
@@ -1695,7 +1713,10 @@ fn a_refer_from_either_party_is_declined_not_silently_accepted() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let refer = |from: &str, to: String, call_id: &str, via: &str, cseq: u32| {
         RequestBuilder::new(
             Method::Refer,
@@ -1839,7 +1860,10 @@ fn a_callees_refer_moves_the_caller_to_the_refer_urls_document() {
     let mut h = Harness::start(REFER_DIAL);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     h.advance(5 * SEC);
     h.callee_refer(20, Some("<sip:+15557770000@127.0.0.30?X-Ticket=42>"));
     assert_eq!(h.answered_cseq(20), [202]);
@@ -1901,7 +1925,10 @@ fn a_failed_refer_url_leaves_the_bridge_up() {
     let mut h = Harness::start(REFER_DIAL);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     h.callee_refer(20, Some("<sip:b@127.0.0.30>"));
     h.msg(CallMsg::ReferFetched(Box::new(Err("HTTP 500".into()))));
     assert_eq!(
@@ -1978,7 +2005,10 @@ fn a_callers_refer_hands_the_callee_to_the_refer_urls_document() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let parent = h.call.sid.clone();
     let callee_cid = call_id(&h.invites()[0]);
     let (caller_leg, callee_leg) = {
@@ -2072,7 +2102,10 @@ fn a_callers_refer_hands_the_callee_to_the_refer_urls_document() {
 fn a_callers_refer_that_cannot_be_carried_out_changes_nothing() {
     let mut h = Harness::start(REFER_DIAL);
     h.advance(10 * MS);
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     h.caller_refer(40, "<sip:target@127.0.0.30>");
     assert_eq!(h.answered_cseq(40), [603], "ringing: no bridge yet");
     h.callee(0, 200, "calleetag");
@@ -2097,7 +2130,10 @@ fn a_transfer_call_log_replays_to_the_same_outputs() {
     let mut h = Harness::start_full(REFER_DIAL, caller_invite(&[]), FakeEnv::default(), true);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     h.advance(SEC);
     h.callee_refer(20, Some("<sip:+15557770000@127.0.0.30>"));
     h.advance(30 * MS);
@@ -2147,7 +2183,10 @@ fn update_offers_are_answered_and_subscribe_is_a_bad_event() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let local_tag = h.call.local_tag.clone();
     let caller_req = |method: Method, cseq: u32, sdp: bool| {
         let b = RequestBuilder::new(
@@ -3285,7 +3324,10 @@ fn an_invite_with_replaces_takes_the_bridged_callees_place() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let callee_cid = call_id(&h.invites()[0]);
     let caller_leg = h.env.st().open[0];
     h.advance(3 * SEC);
@@ -3325,7 +3367,10 @@ fn an_invite_with_replaces_takes_the_callers_place() {
     );
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let callee_leg = h.env.st().open[1];
     let replaces = format!("caller-call-id;to-tag={};from-tag=caller", h.call.local_tag);
     h.replacing_invite(&replaces);
@@ -3372,7 +3417,10 @@ fn an_invite_with_replaces_that_cannot_be_served_changes_nothing() {
     h.replacing_invite(&ringing);
     assert_eq!(h.answered_cseq(70), [603], "not bridged yet");
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let replaces = h.callee_dialog();
     h.replacing_invite(&replaces.replace("calleetag", "other"));
     h.replacing_invite(&format!("{replaces};early-only"));
@@ -3391,7 +3439,10 @@ fn a_sip_noun_with_replaces_sends_it_on() {
     let mut h = Harness::start(REFER_DIAL);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let target = "sip:carol@127.0.0.30:5060?Replaces=abc%40127.0.0.30%3Bto-tag%3D1%3Bfrom-tag%3D2";
     h.callee_refer(20, Some(&format!("<{target}>")));
     assert_eq!(param(&h.refer_fetches()[0], "ReferTransferTarget"), target);
@@ -4343,7 +4394,10 @@ fn a_caller_that_stops_refreshing_is_hung_up_before_its_session_expires() {
     let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let ok = &h.invite_answers()[0];
     assert_eq!(ok.status_code.code(), 200);
     assert_eq!(
@@ -4400,7 +4454,10 @@ fn tandem_refreshes_a_caller_that_asks_it_to_and_gives_up_when_unanswered() {
         let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
         h.advance(10 * MS);
         h.callee(0, 200, "calleetag");
-        h.msg(CallMsg::Ack { sdp: None });
+        h.msg(CallMsg::Ack {
+            call_id: "caller-call-id".into(),
+            sdp: None,
+        });
         let ok = &h.invite_answers()[0];
         assert_eq!(
             ok.headers.named("Session-Expires"),
@@ -4551,7 +4608,10 @@ fn a_callee_session_is_negotiated_refreshed_and_ended_by_a_481() {
         response: Box::new(ok),
         source: None,
     });
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let cid = call_id(&second);
     h.advance(1800 * SECOND);
     let updates = h.requests_in(&Method::Update, &cid);
@@ -4705,6 +4765,7 @@ fn a_caller_without_an_offer_gets_tandems_and_answers_in_its_ack() {
     h.advance(10 * MS);
     assert!(has_sdp(&h.invites()[0].headers, &h.invites()[0].body));
     h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
         sdp: Some(b"v=0 answer".to_vec().into_boxed_slice()),
     });
     assert_eq!(h.env.st().answers, [(caller_leg, b"v=0 answer".to_vec())]);
@@ -4720,7 +4781,10 @@ fn a_caller_without_an_offer_gets_tandems_and_answers_in_its_ack() {
     h.callee(0, 200, "calleetag");
     let ok = h.invite_answers()[0].clone();
     assert!(has_sdp(&ok.headers, &ok.body));
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     assert_eq!(h.byes_to_caller(), 1, "no answer in the ACK: BYE");
 }
 
@@ -4735,7 +4799,10 @@ fn a_callees_reinvite_without_sdp_gets_an_offer_and_its_ack_answers() {
     let mut h = Harness::start(BRIDGE_ONE);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let callee_cid = call_id(&h.invites()[0]);
     let callee_leg = h.env.st().bridges[0].1;
     // The callee's 200 answered Tandem's INVITE offer already.
@@ -4768,7 +4835,7 @@ fn a_callees_reinvite_without_sdp_gets_an_offer_and_its_ack_answers() {
         0,
         "nothing to pass on to the caller"
     );
-    h.msg(CallMsg::AckOn {
+    h.msg(CallMsg::Ack {
         call_id: callee_cid.clone(),
         sdp: Some(b"v=0 callee answer".to_vec().into_boxed_slice()),
     });
@@ -4777,7 +4844,7 @@ fn a_callees_reinvite_without_sdp_gets_an_offer_and_its_ack_answers() {
         [(callee_leg, b"v=0 callee answer".to_vec())]
     );
     // A second ACK (a retransmission) answers nothing more.
-    h.msg(CallMsg::AckOn {
+    h.msg(CallMsg::Ack {
         call_id: callee_cid.clone(),
         sdp: Some(b"v=0 again".to_vec().into_boxed_slice()),
     });
@@ -4785,7 +4852,7 @@ fn a_callees_reinvite_without_sdp_gets_an_offer_and_its_ack_answers() {
 
     let reinvite = h.callee_request(Method::Invite, 51).build();
     h.request_from(reinvite, peer("127.0.0.21:5060"));
-    h.msg(CallMsg::AckOn {
+    h.msg(CallMsg::Ack {
         call_id: callee_cid,
         sdp: None,
     });
@@ -4793,7 +4860,7 @@ fn a_callees_reinvite_without_sdp_gets_an_offer_and_its_ack_answers() {
     assert_eq!(h.byes_to_caller(), 0, "the call goes on");
     assert!(h.action().is_none(), "the Dial goes on");
     // The caller's ACK, by its dialog's Call-ID, is the caller's.
-    h.msg(CallMsg::AckOn {
+    h.msg(CallMsg::Ack {
         call_id: "caller-call-id".into(),
         sdp: Some(b"v=0 stray".to_vec().into_boxed_slice()),
     });
@@ -4814,7 +4881,10 @@ fn an_unchanged_reinvite_is_answered_not_passed_on() {
     let mut h = Harness::start_full(BRIDGE_ONE, caller_invite(&[]), FakeEnv::default(), true);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let callee_cid = call_id(&h.invites()[0]);
     let to_callee = |h: &Harness| h.requests_in(&Method::Invite, &callee_cid).len();
     let to_caller = |h: &Harness| h.requests_in(&Method::Invite, "caller-call-id").len();
@@ -4857,7 +4927,10 @@ fn a_reinvite_tandem_cannot_answer_gets_488_and_refreshes_nothing() {
         let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
         h.advance(10 * MS);
         h.callee(0, 200, "calleetag");
-        h.msg(CallMsg::Ack { sdp: None });
+        h.msg(CallMsg::Ack {
+            call_id: "caller-call-id".into(),
+            sdp: None,
+        });
         let callee_cid = call_id(&h.invites()[0]);
         let offered_on = |h: &Harness| h.requests_in(&Method::Invite, &callee_cid).len();
         let before = offered_on(&h);
@@ -4878,7 +4951,10 @@ fn a_reinvite_tandem_cannot_answer_gets_488_and_refreshes_nothing() {
     let mut h = Harness::start_full(BRIDGE_ONE, caller_invite(&[]), FakeEnv::default(), true);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let reinvite = h
         .callee_request(Method::Invite, 50)
         .body("application/sdp", UNUSABLE_SDP.to_vec())
@@ -4905,11 +4981,14 @@ fn a_callee_that_never_acks_its_reinvites_200_loses_the_bridge_not_the_call() {
     let mut h = Harness::start(BRIDGE_ONE);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack { sdp: None });
+    h.msg(CallMsg::Ack {
+        call_id: "caller-call-id".into(),
+        sdp: None,
+    });
     let callee_cid = call_id(&h.invites()[0]);
     let reinvite = h.callee_request(Method::Invite, 50).build();
     h.request_from(reinvite, peer("127.0.0.21:5060"));
-    h.msg(CallMsg::AckTimeoutOn {
+    h.msg(CallMsg::AckTimeout {
         call_id: callee_cid.clone(),
         was_2xx: true,
     });
@@ -4920,7 +4999,7 @@ fn a_callee_that_never_acks_its_reinvites_200_loses_the_bridge_not_the_call() {
     let mut h = Harness::start(BRIDGE_ONE);
     h.advance(10 * MS);
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::AckTimeoutOn {
+    h.msg(CallMsg::AckTimeout {
         call_id: "caller-call-id".into(),
         was_2xx: true,
     });
