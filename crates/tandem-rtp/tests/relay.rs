@@ -51,6 +51,13 @@ async fn next_event(rx: &mut mpsc::Receiver<MediaEvent>) -> MediaEvent {
         .expect("channel open")
 }
 
+/// No media event comes within `ms`.
+async fn quiet_for(rx: &mut mpsc::Receiver<MediaEvent>, ms: u64) -> bool {
+    tokio::time::timeout(Duration::from_millis(ms), rx.recv())
+        .await
+        .is_err()
+}
+
 /// Two legs bridged, both endpoints latched, receive buffers empty.
 async fn bridged(base: u16) -> (tandem_rtp::PortPool, Leg, Leg, Endpoint, Endpoint) {
     let pool = pool(base, 4);
@@ -479,11 +486,7 @@ async fn media_timeout_fires_once_and_resume_is_reported() {
     );
     assert!(t0.elapsed() >= Duration::from_millis(150));
     // Once only.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), erx.recv())
-            .await
-            .is_err()
-    );
+    assert!(quiet_for(&mut erx, 300).await);
     ea.send(a.local_rtp_addr(), 0, &[0; 160]).await;
     assert_eq!(
         next_event(&mut erx).await,
@@ -499,21 +502,13 @@ async fn media_timeout_fires_once_and_resume_is_reported() {
     let mut m = media(ea.addr(), Codec::Pcmu, 0, None);
     m.remote_direction = Direction::RecvOnly;
     a.set_media(&m);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), erx.recv())
-            .await
-            .is_err()
-    );
+    assert!(quiet_for(&mut erx, 300).await);
     // Holding (`sendonly`) and silent, as many phones are on hold: no
     // timeout either (regression: a call held longer than the media
     // timeout was hung up).
     m.remote_direction = Direction::SendOnly;
     a.set_media(&m);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), erx.recv())
-            .await
-            .is_err()
-    );
+    assert!(quiet_for(&mut erx, 300).await);
     // Resumed (`sendrecv`) and still silent: the timeout runs again, from
     // the resume.
     m.remote_direction = Direction::SendRecv;

@@ -1225,12 +1225,7 @@ fn a_call_log_keeps_no_digest_response() {
     );
     let invite = caller_invite(&[("Authorization", &credentials)]);
     let mut h = Harness::start_full(BRIDGE_ONE, invite, FakeEnv::default(), true);
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let info = h
         .callee_request(Method::Info, 60)
         .header(Header::ProxyAuthorization(
@@ -1276,12 +1271,7 @@ fn a_bye_with_the_call_id_but_other_tags_gets_481() {
     let mut h = Harness::start(
         r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
     );
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let forged = |from: &str, to: String, call_id: &str| {
         RequestBuilder::new(
             Method::Bye,
@@ -1345,12 +1335,7 @@ fn in_dialog_requests_over_udp_come_from_the_dialogs_peer() {
         false,
         Arc::new(cfg),
     );
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let callee_cid = call_id(&h.invites()[0]);
     let callee_bye = |cseq: u32, local_tag: &str| {
         RequestBuilder::new(
@@ -1711,12 +1696,7 @@ fn a_refer_from_either_party_is_declined_not_silently_accepted() {
     let mut h = Harness::start(
         r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
     );
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let refer = |from: &str, to: String, call_id: &str, via: &str, cseq: u32| {
         RequestBuilder::new(
             Method::Refer,
@@ -1761,6 +1741,22 @@ fn a_refer_from_either_party_is_declined_not_silently_accepted() {
 }
 
 impl Harness {
+    /// The caller's ACK to Tandem's 2xx, without SDP.
+    fn caller_ack(&mut self) {
+        self.msg(CallMsg::Ack {
+            call_id: "caller-call-id".into(),
+            sdp: None,
+        });
+    }
+
+    /// Branch 0's callee answers 10 ms in and the caller ACKs: the call is
+    /// bridged.
+    fn bridged(&mut self) {
+        self.advance(10 * MS);
+        self.callee(0, 200, "calleetag");
+        self.caller_ack();
+    }
+
     /// A request in bridged branch 0's dialog, from the callee (its tags).
     fn callee_request(&self, method: Method, cseq: u32) -> RequestBuilder {
         let callee_cid = call_id(&self.invites()[0]);
@@ -1858,12 +1854,7 @@ const REFER_DIAL: &str = r#"<Response><Dial action="/action" referUrl="/refer"><
 #[test]
 fn a_callees_refer_moves_the_caller_to_the_refer_urls_document() {
     let mut h = Harness::start(REFER_DIAL);
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     h.advance(5 * SEC);
     h.callee_refer(20, Some("<sip:+15557770000@127.0.0.30?X-Ticket=42>"));
     assert_eq!(h.answered_cseq(20), [202]);
@@ -1923,12 +1914,7 @@ fn a_callees_refer_moves_the_caller_to_the_refer_urls_document() {
 #[test]
 fn a_failed_refer_url_leaves_the_bridge_up() {
     let mut h = Harness::start(REFER_DIAL);
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     h.callee_refer(20, Some("<sip:b@127.0.0.30>"));
     h.msg(CallMsg::ReferFetched(Box::new(Err("HTTP 500".into()))));
     assert_eq!(
@@ -2003,12 +1989,7 @@ fn a_callers_refer_hands_the_callee_to_the_refer_urls_document() {
     let mut h = Harness::start(
         r#"<Response><Dial action="/action" referUrl="/refer"><Sip statusCallback="/child" statusCallbackEvent="completed">sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
     );
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let parent = h.call.sid.clone();
     let callee_cid = call_id(&h.invites()[0]);
     let (caller_leg, callee_leg) = {
@@ -2102,10 +2083,7 @@ fn a_callers_refer_hands_the_callee_to_the_refer_urls_document() {
 fn a_callers_refer_that_cannot_be_carried_out_changes_nothing() {
     let mut h = Harness::start(REFER_DIAL);
     h.advance(10 * MS);
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.caller_ack();
     h.caller_refer(40, "<sip:target@127.0.0.30>");
     assert_eq!(h.answered_cseq(40), [603], "ringing: no bridge yet");
     h.callee(0, 200, "calleetag");
@@ -2128,12 +2106,7 @@ fn a_callers_refer_that_cannot_be_carried_out_changes_nothing() {
 #[test]
 fn a_transfer_call_log_replays_to_the_same_outputs() {
     let mut h = Harness::start_full(REFER_DIAL, caller_invite(&[]), FakeEnv::default(), true);
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     h.advance(SEC);
     h.callee_refer(20, Some("<sip:+15557770000@127.0.0.30>"));
     h.advance(30 * MS);
@@ -2181,12 +2154,7 @@ fn update_offers_are_answered_and_subscribe_is_a_bad_event() {
     let mut h = Harness::start(
         r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
     );
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let local_tag = h.call.local_tag.clone();
     let caller_req = |method: Method, cseq: u32, sdp: bool| {
         let b = RequestBuilder::new(
@@ -3322,12 +3290,7 @@ fn an_invite_with_replaces_takes_the_bridged_callees_place() {
     let mut h = Harness::start(
         r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
     );
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let callee_cid = call_id(&h.invites()[0]);
     let caller_leg = h.env.st().open[0];
     h.advance(3 * SEC);
@@ -3365,12 +3328,7 @@ fn an_invite_with_replaces_takes_the_callers_place() {
     let mut h = Harness::start(
         r#"<Response><Dial action="/action"><Sip>sip:a@127.0.0.21:5060</Sip></Dial></Response>"#,
     );
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let callee_leg = h.env.st().open[1];
     let replaces = format!("caller-call-id;to-tag={};from-tag=caller", h.call.local_tag);
     h.replacing_invite(&replaces);
@@ -3417,10 +3375,7 @@ fn an_invite_with_replaces_that_cannot_be_served_changes_nothing() {
     h.replacing_invite(&ringing);
     assert_eq!(h.answered_cseq(70), [603], "not bridged yet");
     h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.caller_ack();
     let replaces = h.callee_dialog();
     h.replacing_invite(&replaces.replace("calleetag", "other"));
     h.replacing_invite(&format!("{replaces};early-only"));
@@ -3437,12 +3392,7 @@ fn an_invite_with_replaces_that_cannot_be_served_changes_nothing() {
 #[test]
 fn a_sip_noun_with_replaces_sends_it_on() {
     let mut h = Harness::start(REFER_DIAL);
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let target = "sip:carol@127.0.0.30:5060?Replaces=abc%40127.0.0.30%3Bto-tag%3D1%3Bfrom-tag%3D2";
     h.callee_refer(20, Some(&format!("<{target}>")));
     assert_eq!(param(&h.refer_fetches()[0], "ReferTransferTarget"), target);
@@ -4392,12 +4342,7 @@ fn a_caller_that_stops_refreshing_is_hung_up_before_its_session_expires() {
     let mut invite = timer_invite(&[("Session-Expires", "90")]);
     invite.headers.push(Header::Require("timer".into()));
     let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let ok = &h.invite_answers()[0];
     assert_eq!(ok.status_code.code(), 200);
     assert_eq!(
@@ -4452,12 +4397,7 @@ fn tandem_refreshes_a_caller_that_asks_it_to_and_gives_up_when_unanswered() {
         let mut invite = timer_invite(&[("Session-Expires", "120;refresher=uas")]);
         invite.headers.push(Header::Allow(allow.into()));
         let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
-        h.advance(10 * MS);
-        h.callee(0, 200, "calleetag");
-        h.msg(CallMsg::Ack {
-            call_id: "caller-call-id".into(),
-            sdp: None,
-        });
+        h.bridged();
         let ok = &h.invite_answers()[0];
         assert_eq!(
             ok.headers.named("Session-Expires"),
@@ -4608,10 +4548,7 @@ fn a_callee_session_is_negotiated_refreshed_and_ended_by_a_481() {
         response: Box::new(ok),
         source: None,
     });
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.caller_ack();
     let cid = call_id(&second);
     h.advance(1800 * SECOND);
     let updates = h.requests_in(&Method::Update, &cid);
@@ -4781,10 +4718,7 @@ fn a_caller_without_an_offer_gets_tandems_and_answers_in_its_ack() {
     h.callee(0, 200, "calleetag");
     let ok = h.invite_answers()[0].clone();
     assert!(has_sdp(&ok.headers, &ok.body));
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.caller_ack();
     assert_eq!(h.byes_to_caller(), 1, "no answer in the ACK: BYE");
 }
 
@@ -4797,12 +4731,7 @@ fn a_caller_without_an_offer_gets_tandems_and_answers_in_its_ack() {
 #[test]
 fn a_callees_reinvite_without_sdp_gets_an_offer_and_its_ack_answers() {
     let mut h = Harness::start(BRIDGE_ONE);
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let callee_cid = call_id(&h.invites()[0]);
     let callee_leg = h.env.st().bridges[0].1;
     // The callee's 200 answered Tandem's INVITE offer already.
@@ -4879,12 +4808,7 @@ fn a_callees_reinvite_without_sdp_gets_an_offer_and_its_ack_answers() {
 #[test]
 fn an_unchanged_reinvite_is_answered_not_passed_on() {
     let mut h = Harness::start_full(BRIDGE_ONE, caller_invite(&[]), FakeEnv::default(), true);
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let callee_cid = call_id(&h.invites()[0]);
     let to_callee = |h: &Harness| h.requests_in(&Method::Invite, &callee_cid).len();
     let to_caller = |h: &Harness| h.requests_in(&Method::Invite, "caller-call-id").len();
@@ -4925,12 +4849,7 @@ fn a_reinvite_tandem_cannot_answer_gets_488_and_refreshes_nothing() {
     for usable in [false, true] {
         let invite = timer_invite(&[("Session-Expires", "90")]);
         let mut h = Harness::start_with(BRIDGE_ONE, invite, FakeEnv::default());
-        h.advance(10 * MS);
-        h.callee(0, 200, "calleetag");
-        h.msg(CallMsg::Ack {
-            call_id: "caller-call-id".into(),
-            sdp: None,
-        });
+        h.bridged();
         let callee_cid = call_id(&h.invites()[0]);
         let offered_on = |h: &Harness| h.requests_in(&Method::Invite, &callee_cid).len();
         let before = offered_on(&h);
@@ -4949,12 +4868,7 @@ fn a_reinvite_tandem_cannot_answer_gets_488_and_refreshes_nothing() {
     }
 
     let mut h = Harness::start_full(BRIDGE_ONE, caller_invite(&[]), FakeEnv::default(), true);
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let reinvite = h
         .callee_request(Method::Invite, 50)
         .body("application/sdp", UNUSABLE_SDP.to_vec())
@@ -4979,12 +4893,7 @@ fn a_reinvite_tandem_cannot_answer_gets_488_and_refreshes_nothing() {
 #[test]
 fn a_callee_that_never_acks_its_reinvites_200_loses_the_bridge_not_the_call() {
     let mut h = Harness::start(BRIDGE_ONE);
-    h.advance(10 * MS);
-    h.callee(0, 200, "calleetag");
-    h.msg(CallMsg::Ack {
-        call_id: "caller-call-id".into(),
-        sdp: None,
-    });
+    h.bridged();
     let callee_cid = call_id(&h.invites()[0]);
     let reinvite = h.callee_request(Method::Invite, 50).build();
     h.request_from(reinvite, peer("127.0.0.21:5060"));
